@@ -1,0 +1,165 @@
+"""Symbolic differentiation: derivative nodes are appended to the same graph.
+
+Reverse mode is the lecture's grad_table walk: visit nodes in reverse topological order; a
+node's gradient is the sum of the contributions its consumers sent it; its op's `vjp` rules
+turn that gradient into contributions for its own inputs. Broadcasting is undone by summing
+each contribution down to its input's shape. The walk is a loop, never a recursion.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from graphcomp.errors import GradientError
+from graphcomp.ir import derivative_order, topological_order
+from graphcomp.ops import elementwise as ew
+from graphcomp.ops import reduce as rd
+from graphcomp.shapes import format_shape
+from graphcomp.tensor import Tensor, as_tensor, constant
+
+
+def _as_list(value, what):
+    """(list of tensors, function that restores the caller's structure)."""
+    if isinstance(value, Tensor):
+        return [value], lambda results: results[0]
+    if isinstance(value, (list, tuple)):
+        kind = type(value)
+        return list(value), lambda results: kind(results)
+    raise TypeError(f"{what} must be a tensor or a list/tuple of tensors, got {type(value).__name__}")
+
+
+def _is_float(dtype):
+    return np.issubdtype(dtype, np.inexact)
+
+
+def _check_wrt(wrt, caller):
+    for position, w in enumerate(wrt):
+        if not isinstance(w, Tensor):
+            raise TypeError(f"{caller}: wrt[{position}] is a {type(w).__name__}, not a tensor")
+        if not _is_float(w.dtype):
+            raise GradientError(
+                f"{caller}: cannot differentiate with respect to {w.describe()}: its dtype {w.dtype} is not "
+                "floating point (build it as float, e.g. gc.placeholder(shape, dtype='float64'))"
+            )
+
+
+def _fit_to_input(contribution, target):
+    """A vjp result summed down to the input's shape and cast to its dtype."""
+    static_equal = contribution.shape == target.shape and None not in target.shape
+    if not static_equal:
+        contribution = rd.sum_to(contribution, target)
+    if contribution.dtype != target.dtype:
+        contribution = ew.cast(contribution, target.dtype)
+    return contribution
+
+
+def _sum_contributions(contributions):
+    total = contributions[0]
+    for term in contributions[1:]:
+        total = total + term
+    return total
+
+
+def _nodes_reached_from(wrt, order):
+    """Nodes in `order` that carry a gradient from `wrt`: float-valued, differentiable paths."""
+    reached = set(wrt)
+    for node in order:
+        if node in reached or not node.op.differentiable or not _is_float(node.dtype):
+            continue
+        if any(parent in reached for parent in node.inputs):
+            reached.add(node)
+    return reached
+
+
+def backpropagate(outputs, cotangents, wrt):
+    """The grad_table walk: sum over outputs of cotangent-weighted derivatives, per wrt tensor.
+
+    Returns one tensor per `wrt` entry (zeros where the outputs do not depend on it).
+    """
+    order = topological_order(outputs)
+    reached = _nodes_reached_from(wrt, order)
+    grad_table = {}
+    for out, cotangent in zip(outputs, cotangents):
+        if out in reached:
+            grad_table.setdefault(out, []).append(_fit_to_input(cotangent, out))
+    wanted = set(wrt)
+    results = {}
+    new_order = 1 + max((node.derivative_order for node in order), default=0)
+    with derivative_order(new_order):
+        for node in reversed(order):
+            contributions = grad_table.pop(node, None)
+            if contributions is None:
+                continue
+            gradient = _sum_contributions(contributions)
+            if node in wanted:
+                results[node] = gradient
+            for index, parent in enumerate(node.inputs):
+                if parent not in reached:
+                    continue
+                rule = node.op.vjp_rule(index)
+                if rule is None:
+                    continue  # this input only lends its shape (or has no gradient by definition)
+                contribution = rule(gradient, node, *node.inputs)
+                grad_table.setdefault(parent, []).append(_fit_to_input(contribution, parent))
+        return [results[w] if w in results else ew.zeros_like(w) for w in wrt]
+
+
+def grad(cost, wrt):
+    """Gradient of a scalar `cost` with respect to `wrt` (a tensor or a list/tuple of them)."""
+    if not isinstance(cost, Tensor):
+        raise TypeError(f"grad: cost must be a tensor, got {type(cost).__name__}")
+    if cost.shape != ():
+        raise ValueError(
+            f"grad: cost must be a scalar, got shape {format_shape(cost.shape)} from {cost.describe()}; "
+            "reduce it first (e.g. .sum() or .mean()), or use gc.vjp for non-scalar outputs"
+        )
+    if not _is_float(cost.dtype):
+        raise GradientError(f"grad: cost {cost.describe()} is not floating point")
+    wrt_list, restore = _as_list(wrt, "grad: wrt")
+    _check_wrt(wrt_list, "grad")
+    seed = constant(1, dtype=cost.dtype)
+    return restore(backpropagate([cost], [seed], wrt_list))
+
+
+def vjp(outputs, wrt, cotangents):
+    """Reverse-mode product: sum_k J_k^T u_k for outputs y_k with cotangents u_k (same structure)."""
+    output_list, _ = _as_list(outputs, "vjp: outputs")
+    cotangent_list, _ = _as_list(cotangents, "vjp: cotangents") if not isinstance(outputs, Tensor) \
+        else ([cotangents], None)
+    if len(cotangent_list) != len(output_list):
+        raise ValueError(f"vjp: {len(output_list)} outputs but {len(cotangent_list)} cotangents")
+    cotangent_list = [_matching(c, y, "vjp", "cotangent") for c, y in zip(cotangent_list, output_list)]
+    wrt_list, restore = _as_list(wrt, "vjp: wrt")
+    _check_wrt(wrt_list, "vjp")
+    return restore(backpropagate(output_list, cotangent_list, wrt_list))
+
+
+def _matching(value, like, caller, what):
+    """`value` as a tensor with `like`'s shape and dtype (arrays become constants)."""
+    tensor = as_tensor(value, dtype=None if isinstance(value, Tensor) else like.dtype)
+    compatible = len(tensor.shape) == len(like.shape) and all(
+        a is None or b is None or a == b for a, b in zip(tensor.shape, like.shape))
+    if not compatible:
+        raise ValueError(f"{caller}: {what} has shape {format_shape(tensor.shape)} but {like.describe()} "
+                         f"has shape {format_shape(like.shape)}")
+    return tensor
+
+
+def _inner_product(xs, ys):
+    return _sum_contributions([rd.sum_(x * y) for x, y in zip(xs, ys)])
+
+
+def hvp(cost, wrt, vectors, mode="auto"):
+    """Hessian-vector product(s) H v of a scalar cost; `wrt` and `vectors` of equal structure.
+
+    "rev-rev" differentiates <grad cost, v> once more (Hv = grad((grad f)^T v)).
+    """
+    wrt_list, restore = _as_list(wrt, "hvp: wrt")
+    vector_list = [vectors] if isinstance(wrt, Tensor) else _as_list(vectors, "hvp: vectors")[0]
+    if len(vector_list) != len(wrt_list):
+        raise ValueError(f"hvp: {len(wrt_list)} wrt tensors but {len(vector_list)} vectors")
+    vector_list = [_matching(v, w, "hvp", "vector") for v, w in zip(vector_list, wrt_list)]
+    if mode not in ("auto", "rev-rev"):
+        raise ValueError(f"hvp: unknown mode {mode!r}; choose 'auto' or 'rev-rev'")
+    gradients = grad(cost, wrt_list)
+    return restore(grad(_inner_product(gradients, vector_list), wrt_list))

@@ -1,0 +1,238 @@
+"""The graph IR: immutable nodes, graphs of them, and the traversals every pass uses.
+
+This module knows no specific op. A node records which op computes it, its inputs, its
+attributes, its inferred shape and dtype, and the line of user code that built it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import linecache
+import os
+import sys
+from types import MappingProxyType
+
+import networkx as nx
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_node_counter = itertools.count()
+_scope_stack: list[str] = []
+_derivative_order = [0]
+
+
+class SourceLocation:
+    """Where user code built a node: file, line and function."""
+
+    __slots__ = ("filename", "lineno", "function")
+
+    def __init__(self, filename, lineno, function):
+        self.filename = filename
+        self.lineno = lineno
+        self.function = function
+
+    @property
+    def code(self):
+        """The text of the line, when the file can be read."""
+        return linecache.getline(self.filename, self.lineno).strip()
+
+    def __str__(self):
+        code = self.code
+        where = f"{self.filename}:{self.lineno} in {self.function}"
+        return f"{where}: `{code}`" if code else where
+
+    def __repr__(self):
+        return f"SourceLocation({self.filename!r}, {self.lineno}, {self.function!r})"
+
+
+def user_source_location():
+    """The innermost stack frame outside the graphcomp package (the user's line)."""
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame = frame.f_back
+    if frame is None:
+        return None
+    return SourceLocation(frame.f_code.co_filename, frame.f_lineno, frame.f_code.co_name)
+
+
+@contextlib.contextmanager
+def name_scope(name):
+    """Group the nodes built inside the block under `name` (nested scopes join with '/')."""
+    if not isinstance(name, str) or not name or "/" in name:
+        raise ValueError(f"name_scope needs a non-empty name without '/', got {name!r}")
+    _scope_stack.append(name)
+    try:
+        yield "/".join(_scope_stack)
+    finally:
+        _scope_stack.pop()
+
+
+def current_scope():
+    """The '/'-joined name scope that new nodes are built in ('' at top level)."""
+    return "/".join(_scope_stack)
+
+
+@contextlib.contextmanager
+def derivative_order(order):
+    """Tag nodes built inside the block as derivative nodes of the given order."""
+    previous = _derivative_order[0]
+    _derivative_order[0] = order
+    try:
+        yield
+    finally:
+        _derivative_order[0] = previous
+
+
+class Node:
+    """One value in a static graph: `op(*inputs, **attrs)` with a known shape and dtype.
+
+    Nodes are immutable once built. Equality and hashing are by identity, so nodes work as
+    dictionary keys; `structural_key` gives the (op, inputs, attrs) identity that
+    common-subexpression elimination uses.
+    """
+
+    __slots__ = (
+        "op", "inputs", "attrs", "shape", "dtype", "name", "source", "scope",
+        "derivative_order", "payload", "id", "__weakref__",
+    )
+
+    def __init__(self, op, inputs, attrs, shape, dtype, name=None, source=None, payload=None):
+        set_ = object.__setattr__
+        set_(self, "op", op)
+        set_(self, "inputs", tuple(inputs))
+        set_(self, "attrs", MappingProxyType(dict(attrs)))
+        set_(self, "shape", tuple(shape))
+        set_(self, "dtype", dtype)
+        set_(self, "name", name)
+        set_(self, "source", source if source is not None else user_source_location())
+        set_(self, "scope", current_scope())
+        set_(self, "derivative_order", _derivative_order[0])
+        set_(self, "payload", payload)
+        set_(self, "id", next(_node_counter))
+
+    def __setattr__(self, key, value):
+        raise AttributeError(f"graph nodes are immutable (tried to set {key!r})")
+
+    @property
+    def ndim(self):
+        return len(self.shape)
+
+    @property
+    def structural_key(self):
+        """(op, inputs, attrs): two nodes with equal keys compute the same value."""
+        return (self.op.name, tuple(i.id for i in self.inputs), tuple(sorted(self.attrs.items())))
+
+    def describe(self):
+        """A one-line description: op, shape, dtype and where it was built."""
+        shape = "(" + ", ".join("?" if d is None else str(d) for d in self.shape) + ("," if len(self.shape) == 1 else "") + ")"
+        label = f"{self.op.name}" + (f" {self.name!r}" if self.name else "")
+        where = f" built at {self.source}" if self.source is not None else ""
+        return f"{label} {shape} {self.dtype}{where}"
+
+
+def topological_order(outputs):
+    """All nodes that `outputs` depend on, each after its inputs (stable, no recursion)."""
+    order = []
+    seen = set()
+    for root in outputs:
+        if root in seen:
+            continue
+        stack = [(root, iter(root.inputs))]
+        seen.add(root)
+        while stack:
+            node, pending = stack[-1]
+            for child in pending:
+                if child not in seen:
+                    seen.add(child)
+                    stack.append((child, iter(child.inputs)))
+                    break
+            else:
+                stack.pop()
+                order.append(node)
+    return order
+
+
+class Graph:
+    """The static graph that computes `outputs`: nodes in topological order, consumers, leaves."""
+
+    def __init__(self, outputs, nodes=None):
+        self.outputs = tuple(outputs)
+        self.nodes = tuple(nodes) if nodes is not None else tuple(topological_order(self.outputs))
+        consumers = {node: [] for node in self.nodes}
+        for node in self.nodes:
+            for parent in node.inputs:
+                if node not in consumers[parent]:
+                    consumers[parent].append(node)
+        self.consumers = consumers
+
+    @classmethod
+    def from_outputs(cls, outputs):
+        """The graph of everything `outputs` (a tensor or a list of tensors) depend on."""
+        if isinstance(outputs, Node):
+            outputs = [outputs]
+        outputs = list(outputs)
+        for position, out in enumerate(outputs):
+            if not isinstance(out, Node):
+                raise TypeError(f"Graph.from_outputs: output {position} is a {type(out).__name__}, not a tensor")
+        return cls(outputs)
+
+    @property
+    def placeholders(self):
+        return [n for n in self.nodes if n.op.name == "placeholder"]
+
+    @property
+    def variables(self):
+        return [n for n in self.nodes if n.op.name == "variable"]
+
+    @property
+    def constants(self):
+        return [n for n in self.nodes if n.op.name == "constant"]
+
+    def __len__(self):
+        return len(self.nodes)
+
+    def __iter__(self):
+        return iter(self.nodes)
+
+    def __contains__(self, node):
+        return node in self.consumers
+
+    def __repr__(self):
+        return f"<Graph: {len(self.nodes)} nodes, {len(self.outputs)} outputs>"
+
+    def to_networkx(self):
+        """A networkx.DiGraph with one vertex per node (keyed by node id), edges input -> consumer."""
+        graph = nx.DiGraph()
+        for node in self.nodes:
+            graph.add_node(
+                node.id, node=node, op=node.op.name, shape=node.shape, dtype=str(node.dtype),
+                name=node.name, scope=node.scope, derivative_order=node.derivative_order,
+            )
+        for node in self.nodes:
+            for position, parent in enumerate(node.inputs):
+                graph.add_edge(parent.id, node.id, position=position)
+        return graph
+
+    def _repr_svg_(self):
+        from graphcomp import viz
+
+        return viz.svg_or_none(self)
+
+
+def get_operation(variable):
+    """The operation that computes `variable` (the lecture's get_operation)."""
+    return variable.op
+
+
+def get_consumers(variable, graph):
+    """The nodes of `graph` that take `variable` as an input (the lecture's get_consumers)."""
+    if variable not in graph:
+        raise KeyError(f"{variable.describe()} is not in this graph")
+    return list(graph.consumers[variable])
+
+
+def get_inputs(variable, graph=None):
+    """The nodes `variable` is computed from (the lecture's get_inputs)."""
+    if graph is not None and variable not in graph:
+        raise KeyError(f"{variable.describe()} is not in this graph")
+    return list(variable.inputs)

@@ -1,0 +1,256 @@
+"""Elementwise ops: NumPy broadcasting and dtype promotion, one record per op.
+
+Each reverse rule returns the cotangent at the broadcast shape of the op's output; the
+differentiation pass sums it back to the input's own shape ("undo broadcasting").
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from graphcomp.ops import OpDef, register
+from graphcomp.shapes import broadcast_shapes
+from graphcomp.tensor import apply, constant, promote_operands
+
+
+@functools.lru_cache(maxsize=4096)
+def _numpy_result_dtype(impl, dtypes, attrs):
+    """The dtype NumPy itself gives for `impl` on inputs of these dtypes."""
+    samples = [np.ones((), dtype) for dtype in dtypes]
+    with np.errstate(all="ignore"):
+        return np.asarray(impl(*samples, **dict(attrs))).dtype
+
+
+def _infer_with(impl):
+    def infer(*inputs, **attrs):
+        shape = broadcast_shapes(*(x.shape for x in inputs), op=_infer_names[impl])
+        dtype = _numpy_result_dtype(impl, tuple(x.dtype for x in inputs), tuple(sorted(attrs.items())))
+        return shape, dtype
+    return infer
+
+
+_infer_names: dict = {}
+
+
+def _elementwise(name, impl, vjp=None, differentiable=True, doc=""):
+    _infer_names[impl] = name
+    return register(OpDef(name, impl, _infer_with(impl), vjp=vjp, kind="elementwise",
+                          differentiable=differentiable, doc=doc))
+
+
+def zero_like_scalar(t):
+    """A scalar 0 of `t`'s dtype (broadcasts inside elementwise ops)."""
+    return constant(0, dtype=t.dtype)
+
+
+def mask(condition, like):
+    """A boolean condition as 0/1 values of `like`'s dtype."""
+    return cast(condition, like.dtype)
+
+
+# numerically stable NumPy kernels -------------------------------------------------------------
+
+def _sigmoid(x):
+    """1 / (1 + exp(-x)) without overflow: exp is only ever taken of -|x|."""
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+
+
+def _softplus(x):
+    """log(1 + exp(x)) without overflow."""
+    return np.logaddexp(0, x)
+
+
+def _relu(x):
+    return np.maximum(x, 0)
+
+
+def _leaky_relu(x, alpha):
+    return np.where(x > 0, x, alpha * x)
+
+
+def _clip(x, lo, hi):
+    return np.clip(x, lo, hi)
+
+
+def _cast(x, dtype):
+    return np.asarray(x).astype(dtype, copy=False)
+
+
+def _zeros_like(x):
+    return np.zeros_like(x)
+
+
+# arithmetic -----------------------------------------------------------------------------------
+
+ADD = _elementwise("add", np.add, vjp=(lambda g, out, x, y: g, lambda g, out, x, y: g))
+SUBTRACT = _elementwise("subtract", np.subtract, vjp=(lambda g, out, x, y: g, lambda g, out, x, y: -g))
+MULTIPLY = _elementwise("multiply", np.multiply,
+                        vjp=(lambda g, out, x, y: g * y, lambda g, out, x, y: g * x))
+DIVIDE = _elementwise("divide", np.true_divide,
+                      vjp=(lambda g, out, x, y: g / y, lambda g, out, x, y: -g * out / y))
+NEGATIVE = _elementwise("negative", np.negative, vjp=(lambda g, out, x: -g,))
+
+
+def _power_vjp_base(g, out, x, y):
+    return g * y * power(x, y - 1)
+
+
+def _power_vjp_exponent(g, out, x, y):
+    # d(x**y)/dy = x**y log x; at x == 0 the limit is 0 (log is taken of 1 there).
+    safe_base = where(equal(x, zero_like_scalar(x)), constant(1, dtype=x.dtype), x)
+    return g * out * log(safe_base)
+
+
+POWER = _elementwise("power", np.power, vjp=(_power_vjp_base, _power_vjp_exponent))
+
+
+def _select_vjp(first_wins):
+    """maximum/minimum: the gradient goes to the winner; ties split it evenly."""
+    def rule_first(g, out, x, y):
+        wins = greater(x, y) if first_wins else less(x, y)
+        return g * (mask(wins, g) + 0.5 * mask(equal(x, y), g))
+
+    def rule_second(g, out, x, y):
+        wins = less(x, y) if first_wins else greater(x, y)
+        return g * (mask(wins, g) + 0.5 * mask(equal(x, y), g))
+    return (rule_first, rule_second)
+
+
+MAXIMUM = _elementwise("maximum", np.maximum, vjp=_select_vjp(True))
+MINIMUM = _elementwise("minimum", np.minimum, vjp=_select_vjp(False))
+WHERE = _elementwise("where", np.where, vjp=(
+    None,
+    lambda g, out, c, x, y: where(c, g, zero_like_scalar(g)),
+    lambda g, out, c, x, y: where(c, zero_like_scalar(g), g),
+))
+
+# unary functions ------------------------------------------------------------------------------
+
+EXP = _elementwise("exp", np.exp, vjp=(lambda g, out, x: g * out,))
+LOG = _elementwise("log", np.log, vjp=(lambda g, out, x: g / x,))
+LOG1P = _elementwise("log1p", np.log1p, vjp=(lambda g, out, x: g / (1 + x),))
+EXPM1 = _elementwise("expm1", np.expm1, vjp=(lambda g, out, x: g * (out + 1),))
+SQRT = _elementwise("sqrt", np.sqrt, vjp=(lambda g, out, x: g * 0.5 / out,))
+SQUARE = _elementwise("square", np.square, vjp=(lambda g, out, x: g * 2 * x,))
+ABS = _elementwise("abs", np.abs, vjp=(lambda g, out, x: g * sign(x),))
+SIGN = _elementwise("sign", np.sign, differentiable=False)
+TANH = _elementwise("tanh", np.tanh, vjp=(lambda g, out, x: g * (1 - square(out)),))
+SIN = _elementwise("sin", np.sin, vjp=(lambda g, out, x: g * cos(x),))
+COS = _elementwise("cos", np.cos, vjp=(lambda g, out, x: -g * sin(x),))
+SIGMOID = _elementwise("sigmoid", _sigmoid, vjp=(lambda g, out, x: g * out * (1 - out),))
+SOFTPLUS = _elementwise("softplus", _softplus, vjp=(lambda g, out, x: g * sigmoid(x),))
+RELU = _elementwise("relu", _relu, vjp=(lambda g, out, x: g * mask(greater(x, zero_like_scalar(x)), g),))
+LEAKY_RELU = _elementwise("leaky_relu", _leaky_relu, vjp=(
+    lambda g, out, x: where(greater(x, zero_like_scalar(x)), g, g * out.attrs["alpha"]),))
+
+
+def _clip_vjp(g, out, x):
+    # The gradient passes where lo <= x <= hi and is zero outside.
+    zero = zero_like_scalar(g)
+    below_kept = where(less(x, constant(out.attrs["lo"], dtype=x.dtype)), zero, g)
+    return where(greater(x, constant(out.attrs["hi"], dtype=x.dtype)), zero, below_kept)
+
+
+CLIP = _elementwise("clip", _clip, vjp=(_clip_vjp,))
+CAST = _elementwise("cast", _cast, vjp=(lambda g, out, x: cast(g, x.dtype),))
+ZEROS_LIKE = _elementwise("zeros_like", _zeros_like, differentiable=False)
+
+# comparisons (boolean results, no gradient) ---------------------------------------------------
+
+LESS = _elementwise("less", np.less, differentiable=False)
+LESS_EQUAL = _elementwise("less_equal", np.less_equal, differentiable=False)
+GREATER = _elementwise("greater", np.greater, differentiable=False)
+GREATER_EQUAL = _elementwise("greater_equal", np.greater_equal, differentiable=False)
+EQUAL = _elementwise("equal", np.equal, differentiable=False)
+
+
+# builder functions (the public API) -----------------------------------------------------------
+
+def _binary(op):
+    def build(x, y):
+        return apply(op, *promote_operands(x, y))
+    build.__name__ = op.name
+    build.__doc__ = f"Elementwise {op.name}(x, y) with NumPy broadcasting and dtype promotion."
+    return build
+
+
+def _unary(op):
+    def build(x):
+        return apply(op, *promote_operands(x))
+    build.__name__ = op.name
+    build.__doc__ = f"Elementwise {op.name}(x)."
+    return build
+
+
+add = _binary(ADD)
+subtract = _binary(SUBTRACT)
+multiply = _binary(MULTIPLY)
+divide = _binary(DIVIDE)
+power = _binary(POWER)
+maximum = _binary(MAXIMUM)
+minimum = _binary(MINIMUM)
+less = _binary(LESS)
+less_equal = _binary(LESS_EQUAL)
+greater = _binary(GREATER)
+greater_equal = _binary(GREATER_EQUAL)
+equal = _binary(EQUAL)
+negative = _unary(NEGATIVE)
+exp = _unary(EXP)
+log = _unary(LOG)
+log1p = _unary(LOG1P)
+expm1 = _unary(EXPM1)
+sqrt = _unary(SQRT)
+square = _unary(SQUARE)
+absolute = _unary(ABS)
+sign = _unary(SIGN)
+tanh = _unary(TANH)
+sin = _unary(SIN)
+cos = _unary(COS)
+sigmoid = _unary(SIGMOID)
+softplus = _unary(SOFTPLUS)
+relu = _unary(RELU)
+zeros_like = _unary(ZEROS_LIKE)
+
+
+def where(condition, x, y):
+    """Elementwise `x` where `condition` is true, else `y` (NumPy's three-argument where)."""
+    condition, x, y = promote_operands(condition, x, y)
+    if condition.dtype != np.bool_:
+        condition = cast(condition, np.bool_)
+    return apply(WHERE, condition, x, y)
+
+
+def leaky_relu(x, alpha=0.01):
+    """max(0, x) + alpha * min(0, x) with a fixed slope `alpha` (Maas et al., 2013)."""
+    (x,) = promote_operands(x)
+    return apply(LEAKY_RELU, x, alpha=float(alpha))
+
+
+def clip(x, lo, hi):
+    """Clamp to [lo, hi]; bounds may be numbers (an attribute) or tensors."""
+    (x,) = promote_operands(x)
+    if hasattr(lo, "op") or hasattr(hi, "op"):
+        return minimum(maximum(x, lo), hi)
+    if lo > hi:
+        raise ValueError(f"clip: lower bound {lo} is above upper bound {hi}")
+    return apply(CLIP, x, lo=float(lo), hi=float(hi))
+
+
+def hard_tanh(x):
+    """max(-1, min(1, x)): tanh's piecewise-linear stand-in."""
+    return clip(x, -1.0, 1.0)
+
+
+def cast(x, dtype):
+    """`x` converted to `dtype` (NumPy's astype)."""
+    (x,) = promote_operands(x)
+    dtype = np.dtype(dtype)
+    if x.dtype == dtype:
+        return x
+    return apply(CAST, x, dtype=dtype.str)
+
+
+abs = absolute  # noqa: A001 - NumPy's name for it

@@ -1,0 +1,63 @@
+"""Matrix products: `matmul` over vectors, matrices and broadcast batches (NumPy's `@`)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from graphcomp.errors import ShapeError
+from graphcomp.ops import OpDef, register
+from graphcomp.ops import reduce as rd
+from graphcomp.ops import shape as sh
+from graphcomp.shapes import broadcast_shapes, format_shape
+from graphcomp.tensor import apply, promote_operands
+
+
+def _matmul_infer(a, b):
+    if a.ndim == 0 or b.ndim == 0:
+        raise ShapeError(f"matmul: scalar operands are not allowed, got shapes "
+                         f"{format_shape(a.shape)} and {format_shape(b.shape)}; use multiply")
+    a_shape = (1,) + a.shape if a.ndim == 1 else a.shape
+    b_shape = b.shape + (1,) if b.ndim == 1 else b.shape
+    inner_a, inner_b = a_shape[-1], b_shape[-2]
+    if inner_a is not None and inner_b is not None and inner_a != inner_b:
+        raise ShapeError(f"matmul: shapes {format_shape(a.shape)} and {format_shape(b.shape)} are not aligned "
+                         f"({inner_a} != {inner_b})")
+    batch = broadcast_shapes(a_shape[:-2], b_shape[:-2], op="matmul")
+    shape = batch + (a_shape[-2], b_shape[-1])
+    if a.ndim == 1:
+        shape = shape[:-2] + shape[-1:]
+    if b.ndim == 1:
+        shape = shape[:-1]
+    return shape, np.result_type(a.dtype, b.dtype)
+
+
+def _as_matrices(g, a, b):
+    """Vectors promoted to matrices (as NumPy does inside matmul), with g reshaped to match."""
+    if a.ndim == 1:
+        a = sh.expand_dims(a, 0)
+        g = sh.expand_dims(g, g.ndim - 1)
+    if b.ndim == 1:
+        b = sh.expand_dims(b, 1)
+        g = sh.expand_dims(g, g.ndim)
+    return g, a, b
+
+
+def _matmul_vjp_left(g, out, a, b):
+    g, a_matrix, b_matrix = _as_matrices(g, a, b)
+    grad = matmul(g, sh.swap_last_axes(b_matrix))  # dL/dA = G B^T
+    return sh.reshape_like(rd.sum_to(grad, a_matrix), a)
+
+
+def _matmul_vjp_right(g, out, a, b):
+    g, a_matrix, b_matrix = _as_matrices(g, a, b)
+    grad = matmul(sh.swap_last_axes(a_matrix), g)  # dL/dB = A^T G
+    return sh.reshape_like(rd.sum_to(grad, b_matrix), b)
+
+
+MATMUL = register(OpDef("matmul", np.matmul, _matmul_infer,
+                        vjp=(_matmul_vjp_left, _matmul_vjp_right), kind="linalg"))
+
+
+def matmul(a, b):
+    """Matrix product with NumPy's rules for vectors and broadcast batches."""
+    return apply(MATMUL, *promote_operands(a, b))

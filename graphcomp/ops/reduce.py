@@ -1,0 +1,176 @@
+"""Reductions (sum, mean, max, min, logsumexp), softmax outputs, and the summing that undoes
+broadcasting in gradients (`sum_to`)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from graphcomp.ops import OpDef, register
+from graphcomp.ops import elementwise as ew
+from graphcomp.ops import shape as sh
+from graphcomp.shapes import normalize_axis, reduced_shape, size_of
+from graphcomp.tensor import apply, constant, promote_operands
+
+
+def _reduction_infer(numpy_fn, name):
+    def infer(x, axis, keepdims):
+        dtype = np.asarray(numpy_fn(np.ones((1,) * x.ndim, x.dtype), axis=axis, keepdims=keepdims)).dtype
+        return reduced_shape(x.shape, axis, keepdims), dtype
+    return infer
+
+
+def expand_reduced(g, out):
+    """`g`, shaped like the reduction `out`, with the reduced axes put back as size 1."""
+    if out.attrs["keepdims"]:
+        return g
+    return sh.expand_dims(g, out.attrs["axis"])
+
+
+def _sum_vjp(g, out, x):
+    return sh.broadcast_like(expand_reduced(g, out), x)
+
+
+def _mean_vjp(g, out, x):
+    return sh.broadcast_like(expand_reduced(g, out), x) / element_count(x, out.attrs["axis"], g.dtype)
+
+
+def _extremum_vjp(g, out, x):
+    # The gradient goes to the elements equal to the extremum, split evenly between ties.
+    hits = ew.mask(ew.equal(x, expand_reduced(out, out)), g)
+    ties = apply(SUM, hits, axis=out.attrs["axis"], keepdims=True)
+    return hits * (expand_reduced(g, out) / ties)
+
+
+def _logsumexp_impl(x, axis, keepdims):
+    peak = np.max(x, axis=axis, keepdims=True)
+    peak = np.where(np.isfinite(peak), peak, 0)
+    with np.errstate(divide="ignore"):
+        result = np.log(np.sum(np.exp(x - peak), axis=axis, keepdims=True)) + peak
+    return result if keepdims else np.squeeze(result, axis=axis)
+
+
+def _logsumexp_vjp(g, out, x):
+    return expand_reduced(g, out) * ew.exp(x - expand_reduced(out, out))
+
+
+SUM = register(OpDef("sum", np.sum, _reduction_infer(np.sum, "sum"), vjp=(_sum_vjp,), kind="reduce"))
+MEAN = register(OpDef("mean", np.mean, _reduction_infer(np.mean, "mean"), vjp=(_mean_vjp,), kind="reduce"))
+MAX = register(OpDef("max", np.max, _reduction_infer(np.max, "max"), vjp=(_extremum_vjp,), kind="reduce"))
+MIN = register(OpDef("min", np.min, _reduction_infer(np.min, "min"), vjp=(_extremum_vjp,), kind="reduce"))
+LOGSUMEXP = register(OpDef("logsumexp", _logsumexp_impl, _reduction_infer(_logsumexp_impl, "logsumexp"),
+                           vjp=(_logsumexp_vjp,), kind="reduce"))
+
+
+# softmax outputs ------------------------------------------------------------------------------
+
+def _softmax_impl(x, axis):
+    shifted = np.exp(x - np.max(x, axis=axis, keepdims=True))
+    return shifted / np.sum(shifted, axis=axis, keepdims=True)
+
+
+def _log_softmax_impl(x, axis):
+    shifted = x - np.max(x, axis=axis, keepdims=True)
+    return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+
+
+def _softmax_vjp(g, out, x):
+    axis = out.attrs["axis"]
+    return out * (g - apply(SUM, g * out, axis=(axis,), keepdims=True))
+
+
+def _log_softmax_vjp(g, out, x):
+    axis = out.attrs["axis"]
+    return g - ew.exp(out) * apply(SUM, g, axis=(axis,), keepdims=True)
+
+
+def _same_shape_float(x, axis):
+    return x.shape, np.result_type(x.dtype, np.float16)
+
+
+SOFTMAX = register(OpDef("softmax", _softmax_impl, _same_shape_float, vjp=(_softmax_vjp,), kind="reduce"))
+LOG_SOFTMAX = register(OpDef("log_softmax", _log_softmax_impl, _same_shape_float,
+                             vjp=(_log_softmax_vjp,), kind="reduce"))
+
+
+# undoing broadcasting -------------------------------------------------------------------------
+
+def _sum_to_impl(x, like):
+    """Sum `x` down to `like`'s shape: drop leading axes, then sum axes where `like` has 1."""
+    target = np.shape(like)
+    if np.shape(x) == target:
+        return x
+    leading = np.ndim(x) - len(target)
+    if leading:
+        x = np.sum(x, axis=tuple(range(leading)))
+    axes = tuple(i for i, d in enumerate(target) if d == 1 and x.shape[i] != 1)
+    return np.sum(x, axis=axes, keepdims=True) if axes else x
+
+
+def _sum_to_infer(x, like):
+    return like.shape, x.dtype
+
+
+SUM_TO = register(OpDef("sum_to", _sum_to_impl, _sum_to_infer,
+                        vjp=(lambda g, out, x, like: sh.broadcast_like(g, x), None), kind="reduce",
+                        doc="sum x down to the shape of `like` (undoes broadcasting)"))
+
+
+def _element_count_impl(x, axis, dtype):
+    return np.array(size_of(tuple(np.shape(x)[a] for a in axis)), dtype=dtype)
+
+
+ELEMENT_COUNT = register(OpDef("element_count", _element_count_impl,
+                               lambda x, axis, dtype: ((), np.dtype(dtype)),
+                               kind="reduce", differentiable=False,
+                               doc="number of elements of x along `axis`, known at run time"))
+
+
+def element_count(x, axis, dtype):
+    """How many elements of `x` the axes hold: a constant when static, else a run-time node."""
+    count = size_of(tuple(x.shape[a] for a in axis))
+    if count is not None:
+        return constant(count, dtype=dtype)
+    return apply(ELEMENT_COUNT, x, axis=tuple(axis), dtype=np.dtype(dtype).str)
+
+
+def sum_to(x, like):
+    """`x` summed down to `like`'s shape; nothing is built when the shapes are known equal."""
+    if x.shape == like.shape and all(d is not None for d in x.shape):
+        return x
+    return apply(SUM_TO, x, like)
+
+
+# builder functions ----------------------------------------------------------------------------
+
+def _reduction(op, name):
+    def build(x, axis=None, keepdims=False):
+        (x,) = promote_operands(x)
+        axes = normalize_axis(axis, x.ndim, op=name)
+        if op in (MAX, MIN) and any(x.shape[a] == 0 for a in axes):
+            raise ValueError(f"{name}: zero-size axis has no {name}imum")
+        return apply(op, x, axis=axes, keepdims=bool(keepdims))
+    build.__name__ = name
+    build.__doc__ = f"{name} over `axis` (int, tuple, negative or None for all), NumPy semantics."
+    return build
+
+
+sum_ = _reduction(SUM, "sum")
+mean = _reduction(MEAN, "mean")
+max_ = _reduction(MAX, "max")
+min_ = _reduction(MIN, "min")
+logsumexp = _reduction(LOGSUMEXP, "logsumexp")
+logsumexp.__doc__ = "log(sum(exp(x))) over `axis`, computed without overflow."
+
+
+def softmax(x, axis=-1):
+    """exp(x) / sum(exp(x)) along `axis`, computed without overflow."""
+    (x,) = promote_operands(x)
+    (axis,) = normalize_axis(axis, x.ndim, op="softmax")
+    return apply(SOFTMAX, x, axis=axis)
+
+
+def log_softmax(x, axis=-1):
+    """x - logsumexp(x) along `axis`, computed without overflow."""
+    (x,) = promote_operands(x)
+    (axis,) = normalize_axis(axis, x.ndim, op="log_softmax")
+    return apply(LOG_SOFTMAX, x, axis=axis)

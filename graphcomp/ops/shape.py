@@ -1,0 +1,357 @@
+"""Shape ops: reshape, transpose, broadcasting, joining, adding/removing axes, basic indexing."""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from graphcomp.errors import ShapeError
+from graphcomp.ops import OpDef, register
+from graphcomp.ops import reduce as rd
+from graphcomp.shapes import broadcast_shapes, format_shape, normalize_axis, size_of
+from graphcomp.tensor import apply, promote_operands
+
+
+def _same_dtype(shape_rule):
+    def infer(x, *rest, **attrs):
+        return shape_rule(x, *rest, **attrs), x.dtype
+    return infer
+
+
+# reshape --------------------------------------------------------------------------------------
+
+def _reshape_shape(x, shape):
+    known = size_of(x.shape)
+    if -1 in shape:
+        rest = size_of(tuple(d for d in shape if d != -1))
+        if known is None:
+            return tuple(None if d == -1 else d for d in shape)
+        if rest == 0 or known % rest:
+            raise ShapeError(f"reshape: cannot reshape {format_shape(x.shape)} into {format_shape(shape)}")
+        return tuple(known // rest if d == -1 else d for d in shape)
+    if known is not None and known != size_of(shape):
+        raise ShapeError(f"reshape: cannot reshape {format_shape(x.shape)} ({known} elements) "
+                         f"into {format_shape(shape)} ({size_of(shape)} elements)")
+    return tuple(shape)
+
+
+def _reshape_like_impl(x, like):
+    return np.reshape(x, np.shape(like))
+
+
+RESHAPE = register(OpDef("reshape", np.reshape, _same_dtype(_reshape_shape),
+                         vjp=(lambda g, out, x: reshape_like(g, x),), kind="shape"))
+RESHAPE_LIKE = register(OpDef("reshape_like", _reshape_like_impl, _same_dtype(lambda x, like: like.shape),
+                              vjp=(lambda g, out, x, like: reshape_like(g, x), None), kind="shape",
+                              doc="reshape x to the run-time shape of `like`"))
+
+
+def reshape(x, shape):
+    """`x` with a new shape holding the same elements (one -1 allowed, as in NumPy)."""
+    (x,) = promote_operands(x)
+    shape = (shape,) if isinstance(shape, numbers.Integral) else tuple(shape)
+    if any(not isinstance(d, numbers.Integral) or d < -1 for d in shape) or list(shape).count(-1) > 1:
+        raise ValueError(f"reshape: shape must be non-negative ints with at most one -1, got {shape!r}")
+    return apply(RESHAPE, x, shape=tuple(int(d) for d in shape))
+
+
+def reshape_like(x, like):
+    """`x` reshaped to `like`'s shape (resolved at run time when unknown)."""
+    if x.shape == like.shape and all(d is not None for d in x.shape):
+        return x
+    return apply(RESHAPE_LIKE, x, like)
+
+
+# transpose ------------------------------------------------------------------------------------
+
+def _transpose_shape(x, axes):
+    return tuple(x.shape[a] for a in axes)
+
+
+TRANSPOSE = register(OpDef("transpose", np.transpose, _same_dtype(_transpose_shape),
+                           vjp=(lambda g, out, x: transpose(g, tuple(np.argsort(out.attrs["axes"]).tolist())),),
+                           kind="shape"))
+
+
+def transpose(x, axes=None):
+    """Permute the axes (reverse them when `axes` is None)."""
+    (x,) = promote_operands(x)
+    if axes is None:
+        axes = tuple(reversed(range(x.ndim)))
+    axes = tuple(int(a) % x.ndim if x.ndim else int(a) for a in axes)
+    if sorted(axes) != list(range(x.ndim)):
+        raise ShapeError(f"transpose: axes {axes} are not a permutation of {x.ndim} axes")
+    if axes == tuple(range(x.ndim)):
+        return x
+    return apply(TRANSPOSE, x, axes=axes)
+
+
+def swap_last_axes(x):
+    """Transpose of the last two axes (matrix transpose over a batch)."""
+    axes = list(range(x.ndim))
+    axes[-2], axes[-1] = axes[-1], axes[-2]
+    return transpose(x, axes)
+
+
+# broadcasting ---------------------------------------------------------------------------------
+
+def _broadcast_to_shape(x, shape):
+    result = broadcast_shapes(x.shape, shape, op="broadcast_to")
+    if len(shape) < x.ndim or any(s is not None and r != s for r, s in zip(result, shape)):
+        raise ShapeError(f"broadcast_to: cannot broadcast {format_shape(x.shape)} to {format_shape(shape)}")
+    return tuple(shape)
+
+
+def _broadcast_like_impl(x, like):
+    return np.broadcast_to(x, np.shape(like))
+
+
+BROADCAST_TO = register(OpDef("broadcast_to", np.broadcast_to, _same_dtype(_broadcast_to_shape),
+                              vjp=(lambda g, out, x: rd.sum_to(g, x),), kind="shape"))
+BROADCAST_LIKE = register(OpDef("broadcast_like", _broadcast_like_impl,
+                                _same_dtype(lambda x, like: broadcast_shapes(x.shape, like.shape, op="broadcast_like")),
+                                vjp=(lambda g, out, x, like: rd.sum_to(g, x), None), kind="shape",
+                                doc="broadcast x to the run-time shape of `like`"))
+
+
+def broadcast_to(x, shape):
+    """`x` broadcast to `shape` (a read-only view, as in NumPy)."""
+    (x,) = promote_operands(x)
+    shape = (shape,) if isinstance(shape, numbers.Integral) else tuple(int(d) for d in shape)
+    return apply(BROADCAST_TO, x, shape=shape)
+
+
+def broadcast_like(x, like):
+    """`x` broadcast to `like`'s shape; nothing is built when the shapes are known equal."""
+    if x.shape == like.shape and all(d is not None for d in x.shape):
+        return x
+    return apply(BROADCAST_LIKE, x, like)
+
+
+# adding and removing axes ---------------------------------------------------------------------
+
+def _expand_dims_shape(x, axis):
+    shape = list(x.shape)
+    for a in axis:
+        shape.insert(a, 1)
+    return tuple(shape)
+
+
+def _squeeze_shape(x, axis):
+    for a in axis:
+        if x.shape[a] not in (1, None):
+            raise ShapeError(f"squeeze: axis {a} of {format_shape(x.shape)} has size {x.shape[a]}, not 1")
+    return tuple(d for i, d in enumerate(x.shape) if i not in axis)
+
+
+EXPAND_DIMS = register(OpDef("expand_dims", np.expand_dims, _same_dtype(_expand_dims_shape),
+                             vjp=(lambda g, out, x: squeeze(g, out.attrs["axis"]),), kind="shape"))
+SQUEEZE = register(OpDef("squeeze", np.squeeze, _same_dtype(_squeeze_shape),
+                         vjp=(lambda g, out, x: reshape_like(g, x),), kind="shape"))
+
+
+def expand_dims(x, axis):
+    """Insert size-1 axes at the positions `axis` (int or tuple) of the result."""
+    (x,) = promote_operands(x)
+    axes = normalize_axis(axis, x.ndim + (1 if isinstance(axis, int) else len(axis)), op="expand_dims")
+    return apply(EXPAND_DIMS, x, axis=axes)
+
+
+def squeeze(x, axis=None):
+    """Remove size-1 axes (all statically size-1 axes when `axis` is None)."""
+    (x,) = promote_operands(x)
+    if axis is None:
+        axes = tuple(i for i, d in enumerate(x.shape) if d == 1)
+    else:
+        axes = normalize_axis(axis, x.ndim, op="squeeze")
+    if not axes:
+        return x
+    return apply(SQUEEZE, x, axis=axes)
+
+
+# joining --------------------------------------------------------------------------------------
+
+def _concatenate_impl(*xs, axis):
+    return np.concatenate(xs, axis=axis)
+
+
+def _concatenate_infer(*xs, axis):
+    first = xs[0]
+    for other in xs[1:]:
+        if other.ndim != first.ndim:
+            raise ShapeError(f"concatenate: all inputs need the same number of dimensions, got "
+                             f"{', '.join(format_shape(x.shape) for x in xs)}")
+    shape = []
+    for i in range(first.ndim):
+        dims = [x.shape[i] for x in xs]
+        if i == axis:
+            shape.append(None if None in dims else sum(dims))
+            continue
+        known = {d for d in dims if d is not None}
+        if len(known) > 1:
+            raise ShapeError(f"concatenate: shapes {', '.join(format_shape(x.shape) for x in xs)} "
+                             f"differ outside axis {axis}")
+        shape.append(known.pop() if known else None)
+    return tuple(shape), np.result_type(*(x.dtype for x in xs))
+
+
+def _concatenate_part_impl(g, *xs, axis, index):
+    start = sum(np.shape(x)[axis] for x in xs[:index])
+    stop = start + np.shape(xs[index])[axis]
+    selector = (slice(None),) * axis + (slice(start, stop),)
+    return g[selector]
+
+
+def _concatenate_part_infer(g, *xs, axis, index):
+    return tuple(xs[index].shape), g.dtype
+
+
+def _concatenate_part_vjp(index):
+    if index != 0:
+        return None  # the other inputs only lend their shapes
+
+    def rule(g, out, whole, *xs):
+        # The slice is linear in `whole`: its transpose pads g with zeros back to full size.
+        from graphcomp.ops.elementwise import zeros_like
+        parts = [g if j == out.attrs["index"] else zeros_like(x) for j, x in enumerate(xs)]
+        return concatenate(parts, axis=out.attrs["axis"])
+    return rule
+
+
+CONCATENATE_PART = register(OpDef(
+    "concatenate_part", _concatenate_part_impl, _concatenate_part_infer,
+    vjp=_concatenate_part_vjp, kind="shape",
+    doc="the slice of a concatenation's gradient that belongs to input `index`"))
+
+
+def _concatenate_vjp(index):
+    def rule(g, out, *xs):
+        return apply(CONCATENATE_PART, g, *xs, axis=out.attrs["axis"], index=index)
+    return rule
+
+
+def _stack_impl(*xs, axis):
+    return np.stack(xs, axis=axis)
+
+
+def _stack_infer(*xs, axis):
+    shape = broadcast_shapes(*(x.shape for x in xs), op="stack")
+    if any(x.ndim != len(shape) or any(a is not None and b is not None and a != b
+                                       for a, b in zip(x.shape, shape)) for x in xs):
+        raise ShapeError(f"stack: all inputs need the same shape, got {', '.join(format_shape(x.shape) for x in xs)}")
+    shape = list(shape)
+    shape.insert(axis, len(xs))
+    return tuple(shape), np.result_type(*(x.dtype for x in xs))
+
+
+def _stack_vjp(index):
+    def rule(g, out, *xs):
+        return getitem(g, (slice(None),) * out.attrs["axis"] + (index,))
+    return rule
+
+
+CONCATENATE = register(OpDef("concatenate", _concatenate_impl, _concatenate_infer,
+                             vjp=_concatenate_vjp, kind="shape"))
+STACK = register(OpDef("stack", _stack_impl, _stack_infer, vjp=_stack_vjp, kind="shape"))
+
+
+def concatenate(tensors, axis=0):
+    """Join tensors along an existing axis."""
+    tensors = promote_operands(*tensors)
+    if not tensors:
+        raise ValueError("concatenate needs at least one tensor")
+    (axis,) = normalize_axis(axis, tensors[0].ndim, op="concatenate")
+    return apply(CONCATENATE, *tensors, axis=axis)
+
+
+def stack(tensors, axis=0):
+    """Join same-shaped tensors along a new axis."""
+    tensors = promote_operands(*tensors)
+    if not tensors:
+        raise ValueError("stack needs at least one tensor")
+    (axis,) = normalize_axis(axis, tensors[0].ndim + 1, op="stack")
+    return apply(STACK, *tensors, axis=axis)
+
+
+# basic indexing -------------------------------------------------------------------------------
+# An index is stored as a hashable tuple: ints, None, and ("slice", start, stop, step).
+
+def _encode_index(x, index):
+    if not isinstance(index, tuple):
+        index = (index,)
+    if sum(item is Ellipsis for item in index) > 1:
+        raise IndexError("an index can only have a single ellipsis ('...')")
+    consumed = sum(1 for item in index if item is not None and item is not Ellipsis)
+    if consumed > x.ndim:
+        raise IndexError(f"too many indices for a tensor of shape {format_shape(x.shape)}: {consumed} given")
+    encoded = []
+    for item in index:
+        if item is Ellipsis:
+            encoded.extend([("slice", None, None, None)] * (x.ndim - consumed))
+        elif item is None:
+            encoded.append(None)
+        elif isinstance(item, slice):
+            encoded.append(("slice", item.start, item.stop, item.step))
+        elif isinstance(item, numbers.Integral) and not isinstance(item, bool):
+            encoded.append(int(item))
+        else:
+            raise TypeError(f"tensor indices must be ints, slices, None or '...'; got {type(item).__name__} "
+                            "(index with arrays through gc.where or reshaping instead)")
+    return tuple(encoded)
+
+
+def decode_index(encoded):
+    return tuple(slice(*item[1:]) if isinstance(item, tuple) else item for item in encoded)
+
+
+def _getitem_shape(x, index):
+    shape = []
+    axis = 0
+    for item in index:
+        if item is None:
+            shape.append(1)
+            continue
+        size = x.shape[axis]
+        if isinstance(item, int):
+            if size is not None and not -size <= item < size:
+                raise IndexError(f"index {item} is out of bounds for axis {axis} with size {size}")
+        else:
+            part = slice(*item[1:])
+            if size is not None:
+                shape.append(len(range(size)[part]))
+            elif part == slice(None):
+                shape.append(None)
+            else:
+                shape.append(None)
+        axis += 1
+    shape.extend(x.shape[axis:])
+    return tuple(shape)
+
+
+def _getitem_impl(x, index):
+    return x[decode_index(index)]
+
+
+def _getitem_grad_impl(g, x, index):
+    result = np.zeros(np.shape(x), dtype=np.result_type(g))
+    result[decode_index(index)] = g
+    return result
+
+
+GETITEM = register(OpDef("getitem", _getitem_impl, _same_dtype(_getitem_shape),
+                         vjp=(lambda g, out, x: apply(GETITEM_GRAD, g, x, index=out.attrs["index"]),),
+                         kind="shape"))
+GETITEM_GRAD = register(OpDef("getitem_grad", _getitem_grad_impl,
+                              lambda g, x, index: (x.shape, g.dtype),
+                              vjp=(lambda g, out, gi, x: apply(GETITEM, g, index=out.attrs["index"]), None),
+                              kind="shape", doc="zeros shaped like x with g placed at `index`"))
+
+
+def getitem(x, index):
+    """`x[index]` with ints, slices, None and '...' (NumPy basic indexing)."""
+    (x,) = promote_operands(x)
+    encoded = _encode_index(x, index)
+    if all(item == ("slice", None, None, None) for item in encoded):
+        return x
+    return apply(GETITEM, x, index=encoded)
