@@ -113,6 +113,16 @@ class Node:
     def __setattr__(self, key, value):
         raise AttributeError(f"graph nodes are immutable (tried to set {key!r})")
 
+    def with_inputs(self, inputs):
+        """A copy of this node reading from `inputs` instead (same op, attributes, shape, dtype,
+        name, source, scope and derivative order)."""
+        clone = object.__new__(type(self))
+        for slot in Node.__slots__[:-1]:
+            object.__setattr__(clone, slot, getattr(self, slot))
+        object.__setattr__(clone, "inputs", tuple(inputs))
+        object.__setattr__(clone, "id", next(_node_counter))
+        return clone
+
     @property
     def ndim(self):
         return len(self.shape)
@@ -217,6 +227,21 @@ class Graph:
         from graphcomp import viz
 
         return viz.svg_or_none(self)
+
+
+def substitute(outputs, replacements):
+    """New versions of `outputs` with the nodes in `replacements` (old -> new) swapped in.
+
+    Nodes that do not depend on a replaced node are shared, not copied. No recursion.
+    """
+    rebuilt = dict(replacements)
+    for node in topological_order(outputs):
+        if node in rebuilt:
+            continue
+        new_inputs = [rebuilt.get(parent, parent) for parent in node.inputs]
+        if any(new is not old for new, old in zip(new_inputs, node.inputs)):
+            rebuilt[node] = node.with_inputs(new_inputs)
+    return [rebuilt.get(out, out) for out in outputs]
 
 
 def get_operation(variable):
