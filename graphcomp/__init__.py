@@ -22,8 +22,12 @@ from graphcomp.ops.shape import (
     broadcast_to, concatenate, expand_dims, getitem, reshape, squeeze, stack, transpose,
 )
 from graphcomp.autodiff import grad, hvp, vjp
+from graphcomp.forward import hessian, jacobian, jvp
+from graphcomp.linearize import GaussNewtonOperator, HessianOperator, scipy_objective
+from graphcomp import krylov  # noqa: F401
 from graphcomp.compile import Function, function
-from graphcomp.viz import to_dot
+from graphcomp.viz import debugprint, export, to_dot
+from graphcomp import viz  # noqa: F401
 from graphcomp import nn, testing  # noqa: F401
 
 __version__ = "0.1.0"

@@ -152,14 +152,20 @@ def _inner_product(xs, ys):
 def hvp(cost, wrt, vectors, mode="auto"):
     """Hessian-vector product(s) H v of a scalar cost; `wrt` and `vectors` of equal structure.
 
-    "rev-rev" differentiates <grad cost, v> once more (Hv = grad((grad f)^T v)).
+    "rev-rev" differentiates <grad cost, v> once more (Hv = grad((grad f)^T v)); "fwd-rev"
+    pushes v forward through the gradient graph (Hv = jvp(grad f, v)); "auto" is "fwd-rev",
+    the faster of the two on benchmarks/hvp.py.
     """
     wrt_list, restore = _as_list(wrt, "hvp: wrt")
     vector_list = [vectors] if isinstance(wrt, Tensor) else _as_list(vectors, "hvp: vectors")[0]
     if len(vector_list) != len(wrt_list):
         raise ValueError(f"hvp: {len(wrt_list)} wrt tensors but {len(vector_list)} vectors")
     vector_list = [_matching(v, w, "hvp", "vector") for v, w in zip(vector_list, wrt_list)]
-    if mode not in ("auto", "rev-rev"):
-        raise ValueError(f"hvp: unknown mode {mode!r}; choose 'auto' or 'rev-rev'")
+    if mode not in ("auto", "rev-rev", "fwd-rev"):
+        raise ValueError(f"hvp: unknown mode {mode!r}; choose 'auto', 'rev-rev' or 'fwd-rev'")
     gradients = grad(cost, wrt_list)
+    if mode in ("auto", "fwd-rev"):
+        from graphcomp.forward import push_forward  # forward mode builds on this module
+
+        return restore(push_forward(gradients, wrt_list, vector_list))
     return restore(grad(_inner_product(gradients, vector_list), wrt_list))

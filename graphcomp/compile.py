@@ -8,18 +8,13 @@ re-raised naming the op, its input shapes and the user's line that built the nod
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 
-from graphcomp import passes
+from graphcomp import executor, passes
 from graphcomp.errors import ExecutionError, ShapeError
 from graphcomp.ir import Graph
 from graphcomp.shapes import format_shape
 from graphcomp.tensor import Tensor, cast
-
-_function_counter = itertools.count()
-
 
 def _normalize_updates(updates):
     if updates is None:
@@ -33,14 +28,14 @@ def _normalize_updates(updates):
         if not isinstance(target, Tensor) or target.op.name != "variable":
             raise TypeError(f"updates[{position}]: the target must be a gc.variable, got {target!r}")
         if target in seen:
-            raise ValueError(f"updates: variable {target.describe()} is updated twice")
+            raise ValueError(f"updates: {target.describe()} is updated twice")
         seen.add(target)
         if not isinstance(expression, Tensor):
             from graphcomp.tensor import constant
             expression = constant(expression, dtype=target.dtype)
         if len(expression.shape) != len(target.shape) or any(
                 d is not None and d != t for d, t in zip(expression.shape, target.shape)):
-            raise ShapeError(f"updates[{position}]: variable {target.describe()} has shape "
+            raise ShapeError(f"updates[{position}]: {target.describe()} has shape "
                              f"{format_shape(target.shape)}, the new value {format_shape(expression.shape)}")
         if expression.dtype != target.dtype:
             if not np.can_cast(expression.dtype, target.dtype, casting="same_kind"):
@@ -76,10 +71,23 @@ class Function:
         self.updates = _normalize_updates(updates)
         graph = Graph.from_outputs(output_list + [expression for _, expression in self.updates])
         self.unoptimized_graph = graph
-        self.graph = passes.optimize(graph) if optimize else graph
+        self._numeric_check = None
+        if optimize == "check":  # every pass's result is compared on the actual inputs at each call
+            from graphcomp.passes.numeric_check import NumericCheck
+            self._numeric_check = NumericCheck(graph, self.inputs)
+            self.graph = self._numeric_check.optimized
+        elif optimize in (True, "debug"):
+            self.graph = passes.optimize(graph, debug=optimize == "debug")
+        elif optimize is False:
+            self.graph = graph
+        else:
+            raise ValueError(f"function: optimize must be True, False, 'debug' or 'check', got {optimize!r}")
         self._check_inputs_cover(self.graph)
+        self._storages = [node.payload for node in self.graph.variables]
         self._names = {node.name: i for i, node in enumerate(self.inputs) if node.name is not None}
-        self._run, self._line_to_node = _generate(self.graph, self.inputs)
+        self._program = executor.generate(self.graph, self.inputs)
+        self._run = self._program.run
+        self._last_shapes = None
 
     def _check_inputs_cover(self, graph):
         listed = set(self.inputs)
@@ -91,13 +99,23 @@ class Function:
     # calling --------------------------------------------------------------------------------
     def __call__(self, *args, **kwargs):
         arrays = self._bind(args, kwargs)
+        if self._numeric_check is not None:
+            self._numeric_check.check(arrays)
+        self._last_shapes = [array.shape for array in arrays]  # for f.stats when sizes are unknown
         try:
             results = self._run(*arrays)
         except Exception as error:  # re-raised with the graph's context
             raise self._explain(error) from error
-        outputs = [r if type(r) is np.ndarray else np.asarray(r) for r in results[:len(self.outputs)]]
-        for (target, _), value in zip(self.updates, results[len(self.outputs):]):
-            target.payload.value = np.asarray(value)
+        outputs = [_unshared(r, arrays) for r in results[:len(self.outputs)]]
+        if self.updates:  # a new value may be an output or another variable's current array
+            held = arrays + outputs + [storage.value for storage in self._storages]
+            new_values = [_unshared(v, held) for v in results[len(self.outputs):]]
+            for (target, _), value in zip(self.updates, new_values):
+                if value.shape != target.payload.shape:  # a None dimension let it through at build time
+                    raise ValueError(f"updates: {target.describe()} has shape {target.payload.shape}, "
+                                     f"the new value {value.shape}; no variable was updated")
+            for (target, _), value in zip(self.updates, new_values):
+                target.payload.value = value
         if self.single_output:
             return outputs[0]
         return outputs
@@ -148,18 +166,24 @@ class Function:
         return array
 
     def _explain(self, error):
-        traceback = error.__traceback__
-        while traceback is not None and traceback.tb_frame.f_code is not self._run.__code__:
-            traceback = traceback.tb_next
-        if traceback is None:
+        located = self._program.locate(error)
+        if located is None:
             return ExecutionError(f"compiled function failed: {type(error).__name__}: {error}")
-        node, input_names = self._line_to_node[traceback.tb_lineno]
-        frame_locals = traceback.tb_frame.f_locals
+        node, input_names, frame_locals = located
         shapes = ", ".join(format_shape(np.shape(frame_locals[n])) if n in frame_locals else "?"
                            for n in input_names)
         where = f"\n  built at {node.source}" if node.source is not None else ""
-        return ExecutionError(f"op {node.op.name!r} failed on inputs of shapes [{shapes}]: "
+        label = f"op {node.op.name!r}"
+        if node.op.kind == "fused":  # name the expression and every fused node's own line
+            label = f"fused kernel `{node.op.expression}`"
+            where = "".join(f"\n  fuses {line}" for line in node.op.describe_members())
+        return ExecutionError(f"{label} failed on inputs of shapes [{shapes}]: "
                               f"{type(error).__name__}: {error}{where}")
+
+    @property
+    def stats(self):
+        """Node counts, fused kernels, buffer reuse and peak bytes of intermediates."""
+        return executor.function_stats(self)
 
     def __repr__(self):
         return f"<Function: {len(self.inputs)} inputs, {len(self.outputs)} outputs, {len(self.graph)} nodes>"
@@ -169,52 +193,13 @@ class Function:
         return viz.svg_or_none(self)
 
 
-def _generate(graph, inputs):
-    """Write the straight-line Python function that evaluates `graph`."""
-    index_of_input = {node: i for i, node in enumerate(inputs)}
-    names, bindings, lines, line_to_node = {}, {}, [], {}
-    outputs = set(graph.outputs)
-    last_use = {}
-    for position, node in enumerate(graph.nodes):
-        for parent in node.inputs:
-            last_use[parent] = position
-    header_lines = 2  # "def run(...):" is line 1; body starts on line 2
-    for position, node in enumerate(graph.nodes):
-        name = f"v{position}"
-        kind = node.op.name
-        if kind == "placeholder":
-            names[node] = f"p{index_of_input[node]}"
-            continue
-        if kind == "constant":
-            names[node] = f"c{position}"
-            bindings[names[node]] = node.payload
-            continue
-        if kind == "variable":
-            bindings[f"s{position}"] = node.payload
-            copy = ".copy()" if node in outputs else ""
-            lines.append(f"{name} = s{position}.value{copy}")
-            line_to_node[header_lines + len(lines) - 1] = (node, [])
-        else:
-            bindings[f"k{position}"] = node.op.kernel(dict(node.attrs))
-            arguments = [names[parent] for parent in node.inputs]
-            lines.append(f"{name} = k{position}({', '.join(arguments)})")
-            line_to_node[header_lines + len(lines) - 1] = (node, arguments)
-        names[node] = name
-        dead = sorted({names[p] for p in node.inputs
-                       if last_use.get(p) == position and p not in outputs
-                       and p.op.name not in ("constant",)})
-        if dead:
-            lines.append(f"del {', '.join(dead)}")
-    returned = [names[out] for out in graph.outputs]
-    lines.append(f"return ({', '.join(returned)}{',' if len(returned) == 1 else ''})")
-    parameters = [f"p{i}" for i in range(len(inputs))] + [f"{key}={key}" for key in bindings]
-    source = f"def run({', '.join(parameters)}):\n" + "\n".join("    " + line for line in lines) + "\n"
-    filename = f"<graphcomp-function-{next(_function_counter)}>"
-    namespace = dict(bindings)
-    exec(compile(source, filename, "exec"), namespace)  # noqa: S102 - our own generated code
-    run = namespace["run"]
-    run.source = source
-    return run, line_to_node
+def _unshared(value, held):
+    """`value` as an array nothing else holds: views, read-only arrays and the arrays in `held`
+    are copied, so results never alias the caller's inputs, constants or variables."""
+    array = value if type(value) is np.ndarray else np.asarray(value)
+    if array.flags.owndata and array.flags.writeable and not any(array is h for h in held):
+        return array
+    return array.copy()
 
 
 def function(inputs, outputs, updates=None, optimize=True):

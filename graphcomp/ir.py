@@ -16,6 +16,7 @@ from types import MappingProxyType
 import networkx as nx
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_DEMOS_DIR = os.path.join(_PACKAGE_DIR, "demos") + os.sep  # demos are user code: their lines count
 _node_counter = itertools.count()
 _scope_stack: list[str] = []
 _derivative_order = [0]
@@ -48,7 +49,8 @@ class SourceLocation:
 def user_source_location():
     """The innermost stack frame outside the graphcomp package (the user's line)."""
     frame = sys._getframe(1)
-    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR) \
+            and not frame.f_code.co_filename.startswith(_DEMOS_DIR):
         frame = frame.f_back
     if frame is None:
         return None
@@ -111,6 +113,11 @@ class Node:
         set_(self, "id", next(_node_counter))
 
     def __setattr__(self, key, value):
+        # Properties with a setter (a variable's `.value`) change state outside the node itself.
+        attribute = getattr(type(self), key, None)
+        if isinstance(attribute, property) and attribute.fset is not None:
+            attribute.fset(self, value)
+            return
         raise AttributeError(f"graph nodes are immutable (tried to set {key!r})")
 
     def with_inputs(self, inputs):
@@ -168,12 +175,11 @@ class Graph:
     def __init__(self, outputs, nodes=None):
         self.outputs = tuple(outputs)
         self.nodes = tuple(nodes) if nodes is not None else tuple(topological_order(self.outputs))
-        consumers = {node: [] for node in self.nodes}
+        consumers = {node: {} for node in self.nodes}  # dicts as ordered sets: linear in edges
         for node in self.nodes:
             for parent in node.inputs:
-                if node not in consumers[parent]:
-                    consumers[parent].append(node)
-        self.consumers = consumers
+                consumers[parent][node] = None
+        self.consumers = {node: list(users) for node, users in consumers.items()}
 
     @classmethod
     def from_outputs(cls, outputs):

@@ -78,6 +78,10 @@ class Tensor(Node):
     def __ge__(self, other): return greater_equal(self, other)
     __hash__ = Node.__hash__
 
+    def _repr_svg_(self):
+        from graphcomp import viz
+        return viz.svg_or_none(self)
+
     def __getitem__(self, index):
         return getitem(self, index)
 
@@ -86,8 +90,13 @@ class Tensor(Node):
     def mean(self, axis=None, keepdims=False): return mean(self, axis=axis, keepdims=keepdims)
     def max(self, axis=None, keepdims=False): return max_(self, axis=axis, keepdims=keepdims)
     def min(self, axis=None, keepdims=False): return min_(self, axis=axis, keepdims=keepdims)
-    def transpose(self, axes=None): return transpose(self, axes)
     def astype(self, dtype): return cast(self, dtype)
+
+    def transpose(self, *axes):
+        """Permute the axes: x.transpose(), x.transpose((1, 0)) or x.transpose(1, 0), as in NumPy."""
+        if len(axes) == 1 and (axes[0] is None or not isinstance(axes[0], numbers.Integral)):
+            axes = axes[0]
+        return transpose(self, axes or None)
 
     def reshape(self, *shape):
         if len(shape) == 1 and not isinstance(shape[0], numbers.Integral):
@@ -124,11 +133,7 @@ def apply(op, *inputs, **attrs):
     if isinstance(op, str):
         op = op_registry.get(op)
     source = user_source_location()
-    try:
-        shape, dtype = op.infer(*inputs, **attrs)
-    except ShapeError as error:
-        where = f" (built at {source})" if source is not None else ""
-        raise ShapeError(f"{error}{where}") from None
+    shape, dtype = op.infer(*inputs, **attrs)  # a ShapeError names the user's line itself
     return Tensor(op, inputs, attrs, shape, np.dtype(dtype), source=source)
 
 

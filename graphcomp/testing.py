@@ -6,6 +6,7 @@ import numpy as np
 
 from graphcomp.autodiff import grad, hvp
 from graphcomp.compile import function
+from graphcomp.forward import jvp
 from graphcomp.ops.reduce import sum_
 from graphcomp.tensor import constant, placeholder
 
@@ -28,8 +29,10 @@ def _close(expected, actual, rtol, atol):
 def check_grads(f, args, order=2, directions=3, eps=1e-6, rtol=1e-5, atol=1e-7, seed=0):
     """Check the derivatives of the graph-building function `f` at `args` (a list of arrays).
 
-    First order: <grad, d> against a central difference of f along random directions d.
-    Second order: the Hessian-vector product H d against a central difference of the gradient.
+    First order: <grad, d> against a central difference of f along random directions d, and
+    forward mode against reverse mode (the dot-product identity <u, J d> = <J^T u, d>).
+    Second order: the Hessian-vector product H d, in both modes ("rev-rev" and "fwd-rev"),
+    against a central difference of the gradient.
     Raises AssertionError naming the order, the direction and both values on a mismatch.
     """
     if order not in (1, 2):
@@ -42,7 +45,9 @@ def check_grads(f, args, order=2, directions=3, eps=1e-6, rtol=1e-5, atol=1e-7, 
     value_of = function(inputs, cost)
     gradient_of = function(inputs, gradients)
     tangents = [placeholder(a.shape, name=f"tangent{i}") for i, a in enumerate(args)]
-    hessian_times = function(inputs + tangents, hvp(cost, inputs, tangents)) if order == 2 else None
+    forward_of = function(inputs + tangents, jvp(cost, inputs, tangents))
+    hessian_times = function(inputs + tangents, hvp(cost, inputs, tangents, mode="rev-rev")
+                             + hvp(cost, inputs, tangents, mode="fwd-rev")) if order == 2 else None
 
     def shifted(direction, step):
         return [a + step * d for a, d in zip(args, direction)]
@@ -54,14 +59,19 @@ def check_grads(f, args, order=2, directions=3, eps=1e-6, rtol=1e-5, atol=1e-7, 
         if not _close(numeric, symbolic, rtol, atol):
             raise AssertionError(f"check_grads: first derivative along direction {trial} is {symbolic!r}, "
                                  f"finite differences give {numeric!r}")
+        forward = forward_of(*args, *direction)
+        if not _close(symbolic, forward, rtol, atol):
+            raise AssertionError(f"check_grads: along direction {trial} forward mode gives <u, J d> = {forward!r} "
+                                 f"but reverse mode gives <J^T u, d> = {symbolic!r}")
         if hessian_times is None:
             continue
         plus, minus = gradient_of(*shifted(direction, eps)), gradient_of(*shifted(direction, -eps))
         products = hessian_times(*args, *direction)
-        for position, (p, m, hv) in enumerate(zip(plus, minus, products)):
+        for position, (p, m, hv) in enumerate(zip(plus * 2, minus * 2, products)):
             numeric_hv = (p - m) / (2 * eps)
             if not _close(numeric_hv, hv, 100 * rtol, 100 * atol):
                 raise AssertionError(
-                    f"check_grads: Hessian-vector product for argument {position} along direction {trial} "
+                    f"check_grads: Hessian-vector product ({'rev-rev' if position < len(args) else 'fwd-rev'}) "
+                    f"for argument {position % len(args)} along direction {trial} "
                     f"differs from finite differences of the gradient by "
                     f"{np.max(np.abs(numeric_hv - hv)):.3g}\n symbolic: {hv!r}\n numeric:  {numeric_hv!r}")

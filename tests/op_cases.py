@@ -120,7 +120,8 @@ def _elementwise_cases():
 def _reduction_cases():
     cases = []
     configurations = [((3, 4), None, False), ((3, 4), 0, False), ((3, 4), -1, True),
-                      ((2, 3, 4), (0, 2), False), ((5,), 0, True)]
+                      ((2, 3, 4), (0, 2), False), ((5,), 0, True), ((3, 4), None, True),
+                      ((2, 3, 4), (-1, 0), True)]
     functions = {"sum": (gc.sum, np.sum), "mean": (gc.mean, np.mean), "max": (gc.max, np.max),
                  "min": (gc.min, np.min),
                  "logsumexp": (gc.logsumexp,

@@ -11,6 +11,7 @@ import functools
 import numpy as np
 
 from graphcomp.ops import OpDef, register
+from graphcomp.ops.rules import symmetric_jvp
 from graphcomp.shapes import broadcast_shapes
 from graphcomp.tensor import apply, constant, promote_operands
 
@@ -34,9 +35,9 @@ def _infer_with(impl):
 _infer_names: dict = {}
 
 
-def _elementwise(name, impl, vjp=None, differentiable=True, doc=""):
+def _elementwise(name, impl, vjp=None, jvp=None, differentiable=True, doc=""):
     _infer_names[impl] = name
-    return register(OpDef(name, impl, _infer_with(impl), vjp=vjp, kind="elementwise",
+    return register(OpDef(name, impl, _infer_with(impl), vjp=vjp, jvp=jvp, kind="elementwise",
                           differentiable=differentiable, doc=doc))
 
 
@@ -52,12 +53,24 @@ def mask(condition, like):
 
 # numerically stable NumPy kernels -------------------------------------------------------------
 
+def underflow_to_zero(kernel):
+    """`kernel` with floating-point underflow silenced: in the stable kernels exp(-large) rounding
+    to 0 is the intended result, not an error, even under np.errstate(all="raise")."""
+    @functools.wraps(kernel)
+    def quiet(*arrays, **attrs):
+        with np.errstate(under="ignore"):
+            return kernel(*arrays, **attrs)
+    return quiet
+
+
+@underflow_to_zero
 def _sigmoid(x):
     """1 / (1 + exp(-x)) without overflow: exp is only ever taken of -|x|."""
     e = np.exp(-np.abs(x))
     return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
 
 
+@underflow_to_zero
 def _softplus(x):
     """log(1 + exp(x)) without overflow."""
     return np.logaddexp(0, x)
@@ -85,13 +98,14 @@ def _zeros_like(x):
 
 # arithmetic -----------------------------------------------------------------------------------
 
-ADD = _elementwise("add", np.add, vjp=(lambda g, out, x, y: g, lambda g, out, x, y: g))
-SUBTRACT = _elementwise("subtract", np.subtract, vjp=(lambda g, out, x, y: g, lambda g, out, x, y: -g))
+ADD = _elementwise("add", np.add, vjp=(lambda g, out, x, y: g, lambda g, out, x, y: g), jvp=symmetric_jvp)
+SUBTRACT = _elementwise("subtract", np.subtract, vjp=(lambda g, out, x, y: g, lambda g, out, x, y: -g),
+                        jvp=symmetric_jvp)
 MULTIPLY = _elementwise("multiply", np.multiply,
-                        vjp=(lambda g, out, x, y: g * y, lambda g, out, x, y: g * x))
+                        vjp=(lambda g, out, x, y: g * y, lambda g, out, x, y: g * x), jvp=symmetric_jvp)
 DIVIDE = _elementwise("divide", np.true_divide,
-                      vjp=(lambda g, out, x, y: g / y, lambda g, out, x, y: -g * out / y))
-NEGATIVE = _elementwise("negative", np.negative, vjp=(lambda g, out, x: -g,))
+                      vjp=(lambda g, out, x, y: g / y, lambda g, out, x, y: -g * out / y), jvp=symmetric_jvp)
+NEGATIVE = _elementwise("negative", np.negative, vjp=(lambda g, out, x: -g,), jvp=symmetric_jvp)
 
 
 def _power_vjp_base(g, out, x, y):
@@ -104,7 +118,7 @@ def _power_vjp_exponent(g, out, x, y):
     return g * out * log(safe_base)
 
 
-POWER = _elementwise("power", np.power, vjp=(_power_vjp_base, _power_vjp_exponent))
+POWER = _elementwise("power", np.power, vjp=(_power_vjp_base, _power_vjp_exponent), jvp=symmetric_jvp)
 
 
 def _select_vjp(first_wins):
@@ -119,32 +133,34 @@ def _select_vjp(first_wins):
     return (rule_first, rule_second)
 
 
-MAXIMUM = _elementwise("maximum", np.maximum, vjp=_select_vjp(True))
-MINIMUM = _elementwise("minimum", np.minimum, vjp=_select_vjp(False))
+MAXIMUM = _elementwise("maximum", np.maximum, vjp=_select_vjp(True), jvp=symmetric_jvp)
+MINIMUM = _elementwise("minimum", np.minimum, vjp=_select_vjp(False), jvp=symmetric_jvp)
 WHERE = _elementwise("where", np.where, vjp=(
     None,
     lambda g, out, c, x, y: where(c, g, zero_like_scalar(g)),
     lambda g, out, c, x, y: where(c, zero_like_scalar(g), g),
-))
+), jvp=symmetric_jvp)
 
 # unary functions ------------------------------------------------------------------------------
 
-EXP = _elementwise("exp", np.exp, vjp=(lambda g, out, x: g * out,))
-LOG = _elementwise("log", np.log, vjp=(lambda g, out, x: g / x,))
-LOG1P = _elementwise("log1p", np.log1p, vjp=(lambda g, out, x: g / (1 + x),))
-EXPM1 = _elementwise("expm1", np.expm1, vjp=(lambda g, out, x: g * (out + 1),))
-SQRT = _elementwise("sqrt", np.sqrt, vjp=(lambda g, out, x: g * 0.5 / out,))
-SQUARE = _elementwise("square", np.square, vjp=(lambda g, out, x: g * 2 * x,))
-ABS = _elementwise("abs", np.abs, vjp=(lambda g, out, x: g * sign(x),))
+EXP = _elementwise("exp", np.exp, vjp=(lambda g, out, x: g * out,), jvp=symmetric_jvp)
+LOG = _elementwise("log", np.log, vjp=(lambda g, out, x: g / x,), jvp=symmetric_jvp)
+LOG1P = _elementwise("log1p", np.log1p, vjp=(lambda g, out, x: g / (1 + x),), jvp=symmetric_jvp)
+EXPM1 = _elementwise("expm1", np.expm1, vjp=(lambda g, out, x: g * (out + 1),), jvp=symmetric_jvp)
+SQRT = _elementwise("sqrt", np.sqrt, vjp=(lambda g, out, x: g * 0.5 / out,), jvp=symmetric_jvp)
+SQUARE = _elementwise("square", np.square, vjp=(lambda g, out, x: g * 2 * x,), jvp=symmetric_jvp)
+ABS = _elementwise("abs", np.abs, vjp=(lambda g, out, x: g * sign(x),), jvp=symmetric_jvp)
 SIGN = _elementwise("sign", np.sign, differentiable=False)
-TANH = _elementwise("tanh", np.tanh, vjp=(lambda g, out, x: g * (1 - square(out)),))
-SIN = _elementwise("sin", np.sin, vjp=(lambda g, out, x: g * cos(x),))
-COS = _elementwise("cos", np.cos, vjp=(lambda g, out, x: -g * sin(x),))
-SIGMOID = _elementwise("sigmoid", _sigmoid, vjp=(lambda g, out, x: g * out * (1 - out),))
-SOFTPLUS = _elementwise("softplus", _softplus, vjp=(lambda g, out, x: g * sigmoid(x),))
-RELU = _elementwise("relu", _relu, vjp=(lambda g, out, x: g * mask(greater(x, zero_like_scalar(x)), g),))
+TANH = _elementwise("tanh", np.tanh, vjp=(lambda g, out, x: g * (1 - square(out)),), jvp=symmetric_jvp)
+SIN = _elementwise("sin", np.sin, vjp=(lambda g, out, x: g * cos(x),), jvp=symmetric_jvp)
+COS = _elementwise("cos", np.cos, vjp=(lambda g, out, x: -g * sin(x),), jvp=symmetric_jvp)
+SIGMOID = _elementwise("sigmoid", _sigmoid, vjp=(lambda g, out, x: g * out * (1 - out),), jvp=symmetric_jvp)
+SOFTPLUS = _elementwise("softplus", _softplus, vjp=(lambda g, out, x: g * sigmoid(x),), jvp=symmetric_jvp)
+# relu(x) > 0 exactly where x > 0: the rule reads the output, so x need not be kept for it.
+RELU = _elementwise("relu", _relu, vjp=(lambda g, out, x: g * mask(greater(out, zero_like_scalar(x)), g),),
+                    jvp=symmetric_jvp)
 LEAKY_RELU = _elementwise("leaky_relu", _leaky_relu, vjp=(
-    lambda g, out, x: where(greater(x, zero_like_scalar(x)), g, g * out.attrs["alpha"]),))
+    lambda g, out, x: where(greater(x, zero_like_scalar(x)), g, g * out.attrs["alpha"]),), jvp=symmetric_jvp)
 
 
 def _clip_vjp(g, out, x):
@@ -154,8 +170,8 @@ def _clip_vjp(g, out, x):
     return where(greater(x, constant(out.attrs["hi"], dtype=x.dtype)), zero, below_kept)
 
 
-CLIP = _elementwise("clip", _clip, vjp=(_clip_vjp,))
-CAST = _elementwise("cast", _cast, vjp=(lambda g, out, x: cast(g, x.dtype),))
+CLIP = _elementwise("clip", _clip, vjp=(_clip_vjp,), jvp=symmetric_jvp)
+CAST = _elementwise("cast", _cast, vjp=(lambda g, out, x: cast(g, x.dtype),), jvp=symmetric_jvp)
 ZEROS_LIKE = _elementwise("zeros_like", _zeros_like, differentiable=False)
 
 # comparisons (boolean results, no gradient) ---------------------------------------------------
@@ -232,7 +248,8 @@ def leaky_relu(x, alpha=0.01):
 def clip(x, lo, hi):
     """Clamp to [lo, hi]; bounds may be numbers (an attribute) or tensors."""
     (x,) = promote_operands(x)
-    if hasattr(lo, "op") or hasattr(hi, "op"):
+    integral = x.dtype.kind in "biu" and all(isinstance(b, (int, np.integer)) for b in (lo, hi))
+    if hasattr(lo, "op") or hasattr(hi, "op") or integral:  # integral: stays integer, as in NumPy
         return minimum(maximum(x, lo), hi)
     if lo > hi:
         raise ValueError(f"clip: lower bound {lo} is above upper bound {hi}")
@@ -254,3 +271,62 @@ def cast(x, dtype):
 
 
 abs = absolute  # noqa: A001 - NumPy's name for it
+
+
+# scalar forms (SymPy), used by elementwise fusion ----------------------------------------------
+# Each takes one SymPy expression per input (and the node's attributes) and returns the
+# expression for one element. SymPy is imported only when a graph is fused.
+
+def _sympy():
+    import sympy
+
+    return sympy
+
+
+def _c_function(name):
+    from sympy.codegen import cfunctions
+
+    return getattr(cfunctions, name)
+
+
+def _scalar_forms():
+    sp = _sympy
+    return {
+        ADD: lambda x, y: x + y,
+        SUBTRACT: lambda x, y: x - y,
+        MULTIPLY: lambda x, y: x * y,
+        DIVIDE: lambda x, y: x / y,
+        NEGATIVE: lambda x: -x,
+        POWER: lambda x, y: x ** y,
+        MAXIMUM: lambda x, y: sp().Max(x, y),
+        MINIMUM: lambda x, y: sp().Min(x, y),
+        WHERE: lambda c, x, y: sp().Piecewise((x, c), (y, True)),
+        EXP: lambda x: sp().exp(x),
+        LOG: lambda x: sp().log(x),
+        LOG1P: lambda x: _c_function("log1p")(x),
+        EXPM1: lambda x: _c_function("expm1")(x),
+        SQRT: lambda x: sp().sqrt(x),
+        SQUARE: lambda x: x ** 2,
+        ABS: lambda x: sp().Abs(x),
+        SIGN: lambda x: sp().sign(x),
+        TANH: lambda x: sp().tanh(x),
+        SIN: lambda x: sp().sin(x),
+        COS: lambda x: sp().cos(x),
+        SIGMOID: lambda x: 1 / (1 + sp().exp(-x)),
+        # max(x, 0) + log(1 + exp(-|x|)): no overflow for either sign of x.
+        SOFTPLUS: lambda x: sp().Max(x, 0) + _c_function("log1p")(sp().exp(-sp().Abs(x))),
+        RELU: lambda x: sp().Max(x, 0),
+        LEAKY_RELU: lambda x, alpha: sp().Piecewise((x, x > 0), (alpha * x, True)),
+        CLIP: lambda x, lo, hi: sp().Min(sp().Max(x, lo), hi),
+        CAST: lambda x, dtype: sp().Piecewise((1, x), (0, True)),  # fused only from booleans
+        ZEROS_LIKE: lambda x: sp().Integer(0),
+        LESS: lambda x, y: sp().StrictLessThan(x, y, evaluate=False),
+        LESS_EQUAL: lambda x, y: sp().LessThan(x, y, evaluate=False),
+        GREATER: lambda x, y: sp().StrictGreaterThan(x, y, evaluate=False),
+        GREATER_EQUAL: lambda x, y: sp().GreaterThan(x, y, evaluate=False),
+        EQUAL: lambda x, y: sp().Eq(x, y, evaluate=False),
+    }
+
+
+for _op, _form in _scalar_forms().items():
+    _op.scalar = _form

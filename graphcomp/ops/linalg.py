@@ -8,6 +8,7 @@ from graphcomp.errors import ShapeError
 from graphcomp.ops import OpDef, register
 from graphcomp.ops import reduce as rd
 from graphcomp.ops import shape as sh
+from graphcomp.ops.rules import add_tangents
 from graphcomp.shapes import broadcast_shapes, format_shape
 from graphcomp.tensor import apply, promote_operands
 
@@ -54,8 +55,14 @@ def _matmul_vjp_right(g, out, a, b):
     return sh.reshape_like(rd.sum_to(grad, b_matrix), b)
 
 
+def _matmul_jvp(tangents, out, a, b):
+    # Product rule: d(A B) = dA B + A dB.
+    da, db = tangents
+    return add_tangents(None if da is None else matmul(da, b), None if db is None else matmul(a, db))
+
+
 MATMUL = register(OpDef("matmul", np.matmul, _matmul_infer,
-                        vjp=(_matmul_vjp_left, _matmul_vjp_right), kind="linalg"))
+                        vjp=(_matmul_vjp_left, _matmul_vjp_right), jvp=_matmul_jvp, kind="linalg"))
 
 
 def matmul(a, b):

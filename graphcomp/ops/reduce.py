@@ -8,6 +8,7 @@ import numpy as np
 from graphcomp.ops import OpDef, register
 from graphcomp.ops import elementwise as ew
 from graphcomp.ops import shape as sh
+from graphcomp.ops.rules import linear_jvp, symmetric_jvp
 from graphcomp.shapes import normalize_axis, reduced_shape, size_of
 from graphcomp.tensor import apply, constant, promote_operands
 
@@ -41,6 +42,7 @@ def _extremum_vjp(g, out, x):
     return hits * (expand_reduced(g, out) / ties)
 
 
+@ew.underflow_to_zero
 def _logsumexp_impl(x, axis, keepdims):
     peak = np.max(x, axis=axis, keepdims=True)
     peak = np.where(np.isfinite(peak), peak, 0)
@@ -53,21 +55,39 @@ def _logsumexp_vjp(g, out, x):
     return expand_reduced(g, out) * ew.exp(x - expand_reduced(out, out))
 
 
-SUM = register(OpDef("sum", np.sum, _reduction_infer(np.sum, "sum"), vjp=(_sum_vjp,), kind="reduce"))
-MEAN = register(OpDef("mean", np.mean, _reduction_infer(np.mean, "mean"), vjp=(_mean_vjp,), kind="reduce"))
-MAX = register(OpDef("max", np.max, _reduction_infer(np.max, "max"), vjp=(_extremum_vjp,), kind="reduce"))
-MIN = register(OpDef("min", np.min, _reduction_infer(np.min, "min"), vjp=(_extremum_vjp,), kind="reduce"))
+def _extremum_jvp(tangents, out, x):
+    # The tangent of the winning element, averaged over ties (the transpose of the vjp rule).
+    hits = ew.mask(ew.equal(x, expand_reduced(out, out)), tangents[0])
+    ties = apply(SUM, hits, axis=out.attrs["axis"], keepdims=True)
+    return apply(SUM, hits * tangents[0] / ties, **out.attrs)
+
+
+def _logsumexp_jvp(tangents, out, x):
+    # d logsumexp(x) = sum(softmax(x) * dx) over the reduced axes.
+    return apply(SUM, tangents[0] * ew.exp(x - expand_reduced(out, out)), **out.attrs)
+
+
+SUM = register(OpDef("sum", np.sum, _reduction_infer(np.sum, "sum"), vjp=(_sum_vjp,), jvp=linear_jvp,
+                     kind="reduce"))
+MEAN = register(OpDef("mean", np.mean, _reduction_infer(np.mean, "mean"), vjp=(_mean_vjp,), jvp=linear_jvp,
+                      kind="reduce"))
+MAX = register(OpDef("max", np.max, _reduction_infer(np.max, "max"), vjp=(_extremum_vjp,), jvp=_extremum_jvp,
+                     kind="reduce"))
+MIN = register(OpDef("min", np.min, _reduction_infer(np.min, "min"), vjp=(_extremum_vjp,), jvp=_extremum_jvp,
+                     kind="reduce"))
 LOGSUMEXP = register(OpDef("logsumexp", _logsumexp_impl, _reduction_infer(_logsumexp_impl, "logsumexp"),
-                           vjp=(_logsumexp_vjp,), kind="reduce"))
+                           vjp=(_logsumexp_vjp,), jvp=_logsumexp_jvp, kind="reduce"))
 
 
 # softmax outputs ------------------------------------------------------------------------------
 
+@ew.underflow_to_zero
 def _softmax_impl(x, axis):
     shifted = np.exp(x - np.max(x, axis=axis, keepdims=True))
     return shifted / np.sum(shifted, axis=axis, keepdims=True)
 
 
+@ew.underflow_to_zero
 def _log_softmax_impl(x, axis):
     shifted = x - np.max(x, axis=axis, keepdims=True)
     return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
@@ -80,16 +100,24 @@ def _softmax_vjp(g, out, x):
 
 def _log_softmax_vjp(g, out, x):
     axis = out.attrs["axis"]
-    return g - ew.exp(out) * apply(SUM, g, axis=(axis,), keepdims=True)
+    # exp(out) is softmax(x); the softmax kernel gives it without underflow errors.
+    return g - apply(SOFTMAX, x, axis=axis) * apply(SUM, g, axis=(axis,), keepdims=True)
+
+
+def _log_softmax_jvp(tangents, out, x):
+    # J = I - 1 softmax^T, so J t = t - sum(softmax * t).
+    axis = out.attrs["axis"]
+    return tangents[0] - apply(SUM, ew.exp(out) * tangents[0], axis=(axis,), keepdims=True)
 
 
 def _same_shape_float(x, axis):
     return x.shape, np.result_type(x.dtype, np.float16)
 
 
-SOFTMAX = register(OpDef("softmax", _softmax_impl, _same_shape_float, vjp=(_softmax_vjp,), kind="reduce"))
+SOFTMAX = register(OpDef("softmax", _softmax_impl, _same_shape_float, vjp=(_softmax_vjp,),
+                         jvp=symmetric_jvp, kind="reduce"))
 LOG_SOFTMAX = register(OpDef("log_softmax", _log_softmax_impl, _same_shape_float,
-                             vjp=(_log_softmax_vjp,), kind="reduce"))
+                             vjp=(_log_softmax_vjp,), jvp=_log_softmax_jvp, kind="reduce"))
 
 
 # undoing broadcasting -------------------------------------------------------------------------
@@ -111,7 +139,7 @@ def _sum_to_infer(x, like):
 
 
 SUM_TO = register(OpDef("sum_to", _sum_to_impl, _sum_to_infer,
-                        vjp=(lambda g, out, x, like: sh.broadcast_like(g, x), None), kind="reduce",
+                        vjp=(lambda g, out, x, like: sh.broadcast_like(g, x), None), jvp=linear_jvp, kind="reduce",
                         doc="sum x down to the shape of `like` (undoes broadcasting)"))
 
 

@@ -9,6 +9,7 @@ import numpy as np
 from graphcomp.errors import ShapeError
 from graphcomp.ops import OpDef, register
 from graphcomp.ops import reduce as rd
+from graphcomp.ops.rules import linear_jvp
 from graphcomp.shapes import broadcast_shapes, format_shape, normalize_axis, size_of
 from graphcomp.tensor import apply, promote_operands
 
@@ -41,9 +42,9 @@ def _reshape_like_impl(x, like):
 
 
 RESHAPE = register(OpDef("reshape", np.reshape, _same_dtype(_reshape_shape),
-                         vjp=(lambda g, out, x: reshape_like(g, x),), kind="shape"))
+                         vjp=(lambda g, out, x: reshape_like(g, x),), jvp=linear_jvp, kind="shape"))
 RESHAPE_LIKE = register(OpDef("reshape_like", _reshape_like_impl, _same_dtype(lambda x, like: like.shape),
-                              vjp=(lambda g, out, x, like: reshape_like(g, x), None), kind="shape",
+                              vjp=(lambda g, out, x, like: reshape_like(g, x), None), jvp=linear_jvp, kind="shape",
                               doc="reshape x to the run-time shape of `like`"))
 
 
@@ -71,7 +72,7 @@ def _transpose_shape(x, axes):
 
 TRANSPOSE = register(OpDef("transpose", np.transpose, _same_dtype(_transpose_shape),
                            vjp=(lambda g, out, x: transpose(g, tuple(np.argsort(out.attrs["axes"]).tolist())),),
-                           kind="shape"))
+                           jvp=linear_jvp, kind="shape"))
 
 
 def transpose(x, axes=None):
@@ -108,10 +109,10 @@ def _broadcast_like_impl(x, like):
 
 
 BROADCAST_TO = register(OpDef("broadcast_to", np.broadcast_to, _same_dtype(_broadcast_to_shape),
-                              vjp=(lambda g, out, x: rd.sum_to(g, x),), kind="shape"))
+                              vjp=(lambda g, out, x: rd.sum_to(g, x),), jvp=linear_jvp, kind="shape"))
 BROADCAST_LIKE = register(OpDef("broadcast_like", _broadcast_like_impl,
                                 _same_dtype(lambda x, like: broadcast_shapes(x.shape, like.shape, op="broadcast_like")),
-                                vjp=(lambda g, out, x, like: rd.sum_to(g, x), None), kind="shape",
+                                vjp=(lambda g, out, x, like: rd.sum_to(g, x), None), jvp=linear_jvp, kind="shape",
                                 doc="broadcast x to the run-time shape of `like`"))
 
 
@@ -146,9 +147,9 @@ def _squeeze_shape(x, axis):
 
 
 EXPAND_DIMS = register(OpDef("expand_dims", np.expand_dims, _same_dtype(_expand_dims_shape),
-                             vjp=(lambda g, out, x: squeeze(g, out.attrs["axis"]),), kind="shape"))
+                             vjp=(lambda g, out, x: squeeze(g, out.attrs["axis"]),), jvp=linear_jvp, kind="shape"))
 SQUEEZE = register(OpDef("squeeze", np.squeeze, _same_dtype(_squeeze_shape),
-                         vjp=(lambda g, out, x: reshape_like(g, x),), kind="shape"))
+                         vjp=(lambda g, out, x: reshape_like(g, x),), jvp=linear_jvp, kind="shape"))
 
 
 def expand_dims(x, axis):
@@ -221,7 +222,7 @@ def _concatenate_part_vjp(index):
 
 CONCATENATE_PART = register(OpDef(
     "concatenate_part", _concatenate_part_impl, _concatenate_part_infer,
-    vjp=_concatenate_part_vjp, kind="shape",
+    vjp=_concatenate_part_vjp, jvp=linear_jvp, kind="shape",
     doc="the slice of a concatenation's gradient that belongs to input `index`"))
 
 
@@ -251,9 +252,18 @@ def _stack_vjp(index):
     return rule
 
 
+def _joining_jvp(tangents, out, *xs):
+    # Joining is linear in every input: join the tangents, zeros standing in for absent ones.
+    if all(t is None for t in tangents):
+        return None
+    from graphcomp.ops.elementwise import zeros_like
+    parts = [zeros_like(x) if t is None else t for t, x in zip(tangents, xs)]
+    return apply(out.op, *parts, **out.attrs)
+
+
 CONCATENATE = register(OpDef("concatenate", _concatenate_impl, _concatenate_infer,
-                             vjp=_concatenate_vjp, kind="shape"))
-STACK = register(OpDef("stack", _stack_impl, _stack_infer, vjp=_stack_vjp, kind="shape"))
+                             vjp=_concatenate_vjp, jvp=_joining_jvp, kind="shape"))
+STACK = register(OpDef("stack", _stack_impl, _stack_infer, vjp=_stack_vjp, jvp=_joining_jvp, kind="shape"))
 
 
 def concatenate(tensors, axis=0):
@@ -341,11 +351,11 @@ def _getitem_grad_impl(g, x, index):
 
 GETITEM = register(OpDef("getitem", _getitem_impl, _same_dtype(_getitem_shape),
                          vjp=(lambda g, out, x: apply(GETITEM_GRAD, g, x, index=out.attrs["index"]),),
-                         kind="shape"))
+                         jvp=linear_jvp, kind="shape"))
 GETITEM_GRAD = register(OpDef("getitem_grad", _getitem_grad_impl,
                               lambda g, x, index: (x.shape, g.dtype),
                               vjp=(lambda g, out, gi, x: apply(GETITEM, g, index=out.attrs["index"]), None),
-                              kind="shape", doc="zeros shaped like x with g placed at `index`"))
+                              jvp=linear_jvp, kind="shape", doc="zeros shaped like x with g placed at `index`"))
 
 
 def getitem(x, index):

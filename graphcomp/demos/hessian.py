@@ -1,0 +1,191 @@
+"""Hessian spectrum of a small network on the digits data, before and after training.
+
+A 64-32-10 tanh network with softmax cross-entropy is trained by gradient descent on
+scikit-learn's bundled 8x8 digits (no download). Before and after training, the loss
+Hessian at the current weights is linearized once (gc.HessianOperator) and probed only
+through Hessian-vector products: Lanczos for the top eigenvalues, Hutchinson and Hutch++
+for the trace, stochastic Lanczos quadrature for the eigenvalue density, drawn as a PNG
+when matplotlib is installed and as a text histogram otherwise.
+
+Needs scikit-learn (pip install "graphcomp[demo]").
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import time
+
+import numpy as np
+
+import graphcomp as gc
+from graphcomp import krylov
+
+HIDDEN = 32
+
+
+def load_digits_data(samples, seed):
+    """(images scaled to [0, 1], one-hot labels, labels) for `samples` shuffled digits."""
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        raise SystemExit("the hessian demo needs scikit-learn: pip install 'graphcomp[demo]'") from None
+    digits = load_digits()
+    order = np.random.default_rng(seed).permutation(len(digits.target))[:samples]
+    images = digits.data[order] / 16.0
+    labels = digits.target[order]
+    return images, np.eye(10)[labels], labels
+
+
+def build_network(seed):
+    """Placeholders, parameters (variables), logits and loss of the 64-32-10 network."""
+    rng = np.random.default_rng(seed)
+    x = gc.placeholder((None, 64), name="images")
+    onehot = gc.placeholder((None, 10), name="onehot")
+    params = [gc.variable(rng.normal(size=(64, HIDDEN)) / 8.0, name="W1"),
+              gc.variable(np.zeros(HIDDEN), name="b1"),
+              gc.variable(rng.normal(size=(HIDDEN, 10)) / np.sqrt(HIDDEN), name="W2"),
+              gc.variable(np.zeros(10), name="b2")]
+    logits = gc.nn.dense(gc.nn.dense(x, params[0], params[1], "tanh"), params[2], params[3])
+    return x, onehot, params, logits, gc.nn.softmax_cross_entropy(logits, onehot)
+
+
+def train(x, onehot, params, logits, loss, images, targets, steps, rate=0.5, momentum=0.9):
+    """Full-batch gradient descent with momentum, compiled as one update function."""
+    velocities = [gc.variable(np.zeros(p.shape), name=f"velocity_{p.name}") for p in params]
+    gradients = gc.grad(loss, params)
+    new_velocities = [momentum * v - rate * g for v, g in zip(velocities, gradients)]
+    updates = list(zip(velocities, new_velocities)) + [(p, p + v) for p, v in zip(params, new_velocities)]
+    step = gc.function([x, onehot], loss, updates=updates)
+    for _ in range(steps):
+        step(images, targets)
+
+
+def describe_curvature(hessian, args, rng_seed):
+    """Top eigenvalues, trace estimates and spectral density of the operator at its point."""
+    started = time.perf_counter()
+    top = krylov.lanczos(hessian, k=args.top, which="LA", tol=1e-8, seed=rng_seed, progress=args.progress)
+    bottom = krylov.lanczos(hessian, k=1, which="SA", tol=1e-8, seed=rng_seed)
+    trace = krylov.hutchinson_trace(hessian, probes=args.probes, seed=rng_seed, progress=args.progress)
+    trace_pp = krylov.hutchpp_trace(hessian, matvecs=args.probes, seed=rng_seed)
+    density = krylov.spectral_density(hessian, probes=args.slq_probes, steps=args.slq_steps, seed=rng_seed,
+                                      progress=args.progress)
+    return dict(top=top.eigenvalues[::-1], smallest=bottom.eigenvalues[0], trace=trace, trace_pp=trace_pp,
+                density=density, seconds=time.perf_counter() - started)
+
+
+def report(label, loss_value, accuracy, curvature, products):
+    print(f"\n== {label}: loss {loss_value:.4f}, training accuracy {accuracy:.1%} ==")
+    print("top eigenvalues:   " + "  ".join(f"{v:.4g}" for v in curvature["top"]))
+    print(f"smallest:          {curvature['smallest']:.4g}")
+    trace = curvature["trace"]
+    print(f"trace (Hutchinson, {trace.matvecs} probes): {trace.estimate:.4g} +- {trace.standard_error:.2g}")
+    print(f"trace (Hutch++, {curvature['trace_pp'].matvecs} products):   {curvature['trace_pp'].estimate:.4g}")
+    print(f"trace (stochastic Lanczos quadrature): {curvature['density'].trace:.4g}")
+    print(f"({products} Hessian-vector products in {curvature['seconds']:.2f} s)")
+
+
+def text_histogram(density, bins=24, width=50):
+    """The SLQ density as rows of '#': fraction of eigenvalues per bin, on a square-root scale
+    so that the few large outliers stay visible next to the bulk near zero."""
+    fractions, edges = density.histogram(bins=bins)
+    scaled = np.sqrt(fractions / max(fractions.max(), 1e-300))
+    lines = []
+    for fraction, share, low, high in zip(fractions, scaled, edges, edges[1:]):
+        lines.append(f"  [{low:+9.3g}, {high:+9.3g})  {'#' * int(round(share * width)):<{width}} {fraction:6.1%}")
+    return "\n".join(lines)
+
+
+def plot_densities(curvatures, path):
+    """Write the before/after densities as a PNG; returns False when matplotlib is missing."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    figure, axes = plt.subplots(1, len(curvatures), figsize=(5 * len(curvatures), 3.5))
+    for axis, (label, curvature) in zip(np.atleast_1d(axes), curvatures.items()):
+        nodes = curvature["density"].nodes
+        span = max(np.ptp(nodes), 1e-12)
+        grid = np.linspace(nodes.min() - 0.05 * span, nodes.max() + 0.05 * span, 800)
+        axis.semilogy(grid, np.maximum(curvature["density"].density(grid, width=0.01 * span), 1e-8))
+        axis.set_title(f"Hessian eigenvalue density, {label}")
+        axis.set_xlabel("eigenvalue")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return True
+
+
+def parse_arguments(argv):
+    parser = argparse.ArgumentParser(prog="graphcomp demo hessian", description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=600, help="training images (default 600)")
+    parser.add_argument("--steps", type=int, default=300, help="gradient-descent steps (default 300)")
+    parser.add_argument("--top", type=int, default=5, help="how many top eigenvalues (default 5)")
+    parser.add_argument("--probes", type=int, default=150, help="Hutchinson probes (default 150)")
+    parser.add_argument("--slq-probes", type=int, default=6, help="SLQ probes (default 6)")
+    parser.add_argument("--slq-steps", type=int, default=60, help="Lanczos steps per SLQ probe (default 60)")
+    parser.add_argument("--out", default=".", help="folder for hessian_density.png (default: here)")
+    parser.add_argument("--text", action="store_true", help="text histograms only, no PNG")
+    parser.add_argument("--progress", action="store_true", help="show progress of the Krylov runs")
+    parser.add_argument("--seed", type=int, default=0)
+    return parser.parse_args(argv)
+
+
+def single_threaded_blas():
+    """A context that keeps BLAS on one thread when threadpoolctl (a scikit-learn dependency)
+    is there: these matrices are small, and on a busy machine waiting for a second BLAS
+    thread costs milliseconds per product."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
+def main(argv=None):
+    """Train, then compare the Hessian's spectrum before and after; returns the summaries."""
+    args = parse_arguments(argv)
+    with single_threaded_blas():
+        return run(args)
+
+
+def run(args):
+    """The demo proper, on parsed arguments."""
+    images, targets, labels = load_digits_data(args.samples, args.seed)
+    x, onehot, params, logits, loss = build_network(args.seed)
+    evaluate = gc.function([x, onehot], [loss, logits])
+    feeds = {x: images, onehot: targets}
+    hessian = gc.HessianOperator(loss, params, feeds)
+    print(f"network 64-{HIDDEN}-10 on {len(images)} digits: {hessian.shape[0]} parameters")
+
+    curvatures, summaries = {}, {}
+    for label in ("before training", "after training"):
+        if label == "after training":
+            started = time.perf_counter()
+            train(x, onehot, params, logits, loss, images, targets, args.steps)
+            print(f"\ntrained for {args.steps} steps in {time.perf_counter() - started:.2f} s")
+            hessian.set_point([p.value for p in params])
+        loss_value, logit_values = evaluate(images, targets)
+        accuracy = float(np.mean(logit_values.argmax(axis=1) == labels))
+        products_before = hessian.hvp_count
+        curvature = describe_curvature(hessian, args, args.seed)
+        report(label, float(loss_value), accuracy, curvature, hessian.hvp_count - products_before)
+        curvatures[label] = curvature
+        summaries[label] = dict(loss=float(loss_value), accuracy=accuracy, top=curvature["top"],
+                                trace=curvature["trace"].estimate, density=curvature["density"])
+
+    path = os.path.join(args.out, "hessian_density.png")
+    if not args.text and plot_densities(curvatures, path):
+        print(f"\nwrote {path}")
+    else:
+        for label, curvature in curvatures.items():
+            print(f"\neigenvalue density {label} (stochastic Lanczos quadrature):")
+            print(text_histogram(curvature["density"]))
+    return summaries
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,408 @@
+"""The executor: schedule, memory plan, and one generated straight-line Python function.
+
+Every node becomes one line (`v7 = k7(v3, v5)`) with its kernel bound as a default argument,
+so each step costs one call. The memory plan decides, for nodes whose kernels can write into
+a given array (NumPy ufuncs, matmul, fused kernels) and whose shape is known:
+
+* in place: write over an input that dies at this node (`v7 = k7(v3, v5, out=v3)`), when the
+  input is an array this function allocated, nothing else still looks at it, and the op may
+  overwrite an operand it reads (matmul may not);
+* reuse: otherwise write into a same-shaped array whose values are all dead;
+* never into user inputs, variables, constants, views (a transposed or broadcast array) of
+  anything still needed, or any array aliased by a returned value.
+
+Values no later line needs are deleted right after their last use. Very long graphs are split
+into segments of at most SEGMENT_LINES lines (one function each) so that compiling them stays
+linear and Python's compiler is never asked for one enormous function.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import itertools
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from graphcomp.shapes import is_static, size_of
+
+SEGMENT_LINES = 2000
+_function_counter = itertools.count()
+# Ops whose kernels always return a new array (or a NumPy scalar), never a view of an input.
+FRESH_KINDS = frozenset({"elementwise", "fused", "linalg"})
+FRESH_OPS = frozenset({"sum", "mean", "max", "min", "logsumexp", "softmax", "log_softmax", "getitem_grad",
+                       "concatenate", "stack"})
+LEAVES = frozenset({"placeholder", "constant", "variable"})
+
+
+def _returns_fresh_array(node):
+    return node.op.kind in FRESH_KINDS or node.op.name in FRESH_OPS
+
+
+def _out_support(node):
+    """(can write into a given array, may that array be one of its operands)."""
+    op = node.op
+    if op.kind == "fused":
+        return True, bool(op.in_place_safe)
+    if isinstance(op.impl, np.ufunc) and not node.attrs:
+        return True, op.name != "matmul"
+    return False, False
+
+
+def _plannable(node):
+    return node.ndim >= 1 and is_static(node.shape) and node.dtype.kind in "biuf"
+
+
+# the memory plan ----------------------------------------------------------------------------------
+
+class _Buffer:
+    __slots__ = ("owner", "key", "live", "holder", "free_event")
+
+    def __init__(self, owner, key):
+        self.owner = owner       # the node that allocated it
+        self.key = key           # (shape, dtype) when its size is known, else None
+        self.live = 0            # values still needed that may alias it
+        self.holder = owner      # the node whose name holds the array now
+        self.free_event = None
+
+
+@dataclass
+class MemoryPlan:
+    """What the executor does with arrays, decided once per compiled function."""
+
+    out_of: dict = field(default_factory=dict)         # node -> node whose array it writes into
+    in_place: set = field(default_factory=set)         # nodes that overwrite one of their operands
+    allocations: list = field(default_factory=list)    # nodes that allocate a new array
+    keep_until: dict = field(default_factory=dict)     # node -> position of the line that reuses its array
+    frees: list = field(default_factory=list)          # (position, owner node, reused later?)
+
+
+def plan_memory(graph):
+    """Decide in-place writes and buffer reuse for `graph` (see the module's notes)."""
+    nodes = graph.nodes
+    position = {node: i for i, node in enumerate(nodes)}
+    never = len(nodes)
+    outputs = set(graph.outputs)
+    last_use = {node: (never if node in outputs else position[node]) for node in nodes}
+    for node in nodes:
+        for parent in node.inputs:
+            if last_use[parent] != never:
+                last_use[parent] = max(last_use[parent], position[node])
+    plan = MemoryPlan()
+    aliases = {}  # node -> buffers its value may share memory with
+    pool = {}
+    dying_at = {}
+    for node in nodes:
+        dying_at.setdefault(last_use[node], []).append(node)
+    for i, node in enumerate(nodes):
+        if node.op.name in LEAVES:
+            aliases[node] = ()
+        elif _returns_fresh_array(node):
+            buffer = _choose_buffer(node, i, aliases, last_use, pool, plan)
+            aliases[node] = (buffer,) if buffer is not None else ()
+        else:  # a view (or possibly its input itself): it keeps its inputs' arrays alive
+            aliases[node] = tuple({b for parent in node.inputs for b in aliases[parent]})
+        for buffer in aliases[node]:
+            buffer.live += 1
+        for dead in dying_at.get(i, ()):
+            for buffer in aliases[dead]:
+                buffer.live -= 1
+                if buffer.live == 0:
+                    _release(buffer, i, pool, plan)
+    return plan
+
+
+def _choose_buffer(node, i, aliases, last_use, pool, plan):
+    """The buffer `node` writes into (recording the decision in `plan`), or a new one."""
+    writes_out, may_alias = _out_support(node)
+    if not _plannable(node):
+        plan.allocations.append(node)
+        return _Buffer(node, None)
+    key = (tuple(node.shape), node.dtype)
+    if writes_out and may_alias:
+        for parent in node.inputs:
+            owned = aliases.get(parent, ())
+            if (len(owned) == 1 and owned[0].holder is parent and owned[0].live == 1 and owned[0].key == key
+                    and last_use[parent] == i):
+                plan.out_of[node] = parent
+                plan.in_place.add(node)
+                buffer = owned[0]
+                buffer.holder = node
+                return buffer
+    if writes_out and pool.get(key):
+        buffer = pool[key].pop()
+        plan.out_of[node] = buffer.holder
+        buffer.free_event[2] = True
+        plan.keep_until[buffer.holder] = i
+        buffer.holder = node
+        buffer.free_event = None
+        return buffer
+    plan.allocations.append(node)
+    return _Buffer(node, key)
+
+
+def _release(buffer, i, pool, plan):
+    event = [i, buffer.owner, False]
+    plan.frees.append(event)
+    if buffer.key is not None:
+        buffer.free_event = event
+        pool.setdefault(buffer.key, []).append(buffer)
+
+
+def peak_bytes(graph, plan, shape_of=None):
+    """Peak bytes of the arrays the function allocates (intermediates, outputs and fused
+    kernels' scratch), following the plan; `shape_of(node)` gives concrete shapes where the
+    static ones are unknown. None when a size is unknown."""
+    shape_of = shape_of or (lambda node: node.shape)
+    allocated = set(plan.allocations)
+    freed_at = {}
+    for i, owner, reused in plan.frees:
+        if not reused:
+            freed_at.setdefault(i, []).append(owner)
+    current = peak = 0
+    sizes = {}
+    for i, node in enumerate(graph.nodes):
+        transient = 0
+        if node in allocated or node in plan.out_of:
+            shape = shape_of(node)
+            if shape is None or not is_static(shape):
+                return None
+            if node in allocated:
+                sizes[node] = int(size_of(shape)) * node.dtype.itemsize
+                current += sizes[node]
+            if node.op.kind == "fused":
+                transient = node.op.impl.scratch_bytes(tuple(shape))
+        peak = max(peak, current + transient)
+        for owner in freed_at.get(i, ()):
+            current -= sizes.get(owner, 0)
+    return peak
+
+
+# code generation ------------------------------------------------------------------------------------
+
+@dataclass
+class Program:
+    """The generated code of a compiled graph."""
+
+    run: object
+    source: str
+    line_to_node: dict          # (code object, line number) -> (node, names of its inputs)
+    plan: MemoryPlan
+    segments: int = 1
+
+    def locate(self, error):
+        """(node, input names, frame locals) of the line an exception came from, or None."""
+        traceback = error.__traceback__
+        found = None
+        while traceback is not None:
+            key = (traceback.tb_frame.f_code, traceback.tb_lineno)
+            if key in self.line_to_node:
+                found = self.line_to_node[key] + (traceback.tb_frame.f_locals,)
+            traceback = traceback.tb_next
+        return found
+
+
+class _Emitter:
+    """Collects lines with what they define, use and delete, then writes segment functions."""
+
+    def __init__(self):
+        self.lines = []  # (text, node or None, input names, defined name or None, deleted names)
+        self.bindings = {}
+
+    def add(self, text, node=None, inputs=(), defines=None, deletes=(), bound=()):
+        self.lines.append((text, node, list(inputs), defines, list(deletes), bound))
+
+
+def generate(graph, inputs):
+    """Write the straight-line Python function(s) that evaluate `graph`; returns a Program."""
+    with garbage_collection_paused():
+        return _generate(graph, inputs)
+
+
+@contextlib.contextmanager
+def garbage_collection_paused():
+    """Pause Python's cyclic garbage collector while a graph is compiled: compiling builds many
+    objects and no cycles, and the collector's repeated scans would cost more than the work."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _generate(graph, inputs):
+    plan = plan_memory(graph)
+    emitter = _Emitter()
+    names = {}
+    index_of_input = {node: i for i, node in enumerate(inputs)}
+    outputs = set(graph.outputs)
+    last_use = {}
+    for position, node in enumerate(graph.nodes):
+        for parent in node.inputs:
+            last_use[parent] = position
+    keep_until = plan.keep_until
+    release_after = {}
+    for holder, position in keep_until.items():
+        release_after.setdefault(position, []).append(holder)
+    for position, node in enumerate(graph.nodes):
+        name = f"v{position}"
+        kind = node.op.name
+        if kind == "placeholder":
+            names[node] = f"p{index_of_input[node]}"
+            continue
+        if kind == "constant":
+            names[node] = f"c{position}"
+            emitter.bindings[names[node]] = node.payload
+            continue
+        if kind == "variable":
+            emitter.bindings[f"s{position}"] = node.payload
+            copy = ".copy()" if node in outputs else ""
+            emitter.add(f"{name} = s{position}.value{copy}", node, (), name, bound=(f"s{position}",))
+        else:
+            emitter.bindings[f"k{position}"] = node.op.kernel(dict(node.attrs))
+            arguments = [names[parent] for parent in node.inputs]
+            target = plan.out_of.get(node)
+            call = ", ".join(arguments + ([f"out={names[target]}"] if target is not None else []))
+            constants = tuple(a for a in arguments if a[0] == "c")
+            emitter.add(f"{name} = k{position}({call})", node, arguments, name, bound=(f"k{position}",) + constants)
+        names[node] = name
+        dead = {names[p] for p in node.inputs
+                if last_use.get(p) == position and p not in outputs and p.op.name not in LEAVES
+                and p not in keep_until}
+        dead |= {names[h] for h in release_after.get(position, ()) if h not in outputs}
+        if dead:
+            emitter.add(f"del {', '.join(sorted(dead))}", deletes=sorted(dead))
+    returned = [names[out] for out in graph.outputs]
+    run, source, line_to_node, segments = _compile_segments(emitter, len(inputs), returned)
+    return Program(run, source, line_to_node, plan, segments)
+
+
+def _compile_segments(emitter, arity, returned):
+    parameters = [f"p{i}" for i in range(arity)]
+    chunks = [emitter.lines[i:i + SEGMENT_LINES] for i in range(0, len(emitter.lines), SEGMENT_LINES)] or [[]]
+    filename = f"<graphcomp-function-{next(_function_counter)}>"
+    namespace = dict(emitter.bindings)
+    line_to_node, sources = {}, []
+    bound = list(parameters)
+    calls = []
+    for number, chunk in enumerate(chunks):
+        live_in = list(bound)
+        bound_set = set(bound)
+        body, used_bindings, located = [], [], []
+        for text, node, arguments, defines, deletes, bindings in chunk:
+            body.append(text)
+            used_bindings.extend(bindings)
+            if node is not None:
+                located.append((len(body) + 1, node, arguments))
+            if defines:
+                bound_set.add(defines)
+            for name in deletes:
+                bound_set.discard(name)
+        last = number == len(chunks) - 1
+        bound = [name for name in sorted(bound_set, key=_name_order)]
+        result = returned if last else bound
+        defaults = [f"{key}={key}" for key in dict.fromkeys(used_bindings)]
+        function_name = "run" if len(chunks) == 1 else f"segment_{number}"
+        header = f"def {function_name}({', '.join(live_in + defaults)}):"
+        returns = f"return ({', '.join(result)}{',' if len(result) == 1 else ''})"
+        source = header + "\n" + "\n".join("    " + line for line in body + [returns]) + "\n"
+        code = compile(source, f"{filename}:{function_name}", "exec")
+        exec(code, namespace)  # noqa: S102 - our own generated code
+        function = namespace[function_name]
+        for line, node, arguments in located:
+            line_to_node[(function.__code__, line)] = (node, arguments)
+        sources.append(source)
+        calls.append((function_name, live_in, result, last))
+    if len(chunks) == 1:
+        run = namespace["run"]
+    else:
+        run = _chain_segments(calls, namespace, parameters, filename)
+        sources.append(run.source)
+    source = "\n".join(sources)
+    run.source = source
+    return run, source, line_to_node, len(chunks)
+
+
+def _chain_segments(calls, namespace, parameters, filename):
+    lines = []
+    for function_name, live_in, result, last in calls:
+        target = "return " if last else f"{', '.join(result)}{',' if len(result) == 1 else ''} = "
+        if not result and not last:
+            target = ""
+        lines.append(f"{target}{function_name}({', '.join(live_in)})")
+    source = f"def run({', '.join(parameters)}):\n" + "\n".join("    " + line for line in lines) + "\n"
+    exec(compile(source, f"{filename}:run", "exec"), namespace)  # noqa: S102
+    run = namespace["run"]
+    run.source = source
+    return run
+
+
+def _name_order(name):
+    return (name[0], int(name[1:]))
+
+
+# statistics -------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class FunctionStats:
+    """What a compiled function does: node counts before and after optimisation, fused kernels,
+    buffer reuse, and the peak bytes of the arrays it allocates while running."""
+
+    nodes: int
+    nodes_before_optimization: int
+    fused_kernels: int
+    in_place_writes: int
+    reused_buffers: int
+    allocations: int
+    peak_bytes: int | None
+    segments: int
+
+    def __str__(self):
+        peak = "unknown until called" if self.peak_bytes is None else f"{self.peak_bytes:,} bytes"
+        return (f"{self.nodes} nodes ({self.nodes_before_optimization} before optimisation), "
+                f"{self.fused_kernels} fused kernels, {self.in_place_writes} in-place writes, "
+                f"{self.reused_buffers} reused buffers, {self.allocations} allocations, peak {peak}")
+
+
+class _ConcreteValue:
+    """Stands in for a node when shape rules run on concrete shapes."""
+
+    __slots__ = ("shape", "dtype", "ndim")
+
+    def __init__(self, shape, dtype):
+        self.shape, self.dtype, self.ndim = tuple(shape), np.dtype(dtype), len(shape)
+
+
+def concrete_shapes(graph, inputs, input_shapes):
+    """node -> its shape when the placeholders `inputs` have `input_shapes` (shape rules re-run)."""
+    values = {node: _ConcreteValue(shape, node.dtype) for node, shape in zip(inputs, input_shapes)}
+    for node in graph.nodes:
+        if node in values:
+            continue
+        if not node.inputs or is_static(node.shape):
+            values[node] = _ConcreteValue(node.shape, node.dtype)
+            continue
+        shape, dtype = node.op.infer(*(values[parent] for parent in node.inputs), **node.attrs)
+        values[node] = _ConcreteValue(shape, dtype)
+    return {node: value.shape for node, value in values.items()}
+
+
+def function_stats(function):
+    """The FunctionStats of a compiled gc.function (sizes from its last call where unknown)."""
+    program, graph = function._program, function.graph
+    peak = peak_bytes(graph, program.plan)
+    if peak is None and function._last_shapes is not None:
+        try:
+            shapes = concrete_shapes(graph, function.inputs, function._last_shapes)
+            peak = peak_bytes(graph, program.plan, shapes.get)
+        except Exception:  # noqa: BLE001 - a shape rule that needs more than shapes: size unknown
+            peak = None
+    plan = program.plan
+    return FunctionStats(
+        nodes=len(graph), nodes_before_optimization=len(function.unoptimized_graph),
+        fused_kernels=sum(1 for node in graph.nodes if node.op.kind == "fused"),
+        in_place_writes=len(plan.in_place), reused_buffers=len(plan.out_of) - len(plan.in_place),
+        allocations=len(plan.allocations), peak_bytes=peak, segments=program.segments)

@@ -1,0 +1,62 @@
+"""Common-subexpression elimination: nodes that compute the same value become one node."""
+
+from __future__ import annotations
+
+from graphcomp.ir import Graph
+
+# Ops whose result does not depend on the order of their inputs.
+COMMUTATIVE = frozenset({"add", "multiply", "maximum", "minimum", "equal"})
+CONSTANT_BYTES_COMPARED = 1 << 16  # larger constants are only merged with themselves
+
+
+def _attrs_key(attrs):
+    try:
+        key = tuple(sorted(attrs.items()))
+        hash(key)
+        return key
+    except TypeError:  # an attribute that cannot be hashed is compared by its text
+        return repr(sorted(attrs.items()))
+
+
+def _constant_key(node):
+    array = node.payload
+    if array.nbytes > CONSTANT_BYTES_COMPARED:
+        return ("constant", node.id)
+    return ("constant", array.dtype.str, array.shape, array.tobytes())
+
+
+def structural_key(node, canonical):
+    """(op, inputs, attrs) with inputs already merged; None for nodes never merged."""
+    kind = node.op.name
+    if kind in ("placeholder", "variable"):
+        return None
+    if kind == "constant":
+        return _constant_key(node)
+    inputs = tuple(canonical[parent].id for parent in node.inputs)
+    if kind in COMMUTATIVE:
+        inputs = tuple(sorted(inputs))
+    return (kind, id(node.op), inputs, _attrs_key(node.attrs))
+
+
+def eliminate_common_subexpressions(graph):
+    """Merge nodes with the same op, attributes and (merged) inputs; constants by value."""
+    canonical, by_key = {}, {}
+    changed = False
+    for node in graph.nodes:
+        key = structural_key(node, canonical)
+        if key is not None and key in by_key:
+            canonical[node] = by_key[key]
+            changed = True
+            continue
+        inputs = [canonical[parent] for parent in node.inputs]
+        if any(new is not old for new, old in zip(inputs, node.inputs)):
+            node_new = node.with_inputs(inputs)
+            changed = True
+        else:
+            node_new = node
+        canonical[node] = node_new
+        if key is not None:
+            by_key[key] = node_new
+    if not changed:
+        return graph
+    return Graph([canonical[out] for out in graph.outputs])

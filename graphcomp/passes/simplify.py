@@ -1,0 +1,284 @@
+"""Algebraic simplification: local rules, kept as data, run to a fixed point by the driver.
+
+Every rule preserves values exactly for all finite inputs and keeps IEEE semantics for
+infinities and NaN, with one deliberate exception: a product with a structural zero (a
+constant zero, such as the zeros gradients produce for paths that do not exist) is zero.
+Rules that assume finite values (x - x -> 0) live in FINITE_MATH_RULES and run only when
+asked for.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from graphcomp.passes.constant_folding import MAX_FOLDED_ELEMENTS, _evaluate, _foldable
+from graphcomp.passes.rewrite import (
+    Rule, apply_rules, broadcasts_into, constant_value, is_constant_equal_to, make_constant,
+    make_node, same_static_shape, zeros,
+)
+from graphcomp.shapes import is_static, size_of
+
+
+def _keeps_result(operand, other, node):
+    """`operand` alone already has the result's shape and dtype (`other` never enlarges it)."""
+    return (operand.dtype == node.dtype and broadcasts_into(other.shape, operand.shape)
+            and len(operand.shape) == len(node.shape))
+
+
+# identities of arithmetic ----------------------------------------------------------------------
+
+def _drop_identity_operand(identity, positions):
+    """x (op) identity -> x, for the operand positions where `identity` is neutral."""
+    def rewrite(node):
+        x, y = node.inputs
+        if 1 in positions and is_constant_equal_to(y, identity) and _keeps_result(x, y, node):
+            return x
+        if 0 in positions and is_constant_equal_to(x, identity) and _keeps_result(y, x, node):
+            return y
+        return None
+    return rewrite
+
+
+def _zero_minus(node):
+    x, y = node.inputs
+    if is_constant_equal_to(x, 0) and _keeps_result(y, x, node):
+        return make_node("negative", [y], like=node)
+    return None
+
+
+def _times_structural_zero(node):
+    x, y = node.inputs
+    if (is_constant_equal_to(x, 0) or is_constant_equal_to(y, 0)) and is_static(node.shape):
+        return zeros(node.shape, node.dtype, like=node)
+    return None
+
+
+def _times_minus_one(node):
+    x, y = node.inputs
+    if is_constant_equal_to(y, -1) and _keeps_result(x, y, node):
+        return make_node("negative", [x], like=node)
+    if is_constant_equal_to(x, -1) and _keeps_result(y, x, node):
+        return make_node("negative", [y], like=node)
+    return None
+
+
+def _double_negation(node):
+    (x,) = node.inputs
+    return x.inputs[0] if x.op.name == "negative" else None
+
+
+def _add_negated(node):
+    """x + (-y) -> x - y and (-x) + y -> y - x."""
+    x, y = node.inputs
+    if y.op.name == "negative":
+        return make_node("subtract", [x, y.inputs[0]], like=node)
+    if x.op.name == "negative":
+        return make_node("subtract", [y, x.inputs[0]], like=node)
+    return None
+
+
+def _subtract_negated(node):
+    """x - (-y) -> x + y."""
+    x, y = node.inputs
+    if y.op.name == "negative":
+        return make_node("add", [x, y.inputs[0]], like=node)
+    return None
+
+
+def _product_of_negations(node):
+    """(-x) * (-y) -> x * y, and (-x) / (-y) likewise."""
+    x, y = node.inputs
+    if x.op.name == "negative" and y.op.name == "negative":
+        return make_node(node.op.name, [x.inputs[0], y.inputs[0]], like=node)
+    return None
+
+
+def _uniform_constant_to_scalar(node):
+    """An elementwise operand that is a constant array of one repeated value becomes a scalar
+    constant when the result keeps its shape: kernels then see a literal, not an array."""
+    for position, operand in enumerate(node.inputs):
+        value = constant_value(operand)
+        if value is None or value.ndim == 0 or value.size == 0 or value.size > MAX_FOLDED_ELEMENTS:
+            continue
+        first = value.flat[0]
+        if not (np.all(value == first) or (np.isnan(first) and np.all(np.isnan(value)))):
+            continue
+        scalar = make_constant(first, operand.dtype, like=operand)
+        inputs = list(node.inputs)
+        inputs[position] = scalar
+        rebuilt = make_node(node.op, inputs, node.attrs, like=node)
+        if tuple(rebuilt.shape) == tuple(node.shape):
+            return rebuilt
+    return None
+
+
+# shape ops -------------------------------------------------------------------------------------
+
+def _double_transpose(node):
+    (inner,) = node.inputs
+    if inner.op.name != "transpose":
+        return None
+    outer_axes, inner_axes = node.attrs["axes"], inner.attrs["axes"]
+    composed = tuple(inner_axes[a] for a in outer_axes)
+    source = inner.inputs[0]
+    if composed == tuple(range(len(composed))):
+        return source
+    return make_node("transpose", [source], {"axes": composed}, like=node)
+
+
+def _reshape_chain(node):
+    (inner,) = node.inputs
+    if inner.op.name in ("reshape", "reshape_like", "expand_dims", "squeeze"):
+        source = inner.inputs[0]
+        if same_static_shape(source.shape, node.shape):
+            return source
+        return make_node("reshape", [source], dict(node.attrs), like=node)
+    if same_static_shape(inner.shape, node.shape):
+        return inner
+    return None
+
+
+def _expand_then_squeeze(node):
+    (inner,) = node.inputs
+    if inner.op.name == "expand_dims" and tuple(inner.attrs["axis"]) == tuple(node.attrs["axis"]):
+        return inner.inputs[0]
+    return None
+
+
+def _static_broadcast_like(node):
+    """broadcast_like(x, like) with like's shape known -> broadcast_to (x no longer waits on like)."""
+    x, like = node.inputs
+    if not is_static(node.shape):
+        return None
+    if same_static_shape(x.shape, node.shape):
+        return x
+    return make_node("broadcast_to", [x], {"shape": tuple(node.shape)}, like=node)
+
+
+def _static_reshape_like(node):
+    x, like = node.inputs
+    if not is_static(like.shape):
+        return None
+    if same_static_shape(x.shape, like.shape):
+        return x
+    return make_node("reshape", [x], {"shape": tuple(like.shape)}, like=node)
+
+
+def _static_sum_to(node):
+    """sum_to(x, like) with both shapes known -> a plain sum over the broadcast axes."""
+    x, like = node.inputs
+    if not (is_static(x.shape) and is_static(like.shape)):
+        return None
+    if tuple(x.shape) == tuple(like.shape):
+        return x
+    leading = x.ndim - like.ndim
+    axes = tuple(range(leading)) + tuple(
+        leading + i for i, d in enumerate(like.shape) if d == 1 and x.shape[leading + i] != 1)
+    summed = make_node("sum", [x], {"axis": axes, "keepdims": False}, like=node)
+    if tuple(summed.shape) == tuple(like.shape):
+        return summed
+    return make_node("reshape", [summed], {"shape": tuple(like.shape)}, like=node)
+
+
+def _broadcast_to_own_shape(node):
+    (x,) = node.inputs
+    return x if same_static_shape(x.shape, node.shape) else None
+
+
+def _sum_of_broadcast(node):
+    """sum over all axes of broadcast_to(x, S) -> sum(x) * (size(S) / size(x))."""
+    (inner,) = node.inputs
+    if inner.op.name != "broadcast_to" or node.attrs["keepdims"]:
+        return None
+    if tuple(node.attrs["axis"]) != tuple(range(inner.ndim)):
+        return None
+    x = inner.inputs[0]
+    if not (is_static(x.shape) and is_static(inner.shape)) or size_of(x.shape) == 0:
+        return None
+    repeats = size_of(inner.shape) // size_of(x.shape)
+    total = x if x.ndim == 0 else make_node("sum", [x], {"axis": tuple(range(x.ndim)), "keepdims": False},
+                                            like=node)
+    return make_node("multiply", [total, make_constant(repeats, node.dtype, like=node)], like=node)
+
+
+def _mean_as_sum(node):
+    """mean(x) -> sum(x) / n when n is known: the same arithmetic as NumPy's mean, without its
+    per-call overhead (and the sum fuses with what follows)."""
+    (x,) = node.inputs
+    if x.dtype.kind != "f" or node.dtype != x.dtype:
+        return None
+    count = size_of(tuple(x.shape[a] for a in node.attrs["axis"]))
+    if count is None or count == 0:
+        return None
+    total = make_node("sum", [x], dict(node.attrs), like=node)
+    return make_node("divide", [total, make_constant(count, node.dtype, like=node)], like=node)
+
+
+# leaves that only depend on shapes -------------------------------------------------------------
+
+def _static_zeros_like(node):
+    (x,) = node.inputs
+    return zeros(node.shape, node.dtype, like=node) if is_static(node.shape) else None
+
+
+def _static_element_count(node):
+    (x,) = node.inputs
+    count = size_of(tuple(x.shape[a] for a in node.attrs["axis"]))
+    return make_constant(count, node.dtype, like=node) if count is not None else None
+
+
+def _fold(node):
+    """Constant folding, as a rule, so that simplification and folding reach one fixed point."""
+    if not _foldable(node):
+        return None
+    value = _evaluate(node)
+    return make_constant(value, node.dtype, like=node) if value is not None else None
+
+
+ELEMENTWISE_BINARY = ("add", "subtract", "multiply", "divide", "power", "maximum", "minimum",
+                      "less", "less_equal", "greater", "greater_equal", "equal", "where")
+
+RULES = [
+    Rule("fold constants", ("*",), _fold),
+    Rule("x + 0 -> x", ("add",), _drop_identity_operand(0, (0, 1))),
+    Rule("x - 0 -> x", ("subtract",), _drop_identity_operand(0, (1,))),
+    Rule("0 - x -> -x", ("subtract",), _zero_minus),
+    Rule("x * 1 -> x", ("multiply",), _drop_identity_operand(1, (0, 1))),
+    Rule("x / 1 -> x", ("divide",), _drop_identity_operand(1, (1,))),
+    Rule("x * 0 -> 0 (structural zero)", ("multiply",), _times_structural_zero),
+    Rule("x * -1 -> -x", ("multiply",), _times_minus_one),
+    Rule("-(-x) -> x", ("negative",), _double_negation),
+    Rule("x + (-y) -> x - y", ("add",), _add_negated),
+    Rule("x - (-y) -> x + y", ("subtract",), _subtract_negated),
+    Rule("(-x) * (-y) -> x * y", ("multiply", "divide"), _product_of_negations),
+    Rule("uniform constant -> scalar", ELEMENTWISE_BINARY, _uniform_constant_to_scalar),
+    Rule("transpose(transpose(x)) -> transpose(x)", ("transpose",), _double_transpose),
+    Rule("reshape chain -> one reshape", ("reshape",), _reshape_chain),
+    Rule("squeeze(expand_dims(x)) -> x", ("squeeze",), _expand_then_squeeze),
+    Rule("broadcast_like with a known shape -> broadcast_to", ("broadcast_like",), _static_broadcast_like),
+    Rule("reshape_like with a known shape -> reshape", ("reshape_like",), _static_reshape_like),
+    Rule("sum_to with known shapes -> sum", ("sum_to",), _static_sum_to),
+    Rule("broadcast_to own shape -> x", ("broadcast_to",), _broadcast_to_own_shape),
+    Rule("sum(broadcast_to(x)) -> sum(x) * n", ("sum",), _sum_of_broadcast),
+    Rule("mean(x) -> sum(x) / n", ("mean",), _mean_as_sum),
+    Rule("zeros_like with a known shape -> structural zero", ("zeros_like",), _static_zeros_like),
+    Rule("element_count with known sizes -> constant", ("element_count",), _static_element_count),
+]
+
+
+def _self_difference(node):
+    x, y = node.inputs
+    if x is y and is_static(node.shape):
+        return zeros(node.shape, node.dtype, like=node)
+    return None
+
+
+FINITE_MATH_RULES = [
+    Rule("x - x -> 0 (finite x)", ("subtract",), _self_difference),
+]
+
+
+def simplify(graph, assume_finite=False):
+    """Apply the algebraic RULES (and FINITE_MATH_RULES when `assume_finite`) to a fixed point."""
+    rules = RULES + FINITE_MATH_RULES if assume_finite else RULES
+    return apply_rules(graph, rules)

@@ -1,0 +1,103 @@
+"""Numerical stabilisation: rewrite formulas that overflow or lose precision into the forms
+that do not (log(sigmoid(x)) -> -softplus(-x), log(1 + x) -> log1p(x), ...)."""
+
+from __future__ import annotations
+
+from graphcomp.passes.rewrite import Rule, apply_rules, broadcasts_into, is_constant_equal_to, make_node
+
+
+def _log_of_sigmoid(node):
+    """log(sigmoid(x)) = -softplus(-x): no log(0) for very negative x."""
+    (inner,) = node.inputs
+    if inner.op.name != "sigmoid":
+        return None
+    x = inner.inputs[0]
+    return make_node("negative", [make_node("softplus", [make_node("negative", [x], like=node)], like=node)],
+                     like=node)
+
+
+def _one_minus(node):
+    """The y of a node computing 1 - y (None otherwise)."""
+    if node.op.name != "subtract":
+        return None
+    one, y = node.inputs
+    if is_constant_equal_to(one, 1) and broadcasts_into(one.shape, y.shape) and one.dtype == y.dtype:
+        return y
+    return None
+
+
+def _log_of_one_minus_sigmoid(node):
+    """log(1 - sigmoid(x)) = -softplus(x)."""
+    y = _one_minus(node.inputs[0])
+    if y is None or y.op.name != "sigmoid":
+        return None
+    return make_node("negative", [make_node("softplus", [y.inputs[0]], like=node)], like=node)
+
+
+def _log_of_softmax(node):
+    (inner,) = node.inputs
+    if inner.op.name != "softmax":
+        return None
+    return make_node("log_softmax", [inner.inputs[0]], dict(inner.attrs), like=node)
+
+
+def _one_plus(node):
+    """The x of a node computing 1 + x or x + 1 (None otherwise)."""
+    if node.op.name != "add":
+        return None
+    a, b = node.inputs
+    for one, x in ((a, b), (b, a)):
+        if is_constant_equal_to(one, 1) and broadcasts_into(one.shape, x.shape) and one.dtype == x.dtype:
+            return x
+    return None
+
+
+def _log_of_one_plus(node):
+    """log(1 + x) = log1p(x): exact for small x."""
+    x = _one_plus(node.inputs[0])
+    return make_node("log1p", [x], like=node) if x is not None else None
+
+
+def _log1p_of_exp(node):
+    """log1p(exp(x)) = softplus(x): no overflow for large x (kept when x = -|y| cannot overflow)."""
+    (inner,) = node.inputs
+    if inner.op.name != "exp":
+        return None
+    x = inner.inputs[0]
+    if x.op.name == "negative" and x.inputs[0].op.name == "abs":
+        return None
+    return make_node("softplus", [x], like=node)
+
+
+def _exp_minus_one(node):
+    """exp(x) - 1 = expm1(x): exact for small x."""
+    e, one = node.inputs
+    if e.op.name == "exp" and is_constant_equal_to(one, 1) and broadcasts_into(one.shape, e.shape) \
+            and one.dtype == e.dtype:
+        return make_node("expm1", [e.inputs[0]], like=node)
+    return None
+
+
+def _log_of_sum_of_exp(node):
+    """log(sum(exp(x), axis)) = logsumexp(x, axis): no overflow."""
+    (total,) = node.inputs
+    if total.op.name != "sum" or total.inputs[0].op.name != "exp":
+        return None
+    x = total.inputs[0].inputs[0]
+    return make_node("logsumexp", [x], dict(total.attrs), like=node)
+
+
+RULES = [
+    Rule("log(sigmoid(x)) -> -softplus(-x)", ("log",), _log_of_sigmoid),
+    Rule("log(1 - sigmoid(x)) -> -softplus(x)", ("log",), _log_of_one_minus_sigmoid),
+    Rule("log(softmax(x)) -> log_softmax(x)", ("log",), _log_of_softmax),
+    Rule("log(1 + x) -> log1p(x)", ("log",), _log_of_one_plus),
+    Rule("log1p(exp(x)) -> softplus(x)", ("log1p",), _log1p_of_exp),
+    Rule("exp(x) - 1 -> expm1(x)", ("subtract",), _exp_minus_one),
+    Rule("log(sum(exp(x))) -> logsumexp(x)", ("log",), _log_of_sum_of_exp),
+]
+
+
+def stabilize(graph):
+    """Apply the stabilising RULES to a fixed point."""
+    return apply_rules(graph, RULES)

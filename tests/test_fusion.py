@@ -1,0 +1,201 @@
+"""Elementwise fusion: fused nodes in the graph, generated kernels (pure NumPy always, numexpr
+where installed) agreeing with the unfused ops, and errors that name the fused expression."""
+
+import numpy as np
+import pytest
+
+import graphcomp as gc
+from graphcomp import kernels
+from graphcomp.ir import Graph
+from graphcomp.ops import REGISTRY
+from graphcomp.passes.fuse import FusedOp, fuse_elementwise
+
+BACKENDS = ["numpy"] + (["numexpr"] if kernels.numexpr is not None else [])
+RNG = np.random.default_rng(3)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request):
+    previous = kernels.get_backend()
+    kernels.set_backend(request.param)
+    yield request.param
+    kernels.set_backend(previous)
+
+
+def assert_relative(actual, expected, rtol=1e-12):
+    """Elementwise relative error at most `rtol`, measured against |expected| plus the array's
+    largest magnitude (a sum that cancels to near zero keeps the rounding of its terms)."""
+    actual, expected = np.asarray(actual), np.asarray(expected)
+    assert actual.shape == expected.shape and actual.dtype == expected.dtype
+    scale = np.abs(expected) + np.max(np.abs(expected), initial=0.0)
+    assert np.all(np.abs(actual - expected) <= rtol * scale), np.max(np.abs(actual - expected) / scale)
+
+
+def fused_nodes(f):
+    return [node for node in f.graph.nodes if node.op.kind == "fused"]
+
+
+def test_a_chain_of_elementwise_ops_is_one_fused_node_showing_its_expression():
+    x = gc.placeholder((5,), name="x")
+    f = gc.function([x], gc.tanh(x) * gc.sigmoid(x) + gc.log1p(gc.exp(-gc.abs(x))))
+    (node,) = fused_nodes(f)
+    assert len(f.graph) == 2  # the placeholder and the fused node
+    assert "tanh" in str(node.attrs["expression"]) and "log1p" in str(node.attrs["expression"])
+    assert isinstance(node.op, FusedOp) and len(node.op.members) >= 7
+    assert "fused" not in REGISTRY  # fused ops belong to their graph, not to the registry
+    assert "tanh" in gc.to_dot(f)  or "fused" in gc.to_dot(f)
+
+
+@pytest.mark.parametrize("shape", [(7,), (3, 4), (200_000,), (600, 300)])
+def test_fused_kernel_matches_unfused_ops(backend, shape):
+    x, y = gc.placeholder(shape, name="x"), gc.placeholder(shape[-1:], name="y")
+    out = gc.tanh(x) * gc.sigmoid(x) + gc.log1p(gc.exp(-gc.abs(x))) - gc.softplus(y) * gc.square(x - y)
+    values = [RNG.standard_normal(shape) * 3, RNG.standard_normal(shape[-1:])]
+    expected = gc.function([x, y], out, optimize=False)(*values)
+    f = gc.function([x, y], out)
+    assert [node.shape for node in fused_nodes(f)][-1] == shape
+    assert_relative(f(*values), expected)
+
+
+@pytest.mark.parametrize("build", [
+    lambda x, y: gc.where(x > y, gc.exp(x), gc.cos(y) * 2.0),
+    lambda x, y: gc.relu(x) * gc.cast(y > 0, "float64") + gc.leaky_relu(y, 0.2),
+    lambda x, y: gc.clip(x * y, -0.5, 0.25) - gc.hard_tanh(x),
+    lambda x, y: gc.maximum(x, y) / gc.minimum(gc.abs(x), gc.abs(y) + 1.0),
+    lambda x, y: gc.sqrt(gc.square(x) + 1.0) ** (gc.sin(y) * 0.5) + gc.sign(x),
+    lambda x, y: gc.expm1(x * 0.1) / (1.0 + gc.abs(y)) + gc.log(gc.abs(y) + 2.0),
+], ids=["where", "masks", "clip", "max-min", "power-sign", "expm1-log"])
+def test_fused_kernels_cover_every_kind_of_elementwise_op(backend, build):
+    x, y = gc.placeholder((3, 5)), gc.placeholder((5,))
+    out = build(x, y)
+    values = [RNG.standard_normal((3, 5)), RNG.standard_normal(5)]
+    f = gc.function([x, y], out)
+    assert fused_nodes(f)
+    assert_relative(f(*values), gc.function([x, y], out, optimize=False)(*values))
+
+
+def test_every_scalar_form_agrees_with_its_numpy_implementation():
+    import sympy
+    checked = []
+    for name, op in REGISTRY.items():
+        if op.kind != "elementwise" or op.scalar is None:
+            continue
+        arity = {"where": 3}.get(name, 1 if name in UNARY else 2)
+        symbols = [sympy.Symbol(f"x{i}", real=True) for i in range(arity)]
+        attrs = {"leaky_relu": {"alpha": 0.1}, "clip": {"lo": -0.5, "hi": 0.5}, "cast": {"dtype": "<f8"}}.get(name, {})
+        values = [RNG.uniform(0.3, 2.0, 6) * RNG.choice([-1.0, 1.0], 6) for _ in range(arity)]
+        if name in ("log", "sqrt", "log1p") or name == "power":
+            values[0] = np.abs(values[0])
+        if name in ("where", "cast"):
+            values[0] = values[0] > 0
+        arguments = list(symbols)
+        if name == "where":
+            arguments[0] = symbols[0] > 0
+            values[0] = values[0].astype(float) - 0.5
+        elif name == "cast":
+            arguments[0] = symbols[0] > 0
+            values[0] = values[0].astype(float) - 0.5
+        expression = op.scalar(*arguments, **attrs)
+        kernel = kernels.Kernel(expression, symbols, np.float64 if name not in COMPARISONS else np.bool_)
+        numeric = [v > 0 if (name in ("where", "cast") and i == 0) else v for i, v in enumerate(values)]
+        expected = op.kernel(attrs)(*numeric)
+        np.testing.assert_allclose(kernel(*values), expected, rtol=1e-14, err_msg=name)
+        checked.append(name)
+    assert {"add", "tanh", "sigmoid", "softplus", "where", "relu", "clip", "cast", "less"} <= set(checked)
+
+
+UNARY = {"negative", "exp", "log", "log1p", "expm1", "sqrt", "square", "abs", "sign", "tanh", "sin", "cos",
+         "sigmoid", "softplus", "relu", "leaky_relu", "clip", "cast", "zeros_like"}
+COMPARISONS = {"less", "less_equal", "greater", "greater_equal", "equal"}
+
+
+def test_pure_numpy_kernel_writes_into_preallocated_buffers():
+    import sympy
+    x = sympy.Symbol("x0", real=True)
+    kernel = kernels.Kernel(sympy.tanh(x) * sympy.exp(-x) + x ** 2, [x], np.float64)
+    assert "out=" in kernel.source and "_tanh" in kernel.source
+    values = RNG.standard_normal(10)
+    out = np.empty(10)
+    previous = kernels.get_backend()
+    kernels.set_backend("numpy")
+    try:
+        assert kernel(values, out=out) is out
+        assert_relative(out, np.tanh(values) * np.exp(-values) + values ** 2)
+        alias = values.copy()
+        kernel(alias, out=alias)  # writing over its own input gives the same values
+        assert_relative(alias, out)
+    finally:
+        kernels.set_backend(previous)
+
+
+def test_blocked_two_thread_path_handles_broadcast_inputs():
+    import sympy
+    x, b = sympy.Symbol("x0", real=True), sympy.Symbol("x1", real=True)
+    kernel = kernels.Kernel(sympy.exp(-(x - b) ** 2) + b, [x, b], np.float64)
+    values, bias = RNG.standard_normal((1000, 333)), RNG.standard_normal(333)
+    assert values.size >= 2 * kernels.BLOCK_ELEMENTS
+    expected = np.exp(-(values - bias) ** 2) + bias
+    assert_relative(kernel(values, bias), expected)
+    row = RNG.standard_normal((1, 333))
+    assert_relative(kernel(values, row), np.exp(-(values - row) ** 2) + row)
+
+
+def test_groups_stop_at_values_used_outside_and_at_other_shapes():
+    x, b = gc.placeholder((4, 3)), gc.placeholder((3,))
+    shared = gc.exp(x)
+    small = gc.sin(b) * 2.0  # shape (3,): computed at its own size, not at (4, 3)
+    out = [shared * small + 1.0, gc.sum(shared)]
+    graph = fuse_elementwise(Graph.from_outputs(out))
+    fused = [node for node in graph.nodes if node.op.kind == "fused"]
+    assert any(node.shape == (3,) for node in fused)
+    assert sum(1 for node in graph.nodes if node.op.name == "exp" or
+               (node.op.kind == "fused" and "exp" in str(node.attrs["expression"]))) == 1
+
+
+def test_float32_groups_compute_in_float32():
+    x = gc.placeholder((6,), dtype="float32")
+    out = gc.tanh(x) * 0.5 + gc.exp(-x)
+    values = RNG.standard_normal(6).astype(np.float32)
+    f = gc.function([x], out)
+    assert fused_nodes(f)
+    result = f(values)
+    assert result.dtype == np.float32
+    np.testing.assert_allclose(result, gc.function([x], out, optimize=False)(values), rtol=1e-6)
+
+
+def test_execution_error_names_the_fused_expression_and_each_original_line():
+    x, y = gc.placeholder((None,), name="x"), gc.placeholder((None,), name="y")
+    out = gc.tanh(x) * gc.exp(y)
+    f = gc.function([x, y], out)
+    assert fused_nodes(f)
+    with pytest.raises(gc.ExecutionError) as caught:
+        f(np.ones(3), np.ones(4))
+    message = str(caught.value)
+    assert "fused kernel" in message and "tanh" in message
+    assert message.count("test_fusion.py") >= 3  # tanh, exp and multiply, each with its own line
+    assert "out = gc.tanh(x) * gc.exp(y)" in message
+
+
+def test_numexpr_is_optional():
+    previous = kernels.get_backend()
+    try:
+        kernels.set_backend("numpy")
+        x = gc.placeholder((3,))
+        np.testing.assert_allclose(gc.function([x], gc.exp(x) + 1.0)(np.zeros(3)), [2.0, 2.0, 2.0])
+        if kernels.numexpr is None:
+            with pytest.raises(ValueError, match="numexpr"):
+                kernels.set_backend("numexpr")
+        with pytest.raises(ValueError, match="unknown kernel backend"):
+            kernels.set_backend("cuda")
+    finally:
+        kernels.set_backend(previous)
+
+
+def test_kernels_work_when_numexpr_is_not_installed(monkeypatch):
+    import sympy
+    monkeypatch.setattr(kernels, "numexpr", None)
+    x = sympy.Symbol("x0", real=True)
+    kernel = kernels.Kernel(sympy.exp(x) * x + 1, [x], np.float64, None, (np.float64,))
+    assert kernel.numexpr_program is None
+    values = RNG.standard_normal(5)
+    assert_relative(kernel(values), np.exp(values) * values + 1)
