@@ -203,5 +203,9 @@ def _unshared(value, held):
 
 
 def function(inputs, outputs, updates=None, optimize=True):
-    """Compile `outputs` (a tensor or a list) as a function of the placeholders `inputs`."""
+    """Compile `outputs` (a tensor or a list) as a function of the placeholders `inputs`.
+
+    `optimize`: True (the pass pipeline), False, "debug" (validate after every pass) or "check"
+    (at every call, compare each pass's result with the unoptimised graph on the actual inputs).
+    """
     return Function(inputs, outputs, updates=updates, optimize=optimize)

@@ -37,7 +37,8 @@ LEAVES = frozenset({"placeholder", "constant", "variable"})
 
 
 def _returns_fresh_array(node):
-    return node.op.kind in FRESH_KINDS or node.op.name in FRESH_OPS
+    # cast is NumPy's astype(copy=False): it hands back its input when the dtype already matches.
+    return (node.op.kind in FRESH_KINDS or node.op.name in FRESH_OPS) and node.op.name != "cast"
 
 
 def _out_support(node):

@@ -7,10 +7,12 @@ A fused expression is a SymPy expression over input symbols x0, x1, ... . It is 
   last one into the result buffer. Scratch buffers are reused after their last use (linear
   scan over the statements). Large arrays are processed in row blocks that fit in cache, on
   two threads (NumPy releases the GIL inside ufunc loops). This path always works.
-* numexpr, where it is installed: one interpreted program for the whole expression. On small
-  arrays this removes the per-ufunc call overhead; on large arrays NumPy's vectorised
-  transcendental functions are faster than numexpr's, so large arrays use the NumPy code
-  (see `NUMEXPR_MAX_ELEMENTS`).
+* numexpr, where it is installed: the expression as one interpreted program (split into a few
+  where a value is shared or nesting is too deep for Python's parser). On small arrays this
+  removes the per-ufunc call overhead; on large arrays NumPy's vectorised transcendental
+  functions beat numexpr's (measured: 2x slower on 4M float64 values on an AVX-512 machine), so
+  only arrays up to NUMEXPR_MAX_ELEMENTS elements, and expressions of MIN_NUMEXPR_STEPS
+  operations or more, use it.
 
 Both paths give the same values as the unfused ops to within rounding (1e-12 relative on
 float64); the tests check both.
@@ -18,6 +20,7 @@ float64); the tests check both.
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import itertools
 import os
@@ -74,7 +77,6 @@ _UNARY = {"exp": "exp", "log": "log", "tanh": "tanh", "sin": "sin", "cos": "cos"
 _RELATIONAL = {"StrictLessThan": "less", "LessThan": "less_equal", "StrictGreaterThan": "greater",
                "GreaterThan": "greater_equal", "Equality": "equal", "Unequality": "not_equal"}
 _LOGICAL = {"And": "logical_and", "Or": "logical_or"}
-TRANSCENDENTAL = frozenset({"exp", "log", "tanh", "sin", "cos", "log1p", "expm1", "sinh", "cosh", "tan", "power"})
 
 
 class UnsupportedExpression(ValueError):
@@ -310,16 +312,15 @@ def _last_uses(steps, result):
 def _allocate_slots(steps, result):
     """Scratch slot per temp, reused after its last use; the result's step writes to `out`.
 
-    `out` itself serves as scratch once no later step reads an input (the caller may pass one
-    of the inputs as `out`), for float temps, one chain at a time, unless the last step is a
-    `where` (two copies, which must not overwrite their own operands).
+    `out` itself serves as scratch for float temps, one chain at a time, once no later step
+    reads an input (the caller may pass one of the inputs as `out`).
     """
     last = _last_uses(steps, result)
     free = {False: [], True: []}
     slot_of, slot_kinds = {}, []
     final = result[1] if result[0] == "temp" and result[1] == len(steps) - 1 else None
     last_input_read = max((step.temp for step in steps if any(o[0] == "input" for o in step.operands)), default=-1)
-    out_usable = final is not None and steps[final].function != "where" and not steps[final].is_bool
+    out_usable = final is not None and not steps[final].is_bool
     out_holder = [None]
 
     def release(step):
@@ -335,13 +336,12 @@ def _allocate_slots(steps, result):
         if step.temp == final:
             slot_of[step.temp] = "out"
             continue
-        # A ufunc may write over an operand it reads (same positions); `where` is two copies, so
-        # its buffer must differ from its operands'.
-        if step.function != "where":
-            release(step)
+        # A ufunc may write over an operand it reads (same positions); `where` reads all of its
+        # operands before its result is stored.
+        release(step)
         pool = free[step.is_bool]
-        if out_usable and not step.is_bool and step.function != "where" and out_holder[0] is None \
-                and step.temp >= last_input_read:
+        if (out_usable and not step.is_bool and step.function != "where" and out_holder[0] is None
+                and step.temp >= last_input_read):
             slot_of[step.temp] = "out"
             out_holder[0] = step.temp
         elif pool:
@@ -349,8 +349,6 @@ def _allocate_slots(steps, result):
         else:
             slot_of[step.temp] = len(slot_kinds)
             slot_kinds.append(step.is_bool)
-        if step.function == "where":
-            release(step)
     return slot_of, slot_kinds, final
 
 
@@ -372,9 +370,14 @@ def numpy_source(steps, result, arity, name="body"):
         target = "out" if slot_of[step.temp] == "out" else f"s{slot_of[step.temp]}"
         args = [_text(o, slot_of) for o in step.operands]
         if step.function == "where":
-            condition, if_true, if_false = args
-            lines.append(f"_copyto({target}, {if_false})")
-            lines.append(f"_copyto({target}, {if_true}, where={condition})")
+            # np.where has no `out`; a masked copy (copyto with where=) is several times slower
+            # than np.where plus a plain copy, and a new array can simply take the slot's name
+            # when one operand is a temp (then it has the slot's full shape).
+            selection = f"_where({', '.join(args)})"
+            if target != "out" and any(kind == "temp" for kind, _ in step.operands):
+                lines.append(f"{target} = {selection}")
+            else:
+                lines.append(f"_copyto({target}, {selection})")
         else:
             lines.append(f"_{step.function}({', '.join(args)}, out={target})")
     if final is None:
@@ -385,15 +388,14 @@ def numpy_source(steps, result, arity, name="body"):
 
 
 def writes_out_in_place_safely(steps, result):
-    """True when `out` may be one of the inputs: only the last step writes `out`, and it is a
-    ufunc (which reads and writes the same positions), not a two-copy `where`."""
-    if result[0] != "temp" or result[1] != len(steps) - 1:
-        return True  # the result is copied into `out` at the very end
-    return steps[-1].function != "where"
+    """True when `out` may be one of the inputs: only steps after the last read of an input
+    write `out`, a ufunc reads and writes the same positions, and `where` reads all of its
+    operands before storing."""
+    return True
 
 
 def _numpy_namespace():
-    namespace = {"_copyto": np.copyto}
+    namespace = {"_copyto": np.copyto, "_where": np.where}
     for function in ("add", "subtract", "multiply", "divide", "negative", "square", "sqrt", "power",
                      "maximum", "minimum", "less", "less_equal", "greater", "greater_equal", "equal",
                      "not_equal", "logical_and", "logical_or", "logical_not", *_UNARY.values()):
@@ -409,15 +411,24 @@ _NUMEXPR_INFIX = {"add": "+", "subtract": "-", "multiply": "*", "divide": "/", "
                   "less": "<", "less_equal": "<=", "greater": ">", "greater_equal": ">=",
                   "equal": "==", "not_equal": "!=", "logical_and": "&", "logical_or": "|"}
 MAX_NUMEXPR_STEPS = 600
+MAX_NUMEXPR_NESTING = 190
+MAX_NUMEXPR_INPUTS = 30  # numexpr iterates its operands with NumPy's nditer, which takes at most 32 (or 64)
+MIN_NUMEXPR_STEPS = 6  # below this, a few ufunc calls cost less than starting numexpr's machine
 
 
-def numexpr_text(steps, result):
-    """One numexpr expression for the steps (temps used once are inlined; others repeated), or
-    None when the expression cannot be written for numexpr or would grow too long."""
-    texts = {}
-    length = 0
+def numexpr_stages(steps, result):
+    """numexpr programs for the steps: [(text, target, target is boolean)], the last one's target
+    "out". A temp used more than once, or nested too deep for Python's parser (which numexpr
+    uses), becomes its own stage's target `t<k>`; others are written inline. None when an
+    operation has no numexpr form."""
+    uses = {}
     for step in steps:
-        args = []
+        for kind, value in step.operands:
+            if kind == "temp":
+                uses[value] = uses.get(value, 0) + 1
+    texts, depths, stages = {}, {}, []
+    for step in steps:
+        args, depth = [], 0
         for kind, value in step.operands:
             if kind == "input":
                 args.append(f"x{value}")
@@ -427,20 +438,59 @@ def numexpr_text(steps, result):
                 elif not np.isfinite(value):
                     return None
                 else:
-                    args.append(f"({value!r})")
+                    args.append(repr(value) if value >= 0 else f"({value!r})")
+                    depth = max(depth, 1)
             else:
                 args.append(texts[value])
+                depth = max(depth, depths[value])
         text = _numexpr_step(step.function, args)
         if text is None:
             return None
-        length += len(text)
-        if length > 200_000:
-            return None
-        texts[step.temp] = text
+        depth += _NUMEXPR_NESTING.get(step.function, 1)
+        if depth > MAX_NUMEXPR_NESTING or (uses.get(step.temp, 0) > 1 and len(text) > 24):
+            stages.append((text, f"t{step.temp}", step.is_bool))
+            text, depth = f"t{step.temp}", 0
+        texts[step.temp], depths[step.temp] = text, depth
     kind, value = result
-    if kind == "temp":
-        return texts[value]
-    return None
+    if kind != "temp":
+        return None
+    if stages and stages[-1][1] == f"t{value}":
+        stages[-1] = (stages[-1][0], "out", stages[-1][2])
+    else:
+        stages.append((texts[value], "out", steps[value].is_bool))
+    return stages
+
+
+class NumexprProgram:
+    """A fused expression as one or more numexpr programs run in turn."""
+
+    def __init__(self, stages, input_dtypes):
+        import re
+
+        dtype_of = {f"x{i}": np.dtype(d).type for i, d in enumerate(input_dtypes)}
+        self.stages = []
+        for text, target, is_bool in stages:
+            names = list(dict.fromkeys(re.findall(r"\b[xt]\d+\b", text)))
+            signature = [(name, dtype_of[name]) for name in names]
+            self.stages.append((numexpr.NumExpr(text, signature=signature), names, target, is_bool))
+            dtype_of[target] = np.bool_ if is_bool else np.float64
+        every_input = [f"x{i}" for i in range(len(input_dtypes))]
+        single = len(self.stages) == 1 and self.stages[0][1] == every_input
+        self.direct = self.stages[0][0] if single else None
+
+    def __call__(self, inputs, out):
+        if self.direct is not None:  # one program reading every input in order
+            self.direct(*inputs, out=out, order="K", casting="safe", ex_uses_vml=False)
+            return out
+        values = {f"x{i}": x for i, x in enumerate(inputs)}
+        for program, names, target, is_bool in self.stages:
+            array = out if target == "out" else np.empty(out.shape, np.bool_ if is_bool else np.float64)
+            program(*(values[name] for name in names), out=array, order="K", casting="safe", ex_uses_vml=False)
+            values[target] = array
+        return out
+
+
+_NUMEXPR_NESTING = {"maximum": 3, "minimum": 3, "sign": 2}  # parentheses an operation adds
 
 
 def _numexpr_step(function, args):
@@ -451,8 +501,8 @@ def _numexpr_step(function, args):
         return f"{name}({args[0]})"
     if function == "negative":
         return f"(-{args[0]})"
-    if function == "square":
-        return f"({args[0]} * {args[0]})"
+    if function == "square":  # not a * a: that would repeat the operand's whole text
+        return f"({args[0]} ** 2)"
     if function == "logical_not":
         return f"(~{args[0]})"
     if function == "where":
@@ -488,16 +538,15 @@ class Kernel:
         exec(compile(self.source, f"<graphcomp-kernel {self.name}>", "exec"), namespace)  # noqa: S102
         self.body = namespace[self.name]
         self.in_place_safe = writes_out_in_place_safely(steps, result)
-        self.transcendental = any(step.function in TRANSCENDENTAL for step in steps)
         self._result = result
         self._input_dtypes = input_dtypes
         self._numexpr = None if self._numexpr_possible() else False
 
     def _numexpr_possible(self):
         input_dtypes = self._input_dtypes
-        if numexpr is None or self.dtype != np.float64 or input_dtypes is None or len(self.steps) < 2:
+        if numexpr is None or self.dtype != np.float64 or input_dtypes is None or len(self.steps) < MIN_NUMEXPR_STEPS:
             return False
-        if len(self.steps) > MAX_NUMEXPR_STEPS:
+        if len(self.steps) > MAX_NUMEXPR_STEPS or len(input_dtypes) > MAX_NUMEXPR_INPUTS:
             return False
         return all(np.dtype(d) in (np.float64, np.bool_) for d in input_dtypes)
 
@@ -509,12 +558,11 @@ class Kernel:
         return self._numexpr or None
 
     def _numexpr_program(self, steps, result, input_dtypes):
-        text = numexpr_text(steps, result)
-        if text is None:
+        stages = numexpr_stages(steps, result)
+        if stages is None:
             return None
-        signature = [(f"x{i}", np.dtype(d).type) for i, d in enumerate(input_dtypes)]
         try:
-            return numexpr.NumExpr(text, signature=signature)
+            return NumexprProgram(stages, input_dtypes)
         except Exception:  # noqa: BLE001 - an expression numexpr cannot take runs as NumPy code
             return None
 
@@ -531,8 +579,13 @@ class Kernel:
                 backend == "numexpr" or size <= NUMEXPR_MAX_ELEMENTS):
             program = self.numexpr_program
             if program is not None:
-                program(*inputs, out=out, order="K", casting="safe", ex_uses_vml=False)
-                return out
+                try:
+                    if any(x is out for x in inputs):  # numexpr may use `out` for its own temporaries
+                        np.copyto(out, program(inputs, np.empty_like(out)))
+                        return out
+                    return program(inputs, out)
+                except ValueError:  # a limit of this numexpr build: the NumPy code runs instead
+                    self._numexpr = False
         if size >= 2 * BLOCK_ELEMENTS and out.ndim >= 1 and shape[0] > 1:
             self._blocked(inputs, out, shape)
         else:
@@ -558,7 +611,8 @@ class Kernel:
             self._run_rows(inputs, sliced, out, 0, rows, block)
             return
         middle = (rows // 2 // block) * block or rows // 2
-        future = pool.submit(self._run_rows, inputs, sliced, out, middle, rows, block)
+        # The worker runs in a copy of this thread's context, so np.errstate settings hold there too.
+        future = pool.submit(contextvars.copy_context().run, self._run_rows, inputs, sliced, out, middle, rows, block)
         self._run_rows(inputs, sliced, out, 0, middle, block)
         future.result()
 

@@ -289,6 +289,12 @@ def _c_function(name):
     return getattr(cfunctions, name)
 
 
+def _stable_sigmoid(x):
+    sympy = _sympy()
+    e = sympy.exp(-sympy.Abs(x))
+    return sympy.Piecewise((1, x >= 0), (e, True)) / (1 + e)
+
+
 def _scalar_forms():
     sp = _sympy
     return {
@@ -312,7 +318,8 @@ def _scalar_forms():
         TANH: lambda x: sp().tanh(x),
         SIN: lambda x: sp().sin(x),
         COS: lambda x: sp().cos(x),
-        SIGMOID: lambda x: 1 / (1 + sp().exp(-x)),
+        # With e = exp(-|x|), which never overflows: 1 / (1 + e) for x >= 0, e / (1 + e) below.
+        SIGMOID: lambda x: _stable_sigmoid(x),
         # max(x, 0) + log(1 + exp(-|x|)): no overflow for either sign of x.
         SOFTPLUS: lambda x: sp().Max(x, 0) + _c_function("log1p")(sp().exp(-sp().Abs(x))),
         RELU: lambda x: sp().Max(x, 0),

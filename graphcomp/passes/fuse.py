@@ -22,7 +22,7 @@ from graphcomp.ops import OpDef
 from graphcomp.passes.rewrite import make_node
 from graphcomp.shapes import broadcast_shapes
 
-MAX_GROUP_DEPTH = 40     # bounds SymPy's recursion and numexpr's parser on long chains
+MAX_GROUP_DEPTH = 64     # bounds SymPy's recursion (its assumption queries recurse) on long chains
 MAX_GROUP_MEMBERS = 256  # bounds SymPy's time per group
 
 
@@ -41,9 +41,13 @@ class FusedOp(OpDef):
     def in_place_safe(self):
         return self.impl.in_place_safe
 
-    def describe_members(self):
-        """One line per fused node: its op and the user's line that built it."""
-        return [f"{m.op.name} built at {m.source}" if m.source is not None else m.op.name for m in self.members]
+    def describe_members(self, limit=12):
+        """One line per fused node (at most `limit`): its op and the user's line that built it."""
+        lines = [f"{m.op.name} built at {m.source}" if m.source is not None else m.op.name
+                 for m in self.members[:limit]]
+        if len(self.members) > limit:
+            lines.append(f"... and {len(self.members) - limit} more nodes")
+        return lines
 
 
 def _no_gradient(index):
@@ -142,7 +146,7 @@ def group_signature(members):
                 continue
             literal = _literal_value(parent)
             if literal is not None:
-                wiring.append(("literal", literal, parent.dtype.str))
+                wiring.append(("literal", repr(literal), parent.dtype.str))  # repr: -0.0 is not 0.0
                 continue
             if parent not in index_of_input:
                 index_of_input[parent] = len(inputs)
