@@ -1,9 +1,9 @@
-"""Compiling a graph into a callable: check, schedule once, generate straight-line code.
+"""Compiling a graph into a callable: `gc.function`.
 
-`gc.function` orders the nodes once and writes one Python function whose body is one line
-per node (`v7 = k7(v3, v5)`), with kernels and constants bound as default arguments so each
-step costs one call; a value is deleted right after its last use. A failure inside an op is
-re-raised naming the op, its input shapes and the user's line that built the node.
+A `Function` checks its inputs and updates once, runs the optimizer passes, and hands the
+graph to the executor (graphcomp/executor.py), which plans memory and generates straight-line
+code. Each call checks its arguments, runs that code, and applies the updates; a failure inside
+an op is re-raised naming the op, its input shapes and the user's line that built the node.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from graphcomp import executor, passes
 from graphcomp.errors import ExecutionError, ShapeError
 from graphcomp.ir import Graph
 from graphcomp.shapes import format_shape
-from graphcomp.tensor import Tensor, cast
+from graphcomp.tensor import Tensor, cast, constant
+
 
 def _normalize_updates(updates):
     if updates is None:
@@ -31,7 +32,6 @@ def _normalize_updates(updates):
             raise ValueError(f"updates: {target.describe()} is updated twice")
         seen.add(target)
         if not isinstance(expression, Tensor):
-            from graphcomp.tensor import constant
             expression = constant(expression, dtype=target.dtype)
         if len(expression.shape) != len(target.shape) or any(
                 d is not None and d != t for d, t in zip(expression.shape, target.shape)):

@@ -35,10 +35,10 @@ def _infer_with(impl):
 _infer_names: dict = {}
 
 
-def _elementwise(name, impl, vjp=None, jvp=None, differentiable=True, doc=""):
+def _elementwise(name, impl, vjp=None, jvp=None, scalar=None, differentiable=True, doc=""):
     _infer_names[impl] = name
-    return register(OpDef(name, impl, _infer_with(impl), vjp=vjp, jvp=jvp, kind="elementwise",
-                          differentiable=differentiable, doc=doc))
+    return register(OpDef(name, impl, _infer_with(impl), vjp=vjp, jvp=jvp, scalar=scalar,
+                          kind="elementwise", differentiable=differentiable, doc=doc))
 
 
 def zero_like_scalar(t):
@@ -96,16 +96,43 @@ def _zeros_like(x):
     return np.zeros_like(x)
 
 
+# scalar forms (SymPy), used by elementwise fusion ----------------------------------------------
+# A record's `scalar` takes one SymPy expression per input (and the node's attributes) and
+# returns the expression for one element. SymPy is imported only when a graph is fused.
+
+def _sympy():
+    import sympy
+
+    return sympy
+
+
+def _c_function(name):
+    from sympy.codegen import cfunctions
+
+    return getattr(cfunctions, name)
+
+
+def _stable_sigmoid(x):
+    sympy = _sympy()
+    e = sympy.exp(-sympy.Abs(x))
+    return sympy.Piecewise((1, x >= 0), (e, True)) / (1 + e)
+
+
 # arithmetic -----------------------------------------------------------------------------------
 
-ADD = _elementwise("add", np.add, vjp=(lambda g, out, x, y: g, lambda g, out, x, y: g), jvp=symmetric_jvp)
+ADD = _elementwise("add", np.add, vjp=(lambda g, out, x, y: g, lambda g, out, x, y: g), jvp=symmetric_jvp,
+                   scalar=lambda x, y: x + y)
 SUBTRACT = _elementwise("subtract", np.subtract, vjp=(lambda g, out, x, y: g, lambda g, out, x, y: -g),
-                        jvp=symmetric_jvp)
+                        jvp=symmetric_jvp,
+                        scalar=lambda x, y: x - y)
 MULTIPLY = _elementwise("multiply", np.multiply,
-                        vjp=(lambda g, out, x, y: g * y, lambda g, out, x, y: g * x), jvp=symmetric_jvp)
+                        vjp=(lambda g, out, x, y: g * y, lambda g, out, x, y: g * x), jvp=symmetric_jvp,
+                        scalar=lambda x, y: x * y)
 DIVIDE = _elementwise("divide", np.true_divide,
-                      vjp=(lambda g, out, x, y: g / y, lambda g, out, x, y: -g * out / y), jvp=symmetric_jvp)
-NEGATIVE = _elementwise("negative", np.negative, vjp=(lambda g, out, x: -g,), jvp=symmetric_jvp)
+                      vjp=(lambda g, out, x, y: g / y, lambda g, out, x, y: -g * out / y), jvp=symmetric_jvp,
+                      scalar=lambda x, y: x / y)
+NEGATIVE = _elementwise("negative", np.negative, vjp=(lambda g, out, x: -g,), jvp=symmetric_jvp,
+                        scalar=lambda x: -x)
 
 
 def _power_vjp_base(g, out, x, y):
@@ -118,7 +145,8 @@ def _power_vjp_exponent(g, out, x, y):
     return g * out * log(safe_base)
 
 
-POWER = _elementwise("power", np.power, vjp=(_power_vjp_base, _power_vjp_exponent), jvp=symmetric_jvp)
+POWER = _elementwise("power", np.power, vjp=(_power_vjp_base, _power_vjp_exponent), jvp=symmetric_jvp,
+                     scalar=lambda x, y: x ** y)
 
 
 def _select_vjp(first_wins):
@@ -133,34 +161,54 @@ def _select_vjp(first_wins):
     return (rule_first, rule_second)
 
 
-MAXIMUM = _elementwise("maximum", np.maximum, vjp=_select_vjp(True), jvp=symmetric_jvp)
-MINIMUM = _elementwise("minimum", np.minimum, vjp=_select_vjp(False), jvp=symmetric_jvp)
+MAXIMUM = _elementwise("maximum", np.maximum, vjp=_select_vjp(True), jvp=symmetric_jvp,
+                       scalar=lambda x, y: _sympy().Max(x, y))
+MINIMUM = _elementwise("minimum", np.minimum, vjp=_select_vjp(False), jvp=symmetric_jvp,
+                       scalar=lambda x, y: _sympy().Min(x, y))
 WHERE = _elementwise("where", np.where, vjp=(
     None,
     lambda g, out, c, x, y: where(c, g, zero_like_scalar(g)),
     lambda g, out, c, x, y: where(c, zero_like_scalar(g), g),
-), jvp=symmetric_jvp)
+), jvp=symmetric_jvp, scalar=lambda c, x, y: _sympy().Piecewise((x, c), (y, True)))
 
 # unary functions ------------------------------------------------------------------------------
 
-EXP = _elementwise("exp", np.exp, vjp=(lambda g, out, x: g * out,), jvp=symmetric_jvp)
-LOG = _elementwise("log", np.log, vjp=(lambda g, out, x: g / x,), jvp=symmetric_jvp)
-LOG1P = _elementwise("log1p", np.log1p, vjp=(lambda g, out, x: g / (1 + x),), jvp=symmetric_jvp)
-EXPM1 = _elementwise("expm1", np.expm1, vjp=(lambda g, out, x: g * (out + 1),), jvp=symmetric_jvp)
-SQRT = _elementwise("sqrt", np.sqrt, vjp=(lambda g, out, x: g * 0.5 / out,), jvp=symmetric_jvp)
-SQUARE = _elementwise("square", np.square, vjp=(lambda g, out, x: g * 2 * x,), jvp=symmetric_jvp)
-ABS = _elementwise("abs", np.abs, vjp=(lambda g, out, x: g * sign(x),), jvp=symmetric_jvp)
-SIGN = _elementwise("sign", np.sign, differentiable=False)
-TANH = _elementwise("tanh", np.tanh, vjp=(lambda g, out, x: g * (1 - square(out)),), jvp=symmetric_jvp)
-SIN = _elementwise("sin", np.sin, vjp=(lambda g, out, x: g * cos(x),), jvp=symmetric_jvp)
-COS = _elementwise("cos", np.cos, vjp=(lambda g, out, x: -g * sin(x),), jvp=symmetric_jvp)
-SIGMOID = _elementwise("sigmoid", _sigmoid, vjp=(lambda g, out, x: g * out * (1 - out),), jvp=symmetric_jvp)
-SOFTPLUS = _elementwise("softplus", _softplus, vjp=(lambda g, out, x: g * sigmoid(x),), jvp=symmetric_jvp)
+EXP = _elementwise("exp", np.exp, vjp=(lambda g, out, x: g * out,), jvp=symmetric_jvp,
+                   scalar=lambda x: _sympy().exp(x))
+LOG = _elementwise("log", np.log, vjp=(lambda g, out, x: g / x,), jvp=symmetric_jvp,
+                   scalar=lambda x: _sympy().log(x))
+LOG1P = _elementwise("log1p", np.log1p, vjp=(lambda g, out, x: g / (1 + x),), jvp=symmetric_jvp,
+                     scalar=lambda x: _c_function("log1p")(x))
+EXPM1 = _elementwise("expm1", np.expm1, vjp=(lambda g, out, x: g * (out + 1),), jvp=symmetric_jvp,
+                     scalar=lambda x: _c_function("expm1")(x))
+SQRT = _elementwise("sqrt", np.sqrt, vjp=(lambda g, out, x: g * 0.5 / out,), jvp=symmetric_jvp,
+                    scalar=lambda x: _sympy().sqrt(x))
+SQUARE = _elementwise("square", np.square, vjp=(lambda g, out, x: g * 2 * x,), jvp=symmetric_jvp,
+                      scalar=lambda x: x ** 2)
+ABS = _elementwise("abs", np.abs, vjp=(lambda g, out, x: g * sign(x),), jvp=symmetric_jvp,
+                   scalar=lambda x: _sympy().Abs(x))
+SIGN = _elementwise("sign", np.sign, differentiable=False,
+                    scalar=lambda x: _sympy().sign(x))
+TANH = _elementwise("tanh", np.tanh, vjp=(lambda g, out, x: g * (1 - square(out)),), jvp=symmetric_jvp,
+                    scalar=lambda x: _sympy().tanh(x))
+SIN = _elementwise("sin", np.sin, vjp=(lambda g, out, x: g * cos(x),), jvp=symmetric_jvp,
+                   scalar=lambda x: _sympy().sin(x))
+COS = _elementwise("cos", np.cos, vjp=(lambda g, out, x: -g * sin(x),), jvp=symmetric_jvp,
+                   scalar=lambda x: _sympy().cos(x))
+# With e = exp(-|x|), which never overflows: 1 / (1 + e) for x >= 0, e / (1 + e) below.
+SIGMOID = _elementwise("sigmoid", _sigmoid, vjp=(lambda g, out, x: g * out * (1 - out),), jvp=symmetric_jvp,
+                       scalar=lambda x: _stable_sigmoid(x))
+# max(x, 0) + log(1 + exp(-|x|)): no overflow for either sign of x.
+SOFTPLUS = _elementwise("softplus", _softplus, vjp=(lambda g, out, x: g * sigmoid(x),), jvp=symmetric_jvp,
+                        scalar=lambda x: _sympy().Max(x, 0) + _c_function("log1p")(_sympy().exp(-_sympy().Abs(x))))
 # relu(x) > 0 exactly where x > 0: the rule reads the output, so x need not be kept for it.
 RELU = _elementwise("relu", _relu, vjp=(lambda g, out, x: g * mask(greater(out, zero_like_scalar(x)), g),),
-                    jvp=symmetric_jvp)
-LEAKY_RELU = _elementwise("leaky_relu", _leaky_relu, vjp=(
-    lambda g, out, x: where(greater(x, zero_like_scalar(x)), g, g * out.attrs["alpha"]),), jvp=symmetric_jvp)
+                    jvp=symmetric_jvp,
+                    scalar=lambda x: _sympy().Max(x, 0))
+LEAKY_RELU = _elementwise(
+    "leaky_relu", _leaky_relu,
+    vjp=(lambda g, out, x: where(greater(x, zero_like_scalar(x)), g, g * out.attrs["alpha"]),),
+    jvp=symmetric_jvp, scalar=lambda x, alpha: _sympy().Piecewise((x, x > 0), (alpha * x, True)))
 
 
 def _clip_vjp(g, out, x):
@@ -170,17 +218,26 @@ def _clip_vjp(g, out, x):
     return where(greater(x, constant(out.attrs["hi"], dtype=x.dtype)), zero, below_kept)
 
 
-CLIP = _elementwise("clip", _clip, vjp=(_clip_vjp,), jvp=symmetric_jvp)
-CAST = _elementwise("cast", _cast, vjp=(lambda g, out, x: cast(g, x.dtype),), jvp=symmetric_jvp)
-ZEROS_LIKE = _elementwise("zeros_like", _zeros_like, differentiable=False)
+CLIP = _elementwise("clip", _clip, vjp=(_clip_vjp,), jvp=symmetric_jvp,
+                    scalar=lambda x, lo, hi: _sympy().Min(_sympy().Max(x, lo), hi))
+# The scalar form covers casts of booleans, the only casts fusion takes in.
+CAST = _elementwise("cast", _cast, vjp=(lambda g, out, x: cast(g, x.dtype),), jvp=symmetric_jvp,
+                    scalar=lambda x, dtype: _sympy().Piecewise((1, x), (0, True)))
+ZEROS_LIKE = _elementwise("zeros_like", _zeros_like, differentiable=False,
+                          scalar=lambda x: _sympy().Integer(0))
 
 # comparisons (boolean results, no gradient) ---------------------------------------------------
 
-LESS = _elementwise("less", np.less, differentiable=False)
-LESS_EQUAL = _elementwise("less_equal", np.less_equal, differentiable=False)
-GREATER = _elementwise("greater", np.greater, differentiable=False)
-GREATER_EQUAL = _elementwise("greater_equal", np.greater_equal, differentiable=False)
-EQUAL = _elementwise("equal", np.equal, differentiable=False)
+LESS = _elementwise("less", np.less, differentiable=False,
+                    scalar=lambda x, y: _sympy().StrictLessThan(x, y, evaluate=False))
+LESS_EQUAL = _elementwise("less_equal", np.less_equal, differentiable=False,
+                          scalar=lambda x, y: _sympy().LessThan(x, y, evaluate=False))
+GREATER = _elementwise("greater", np.greater, differentiable=False,
+                       scalar=lambda x, y: _sympy().StrictGreaterThan(x, y, evaluate=False))
+GREATER_EQUAL = _elementwise("greater_equal", np.greater_equal, differentiable=False,
+                             scalar=lambda x, y: _sympy().GreaterThan(x, y, evaluate=False))
+EQUAL = _elementwise("equal", np.equal, differentiable=False,
+                     scalar=lambda x, y: _sympy().Eq(x, y, evaluate=False))
 
 
 # builder functions (the public API) -----------------------------------------------------------
@@ -271,69 +328,3 @@ def cast(x, dtype):
 
 
 abs = absolute  # noqa: A001 - NumPy's name for it
-
-
-# scalar forms (SymPy), used by elementwise fusion ----------------------------------------------
-# Each takes one SymPy expression per input (and the node's attributes) and returns the
-# expression for one element. SymPy is imported only when a graph is fused.
-
-def _sympy():
-    import sympy
-
-    return sympy
-
-
-def _c_function(name):
-    from sympy.codegen import cfunctions
-
-    return getattr(cfunctions, name)
-
-
-def _stable_sigmoid(x):
-    sympy = _sympy()
-    e = sympy.exp(-sympy.Abs(x))
-    return sympy.Piecewise((1, x >= 0), (e, True)) / (1 + e)
-
-
-def _scalar_forms():
-    sp = _sympy
-    return {
-        ADD: lambda x, y: x + y,
-        SUBTRACT: lambda x, y: x - y,
-        MULTIPLY: lambda x, y: x * y,
-        DIVIDE: lambda x, y: x / y,
-        NEGATIVE: lambda x: -x,
-        POWER: lambda x, y: x ** y,
-        MAXIMUM: lambda x, y: sp().Max(x, y),
-        MINIMUM: lambda x, y: sp().Min(x, y),
-        WHERE: lambda c, x, y: sp().Piecewise((x, c), (y, True)),
-        EXP: lambda x: sp().exp(x),
-        LOG: lambda x: sp().log(x),
-        LOG1P: lambda x: _c_function("log1p")(x),
-        EXPM1: lambda x: _c_function("expm1")(x),
-        SQRT: lambda x: sp().sqrt(x),
-        SQUARE: lambda x: x ** 2,
-        ABS: lambda x: sp().Abs(x),
-        SIGN: lambda x: sp().sign(x),
-        TANH: lambda x: sp().tanh(x),
-        SIN: lambda x: sp().sin(x),
-        COS: lambda x: sp().cos(x),
-        # With e = exp(-|x|), which never overflows: 1 / (1 + e) for x >= 0, e / (1 + e) below.
-        SIGMOID: lambda x: _stable_sigmoid(x),
-        # max(x, 0) + log(1 + exp(-|x|)): no overflow for either sign of x.
-        SOFTPLUS: lambda x: sp().Max(x, 0) + _c_function("log1p")(sp().exp(-sp().Abs(x))),
-        RELU: lambda x: sp().Max(x, 0),
-        LEAKY_RELU: lambda x, alpha: sp().Piecewise((x, x > 0), (alpha * x, True)),
-        CLIP: lambda x, lo, hi: sp().Min(sp().Max(x, lo), hi),
-        CAST: lambda x, dtype: sp().Piecewise((1, x), (0, True)),  # fused only from booleans
-        ZEROS_LIKE: lambda x: sp().Integer(0),
-        LESS: lambda x, y: sp().StrictLessThan(x, y, evaluate=False),
-        LESS_EQUAL: lambda x, y: sp().LessThan(x, y, evaluate=False),
-        GREATER: lambda x, y: sp().StrictGreaterThan(x, y, evaluate=False),
-        GREATER_EQUAL: lambda x, y: sp().GreaterThan(x, y, evaluate=False),
-        EQUAL: lambda x, y: sp().Eq(x, y, evaluate=False),
-    }
-
-
-for _op, _form in _scalar_forms().items():
-    _op.scalar = _form
