@@ -1,22 +1,31 @@
-"""Timing helpers shared by the benchmark scripts: medians of repeated runs."""
+"""Timing helpers shared by the benchmark scripts: interleaved medians and a ratio table."""
 
 from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Mapping
 
 
-def median_seconds(callable_, repeats=30, warmup=3, inner=1):
-    """Median wall time of one call, over `repeats` timings of `inner` calls each."""
-    for _ in range(warmup):
-        callable_()
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(inner):
-            callable_()
-        samples.append((time.perf_counter() - start) / inner)
-    return statistics.median(samples)
+def interleaved_medians(cases, repeats, warmup=1, inner=1):
+    """Median seconds per call of each case, timing one sample of every case in turn per round.
+
+    `cases` is a mapping of names to callables (a dict of medians comes back) or a sequence
+    of callables (a list comes back). Taking the cases in turns makes machine noise (other
+    load, allocator, caches) hit them alike. The first `warmup` rounds are not recorded; each
+    sample is the mean of `inner` back-to-back calls, for calls too short to time one by one.
+    """
+    named = dict(cases) if isinstance(cases, Mapping) else dict(enumerate(cases))
+    samples = {name: [] for name in named}
+    for round_ in range(warmup + repeats):
+        for name, run in named.items():
+            start = time.perf_counter()
+            for _ in range(inner):
+                run()
+            if round_ >= warmup:
+                samples[name].append((time.perf_counter() - start) / inner)
+    medians = {name: statistics.median(values) for name, values in samples.items()}
+    return medians if isinstance(cases, Mapping) else list(medians.values())
 
 
 def print_table(rows, header=("case", "median", "baseline", "ratio", "target")):
@@ -27,3 +36,16 @@ def print_table(rows, header=("case", "median", "baseline", "ratio", "target")):
         mark = "" if target is None else ("ok" if ratio <= target else "MISS")
         target_text = "" if target is None else f"<={target:g}"
         print(f"{case:<44} {seconds * 1e3:>10.3f}ms {baseline * 1e3:>10.3f}ms {ratio:>7.3f} {target_text:>7} {mark}")
+
+
+def compare_with_numpy(title, numpy, unoptimized, optimized, target, **timing):
+    """Time a NumPy baseline and graphcomp without and with the optimizer in turns; print the ratios.
+
+    `target` bounds the unoptimized ratio; `timing` goes to interleaved_medians.
+    """
+    median = interleaved_medians({"numpy": numpy, "unoptimized": unoptimized, "optimized": optimized}, **timing)
+    print(title)
+    print_table([
+        ("graphcomp (optimize=False) vs numpy", median["unoptimized"], median["numpy"], target),
+        ("graphcomp (optimize=True) vs numpy", median["optimized"], median["numpy"], None),
+    ])

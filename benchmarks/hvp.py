@@ -20,51 +20,17 @@ for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_variable, "1")  # before NumPy is imported
 
 import argparse  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
+import sys  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import graphcomp as gc  # noqa: E402
-
-SIZES = (784, 256, 256, 10)
-BATCH = 128
-
-
-def make_problem(seed=0):
-    rng = np.random.default_rng(seed)
-    params, vectors = [], []
-    for fan_in, fan_out in zip(SIZES[:-1], SIZES[1:]):
-        params += [rng.standard_normal((fan_in, fan_out)) * np.sqrt(2.0 / fan_in), 0.1 * rng.standard_normal(fan_out)]
-        vectors += [rng.standard_normal((fan_in, fan_out)), rng.standard_normal(fan_out)]
-    x = rng.standard_normal((BATCH, SIZES[0]))
-    onehot = np.eye(SIZES[-1])[rng.integers(0, SIZES[-1], BATCH)]
-    return params, vectors, x, onehot
+from _timing import interleaved_medians  # noqa: E402
+from mlp_problem import build_graph, describe, make_data, numpy_forward_backward, random_directions  # noqa: E402
 
 
-# hand-written NumPy ---------------------------------------------------------------------------
-
-def numpy_forward_backward(params, x, onehot):
-    """Loss, gradient, and what the Hessian-vector product needs from the point."""
-    W1, b1, W2, b2, W3, b3 = params
-    z1 = x @ W1 + b1
-    m1 = z1 > 0
-    h1 = z1 * m1
-    z2 = h1 @ W2 + b2
-    m2 = z2 > 0
-    h2 = z2 * m2
-    logits = h2 @ W3 + b3
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    probs = np.exp(shifted)
-    probs /= probs.sum(axis=1, keepdims=True)
-    loss = -(onehot * np.log(probs)).sum() / BATCH
-    d_logits = (probs - onehot) / BATCH
-    d_z2 = (d_logits @ W3.T) * m2
-    d_z1 = (d_z2 @ W2.T) * m1
-    grads = [x.T @ d_z1, d_z1.sum(0), h1.T @ d_z2, d_z2.sum(0), h2.T @ d_logits, d_logits.sum(0)]
-    point = dict(x=x, m1=m1, h1=h1, m2=m2, h2=h2, probs=probs, d_logits=d_logits, d_z2=d_z2, d_z1=d_z1)
-    return loss, grads, point
-
+# hand-written NumPy (loss and gradient: mlp_problem.numpy_forward_backward) ----------------
 
 def numpy_hessian_times(params, vectors, p):
     """H v by the R-operator (Pearlmutter 1994): forward tangents, then their backward pass."""
@@ -74,30 +40,20 @@ def numpy_hessian_times(params, vectors, p):
     r_h2 = (r_h1 @ W2 + p["h1"] @ V2 + c2) * p["m2"]
     r_logits = r_h2 @ W3 + p["h2"] @ V3 + c3
     probs = p["probs"]
-    r_d_logits = probs * (r_logits - (probs * r_logits).sum(axis=1, keepdims=True)) / BATCH
+    batch = p["x"].shape[0]
+    r_d_logits = probs * (r_logits - (probs * r_logits).sum(axis=1, keepdims=True)) / batch
     r_d_z2 = (r_d_logits @ W3.T + p["d_logits"] @ V3.T) * p["m2"]
     r_d_z1 = (r_d_z2 @ W2.T + p["d_z2"] @ V2.T) * p["m1"]
     return [p["x"].T @ r_d_z1, r_d_z1.sum(0), p["h1"].T @ r_d_z2 + r_h1.T @ p["d_z2"], r_d_z2.sum(0),
             p["h2"].T @ r_d_logits + r_h2.T @ p["d_logits"], r_d_logits.sum(0)]
 
 
-# graphcomp ------------------------------------------------------------------------------------
-
-def build_graph(params):
-    x = gc.placeholder((None, SIZES[0]), name="x")
-    onehot = gc.placeholder((None, SIZES[-1]), name="onehot")
-    variables = [gc.variable(p, name=f"p{i}") for i, p in enumerate(params)]
-    h = x
-    for layer in range(3):
-        h = gc.nn.dense(h, variables[2 * layer], variables[2 * layer + 1], activation="relu" if layer < 2 else None)
-    return x, onehot, variables, gc.nn.softmax_cross_entropy(h, onehot)
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=30)
     args = parser.parse_args(argv)
-    params, vector_values, x_value, onehot_value = make_problem()
+    params, x_value, onehot_value = make_data()
+    vector_values = random_directions(params)
     x, onehot, variables, loss = build_graph(params)
     vectors = [gc.placeholder(v.shape, name=f"v{i}") for i, v in enumerate(vector_values)]
     gradients = gc.grad(loss, variables)
@@ -127,20 +83,7 @@ def main(argv=None):
             cases[f"{label} linearized matvec ({mode})"] = lambda o=operator: o.matvec(vector_values)
         cases[f"{label} linearize (set_point)"] = lambda o=operator: o.set_point()
 
-    report(interleaved_medians(cases, args.repeats))
-
-
-def interleaved_medians(cases, repeats, warmup=3):
-    """Median seconds per case, timing one call of every case per round so that all cases
-    meet the same machine state (allocator, caches, other load)."""
-    samples = {name: [] for name in cases}
-    for round_ in range(warmup + repeats):
-        for name, run in cases.items():
-            start = time.perf_counter()
-            run()
-            if round_ >= warmup:
-                samples[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in samples.items()}
+    report(interleaved_medians(cases, args.repeats, warmup=3))
 
 
 def check(actual, expected, what):
@@ -150,7 +93,7 @@ def check(actual, expected, what):
 
 
 def report(timings):
-    print(f"MLP {'-'.join(map(str, SIZES))}, batch {BATCH}, float64; medians; "
+    print(f"{describe()}; medians; "
           "ratio = time / graphcomp loss+grad with the same optimize setting\n")
     print(f"{'case':<48} {'median':>10} {'ratio':>7} {'target':>7}")
     numpy_base = timings["numpy loss+grad"]

@@ -9,105 +9,45 @@ Run: python benchmarks/optimizer.py [--quick]
 from __future__ import annotations
 
 import os
-import statistics
 import sys
 import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository root
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import graphcomp as gc  # noqa: E402
+from _timing import interleaved_medians  # noqa: E402
 from graphcomp import kernels  # noqa: E402
+from mlp_problem import BATCH, build_graph, make_data, numpy_loss_and_grad, random_directions  # noqa: E402
 
 QUICK = "--quick" in sys.argv
-SIZES = (784, 256, 256, 10)
-BATCH = 128
-
-
-def interleaved_medians(functions, repeats, inner=1):
-    """Median seconds per call of each function, timed in turns."""
-    for f in functions:
-        f()
-    samples = [[] for _ in functions]
-    for _ in range(repeats):
-        for f, bucket in zip(functions, samples):
-            start = time.perf_counter()
-            for _ in range(inner):
-                f()
-            bucket.append((time.perf_counter() - start) / inner)
-    return [statistics.median(bucket) for bucket in samples]
 
 
 # the MLP ------------------------------------------------------------------------------------------
 
-def mlp_data(seed=0):
-    rng = np.random.default_rng(seed)
-    params = []
-    for fan_in, fan_out in zip(SIZES[:-1], SIZES[1:]):
-        params.append(rng.standard_normal((fan_in, fan_out)) * np.sqrt(2.0 / fan_in))
-        params.append(rng.standard_normal(fan_out) * 0.1)
-    x = rng.standard_normal((BATCH, SIZES[0]))
-    onehot = np.eye(SIZES[-1])[rng.integers(0, SIZES[-1], BATCH)]
-    return params, x, onehot
-
-
-def numpy_loss_and_grad(x, onehot, W1, b1, W2, b2, W3, b3):
-    """The hand-written forward and backward pass."""
-    z1 = x @ W1 + b1
-    h1 = np.maximum(z1, 0)
-    z2 = h1 @ W2 + b2
-    h2 = np.maximum(z2, 0)
-    logits = h2 @ W3 + b3
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-    n = x.shape[0]
-    loss = -(onehot * log_probs).sum() / n
-    d_logits = (np.exp(log_probs) - onehot) / n
-    dW3 = h2.T @ d_logits
-    db3 = d_logits.sum(axis=0)
-    d_z2 = (d_logits @ W3.T) * (z2 > 0)
-    dW2 = h1.T @ d_z2
-    db2 = d_z2.sum(axis=0)
-    d_z1 = (d_z2 @ W2.T) * (z1 > 0)
-    dW1 = x.T @ d_z1
-    db1 = d_z1.sum(axis=0)
-    return loss, dW1, db1, dW2, db2, dW3, db3
-
-
-def mlp_graph():
-    x = gc.placeholder((BATCH, SIZES[0]), name="x")
-    onehot = gc.placeholder((BATCH, SIZES[-1]), name="onehot")
-    shapes = []
-    for fan_in, fan_out in zip(SIZES[:-1], SIZES[1:]):
-        shapes += [(fan_in, fan_out), (fan_out,)]
-    params = [gc.placeholder(shape, name=f"theta{i}") for i, shape in enumerate(shapes)]
-    h = x
-    for layer in range(3):
-        h = gc.nn.dense(h, params[2 * layer], params[2 * layer + 1], activation="relu" if layer < 2 else None)
-    return x, onehot, params, gc.nn.softmax_cross_entropy(h, onehot)
-
-
 def compile_mlp_gradient(optimize=True):
-    x, onehot, params, loss = mlp_graph()
+    x, onehot, params, loss = build_graph(batch=BATCH)
     return gc.function([x, onehot] + params, [loss] + gc.grad(loss, params), optimize=optimize)
 
 
 def mlp_rows(repeats):
-    params, x, onehot = mlp_data()
+    params, x, onehot = make_data()
     arrays = [x, onehot] + params
     optimized, plain = compile_mlp_gradient(), compile_mlp_gradient(optimize=False)
-    for got, want in zip(optimized(*arrays), numpy_loss_and_grad(*arrays)):
+    expected_loss, expected_grads = numpy_loss_and_grad(params, x, onehot)
+    for got, want in zip(optimized(*arrays), [expected_loss] + expected_grads):
         np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
     fast, slow, numpy = interleaved_medians(
-        [lambda: optimized(*arrays), lambda: plain(*arrays), lambda: numpy_loss_and_grad(*arrays)], repeats)
+        [lambda: optimized(*arrays), lambda: plain(*arrays), lambda: numpy_loss_and_grad(params, x, onehot)], repeats)
     rows = [("MLP 784-256-256-10 loss+grad, batch 128", fast, numpy, slow, 0.70, "hand-written NumPy")]
 
-    xs, onehots, thetas, loss = mlp_graph()
+    xs, onehots, thetas, loss = build_graph(batch=BATCH)
     vectors = [gc.placeholder(theta.shape, name=f"v{i}") for i, theta in enumerate(thetas)]
     products = gc.hvp(loss, thetas, vectors)
     hvp = gc.function([xs, onehots] + thetas + vectors, products)
     hvp_plain = gc.function([xs, onehots] + thetas + vectors, products, optimize=False)
-    directions = [np.random.default_rng(1).standard_normal(p.shape) for p in params]
+    directions = random_directions(params)
     for got, want in zip(hvp(*arrays, *directions), hvp_plain(*arrays, *directions)):
         np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
     hvp_fast, hvp_slow, grad_fast = interleaved_medians(
@@ -166,14 +106,7 @@ def tiny_chain_rows(repeats):
 # compile time ----------------------------------------------------------------------------------------
 
 def compile_rows(repeats):
-    def build_and_compile():
-        x, onehot, params, loss = mlp_graph()
-        return gc.function([x, onehot] + params, [loss] + gc.grad(loss, params))
-
-    def build_and_compile_plain():
-        x, onehot, params, loss = mlp_graph()
-        return gc.function([x, onehot] + params, [loss] + gc.grad(loss, params), optimize=False)
-    fast, slow = interleaved_medians([build_and_compile, build_and_compile_plain], repeats)
+    fast, slow = interleaved_medians([compile_mlp_gradient, lambda: compile_mlp_gradient(optimize=False)], repeats)
     return [("compile MLP gradient (grad+passes+codegen)", fast, 1.0, slow, 0.1, "1 s: ratio = seconds")]
 
 

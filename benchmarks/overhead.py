@@ -11,9 +11,9 @@ import sys
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(__file__))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import graphcomp as gc  # noqa: E402
-from _timing import median_seconds, print_table  # noqa: E402
+from _timing import compare_with_numpy  # noqa: E402
 
 LENGTH = 300
 # The chain cycles through these steps; each keeps values in a tame range.
@@ -52,18 +52,9 @@ def main():
     np.testing.assert_allclose(compiled(value), chain(value), rtol=1e-12)
     np.testing.assert_allclose(optimized(value), chain(value), rtol=1e-12)
 
-    timings = {}
-    cases = {"numpy": lambda: chain(value), "unoptimized": lambda: compiled(value),
-             "optimized": lambda: optimized(value)}
-    for _ in range(5):
-        for name, run in cases.items():
-            timings.setdefault(name, []).append(median_seconds(run, repeats=50, warmup=5, inner=10))
-    median = {name: float(np.median(values)) for name, values in timings.items()}
-    print(f"{LENGTH} chained elementwise ops on 8-element float64 vectors")
-    print_table([
-        ("graphcomp (optimize=False) vs numpy", median["unoptimized"], median["numpy"], 1.2),
-        ("graphcomp (optimize=True) vs numpy", median["optimized"], median["numpy"], None),
-    ])
+    compare_with_numpy(f"{LENGTH} chained elementwise ops on 8-element float64 vectors",
+                       numpy=lambda: chain(value), unoptimized=lambda: compiled(value),
+                       optimized=lambda: optimized(value), target=1.2, repeats=250, warmup=5, inner=10)
 
 
 if __name__ == "__main__":

@@ -43,10 +43,38 @@ def _check_wrt(wrt, caller):
             )
 
 
-def _fit_to_input(contribution, target):
-    """A vjp result summed down to the input's shape and cast to its dtype."""
-    static_equal = contribution.shape == target.shape and None not in target.shape
-    if not static_equal:
+_SHAPE_FOLLOWING_OPS = frozenset({"sum_to", "broadcast_like", "reshape_like", "getitem_grad"})
+
+
+def _not_broadcast_by(node, parent):
+    """True when elementwise `node` provably leaves `parent` unbroadcast: every output axis is
+    one of parent's own, of a known equal size, or an unknown size the other inputs cannot widen."""
+    if node is None or node.op.kind != "elementwise" or parent.ndim != node.ndim:
+        return False
+    for axis, size in enumerate(parent.shape):
+        if size is not None:
+            if size != node.shape[axis]:
+                return False
+            continue
+        for other in node.inputs:
+            offset = axis - node.ndim + other.ndim
+            if other is not parent and offset >= 0 and other.shape[offset] != 1:
+                return False
+    return True
+
+
+def _has_shape_of(contribution, target, node):
+    """True when `contribution` is known to have `target`'s shape at run time."""
+    if contribution.shape == target.shape and None not in target.shape:
+        return True
+    if contribution.op.name in _SHAPE_FOLLOWING_OPS and contribution.inputs[-1] is target:
+        return True  # built with `like=target`
+    return contribution.shape == target.shape and _not_broadcast_by(node, target)
+
+
+def _fit_to_input(contribution, target, node=None):
+    """A vjp result of `node` summed down to the input's shape and cast to its dtype."""
+    if not _has_shape_of(contribution, target, node):
         contribution = rd.sum_to(contribution, target)
     if contribution.dtype != target.dtype:
         contribution = ew.cast(contribution, target.dtype)
@@ -100,7 +128,7 @@ def backpropagate(outputs, cotangents, wrt):
                 if rule is None:
                     continue  # this input only lends its shape (or has no gradient by definition)
                 contribution = rule(gradient, node, *node.inputs)
-                grad_table.setdefault(parent, []).append(_fit_to_input(contribution, parent))
+                grad_table.setdefault(parent, []).append(_fit_to_input(contribution, parent, node))
         return [results[w] if w in results else ew.zeros_like(w) for w in wrt]
 
 
