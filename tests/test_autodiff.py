@@ -304,3 +304,26 @@ def test_values_and_gradients_with_an_unknown_batch_axis(name):
     np.testing.assert_allclose(value, expected, rtol=1e-12)
     numeric = _numeric_gradient(lambda v: np.sum(expression(v) * weights), x_value)
     np.testing.assert_allclose(gradient, numeric, rtol=1e-6, atol=1e-8)
+
+
+def test_unknown_sizes_that_broadcast_at_run_time_still_get_summed_gradients():
+    # Both sizes are unknown when the graph is built; at run time y has size 1 and is broadcast.
+    x = gc.placeholder((None,), name="x")
+    y = gc.placeholder((None,), name="y")
+    dx, dy = gc.grad((x * y).sum(), [x, y])
+    x_value, y_value = np.arange(1.0, 6.0), np.array([2.0])
+    got_dx, got_dy = gc.function([x, y], [dx, dy])(x_value, y_value)
+    np.testing.assert_allclose(got_dx, np.full(5, 2.0))
+    np.testing.assert_allclose(got_dy, [x_value.sum()])
+
+
+def test_an_unknown_axis_against_a_known_one_may_still_be_broadcast():
+    x = gc.placeholder((None, 3), name="x")
+    scale = gc.placeholder((None, 1), name="scale")
+    (d_scale,) = gc.grad(gc.tanh(x * scale).sum(), [scale])
+    x_value = np.linspace(-1, 2, 12).reshape(4, 3)
+    for scale_value in (np.array([[0.5]]), np.array([[0.5], [1.0], [1.5], [2.0]])):
+        got = gc.function([x, scale], d_scale)(x_value, scale_value)
+        expected = ((1 - np.tanh(x_value * scale_value) ** 2) * x_value).sum(axis=1, keepdims=True)
+        expected = expected.sum(axis=0, keepdims=True) if scale_value.shape[0] == 1 else expected
+        np.testing.assert_allclose(got, expected, rtol=1e-12)
