@@ -105,9 +105,9 @@ def _log_softmax_vjp(g, out, x):
 
 
 def _log_softmax_jvp(tangents, out, x):
-    # J = I - 1 softmax^T, so J t = t - sum(softmax * t).
+    # J = I - 1 softmax^T, so J t = t - sum(softmax * t); the softmax kernel never underflows.
     axis = out.attrs["axis"]
-    return tangents[0] - apply(SUM, ew.exp(out) * tangents[0], axis=(axis,), keepdims=True)
+    return tangents[0] - apply(SUM, apply(SOFTMAX, x, axis=axis) * tangents[0], axis=(axis,), keepdims=True)
 
 
 def _same_shape_float(x, axis):
