@@ -14,6 +14,7 @@ import sys
 from types import MappingProxyType
 
 import networkx as nx
+import numpy as np
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 _DEMOS_DIR = os.path.join(_PACKAGE_DIR, "demos") + os.sep  # demos are user code: their lines count
@@ -120,14 +121,19 @@ class Node:
             return
         raise AttributeError(f"graph nodes are immutable (tried to set {key!r})")
 
-    def with_inputs(self, inputs):
-        """A copy of this node reading from `inputs` instead (same op, attributes, shape, dtype,
-        name, source, scope and derivative order)."""
+    def with_inputs(self, inputs, infer_shapes=False):
+        """A copy of this node reading from `inputs` instead (same op, attributes, name, source,
+        scope and derivative order; same shape and dtype unless `infer_shapes` asks the op's
+        rule for them again)."""
         clone = object.__new__(type(self))
         for slot in Node.__slots__[:-1]:
             object.__setattr__(clone, slot, getattr(self, slot))
         object.__setattr__(clone, "inputs", tuple(inputs))
         object.__setattr__(clone, "id", next(_node_counter))
+        if infer_shapes:
+            shape, dtype = self.op.infer(*inputs, **self.attrs)
+            object.__setattr__(clone, "shape", tuple(shape))
+            object.__setattr__(clone, "dtype", np.dtype(dtype))
         return clone
 
     @property
@@ -235,10 +241,11 @@ class Graph:
         return viz.svg_or_none(self)
 
 
-def substitute(outputs, replacements):
+def substitute(outputs, replacements, infer_shapes=False):
     """New versions of `outputs` with the nodes in `replacements` (old -> new) swapped in.
 
-    Nodes that do not depend on a replaced node are shared, not copied. No recursion.
+    Nodes that do not depend on a replaced node are shared, not copied; with `infer_shapes`
+    the copies' shapes and dtypes are inferred again from their new inputs. No recursion.
     """
     rebuilt = dict(replacements)
     for node in topological_order(outputs):
@@ -246,7 +253,7 @@ def substitute(outputs, replacements):
             continue
         new_inputs = [rebuilt.get(parent, parent) for parent in node.inputs]
         if any(new is not old for new, old in zip(new_inputs, node.inputs)):
-            rebuilt[node] = node.with_inputs(new_inputs)
+            rebuilt[node] = node.with_inputs(new_inputs, infer_shapes)
     return [rebuilt.get(out, out) for out in outputs]
 
 

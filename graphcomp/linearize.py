@@ -13,7 +13,7 @@ import numpy as np
 from graphcomp.autodiff import _as_list, grad, hvp, vjp
 from graphcomp.compile import function
 from graphcomp.forward import push_forward
-from graphcomp.ir import Graph, derivative_order, substitute, topological_order
+from graphcomp.ir import Graph, substitute, topological_order
 from graphcomp.shapes import format_shape
 from graphcomp.tensor import Tensor, placeholder
 
@@ -67,24 +67,6 @@ def _checked_value(node, value, caller):
     return array
 
 
-def rebuild_with_static_shapes(outputs, replacements):
-    """`outputs` with the leaves in `replacements` (old -> new) swapped in and every shape
-    downstream inferred again. With placeholders of concrete shapes swapped in, derivative
-    graphs then need no run-time shape nodes (sum_to, broadcast_like)."""
-    rebuilt = dict(replacements)
-    for node in topological_order(outputs):
-        if node in rebuilt or not node.inputs:
-            continue
-        inputs = [rebuilt.get(parent, parent) for parent in node.inputs]
-        if all(new is old for new, old in zip(inputs, node.inputs)):
-            continue
-        shape, dtype = node.op.infer(*inputs, **node.attrs)
-        with derivative_order(node.derivative_order):
-            rebuilt[node] = type(node)(node.op, inputs, node.attrs, shape, np.dtype(dtype), name=node.name,
-                                       source=node.source, payload=node.payload)
-    return [rebuilt.get(out, out) for out in outputs]
-
-
 def _fix_point(outputs, wrt, feeds, caller):
     """Placeholders for wrt and for every fed input, with the concrete shapes of their values.
 
@@ -115,7 +97,8 @@ def _fix_point(outputs, wrt, feeds, caller):
         parameters.append(renamed[w])
         values.append(value)
     fed = {renamed[node]: value for node, value in feeds.items() if node.op.name == "placeholder" and node not in wrt}
-    return rebuild_with_static_shapes(outputs, renamed), parameters, values, fed, renamed
+    # With concrete shapes inferred downstream, derivative graphs need no run-time shape nodes.
+    return substitute(outputs, renamed, infer_shapes=True), parameters, values, fed, renamed
 
 
 class LinearizedOperator:

@@ -7,7 +7,6 @@ import numbers
 import numpy as np
 
 from graphcomp import ops as op_registry
-from graphcomp.errors import ShapeError
 from graphcomp.ir import Node, user_source_location
 from graphcomp.shapes import format_shape
 

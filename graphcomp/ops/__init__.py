@@ -9,7 +9,7 @@ as a SymPy expression (`scalar`) for fusion.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 REGISTRY: dict[str, "OpDef"] = {}
@@ -29,7 +29,6 @@ class OpDef:
     kind: str = "other"
     differentiable: bool = True
     doc: str = ""
-    tags: frozenset = field(default_factory=frozenset)
 
     def vjp_rule(self, index):
         """The reverse rule for input `index`, or None if that input gets no gradient."""
@@ -38,10 +37,6 @@ class OpDef:
         if self.vjp is None or index >= len(self.vjp):
             return None
         return self.vjp[index]
-
-    @property
-    def elementwise(self):
-        return self.kind == "elementwise"
 
     def kernel(self, attrs):
         """A callable taking only arrays: `impl` with the node's attributes bound."""

@@ -24,20 +24,16 @@ def _numpy_result_dtype(impl, dtypes, attrs):
         return np.asarray(impl(*samples, **dict(attrs))).dtype
 
 
-def _infer_with(impl):
+def _infer_with(name, impl):
     def infer(*inputs, **attrs):
-        shape = broadcast_shapes(*(x.shape for x in inputs), op=_infer_names[impl])
+        shape = broadcast_shapes(*(x.shape for x in inputs), op=name)
         dtype = _numpy_result_dtype(impl, tuple(x.dtype for x in inputs), tuple(sorted(attrs.items())))
         return shape, dtype
     return infer
 
 
-_infer_names: dict = {}
-
-
 def _elementwise(name, impl, vjp=None, jvp=None, scalar=None, differentiable=True, doc=""):
-    _infer_names[impl] = name
-    return register(OpDef(name, impl, _infer_with(impl), vjp=vjp, jvp=jvp, scalar=scalar,
+    return register(OpDef(name, impl, _infer_with(name, impl), vjp=vjp, jvp=jvp, scalar=scalar,
                           kind="elementwise", differentiable=differentiable, doc=doc))
 
 

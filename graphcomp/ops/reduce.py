@@ -13,7 +13,7 @@ from graphcomp.shapes import normalize_axis, reduced_shape, size_of
 from graphcomp.tensor import apply, constant, promote_operands
 
 
-def _reduction_infer(numpy_fn, name):
+def _reduction_infer(numpy_fn):
     def infer(x, axis, keepdims):
         dtype = np.asarray(numpy_fn(np.ones((1,) * x.ndim, x.dtype), axis=axis, keepdims=keepdims)).dtype
         return reduced_shape(x.shape, axis, keepdims), dtype
@@ -67,15 +67,15 @@ def _logsumexp_jvp(tangents, out, x):
     return apply(SUM, tangents[0] * ew.exp(x - expand_reduced(out, out)), **out.attrs)
 
 
-SUM = register(OpDef("sum", np.sum, _reduction_infer(np.sum, "sum"), vjp=(_sum_vjp,), jvp=linear_jvp,
+SUM = register(OpDef("sum", np.sum, _reduction_infer(np.sum), vjp=(_sum_vjp,), jvp=linear_jvp,
                      kind="reduce"))
-MEAN = register(OpDef("mean", np.mean, _reduction_infer(np.mean, "mean"), vjp=(_mean_vjp,), jvp=linear_jvp,
+MEAN = register(OpDef("mean", np.mean, _reduction_infer(np.mean), vjp=(_mean_vjp,), jvp=linear_jvp,
                       kind="reduce"))
-MAX = register(OpDef("max", np.max, _reduction_infer(np.max, "max"), vjp=(_extremum_vjp,), jvp=_extremum_jvp,
+MAX = register(OpDef("max", np.max, _reduction_infer(np.max), vjp=(_extremum_vjp,), jvp=_extremum_jvp,
                      kind="reduce"))
-MIN = register(OpDef("min", np.min, _reduction_infer(np.min, "min"), vjp=(_extremum_vjp,), jvp=_extremum_jvp,
+MIN = register(OpDef("min", np.min, _reduction_infer(np.min), vjp=(_extremum_vjp,), jvp=_extremum_jvp,
                      kind="reduce"))
-LOGSUMEXP = register(OpDef("logsumexp", _logsumexp_impl, _reduction_infer(_logsumexp_impl, "logsumexp"),
+LOGSUMEXP = register(OpDef("logsumexp", _logsumexp_impl, _reduction_infer(_logsumexp_impl),
                            vjp=(_logsumexp_vjp,), jvp=_logsumexp_jvp, kind="reduce"))
 
 

@@ -16,7 +16,7 @@ from typing import Callable
 import numpy as np
 
 from graphcomp import ops as op_registry
-from graphcomp.ir import Graph, topological_order
+from graphcomp.ir import Graph
 from graphcomp.shapes import is_static
 
 MAX_SWEEPS = 8
