@@ -10,8 +10,8 @@ from graphcomp.tensor import Tensor, constant, placeholder, variable
 from graphcomp.ops import leaves as _leaves  # noqa: F401 - registers the leaf ops
 from graphcomp.ops.elementwise import (
     abs, absolute, add, cast, clip, cos, divide, equal, exp, expm1, greater, greater_equal,
-    hard_tanh, leaky_relu, less, less_equal, log, log1p, maximum, minimum, multiply, negative,
-    power, relu, sigmoid, sign, sin, softplus, sqrt, square, subtract, tanh, where, zeros_like,
+    hard_tanh, leaky_relu, less, less_equal, log, log1p, logaddexp, maximum, minimum, multiply, negative,
+    power, relu, sigmoid, sign, sin, softplus, sqrt, square, subtract, tan, tanh, where, zeros_like,
 )
 from graphcomp.ops.linalg import matmul
 from graphcomp.ops.reduce import log_softmax, logsumexp, mean, softmax

@@ -43,9 +43,6 @@ def _check_wrt(wrt, caller):
             )
 
 
-_SHAPE_FOLLOWING_OPS = frozenset({"sum_to", "broadcast_like", "reshape_like", "getitem_grad"})
-
-
 def _not_broadcast_by(node, parent):
     """True when elementwise `node` provably leaves `parent` unbroadcast: every output axis is
     one of parent's own, of a known equal size, or an unknown size the other inputs cannot widen."""
@@ -67,7 +64,7 @@ def _has_shape_of(contribution, target, node):
     """True when `contribution` is known to have `target`'s shape at run time."""
     if contribution.shape == target.shape and None not in target.shape:
         return True
-    if contribution.op.name in _SHAPE_FOLLOWING_OPS and contribution.inputs[-1] is target:
+    if contribution.op.shape_from_last_input and contribution.inputs[-1] is target:
         return True  # built with `like=target`
     return contribution.shape == target.shape and _not_broadcast_by(node, target)
 

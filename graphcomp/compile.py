@@ -172,11 +172,8 @@ class Function:
         node, input_names, frame_locals = located
         shapes = ", ".join(format_shape(np.shape(frame_locals[n])) if n in frame_locals else "?"
                            for n in input_names)
-        where = f"\n  built at {node.source}" if node.source is not None else ""
-        label = f"op {node.op.name!r}"
-        if node.op.kind == "fused":  # name the expression and every fused node's own line
-            label = f"fused kernel `{node.op.expression}`"
-            where = "".join(f"\n  fuses {line}" for line in node.op.describe_members())
+        label, lines = node.op.failure_context(node)  # a fused kernel names each member's line
+        where = "".join(f"\n  {line}" for line in lines)
         return ExecutionError(f"{label} failed on inputs of shapes [{shapes}]: "
                               f"{type(error).__name__}: {error}{where}")
 

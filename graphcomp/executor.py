@@ -29,26 +29,16 @@ from graphcomp.shapes import is_static, size_of
 
 SEGMENT_LINES = 2000
 _function_counter = itertools.count()
-# Ops whose kernels always return a new array (or a NumPy scalar), never a view of an input.
-FRESH_KINDS = frozenset({"elementwise", "fused", "linalg"})
-FRESH_OPS = frozenset({"sum", "mean", "max", "min", "logsumexp", "softmax", "log_softmax", "getitem_grad",
-                       "concatenate", "stack"})
-LEAVES = frozenset({"placeholder", "constant", "variable"})
 
 
 def _returns_fresh_array(node):
-    # cast is NumPy's astype(copy=False): it hands back its input when the dtype already matches.
-    return (node.op.kind in FRESH_KINDS or node.op.name in FRESH_OPS) and node.op.name != "cast"
+    return node.op.fresh_result
 
 
 def _out_support(node):
     """(can write into a given array, may that array be one of its operands)."""
     op = node.op
-    if op.kind == "fused":
-        return True, bool(op.in_place_safe)
-    if isinstance(op.impl, np.ufunc) and not node.attrs:
-        return True, op.name != "matmul"
-    return False, False
+    return op.writes_out, op.writes_out and op.overwrites_operand
 
 
 def _plannable(node):
@@ -97,7 +87,7 @@ def plan_memory(graph):
     for node in nodes:
         dying_at.setdefault(last_use[node], []).append(node)
     for i, node in enumerate(nodes):
-        if node.op.name in LEAVES:
+        if node.op.leaf:
             aliases[node] = ()
         elif _returns_fresh_array(node):
             buffer = _choose_buffer(node, i, aliases, last_use, pool, plan)
@@ -172,8 +162,7 @@ def peak_bytes(graph, plan, shape_of=None):
             if node in allocated:
                 sizes[node] = int(size_of(shape)) * node.dtype.itemsize
                 current += sizes[node]
-            if node.op.kind == "fused":
-                transient = node.op.impl.scratch_bytes(tuple(shape))
+            transient = node.op.scratch_bytes(tuple(shape))
         peak = max(peak, current + transient)
         for owner in freed_at.get(i, ()):
             current -= sizes.get(owner, 0)
@@ -271,7 +260,7 @@ def _generate(graph, inputs):
             emitter.add(f"{name} = k{position}({call})", node, arguments, name, bound=(f"k{position}",) + constants)
         names[node] = name
         dead = {names[p] for p in node.inputs
-                if last_use.get(p) == position and p not in outputs and p.op.name not in LEAVES
+                if last_use.get(p) == position and p not in outputs and not p.op.leaf
                 and p not in keep_until}
         dead |= {names[h] for h in release_after.get(position, ()) if h not in outputs}
         if dead:
@@ -404,6 +393,6 @@ def function_stats(function):
     plan = program.plan
     return FunctionStats(
         nodes=len(graph), nodes_before_optimization=len(function.unoptimized_graph),
-        fused_kernels=sum(1 for node in graph.nodes if node.op.kind == "fused"),
+        fused_kernels=sum(1 for node in graph.nodes if node.op.members),
         in_place_writes=len(plan.in_place), reused_buffers=len(plan.out_of) - len(plan.in_place),
         allocations=len(plan.allocations), peak_bytes=peak, segments=program.segments)

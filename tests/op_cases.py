@@ -54,6 +54,11 @@ def _away_from_zero(shape, seed):
     return values * signs
 
 
+def _within_one(shape, seed):
+    """Away from tan's poles at +-pi/2."""
+    return _rng(seed).uniform(-1.0, 1.0, shape)
+
+
 UNARY_SHAPES = [(), (4,), (3, 4)]
 BINARY_SHAPES = [((), ()), ((4,), (4,)), ((3, 4), (3, 4)), ((3, 1), (4,)), ((), (2, 3))]
 
@@ -70,6 +75,7 @@ UNARY = {
     "tanh": (gc.tanh, np.tanh, _normal),
     "sin": (gc.sin, np.sin, _normal),
     "cos": (gc.cos, np.cos, _normal),
+    "tan": (gc.tan, np.tan, _within_one),
     "sigmoid": (gc.sigmoid, lambda x: 1 / (1 + np.exp(-x)), _normal),
     "softplus": (gc.softplus, lambda x: np.log(1 + np.exp(x)), _normal),
     "relu": (gc.relu, lambda x: np.where(x > 0, x, 0.0), _away_from_zero),
@@ -87,6 +93,7 @@ BINARY = {
     "power": (gc.power, np.power, _positive, _normal),
     "maximum": (gc.maximum, np.maximum, _normal, _normal),
     "minimum": (gc.minimum, np.minimum, _normal, _normal),
+    "logaddexp": (gc.logaddexp, np.logaddexp, _normal, _normal),
     "less": (gc.less, np.less, _normal, _normal),
     "less_equal": (gc.less_equal, np.less_equal, _normal, _normal),
     "greater": (gc.greater, np.greater, _normal, _normal),

@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import graphcomp as gc
+import op_cases
 from graphcomp.ops import REGISTRY
 
 SHAPES = [(), (3,), (2, 3), (1, 3), (2, 1)]
@@ -62,6 +63,25 @@ BINARY = {
     "equal": lambda a, b: gc.where(gc.equal(a, a), a, b) * b,
     "times zero gradient": lambda a, b: a * gc.zeros_like(b) + b,
 }
+# Ops registered later are fuzzed from their rows in op_cases.py, inputs mapped into the domain
+# their sampler draws from.
+DOMAINS = {op_cases._positive: lambda a: 0.5 + a * a, op_cases._within_one: gc.tanh}
+
+
+def _in_domain(sample):
+    return DOMAINS.get(sample, lambda a: a)
+
+
+def _as_number(value, a, b):
+    """A boolean result selects between the operands, so every builder gives numbers."""
+    return gc.where(value, a, b) if value.dtype == np.bool_ else value
+
+
+for _name, (_build, _, _sample) in op_cases.UNARY.items():
+    UNARY.setdefault(_name, lambda a, build=_build, domain=_in_domain(_sample): _as_number(build(domain(a)), a, -a))
+for _name, (_build, _, _sample_x, _sample_y) in op_cases.BINARY.items():
+    BINARY.setdefault(_name, lambda a, b, build=_build, dx=_in_domain(_sample_x), dy=_in_domain(_sample_y):
+                      _as_number(build(dx(a), dy(b)), a, b))
 OPS = [("unary", name) for name in UNARY] + [("binary", name) for name in BINARY]
 
 

@@ -39,8 +39,10 @@ def small_network():
 
 
 def fused_node(a, b):
-    """A node shaped like a fused elementwise kernel (an op carrying a SymPy expression)."""
-    op = OpDef("fused_elementwise", impl=lambda *arrays, expression: None, infer=None, kind="elementwise")
+    """A node shaped like a fused elementwise kernel (a record standing for several nodes, with
+    its expression as an attribute)."""
+    op = OpDef("fused_elementwise", impl=lambda *arrays, expression: None, infer=None, kind="fused",
+               members=(a, b))
     return Tensor(op, (a, b), {"expression": sympy.sympify("x0*x1 + exp(x0)")}, a.shape, a.dtype)
 
 

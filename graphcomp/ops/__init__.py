@@ -1,9 +1,15 @@
-"""The op registry: one record per op, holding everything graphcomp knows about it.
+"""The op registry: one record per op, holding every fact graphcomp knows about it.
 
 An `OpDef` keeps in one place an op's shape/dtype rule (`infer`), its NumPy implementation
 (`impl`), its reverse-mode rules (`vjp`, one per input, written with the builder API so they
-produce graph nodes), its forward-mode rule (`jvp`) and, for elementwise ops, its scalar form
-as a SymPy expression (`scalar`) for fusion.
+produce graph nodes), its forward-mode rule (`jvp`), and the facts the passes, the executor
+and the kernels ask about: is it a leaf, is it commutative, does its kernel return a fresh
+array, may that kernel write into a given `out` (and may `out` be one of its operands), which
+IEEE floating-point conditions it treats as intended results, and, for elementwise ops, its
+scalar form (a SymPy expression: the mathematical definition) and its spelling as steps of
+NumPy ufuncs (what fused kernels run, on every kernel engine).
+
+Nothing outside this package tests an op's name to learn one of these facts.
 """
 
 from __future__ import annotations
@@ -12,13 +18,41 @@ import functools
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
+
 REGISTRY: dict[str, "OpDef"] = {}
+FLOATING_POINT_CONDITIONS = frozenset({"divide", "over", "under", "invalid"})
 
 
 @dataclass(eq=False)
 class OpDef:
-    """Everything about one op. `vjp` is a tuple of rules `rule(g, out, *inputs) -> Tensor`
-    (None where the input gets no gradient), or a function `i -> rule` for variadic ops."""
+    """Everything about one op.
+
+    Maths: `impl(*arrays, **attrs)` computes it; `infer(*inputs, **attrs) -> (shape, dtype)`;
+    `vjp` is a tuple of rules `rule(g, out, *inputs) -> Tensor` (None where the input gets no
+    gradient), or a function `i -> rule` for variadic ops; `jvp(tangents, out, *inputs)`.
+
+    Facts:
+    - `leaf`: no inputs; its value comes from outside the graph (placeholder, constant, variable).
+    - `commutative`: the result does not depend on the order of its (two) inputs.
+    - `fresh_result`: the kernel always returns a new array, never a view of an input or the
+      input itself.
+    - `writes_out`: the kernel accepts `out=` and writes its result there;
+      `overwrites_operand`: that `out` may also be one of its operands.
+    - `tolerates`: IEEE conditions ("divide", "over", "under", "invalid") whose occurrence is the
+      intended result (exp(-large) underflowing to 0 inside a stable sigmoid), not an error: the
+      kernel runs with them ignored even under `np.errstate(all="raise")`, fused or not.
+    - `shape_from_last_input`: the result has the run-time shape of the last input (`sum_to(x,
+      like)`, `reshape_like`, ...), so reverse mode knows a contribution already fits.
+    - `scalar`: for elementwise ops, the SymPy expression of one element (the definition; tests
+      differentiate it as an oracle).
+    - `steps`: for elementwise ops, `steps(emit, *operands, **attrs)` spells one element as
+      NumPy ufunc calls (`emit("exp", x)`, `emit("where", c, x, y)`, `emit("cast", x, dtype=...)`),
+      returning the result operand or None when it has no such spelling. When `steps` is given,
+      `impl` is built from it, so the unfused kernel and every fused kernel run the same calls.
+    - `infix`: the operator a readable expression writes between the operands (`+`), if any.
+    - `members`: for a record that stands for several nodes (a fused kernel), those nodes.
+    """
 
     name: str
     impl: Callable
@@ -29,6 +63,24 @@ class OpDef:
     kind: str = "other"
     differentiable: bool = True
     doc: str = ""
+    leaf: bool = False
+    commutative: bool = False
+    fresh_result: bool = False
+    writes_out: bool = False
+    overwrites_operand: bool = False
+    tolerates: frozenset = frozenset()
+    shape_from_last_input: bool = False
+    steps: Callable | None = None
+    infix: str | None = None
+    members: tuple = ()
+
+    def __post_init__(self):
+        self.tolerates = frozenset(self.tolerates)
+        unknown = self.tolerates - FLOATING_POINT_CONDITIONS
+        if unknown:
+            raise ValueError(f"op {self.name!r}: unknown floating-point conditions {sorted(unknown)}")
+        if self.tolerates:
+            self.impl = tolerating(self.impl, self.tolerates)
 
     def vjp_rule(self, index):
         """The reverse rule for input `index`, or None if that input gets no gradient."""
@@ -44,8 +96,28 @@ class OpDef:
             return self.impl
         return functools.partial(self.impl, **attrs)
 
+    def scratch_bytes(self, shape):
+        """Bytes of temporary arrays one call at `shape` allocates besides its result."""
+        return 0
+
+    def failure_context(self, node):
+        """(how an error names this node's op, lines saying where the user built it)."""
+        where = [f"built at {node.source}"] if node.source is not None else []
+        return f"op {self.name!r}", where
+
     def __repr__(self):
         return f"<op {self.name}>"
+
+
+def tolerating(kernel, conditions):
+    """`kernel` run with the IEEE `conditions` ignored (its record says they are intended)."""
+    quiet = {condition: "ignore" for condition in conditions}
+
+    @functools.wraps(kernel)
+    def run(*arrays, **attrs):
+        with np.errstate(**quiet):
+            return kernel(*arrays, **attrs)
+    return run
 
 
 def register(op):

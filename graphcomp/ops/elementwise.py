@@ -12,6 +12,7 @@ import numpy as np
 
 from graphcomp.ops import OpDef, register
 from graphcomp.ops.rules import symmetric_jvp
+from graphcomp.ops.steps import kernel_from_steps, single_ufunc_steps
 from graphcomp.shapes import broadcast_shapes
 from graphcomp.tensor import apply, constant, promote_operands
 
@@ -32,9 +33,17 @@ def _infer_with(name, impl):
     return infer
 
 
-def _elementwise(name, impl, vjp=None, jvp=None, scalar=None, differentiable=True, doc=""):
-    return register(OpDef(name, impl, _infer_with(name, impl), vjp=vjp, jvp=jvp, scalar=scalar,
-                          kind="elementwise", differentiable=differentiable, doc=doc))
+def _elementwise(name, impl=None, *, steps=None, **facts):
+    """Register an elementwise op. A NumPy ufunc as `impl` spells itself as that one ufunc;
+    an op given only `steps` gets its kernel built from them (see graphcomp.ops.steps)."""
+    if steps is None and isinstance(impl, np.ufunc):
+        steps = single_ufunc_steps(impl.__name__)
+    if impl is None:
+        impl = kernel_from_steps(name, steps)
+    if isinstance(impl, np.ufunc):  # a ufunc writes into `out=`, also over one of its operands
+        facts = {"writes_out": True, "overwrites_operand": True, **facts}
+    facts.setdefault("fresh_result", True)
+    return register(OpDef(name, impl, _infer_with(name, impl), kind="elementwise", steps=steps, **facts))
 
 
 def zero_like_scalar(t):
@@ -47,44 +56,40 @@ def mask(condition, like):
     return cast(condition, like.dtype)
 
 
-# numerically stable NumPy kernels -------------------------------------------------------------
+# spellings of the ops that are more than one ufunc -----------------------------------------------
 
-def underflow_to_zero(kernel):
-    """`kernel` with floating-point underflow silenced: in the stable kernels exp(-large) rounding
-    to 0 is the intended result, not an error, even under np.errstate(all="raise")."""
-    @functools.wraps(kernel)
-    def quiet(*arrays, **attrs):
-        with np.errstate(under="ignore"):
-            return kernel(*arrays, **attrs)
-    return quiet
+def _sigmoid_steps(emit, x):
+    """1 / (1 + exp(-x)) without overflow: with e = exp(-|x|), which never overflows,
+    1 / (1 + e) for x >= 0 and e / (1 + e) below."""
+    e = emit("exp", emit("negative", emit("absolute", x)))
+    denominator = emit("add", 1, e)
+    return emit("where", emit("greater_equal", x, 0), emit("divide", 1, denominator), emit("divide", e, denominator))
 
 
-@underflow_to_zero
-def _sigmoid(x):
-    """1 / (1 + exp(-x)) without overflow: exp is only ever taken of -|x|."""
-    e = np.exp(-np.abs(x))
-    return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
-
-
-@underflow_to_zero
-def _softplus(x):
+def _softplus_steps(emit, x):
     """log(1 + exp(x)) without overflow."""
-    return np.logaddexp(0, x)
+    return emit("logaddexp", 0, x)
 
 
-def _relu(x):
-    return np.maximum(x, 0)
+def _relu_steps(emit, x):
+    return emit("maximum", x, 0)
 
 
-def _leaky_relu(x, alpha):
-    return np.where(x > 0, x, alpha * x)
+def _leaky_relu_steps(emit, x, alpha):
+    return emit("where", emit("greater", x, 0), x, emit("multiply", alpha, x))
 
 
-def _clip(x, lo, hi):
-    return np.clip(x, lo, hi)
+def _clip_steps(emit, x, lo, hi):
+    # NaN stays NaN (maximum and minimum propagate it), as in np.clip.
+    return emit("minimum", emit("maximum", x, lo), hi)
+
+
+def _cast_steps(emit, x, dtype):
+    return emit("cast", x, dtype=dtype)
 
 
 def _cast(x, dtype):
+    # NumPy's astype(copy=False): the input itself when the dtype already matches.
     return np.asarray(x).astype(dtype, copy=False)
 
 
@@ -92,9 +97,8 @@ def _zeros_like(x):
     return np.zeros_like(x)
 
 
-# scalar forms (SymPy), used by elementwise fusion ----------------------------------------------
-# A record's `scalar` takes one SymPy expression per input (and the node's attributes) and
-# returns the expression for one element. SymPy is imported only when a graph is fused.
+# scalar forms (SymPy): each op's definition, which tests differentiate as an oracle -------------
+# SymPy is imported only when a scalar form is asked for.
 
 def _sympy():
     import sympy
@@ -117,16 +121,15 @@ def _stable_sigmoid(x):
 # arithmetic -----------------------------------------------------------------------------------
 
 ADD = _elementwise("add", np.add, vjp=(lambda g, out, x, y: g, lambda g, out, x, y: g), jvp=symmetric_jvp,
-                   scalar=lambda x, y: x + y)
+                   scalar=lambda x, y: x + y, commutative=True, infix="+")
 SUBTRACT = _elementwise("subtract", np.subtract, vjp=(lambda g, out, x, y: g, lambda g, out, x, y: -g),
-                        jvp=symmetric_jvp,
-                        scalar=lambda x, y: x - y)
+                        jvp=symmetric_jvp, scalar=lambda x, y: x - y, infix="-")
 MULTIPLY = _elementwise("multiply", np.multiply,
                         vjp=(lambda g, out, x, y: g * y, lambda g, out, x, y: g * x), jvp=symmetric_jvp,
-                        scalar=lambda x, y: x * y)
+                        scalar=lambda x, y: x * y, commutative=True, infix="*")
 DIVIDE = _elementwise("divide", np.true_divide,
                       vjp=(lambda g, out, x, y: g / y, lambda g, out, x, y: -g * out / y), jvp=symmetric_jvp,
-                      scalar=lambda x, y: x / y)
+                      scalar=lambda x, y: x / y, infix="/")
 NEGATIVE = _elementwise("negative", np.negative, vjp=(lambda g, out, x: -g,), jvp=symmetric_jvp,
                         scalar=lambda x: -x)
 
@@ -142,7 +145,7 @@ def _power_vjp_exponent(g, out, x, y):
 
 
 POWER = _elementwise("power", np.power, vjp=(_power_vjp_base, _power_vjp_exponent), jvp=symmetric_jvp,
-                     scalar=lambda x, y: x ** y)
+                     scalar=lambda x, y: x ** y, infix="**")
 
 
 def _select_vjp(first_wins):
@@ -157,6 +160,8 @@ def _select_vjp(first_wins):
     return (rule_first, rule_second)
 
 
+# maximum and minimum are not commutative in IEEE arithmetic: maximum(-0.0, 0.0) is -0.0 and
+# maximum(0.0, -0.0) is 0.0, and of two NaNs the first is returned.
 MAXIMUM = _elementwise("maximum", np.maximum, vjp=_select_vjp(True), jvp=symmetric_jvp,
                        scalar=lambda x, y: _sympy().Max(x, y))
 MINIMUM = _elementwise("minimum", np.minimum, vjp=_select_vjp(False), jvp=symmetric_jvp,
@@ -165,7 +170,8 @@ WHERE = _elementwise("where", np.where, vjp=(
     None,
     lambda g, out, c, x, y: where(c, g, zero_like_scalar(g)),
     lambda g, out, c, x, y: where(c, zero_like_scalar(g), g),
-), jvp=symmetric_jvp, scalar=lambda c, x, y: _sympy().Piecewise((x, c), (y, True)))
+), jvp=symmetric_jvp, scalar=lambda c, x, y: _sympy().Piecewise((x, c), (y, True)),
+    steps=lambda emit, c, x, y: emit("where", c, x, y))
 
 # unary functions ------------------------------------------------------------------------------
 
@@ -191,18 +197,21 @@ SIN = _elementwise("sin", np.sin, vjp=(lambda g, out, x: g * cos(x),), jvp=symme
                    scalar=lambda x: _sympy().sin(x))
 COS = _elementwise("cos", np.cos, vjp=(lambda g, out, x: -g * sin(x),), jvp=symmetric_jvp,
                    scalar=lambda x: _sympy().cos(x))
-# With e = exp(-|x|), which never overflows: 1 / (1 + e) for x >= 0, e / (1 + e) below.
-SIGMOID = _elementwise("sigmoid", _sigmoid, vjp=(lambda g, out, x: g * out * (1 - out),), jvp=symmetric_jvp,
-                       scalar=lambda x: _stable_sigmoid(x))
-# max(x, 0) + log(1 + exp(-|x|)): no overflow for either sign of x.
-SOFTPLUS = _elementwise("softplus", _softplus, vjp=(lambda g, out, x: g * sigmoid(x),), jvp=symmetric_jvp,
+# d tan(x) = 1 + tan(x)^2: the rule reads the output.
+TAN = _elementwise("tan", np.tan, vjp=(lambda g, out, x: g * (1 + square(out)),), jvp=symmetric_jvp,
+                   scalar=lambda x: _sympy().tan(x))
+# exp(-|x|) underflows to 0 for |x| > 745: that is the intended value, not an error.
+SIGMOID = _elementwise("sigmoid", steps=_sigmoid_steps, vjp=(lambda g, out, x: g * out * (1 - out),),
+                       jvp=symmetric_jvp, scalar=lambda x: _stable_sigmoid(x), tolerates={"under"})
+SOFTPLUS = _elementwise("softplus", steps=_softplus_steps, vjp=(lambda g, out, x: g * sigmoid(x),),
+                        jvp=symmetric_jvp, tolerates={"under"},
                         scalar=lambda x: _sympy().Max(x, 0) + _c_function("log1p")(_sympy().exp(-_sympy().Abs(x))))
 # relu(x) > 0 exactly where x > 0: the rule reads the output, so x need not be kept for it.
-RELU = _elementwise("relu", _relu, vjp=(lambda g, out, x: g * mask(greater(out, zero_like_scalar(x)), g),),
-                    jvp=symmetric_jvp,
+RELU = _elementwise("relu", steps=_relu_steps,
+                    vjp=(lambda g, out, x: g * mask(greater(out, zero_like_scalar(x)), g),), jvp=symmetric_jvp,
                     scalar=lambda x: _sympy().Max(x, 0))
 LEAKY_RELU = _elementwise(
-    "leaky_relu", _leaky_relu,
+    "leaky_relu", steps=_leaky_relu_steps,
     vjp=(lambda g, out, x: where(greater(x, zero_like_scalar(x)), g, g * out.attrs["alpha"]),),
     jvp=symmetric_jvp, scalar=lambda x, alpha: _sympy().Piecewise((x, x > 0), (alpha * x, True)))
 
@@ -214,25 +223,34 @@ def _clip_vjp(g, out, x):
     return where(greater(x, constant(out.attrs["hi"], dtype=x.dtype)), zero, below_kept)
 
 
-CLIP = _elementwise("clip", _clip, vjp=(_clip_vjp,), jvp=symmetric_jvp,
+CLIP = _elementwise("clip", steps=_clip_steps, vjp=(_clip_vjp,), jvp=symmetric_jvp,
                     scalar=lambda x, lo, hi: _sympy().Min(_sympy().Max(x, lo), hi))
-# The scalar form covers casts of booleans, the only casts fusion takes in.
-CAST = _elementwise("cast", _cast, vjp=(lambda g, out, x: cast(g, x.dtype),), jvp=symmetric_jvp,
+# astype(copy=False) hands back its input when the dtype already matches: not a fresh array.
+CAST = _elementwise("cast", _cast, steps=_cast_steps, vjp=(lambda g, out, x: cast(g, x.dtype),),
+                    jvp=symmetric_jvp, fresh_result=False,
                     scalar=lambda x, dtype: _sympy().Piecewise((1, x), (0, True)))
 ZEROS_LIKE = _elementwise("zeros_like", _zeros_like, differentiable=False,
                           scalar=lambda x: _sympy().Integer(0))
 
+# two-argument functions -----------------------------------------------------------------------
+
+# log(exp(x) + exp(y)) without overflow; d/dx = exp(x - out), the weight softmax gives x.
+LOGADDEXP = _elementwise("logaddexp", np.logaddexp,
+                         vjp=(lambda g, out, x, y: g * exp(x - out), lambda g, out, x, y: g * exp(y - out)),
+                         jvp=symmetric_jvp, tolerates={"under"},
+                         scalar=lambda x, y: _sympy().log(_sympy().exp(x) + _sympy().exp(y)))
+
 # comparisons (boolean results, no gradient) ---------------------------------------------------
 
-LESS = _elementwise("less", np.less, differentiable=False,
+LESS = _elementwise("less", np.less, differentiable=False, infix="<",
                     scalar=lambda x, y: _sympy().StrictLessThan(x, y, evaluate=False))
-LESS_EQUAL = _elementwise("less_equal", np.less_equal, differentiable=False,
+LESS_EQUAL = _elementwise("less_equal", np.less_equal, differentiable=False, infix="<=",
                           scalar=lambda x, y: _sympy().LessThan(x, y, evaluate=False))
-GREATER = _elementwise("greater", np.greater, differentiable=False,
+GREATER = _elementwise("greater", np.greater, differentiable=False, infix=">",
                        scalar=lambda x, y: _sympy().StrictGreaterThan(x, y, evaluate=False))
-GREATER_EQUAL = _elementwise("greater_equal", np.greater_equal, differentiable=False,
+GREATER_EQUAL = _elementwise("greater_equal", np.greater_equal, differentiable=False, infix=">=",
                              scalar=lambda x, y: _sympy().GreaterThan(x, y, evaluate=False))
-EQUAL = _elementwise("equal", np.equal, differentiable=False,
+EQUAL = _elementwise("equal", np.equal, differentiable=False, infix="==", commutative=True,
                      scalar=lambda x, y: _sympy().Eq(x, y, evaluate=False))
 
 
@@ -266,6 +284,7 @@ less_equal = _binary(LESS_EQUAL)
 greater = _binary(GREATER)
 greater_equal = _binary(GREATER_EQUAL)
 equal = _binary(EQUAL)
+logaddexp = _binary(LOGADDEXP)
 negative = _unary(NEGATIVE)
 exp = _unary(EXP)
 log = _unary(LOG)
@@ -278,6 +297,7 @@ sign = _unary(SIGN)
 tanh = _unary(TANH)
 sin = _unary(SIN)
 cos = _unary(COS)
+tan = _unary(TAN)
 sigmoid = _unary(SIGMOID)
 softplus = _unary(SOFTPLUS)
 relu = _unary(RELU)

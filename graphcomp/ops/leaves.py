@@ -15,9 +15,9 @@ def _constant_impl():
     raise TypeError("constants are read from the node itself")
 
 
-PLACEHOLDER = register(OpDef("placeholder", _placeholder_impl, _no_inputs, kind="leaf",
+PLACEHOLDER = register(OpDef("placeholder", _placeholder_impl, _no_inputs, kind="leaf", leaf=True,
                              doc="graph input fed at call time"))
-CONSTANT = register(OpDef("constant", _constant_impl, _no_inputs, kind="leaf",
+CONSTANT = register(OpDef("constant", _constant_impl, _no_inputs, kind="leaf", leaf=True,
                           doc="fixed array baked into the graph"))
-VARIABLE = register(OpDef("variable", _constant_impl, _no_inputs, kind="leaf",
+VARIABLE = register(OpDef("variable", _constant_impl, _no_inputs, kind="leaf", leaf=True,
                           doc="parameter read at every call"))

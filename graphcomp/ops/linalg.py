@@ -62,7 +62,8 @@ def _matmul_jvp(tangents, out, a, b):
 
 
 MATMUL = register(OpDef("matmul", np.matmul, _matmul_infer,
-                        vjp=(_matmul_vjp_left, _matmul_vjp_right), jvp=_matmul_jvp, kind="linalg"))
+                        vjp=(_matmul_vjp_left, _matmul_vjp_right), jvp=_matmul_jvp, kind="linalg",
+                        fresh_result=True, writes_out=True, overwrites_operand=False))
 
 
 def matmul(a, b):

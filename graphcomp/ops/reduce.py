@@ -42,7 +42,6 @@ def _extremum_vjp(g, out, x):
     return hits * (expand_reduced(g, out) / ties)
 
 
-@ew.underflow_to_zero
 def _logsumexp_impl(x, axis, keepdims):
     peak = np.max(x, axis=axis, keepdims=True)
     peak = np.where(np.isfinite(peak), peak, 0)
@@ -68,26 +67,25 @@ def _logsumexp_jvp(tangents, out, x):
 
 
 SUM = register(OpDef("sum", np.sum, _reduction_infer(np.sum), vjp=(_sum_vjp,), jvp=linear_jvp,
-                     kind="reduce"))
+                     kind="reduce", fresh_result=True))
 MEAN = register(OpDef("mean", np.mean, _reduction_infer(np.mean), vjp=(_mean_vjp,), jvp=linear_jvp,
-                      kind="reduce"))
+                      kind="reduce", fresh_result=True))
 MAX = register(OpDef("max", np.max, _reduction_infer(np.max), vjp=(_extremum_vjp,), jvp=_extremum_jvp,
-                     kind="reduce"))
+                     kind="reduce", fresh_result=True))
 MIN = register(OpDef("min", np.min, _reduction_infer(np.min), vjp=(_extremum_vjp,), jvp=_extremum_jvp,
-                     kind="reduce"))
+                     kind="reduce", fresh_result=True))
 LOGSUMEXP = register(OpDef("logsumexp", _logsumexp_impl, _reduction_infer(_logsumexp_impl),
-                           vjp=(_logsumexp_vjp,), jvp=_logsumexp_jvp, kind="reduce"))
+                           vjp=(_logsumexp_vjp,), jvp=_logsumexp_jvp, kind="reduce", tolerates={"under"},
+                           fresh_result=True))
 
 
 # softmax outputs ------------------------------------------------------------------------------
 
-@ew.underflow_to_zero
 def _softmax_impl(x, axis):
     shifted = np.exp(x - np.max(x, axis=axis, keepdims=True))
     return shifted / np.sum(shifted, axis=axis, keepdims=True)
 
 
-@ew.underflow_to_zero
 def _log_softmax_impl(x, axis):
     shifted = x - np.max(x, axis=axis, keepdims=True)
     return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
@@ -115,9 +113,10 @@ def _same_shape_float(x, axis):
 
 
 SOFTMAX = register(OpDef("softmax", _softmax_impl, _same_shape_float, vjp=(_softmax_vjp,),
-                         jvp=symmetric_jvp, kind="reduce"))
+                         jvp=symmetric_jvp, kind="reduce", tolerates={"under"}, fresh_result=True))
 LOG_SOFTMAX = register(OpDef("log_softmax", _log_softmax_impl, _same_shape_float,
-                             vjp=(_log_softmax_vjp,), jvp=_log_softmax_jvp, kind="reduce"))
+                             vjp=(_log_softmax_vjp,), jvp=_log_softmax_jvp, kind="reduce", tolerates={"under"},
+                             fresh_result=True))
 
 
 # undoing broadcasting -------------------------------------------------------------------------
@@ -140,6 +139,7 @@ def _sum_to_infer(x, like):
 
 SUM_TO = register(OpDef("sum_to", _sum_to_impl, _sum_to_infer,
                         vjp=(lambda g, out, x, like: sh.broadcast_like(g, x), None), jvp=linear_jvp, kind="reduce",
+                        shape_from_last_input=True,
                         doc="sum x down to the shape of `like` (undoes broadcasting)"))
 
 

@@ -45,7 +45,7 @@ RESHAPE = register(OpDef("reshape", np.reshape, _same_dtype(_reshape_shape),
                          vjp=(lambda g, out, x: reshape_like(g, x),), jvp=linear_jvp, kind="shape"))
 RESHAPE_LIKE = register(OpDef("reshape_like", _reshape_like_impl, _same_dtype(lambda x, like: like.shape),
                               vjp=(lambda g, out, x, like: reshape_like(g, x), None), jvp=linear_jvp, kind="shape",
-                              doc="reshape x to the run-time shape of `like`"))
+                              doc="reshape x to the run-time shape of `like`", shape_from_last_input=True))
 
 
 def reshape(x, shape):
@@ -113,7 +113,7 @@ BROADCAST_TO = register(OpDef("broadcast_to", np.broadcast_to, _same_dtype(_broa
 BROADCAST_LIKE = register(OpDef("broadcast_like", _broadcast_like_impl,
                                 _same_dtype(lambda x, like: broadcast_shapes(x.shape, like.shape, op="broadcast_like")),
                                 vjp=(lambda g, out, x, like: rd.sum_to(g, x), None), jvp=linear_jvp, kind="shape",
-                                doc="broadcast x to the run-time shape of `like`"))
+                                doc="broadcast x to the run-time shape of `like`", shape_from_last_input=True))
 
 
 def broadcast_to(x, shape):
@@ -262,8 +262,8 @@ def _joining_jvp(tangents, out, *xs):
 
 
 CONCATENATE = register(OpDef("concatenate", _concatenate_impl, _concatenate_infer,
-                             vjp=_concatenate_vjp, jvp=_joining_jvp, kind="shape"))
-STACK = register(OpDef("stack", _stack_impl, _stack_infer, vjp=_stack_vjp, jvp=_joining_jvp, kind="shape"))
+                             vjp=_concatenate_vjp, jvp=_joining_jvp, kind="shape", fresh_result=True))
+STACK = register(OpDef("stack", _stack_impl, _stack_infer, vjp=_stack_vjp, jvp=_joining_jvp, kind="shape", fresh_result=True))
 
 
 def concatenate(tensors, axis=0):
@@ -355,7 +355,7 @@ GETITEM = register(OpDef("getitem", _getitem_impl, _same_dtype(_getitem_shape),
 GETITEM_GRAD = register(OpDef("getitem_grad", _getitem_grad_impl,
                               lambda g, x, index: (x.shape, g.dtype),
                               vjp=(lambda g, out, gi, x: apply(GETITEM, g, index=out.attrs["index"]), None),
-                              jvp=linear_jvp, kind="shape", doc="zeros shaped like x with g placed at `index`"))
+                              jvp=linear_jvp, kind="shape", doc="zeros shaped like x with g placed at `index`", shape_from_last_input=True, fresh_result=True))
 
 
 def getitem(x, index):

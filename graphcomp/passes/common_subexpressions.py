@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from graphcomp.ir import Graph
 
-# Ops whose result does not depend on the order of their inputs.
-COMMUTATIVE = frozenset({"add", "multiply", "maximum", "minimum", "equal"})
 CONSTANT_BYTES_COMPARED = 1 << 16  # larger constants are only merged with themselves
 
 
@@ -27,15 +27,13 @@ def _constant_key(node):
 
 def structural_key(node, canonical):
     """(op, inputs, attrs) with inputs already merged; None for nodes never merged."""
-    kind = node.op.name
-    if kind in ("placeholder", "variable"):
-        return None
-    if kind == "constant":
-        return _constant_key(node)
+    op = node.op
+    if op.leaf:
+        return _constant_key(node) if isinstance(node.payload, np.ndarray) else None
     inputs = tuple(canonical[parent].id for parent in node.inputs)
-    if kind in COMMUTATIVE:
+    if op.commutative:
         inputs = tuple(sorted(inputs))
-    return (kind, id(node.op), inputs, _attrs_key(node.attrs))
+    return (op.name, id(op), inputs, _attrs_key(node.attrs))
 
 
 def eliminate_common_subexpressions(graph):

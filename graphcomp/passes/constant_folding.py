@@ -6,17 +6,16 @@ from __future__ import annotations
 import numpy as np
 
 from graphcomp.ir import Graph
-from graphcomp.passes.rewrite import make_constant
+from graphcomp.passes.rewrite import is_constant, make_constant
 from graphcomp.shapes import is_static, size_of
 
 MAX_FOLDED_ELEMENTS = 1 << 16  # the size cap: results above it are not baked in
-LEAVES = frozenset({"placeholder", "constant", "variable"})
 
 
 def _foldable(node):
-    if node.op.name in LEAVES or not node.inputs:
+    if node.op.leaf or not node.inputs:
         return False
-    if not all(parent.op.name == "constant" for parent in node.inputs):
+    if not all(is_constant(parent) for parent in node.inputs):
         return False
     size = size_of(node.shape)
     return size is not None and size <= MAX_FOLDED_ELEMENTS and is_static(node.shape)

@@ -2,11 +2,14 @@
 
 A group is grown from a root (a node whose value leaves the group) up through its inputs: an
 elementwise node joins the group of its consumers when all of its consumers are in that one
-group, it computes in the same floating dtype, and it has the group's shape (so no value is
-computed at a larger shape than before). Such a group is convex (no path leaves it and comes
-back) and computes exactly one value, so no node is computed twice. Its body is the SymPy
-expression its ops' `scalar` forms give (SymPy's canonical form; equal subexpressions are
-computed once by the kernel), compiled by graphcomp.kernels.
+group, it computes in the same floating dtype (booleans may mix in), and it has the group's
+shape (so no value is computed at a larger shape than before). Such a group is convex (no path
+leaves it and comes back) and computes exactly one value, so no node is computed twice.
+
+Its kernel runs the members' own spellings as NumPy ufunc steps (graphcomp.kernels), in the
+members' order and without rearranging anything, so a fused node gives the values its members
+give. The fused node's record (`FusedOp`) is an op record like any other: it names its
+members, reports its scratch memory, and explains a failure by each member's line.
 """
 
 from __future__ import annotations
@@ -17,29 +20,32 @@ import numpy as np
 
 from graphcomp.errors import GradientError
 from graphcomp.ir import Graph
-from graphcomp.kernels import UnsupportedExpression, compile_kernel
+from graphcomp.kernels import Kernel, UnsupportedExpression, record_program
 from graphcomp.ops import OpDef
-from graphcomp.passes.rewrite import make_node
+from graphcomp.passes.rewrite import is_constant, make_node
 from graphcomp.shapes import broadcast_shapes
 
-MAX_GROUP_DEPTH = 64     # bounds SymPy's recursion (its assumption queries recurse) on long chains
-MAX_GROUP_MEMBERS = 256  # bounds SymPy's time per group
+MAX_GROUP_DEPTH = 64     # bounds the nesting of a group's expression text
+MAX_GROUP_MEMBERS = 256  # bounds a kernel's size
+EXPRESSION_TEXT_LIMIT = 400
 
 
 @dataclass(eq=False)
 class FusedOp(OpDef):
-    """The op of one fused node: its SymPy expression, the nodes it replaced, its kernel."""
+    """The record of one fused node: the nodes it replaced (`members`), its step program and
+    its kernel (`impl`)."""
 
-    expression: object = None
-    symbols: tuple = ()
-    members: tuple = ()
+    program: object = None
 
     def kernel(self, attrs):
         return self.impl
 
-    @property
-    def in_place_safe(self):
-        return self.impl.in_place_safe
+    def scratch_bytes(self, shape):
+        return self.impl.scratch_bytes(shape)
+
+    def failure_context(self, node):
+        return f"fused kernel `{node.attrs.get('expression', self.name)}`", [
+            f"fuses {line}" for line in self.describe_members()]
 
     def describe_members(self, limit=12):
         """One line per fused node (at most `limit`): its op and the user's line that built it."""
@@ -57,13 +63,12 @@ def _no_gradient(index):
     return rule
 
 
-def _float_dtype(node):
-    """The floating dtype `node` computes in when it can be fused, else None."""
+def _compute_dtype(node):
+    """The floating dtype `node` computes in when it can be fused, else None: an elementwise op
+    with a ufunc spelling whose inputs and result are of one floating dtype, or booleans."""
     op = node.op
-    if op.kind != "elementwise" or op.scalar is None:
+    if op.kind != "elementwise" or op.steps is None:
         return None
-    if op.name == "cast":  # only the 0/1 masks built from booleans
-        return node.dtype if node.inputs[0].dtype == np.bool_ and node.dtype.kind == "f" else None
     dtypes = [node.dtype] + [parent.dtype for parent in node.inputs]
     if any(d.kind not in "fb" for d in dtypes):
         return None
@@ -73,12 +78,12 @@ def _float_dtype(node):
 
 def find_groups(graph):
     """root -> its members in topological order, for every group of two or more nodes and every
-    single node whose op is not a plain NumPy ufunc (fused, it can write into a given buffer)."""
+    single node whose kernel cannot write into a given array (fused, it can)."""
     outputs = set(graph.outputs)
-    root_of, depth, dtype_of = {}, {}, {}
+    root_of, dtype_of = {}, {}
     members = {}
     for node in reversed(graph.nodes):
-        dtype = _float_dtype(node)
+        dtype = _compute_dtype(node)
         if dtype is None:
             continue
         consumers = graph.consumers[node]
@@ -89,55 +94,32 @@ def find_groups(graph):
                 candidate = roots.pop()
                 if (candidate is not None and dtype_of[candidate] == dtype and node.shape == candidate.shape
                         and len(members[candidate]) < MAX_GROUP_MEMBERS):
-                    level = 1 + max(depth[c] for c in consumers)
-                    if level <= MAX_GROUP_DEPTH:
-                        root, depth[node] = candidate, level
+                    root = candidate
         if root is None:
-            root, depth[node], dtype_of[node], members[node] = node, 0, dtype, []
+            root, dtype_of[node], members[node] = node, dtype, []
         root_of[node] = root
         members[root].append(node)
     groups = {}
     for root, nodes in members.items():
-        if len(nodes) == 1 and isinstance(root.op.impl, np.ufunc):
+        if len(nodes) == 1 and root.op.writes_out:
             continue
-        groups[root] = nodes[::-1]
+        groups[root] = (nodes[::-1], dtype_of[root])
     return groups
 
 
 def _literal_value(node):
-    """A scalar constant's value when it is inlined in the kernel as a literal, else None."""
-    if node.op.name != "constant" or node.payload.ndim != 0:
+    """A scalar constant's value when the kernel takes it as a literal (a Python number,
+    which NumPy treats as a weak scalar of the group's dtype), else None."""
+    if not is_constant(node) or node.payload.ndim != 0 or node.dtype.kind not in "fb":
         return None
-    value = node.payload.item()
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    return float(value) if np.isfinite(value) else None
+    return node.payload.item()
 
 
-def _sympy_literal(value):
-    sympy = _sympy()
-    if isinstance(value, bool):
-        return sympy.true if value else sympy.false
-    if value.is_integer() and abs(value) < 2 ** 53:
-        return sympy.Integer(int(value))
-    return sympy.Float(value, 17)
-
-
-def _sympy():
-    import sympy
-
-    return sympy
-
-
-def _attrs_key(attrs):
-    return tuple(sorted(attrs.items()))
-
-
-def group_signature(members):
-    """(signature, input nodes): the group's structure (ops, attributes, wiring, literals and
-    dtypes), equal for groups that compute the same expression from their inputs."""
+def group_signature(members, compute_dtype):
+    """(signature, input nodes, literal values): the group's structure (ops, attributes, wiring,
+    literals and dtypes), equal for groups that compute the same thing from their inputs."""
     position = {node: i for i, node in enumerate(members)}
-    inputs, index_of_input, parts = [], {}, []
+    inputs, index_of_input, literals, parts = [], {}, {}, []
     for node in members:
         wiring = []
         for parent in node.inputs:
@@ -146,45 +128,51 @@ def group_signature(members):
                 continue
             literal = _literal_value(parent)
             if literal is not None:
+                literals[parent] = literal
                 wiring.append(("literal", repr(literal), parent.dtype.str))  # repr: -0.0 is not 0.0
                 continue
             if parent not in index_of_input:
                 index_of_input[parent] = len(inputs)
                 inputs.append(parent)
             wiring.append(("input", index_of_input[parent]))
-        parts.append((node.op.name, _attrs_key(node.attrs), tuple(wiring)))
+        parts.append((id(node.op), node.op.name, _attrs_key(node.attrs), tuple(wiring)))
     root = members[-1]
     dtypes = tuple(parent.dtype.str for parent in inputs)
-    return (tuple(parts), root.dtype.str, tuple(root.shape), dtypes), inputs
+    signature = (tuple(parts), root.dtype.str, compute_dtype.str, tuple(root.shape), dtypes)
+    return signature, inputs, literals
 
 
-def build_expression(members, inputs):
-    """(SymPy expression of the group's root, one symbol per input node)."""
-    sympy = _sympy()
-    symbols = [sympy.Symbol(f"x{i}", real=True) for i in range(len(inputs))]
-    expressions = dict(zip(inputs, symbols))
-    inside = set(members)
+def _attrs_key(attrs):
+    return tuple(sorted((key, repr(value)) for key, value in attrs.items()))
+
+
+def expression_text(members, inputs, literals, limit=EXPRESSION_TEXT_LIMIT):
+    """The group's computation as one readable line over its inputs x0, x1, ..."""
+    texts = {node: f"x{i}" for i, node in enumerate(inputs)}
+    texts.update({node: repr(value) for node, value in literals.items()})
     for node in members:
-        arguments = []
-        for parent in node.inputs:
-            if parent not in inside and parent not in expressions:
-                expressions[parent] = _sympy_literal(_literal_value(parent))
-            arguments.append(expressions[parent])
-        expressions[node] = node.op.scalar(*arguments, **node.attrs)
-    return expressions[members[-1]], symbols
+        arguments = [texts[parent] for parent in node.inputs]
+        if node.op.infix is not None and len(arguments) == 2:
+            text = f"({arguments[0]} {node.op.infix} {arguments[1]})"
+        else:
+            arguments += [f"{key}={value!r}" for key, value in sorted(node.attrs.items())]
+            text = f"{node.op.name}({', '.join(arguments)})"
+        texts[node] = text if len(text) <= limit else text[:limit - 1] + "…"
+    text = texts[members[-1]]
+    return text[1:-1] if text.startswith("(") and text.endswith(")") and members[-1].op.infix else text
 
 
 class ExpressionText:
-    """A fused node's expression as an attribute: printed (once) only when someone looks."""
+    """A fused node's expression as an attribute (text made once, when someone looks)."""
 
-    __slots__ = ("expression", "_text")
+    __slots__ = ("make", "_text")
 
-    def __init__(self, expression):
-        self.expression, self._text = expression, None
+    def __init__(self, make):
+        self.make, self._text = make, None
 
     def __str__(self):
         if self._text is None:
-            self._text = str(self.expression)
+            self._text = self.make()
         return self._text
 
     __repr__ = __str__
@@ -193,46 +181,45 @@ class ExpressionText:
         return text in str(self)
 
     def __eq__(self, other):
-        return isinstance(other, ExpressionText) and self.expression == other.expression
+        return isinstance(other, ExpressionText) and str(self) == str(other)
 
     def __lt__(self, other):
         return str(self) < str(other)
 
     def __hash__(self):
-        return hash(self.expression)
+        return hash(str(self))
 
 
 _compiled_groups: dict = {}
 MAX_CACHED_GROUPS = 4096
 
 
-def _compiled_group(root, members):
-    """(expression, symbols, kernel, inputs) for a group, shared by groups of equal signature."""
-    signature, inputs = group_signature(members)
+def _compiled_group(members, compute_dtype):
+    """(program, kernel, inputs, literals) for a group, shared by groups of equal signature."""
+    signature, inputs, literals = group_signature(members, compute_dtype)
     cached = _compiled_groups.get(signature)
     if cached is None:
-        expression, symbols = build_expression(members, inputs)
-        if expression.free_symbols - set(symbols):
-            raise UnsupportedExpression("the expression uses symbols that are not inputs")
-        kernel = compile_kernel(expression, tuple(symbols), root.dtype, tuple(root.shape),
-                                tuple(parent.dtype for parent in inputs))
-        cached = (expression, tuple(symbols), kernel)
+        root = members[-1]
+        program = record_program(members, inputs, literals)
+        kernel = Kernel(program, root.dtype, tuple(root.shape), compute_dtype)
+        cached = (program, kernel)
         if len(_compiled_groups) >= MAX_CACHED_GROUPS:
             _compiled_groups.clear()
         _compiled_groups[signature] = cached
-    return cached + (inputs,)
+    return cached + (inputs, literals)
 
 
-def _fused_op(root, members):
-    expression, symbols, kernel, inputs = _compiled_group(root, members)
-    dtype = root.dtype
+def _fused_op(members, compute_dtype):
+    program, kernel, inputs, literals = _compiled_group(members, compute_dtype)
+    dtype = members[-1].dtype
 
     def infer(*operands, **attrs):
         return broadcast_shapes(*(x.shape for x in operands), op="fused"), dtype
 
     op = FusedOp("fused", kernel, infer, vjp=_no_gradient, kind="fused", doc="fused elementwise kernel",
-                 expression=expression, symbols=symbols, members=tuple(members))
-    return op, inputs
+                 fresh_result=True, writes_out=True, overwrites_operand=kernel.in_place_safe,
+                 members=tuple(members), program=program)
+    return op, inputs, literals
 
 
 def fuse_elementwise(graph):
@@ -240,18 +227,19 @@ def fuse_elementwise(graph):
     groups = find_groups(graph)
     if not groups:
         return graph
-    inside = {node for nodes in groups.values() for node in nodes[:-1]}
+    inside = {node for nodes, _ in groups.values() for node in nodes[:-1]}
     mapping = {}
     for node in graph.nodes:
         if node in inside:
             continue
         if node in groups:
-            fused = _fuse_group(node, groups[node], mapping)
+            members, compute_dtype = groups[node]
+            fused = _fuse_group(members, compute_dtype, mapping)
             if fused is not None:
                 mapping[node] = fused
                 continue
             # This group stays unfused: its members are rebuilt as they are.
-            for member in groups[node][:-1]:
+            for member in members[:-1]:
                 mapping[member] = _rebuilt(member, mapping)
         mapping[node] = _rebuilt(node, mapping)
     return Graph([mapping.get(out, out) for out in graph.outputs])
@@ -264,15 +252,17 @@ def _rebuilt(node, mapping):
     return node
 
 
-def _fuse_group(root, members, mapping):
+def _fuse_group(members, compute_dtype, mapping):
     try:
-        op, inputs = _fused_op(root, members)
-    except (UnsupportedExpression, TypeError, ValueError, RecursionError):
+        op, inputs, literals = _fused_op(members, compute_dtype)
+    except UnsupportedExpression:
         return None
     operands = [mapping.get(parent, parent) for parent in inputs]
     if not operands:  # a value from literals alone: constant folding keeps it, not fusion
         return None
-    fused = make_node(op, operands, {"expression": ExpressionText(op.expression)}, like=root, name=root.name)
+    root = members[-1]
+    text = ExpressionText(lambda: expression_text(members, inputs, literals))
+    fused = make_node(op, operands, {"expression": text}, like=root, name=root.name)
     if tuple(fused.shape) != tuple(root.shape):
         return None
     return fused

@@ -105,19 +105,22 @@ def same_static_shape(a, b):
     return tuple(a) == tuple(b) and is_static(a)
 
 
+def is_constant(node):
+    """True for a constant: the leaf that carries its own array."""
+    return node.op.leaf and isinstance(node.payload, np.ndarray)
+
+
 def constant_value(node):
     """The array a constant node holds (a broadcast of a constant counts), else None."""
-    if node.op.name == "constant":
+    if is_constant(node):
         return node.payload
-    if node.op.name == "broadcast_to" and node.inputs[0].op.name == "constant":
+    if node.op.name == "broadcast_to" and is_constant(node.inputs[0]):
         return np.broadcast_to(node.inputs[0].payload, node.attrs["shape"])
     return None
 
 
 def is_constant_equal_to(node, number):
     """True when `node` is a constant (or a broadcast constant) whose every element is `number`."""
-    if node.op.name not in ("constant", "broadcast_to"):
-        return False
     value = constant_value(node)
     if value is None or value.size == 0 or value.size > 1_000_000:
         return False

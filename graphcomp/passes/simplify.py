@@ -96,6 +96,8 @@ def _product_of_negations(node):
 def _uniform_constant_to_scalar(node):
     """An elementwise operand that is a constant array of one repeated value becomes a scalar
     constant when the result keeps its shape: kernels then see a literal, not an array."""
+    if node.op.kind != "elementwise" or len(node.inputs) < 2:
+        return None
     for position, operand in enumerate(node.inputs):
         value = constant_value(operand)
         if value is None or value.ndim == 0 or value.size == 0 or value.size > MAX_FOLDED_ELEMENTS:
@@ -235,9 +237,6 @@ def _fold(node):
     return make_constant(value, node.dtype, like=node) if value is not None else None
 
 
-ELEMENTWISE_BINARY = ("add", "subtract", "multiply", "divide", "power", "maximum", "minimum",
-                      "less", "less_equal", "greater", "greater_equal", "equal", "where")
-
 RULES = [
     Rule("fold constants", ("*",), _fold),
     Rule("x + 0 -> x", ("add",), _drop_identity_operand(0, (0, 1))),
@@ -251,7 +250,7 @@ RULES = [
     Rule("x + (-y) -> x - y", ("add",), _add_negated),
     Rule("x - (-y) -> x + y", ("subtract",), _subtract_negated),
     Rule("(-x) * (-y) -> x * y", ("multiply", "divide"), _product_of_negations),
-    Rule("uniform constant -> scalar", ELEMENTWISE_BINARY, _uniform_constant_to_scalar),
+    Rule("uniform constant -> scalar", ("*",), _uniform_constant_to_scalar),
     Rule("transpose(transpose(x)) -> transpose(x)", ("transpose",), _double_transpose),
     Rule("reshape chain -> one reshape", ("reshape",), _reshape_chain),
     Rule("squeeze(expand_dims(x)) -> x", ("squeeze",), _expand_then_squeeze),

@@ -12,9 +12,6 @@ class GraphValidationError(AssertionError):
     """A pass produced a malformed graph; the message names the pass (when known) and the node."""
 
 
-LEAVES = frozenset({"placeholder", "constant", "variable"})
-
-
 def _shapes_agree(declared, inferred):
     return len(declared) == len(inferred) and all(
         a == b or a is None or b is None for a, b in zip(declared, inferred))
@@ -28,11 +25,10 @@ def _check_node(node, position, index):
             return f"input {parent.describe()} is not in the graph"
         if index[parent] >= position:
             return f"input {parent.describe()} comes after the node (not topological)"
-    kind = node.op.name
-    if kind in LEAVES:
+    if node.op.leaf:
         if node.inputs:
             return "a leaf has inputs"
-        if kind == "constant" and (not isinstance(node.payload, np.ndarray) or node.payload.shape != node.shape
+        if isinstance(node.payload, np.ndarray) and (not isinstance(node.payload, np.ndarray) or node.payload.shape != node.shape
                                    or node.payload.dtype != node.dtype):
             return "a constant's array does not match its shape or dtype"
         return None

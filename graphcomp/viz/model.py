@@ -40,7 +40,6 @@ ROLE_COLORS = {
 }
 
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
-_LEAVES = ("placeholder", "variable", "constant")
 SMALL_CONSTANT = 6  # constants with at most this many elements show their value
 
 
@@ -108,9 +107,9 @@ def as_panels(obj, compare=False):
 def node_role(node):
     """One of ROLES: what the node is, for styling."""
     name = node.op.name
-    if name in _LEAVES:
+    if node.op.leaf:
         return name
-    if "expression" in node.attrs or name.startswith("fused") or node.op.kind == "fused":
+    if node.op.members:  # a record standing for several nodes: a fused kernel
         return "fused"
     if node.derivative_order >= 2:
         return "second_derivative"
@@ -159,9 +158,9 @@ def expression_text(node):
 
 def constant_value_text(node):
     """A small constant's value as text (None for large ones and non-constants)."""
-    if node.op.name != "constant" or node.payload is None:
+    if not (node.op.leaf and isinstance(node.payload, np.ndarray)):
         return None
-    array = np.asarray(node.payload)
+    array = node.payload
     if array.size > SMALL_CONSTANT:
         return None
     if array.ndim == 0:
@@ -203,7 +202,7 @@ def label_lines(node, caption=None):
     """The lines drawn in a node's box: [a caption], what it is, [its expression], shape, dtype."""
     op = node.op.name
     value = constant_value_text(node)
-    if op in _LEAVES:
+    if node.op.leaf:
         title = node.name or (value if value is not None else op)
         if node.name and value is not None:
             title = f"{node.name} = {value}"
@@ -260,8 +259,8 @@ def node_record(node, number, is_output, is_new=None, caption=None):
 def _carry_key(node):
     """What identifies a node across a rewrite that rebuilt it on new inputs: op, attributes,
     shape, dtype, the line that built it, scope, derivative order and number of inputs."""
-    if node.op.name == "constant" and node.payload is not None:
-        array = np.asarray(node.payload)
+    if node.op.leaf and isinstance(node.payload, np.ndarray):  # a constant: identified by its value
+        array = node.payload
         return ("constant", str(array.dtype), array.shape, array.tobytes())
     source = (node.source.filename, node.source.lineno) if node.source is not None else None
     attrs = tuple((k, clean_text(v)) for k, v in sorted(node.attrs.items()))
