@@ -182,6 +182,12 @@ class Function:
         """Node counts, fused kernels, buffer reuse and peak bytes of intermediates."""
         return executor.function_stats(self)
 
+    @property
+    def source(self):
+        """The generated Python program: one line per node, calling its op's kernel by name, with
+        a comment naming the user's line that built the node (tracebacks show these lines)."""
+        return self._program.source
+
     def __repr__(self):
         return f"<Function: {len(self.inputs)} inputs, {len(self.outputs)} outputs, {len(self.graph)} nodes>"
 

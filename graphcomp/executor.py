@@ -1,10 +1,15 @@
 """The executor: schedule, memory plan, and one generated straight-line Python function.
 
-Every node becomes one line (`v7 = k7(v3, v5)`) with its kernel bound as a default argument,
-so each step costs one call. The memory plan decides, for nodes whose kernels can write into
-a given array (NumPy ufuncs, matmul, fused kernels) and whose shape is known:
+Every node becomes one line naming its op and the user's line that built it,
+`v7 = add(v3, v5)  # model.py:12`, with its kernel bound as a default argument, so each step
+costs one call. A kernel shared by every node of its op is bound under the op's name; one with
+attributes bound, or a fused kernel, under `<op>_<position>` (`v8 = sum_8(v7)  # sum(axis=(1,),
+keepdims=False); model.py:13`, `v9 = fused_9(v8)  # fused tanh, add; model.py:14`). The text
+is `Program.source` (`f.source`) and is registered with linecache, so tracebacks show it.
+The memory plan decides, for nodes whose kernels can write into a given array (NumPy ufuncs,
+matmul, fused kernels) and whose shape is known:
 
-* in place: write over an input that dies at this node (`v7 = k7(v3, v5, out=v3)`), when the
+* in place: write over an input that dies at this node (`v7 = add(v3, v5, out=v3)`), when the
   input is an array this function allocated, nothing else still looks at it, and the op may
   overwrite an operand it reads (matmul may not);
 * reuse: otherwise write into a same-shaped array whose values are all dead;
@@ -21,11 +26,16 @@ from __future__ import annotations
 import contextlib
 import gc
 import itertools
+import keyword
+import linecache
+import os
+import re
+import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from graphcomp.shapes import is_static, size_of
+from graphcomp.shapes import format_shape, is_static, size_of
 
 SEGMENT_LINES = 2000
 _function_counter = itertools.count()
@@ -203,6 +213,92 @@ class _Emitter:
     def add(self, text, node=None, inputs=(), defines=None, deletes=(), bound=()):
         self.lines.append((text, node, list(inputs), defines, list(deletes), bound))
 
+    def bind_kernel(self, node, position):
+        """Bind the node's kernel under a readable identifier and return it: the op's name when
+        every node of the op shares one kernel object (`impl`), else `<op name>_<position>`."""
+        op = node.op
+        kernel = op.kernel(dict(node.attrs))
+        base = _identifier(op.name)
+        if kernel is not op.impl or op.kind == "fused":
+            base = f"{base}_{position}"
+        candidate, suffix = base, 1
+        while True:  # another object (or a generated name) may hold the name already
+            held = self.bindings.get(candidate, _FREE)
+            if held is kernel or (held is _FREE and not _RESERVED.match(candidate)):
+                self.bindings[candidate] = kernel
+                return candidate
+            suffix += 1
+            candidate = f"{base}_{suffix}"
+
+
+_FREE = object()
+# Names the generated code defines itself: values (v7, p0, c3, s4), k7 (the old kernel names)
+# and the functions (run, segment_2); dunders stay Python's.
+_RESERVED = re.compile(r"(?:[vpcsk]\d+|run|segment_\d+|__.*)\Z")
+_COMMENT_LIMIT = 80      # characters describing an op in a line's comment (its location follows)
+_FUSED_OPS_LISTED = 6    # distinct member ops a fused kernel's comment names
+
+
+def _identifier(name):
+    """`name` as an ASCII Python identifier that is no keyword and no name of the generated code."""
+    text = re.sub(r"[^0-9A-Za-z_]", "_", str(name)) or "op"
+    if text[0].isdigit() or text.startswith("__"):
+        text = "op_" + text
+    if keyword.iskeyword(text) or _RESERVED.match(text):
+        text += "_"
+    return text
+
+
+def _where(node):
+    """`model.py:12`: the file (base name) and line that built the node, or ''."""
+    source = node.source
+    if source is None:
+        return ""
+    return f"{os.path.basename(str(source.filename))}:{source.lineno}"
+
+
+def _short(text, limit=_COMMENT_LIMIT):
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _comment(what, node):
+    """`  # what; model.py:12` (empty when there is nothing to say)."""
+    text = _printable("; ".join(part for part in (_short(what), _where(node)) if part))
+    return f"  # {text}" if text else ""
+
+
+def _printable(text):
+    """`text` without line breaks of any kind or NULs, so the source stays line for line."""
+    return "".join(ch if ch.isprintable() else "?" for ch in text)
+
+
+def _describe(node, identifier):
+    """What a line's comment says about its op, beyond the kernel's identifier."""
+    op = node.op
+    if op.kind == "fused":
+        members = tuple(getattr(op, "members", None) or ())
+        ops = list(dict.fromkeys(str(getattr(getattr(m, "op", None), "name", "?")) for m in members))
+        listed = ", ".join(ops[:_FUSED_OPS_LISTED]) + (", ..." if len(ops) > _FUSED_OPS_LISTED else "")
+        return f"fused {listed}" + (f" ({len(members)} nodes)" if len(members) > len(ops) else "")
+    if identifier == op.name:
+        return ""
+    attrs = ", ".join(f"{key}={_short(_safe_repr(value), 30)}" for key, value in node.attrs.items())
+    return f"{op.name}({attrs})" if attrs else str(op.name)
+
+
+def _safe_repr(value):
+    try:
+        return repr(value)
+    except Exception:  # noqa: BLE001 - a comment is never worth a failed compile
+        return "?"
+
+
+def _describe_input(name, node):
+    """`# p0: placeholder 'x' (?, 3) float64; model.py:3`."""
+    label = f"placeholder {node.name!r}" if node.name else "placeholder"
+    where = _where(node)
+    return _printable(f"# {name}: {label} {format_shape(node.shape)} {node.dtype}" + (f"; {where}" if where else ""))
+
 
 def generate(graph, inputs):
     """Write the straight-line Python function(s) that evaluate `graph`; returns a Program."""
@@ -237,6 +333,8 @@ def _generate(graph, inputs):
     release_after = {}
     for holder, position in keep_until.items():
         release_after.setdefault(position, []).append(holder)
+    for i, node in enumerate(inputs):
+        emitter.add(_describe_input(f"p{i}", node))
     for position, node in enumerate(graph.nodes):
         name = f"v{position}"
         kind = node.op.name
@@ -250,14 +348,17 @@ def _generate(graph, inputs):
         if kind == "variable":
             emitter.bindings[f"s{position}"] = node.payload
             copy = ".copy()" if node in outputs else ""
-            emitter.add(f"{name} = s{position}.value{copy}", node, (), name, bound=(f"s{position}",))
+            label = f"variable {node.name!r}" if node.name else "variable"
+            emitter.add(f"{name} = s{position}.value{copy}{_comment(label, node)}", node, (), name,
+                        bound=(f"s{position}",))
         else:
-            emitter.bindings[f"k{position}"] = node.op.kernel(dict(node.attrs))
+            kernel = emitter.bind_kernel(node, position)
             arguments = [names[parent] for parent in node.inputs]
             target = plan.out_of.get(node)
             call = ", ".join(arguments + ([f"out={names[target]}"] if target is not None else []))
             constants = tuple(a for a in arguments if a[0] == "c")
-            emitter.add(f"{name} = k{position}({call})", node, arguments, name, bound=(f"k{position}",) + constants)
+            comment = _comment(_describe(node, kernel), node)
+            emitter.add(f"{name} = {kernel}({call}){comment}", node, arguments, name, bound=(kernel,) + constants)
         names[node] = name
         dead = {names[p] for p in node.inputs
                 if last_use.get(p) == position and p not in outputs and not p.op.leaf
@@ -299,9 +400,7 @@ def _compile_segments(emitter, arity, returned):
         header = f"def {function_name}({', '.join(live_in + defaults)}):"
         returns = f"return ({', '.join(result)}{',' if len(result) == 1 else ''})"
         source = header + "\n" + "\n".join("    " + line for line in body + [returns]) + "\n"
-        code = compile(source, f"{filename}:{function_name}", "exec")
-        exec(code, namespace)  # noqa: S102 - our own generated code
-        function = namespace[function_name]
+        function = _define(source, f"{filename}:{function_name}", function_name, namespace)
         for line, node, arguments in located:
             line_to_node[(function.__code__, line)] = (node, arguments)
         sources.append(source)
@@ -324,10 +423,20 @@ def _chain_segments(calls, namespace, parameters, filename):
             target = ""
         lines.append(f"{target}{function_name}({', '.join(live_in)})")
     source = f"def run({', '.join(parameters)}):\n" + "\n".join("    " + line for line in lines) + "\n"
-    exec(compile(source, f"{filename}:run", "exec"), namespace)  # noqa: S102
-    run = namespace["run"]
+    run = _define(source, f"{filename}:run", "run", namespace)
     run.source = source
     return run
+
+
+def _define(source, filename, function_name, namespace):
+    """Compile and run `source` (one def) in `namespace`; its text goes to linecache under
+    `filename` so tracebacks show the generated lines, for as long as its code lives."""
+    exec(compile(source, filename, "exec"), namespace)  # noqa: S102 - our own generated code
+    function = namespace[function_name]
+    # mtime None: not a file, so linecache.checkcache() keeps the entry.
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    weakref.finalize(function.__code__, linecache.cache.pop, filename, None).atexit = False
+    return function
 
 
 def _name_order(name):
