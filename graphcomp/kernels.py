@@ -324,16 +324,40 @@ NUMEXPR_SPELLINGS = {
 }
 MAX_NUMEXPR_STEPS = 600
 MAX_NUMEXPR_NESTING = 190
+# numexpr rewrites y ** 2 as y * y with y's tree shared, and then walks that tree once per use:
+# k nested squarings cost 2**k, so a program squares at most this many times in a row.
+MAX_NUMEXPR_SQUARINGS = 10
 MAX_NUMEXPR_INPUTS = 30  # numexpr iterates its operands with NumPy's nditer, which takes at most 32 (or 64)
 
 
+REPEATING_SPELLINGS = ("maximum", "minimum", "sign")  # spellings that write an operand's text more than once
+SAME_OPERAND_SPELLINGS = {"multiply": "({0} ** 2)", "add": "({0} * 2.0)"}  # exact: x * x and x + x
+
+
 def _numexpr_step(step, args, operand_is_bool):
-    if step.function == "cast":
-        if operand_is_bool[0] and np.dtype(step.dtype).kind == "f":
-            return f"where({args[0]}, 1.0, 0.0)"
-        return None
-    spelling = NUMEXPR_SPELLINGS.get(step.function)
-    return None if spelling is None else spelling.format(*args)
+    """(text, parentheses it adds around its operands) of one step, or None."""
+    if len(step.operands) == 2 and step.operands[0] == step.operands[1] and step.function in SAME_OPERAND_SPELLINGS:
+        spelling = SAME_OPERAND_SPELLINGS[step.function]
+    elif step.function == "cast":
+        if not (operand_is_bool[0] and np.dtype(step.dtype).kind == "f"):
+            return None
+        spelling = "where({0}, 1.0, 0.0)"
+    else:
+        spelling = NUMEXPR_SPELLINGS.get(step.function)
+        if spelling is None:
+            return None
+    return spelling.format(*args), _nesting(spelling)
+
+
+@functools.lru_cache(maxsize=None)
+def _nesting(spelling):
+    """The deepest parenthesis level at which `spelling` places an operand."""
+    level, deepest = 0, 0
+    for character in spelling:
+        level += {"(": 1, ")": -1}.get(character, 0)
+        if character == "{":
+            deepest = max(deepest, level)
+    return deepest
 
 
 def numexpr_stages(program):
@@ -344,17 +368,14 @@ def numexpr_stages(program):
     steps, result = program.steps, program.result
     uses = {}
     for step in steps:
-        for kind, value in step.operands:
+        repeats = 3 if step.function in REPEATING_SPELLINGS else 1
+        for kind, value in set(step.operands):  # x * x reads x once: it is written x ** 2
             if kind == "temp":
-                uses[value] = uses.get(value, 0) + 1
-        if step.function in ("maximum", "minimum", "sign"):  # these spellings repeat their operands
-            for kind, value in step.operands:
-                if kind == "temp":
-                    uses[value] = uses.get(value, 0) + 2
-    texts, depths, stages = {}, {}, []
+                uses[value] = uses.get(value, 0) + repeats
+    texts, depths, squares, stages = {}, {}, {}, []
     bool_inputs = {i for i, d in enumerate(program.input_dtypes) if d == np.bool_}
     for step in steps:
-        args, depth, bools = [], 0, []
+        args, depth, bools, squared = [], 0, [], 0
         for kind, value in step.operands:
             if kind == "input":
                 args.append(f"x{value}")
@@ -371,15 +392,19 @@ def numexpr_stages(program):
             else:
                 args.append(texts[value])
                 depth = max(depth, depths[value])
+                squared = max(squared, squares[value])
                 bools.append(steps[value].is_bool)
-        text = _numexpr_step(step, args, bools)
-        if text is None:
+        spelled = _numexpr_step(step, args, bools)
+        if spelled is None:
             return None
-        depth += text.count("(") - sum(a.count("(") for a in args)
-        if depth > MAX_NUMEXPR_NESTING or (uses.get(step.temp, 0) > 1 and len(text) > 24):
+        text, added_depth = spelled
+        depth += added_depth
+        squared += "** 2" in text[-6:]
+        if (depth > MAX_NUMEXPR_NESTING or squared > MAX_NUMEXPR_SQUARINGS
+                or (uses.get(step.temp, 0) > 1 and len(text) > 24)):
             stages.append((text, f"t{step.temp}", step.is_bool))
-            text, depth = f"t{step.temp}", 0
-        texts[step.temp], depths[step.temp] = text, depth
+            text, depth, squared = f"t{step.temp}", 0, 0
+        texts[step.temp], depths[step.temp], squares[step.temp] = text, depth, squared
     kind, value = result
     if stages and stages[-1][1] == f"t{value}":
         stages[-1] = (stages[-1][0], "out", stages[-1][2])

@@ -1,10 +1,9 @@
 """Algebraic simplification: local rules, kept as data, run to a fixed point by the driver.
 
-Every rule preserves values exactly for all finite inputs and keeps IEEE semantics for
-infinities and NaN, with one deliberate exception: a product with a structural zero (a
-constant zero, such as the zeros gradients produce for paths that do not exist) is zero.
-Rules that assume finite values (x - x -> 0) live in FINITE_MATH_RULES and run only when
-asked for.
+Every rule is exact in IEEE arithmetic: the rewritten graph gives the same values for every
+input, infinities, NaN and signed zeros included. So x + 0 -> x only for a zero of -0.0 (or
+integers: 0.0 + -0.0 is 0.0, not -0.0), and x * 0 stays (inf * 0 is NaN). Rules that assume
+finite values (x - x -> 0, x * 0 -> 0) live in FINITE_MATH_RULES and run only when asked for.
 """
 
 from __future__ import annotations
@@ -27,29 +26,33 @@ def _keeps_result(operand, other, node):
 
 # identities of arithmetic ----------------------------------------------------------------------
 
+def _is_neutral_zero(node, sign_bit):
+    """`node` is a constant zero that leaves every value exactly as it is when added (-0.0,
+    `sign_bit` True) or subtracted (+0.0, `sign_bit` False); any zero for integers."""
+    if not is_constant_equal_to(node, 0):
+        return False
+    if node.dtype.kind in "biu":
+        return True
+    return bool(np.all(np.signbit(constant_value(node)) == sign_bit))
+
+
 def _drop_identity_operand(identity, positions):
     """x (op) identity -> x, for the operand positions where `identity` is neutral."""
     def rewrite(node):
         x, y = node.inputs
-        if 1 in positions and is_constant_equal_to(y, identity) and _keeps_result(x, y, node):
+        if 1 in positions and identity(y) and _keeps_result(x, y, node):
             return x
-        if 0 in positions and is_constant_equal_to(x, identity) and _keeps_result(y, x, node):
+        if 0 in positions and identity(x) and _keeps_result(y, x, node):
             return y
         return None
     return rewrite
 
 
 def _zero_minus(node):
+    """-0.0 - x -> -x (with +0.0, 0.0 - 0.0 is 0.0 where -x is -0.0)."""
     x, y = node.inputs
-    if is_constant_equal_to(x, 0) and _keeps_result(y, x, node):
+    if _is_neutral_zero(x, sign_bit=True) and _keeps_result(y, x, node):
         return make_node("negative", [y], like=node)
-    return None
-
-
-def _times_structural_zero(node):
-    x, y = node.inputs
-    if (is_constant_equal_to(x, 0) or is_constant_equal_to(y, 0)) and is_static(node.shape):
-        return zeros(node.shape, node.dtype, like=node)
     return None
 
 
@@ -187,27 +190,11 @@ def _broadcast_to_own_shape(node):
     return x if same_static_shape(x.shape, node.shape) else None
 
 
-def _sum_of_broadcast(node):
-    """sum over all axes of broadcast_to(x, S) -> sum(x) * (size(S) / size(x))."""
-    (inner,) = node.inputs
-    if inner.op.name != "broadcast_to" or node.attrs["keepdims"]:
-        return None
-    if tuple(node.attrs["axis"]) != tuple(range(inner.ndim)):
-        return None
-    x = inner.inputs[0]
-    if not (is_static(x.shape) and is_static(inner.shape)) or size_of(x.shape) == 0:
-        return None
-    repeats = size_of(inner.shape) // size_of(x.shape)
-    total = x if x.ndim == 0 else make_node("sum", [x], {"axis": tuple(range(x.ndim)), "keepdims": False},
-                                            like=node)
-    return make_node("multiply", [total, make_constant(repeats, node.dtype, like=node)], like=node)
-
-
 def _mean_as_sum(node):
     """mean(x) -> sum(x) / n when n is known: the same arithmetic as NumPy's mean, without its
     per-call overhead (and the sum fuses with what follows)."""
     (x,) = node.inputs
-    if x.dtype.kind != "f" or node.dtype != x.dtype:
+    if x.dtype not in (np.float32, np.float64) or node.dtype != x.dtype:  # float16: np.mean sums in float32
         return None
     count = size_of(tuple(x.shape[a] for a in node.attrs["axis"]))
     if count is None or count == 0:
@@ -239,12 +226,11 @@ def _fold(node):
 
 RULES = [
     Rule("fold constants", ("*",), _fold),
-    Rule("x + 0 -> x", ("add",), _drop_identity_operand(0, (0, 1))),
-    Rule("x - 0 -> x", ("subtract",), _drop_identity_operand(0, (1,))),
-    Rule("0 - x -> -x", ("subtract",), _zero_minus),
-    Rule("x * 1 -> x", ("multiply",), _drop_identity_operand(1, (0, 1))),
-    Rule("x / 1 -> x", ("divide",), _drop_identity_operand(1, (1,))),
-    Rule("x * 0 -> 0 (structural zero)", ("multiply",), _times_structural_zero),
+    Rule("x + (-0.0) -> x", ("add",), _drop_identity_operand(lambda c: _is_neutral_zero(c, True), (0, 1))),
+    Rule("x - 0.0 -> x", ("subtract",), _drop_identity_operand(lambda c: _is_neutral_zero(c, False), (1,))),
+    Rule("-0.0 - x -> -x", ("subtract",), _zero_minus),
+    Rule("x * 1 -> x", ("multiply",), _drop_identity_operand(lambda c: is_constant_equal_to(c, 1), (0, 1))),
+    Rule("x / 1 -> x", ("divide",), _drop_identity_operand(lambda c: is_constant_equal_to(c, 1), (1,))),
     Rule("x * -1 -> -x", ("multiply",), _times_minus_one),
     Rule("-(-x) -> x", ("negative",), _double_negation),
     Rule("x + (-y) -> x - y", ("add",), _add_negated),
@@ -258,7 +244,6 @@ RULES = [
     Rule("reshape_like with a known shape -> reshape", ("reshape_like",), _static_reshape_like),
     Rule("sum_to with known shapes -> sum", ("sum_to",), _static_sum_to),
     Rule("broadcast_to own shape -> x", ("broadcast_to",), _broadcast_to_own_shape),
-    Rule("sum(broadcast_to(x)) -> sum(x) * n", ("sum",), _sum_of_broadcast),
     Rule("mean(x) -> sum(x) / n", ("mean",), _mean_as_sum),
     Rule("zeros_like with a known shape -> structural zero", ("zeros_like",), _static_zeros_like),
     Rule("element_count with known sizes -> constant", ("element_count",), _static_element_count),
@@ -272,8 +257,16 @@ def _self_difference(node):
     return None
 
 
+def _times_zero(node):
+    x, y = node.inputs
+    if (is_constant_equal_to(x, 0) or is_constant_equal_to(y, 0)) and is_static(node.shape):
+        return zeros(node.shape, node.dtype, like=node)
+    return None
+
+
 FINITE_MATH_RULES = [
     Rule("x - x -> 0 (finite x)", ("subtract",), _self_difference),
+    Rule("x * 0 -> 0 (finite x)", ("multiply",), _times_zero),
 ]
 
 
