@@ -4,6 +4,10 @@ An `OpDef` keeps in one place an op's shape/dtype rule (`infer`), its NumPy impl
 (`impl`), its reverse-mode rules (`vjp`, one per input, written with the builder API so they
 produce graph nodes), its forward-mode rule (`jvp`) and, for elementwise ops, its scalar form
 as a SymPy expression (`scalar`) for fusion.
+
+It also holds the builder functions Tensor's operators and methods call (`x + y` is
+`builder("add")(x, y)`): the op modules build nodes with graphcomp.tensor, so tensor.py cannot
+import them; each op module registers its builders here instead.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 REGISTRY: dict[str, "OpDef"] = {}
+BUILDERS: dict[str, Callable] = {}
 
 
 @dataclass(eq=False)
@@ -58,3 +63,20 @@ def register(op):
 
 def get(name):
     return REGISTRY[name]
+
+
+def register_builders(*functions):
+    """Offer builder functions to Tensor's operators and methods, under their `__name__`."""
+    for function in functions:
+        if function.__name__ in BUILDERS:
+            raise ValueError(f"builder {function.__name__!r} is already registered")
+        BUILDERS[function.__name__] = function
+
+
+def builder(name):
+    """The builder function registered as `name` (e.g. "add", which Tensor.__add__ calls)."""
+    try:
+        return BUILDERS[name]
+    except KeyError:
+        raise LookupError(f"no builder {name!r} is registered: import the graphcomp.ops module "
+                          "that defines it (importing graphcomp imports them all)") from None
