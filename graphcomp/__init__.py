@@ -21,8 +21,8 @@ from graphcomp.ops.reduce import sum_ as sum
 from graphcomp.ops.shape import (
     broadcast_to, concatenate, expand_dims, getitem, reshape, squeeze, stack, transpose,
 )
-from graphcomp.autodiff import grad, hvp, vjp
-from graphcomp.forward import hessian, jacobian, jvp
+from graphcomp.autodiff import grad, vjp
+from graphcomp.forward import hessian, hvp, jacobian, jvp
 from graphcomp.linearize import GaussNewtonOperator, HessianOperator, scipy_objective
 from graphcomp import krylov  # noqa: F401
 from graphcomp.compile import Function, function

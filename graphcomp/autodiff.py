@@ -13,12 +13,12 @@ import numpy as np
 from graphcomp.errors import GradientError
 from graphcomp.ir import derivative_order, topological_order
 from graphcomp.ops import elementwise as ew
-from graphcomp.ops import reduce as rd
+from graphcomp.ops import shape as sh
 from graphcomp.shapes import format_shape
 from graphcomp.tensor import Tensor, as_tensor, constant
 
 
-def _as_list(value, what):
+def as_list(value, what):
     """(list of tensors, function that restores the caller's structure)."""
     if isinstance(value, Tensor):
         return [value], lambda results: results[0]
@@ -28,15 +28,15 @@ def _as_list(value, what):
     raise TypeError(f"{what} must be a tensor or a list/tuple of tensors, got {type(value).__name__}")
 
 
-def _is_float(dtype):
+def is_float(dtype):
     return np.issubdtype(dtype, np.inexact)
 
 
-def _check_wrt(wrt, caller):
+def check_wrt(wrt, caller):
     for position, w in enumerate(wrt):
         if not isinstance(w, Tensor):
             raise TypeError(f"{caller}: wrt[{position}] is a {type(w).__name__}, not a tensor")
-        if not _is_float(w.dtype):
+        if not is_float(w.dtype):
             raise GradientError(
                 f"{caller}: cannot differentiate with respect to {w.describe()}: its dtype {w.dtype} is not "
                 "floating point (build it as float, e.g. gc.placeholder(shape, dtype='float64'))"
@@ -72,7 +72,7 @@ def _has_shape_of(contribution, target, node):
 def _fit_to_input(contribution, target, node=None):
     """A vjp result of `node` summed down to the input's shape and cast to its dtype."""
     if not _has_shape_of(contribution, target, node):
-        contribution = rd.sum_to(contribution, target)
+        contribution = sh.sum_to(contribution, target)
     if contribution.dtype != target.dtype:
         contribution = ew.cast(contribution, target.dtype)
     return contribution
@@ -89,7 +89,7 @@ def _nodes_reached_from(wrt, order):
     """Nodes in `order` that carry a gradient from `wrt`: float-valued, differentiable paths."""
     reached = set(wrt)
     for node in order:
-        if node in reached or not node.op.differentiable or not _is_float(node.dtype):
+        if node in reached or not node.op.differentiable or not is_float(node.dtype):
             continue
         if any(parent in reached for parent in node.inputs):
             reached.add(node)
@@ -138,28 +138,28 @@ def grad(cost, wrt):
             f"grad: cost must be a scalar, got shape {format_shape(cost.shape)} from {cost.describe()}; "
             "reduce it first (e.g. .sum() or .mean()), or use gc.vjp for non-scalar outputs"
         )
-    if not _is_float(cost.dtype):
+    if not is_float(cost.dtype):
         raise GradientError(f"grad: cost {cost.describe()} is not floating point")
-    wrt_list, restore = _as_list(wrt, "grad: wrt")
-    _check_wrt(wrt_list, "grad")
+    wrt_list, restore = as_list(wrt, "grad: wrt")
+    check_wrt(wrt_list, "grad")
     seed = constant(1, dtype=cost.dtype)
     return restore(backpropagate([cost], [seed], wrt_list))
 
 
 def vjp(outputs, wrt, cotangents):
     """Reverse-mode product: sum_k J_k^T u_k for outputs y_k with cotangents u_k (same structure)."""
-    output_list, _ = _as_list(outputs, "vjp: outputs")
-    cotangent_list, _ = _as_list(cotangents, "vjp: cotangents") if not isinstance(outputs, Tensor) \
+    output_list, _ = as_list(outputs, "vjp: outputs")
+    cotangent_list, _ = as_list(cotangents, "vjp: cotangents") if not isinstance(outputs, Tensor) \
         else ([cotangents], None)
     if len(cotangent_list) != len(output_list):
         raise ValueError(f"vjp: {len(output_list)} outputs but {len(cotangent_list)} cotangents")
-    cotangent_list = [_matching(c, y, "vjp", "cotangent") for c, y in zip(cotangent_list, output_list)]
-    wrt_list, restore = _as_list(wrt, "vjp: wrt")
-    _check_wrt(wrt_list, "vjp")
+    cotangent_list = [matching(c, y, "vjp", "cotangent") for c, y in zip(cotangent_list, output_list)]
+    wrt_list, restore = as_list(wrt, "vjp: wrt")
+    check_wrt(wrt_list, "vjp")
     return restore(backpropagate(output_list, cotangent_list, wrt_list))
 
 
-def _matching(value, like, caller, what):
+def matching(value, like, caller, what):
     """`value` as a tensor with `like`'s shape and dtype (arrays become constants)."""
     tensor = as_tensor(value, dtype=None if isinstance(value, Tensor) else like.dtype)
     compatible = len(tensor.shape) == len(like.shape) and all(
@@ -168,29 +168,3 @@ def _matching(value, like, caller, what):
         raise ValueError(f"{caller}: {what} has shape {format_shape(tensor.shape)} but {like.describe()} "
                          f"has shape {format_shape(like.shape)}")
     return tensor
-
-
-def _inner_product(xs, ys):
-    return _sum_contributions([rd.sum_(x * y) for x, y in zip(xs, ys)])
-
-
-def hvp(cost, wrt, vectors, mode="auto"):
-    """Hessian-vector product(s) H v of a scalar cost; `wrt` and `vectors` of equal structure.
-
-    "rev-rev" differentiates <grad cost, v> once more (Hv = grad((grad f)^T v)); "fwd-rev"
-    pushes v forward through the gradient graph (Hv = jvp(grad f, v)); "auto" is "fwd-rev",
-    the faster of the two on benchmarks/hvp.py.
-    """
-    wrt_list, restore = _as_list(wrt, "hvp: wrt")
-    vector_list = [vectors] if isinstance(wrt, Tensor) else _as_list(vectors, "hvp: vectors")[0]
-    if len(vector_list) != len(wrt_list):
-        raise ValueError(f"hvp: {len(wrt_list)} wrt tensors but {len(vector_list)} vectors")
-    vector_list = [_matching(v, w, "hvp", "vector") for v, w in zip(vector_list, wrt_list)]
-    if mode not in ("auto", "rev-rev", "fwd-rev"):
-        raise ValueError(f"hvp: unknown mode {mode!r}; choose 'auto', 'rev-rev' or 'fwd-rev'")
-    gradients = grad(cost, wrt_list)
-    if mode in ("auto", "fwd-rev"):
-        from graphcomp.forward import push_forward  # forward mode builds on this module
-
-        return restore(push_forward(gradients, wrt_list, vector_list))
-    return restore(grad(_inner_product(gradients, vector_list), wrt_list))

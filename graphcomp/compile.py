@@ -13,8 +13,10 @@ import numpy as np
 from graphcomp import executor, passes
 from graphcomp.errors import ExecutionError, ShapeError
 from graphcomp.ir import Graph
+from graphcomp.numeric_check import NumericCheck
+from graphcomp.ops.elementwise import cast
 from graphcomp.shapes import format_shape
-from graphcomp.tensor import Tensor, cast, constant
+from graphcomp.tensor import Tensor, constant
 
 
 def _normalize_updates(updates):
@@ -73,7 +75,6 @@ class Function:
         self.unoptimized_graph = graph
         self._numeric_check = None
         if optimize == "check":  # every pass's result is compared on the actual inputs at each call
-            from graphcomp.passes.numeric_check import NumericCheck
             self._numeric_check = NumericCheck(graph, self.inputs)
             self.graph = self._numeric_check.optimized
         elif optimize in (True, "debug"):
@@ -190,10 +191,6 @@ class Function:
 
     def __repr__(self):
         return f"<Function: {len(self.inputs)} inputs, {len(self.outputs)} outputs, {len(self.graph)} nodes>"
-
-    def _repr_svg_(self):
-        from graphcomp import viz
-        return viz.svg_or_none(self)
 
 
 def _unshared(value, held):

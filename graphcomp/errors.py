@@ -1,13 +1,13 @@
 """Exceptions raised by graphcomp."""
 
+from graphcomp.ir import user_source_location
+
 
 class ShapeError(ValueError):
     """Shapes that cannot work together, detected when a node is built; the message ends with
     the user's line of code that built it."""
 
     def __init__(self, message=""):
-        from graphcomp.ir import user_source_location  # late: ir's importers import this module
-
         source = user_source_location()
         located = source is None or " (built at " in message  # e.g. re-created by pickle
         super().__init__(message if located else f"{message} (built at {source})")

@@ -23,8 +23,6 @@ linear and Python's compiler is never asked for one enormous function.
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import itertools
 import keyword
 import linecache
@@ -35,6 +33,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from graphcomp.ir import garbage_collection_paused
 from graphcomp.shapes import format_shape, is_static, size_of
 
 SEGMENT_LINES = 2000
@@ -304,19 +303,6 @@ def generate(graph, inputs):
     """Write the straight-line Python function(s) that evaluate `graph`; returns a Program."""
     with garbage_collection_paused():
         return _generate(graph, inputs)
-
-
-@contextlib.contextmanager
-def garbage_collection_paused():
-    """Pause Python's cyclic garbage collector while a graph is compiled: compiling builds many
-    objects and no cycles, and the collector's repeated scans would cost more than the work."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def _generate(graph, inputs):

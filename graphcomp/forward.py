@@ -1,4 +1,5 @@
-"""Forward mode, and the dense Jacobian and Hessian built from products.
+"""Forward mode, Hessian-vector products (forward-over-reverse or reverse-over-reverse), and
+the dense Jacobian and Hessian built from products.
 
 Forward mode pushes tangents through the graph in topological order: a node's tangent is its
 op's `jvp` rule applied to its inputs' tangents (`None` standing for a zero tangent, so parts
@@ -10,11 +11,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from graphcomp.autodiff import _as_list, _check_wrt, _is_float, _matching, backpropagate, grad
+from graphcomp.autodiff import as_list, backpropagate, check_wrt, grad, is_float, matching
 from graphcomp.errors import GradientError
 from graphcomp.ir import derivative_order, topological_order
 from graphcomp.ops import elementwise as ew
+from graphcomp.ops import reduce as rd
 from graphcomp.ops import shape as sh
+from graphcomp.ops.rules import add_tangents
 from graphcomp.shapes import format_shape, size_of
 from graphcomp.tensor import Tensor, constant
 
@@ -44,7 +47,7 @@ def push_forward(outputs, wrt, tangents):
         for node in order:
             if node in tangent_of or not node.inputs:
                 continue
-            if not node.op.differentiable or not _is_float(node.dtype):
+            if not node.op.differentiable or not is_float(node.dtype):
                 continue
             input_tangents = [tangent_of.get(parent) for parent in node.inputs]
             if all(t is None for t in input_tangents):
@@ -59,19 +62,45 @@ def push_forward(outputs, wrt, tangents):
 
 def jvp(outputs, wrt, tangents):
     """Forward-mode product: sum_i J_i t_i for every output, tangents `t_i` shaped like `wrt`."""
-    output_list, restore = _as_list(outputs, "jvp: outputs")
-    wrt_list, _ = _as_list(wrt, "jvp: wrt")
-    tangent_list = [tangents] if isinstance(wrt, Tensor) else _as_list(tangents, "jvp: tangents")[0]
+    output_list, restore = as_list(outputs, "jvp: outputs")
+    wrt_list, _ = as_list(wrt, "jvp: wrt")
+    tangent_list = [tangents] if isinstance(wrt, Tensor) else as_list(tangents, "jvp: tangents")[0]
     if len(tangent_list) != len(wrt_list):
         raise ValueError(f"jvp: {len(wrt_list)} wrt tensors but {len(tangent_list)} tangents")
     if len(set(wrt_list)) != len(wrt_list):
         raise ValueError("jvp: the same tensor is listed twice in wrt")
-    _check_wrt(wrt_list, "jvp")
+    check_wrt(wrt_list, "jvp")
     for position, out in enumerate(output_list):
         if not isinstance(out, Tensor):
             raise TypeError(f"jvp: outputs[{position}] is a {type(out).__name__}, not a tensor")
-    tangent_list = [_matching(t, w, "jvp", "tangent") for t, w in zip(tangent_list, wrt_list)]
+    tangent_list = [matching(t, w, "jvp", "tangent") for t, w in zip(tangent_list, wrt_list)]
     return restore(push_forward(output_list, wrt_list, tangent_list))
+
+
+# Hessian-vector products ----------------------------------------------------------------------
+
+def _inner_product(xs, ys):
+    return add_tangents(*[rd.sum_(x * y) for x, y in zip(xs, ys)])
+
+
+def hvp(cost, wrt, vectors, mode="auto"):
+    """Hessian-vector product(s) H v of a scalar cost; `wrt` and `vectors` of equal structure.
+
+    "rev-rev" differentiates <grad cost, v> once more (Hv = grad((grad f)^T v)); "fwd-rev"
+    pushes v forward through the gradient graph (Hv = jvp(grad f, v)); "auto" is "fwd-rev",
+    the faster of the two on benchmarks/hvp.py.
+    """
+    wrt_list, restore = as_list(wrt, "hvp: wrt")
+    vector_list = [vectors] if isinstance(wrt, Tensor) else as_list(vectors, "hvp: vectors")[0]
+    if len(vector_list) != len(wrt_list):
+        raise ValueError(f"hvp: {len(wrt_list)} wrt tensors but {len(vector_list)} vectors")
+    vector_list = [matching(v, w, "hvp", "vector") for v, w in zip(vector_list, wrt_list)]
+    if mode not in ("auto", "rev-rev", "fwd-rev"):
+        raise ValueError(f"hvp: unknown mode {mode!r}; choose 'auto', 'rev-rev' or 'fwd-rev'")
+    gradients = grad(cost, wrt_list)
+    if mode in ("auto", "fwd-rev"):
+        return restore(push_forward(gradients, wrt_list, vector_list))
+    return restore(grad(_inner_product(gradients, vector_list), wrt_list))
 
 
 # dense matrices -------------------------------------------------------------------------------
@@ -106,11 +135,11 @@ def jacobian(y, x):
     """
     if not isinstance(y, Tensor):
         raise TypeError(f"jacobian: y must be a tensor, got {type(y).__name__}")
-    x_list, restore = _as_list(x, "jacobian: x")
-    _check_wrt(x_list, "jacobian")
+    x_list, restore = as_list(x, "jacobian: x")
+    check_wrt(x_list, "jacobian")
     rows = _static_size(y, "jacobian")
     columns = sum(_static_size(w, "jacobian") for w in x_list)
-    if not _is_float(y.dtype):
+    if not is_float(y.dtype):
         raise GradientError(f"jacobian: y {y.describe()} is not floating point")
     if rows <= columns:
         per_row = [_jacobian_row(y, x_list, i) for i in range(rows)]
@@ -134,7 +163,7 @@ def hessian(cost, x):
     Column k of block (i, j) is the forward-over-reverse product of the gradient with the
     unit vector e_k of x_j. For small problems.
     """
-    x_list, _ = _as_list(x, "hessian: x")
+    x_list, _ = as_list(x, "hessian: x")
     gradients = grad(cost, x_list)
     blocks = [[None] * len(x_list) for _ in x_list]
     for j, w in enumerate(x_list):

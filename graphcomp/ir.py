@@ -7,6 +7,7 @@ attributes, its inferred shape and dtype, and the line of user code that built i
 from __future__ import annotations
 
 import contextlib
+import gc
 import itertools
 import linecache
 import os
@@ -84,6 +85,19 @@ def derivative_order(order):
         yield
     finally:
         _derivative_order[0] = previous
+
+
+@contextlib.contextmanager
+def garbage_collection_paused():
+    """Pause Python's cyclic garbage collector while a graph is compiled: compiling builds many
+    objects and no cycles, and the collector's repeated scans would cost more than the work."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 class Node:
@@ -234,11 +248,6 @@ class Graph:
             for position, parent in enumerate(node.inputs):
                 graph.add_edge(parent.id, node.id, position=position)
         return graph
-
-    def _repr_svg_(self):
-        from graphcomp import viz
-
-        return viz.svg_or_none(self)
 
 
 def substitute(outputs, replacements, infer_shapes=False):

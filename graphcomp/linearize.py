@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from graphcomp.autodiff import _as_list, grad, hvp, vjp
+from graphcomp.autodiff import as_list, grad, vjp
 from graphcomp.compile import function
-from graphcomp.forward import push_forward
+from graphcomp.forward import hvp, push_forward
 from graphcomp.ir import Graph, substitute, topological_order
 from graphcomp.shapes import format_shape
 from graphcomp.tensor import Tensor, placeholder
@@ -110,7 +110,7 @@ class LinearizedOperator:
     """
 
     def __init__(self, outputs, wrt, feeds, build, caller, optimize=True):
-        wrt_list, _ = _as_list(wrt, f"{caller}: wrt")
+        wrt_list, _ = as_list(wrt, f"{caller}: wrt")
         self.wrt = wrt_list
         self.caller = caller
         feeds = _normalize_feeds(feeds, caller)
@@ -281,7 +281,7 @@ class GaussNewtonOperator(LinearizedOperator):
     def __init__(self, loss, outputs, wrt, feeds=None, optimize=True):
         if not isinstance(loss, Tensor) or loss.shape != ():
             raise ValueError(f"GaussNewtonOperator: loss must be a scalar tensor, got {loss!r}")
-        output_list, _ = _as_list(outputs, "GaussNewtonOperator: outputs")
+        output_list, _ = as_list(outputs, "GaussNewtonOperator: outputs")
 
         def build(parameters, vectors, rewritten):
             loss, model_outputs = rewritten[0], rewritten[1:]

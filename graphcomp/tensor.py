@@ -7,6 +7,7 @@ import numbers
 import numpy as np
 
 from graphcomp import ops as op_registry
+from graphcomp.ops import builder
 from graphcomp.ir import Node, user_source_location
 from graphcomp.shapes import format_shape
 
@@ -20,7 +21,7 @@ class Tensor(Node):
     # attributes -----------------------------------------------------------------------------
     @property
     def T(self):
-        return transpose(self)
+        return builder("transpose")(self)
 
     @property
     def value(self):
@@ -56,51 +57,49 @@ class Tensor(Node):
         return self.shape[0]
 
     # operators ------------------------------------------------------------------------------
-    def __add__(self, other): return add(self, other)
-    def __radd__(self, other): return add(other, self)
-    def __sub__(self, other): return subtract(self, other)
-    def __rsub__(self, other): return subtract(other, self)
-    def __mul__(self, other): return multiply(self, other)
-    def __rmul__(self, other): return multiply(other, self)
-    def __truediv__(self, other): return divide(self, other)
-    def __rtruediv__(self, other): return divide(other, self)
-    def __pow__(self, other): return power(self, other)
-    def __rpow__(self, other): return power(other, self)
-    def __matmul__(self, other): return matmul(self, other)
-    def __rmatmul__(self, other): return matmul(other, self)
-    def __neg__(self): return negative(self)
+    # The builder functions live with their op records (graphcomp/ops/*.py, which import this
+    # module), so they are looked up by name in the registry when called.
+    def __add__(self, other): return builder("add")(self, other)
+    def __radd__(self, other): return builder("add")(other, self)
+    def __sub__(self, other): return builder("subtract")(self, other)
+    def __rsub__(self, other): return builder("subtract")(other, self)
+    def __mul__(self, other): return builder("multiply")(self, other)
+    def __rmul__(self, other): return builder("multiply")(other, self)
+    def __truediv__(self, other): return builder("divide")(self, other)
+    def __rtruediv__(self, other): return builder("divide")(other, self)
+    def __pow__(self, other): return builder("power")(self, other)
+    def __rpow__(self, other): return builder("power")(other, self)
+    def __matmul__(self, other): return builder("matmul")(self, other)
+    def __rmatmul__(self, other): return builder("matmul")(other, self)
+    def __neg__(self): return builder("negative")(self)
     def __pos__(self): return self
-    def __abs__(self): return absolute(self)
-    def __lt__(self, other): return less(self, other)
-    def __le__(self, other): return less_equal(self, other)
-    def __gt__(self, other): return greater(self, other)
-    def __ge__(self, other): return greater_equal(self, other)
+    def __abs__(self): return builder("abs")(self)
+    def __lt__(self, other): return builder("less")(self, other)
+    def __le__(self, other): return builder("less_equal")(self, other)
+    def __gt__(self, other): return builder("greater")(self, other)
+    def __ge__(self, other): return builder("greater_equal")(self, other)
     __hash__ = Node.__hash__
 
-    def _repr_svg_(self):
-        from graphcomp import viz
-        return viz.svg_or_none(self)
-
     def __getitem__(self, index):
-        return getitem(self, index)
+        return builder("getitem")(self, index)
 
     # methods --------------------------------------------------------------------------------
-    def sum(self, axis=None, keepdims=False): return sum_(self, axis=axis, keepdims=keepdims)
-    def mean(self, axis=None, keepdims=False): return mean(self, axis=axis, keepdims=keepdims)
-    def max(self, axis=None, keepdims=False): return max_(self, axis=axis, keepdims=keepdims)
-    def min(self, axis=None, keepdims=False): return min_(self, axis=axis, keepdims=keepdims)
-    def astype(self, dtype): return cast(self, dtype)
+    def sum(self, axis=None, keepdims=False): return builder("sum")(self, axis=axis, keepdims=keepdims)
+    def mean(self, axis=None, keepdims=False): return builder("mean")(self, axis=axis, keepdims=keepdims)
+    def max(self, axis=None, keepdims=False): return builder("max")(self, axis=axis, keepdims=keepdims)
+    def min(self, axis=None, keepdims=False): return builder("min")(self, axis=axis, keepdims=keepdims)
+    def astype(self, dtype): return builder("cast")(self, dtype)
 
     def transpose(self, *axes):
         """Permute the axes: x.transpose(), x.transpose((1, 0)) or x.transpose(1, 0), as in NumPy."""
         if len(axes) == 1 and (axes[0] is None or not isinstance(axes[0], numbers.Integral)):
             axes = axes[0]
-        return transpose(self, axes or None)
+        return builder("transpose")(self, axes or None)
 
     def reshape(self, *shape):
         if len(shape) == 1 and not isinstance(shape[0], numbers.Integral):
             shape = shape[0]
-        return reshape(self, shape)
+        return builder("reshape")(self, shape)
 
 
 class VariableStorage:
@@ -210,12 +209,3 @@ def variable(value, dtype=None, name=None):
     storage = VariableStorage(value, dtype, name)
     return Tensor(op_registry.get("variable"), (), {}, storage.shape, storage.dtype, name=name, payload=storage)
 
-
-# The builder functions the operators use live with their op records.
-from graphcomp.ops.elementwise import (  # noqa: E402
-    absolute, add, cast, divide, greater, greater_equal, less, less_equal, multiply,
-    negative, power, subtract,
-)
-from graphcomp.ops.linalg import matmul  # noqa: E402
-from graphcomp.ops.reduce import max_, mean, min_, sum_  # noqa: E402
-from graphcomp.ops.shape import getitem, reshape, transpose  # noqa: E402

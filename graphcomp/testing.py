@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from graphcomp.autodiff import grad, hvp
+from graphcomp.autodiff import grad
 from graphcomp.compile import function
-from graphcomp.forward import jvp
+from graphcomp.forward import hvp, jvp
 from graphcomp.ops.reduce import sum_
 from graphcomp.tensor import constant, placeholder
 

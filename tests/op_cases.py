@@ -153,7 +153,7 @@ def _reduction_cases():
 
     def sum_to_reference(x):
         return x.sum(axis=0).sum(axis=1, keepdims=True)
-    cases.append(OpCase("sum_to", lambda x: rd.sum_to(x, gc.constant(np.zeros((3, 1)))),
+    cases.append(OpCase("sum_to", lambda x: sh.sum_to(x, gc.constant(np.zeros((3, 1)))),
                         sum_to_reference, [_normal((2, 3, 4), 5)]))
     cases.append(OpCase("element_count",
                         lambda x: x.sum() / apply(rd.ELEMENT_COUNT, x, axis=(0,), dtype="<f8"),

@@ -7,10 +7,10 @@ import pytest
 import graphcomp as gc
 from graphcomp import passes
 from graphcomp.ir import Graph
+from graphcomp.numeric_check import NumericCheck, NumericMismatchError
 from graphcomp.passes import (
     eliminate_common_subexpressions, eliminate_dead_code, fold_constants, simplify, stabilize,
 )
-from graphcomp.passes.numeric_check import NumericCheck, NumericMismatchError
 from graphcomp.passes.rewrite import Rule, RewriteLimitError, apply_rules, make_node
 from graphcomp.passes.validate import GraphValidationError, validate
 

@@ -10,6 +10,10 @@ scalar form (a SymPy expression: the mathematical definition) and its spelling a
 NumPy ufuncs (what fused kernels run, on every kernel engine).
 
 Nothing outside this package tests an op's name to learn one of these facts.
+
+It also holds the builder functions Tensor's operators and methods call (`x + y` is
+`builder("add")(x, y)`): the op modules build nodes with graphcomp.tensor, so tensor.py cannot
+import them; each op module registers its builders here instead.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import Callable
 import numpy as np
 
 REGISTRY: dict[str, "OpDef"] = {}
+BUILDERS: dict[str, Callable] = {}
 FLOATING_POINT_CONDITIONS = frozenset({"divide", "over", "under", "invalid"})
 
 
@@ -130,3 +135,20 @@ def register(op):
 
 def get(name):
     return REGISTRY[name]
+
+
+def register_builders(*functions):
+    """Offer builder functions to Tensor's operators and methods, under their `__name__`."""
+    for function in functions:
+        if function.__name__ in BUILDERS:
+            raise ValueError(f"builder {function.__name__!r} is already registered")
+        BUILDERS[function.__name__] = function
+
+
+def builder(name):
+    """The builder function registered as `name` (e.g. "add", which Tensor.__add__ calls)."""
+    try:
+        return BUILDERS[name]
+    except KeyError:
+        raise LookupError(f"no builder {name!r} is registered: import the graphcomp.ops module "
+                          "that defines it (importing graphcomp imports them all)") from None

@@ -10,7 +10,7 @@ import functools
 
 import numpy as np
 
-from graphcomp.ops import OpDef, register
+from graphcomp.ops import OpDef, register, register_builders
 from graphcomp.ops.rules import symmetric_jvp
 from graphcomp.ops.steps import kernel_from_steps, single_ufunc_steps
 from graphcomp.shapes import broadcast_shapes
@@ -344,3 +344,7 @@ def cast(x, dtype):
 
 
 abs = absolute  # noqa: A001 - NumPy's name for it
+
+
+register_builders(add, subtract, multiply, divide, power, negative, absolute, less, less_equal,
+                  greater, greater_equal, cast)  # Tensor's operators and astype

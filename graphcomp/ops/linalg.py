@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from graphcomp.errors import ShapeError
-from graphcomp.ops import OpDef, register
-from graphcomp.ops import reduce as rd
+from graphcomp.ops import OpDef, register, register_builders
 from graphcomp.ops import shape as sh
 from graphcomp.ops.rules import add_tangents
 from graphcomp.shapes import broadcast_shapes, format_shape
@@ -46,13 +45,13 @@ def _as_matrices(g, a, b):
 def _matmul_vjp_left(g, out, a, b):
     g, a_matrix, b_matrix = _as_matrices(g, a, b)
     grad = matmul(g, sh.swap_last_axes(b_matrix))  # dL/dA = G B^T
-    return sh.reshape_like(rd.sum_to(grad, a_matrix), a)
+    return sh.reshape_like(sh.sum_to(grad, a_matrix), a)
 
 
 def _matmul_vjp_right(g, out, a, b):
     g, a_matrix, b_matrix = _as_matrices(g, a, b)
     grad = matmul(sh.swap_last_axes(a_matrix), g)  # dL/dB = A^T G
-    return sh.reshape_like(rd.sum_to(grad, b_matrix), b)
+    return sh.reshape_like(sh.sum_to(grad, b_matrix), b)
 
 
 def _matmul_jvp(tangents, out, a, b):
@@ -69,3 +68,6 @@ MATMUL = register(OpDef("matmul", np.matmul, _matmul_infer,
 def matmul(a, b):
     """Matrix product with NumPy's rules for vectors and broadcast batches."""
     return apply(MATMUL, *promote_operands(a, b))
+
+
+register_builders(matmul)  # Tensor's @

@@ -1,11 +1,10 @@
-"""Reductions (sum, mean, max, min, logsumexp), softmax outputs, and the summing that undoes
-broadcasting in gradients (`sum_to`)."""
+"""Reductions (sum, mean, max, min, logsumexp) and softmax outputs."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from graphcomp.ops import OpDef, register
+from graphcomp.ops import OpDef, register, register_builders
 from graphcomp.ops import elementwise as ew
 from graphcomp.ops import shape as sh
 from graphcomp.ops.rules import linear_jvp, symmetric_jvp
@@ -119,29 +118,7 @@ LOG_SOFTMAX = register(OpDef("log_softmax", _log_softmax_impl, _same_shape_float
                              fresh_result=True))
 
 
-# undoing broadcasting -------------------------------------------------------------------------
-
-def _sum_to_impl(x, like):
-    """Sum `x` down to `like`'s shape: drop leading axes, then sum axes where `like` has 1."""
-    target = np.shape(like)
-    if np.shape(x) == target:
-        return x
-    leading = np.ndim(x) - len(target)
-    if leading:
-        x = np.sum(x, axis=tuple(range(leading)))
-    axes = tuple(i for i, d in enumerate(target) if d == 1 and x.shape[i] != 1)
-    return np.sum(x, axis=axes, keepdims=True) if axes else x
-
-
-def _sum_to_infer(x, like):
-    return like.shape, x.dtype
-
-
-SUM_TO = register(OpDef("sum_to", _sum_to_impl, _sum_to_infer,
-                        vjp=(lambda g, out, x, like: sh.broadcast_like(g, x), None), jvp=linear_jvp, kind="reduce",
-                        shape_from_last_input=True,
-                        doc="sum x down to the shape of `like` (undoes broadcasting)"))
-
+# counting elements ----------------------------------------------------------------------------
 
 def _element_count_impl(x, axis, dtype):
     return np.array(size_of(tuple(np.shape(x)[a] for a in axis)), dtype=dtype)
@@ -159,13 +136,6 @@ def element_count(x, axis, dtype):
     if count is not None:
         return constant(count, dtype=dtype)
     return apply(ELEMENT_COUNT, x, axis=tuple(axis), dtype=np.dtype(dtype).str)
-
-
-def sum_to(x, like):
-    """`x` summed down to `like`'s shape; nothing is built when the shapes are known equal."""
-    if x.shape == like.shape and all(d is not None for d in x.shape):
-        return x
-    return apply(SUM_TO, x, like)
 
 
 # builder functions ----------------------------------------------------------------------------
@@ -202,3 +172,6 @@ def log_softmax(x, axis=-1):
     (x,) = promote_operands(x)
     (axis,) = normalize_axis(axis, x.ndim, op="log_softmax")
     return apply(LOG_SOFTMAX, x, axis=axis)
+
+
+register_builders(sum_, mean, max_, min_)  # Tensor's methods

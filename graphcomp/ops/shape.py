@@ -1,4 +1,5 @@
-"""Shape ops: reshape, transpose, broadcasting, joining, adding/removing axes, basic indexing."""
+"""Shape ops: reshape, transpose, broadcasting (and `sum_to`, which undoes it in gradients),
+joining, adding/removing axes, basic indexing."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ import numbers
 import numpy as np
 
 from graphcomp.errors import ShapeError
-from graphcomp.ops import OpDef, register
-from graphcomp.ops import reduce as rd
+from graphcomp.ops import OpDef, register, register_builders
+from graphcomp.ops.elementwise import zeros_like
 from graphcomp.ops.rules import linear_jvp
 from graphcomp.shapes import broadcast_shapes, format_shape, normalize_axis, size_of
 from graphcomp.tensor import apply, promote_operands
@@ -109,10 +110,10 @@ def _broadcast_like_impl(x, like):
 
 
 BROADCAST_TO = register(OpDef("broadcast_to", np.broadcast_to, _same_dtype(_broadcast_to_shape),
-                              vjp=(lambda g, out, x: rd.sum_to(g, x),), jvp=linear_jvp, kind="shape"))
+                              vjp=(lambda g, out, x: sum_to(g, x),), jvp=linear_jvp, kind="shape"))
 BROADCAST_LIKE = register(OpDef("broadcast_like", _broadcast_like_impl,
                                 _same_dtype(lambda x, like: broadcast_shapes(x.shape, like.shape, op="broadcast_like")),
-                                vjp=(lambda g, out, x, like: rd.sum_to(g, x), None), jvp=linear_jvp, kind="shape",
+                                vjp=(lambda g, out, x, like: sum_to(g, x), None), jvp=linear_jvp, kind="shape",
                                 doc="broadcast x to the run-time shape of `like`", shape_from_last_input=True))
 
 
@@ -128,6 +129,36 @@ def broadcast_like(x, like):
     if x.shape == like.shape and all(d is not None for d in x.shape):
         return x
     return apply(BROADCAST_LIKE, x, like)
+
+
+# undoing broadcasting (the transpose of broadcast_like, which gradients use) ------------------
+
+def _sum_to_impl(x, like):
+    """Sum `x` down to `like`'s shape: drop leading axes, then sum axes where `like` has 1."""
+    target = np.shape(like)
+    if np.shape(x) == target:
+        return x
+    leading = np.ndim(x) - len(target)
+    if leading:
+        x = np.sum(x, axis=tuple(range(leading)))
+    axes = tuple(i for i, d in enumerate(target) if d == 1 and x.shape[i] != 1)
+    return np.sum(x, axis=axes, keepdims=True) if axes else x
+
+
+def _sum_to_infer(x, like):
+    return like.shape, x.dtype
+
+
+SUM_TO = register(OpDef("sum_to", _sum_to_impl, _sum_to_infer,
+                        vjp=(lambda g, out, x, like: broadcast_like(g, x), None), jvp=linear_jvp, kind="reduce",
+                        shape_from_last_input=True, doc="sum x down to the shape of `like` (undoes broadcasting)"))
+
+
+def sum_to(x, like):
+    """`x` summed down to `like`'s shape; nothing is built when the shapes are known equal."""
+    if x.shape == like.shape and all(d is not None for d in x.shape):
+        return x
+    return apply(SUM_TO, x, like)
 
 
 # adding and removing axes ---------------------------------------------------------------------
@@ -214,7 +245,6 @@ def _concatenate_part_vjp(index):
 
     def rule(g, out, whole, *xs):
         # The slice is linear in `whole`: its transpose pads g with zeros back to full size.
-        from graphcomp.ops.elementwise import zeros_like
         parts = [g if j == out.attrs["index"] else zeros_like(x) for j, x in enumerate(xs)]
         return concatenate(parts, axis=out.attrs["axis"])
     return rule
@@ -256,7 +286,6 @@ def _joining_jvp(tangents, out, *xs):
     # Joining is linear in every input: join the tangents, zeros standing in for absent ones.
     if all(t is None for t in tangents):
         return None
-    from graphcomp.ops.elementwise import zeros_like
     parts = [zeros_like(x) if t is None else t for t, x in zip(tangents, xs)]
     return apply(out.op, *parts, **out.attrs)
 
@@ -365,3 +394,6 @@ def getitem(x, index):
     if all(item == ("slice", None, None, None) for item in encoded):
         return x
     return apply(GETITEM, x, index=encoded)
+
+
+register_builders(getitem, reshape, transpose)  # Tensor's x[...], .reshape, .T

@@ -5,6 +5,7 @@ Each pass is a pure function `Graph -> Graph`; `PIPELINE` lists them in the orde
 
 from __future__ import annotations
 
+from graphcomp.ir import garbage_collection_paused
 from graphcomp.passes.common_subexpressions import eliminate_common_subexpressions
 from graphcomp.passes.constant_folding import fold_constants
 from graphcomp.passes.dead_code import eliminate_dead_code
@@ -33,8 +34,6 @@ def optimize(graph, pipeline=None, debug=False):
     With `debug`, the graph is validated before the first pass and after every pass, and a
     malformed graph raises GraphValidationError naming the pass that produced it.
     """
-    from graphcomp.executor import garbage_collection_paused
-
     with garbage_collection_paused():
         if debug:
             validate(graph, after="(input)")

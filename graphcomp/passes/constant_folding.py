@@ -12,7 +12,8 @@ from graphcomp.shapes import is_static, size_of
 MAX_FOLDED_ELEMENTS = 1 << 16  # the size cap: results above it are not baked in
 
 
-def _foldable(node):
+def foldable(node):
+    """True when `node` is computed from constants alone and small enough to bake in."""
     if node.op.leaf or not node.inputs:
         return False
     if not all(is_constant(parent) for parent in node.inputs):
@@ -21,7 +22,7 @@ def _foldable(node):
     return size is not None and size <= MAX_FOLDED_ELEMENTS and is_static(node.shape)
 
 
-def _evaluate(node):
+def evaluate(node):
     """The node's value, or None when evaluating it raises or disagrees with its shape/dtype."""
     kernel = node.op.kernel(dict(node.attrs))
     try:
@@ -44,8 +45,8 @@ def fold_constants(graph):
         if any(new is not old for new, old in zip(inputs, node.inputs)):
             current = node.with_inputs(inputs)
             changed = True
-        if _foldable(current):
-            value = _evaluate(current)
+        if foldable(current):
+            value = evaluate(current)
             if value is not None:
                 current = make_constant(value, current.dtype, like=current)
                 changed = True

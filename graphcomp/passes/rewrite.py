@@ -18,6 +18,7 @@ import numpy as np
 from graphcomp import ops as op_registry
 from graphcomp.ir import Graph
 from graphcomp.shapes import is_static
+from graphcomp.tensor import Tensor
 
 MAX_SWEEPS = 8
 MAX_STEPS_PER_NODE = 16
@@ -45,8 +46,6 @@ class RewriteLimitError(RuntimeError):
 def make_node(op, inputs, attrs=None, like=None, name=None):
     """The node `op(*inputs, **attrs)` built by a pass: shape and dtype inferred, and the user's
     source line, name scope and derivative order taken from `like` (the node it replaces)."""
-    from graphcomp.tensor import Tensor
-
     if isinstance(op, str):
         op = op_registry.get(op)
     attrs = dict(attrs or {})
@@ -60,8 +59,6 @@ def make_node(op, inputs, attrs=None, like=None, name=None):
 
 def make_constant(value, dtype, like=None):
     """A constant node holding `value` (copied, read-only) of `dtype`."""
-    from graphcomp.tensor import Tensor
-
     array = np.array(value, dtype=dtype, copy=True)
     array.flags.writeable = False
     node = Tensor(op_registry.get("constant"), (), {}, array.shape, array.dtype,

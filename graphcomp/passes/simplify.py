@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from graphcomp.passes.constant_folding import MAX_FOLDED_ELEMENTS, _evaluate, _foldable
+from graphcomp.passes.constant_folding import MAX_FOLDED_ELEMENTS, evaluate, foldable
 from graphcomp.passes.rewrite import (
     Rule, apply_rules, broadcasts_into, constant_value, is_constant_equal_to, make_constant,
     make_node, same_static_shape, zeros,
@@ -218,9 +218,9 @@ def _static_element_count(node):
 
 def _fold(node):
     """Constant folding, as a rule, so that simplification and folding reach one fixed point."""
-    if not _foldable(node):
+    if not foldable(node):
         return None
-    value = _evaluate(node)
+    value = evaluate(node)
     return make_constant(value, node.dtype, like=node) if value is not None else None
 
 

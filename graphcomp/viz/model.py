@@ -66,10 +66,6 @@ class Panels:
         if len(self.titles) != len(self.graphs):
             raise ValueError(f"side_by_side: {len(self.graphs)} graphs but {len(self.titles)} titles")
 
-    def _repr_svg_(self):
-        from graphcomp.viz.render import svg_or_none
-        return svg_or_none(self)
-
     def __repr__(self):
         sizes = ", ".join(f"{title!r}: {len(g)} nodes" for title, g in zip(self.titles, self.graphs))
         return f"<Panels {sizes}>"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from graphcomp import passes
+from graphcomp.executor import generate
 
 
 class NumericMismatchError(AssertionError):
@@ -38,8 +39,6 @@ class NumericCheck:
     """Every pass's graph compiled unoptimised; `check(arrays)` compares them on real inputs."""
 
     def __init__(self, graph, inputs, pipeline=None, rtol=1e-9, atol=1e-12):
-        from graphcomp.executor import generate
-
         self.stages = passes.optimize_in_stages(graph, pipeline)
         self.optimized = self.stages[-1][1]
         self.runs = [(name, generate(stage, inputs).run) for name, stage in self.stages]
