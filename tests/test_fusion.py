@@ -117,25 +117,51 @@ def test_every_scalar_form_agrees_with_its_numpy_implementation():
     assert {"add", "tanh", "sigmoid", "softplus", "where", "relu", "clip", "cast", "less", "tan", "logaddexp"} <= set(checked)
 
 
-def test_every_spelling_fused_alone_gives_its_kernels_values_exactly(backend):
-    """Each elementwise record, as a one-op fused kernel, against its own unfused kernel."""
+SPECIALS = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 1e300, -1e300, 5e-324, 1.0, -2.5, 710.0, -745.5])
+
+
+def _outcome(function, values, errors):
+    with np.errstate(all=errors):
+        try:
+            return function(*values)
+        except (FloatingPointError, gc.ExecutionError):
+            return FloatingPointError
+
+
+@pytest.mark.parametrize("size", [len(SPECIALS), 6000, 2 * kernels.BLOCK_ELEMENTS + 12],
+                         ids=["small", "above-numexpr-threshold", "blocked"])
+def test_every_spelling_fused_gives_its_kernels_values_exactly(backend, size):
+    """Each elementwise record, fused with a following op, against its own unfused kernel, on IEEE
+    special values, under errstate ignore and raise."""
     checked = []
     for name, op in REGISTRY.items():
         if op.kind != "elementwise" or op.steps is None:
             continue
         arity = _arity(op)
-        values = _sample_operands(name, arity)
-        program_inputs = [gc.placeholder((6,), dtype=v.dtype) for v in values]
-        node = gc.tensor.apply(op, *program_inputs, **ATTRS.get(name, {}))
-        f = gc.function(program_inputs, node)
-        expected = op.kernel(ATTRS.get(name, {}))(*values)
-        got = f(*values)
-        if not op.writes_out:  # a record that is not one ufunc is fused even alone
-            assert fused_nodes(f), name
-        np.testing.assert_array_equal(got, expected, err_msg=name)
-        assert got.dtype == np.asarray(expected).dtype
+        values = [np.resize(np.roll(SPECIALS, 3 * i), size) for i in range(arity)]
+        if name in ("where", "cast"):
+            values[0] = values[0] > 0
+        inputs = [gc.placeholder((size,), dtype=v.dtype) for v in values]
+        node = gc.tensor.apply(op, *inputs, **ATTRS.get(name, {}))
+        if node.dtype == np.bool_:
+            node = gc.where(node, inputs[-1], -inputs[-1])
+        out = node * 2.0 - 1.0  # one more member, so that even one-ufunc ops are fused
+        fused, plain = gc.function(inputs, out), gc.function(inputs, out, optimize=False)
+        assert any(n.op.members for n in fused.graph.nodes), name
+        for errors in ("ignore", "raise"):
+            got, expected = _outcome(fused, values, errors), _outcome(plain, values, errors)
+            if got is FloatingPointError or expected is FloatingPointError:
+                assert got is expected, f"{name} under errstate {errors}"
+                continue
+            assert got.dtype == expected.dtype
+            if backend == "numpy":
+                np.testing.assert_array_equal(got, expected, err_msg=name)
+            else:  # numexpr's C-library functions may differ from NumPy's in the last bit
+                np.testing.assert_array_equal(np.isnan(got), np.isnan(expected), err_msg=name)
+                np.testing.assert_array_equal(np.isinf(got), np.isinf(expected), err_msg=name)
+                np.testing.assert_allclose(got, expected, rtol=1e-14, atol=0, err_msg=name)
         checked.append(name)
-    assert {"sigmoid", "softplus", "relu", "clip", "leaky_relu", "cast"} <= set(checked)
+    assert {"sigmoid", "softplus", "relu", "clip", "leaky_relu", "cast", "tan", "logaddexp"} <= set(checked)
 
 
 UNARY = {"negative", "exp", "log", "log1p", "expm1", "sqrt", "square", "abs", "sign", "tanh", "sin", "cos", "tan",
