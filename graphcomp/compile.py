@@ -28,7 +28,7 @@ def _normalize_updates(updates):
         if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
             raise TypeError(f"updates[{position}] must be a (variable, expression) pair, got {pair!r}")
         target, expression = pair
-        if not isinstance(target, Tensor) or target.op.name != "variable":
+        if not isinstance(target, Tensor) or target.op.leaf != "read":
             raise TypeError(f"updates[{position}]: the target must be a gc.variable, got {target!r}")
         if target in seen:
             raise ValueError(f"updates: {target.describe()} is updated twice")
@@ -52,7 +52,7 @@ def _normalize_inputs(inputs):
         inputs = [inputs]
     inputs = list(inputs)
     for position, node in enumerate(inputs):
-        if not isinstance(node, Tensor) or node.op.name != "placeholder":
+        if not isinstance(node, Tensor) or node.op.leaf != "fed":
             raise TypeError(f"function: inputs[{position}] must be a gc.placeholder, got {node!r}")
     if len(set(inputs)) != len(inputs):
         raise ValueError("function: the same placeholder is listed twice in inputs")

@@ -218,7 +218,7 @@ class _Emitter:
         op = node.op
         kernel = op.kernel(dict(node.attrs))
         base = _identifier(op.name)
-        if kernel is not op.impl or op.kind == "fused":
+        if kernel is not op.impl or op.members:  # one kernel per fused node
             base = f"{base}_{position}"
         candidate, suffix = base, 1
         while True:  # another object (or a generated name) may hold the name already
@@ -274,8 +274,8 @@ def _printable(text):
 def _describe(node, identifier):
     """What a line's comment says about its op, beyond the kernel's identifier."""
     op = node.op
-    if op.kind == "fused":
-        members = tuple(getattr(op, "members", None) or ())
+    if op.members:  # a fused kernel: name the ops it stands for
+        members = tuple(op.members)
         ops = list(dict.fromkeys(str(getattr(getattr(m, "op", None), "name", "?")) for m in members))
         listed = ", ".join(ops[:_FUSED_OPS_LISTED]) + (", ..." if len(ops) > _FUSED_OPS_LISTED else "")
         return f"fused {listed}" + (f" ({len(members)} nodes)" if len(members) > len(ops) else "")
@@ -323,15 +323,15 @@ def _generate(graph, inputs):
         emitter.add(_describe_input(f"p{i}", node))
     for position, node in enumerate(graph.nodes):
         name = f"v{position}"
-        kind = node.op.name
-        if kind == "placeholder":
+        leaf = node.op.leaf
+        if leaf == "fed":  # a placeholder: one of the function's arguments
             names[node] = f"p{index_of_input[node]}"
             continue
-        if kind == "constant":
+        if leaf == "baked":  # a constant: its array is bound by name
             names[node] = f"c{position}"
             emitter.bindings[names[node]] = node.payload
             continue
-        if kind == "variable":
+        if leaf == "read":  # a variable: its storage is read at every call
             emitter.bindings[f"s{position}"] = node.payload
             copy = ".copy()" if node in outputs else ""
             label = f"variable {node.name!r}" if node.name else "variable"

@@ -214,15 +214,15 @@ class Graph:
 
     @property
     def placeholders(self):
-        return [n for n in self.nodes if n.op.name == "placeholder"]
+        return [n for n in self.nodes if n.op.leaf == "fed"]
 
     @property
     def variables(self):
-        return [n for n in self.nodes if n.op.name == "variable"]
+        return [n for n in self.nodes if n.op.leaf == "read"]
 
     @property
     def constants(self):
-        return [n for n in self.nodes if n.op.name == "constant"]
+        return [n for n in self.nodes if n.op.leaf == "baked"]
 
     def __len__(self):
         return len(self.nodes)

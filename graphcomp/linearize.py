@@ -32,7 +32,7 @@ def split_at_vectors(products, vectors):
     boundary, seen = [], set()
 
     def keep(node):
-        if node not in varying and node not in seen and node.op.name != "constant":
+        if node not in varying and node not in seen and node.op.leaf != "baked":
             seen.add(node)
             boundary.append(node)
 
@@ -52,7 +52,7 @@ def _normalize_feeds(feeds, caller):
         raise TypeError(f"{caller}: feeds must be a dict {{placeholder: array}}, got {type(feeds).__name__}")
     normalized = {}
     for key, value in feeds.items():
-        if not isinstance(key, Tensor) or key.op.name not in ("placeholder", "variable"):
+        if not isinstance(key, Tensor) or key.op.leaf not in ("fed", "read"):
             raise TypeError(f"{caller}: feeds keys must be placeholders (or wrt variables), got {key!r}")
         normalized[key] = _checked_value(key, value, caller)
     return normalized
@@ -75,19 +75,19 @@ def _fix_point(outputs, wrt, feeds, caller):
     """
     if len(set(wrt)) != len(wrt):
         raise ValueError(f"{caller}: the same tensor is listed twice in wrt")
-    stray = [key for key in feeds if key.op.name == "variable" and key not in wrt]
+    stray = [key for key in feeds if key.op.leaf == "read" and key not in wrt]
     if stray:
         raise ValueError(f"{caller}: feeds gives a value for {stray[0].describe()}, a variable not in wrt "
                          "(variables outside wrt are read when the point is set)")
     renamed = {node: placeholder(value.shape, dtype=node.dtype, name=node.name)
-               for node, value in feeds.items() if node.op.name == "placeholder"}
+               for node, value in feeds.items() if node.op.leaf == "fed"}
     parameters, values = [], []
     for position, w in enumerate(wrt):
-        if not isinstance(w, Tensor) or w.op.name not in ("placeholder", "variable"):
+        if not isinstance(w, Tensor) or w.op.leaf not in ("fed", "read"):
             raise TypeError(f"{caller}: wrt[{position}] must be a gc.variable or gc.placeholder, got {w!r}")
         if not np.issubdtype(w.dtype, np.inexact):
             raise TypeError(f"{caller}: wrt[{position}] {w.describe()} is not floating point")
-        if w.op.name == "variable":
+        if w.op.leaf == "read":
             value = feeds[w] if w in feeds else _checked_value(w, w.value, caller)
             renamed[w] = placeholder(value.shape, dtype=w.dtype, name=w.name)
         elif w not in feeds:
@@ -96,7 +96,7 @@ def _fix_point(outputs, wrt, feeds, caller):
             value = feeds[w]
         parameters.append(renamed[w])
         values.append(value)
-    fed = {renamed[node]: value for node, value in feeds.items() if node.op.name == "placeholder" and node not in wrt}
+    fed = {renamed[node]: value for node, value in feeds.items() if node.op.leaf == "fed" and node not in wrt}
     # With concrete shapes inferred downstream, derivative graphs need no run-time shape nodes.
     return substitute(outputs, renamed, infer_shapes=True), parameters, values, fed, renamed
 

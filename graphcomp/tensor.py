@@ -26,15 +26,15 @@ class Tensor(Node):
     @property
     def value(self):
         """A variable's current value (or a constant's array)."""
-        if self.op.name == "variable":
+        if self.op.leaf == "read":
             return self.payload.value
-        if self.op.name == "constant":
+        if self.op.leaf == "baked":
             return self.payload
         raise AttributeError(f"only variables and constants hold a value; this is a {self.op.name}")
 
     @value.setter
     def value(self, new_value):
-        if self.op.name != "variable":
+        if self.op.leaf != "read":
             raise AttributeError(f"only a variable's value can be set; this is a {self.op.name}")
         self.payload.assign(new_value)
 

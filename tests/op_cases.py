@@ -18,7 +18,7 @@ from graphcomp.ops import reduce as rd
 from graphcomp.ops import shape as sh
 from graphcomp.tensor import apply
 
-LEAVES = {"placeholder", "constant", "variable"}
+LEAVES = {name for name, op in gc.ops.REGISTRY.items() if op.leaf}
 
 
 @dataclass

@@ -38,7 +38,9 @@ class OpDef:
     gradient), or a function `i -> rule` for variadic ops; `jvp(tangents, out, *inputs)`.
 
     Facts:
-    - `leaf`: no inputs; its value comes from outside the graph (placeholder, constant, variable).
+    - `leaf`: for an op with no inputs, how its value gets into the graph: "fed" (a placeholder,
+      an argument of every call), "baked" (a constant: the node holds its array) or "read" (a
+      variable: the node holds a storage read at every call). None for ops computed from inputs.
     - `commutative`: the result does not depend on the order of its (two) inputs.
     - `fresh_result`: the kernel always returns a new array, never a view of an input or the
       input itself.
@@ -68,7 +70,7 @@ class OpDef:
     kind: str = "other"
     differentiable: bool = True
     doc: str = ""
-    leaf: bool = False
+    leaf: str | None = None
     commutative: bool = False
     fresh_result: bool = False
     writes_out: bool = False

@@ -15,9 +15,9 @@ def _constant_impl():
     raise TypeError("constants are read from the node itself")
 
 
-PLACEHOLDER = register(OpDef("placeholder", _placeholder_impl, _no_inputs, kind="leaf", leaf=True,
+PLACEHOLDER = register(OpDef("placeholder", _placeholder_impl, _no_inputs, kind="leaf", leaf="fed",
                              doc="graph input fed at call time"))
-CONSTANT = register(OpDef("constant", _constant_impl, _no_inputs, kind="leaf", leaf=True,
+CONSTANT = register(OpDef("constant", _constant_impl, _no_inputs, kind="leaf", leaf="baked",
                           doc="fixed array baked into the graph"))
-VARIABLE = register(OpDef("variable", _constant_impl, _no_inputs, kind="leaf", leaf=True,
+VARIABLE = register(OpDef("variable", _constant_impl, _no_inputs, kind="leaf", leaf="read",
                           doc="parameter read at every call"))
