@@ -62,8 +62,7 @@ def _sigmoid_steps(emit, x):
     """1 / (1 + exp(-x)) without overflow: with e = exp(-|x|), which never overflows,
     1 / (1 + e) for x >= 0 and e / (1 + e) below."""
     e = emit("exp", emit("negative", emit("absolute", x)))
-    denominator = emit("add", 1, e)
-    return emit("where", emit("greater_equal", x, 0), emit("divide", 1, denominator), emit("divide", e, denominator))
+    return emit("divide", emit("where", emit("greater_equal", x, 0), 1, e), emit("add", 1, e))
 
 
 def _softplus_steps(emit, x):
