@@ -13,6 +13,7 @@ import numpy as np
 from graphcomp.errors import GradientError
 from graphcomp.ir import derivative_order, topological_order
 from graphcomp.ops import elementwise as ew
+from graphcomp.passes.stabilize import stable_outputs
 from graphcomp.ops import shape as sh
 from graphcomp.shapes import format_shape
 from graphcomp.tensor import Tensor, as_tensor, constant
@@ -99,8 +100,11 @@ def _nodes_reached_from(wrt, order):
 def backpropagate(outputs, cotangents, wrt):
     """The grad_table walk: sum over outputs of cotangent-weighted derivatives, per wrt tensor.
 
-    Returns one tensor per `wrt` entry (zeros where the outputs do not depend on it).
+    Returns one tensor per `wrt` entry (zeros where the outputs do not depend on it). The walk
+    differentiates the stable forms of naive formulas (log(sigmoid(x)) as -softplus(-x), ...),
+    so gradients stay finite where the naive formula underflows.
     """
+    outputs = stable_outputs(outputs, keep=wrt)
     order = topological_order(outputs)
     reached = _nodes_reached_from(wrt, order)
     grad_table = {}

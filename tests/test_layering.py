@@ -26,8 +26,8 @@ LAYERS = [
     ("graphcomp.tensor", "graphcomp.kernels"),
     ("graphcomp.ops.elementwise", "graphcomp.ops.leaves", "graphcomp.ops.linalg", "graphcomp.ops.reduce",
      "graphcomp.ops.rules", "graphcomp.ops.shape", "graphcomp.nn"),
+    ("graphcomp.passes",),  # autodiff differentiates the stabiliser's forms
     ("graphcomp.autodiff", "graphcomp.forward"),
-    ("graphcomp.passes",),
     ("graphcomp.executor",),
     ("graphcomp.compile", "graphcomp.numeric_check"),
     ("graphcomp.linearize", "graphcomp.krylov", "graphcomp.testing"),

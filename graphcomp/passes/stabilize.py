@@ -1,8 +1,15 @@
 """Numerical stabilisation: rewrite formulas that overflow or lose precision into the forms
-that do not (log(sigmoid(x)) -> -softplus(-x), log(1 + x) -> log1p(x), ...)."""
+that do not (log(sigmoid(x)) -> -softplus(-x), log(1 + x) -> log1p(x), ...).
+
+This is the one pass allowed to change a value: it replaces an overflow, underflow or
+cancellation of a naive formula by the mathematically exact finite value. Reverse mode
+differentiates these stable forms too (`stable_outputs`), so the gradient of
+`log(sigmoid(z))` is finite at z = -800 whether or not the function is optimised.
+"""
 
 from __future__ import annotations
 
+from graphcomp.ir import Graph, topological_order
 from graphcomp.passes.rewrite import Rule, apply_rules, broadcasts_into, is_constant_equal_to, make_node
 
 
@@ -101,3 +108,42 @@ RULES = [
 def stabilize(graph):
     """Apply the stabilising RULES to a fixed point."""
     return apply_rules(graph, RULES)
+
+
+def _bypassed(node, replacement):
+    """Nodes of the naive formula (`node` and up to two levels of its inputs) that the
+    replacement no longer reads."""
+    naive = {node} | set(node.inputs) | {grand for parent in node.inputs for grand in parent.inputs}
+    read, stack = set(), [replacement]
+    while stack:  # the replacement's new nodes and the existing nodes they read
+        current = stack.pop()
+        if current in read:
+            continue
+        read.add(current)
+        if current not in naive:
+            stack.extend(parent for parent in current.inputs if parent not in read)
+    return naive - read
+
+
+def _keeping(rule, keep):
+    def rewrite(node):
+        replacement = rule.rewrite(node)
+        if replacement is None or not keep or not (_bypassed(node, replacement) & keep):
+            return replacement
+        return None
+    return Rule(rule.name, rule.ops, rewrite)
+
+
+_RULE_OPS = frozenset(name for rule in RULES for name in rule.ops)
+
+
+def stable_outputs(outputs, keep=()):
+    """`outputs` with the naive formulas of RULES replaced by their stable forms, for reverse
+    mode to differentiate. A rewrite that would stop reading a node of `keep` (a tensor being
+    differentiated with respect to) is not made."""
+    outputs = list(outputs)
+    if not any(node.op.name in _RULE_OPS for node in topological_order(outputs)):
+        return outputs
+    keep = frozenset(keep)
+    graph = apply_rules(Graph(outputs), [_keeping(rule, keep) for rule in RULES])
+    return list(graph.outputs)

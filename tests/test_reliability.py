@@ -1,0 +1,95 @@
+"""The optimizer's numerical contract, row by row, and gradients of naive formulas that stay
+finite where the formula itself underflows."""
+
+import numpy as np
+import pytest
+
+import graphcomp as gc
+
+# (expression, inputs): each gives the same values, NaN, inf and signed zeros optimised or not
+CONTRACT = {
+    "where(x == x, x, 0) scrubs NaN": (lambda x, y: gc.where(gc.equal(x, x), x, 0.0), [np.nan, 1.0]),
+    "sqrt(x) ** 2 of a negative": (lambda x, y: gc.sqrt(x) ** 2, [-1.0, 4.0]),
+    "square(sqrt(x)) of a negative": (lambda x, y: gc.square(gc.sqrt(x)), [-1.0, 4.0]),
+    "exp(log(x)) of a negative": (lambda x, y: gc.exp(gc.log(x)), [-1.0, 2.0]),
+    "x / x + 1 at 0 and inf": (lambda x, y: x / x + 1, [0.0, np.inf, 3.0]),
+    "x * y / y at 0 and inf": (lambda x, y: x * y / y, [0.0, np.inf, 3.0]),
+    "exp(x - x) at inf": (lambda x, y: gc.exp(x - x), [np.inf, 1000.0]),
+    "(x - x) * 2 + 1 at inf": (lambda x, y: (x - x) * 2 + 1, [np.inf, 1000.0]),
+    "exp(x) * exp(-x) at 1000": (lambda x, y: gc.exp(x) * gc.exp(-x), [np.inf, 1000.0]),
+    "x * 0.0 at inf and NaN": (lambda x, y: x * 0.0, [np.inf, np.nan, -2.0]),
+    "rounding trick (x + 1.5 * 2**52) - 1.5 * 2**52": (lambda x, y: (x + 1.5 * 2.0 ** 52) - 1.5 * 2.0 ** 52,
+                                                       [0.5, 1.5, 2.5, -0.5]),
+    "(x + y) - y with y = 1e20": (lambda x, y: (x + y) - y, [1.0, 3.0]),
+    "x * 1e-200 * 1e-200 at 1e300": (lambda x, y: x * 1e-200 * 1e-200, [1e300, 1.0]),
+    "1 / (x + 0.0) at signed zeros": (lambda x, y: 1 / (x + 0.0), [-0.0, 0.0]),
+    "1 / (0.0 - x) at signed zeros": (lambda x, y: 1 / (0.0 - x), [-0.0, 0.0]),
+    "1 / relu(x) at signed zeros": (lambda x, y: 1 / gc.relu(x), [-0.0, 0.0]),
+    "sin(x - x) at inf": (lambda x, y: gc.sin(x - x), [np.inf, 2.0]),
+    "exp(x) - exp(x) at inf": (lambda x, y: gc.exp(x) - gc.exp(x), [np.inf, 2.0]),
+}
+
+
+@pytest.mark.parametrize("name", list(CONTRACT))
+def test_each_row_of_the_numerical_contract(name):
+    build, values = CONTRACT[name]
+    x, y = gc.placeholder((None,), name="x"), gc.placeholder((None,), name="y")
+    out = build(x, y)
+    arrays = [np.array(values), np.full(len(values), 1e20)]
+    with np.errstate(all="ignore"):
+        expected = gc.function([x, y], out, optimize=False)(*arrays)
+        got = gc.function([x, y], out)(*arrays)
+    np.testing.assert_array_equal(got, expected)
+    numbers = ~np.isnan(expected)
+    np.testing.assert_array_equal(np.signbit(got)[numbers], np.signbit(expected)[numbers])
+
+
+def test_the_gradient_of_maximum_with_itself_is_the_same_at_nan():
+    x = gc.placeholder((None,), name="x")
+    gradient = gc.grad(gc.sum(gc.maximum(x, x)), x)
+    values = np.array([np.nan, 1.0, -2.0])
+    np.testing.assert_array_equal(gc.function([x], gradient)(values),
+                                  gc.function([x], gradient, optimize=False)(values))
+
+
+NAIVE = {
+    "log(sigmoid(z))": (lambda z: gc.log(gc.sigmoid(z)), lambda z: -np.logaddexp(0, -z)),
+    "log(1 - sigmoid(z))": (lambda z: gc.log(1 - gc.sigmoid(z)), lambda z: -np.logaddexp(0, z)),
+    "log(softmax(z))": (lambda z: gc.log(gc.softmax(z)), lambda z: z - np.logaddexp.reduce(z)),
+    "log(sum(exp(z)))": (lambda z: gc.log(gc.sum(gc.exp(z))), lambda z: np.logaddexp.reduce(z)),
+    "log(1 + exp(z))": (lambda z: gc.log(1 + gc.exp(z)), lambda z: np.logaddexp(0, z)),
+}
+
+
+def _numeric_gradient(function, z, eps=1e-6):
+    gradient = np.zeros_like(z)
+    for i in range(len(z)):
+        step = np.zeros_like(z)
+        step[i] = eps
+        gradient[i] = (np.sum(function(z + step)) - np.sum(function(z - step))) / (2 * eps)
+    return gradient
+
+
+@pytest.mark.parametrize("name", list(NAIVE))
+@pytest.mark.parametrize("optimize", [True, False])
+def test_gradients_and_hvps_of_naive_formulas_are_finite_at_plus_minus_1000(name, optimize):
+    build, reference = NAIVE[name]
+    z, v = gc.placeholder((3,), name="z"), gc.placeholder((3,), name="v")
+    cost = gc.sum(build(z))
+    gradient = gc.grad(cost, z)
+    (product,) = gc.hvp(cost, [z], [v])
+    f = gc.function([z, v], [gradient, product], optimize=optimize)
+    for values in (np.array([-1000.0, 1000.0, 0.5]), np.array([-800.0, 3.0, 800.0])):
+        with np.errstate(all="ignore"):
+            got_gradient, got_product = f(values, np.array([1.0, -0.5, 2.0]))
+        assert np.isfinite(got_gradient).all() and np.isfinite(got_product).all(), (got_gradient, got_product)
+        # the stable reference formula, differentiated numerically
+        np.testing.assert_allclose(got_gradient, _numeric_gradient(reference, values), rtol=1e-5, atol=1e-6)
+
+
+def test_a_gradient_with_respect_to_the_naive_inner_node_is_kept():
+    z = gc.placeholder((3,), name="z")
+    s = gc.sigmoid(z)
+    (gradient,) = gc.grad(gc.sum(gc.log(s)), [s])  # d/ds log(s) = 1/s: the rewrite must not bypass s
+    values = np.array([-1.0, 0.0, 2.0])
+    np.testing.assert_allclose(gc.function([z], gradient)(values), 1 + np.exp(-values), rtol=1e-12)
