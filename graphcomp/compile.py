@@ -107,10 +107,20 @@ class Function:
             results = self._run(*arrays)
         except Exception as error:  # re-raised with the graph's context
             raise self._explain(error) from error
-        outputs = [_unshared(r, arrays) for r in results[:len(self.outputs)]]
+        # Every returned array and every new variable value is its own array: an output listed
+        # twice, outputs merged by the optimizer and two variables updated from one expression
+        # never share memory with each other, the inputs, constants or variables.
+        held = list(arrays)
+        outputs = []
+        for result in results[:len(self.outputs)]:
+            outputs.append(_unshared(result, held))
+            held.append(outputs[-1])
         if self.updates:  # a new value may be an output or another variable's current array
-            held = arrays + outputs + [storage.value for storage in self._storages]
-            new_values = [_unshared(v, held) for v in results[len(self.outputs):]]
+            held += [storage.value for storage in self._storages]
+            new_values = []
+            for result in results[len(self.outputs):]:
+                new_values.append(_unshared(result, held))
+                held.append(new_values[-1])
             for (target, _), value in zip(self.updates, new_values):
                 if value.shape != target.payload.shape:  # a None dimension let it through at build time
                     raise ValueError(f"updates: {target.describe()} has shape {target.payload.shape}, "

@@ -93,3 +93,41 @@ def test_a_gradient_with_respect_to_the_naive_inner_node_is_kept():
     (gradient,) = gc.grad(gc.sum(gc.log(s)), [s])  # d/ds log(s) = 1/s: the rewrite must not bypass s
     values = np.array([-1.0, 0.0, 2.0])
     np.testing.assert_allclose(gc.function([z], gradient)(values), 1 + np.exp(-values), rtol=1e-12)
+
+
+# data integrity ---------------------------------------------------------------------------------------
+
+def test_every_output_is_its_own_array():
+    x = gc.placeholder((3,), name="x")
+    y = gc.exp(x)
+    twice = gc.function([x], [y, y])(np.zeros(3))
+    assert twice[0] is not twice[1] and not np.shares_memory(twice[0], twice[1])
+    merged = gc.function([x], [gc.exp(x) * 2.0, gc.exp(x) * 2.0])(np.zeros(3))  # CSE makes them one node
+    assert not np.shares_memory(merged[0], merged[1])
+    merged[0][0] = 100.0
+    assert merged[1][0] == 2.0
+
+
+def test_variables_updated_from_one_expression_own_their_storage():
+    a, b = gc.variable(np.zeros(3), name="a"), gc.variable(np.ones(3), name="b")
+    x = gc.placeholder((3,), name="x")
+    new = x * 2.0
+    step = gc.function([x], new, updates=[(a, new), (b, new)])
+    out = step(np.arange(3.0))
+    assert a.value is not b.value and not np.shares_memory(a.value, b.value)
+    assert not np.shares_memory(out, a.value) and not np.shares_memory(out, b.value)
+    a.value[0] = -5.0
+    assert b.value[0] == 0.0 and out[0] == 0.0
+
+
+def test_a_failed_update_changes_no_variable():
+    a, b = gc.variable(np.zeros(2), name="a"), gc.variable(np.zeros(3), name="b")
+    x = gc.placeholder((None,), name="x")
+    step = gc.function([x], gc.sum(x), updates=[(a, a + 1.0), (b, x * 2.0)])
+    with pytest.raises(ValueError, match="no variable was updated"):
+        step(np.ones(2))  # b's new value would have shape (2,)
+    failing = gc.function([x], gc.sum(x), updates=[(a, a + 1.0), (b, b + x)])
+    with pytest.raises(gc.ExecutionError):
+        failing(np.ones(2))  # (3,) + (2,) fails while running
+    np.testing.assert_array_equal(a.value, np.zeros(2))
+    np.testing.assert_array_equal(b.value, np.zeros(3))
