@@ -64,6 +64,8 @@ class Function:
 
     def __init__(self, inputs, outputs, updates=None, optimize=True):
         self.inputs = _normalize_inputs(inputs)
+        if outputs is None:
+            raise TypeError("function: outputs must be a tensor or a list of tensors, got None")
         self.single_output = isinstance(outputs, Tensor)
         output_list = [outputs] if self.single_output else list(outputs)
         for position, out in enumerate(output_list):

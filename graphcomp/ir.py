@@ -7,6 +7,7 @@ attributes, its inferred shape and dtype, and the line of user code that built i
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import gc
 import itertools
 import linecache
@@ -20,8 +21,9 @@ import numpy as np
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 _DEMOS_DIR = os.path.join(_PACKAGE_DIR, "demos") + os.sep  # demos are user code: their lines count
 _node_counter = itertools.count()
-_scope_stack: list[str] = []
-_derivative_order = [0]
+# The name scope and derivative order new nodes get: per thread (and per asyncio task).
+_scope = contextvars.ContextVar("graphcomp_scope", default=())
+_derivative_order = contextvars.ContextVar("graphcomp_derivative_order", default=0)
 
 
 class SourceLocation:
@@ -61,30 +63,30 @@ def user_source_location():
 
 @contextlib.contextmanager
 def name_scope(name):
-    """Group the nodes built inside the block under `name` (nested scopes join with '/')."""
+    """Group the nodes built inside the block under `name` (nested scopes join with '/').
+    Scopes are per thread: another thread building nodes meanwhile keeps its own."""
     if not isinstance(name, str) or not name or "/" in name:
         raise ValueError(f"name_scope needs a non-empty name without '/', got {name!r}")
-    _scope_stack.append(name)
+    token = _scope.set(_scope.get() + (name,))
     try:
-        yield "/".join(_scope_stack)
+        yield "/".join(_scope.get())
     finally:
-        _scope_stack.pop()
+        _scope.reset(token)
 
 
 def current_scope():
     """The '/'-joined name scope that new nodes are built in ('' at top level)."""
-    return "/".join(_scope_stack)
+    return "/".join(_scope.get())
 
 
 @contextlib.contextmanager
 def derivative_order(order):
     """Tag nodes built inside the block as derivative nodes of the given order."""
-    previous = _derivative_order[0]
-    _derivative_order[0] = order
+    token = _derivative_order.set(order)
     try:
         yield
     finally:
-        _derivative_order[0] = previous
+        _derivative_order.reset(token)
 
 
 @contextlib.contextmanager
@@ -123,7 +125,7 @@ class Node:
         set_(self, "name", name)
         set_(self, "source", source if source is not None else user_source_location())
         set_(self, "scope", current_scope())
-        set_(self, "derivative_order", _derivative_order[0])
+        set_(self, "derivative_order", _derivative_order.get())
         set_(self, "payload", payload)
         set_(self, "id", next(_node_counter))
 

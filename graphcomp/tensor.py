@@ -109,6 +109,8 @@ class VariableStorage:
 
     def __init__(self, value, dtype, name):
         array = np.array(value, dtype=dtype, copy=True)
+        if array.dtype == object:
+            raise TypeError(f"variable(): cannot make a numeric array from {type(value).__name__}")
         self.value = array
         self.shape = array.shape
         self.dtype = array.dtype
@@ -195,6 +197,8 @@ def constant(value, dtype=None, name=None):
     """A fixed array baked into the graph (copied, and read-only from then on)."""
     if isinstance(value, Tensor):
         raise TypeError("constant() takes an array, not a tensor")
+    if value is None:
+        raise TypeError("constant() needs a value (an array or a number), got None")
     array = np.array(value, dtype=dtype, copy=True)
     if array.dtype == object:
         raise TypeError(f"constant(): cannot make a numeric array from {type(value).__name__}")
@@ -206,6 +210,8 @@ def variable(value, dtype=None, name=None):
     """A parameter: a graph leaf holding an array that is read at every call (`.value`)."""
     if isinstance(value, Tensor):
         raise TypeError("variable() takes an initial array, not a tensor")
+    if value is None:
+        raise TypeError("variable() needs an initial value (an array or a number), got None")
     storage = VariableStorage(value, dtype, name)
     return Tensor(op_registry.get("variable"), (), {}, storage.shape, storage.dtype, name=name, payload=storage)
 

@@ -131,3 +131,75 @@ def test_a_failed_update_changes_no_variable():
         failing(np.ones(2))  # (3,) + (2,) fails while running
     np.testing.assert_array_equal(a.value, np.zeros(2))
     np.testing.assert_array_equal(b.value, np.zeros(3))
+
+
+# bad input and edge cases -------------------------------------------------------------------------------
+
+def test_outputs_none_and_variable_none_are_clear_errors():
+    with pytest.raises(TypeError, match="outputs must be a tensor or a list of tensors, got None"):
+        gc.function([], None)
+    with pytest.raises(TypeError, match="variable\\(\\) needs an initial value"):
+        gc.variable(None)
+    with pytest.raises(TypeError, match="constant\\(\\) needs a value"):
+        gc.constant(None)
+
+
+@pytest.mark.parametrize("axis", [0, 1, None])
+def test_logsumexp_over_an_empty_axis_is_minus_infinity(axis):
+    x = gc.placeholder((2, 0))
+    values = np.zeros((2, 0))
+    with np.errstate(all="raise"):
+        got = gc.function([x], gc.logsumexp(x, axis=axis))(values)
+    expected = np.logaddexp.reduce(values, axis=axis) if axis is not None else -np.inf
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_name_scopes_are_per_thread():
+    import threading
+    barrier = threading.Barrier(8)
+    wrong = []
+
+    def build(thread):
+        with gc.name_scope(f"thread{thread}"):
+            barrier.wait()
+            for _ in range(100):
+                node = gc.placeholder((2,)) + 1.0
+                if node.scope != f"thread{thread}":
+                    wrong.append(node.scope)
+
+    threads = [threading.Thread(target=build, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not wrong, wrong[:5]
+
+
+def test_names_and_scopes_with_line_breaks_stay_one_line_per_node():
+    with gc.name_scope('odd "scope"\nwith <b>markup<b>'):
+        x = gc.placeholder((2,), name="x\ny'\"")
+        out = gc.exp(x) * 2.0
+    text = gc.viz.format_tree(out)
+    assert len(text.strip().splitlines()) == 4  # multiply, exp, x, the constant
+    dot = gc.to_dot(out)
+    assert "label=<" not in dot  # quoted labels only: markup in a name stays text
+    assert all(line.count('"') % 2 == 0 for line in dot.splitlines() if "label=" in line)
+    source = gc.function([x], out).source
+    compile(source, "<source>", "exec")  # the generated program still parses
+
+
+def test_infinite_and_nan_literals_work_in_every_kernel_engine():
+    from graphcomp import kernels
+    x = gc.placeholder((8,), name="x")
+    out = gc.minimum(x, np.inf) * 2.0 + gc.maximum(x, -np.inf) - gc.where(x > 0, np.nan, x) + 1e308 * x
+    values = np.linspace(-2, 2, 8)
+    previous = kernels.get_backend()
+    try:
+        for engine in ["numpy"] + (["numexpr"] if kernels.numexpr is not None else []):
+            kernels.set_backend(engine)
+            with np.errstate(all="ignore"):
+                got = gc.function([x], out)(values)
+                expected = gc.function([x], out, optimize=False)(values)
+            np.testing.assert_array_equal(got, expected)
+    finally:
+        kernels.set_backend(previous)

@@ -42,6 +42,8 @@ def _extremum_vjp(g, out, x):
 
 
 def _logsumexp_impl(x, axis, keepdims):
+    if np.size(x) == 0:  # the log of an empty sum: -inf, as NumPy's logaddexp.reduce gives
+        return np.full(np.shape(np.sum(x, axis=axis, keepdims=keepdims)), -np.inf, dtype=np.result_type(x, 1.0))
     peak = np.max(x, axis=axis, keepdims=True)
     peak = np.where(np.isfinite(peak), peak, 0)
     with np.errstate(divide="ignore"):

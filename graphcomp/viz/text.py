@@ -19,7 +19,12 @@ def describe_line(node, number):
     expression = expression_text(node)
     if expression is not None:
         extras.append(f"expression {expression}")
-    return text + (f"  [{', '.join(extras)}]" if extras else "")
+    return _one_line(text + (f"  [{', '.join(extras)}]" if extras else ""))
+
+
+def _one_line(text):
+    """`text` with line breaks and other control characters shown escaped: one node, one line."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
 
 
 def _tree_lines(graph, depth):
