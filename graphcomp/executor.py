@@ -362,56 +362,91 @@ def _compile_segments(emitter, arity, returned):
     chunks = [emitter.lines[i:i + SEGMENT_LINES] for i in range(0, len(emitter.lines), SEGMENT_LINES)] or [[]]
     filename = f"<graphcomp-function-{next(_function_counter)}>"
     namespace = dict(emitter.bindings)
-    line_to_node, sources = {}, []
-    bound = list(parameters)
-    calls = []
-    for number, chunk in enumerate(chunks):
-        live_in = list(bound)
-        bound_set = set(bound)
-        body, used_bindings, located = [], [], []
-        for text, node, arguments, defines, deletes, bindings in chunk:
-            body.append(text)
-            used_bindings.extend(bindings)
-            if node is not None:
-                located.append((len(body) + 1, node, arguments))
-            if defines:
-                bound_set.add(defines)
-            for name in deletes:
-                bound_set.discard(name)
-        last = number == len(chunks) - 1
-        bound = [name for name in sorted(bound_set, key=_name_order)]
-        result = returned if last else bound
-        defaults = [f"{key}={key}" for key in dict.fromkeys(used_bindings)]
-        function_name = "run" if len(chunks) == 1 else f"segment_{number}"
-        header = f"def {function_name}({', '.join(live_in + defaults)}):"
-        returns = f"return ({', '.join(result)}{',' if len(result) == 1 else ''})"
-        source = header + "\n" + "\n".join("    " + line for line in body + [returns]) + "\n"
-        function = _define(source, f"{filename}:{function_name}", function_name, namespace)
-        for line, node, arguments in located:
-            line_to_node[(function.__code__, line)] = (node, arguments)
-        sources.append(source)
-        calls.append((function_name, live_in, result, last))
     if len(chunks) == 1:
-        run = namespace["run"]
-    else:
-        run = _chain_segments(calls, namespace, parameters, filename)
-        sources.append(run.source)
+        source, located = _segment_source("run", parameters, chunks[0], [], [], returned)
+        run = _define(source, f"{filename}:run", "run", namespace)
+        line_to_node = {(run.__code__, line): found for line, found in located}
+        run.source = source
+        return run, source, line_to_node, 1
+    return _compile_long(chunks, parameters, returned, filename, namespace)
+
+
+def _segment_source(function_name, parameters, chunk, loads, stores, result):
+    """(source of one def, [(line number, (node, input names))]) for a chunk of lines."""
+    body, used_bindings, located = list(loads), [], []
+    for text, node, arguments, defines, deletes, bindings in chunk:
+        body.append(text)
+        used_bindings.extend(bindings)
+        if node is not None:
+            located.append((len(body) + 1, (node, arguments)))
+    body += stores
+    defaults = [f"{key}={key}" for key in dict.fromkeys(used_bindings)]
+    header = f"def {function_name}({', '.join(parameters + defaults)}):"
+    if result is not None:
+        body.append(f"return ({', '.join(result)}{',' if len(result) == 1 else ''})")
+    source = header + "\n" + "\n".join("    " + line for line in body or ["pass"]) + "\n"
+    return source, located
+
+
+_VALUE_NAME = re.compile(r"\b[vp]\d+\b")
+
+
+def _compile_long(chunks, parameters, returned, filename, namespace):
+    """Very long programs: one function per chunk of lines. Values that cross from one chunk to
+    a later one travel in a dictionary (`env`): a chunk loads only the values it reads and
+    stores only the values a later chunk reads, so the work stays linear in the program."""
+    reads, kept_chunks = [], []  # per chunk: value names its lines read (before defining them) and define
+    for number, chunk in enumerate(chunks):
+        read, defined, kept = [], set(parameters) if number == 0 else set(), []
+        for line in chunk:
+            text, node, arguments, defines, deletes, bindings = line
+            if deletes:  # only names this chunk holds; the others leave `env` at their last read
+                local = [name for name in deletes if name in defined or name in read]
+                if local:
+                    kept.append((f"del {', '.join(local)}", None, [], None, local, ()))
+                continue
+            code = text.split("#", 1)[0]
+            for name in _VALUE_NAME.findall(code.split("=", 1)[1] if defines else code):
+                if name not in defined and name not in read:
+                    read.append(name)
+            if defines:
+                defined.add(defines)
+            kept.append(line)
+        if number == len(chunks) - 1:
+            read += [name for name in returned if name not in defined and name not in read]
+        reads.append((read, defined))
+        kept_chunks.append(kept)
+    chunks = kept_chunks
+    last_reader = {}
+    for number, (read, _) in enumerate(reads):
+        for name in read:
+            last_reader[name] = number
+    for name in returned:
+        last_reader[name] = len(chunks)
+    line_to_node, sources, calls = {}, [], []
+    for number, (chunk, (read, defined)) in enumerate(zip(chunks, reads)):
+        # A value read here for the last time leaves the dictionary (its memory is freed after use).
+        loads = [f"{name} = env.{'pop' if last_reader[name] == number else '__getitem__'}({name!r})"
+                 for name in read if not (number == 0 and name.startswith("p"))]
+        stores = [f"env[{name!r}] = {name}" for name in sorted(defined, key=_name_order)
+                  if last_reader.get(name, -1) > number]
+        last = number == len(chunks) - 1
+        function_name = f"segment_{number}"
+        source, located = _segment_source(function_name, ["env"] + (parameters if number == 0 else []),
+                                          chunk, loads, stores, returned if last else None)
+        function = _define(source, f"{filename}:{function_name}", function_name, namespace)
+        line_to_node.update({(function.__code__, line): found for line, found in located})
+        sources.append(source)
+        calls.append(function_name)
+    lines = ["env = {}"] + [f"{name}(env{', ' + ', '.join(parameters) if i == 0 and parameters else ''})"
+                            for i, name in enumerate(calls[:-1])]
+    lines.append(f"return {calls[-1]}(env)")
+    run_source = f"def run({', '.join(parameters)}):\n" + "\n".join("    " + line for line in lines) + "\n"
+    run = _define(run_source, f"{filename}:run", "run", namespace)
+    sources.append(run_source)
     source = "\n".join(sources)
     run.source = source
     return run, source, line_to_node, len(chunks)
-
-
-def _chain_segments(calls, namespace, parameters, filename):
-    lines = []
-    for function_name, live_in, result, last in calls:
-        target = "return " if last else f"{', '.join(result)}{',' if len(result) == 1 else ''} = "
-        if not result and not last:
-            target = ""
-        lines.append(f"{target}{function_name}({', '.join(live_in)})")
-    source = f"def run({', '.join(parameters)}):\n" + "\n".join("    " + line for line in lines) + "\n"
-    run = _define(source, f"{filename}:run", "run", namespace)
-    run.source = source
-    return run
 
 
 def _define(source, filename, function_name, namespace):
