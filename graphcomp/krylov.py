@@ -10,16 +10,19 @@ The dimension `n` is read from `A.shape` when it has one. All arithmetic is floa
 - `hutchinson_trace`, `hutchpp_trace`: randomized trace estimates.
 - `spectral_density`: stochastic Lanczos quadrature for the eigenvalue density.
 
-Long runs can report progress on stderr (`progress=True`).
+Long runs report progress on stderr with `progress=True` (a tqdm bar when tqdm is installed,
+a plain line otherwise), and call `callback(state)` after every iteration, with a
+`graphcomp.progress.State`: `state.iteration` (from 1), `state.total` (the most iterations
+there can be) and the fields each function documents.
 """
 
 from __future__ import annotations
 
-import sys
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from graphcomp.progress import Progress
 
 
 # matrices as products -------------------------------------------------------------------------
@@ -51,26 +54,6 @@ def as_matvec(A, n=None):
     return matvec, int(size)
 
 
-class _Progress:
-    """A one-line progress report on stderr, refreshed at most every half second."""
-
-    def __init__(self, label, total, enabled):
-        self.label, self.total, self.enabled = label, total, enabled
-        self.last = 0.0
-
-    def update(self, done, detail=""):
-        now = time.monotonic()
-        if self.enabled and (now - self.last > 0.5 or done == self.total):
-            self.last = now
-            sys.stderr.write(f"\r{self.label}: {done}/{self.total} {detail}\033[K")
-            sys.stderr.flush()
-
-    def close(self):
-        if self.enabled:
-            sys.stderr.write("\n")
-            sys.stderr.flush()
-
-
 def _rademacher(rng, shape):
     return rng.choice(np.array([-1.0, 1.0]), size=shape)
 
@@ -97,7 +80,9 @@ def cg(A, b, x0=None, damping=0.0, rtol=1e-10, atol=0.0, maxiter=None, n=None,
     Stops when ||b - (A + damping I) x|| <= max(rtol ||b||, atol) (checked on the true
     residual), after `maxiter` steps (default 10 n), or, with `stop_on_negative_curvature`,
     on a direction p with p^T (A + damping I) p <= 0, which it returns as `direction`.
-    `callback(x)` runs after every step. Returns a CGResult.
+    `callback(state)` runs after every step, with `state.x` (the iterate, updated in place by
+    later steps: copy it to keep it) and `state.residual_norm` (the recurrence's ||r||).
+    Returns a CGResult.
     """
     matvec, n = as_matvec(A, n)
     b = np.asarray(b, dtype=np.float64).ravel()
@@ -116,7 +101,7 @@ def cg(A, b, x0=None, damping=0.0, rtol=1e-10, atol=0.0, maxiter=None, n=None,
     direction = residual.copy()
     squared = residual @ residual
     history = [np.sqrt(squared)]
-    report = _Progress("cg", maxiter, progress)
+    report = Progress("cg", maxiter, progress, callback)
     result = dict(converged=False, negative_curvature=False, direction=None)
     iteration = 0
     while True:
@@ -144,9 +129,7 @@ def cg(A, b, x0=None, damping=0.0, rtol=1e-10, atol=0.0, maxiter=None, n=None,
         squared = new_squared
         history.append(np.sqrt(squared))
         iteration += 1
-        if callback is not None:
-            callback(x)
-        report.update(iteration, f"residual {history[-1]:.3e}")
+        report.update(iteration, f"residual {history[-1]:.3e}", x=x, residual_norm=float(history[-1]))
     report.close()
     return CGResult(x=x, iterations=iteration, residual_norms=np.array(history), matvecs=counter[0], **result)
 
@@ -174,7 +157,7 @@ def _lanczos_steps(matvec, start, steps, rng, report=None, converged=None):
         alphas.append(alpha)
         beta = np.linalg.norm(w)
         if report is not None:
-            report.update(j + 1)
+            report.update(j + 1, alpha=alpha, beta=beta)
         if j + 1 == steps or (converged is not None and converged(alphas, betas + [beta])):
             betas.append(beta)
             break
@@ -238,13 +221,15 @@ class LanczosResult:
 
 
 def lanczos(A, k=6, which="LA", n=None, maxiter=None, tol=1e-10, v0=None, seed=0,
-            return_eigenvectors=True, progress=False):
+            return_eigenvectors=True, progress=False, callback=None):
     """k extreme eigenvalues of a symmetric A by Lanczos with full reorthogonalisation.
 
     which: "LA" largest, "SA" smallest, "LM" largest magnitude, "BE" both ends (as
     scipy.sparse.linalg.eigsh). Stops when every wanted Ritz pair has a residual at most
     tol * max|Ritz value|, or after `maxiter` steps (default n). Eigenvalues come back in
-    ascending order, with Ritz vectors as columns. Returns a LanczosResult.
+    ascending order, with Ritz vectors as columns. `callback(state)` runs after every step,
+    with the new diagonal and off-diagonal entries of T, `state.alpha` and `state.beta`.
+    Returns a LanczosResult.
     """
     matvec, n = as_matvec(A, n)
     if not 1 <= k <= n:
@@ -261,7 +246,7 @@ def lanczos(A, k=6, which="LA", n=None, maxiter=None, tol=1e-10, v0=None, seed=0
         residuals = abs(betas[-1] * vectors[-1, chosen])
         return bool(np.all(residuals <= tol * max(np.max(np.abs(values)), 1e-300)))
 
-    report = _Progress("lanczos", steps, progress)
+    report = Progress("lanczos", steps, progress, callback)
     alphas, betas, basis = _lanczos_steps(matvec, start, steps, rng, report, converged)
     report.close()
     values, vectors = _tridiagonal_eigh(alphas, betas)
@@ -284,12 +269,14 @@ class PowerResult:
     converged: list = field(default_factory=list)
 
 
-def power_iteration(A, k=1, n=None, maxiter=1000, tol=1e-8, seed=0, progress=False):
+def power_iteration(A, k=1, n=None, maxiter=1000, tol=1e-8, seed=0, progress=False, callback=None):
     """The k largest-magnitude eigenpairs of a symmetric A, by power iteration with deflation.
 
     Each pair is iterated until ||A v - lambda v|| <= tol |lambda| (or `maxiter` steps), then
     removed (A - lambda v v^T) before the next. Converges slowly when |lambda_2 / lambda_1|
-    is near 1; Lanczos is the better tool then.
+    is near 1; Lanczos is the better tool then. `callback(state)` runs after every step, with
+    `state.index` (which eigenpair, from 0), `state.eigenvalue` (its current estimate) and
+    `state.residual` (||A v - lambda v||); `state.iteration` counts steps over all pairs.
     """
     matvec, n = as_matvec(A, n)
     rng = np.random.default_rng(seed)
@@ -301,7 +288,7 @@ def power_iteration(A, k=1, n=None, maxiter=1000, tol=1e-8, seed=0, progress=Fal
             result -= value * (vector @ v) * vector
         return result
 
-    report = _Progress("power iteration", k * maxiter, progress)
+    report = Progress("power iteration", k * maxiter, progress, callback)
     for index in range(k):
         v = rng.standard_normal(n)
         v /= np.linalg.norm(v)
@@ -315,7 +302,8 @@ def power_iteration(A, k=1, n=None, maxiter=1000, tol=1e-8, seed=0, progress=Fal
                 done = True
                 break
             v = w / norm
-            report.update(index * maxiter + step, f"eigenvalue {index + 1}: residual {residual:.2e}")
+            report.update(index * maxiter + step, f"eigenvalue {index + 1}: residual {residual:.2e}",
+                          index=index, eigenvalue=value, residual=residual)
             if residual <= tol * abs(value):
                 done = True
                 break
@@ -341,44 +329,53 @@ class TraceEstimate:
         return float(self.estimate)
 
 
-def hutchinson_trace(A, probes=100, n=None, seed=0, progress=False):
-    """Hutchinson's estimate of tr(A): the mean of z^T A z over Rademacher vectors z."""
+def hutchinson_trace(A, probes=100, n=None, seed=0, progress=False, callback=None):
+    """Hutchinson's estimate of tr(A): the mean of z^T A z over Rademacher vectors z.
+
+    `callback(state)` runs after every probe, with `state.sample` (its z^T A z) and
+    `state.estimate` (the mean so far)."""
     matvec, n = as_matvec(A, n)
     rng = np.random.default_rng(seed)
     samples = np.empty(probes)
-    report = _Progress("hutchinson", probes, progress)
+    report = Progress("hutchinson", probes, progress, callback)
+    total = 0.0
     for i in range(probes):
         z = _rademacher(rng, n)
         samples[i] = z @ matvec(z)
-        report.update(i + 1)
+        total += samples[i]
+        estimate = float(total / (i + 1))
+        report.update(i + 1, f"trace {estimate:.4g}", sample=float(samples[i]), estimate=estimate)
     report.close()
     error = float(samples.std(ddof=1) / np.sqrt(probes)) if probes > 1 else None
     return TraceEstimate(float(samples.mean()), error, probes)
 
 
-def hutchpp_trace(A, matvecs=300, n=None, seed=0, progress=False):
+def hutchpp_trace(A, matvecs=300, n=None, seed=0, progress=False, callback=None):
     """Hutch++ (Meyer, Musco, Musco, Woodruff 2021): the trace on a sketched top subspace
-    exactly, Hutchinson on the rest. Spends about `matvecs` products in three equal parts."""
+    exactly, Hutchinson on the rest. Spends about `matvecs` products in three equal parts.
+
+    `callback(state)` runs after every product (`state.iteration` counts them), with
+    `state.phase`: "sketch", "subspace" (the exact part) or "probes" (the Hutchinson part)."""
     matvec, n = as_matvec(A, n)
     rng = np.random.default_rng(seed)
     third = max(1, matvecs // 3)
-    report = _Progress("hutch++", 3 * third, progress)
+    report = Progress("hutch++", 3 * third, progress, callback)
     done = [0]
 
-    def apply(block):
+    def apply(block, phase):
         columns = []
         for column in block.T:
             columns.append(matvec(column))
             done[0] += 1
-            report.update(done[0])
+            report.update(done[0], phase, phase=phase)
         return np.stack(columns, axis=1)
 
-    sketch = apply(_rademacher(rng, (n, min(third, n))))
+    sketch = apply(_rademacher(rng, (n, min(third, n))), "sketch")
     basis, _ = np.linalg.qr(sketch)
-    exact_part = np.trace(basis.T @ apply(basis))
+    exact_part = np.trace(basis.T @ apply(basis, "subspace"))
     probes = _rademacher(rng, (n, third))
     probes -= basis @ (basis.T @ probes)  # project out the sketched subspace
-    remainder = np.einsum("ij,ij->", probes, apply(probes)) / third
+    remainder = np.einsum("ij,ij->", probes, apply(probes, "probes")) / third
     report.close()
     return TraceEstimate(float(exact_part + remainder), None, done[0])
 
@@ -415,21 +412,22 @@ class SpectralDensity:
         return float(self.dimension * np.mean(np.sum(self.weights * self.nodes, axis=1)))
 
 
-def spectral_density(A, probes=10, steps=50, n=None, seed=0, progress=False):
+def spectral_density(A, probes=10, steps=50, n=None, seed=0, progress=False, callback=None):
     """Stochastic Lanczos quadrature (Golub and Meurant; Ghorbani, Krishnan, Xiao 2019):
     `steps` Lanczos steps from each of `probes` random unit vectors; the eigenvalues of each
     tridiagonal T are quadrature nodes, the squared first components of its eigenvectors the
-    weights. Returns a SpectralDensity."""
+    weights. `callback(state)` runs after every probe, with that probe's `state.nodes` and
+    `state.weights`. Returns a SpectralDensity."""
     matvec, n = as_matvec(A, n)
     rng = np.random.default_rng(seed)
     steps = min(steps, n)
     nodes, weights = np.zeros((probes, steps)), np.zeros((probes, steps))
-    report = _Progress("spectral density", probes, progress)
+    report = Progress("spectral density", probes, progress, callback)
     for probe in range(probes):
         alphas, betas, _ = _lanczos_steps(matvec, _rademacher(rng, n), steps, rng)
         values, vectors = _tridiagonal_eigh(alphas, betas)
         nodes[probe, :len(values)] = values
         weights[probe, :len(values)] = vectors[0] ** 2
-        report.update(probe + 1)
+        report.update(probe + 1, nodes=nodes[probe], weights=weights[probe])
     report.close()
     return SpectralDensity(nodes, weights, n)

@@ -49,7 +49,7 @@ def test_cg_converges_records_residuals_and_detects_negative_curvature():
     A = matrix_with_spectrum(np.linspace(0.5, 20.0, 50))
     b = np.random.default_rng(2).normal(size=50)
     seen = []
-    result = krylov.cg(A, b, rtol=1e-12, callback=lambda x: seen.append(x.copy()))
+    result = krylov.cg(A, b, rtol=1e-12, callback=lambda state: seen.append(state.x.copy()))
     np.testing.assert_allclose(result.x, np.linalg.solve(A, b), rtol=1e-9)
     assert result.converged and len(seen) == result.iterations == len(result.residual_norms) - 1
     assert result.residual_norms[0] == pytest.approx(np.linalg.norm(b))

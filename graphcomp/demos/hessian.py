@@ -21,6 +21,7 @@ import numpy as np
 
 import graphcomp as gc
 from graphcomp import krylov
+from graphcomp.progress import Progress
 
 HIDDEN = 32
 
@@ -51,24 +52,30 @@ def build_network(seed):
     return x, onehot, params, logits, gc.nn.softmax_cross_entropy(logits, onehot)
 
 
-def train(x, onehot, params, logits, loss, images, targets, steps, rate=0.5, momentum=0.9):
-    """Full-batch gradient descent with momentum, compiled as one update function."""
+def train(x, onehot, params, logits, loss, images, targets, steps, rate=0.5, momentum=0.9,
+          progress=False, callback=None):
+    """Full-batch gradient descent with momentum, compiled as one update function.
+
+    `progress=True` shows a bar on stderr; `callback(state)` runs after every step with
+    `state.iteration` (the step, from 1) and `state.loss` (the loss before its update)."""
     velocities = [gc.variable(np.zeros(p.shape), name=f"velocity_{p.name}") for p in params]
     gradients = gc.grad(loss, params)
     new_velocities = [momentum * v - rate * g for v, g in zip(velocities, gradients)]
     updates = list(zip(velocities, new_velocities)) + [(p, p + v) for p, v in zip(params, new_velocities)]
     step = gc.function([x, onehot], loss, updates=updates)
-    for _ in range(steps):
-        step(images, targets)
+    with Progress("training", steps, progress, callback) as report:
+        for index in range(steps):
+            value = float(step(images, targets))
+            report.update(index + 1, f"loss {value:.4f}", loss=value)
 
 
 def describe_curvature(hessian, args, rng_seed):
     """Top eigenvalues, trace estimates and spectral density of the operator at its point."""
     started = time.perf_counter()
     top = krylov.lanczos(hessian, k=args.top, which="LA", tol=1e-8, seed=rng_seed, progress=args.progress)
-    bottom = krylov.lanczos(hessian, k=1, which="SA", tol=1e-8, seed=rng_seed)
+    bottom = krylov.lanczos(hessian, k=1, which="SA", tol=1e-8, seed=rng_seed, progress=args.progress)
     trace = krylov.hutchinson_trace(hessian, probes=args.probes, seed=rng_seed, progress=args.progress)
-    trace_pp = krylov.hutchpp_trace(hessian, matvecs=args.probes, seed=rng_seed)
+    trace_pp = krylov.hutchpp_trace(hessian, matvecs=args.probes, seed=rng_seed, progress=args.progress)
     density = krylov.spectral_density(hessian, probes=args.slq_probes, steps=args.slq_steps, seed=rng_seed,
                                       progress=args.progress)
     return dict(top=top.eigenvalues[::-1], smallest=bottom.eigenvalues[0], trace=trace, trace_pp=trace_pp,
@@ -129,7 +136,8 @@ def parse_arguments(argv):
     parser.add_argument("--slq-steps", type=int, default=60, help="Lanczos steps per SLQ probe (default 60)")
     parser.add_argument("--out", default=".", help="folder for hessian_density.png (default: here)")
     parser.add_argument("--text", action="store_true", help="text histograms only, no PNG")
-    parser.add_argument("--progress", action="store_true", help="show progress of the Krylov runs")
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
+                        help="show progress of training and of the Krylov runs on stderr (default: on)")
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
 
@@ -165,7 +173,7 @@ def run(args):
     for label in ("before training", "after training"):
         if label == "after training":
             started = time.perf_counter()
-            train(x, onehot, params, logits, loss, images, targets, args.steps)
+            train(x, onehot, params, logits, loss, images, targets, args.steps, progress=args.progress)
             print(f"\ntrained for {args.steps} steps in {time.perf_counter() - started:.2f} s")
             hessian.set_point([p.value for p in params])
         loss_value, logit_values = evaluate(images, targets)

@@ -16,6 +16,7 @@ import sys
 import numpy as np
 
 import graphcomp as gc
+from graphcomp.progress import Progress
 
 INPUTS = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=float)
 TARGETS = np.array([0, 1, 1, 0], dtype=float)
@@ -52,17 +53,20 @@ def build_network(seed=1):
     return {"X": X, "t": t, "parameters": parameters, "y": y, "cost": cost, "gradients": gradients}
 
 
-def train(network, steps=2000, learning_rate=0.1, progress=None):
-    """Full-batch gradient descent; `progress(step, cost)` is called now and then. Returns the cost."""
+def train(network, steps=2000, learning_rate=0.1, progress=False, callback=None):
+    """Full-batch gradient descent; returns the last cost.
+
+    `progress=True` shows a bar on stderr (graphcomp.progress); `callback(state)` runs after
+    every step with `state.iteration` (the step, from 1) and `state.cost` (J before that
+    step's update)."""
     parameters, gradients = network["parameters"], network["gradients"]
     step = gc.function([network["X"], network["t"]], network["cost"],
                        updates=[(p, p - learning_rate * gradients[name]) for name, p in parameters.items()])
-    report_every = max(1, steps // 100)
     cost = float("nan")
-    for index in range(steps):
-        cost = float(step(INPUTS, TARGETS))
-        if progress is not None and (index % report_every == 0 or index == steps - 1):
-            progress(index + 1, cost)
+    with Progress("training", steps, progress, callback) as report:
+        for index in range(steps):
+            cost = float(step(INPUTS, TARGETS))
+            report.update(index + 1, f"J = {cost:.6f}", cost=cost)
     return cost
 
 
@@ -74,28 +78,6 @@ def gradient_captions(network):
 def graph_outputs(network):
     """The forward cost and its gradients: what the drawings show."""
     return [network["cost"], *network["gradients"].values()]
-
-
-class ProgressBar:
-    """A one-line text progress bar (redrawn in place on a terminal, a few lines otherwise)."""
-
-    def __init__(self, total, stream=None, width=30):
-        self.total, self.width = total, width
-        self.stream = stream or sys.stderr
-        self.interactive = hasattr(self.stream, "isatty") and self.stream.isatty()
-        self.last_quarter = -1
-
-    def __call__(self, done, cost):
-        filled = round(self.width * done / self.total)
-        line = f"training [{'#' * filled}{'.' * (self.width - filled)}] {done}/{self.total}  J = {cost:.6f}"
-        if self.interactive:
-            self.stream.write("\r" + line + ("\n" if done == self.total else ""))
-            self.stream.flush()
-        else:
-            quarter = 4 * done // self.total
-            if quarter != self.last_quarter:
-                self.last_quarter = quarter
-                self.stream.write(line + "\n")
 
 
 def _fmt(array, precision=3):
@@ -169,13 +151,15 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=1, help="seed of the random initial weights (default 1)")
     parser.add_argument("--out", default="graphcomp-out", help="directory for the drawings (default ./graphcomp-out)")
     parser.add_argument("--no-files", action="store_true", help="do not write the drawings")
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
+                        help="show a progress bar while training (default: on)")
     args = parser.parse_args(argv)
     if args.steps < 1:
         parser.error("--steps must be at least 1")
     print("The lecture's XOR network: f(x) = w^T max(0, W^T x + c) + b, trained by gradient descent on\n"
           "J = mean((f(x) - y)^2) over x in {00, 01, 10, 11} with y = XOR(x).\n")
     network = build_network(seed=args.seed)
-    cost = train(network, steps=args.steps, learning_rate=args.learning_rate, progress=ProgressBar(args.steps))
+    cost = train(network, steps=args.steps, learning_rate=args.learning_rate, progress=args.progress)
     report(network, cost)
     if not args.no_files:
         write_graphs(network, args.out)

@@ -7,7 +7,8 @@ and the kernels ask about: is it a leaf, is it commutative, does its kernel retu
 array, may that kernel write into a given `out` (and may `out` be one of its operands), which
 IEEE floating-point conditions it treats as intended results, and, for elementwise ops, its
 scalar form (a SymPy expression: the mathematical definition) and its spelling as steps of
-NumPy ufuncs (what fused kernels run, on every kernel engine).
+NumPy ufuncs (what fused kernels run, on every kernel engine), and its ONNX form (what
+graphcomp.onnx_export writes).
 
 Nothing outside this package tests an op's name to learn one of these facts.
 
@@ -59,6 +60,11 @@ class OpDef:
       `impl` is built from it, so the unfused kernel and every fused kernel run the same calls.
     - `infix`: the operator a readable expression writes between the operands (`+`), if any.
     - `members`: for a record that stands for several nodes (a fused kernel), those nodes.
+    - `onnx`: the op's ONNX form (opset 18), or None when it has none: `onnx(b, node, *names)`
+      emits ONNX nodes through the exporter's builder `b` (see `graphcomp.onnx_export.Builder`:
+      `b.emit("Add", x, y)`, `b.constant(1.0, dtype)`, `b.ints([0, 1])`, `b.operands(node,
+      names)`, ...) for `node`, whose inputs hold the ONNX values named `names`, and returns the
+      name of the value holding the result (of `node.dtype`). Leaves are the exporter's own.
     """
 
     name: str
@@ -80,6 +86,7 @@ class OpDef:
     steps: Callable | None = None
     infix: str | None = None
     members: tuple = ()
+    onnx: Callable | None = None
 
     def __post_init__(self):
         self.tolerates = frozenset(self.tolerates)
@@ -125,6 +132,24 @@ def tolerating(kernel, conditions):
         with np.errstate(**quiet):
             return kernel(*arrays, **attrs)
     return run
+
+
+def onnx_node(op_type, operands="result", **attributes):
+    """The ONNX form of an op that is one ONNX node `op_type` with these attributes.
+
+    `operands` says which dtype the inputs are cast to first (ONNX ops take operands of one
+    type, NumPy promotes): "result" (the node's own dtype), "common" (the inputs' common
+    dtype: comparisons, whose result is boolean) or None (as they are).
+    """
+    def form(b, node, *inputs):
+        if operands == "result":
+            inputs = b.operands(node, inputs, node.dtype)
+        elif operands == "common":
+            inputs = b.operands(node, inputs, np.result_type(*(i.dtype for i in node.inputs)))
+        return b.emit(op_type, *inputs, **attributes)
+    form.__name__ = f"onnx_{op_type}"
+    form.__doc__ = f"ONNX {op_type}" + (f" {attributes}" if attributes else "")
+    return form
 
 
 def register(op):

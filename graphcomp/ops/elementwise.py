@@ -10,7 +10,7 @@ import functools
 
 import numpy as np
 
-from graphcomp.ops import OpDef, register, register_builders
+from graphcomp.ops import OpDef, onnx_node, register, register_builders
 from graphcomp.ops.rules import symmetric_jvp
 from graphcomp.ops.steps import kernel_from_steps, single_ufunc_steps
 from graphcomp.shapes import broadcast_shapes
@@ -96,6 +96,111 @@ def _zeros_like(x):
     return np.zeros_like(x)
 
 
+# ONNX forms (see OpDef.onnx) of the ops that are not one ONNX node -----------------------------
+# Operands are first cast to the result dtype, as NumPy computes in it. ONNX has no log1p,
+# expm1 or logaddexp; onnxruntime has no float64 Tan, its Sigmoid is an approximation, its
+# float64 Softplus overflows at x = 1000 and its LeakyRelu holds alpha as a float32: those are
+# spelled with other ONNX ops.
+
+def _onnx_unary(spelling):
+    """The ONNX form of a unary op given `spelling(b, x, dtype)` on the cast operand."""
+    def form(b, node, x):
+        (x,) = b.operands(node, [x])
+        return spelling(b, x, node.dtype)
+    return form
+
+
+def onnx_log1p(b, x, dtype):
+    """log(1 + x) for ONNX, accurate near 0: for |x| < 1/2, with u = 1 + x rounded,
+    log(u) * x / (u - 1) (Goldberg 1991: the rounding of 1 + x cancels; within a few ulps of
+    NumPy's log1p), and x itself where u == 1; plain log(1 + x) elsewhere, where 1 + x loses
+    nothing that matters."""
+    one, zero = b.constant(1, dtype), b.constant(0, dtype)
+    u = b.emit("Add", one, x)
+    u_minus_one = b.emit("Sub", u, one)
+    log_u = b.emit("Log", u)
+    corrected = b.emit("Mul", log_u, b.emit("Div", x, u_minus_one))
+    near_zero = b.emit("Where", b.emit("Equal", u_minus_one, zero), x, corrected)
+    small = b.emit("Less", b.emit("Abs", x), b.constant(0.5, dtype))
+    return b.emit("Where", small, near_zero, log_u)
+
+
+def _onnx_expm1(b, x, dtype):
+    """exp(x) - 1 for ONNX, accurate near 0: for |x| < 1/2, with u = exp(x) rounded,
+    (u - 1) * x / log(u) (Kahan), and x itself where u == 1; plain exp(x) - 1 elsewhere."""
+    one = b.constant(1, dtype)
+    u = b.emit("Exp", x)
+    u_minus_one = b.emit("Sub", u, one)
+    corrected = b.emit("Div", b.emit("Mul", u_minus_one, x), b.emit("Log", u))
+    near_zero = b.emit("Where", b.emit("Equal", u, one), x, corrected)
+    small = b.emit("Less", b.emit("Abs", x), b.constant(0.5, dtype))
+    return b.emit("Where", small, near_zero, u_minus_one)
+
+
+def _onnx_square(b, x, dtype):
+    return b.emit("Mul", x, x)
+
+
+def _onnx_tan(b, x, dtype):
+    if np.dtype(dtype) == np.float32:
+        return b.emit("Tan", x)
+    return b.emit("Div", b.emit("Sin", x), b.emit("Cos", x))  # onnxruntime's Tan is float32 only
+
+
+def _onnx_sigmoid(b, x, dtype):
+    """The kernel's own formula (1 / (1 + e) for x >= 0, else e / (1 + e), e = exp(-|x|)):
+    onnxruntime's Sigmoid is a fast approximation (relative errors of 1e-3 in float64 near
+    x = -30, 0 instead of 4e-44 at x = -100)."""
+    e = b.emit("Exp", b.emit("Neg", b.emit("Abs", x)))
+    denominator = b.emit("Add", b.constant(1, dtype), e)
+    upper = b.emit("Div", b.constant(1, dtype), denominator)
+    return b.emit("Where", b.emit("GreaterOrEqual", x, b.constant(0, dtype)), upper, b.emit("Div", e, denominator))
+
+
+def _onnx_softplus(b, x, dtype):
+    """max(x, 0) + log1p(exp(-|x|)): never overflows (ONNX Softplus is log(exp(x) + 1))."""
+    tail = onnx_log1p(b, b.emit("Exp", b.emit("Neg", b.emit("Abs", x))), dtype)
+    return b.emit("Add", b.emit("Max", x, b.constant(0, dtype)), tail)
+
+
+def _onnx_leaky_relu(b, node, x):
+    (x,) = b.operands(node, [x])
+    alpha = node.attrs["alpha"]
+    if node.dtype == np.float32:  # the attribute is a float32: exact for float32 tensors
+        return b.emit("LeakyRelu", x, alpha=alpha)
+    zero, slope = b.constant(0, node.dtype), b.constant(alpha, node.dtype)
+    return b.emit("Where", b.emit("Greater", x, zero), x, b.emit("Mul", slope, x))
+
+
+def _onnx_clip(b, node, x):
+    (x,) = b.operands(node, [x])
+    return b.emit("Clip", x, b.constant(node.attrs["lo"], node.dtype), b.constant(node.attrs["hi"], node.dtype))
+
+
+def _onnx_cast(b, node, x):
+    return b.emit("Cast", x, to=b.element_type(node.dtype))
+
+
+def _onnx_zeros_like(b, node, x):
+    return b.emit("ConstantOfShape", b.emit("Shape", x), value=b.tensor([0], node.dtype))
+
+
+def _onnx_where(b, node, condition, x, y):
+    x, y = (b.cast(name, source.dtype, node.dtype) for name, source in zip((x, y), node.inputs[1:]))
+    return b.emit("Where", condition, x, y)
+
+
+def _onnx_logaddexp(b, node, x, y):
+    """As NumPy: x + log(2) where x == y (infinities included), else
+    max(x, y) + log1p(exp(-|x - y|))."""
+    x, y = b.operands(node, [x, y])
+    dtype = node.dtype
+    tail = onnx_log1p(b, b.emit("Exp", b.emit("Neg", b.emit("Abs", b.emit("Sub", x, y)))), dtype)
+    apart = b.emit("Add", b.emit("Max", x, y), tail)
+    tied = b.emit("Add", x, b.constant(np.log(2.0), dtype))
+    return b.emit("Where", b.emit("Equal", x, y), tied, apart)
+
+
 # scalar forms (SymPy): each op's definition, which tests differentiate as an oracle -------------
 # SymPy is imported only when a scalar form is asked for.
 
@@ -120,17 +225,22 @@ def _stable_sigmoid(x):
 # arithmetic -----------------------------------------------------------------------------------
 
 ADD = _elementwise("add", np.add, vjp=(lambda g, out, x, y: g, lambda g, out, x, y: g), jvp=symmetric_jvp,
-                   scalar=lambda x, y: x + y, commutative=True, infix="+")
+                   scalar=lambda x, y: x + y, commutative=True, infix="+",
+                   onnx=onnx_node("Add"))
 SUBTRACT = _elementwise("subtract", np.subtract, vjp=(lambda g, out, x, y: g, lambda g, out, x, y: -g),
-                        jvp=symmetric_jvp, scalar=lambda x, y: x - y, infix="-")
+                        jvp=symmetric_jvp, scalar=lambda x, y: x - y, infix="-",
+                        onnx=onnx_node("Sub"))
 MULTIPLY = _elementwise("multiply", np.multiply,
                         vjp=(lambda g, out, x, y: g * y, lambda g, out, x, y: g * x), jvp=symmetric_jvp,
-                        scalar=lambda x, y: x * y, commutative=True, infix="*")
+                        scalar=lambda x, y: x * y, commutative=True, infix="*",
+                        onnx=onnx_node("Mul"))
 DIVIDE = _elementwise("divide", np.true_divide,
                       vjp=(lambda g, out, x, y: g / y, lambda g, out, x, y: -g * out / y), jvp=symmetric_jvp,
-                      scalar=lambda x, y: x / y, infix="/")
+                      scalar=lambda x, y: x / y, infix="/",
+                      onnx=onnx_node("Div"))
 NEGATIVE = _elementwise("negative", np.negative, vjp=(lambda g, out, x: -g,), jvp=symmetric_jvp,
-                        scalar=lambda x: -x)
+                        scalar=lambda x: -x,
+                        onnx=onnx_node("Neg"))
 
 
 def _power_vjp_base(g, out, x, y):
@@ -144,7 +254,8 @@ def _power_vjp_exponent(g, out, x, y):
 
 
 POWER = _elementwise("power", np.power, vjp=(_power_vjp_base, _power_vjp_exponent), jvp=symmetric_jvp,
-                     scalar=lambda x, y: x ** y, infix="**")
+                     scalar=lambda x, y: x ** y, infix="**",
+                     onnx=onnx_node("Pow"))
 
 
 def _select_vjp(first_wins):
@@ -162,57 +273,75 @@ def _select_vjp(first_wins):
 # maximum and minimum are not commutative in IEEE arithmetic: maximum(-0.0, 0.0) is -0.0 and
 # maximum(0.0, -0.0) is 0.0, and of two NaNs the first is returned.
 MAXIMUM = _elementwise("maximum", np.maximum, vjp=_select_vjp(True), jvp=symmetric_jvp,
-                       scalar=lambda x, y: _sympy().Max(x, y))
+                       scalar=lambda x, y: _sympy().Max(x, y),
+                       onnx=onnx_node("Max"))
 MINIMUM = _elementwise("minimum", np.minimum, vjp=_select_vjp(False), jvp=symmetric_jvp,
-                       scalar=lambda x, y: _sympy().Min(x, y))
+                       scalar=lambda x, y: _sympy().Min(x, y),
+                       onnx=onnx_node("Min"))
 WHERE = _elementwise("where", np.where, vjp=(
     None,
     lambda g, out, c, x, y: where(c, g, zero_like_scalar(g)),
     lambda g, out, c, x, y: where(c, zero_like_scalar(g), g),
 ), jvp=symmetric_jvp, scalar=lambda c, x, y: _sympy().Piecewise((x, c), (y, True)),
-    steps=lambda emit, c, x, y: emit("where", c, x, y))
+    steps=lambda emit, c, x, y: emit("where", c, x, y), onnx=_onnx_where)
 
 # unary functions ------------------------------------------------------------------------------
 
 EXP = _elementwise("exp", np.exp, vjp=(lambda g, out, x: g * out,), jvp=symmetric_jvp,
-                   scalar=lambda x: _sympy().exp(x))
+                   scalar=lambda x: _sympy().exp(x),
+                   onnx=onnx_node("Exp"))
 LOG = _elementwise("log", np.log, vjp=(lambda g, out, x: g / x,), jvp=symmetric_jvp,
-                   scalar=lambda x: _sympy().log(x))
+                   scalar=lambda x: _sympy().log(x),
+                   onnx=onnx_node("Log"))
 LOG1P = _elementwise("log1p", np.log1p, vjp=(lambda g, out, x: g / (1 + x),), jvp=symmetric_jvp,
-                     scalar=lambda x: _c_function("log1p")(x))
+                     scalar=lambda x: _c_function("log1p")(x),
+                     onnx=_onnx_unary(onnx_log1p))
 EXPM1 = _elementwise("expm1", np.expm1, vjp=(lambda g, out, x: g * (out + 1),), jvp=symmetric_jvp,
-                     scalar=lambda x: _c_function("expm1")(x))
+                     scalar=lambda x: _c_function("expm1")(x),
+                     onnx=_onnx_unary(_onnx_expm1))
 SQRT = _elementwise("sqrt", np.sqrt, vjp=(lambda g, out, x: g * 0.5 / out,), jvp=symmetric_jvp,
-                    scalar=lambda x: _sympy().sqrt(x))
+                    scalar=lambda x: _sympy().sqrt(x),
+                    onnx=onnx_node("Sqrt"))
 SQUARE = _elementwise("square", np.square, vjp=(lambda g, out, x: g * 2 * x,), jvp=symmetric_jvp,
-                      scalar=lambda x: x ** 2)
+                      scalar=lambda x: x ** 2,
+                      onnx=_onnx_unary(_onnx_square))
 ABS = _elementwise("abs", np.abs, vjp=(lambda g, out, x: g * sign(x),), jvp=symmetric_jvp,
-                   scalar=lambda x: _sympy().Abs(x))
+                   scalar=lambda x: _sympy().Abs(x),
+                   onnx=onnx_node("Abs"))
 SIGN = _elementwise("sign", np.sign, differentiable=False,
-                    scalar=lambda x: _sympy().sign(x))
+                    scalar=lambda x: _sympy().sign(x),
+                    onnx=onnx_node("Sign"))
 TANH = _elementwise("tanh", np.tanh, vjp=(lambda g, out, x: g * (1 - square(out)),), jvp=symmetric_jvp,
-                    scalar=lambda x: _sympy().tanh(x))
+                    scalar=lambda x: _sympy().tanh(x),
+                    onnx=onnx_node("Tanh"))
 SIN = _elementwise("sin", np.sin, vjp=(lambda g, out, x: g * cos(x),), jvp=symmetric_jvp,
-                   scalar=lambda x: _sympy().sin(x))
+                   scalar=lambda x: _sympy().sin(x),
+                   onnx=onnx_node("Sin"))
 COS = _elementwise("cos", np.cos, vjp=(lambda g, out, x: -g * sin(x),), jvp=symmetric_jvp,
-                   scalar=lambda x: _sympy().cos(x))
+                   scalar=lambda x: _sympy().cos(x),
+                   onnx=onnx_node("Cos"))
 # d tan(x) = 1 + tan(x)^2: the rule reads the output.
 TAN = _elementwise("tan", np.tan, vjp=(lambda g, out, x: g * (1 + square(out)),), jvp=symmetric_jvp,
-                   scalar=lambda x: _sympy().tan(x))
+                   scalar=lambda x: _sympy().tan(x),
+                   onnx=_onnx_unary(_onnx_tan))
 # exp(-|x|) underflows to 0 for |x| > 745: that is the intended value, not an error.
 SIGMOID = _elementwise("sigmoid", steps=_sigmoid_steps, vjp=(lambda g, out, x: g * out * (1 - out),),
-                       jvp=symmetric_jvp, scalar=lambda x: _stable_sigmoid(x), tolerates={"under"})
+                       jvp=symmetric_jvp, scalar=lambda x: _stable_sigmoid(x), tolerates={"under"},
+                       onnx=_onnx_unary(_onnx_sigmoid))
 SOFTPLUS = _elementwise("softplus", steps=_softplus_steps, vjp=(lambda g, out, x: g * sigmoid(x),),
                         jvp=symmetric_jvp, tolerates={"under"},
-                        scalar=lambda x: _sympy().Max(x, 0) + _c_function("log1p")(_sympy().exp(-_sympy().Abs(x))))
+                        scalar=lambda x: _sympy().Max(x, 0) + _c_function("log1p")(_sympy().exp(-_sympy().Abs(x))),
+                        onnx=_onnx_unary(_onnx_softplus))
 # relu(x) > 0 exactly where x > 0: the rule reads the output, so x need not be kept for it.
 RELU = _elementwise("relu", steps=_relu_steps,
                     vjp=(lambda g, out, x: g * mask(greater(out, zero_like_scalar(x)), g),), jvp=symmetric_jvp,
-                    scalar=lambda x: _sympy().Max(x, 0))
+                    scalar=lambda x: _sympy().Max(x, 0),
+                    onnx=onnx_node("Relu"))
 LEAKY_RELU = _elementwise(
     "leaky_relu", steps=_leaky_relu_steps,
     vjp=(lambda g, out, x: where(greater(x, zero_like_scalar(x)), g, g * out.attrs["alpha"]),),
-    jvp=symmetric_jvp, scalar=lambda x, alpha: _sympy().Piecewise((x, x > 0), (alpha * x, True)))
+    jvp=symmetric_jvp, scalar=lambda x, alpha: _sympy().Piecewise((x, x > 0), (alpha * x, True)),
+    onnx=_onnx_leaky_relu)
 
 
 def _clip_vjp(g, out, x):
@@ -223,13 +352,16 @@ def _clip_vjp(g, out, x):
 
 
 CLIP = _elementwise("clip", steps=_clip_steps, vjp=(_clip_vjp,), jvp=symmetric_jvp,
-                    scalar=lambda x, lo, hi: _sympy().Min(_sympy().Max(x, lo), hi))
+                    scalar=lambda x, lo, hi: _sympy().Min(_sympy().Max(x, lo), hi),
+                    onnx=_onnx_clip)
 # astype(copy=False) hands back its input when the dtype already matches: not a fresh array.
 CAST = _elementwise("cast", _cast, steps=_cast_steps, vjp=(lambda g, out, x: cast(g, x.dtype),),
                     jvp=symmetric_jvp, fresh_result=False,
-                    scalar=lambda x, dtype: _sympy().Piecewise((1, x), (0, True)))
+                    scalar=lambda x, dtype: _sympy().Piecewise((1, x), (0, True)),
+                    onnx=_onnx_cast)
 ZEROS_LIKE = _elementwise("zeros_like", _zeros_like, differentiable=False,
-                          scalar=lambda x: _sympy().Integer(0))
+                          scalar=lambda x: _sympy().Integer(0),
+                          onnx=_onnx_zeros_like)
 
 # two-argument functions -----------------------------------------------------------------------
 
@@ -237,20 +369,26 @@ ZEROS_LIKE = _elementwise("zeros_like", _zeros_like, differentiable=False,
 LOGADDEXP = _elementwise("logaddexp", np.logaddexp,
                          vjp=(lambda g, out, x, y: g * exp(x - out), lambda g, out, x, y: g * exp(y - out)),
                          jvp=symmetric_jvp, tolerates={"under"},
-                         scalar=lambda x, y: _sympy().log(_sympy().exp(x) + _sympy().exp(y)))
+                         scalar=lambda x, y: _sympy().log(_sympy().exp(x) + _sympy().exp(y)),
+                         onnx=_onnx_logaddexp)
 
 # comparisons (boolean results, no gradient) ---------------------------------------------------
 
 LESS = _elementwise("less", np.less, differentiable=False, infix="<",
-                    scalar=lambda x, y: _sympy().StrictLessThan(x, y, evaluate=False))
+                    scalar=lambda x, y: _sympy().StrictLessThan(x, y, evaluate=False),
+                    onnx=onnx_node("Less", operands="common"))
 LESS_EQUAL = _elementwise("less_equal", np.less_equal, differentiable=False, infix="<=",
-                          scalar=lambda x, y: _sympy().LessThan(x, y, evaluate=False))
+                          scalar=lambda x, y: _sympy().LessThan(x, y, evaluate=False),
+                          onnx=onnx_node("LessOrEqual", operands="common"))
 GREATER = _elementwise("greater", np.greater, differentiable=False, infix=">",
-                       scalar=lambda x, y: _sympy().StrictGreaterThan(x, y, evaluate=False))
+                       scalar=lambda x, y: _sympy().StrictGreaterThan(x, y, evaluate=False),
+                       onnx=onnx_node("Greater", operands="common"))
 GREATER_EQUAL = _elementwise("greater_equal", np.greater_equal, differentiable=False, infix=">=",
-                             scalar=lambda x, y: _sympy().GreaterThan(x, y, evaluate=False))
+                             scalar=lambda x, y: _sympy().GreaterThan(x, y, evaluate=False),
+                             onnx=onnx_node("GreaterOrEqual", operands="common"))
 EQUAL = _elementwise("equal", np.equal, differentiable=False, infix="==", commutative=True,
-                     scalar=lambda x, y: _sympy().Eq(x, y, evaluate=False))
+                     scalar=lambda x, y: _sympy().Eq(x, y, evaluate=False),
+                     onnx=onnx_node("Equal", operands="common"))
 
 
 # builder functions (the public API) -----------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from graphcomp.errors import ShapeError
-from graphcomp.ops import OpDef, register, register_builders
+from graphcomp.ops import OpDef, onnx_node, register, register_builders
 from graphcomp.ops import shape as sh
 from graphcomp.ops.rules import add_tangents
 from graphcomp.shapes import broadcast_shapes, format_shape
@@ -62,7 +62,8 @@ def _matmul_jvp(tangents, out, a, b):
 
 MATMUL = register(OpDef("matmul", np.matmul, _matmul_infer,
                         vjp=(_matmul_vjp_left, _matmul_vjp_right), jvp=_matmul_jvp, kind="linalg",
-                        fresh_result=True, writes_out=True, overwrites_operand=False))
+                        fresh_result=True, writes_out=True, overwrites_operand=False,
+                        onnx=onnx_node("MatMul")))  # ONNX MatMul follows np.matmul, vectors included
 
 
 def matmul(a, b):

@@ -67,17 +67,53 @@ def _logsumexp_jvp(tangents, out, x):
     return apply(SUM, tangents[0] * ew.exp(x - expand_reduced(out, out)), **out.attrs)
 
 
+# ONNX forms (opset 18: the axes are an input). NumPy reduces in the result dtype (a sum of
+# booleans is an int64, a mean of ints a float64), so the operand is cast to it first.
+
+def _onnx_reduction(op_type):
+    def form(b, node, x):
+        (x,) = b.operands(node, [x])
+        if not node.attrs["axis"]:
+            return x  # NumPy over no axes: the values themselves
+        return b.emit(op_type, x, b.ints(node.attrs["axis"]), keepdims=int(node.attrs["keepdims"]))
+    form.__name__ = f"onnx_{op_type}"
+    return form
+
+
+def _onnx_logsumexp(b, node, x):
+    """As the kernel: the peak (0 where it is not finite) shifted out before exp; not ONNX
+    ReduceLogSumExp, which is defined as log(sum(exp(x))) and may overflow."""
+    (x,) = b.operands(node, [x])
+    axes, dtype = node.attrs["axis"], node.dtype
+    if not axes:
+        return x
+    axes_name = b.ints(axes)
+    peak = b.emit("ReduceMax", x, axes_name, keepdims=1)
+    finite = b.emit("Equal", b.emit("Sub", peak, peak), b.constant(0, dtype))  # inf - inf, NaN - NaN: NaN
+    peak = b.emit("Where", finite, peak, b.constant(0, dtype))
+    total = b.emit("ReduceSum", b.emit("Exp", b.emit("Sub", x, peak)), axes_name, keepdims=1)
+    result = b.emit("Add", b.emit("Log", total), peak)
+    return result if node.attrs["keepdims"] else b.emit("Squeeze", result, axes_name)
+
+
+def _onnx_softmax(op_type):
+    def form(b, node, x):
+        (x,) = b.operands(node, [x])
+        return b.emit(op_type, x, axis=node.attrs["axis"])
+    return form
+
+
 SUM = register(OpDef("sum", np.sum, _reduction_infer(np.sum), vjp=(_sum_vjp,), jvp=linear_jvp,
-                     kind="reduce", fresh_result=True))
+                     kind="reduce", fresh_result=True, onnx=_onnx_reduction("ReduceSum")))
 MEAN = register(OpDef("mean", np.mean, _reduction_infer(np.mean), vjp=(_mean_vjp,), jvp=linear_jvp,
-                      kind="reduce", fresh_result=True))
+                      kind="reduce", fresh_result=True, onnx=_onnx_reduction("ReduceMean")))
 MAX = register(OpDef("max", np.max, _reduction_infer(np.max), vjp=(_extremum_vjp,), jvp=_extremum_jvp,
-                     kind="reduce", fresh_result=True))
+                     kind="reduce", fresh_result=True, onnx=_onnx_reduction("ReduceMax")))
 MIN = register(OpDef("min", np.min, _reduction_infer(np.min), vjp=(_extremum_vjp,), jvp=_extremum_jvp,
-                     kind="reduce", fresh_result=True))
+                     kind="reduce", fresh_result=True, onnx=_onnx_reduction("ReduceMin")))
 LOGSUMEXP = register(OpDef("logsumexp", _logsumexp_impl, _reduction_infer(_logsumexp_impl),
                            vjp=(_logsumexp_vjp,), jvp=_logsumexp_jvp, kind="reduce", tolerates={"under"},
-                           fresh_result=True))
+                           fresh_result=True, onnx=_onnx_logsumexp))
 
 
 # softmax outputs ------------------------------------------------------------------------------
@@ -114,10 +150,11 @@ def _same_shape_float(x, axis):
 
 
 SOFTMAX = register(OpDef("softmax", _softmax_impl, _same_shape_float, vjp=(_softmax_vjp,),
-                         jvp=symmetric_jvp, kind="reduce", tolerates={"under"}, fresh_result=True))
+                         jvp=symmetric_jvp, kind="reduce", tolerates={"under"}, fresh_result=True,
+                         onnx=_onnx_softmax("Softmax")))
 LOG_SOFTMAX = register(OpDef("log_softmax", _log_softmax_impl, _same_shape_float,
                              vjp=(_log_softmax_vjp,), jvp=_log_softmax_jvp, kind="reduce", tolerates={"under"},
-                             fresh_result=True))
+                             fresh_result=True, onnx=_onnx_softmax("LogSoftmax")))
 
 
 # counting elements ----------------------------------------------------------------------------
@@ -126,9 +163,16 @@ def _element_count_impl(x, axis, dtype):
     return np.array(size_of(tuple(np.shape(x)[a] for a in axis)), dtype=dtype)
 
 
+def _onnx_element_count(b, node, x):
+    if not node.attrs["axis"]:
+        return b.constant(1, node.dtype)
+    sizes = b.emit("Gather", b.emit("Shape", x), b.ints(node.attrs["axis"]))
+    return b.cast(b.emit("ReduceProd", sizes, keepdims=0), np.int64, node.dtype)
+
+
 ELEMENT_COUNT = register(OpDef("element_count", _element_count_impl,
                                lambda x, axis, dtype: ((), np.dtype(dtype)),
-                               kind="reduce", differentiable=False,
+                               kind="reduce", differentiable=False, onnx=_onnx_element_count,
                                doc="number of elements of x along `axis`, known at run time"))
 
 

@@ -21,6 +21,86 @@ def _same_dtype(shape_rule):
     return infer
 
 
+# ONNX forms (see OpDef.onnx; opset 18: axes, shapes, starts and ends are inputs) ---------------
+
+INT64_MAX, INT64_MIN = 2 ** 63 - 1, -2 ** 63
+
+
+def _onnx_reshape(b, node, x):
+    shape = node.attrs["shape"]
+    return b.emit("Reshape", x, b.ints(shape), allowzero=int(0 in shape))  # a 0 is a size, not "copy"
+
+
+def _onnx_reshape_like(b, node, x, like):
+    return b.emit("Reshape", x, b.emit("Shape", like), allowzero=1)
+
+
+def _onnx_transpose(b, node, x):
+    return b.emit("Transpose", x, perm=list(node.attrs["axes"]))
+
+
+def _onnx_broadcast_to(b, node, x):
+    return b.emit("Expand", x, b.ints(node.attrs["shape"]))
+
+
+def _onnx_broadcast_like(b, node, x, like):
+    return b.emit("Expand", x, b.emit("Shape", like))
+
+
+def _onnx_sum_to(b, node, x, like):
+    """ReduceSum over the leading axes and the axes where `like` has size 1: known from the
+    static shapes, or, where `like`'s size is unknown, found at run time from both shapes."""
+    source, target = node.inputs[0].shape, node.inputs[1].shape
+    leading = len(source) - len(target)
+    if leading:
+        x = b.emit("ReduceSum", x, b.ints(range(leading)), keepdims=0)
+    axes, unknown = [], False
+    for axis, (have, want) in enumerate(zip(source[leading:], target)):
+        if want == 1 and have != 1:
+            axes.append(axis)  # summing an axis that turns out to have size 1 changes nothing
+        elif want is None and have != 1:
+            unknown = True
+    if not unknown:
+        return b.emit("ReduceSum", x, b.ints(axes), keepdims=1) if axes else x
+    one = b.ints([1])
+    wanted = b.emit("And", b.emit("Equal", b.emit("Shape", like), one),
+                    b.emit("Not", b.emit("Equal", b.emit("Shape", x), one)))
+    axes = b.emit("Reshape", b.emit("NonZero", wanted), b.ints([-1]))
+    return b.emit("ReduceSum", x, axes, keepdims=1, noop_with_empty_axes=1)
+
+
+def _onnx_expand_dims(b, node, x):
+    return b.emit("Unsqueeze", x, b.ints(node.attrs["axis"]))
+
+
+def _onnx_squeeze(b, node, x):
+    return b.emit("Squeeze", x, b.ints(node.attrs["axis"]))
+
+
+def _onnx_concatenate(b, node, *xs):
+    return b.emit("Concat", *b.operands(node, xs), axis=node.attrs["axis"])
+
+
+def _onnx_stack(b, node, *xs):
+    axis = b.ints([node.attrs["axis"]])
+    return b.emit("Concat", *(b.emit("Unsqueeze", x, axis) for x in b.operands(node, xs)), axis=node.attrs["axis"])
+
+
+def _onnx_concatenate_part(b, node, g, *xs):
+    """The Slice of `g` along `axis` that input `index` of the concatenation filled: its bounds
+    from the static sizes, or from the inputs' run-time shapes where a size is unknown."""
+    axis, index = node.attrs["axis"], node.attrs["index"]
+    sizes = [x.shape[axis] for x in node.inputs[1:index + 2]]
+    if None not in sizes:
+        start = sum(sizes[:-1])
+        return b.emit("Slice", g, b.ints([start]), b.ints([start + sizes[-1]]), b.ints([axis]))
+    lengths = [b.emit("Shape", x, start=axis, end=axis + 1) for x in xs[:index + 1]]
+    start = b.ints([0])
+    for length in lengths[:-1]:
+        start = b.emit("Add", start, length)
+    return b.emit("Slice", g, start, b.emit("Add", start, lengths[-1]), b.ints([axis]))
+
+
 # reshape --------------------------------------------------------------------------------------
 
 def _reshape_shape(x, shape):
@@ -43,10 +123,12 @@ def _reshape_like_impl(x, like):
 
 
 RESHAPE = register(OpDef("reshape", np.reshape, _same_dtype(_reshape_shape),
-                         vjp=(lambda g, out, x: reshape_like(g, x),), jvp=linear_jvp, kind="shape"))
+                         vjp=(lambda g, out, x: reshape_like(g, x),), jvp=linear_jvp, kind="shape",
+                         onnx=_onnx_reshape))
 RESHAPE_LIKE = register(OpDef("reshape_like", _reshape_like_impl, _same_dtype(lambda x, like: like.shape),
                               vjp=(lambda g, out, x, like: reshape_like(g, x), None), jvp=linear_jvp, kind="shape",
-                              doc="reshape x to the run-time shape of `like`", shape_from_last_input=True))
+                              doc="reshape x to the run-time shape of `like`", shape_from_last_input=True,
+                              onnx=_onnx_reshape_like))
 
 
 def reshape(x, shape):
@@ -73,7 +155,7 @@ def _transpose_shape(x, axes):
 
 TRANSPOSE = register(OpDef("transpose", np.transpose, _same_dtype(_transpose_shape),
                            vjp=(lambda g, out, x: transpose(g, tuple(np.argsort(out.attrs["axes"]).tolist())),),
-                           jvp=linear_jvp, kind="shape"))
+                           jvp=linear_jvp, kind="shape", onnx=_onnx_transpose))
 
 
 def transpose(x, axes=None):
@@ -110,11 +192,13 @@ def _broadcast_like_impl(x, like):
 
 
 BROADCAST_TO = register(OpDef("broadcast_to", np.broadcast_to, _same_dtype(_broadcast_to_shape),
-                              vjp=(lambda g, out, x: sum_to(g, x),), jvp=linear_jvp, kind="shape"))
+                              vjp=(lambda g, out, x: sum_to(g, x),), jvp=linear_jvp, kind="shape",
+                              onnx=_onnx_broadcast_to))
 BROADCAST_LIKE = register(OpDef("broadcast_like", _broadcast_like_impl,
                                 _same_dtype(lambda x, like: broadcast_shapes(x.shape, like.shape, op="broadcast_like")),
                                 vjp=(lambda g, out, x, like: sum_to(g, x), None), jvp=linear_jvp, kind="shape",
-                                doc="broadcast x to the run-time shape of `like`", shape_from_last_input=True))
+                                doc="broadcast x to the run-time shape of `like`", shape_from_last_input=True,
+                                onnx=_onnx_broadcast_like))
 
 
 def broadcast_to(x, shape):
@@ -151,7 +235,8 @@ def _sum_to_infer(x, like):
 
 SUM_TO = register(OpDef("sum_to", _sum_to_impl, _sum_to_infer,
                         vjp=(lambda g, out, x, like: broadcast_like(g, x), None), jvp=linear_jvp, kind="reduce",
-                        shape_from_last_input=True, doc="sum x down to the shape of `like` (undoes broadcasting)"))
+                        shape_from_last_input=True, doc="sum x down to the shape of `like` (undoes broadcasting)",
+                        onnx=_onnx_sum_to))
 
 
 def sum_to(x, like):
@@ -178,9 +263,11 @@ def _squeeze_shape(x, axis):
 
 
 EXPAND_DIMS = register(OpDef("expand_dims", np.expand_dims, _same_dtype(_expand_dims_shape),
-                             vjp=(lambda g, out, x: squeeze(g, out.attrs["axis"]),), jvp=linear_jvp, kind="shape"))
+                             vjp=(lambda g, out, x: squeeze(g, out.attrs["axis"]),), jvp=linear_jvp, kind="shape",
+                             onnx=_onnx_expand_dims))
 SQUEEZE = register(OpDef("squeeze", np.squeeze, _same_dtype(_squeeze_shape),
-                         vjp=(lambda g, out, x: reshape_like(g, x),), jvp=linear_jvp, kind="shape"))
+                         vjp=(lambda g, out, x: reshape_like(g, x),), jvp=linear_jvp, kind="shape",
+                         onnx=_onnx_squeeze))
 
 
 def expand_dims(x, axis):
@@ -253,7 +340,7 @@ def _concatenate_part_vjp(index):
 CONCATENATE_PART = register(OpDef(
     "concatenate_part", _concatenate_part_impl, _concatenate_part_infer,
     vjp=_concatenate_part_vjp, jvp=linear_jvp, kind="shape",
-    doc="the slice of a concatenation's gradient that belongs to input `index`"))
+    doc="the slice of a concatenation's gradient that belongs to input `index`", onnx=_onnx_concatenate_part))
 
 
 def _concatenate_vjp(index):
@@ -291,8 +378,10 @@ def _joining_jvp(tangents, out, *xs):
 
 
 CONCATENATE = register(OpDef("concatenate", _concatenate_impl, _concatenate_infer,
-                             vjp=_concatenate_vjp, jvp=_joining_jvp, kind="shape", fresh_result=True))
-STACK = register(OpDef("stack", _stack_impl, _stack_infer, vjp=_stack_vjp, jvp=_joining_jvp, kind="shape", fresh_result=True))
+                             vjp=_concatenate_vjp, jvp=_joining_jvp, kind="shape", fresh_result=True,
+                             onnx=_onnx_concatenate))
+STACK = register(OpDef("stack", _stack_impl, _stack_infer, vjp=_stack_vjp, jvp=_joining_jvp, kind="shape", fresh_result=True,
+                       onnx=_onnx_stack))
 
 
 def concatenate(tensors, axis=0):
@@ -378,13 +467,77 @@ def _getitem_grad_impl(g, x, index):
     return result
 
 
+def onnx_index(b, x, shape, index):
+    """`x[index]` in ONNX, for an encoded basic index on a value of static `shape`: one Slice
+    (bounds resolved exactly where a size is known, NumPy's defaults otherwise), a Squeeze of
+    the axes an int picked, an Unsqueeze for each None."""
+    starts, ends, steps, axes, picked, added = [], [], [], [], [], []
+    axis = position = 0
+    for item in index:
+        if item is None:
+            added.append(position)
+            position += 1
+            continue
+        size = shape[axis]
+        if isinstance(item, int):
+            start = item + size if item < 0 and size is not None else item
+            bounds = (start, INT64_MAX if start == -1 else start + 1, 1)
+            picked.append(axis)
+        else:
+            start, stop, step = item[1], item[2], 1 if item[3] is None else item[3]
+            if size is not None:
+                chosen = range(size)[slice(start, stop, step)]
+                if not chosen:
+                    start, stop, step = 0, 0, 1
+                else:
+                    start, stop = chosen.start, chosen[-1] + step
+                    stop = INT64_MIN if stop < 0 else stop  # a negative step ran past the first element
+            else:
+                start = (0 if step > 0 else INT64_MAX) if start is None else start
+                stop = (INT64_MAX if step > 0 else INT64_MIN) if stop is None else stop
+            bounds = (start, stop, step)
+            position += 1
+            if bounds in ((0, INT64_MAX, 1), (0, size, 1)):
+                axis += 1
+                continue
+        for values, value in zip((starts, ends, steps), bounds):
+            values.append(value)
+        axes.append(axis)
+        axis += 1
+    if axes:
+        x = b.emit("Slice", x, b.ints(starts), b.ints(ends), b.ints(axes), b.ints(steps))
+    if picked:
+        x = b.emit("Squeeze", x, b.ints(picked))
+    if added:
+        x = b.emit("Unsqueeze", x, b.ints(added))
+    return x
+
+
+def _onnx_getitem(b, node, x):
+    return onnx_index(b, x, node.inputs[0].shape, node.attrs["index"])
+
+
+def _onnx_getitem_grad(b, node, g, x):
+    """Zeros shaped like x with g scattered (ScatterND) to the flat positions the same index
+    picks from an array of positions 0, 1, ... shaped like x."""
+    size = b.emit("Size", x)
+    positions = b.emit("Range", b.constant(0, np.int64), size, b.constant(1, np.int64))
+    positions = b.emit("Reshape", positions, b.emit("Shape", x), allowzero=1)
+    chosen = onnx_index(b, positions, node.inputs[1].shape, node.attrs["index"])
+    updates = b.emit("Reshape", b.emit("Expand", g, b.emit("Shape", chosen)), b.ints([-1]))
+    zeros = b.emit("ConstantOfShape", b.emit("Reshape", size, b.ints([1])), value=b.tensor([0], node.dtype))
+    placed = b.emit("ScatterND", zeros, b.emit("Reshape", chosen, b.ints([-1, 1])), updates)
+    return b.emit("Reshape", placed, b.emit("Shape", x), allowzero=1)
+
+
 GETITEM = register(OpDef("getitem", _getitem_impl, _same_dtype(_getitem_shape),
                          vjp=(lambda g, out, x: apply(GETITEM_GRAD, g, x, index=out.attrs["index"]),),
-                         jvp=linear_jvp, kind="shape"))
+                         jvp=linear_jvp, kind="shape", onnx=_onnx_getitem))
 GETITEM_GRAD = register(OpDef("getitem_grad", _getitem_grad_impl,
                               lambda g, x, index: (x.shape, g.dtype),
                               vjp=(lambda g, out, gi, x: apply(GETITEM, g, index=out.attrs["index"]), None),
-                              jvp=linear_jvp, kind="shape", doc="zeros shaped like x with g placed at `index`", shape_from_last_input=True, fresh_result=True))
+                              jvp=linear_jvp, kind="shape", doc="zeros shaped like x with g placed at `index`", shape_from_last_input=True, fresh_result=True,
+                              onnx=_onnx_getitem_grad))
 
 
 def getitem(x, index):

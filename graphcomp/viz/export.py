@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import os
 
+from graphcomp.onnx_export import to_onnx
 from graphcomp.viz.dot import to_dot
 from graphcomp.viz.html import to_html
 from graphcomp.viz.model import as_panels, node_link_data
 from graphcomp.viz.render import GRAPHVIZ_FORMATS, render
 
-FORMATS = (".dot", ".gv", ".json", ".html", ".htm") + tuple("." + f for f in GRAPHVIZ_FORMATS)
+FORMATS = (".dot", ".gv", ".json", ".html", ".htm", ".onnx") + tuple("." + f for f in GRAPHVIZ_FORMATS)
 
 
 def to_json(obj, compare=False, captions=None):
@@ -33,8 +34,9 @@ def to_json(obj, compare=False, captions=None):
 def export(obj, path, compare=False, collapse=None, captions=None, **options):
     """Write `obj` (tensor, list of tensors, graph or compiled function) to `path`.
 
-    The suffix picks the format: .dot, .json, .html (interactive, self-contained), and through
-    Graphviz .svg, .png, .pdf. Returns the path written.
+    The suffix picks the format: .dot, .json, .html (interactive, self-contained), through
+    Graphviz .svg, .png, .pdf, and .onnx (an ONNX model, through graphcomp.onnx_export.to_onnx,
+    whose options it passes on; needs `pip install "graphcomp[onnx]"`). Returns the path written.
     """
     path = os.fspath(path)
     suffix = os.path.splitext(path)[1].lower()
@@ -47,6 +49,10 @@ def export(obj, path, compare=False, collapse=None, captions=None, **options):
         if collapse:
             raise ValueError("export: collapse applies to drawings, not to .json")
         content = to_json(obj, compare=compare, captions=captions).encode("utf-8")
+    elif suffix == ".onnx":
+        if compare or collapse or captions:
+            raise ValueError("export: compare, collapse and captions apply to drawings, not to .onnx")
+        content = to_onnx(obj, **options).SerializeToString()
     elif suffix in (".html", ".htm"):
         content = to_html(obj, compare=compare, collapse=collapse, captions=captions, **options).encode("utf-8")
     else:
