@@ -154,12 +154,7 @@ def test_every_spelling_fused_gives_its_kernels_values_exactly(backend, size):
                 assert got is expected, f"{name} under errstate {errors}"
                 continue
             assert got.dtype == expected.dtype
-            if backend == "numpy":
-                np.testing.assert_array_equal(got, expected, err_msg=name)
-            else:  # numexpr's C-library functions may differ from NumPy's in the last bit
-                np.testing.assert_array_equal(np.isnan(got), np.isnan(expected), err_msg=name)
-                np.testing.assert_array_equal(np.isinf(got), np.isinf(expected), err_msg=name)
-                np.testing.assert_allclose(got, expected, rtol=1e-14, atol=0, err_msg=name)
+            np.testing.assert_array_equal(got, expected, err_msg=f"{name}, {backend} engine")
         checked.append(name)
     assert {"sigmoid", "softplus", "relu", "clip", "leaky_relu", "cast", "tan", "logaddexp"} <= set(checked)
 
@@ -261,13 +256,13 @@ def test_numexpr_programs_split_at_shared_and_deeply_nested_values(monkeypatch):
     monkeypatch.setattr(kernels, "MAX_NUMEXPR_NESTING", 20)  # stands for Python parser's limit
 
     def shared_value(x):
-        shared = gc.tanh(gc.sin(x) * 2 + 1)
-        return shared * gc.exp(shared) + shared ** 3 + gc.maximum(shared, x)
+        shared = gc.sqrt(gc.abs(x) * 2 + 1)
+        return shared * (shared + 1.0) + shared / 3.0 + gc.maximum(shared, x)
 
     def deep_chain(x):
         deep = x
         for _ in range(30):
-            deep = gc.sin(deep * 1.01 + 0.1)
+            deep = gc.abs(deep * 1.01 - 0.1)
         return deep
     for build in (shared_value, deep_chain):
         kernel = kernel_of(build, (16,))

@@ -1,0 +1,20 @@
+"""Test-suite settings: how much random testing a run does.
+
+GRAPHCOMP_FUZZ=ci (the default) keeps the whole suite within a few minutes on two cores;
+GRAPHCOMP_FUZZ=long multiplies every random search by ten, for local runs:
+
+    GRAPHCOMP_FUZZ=long python -m pytest tests/test_fuzz_optimizer.py tests/test_optimizer_exactness.py
+"""
+
+import os
+
+from hypothesis import HealthCheck, settings
+
+PROFILE = os.environ.get("GRAPHCOMP_FUZZ", "ci")
+FUZZ_SCALE = {"ci": 1, "long": 10}.get(PROFILE, 1)
+
+settings.register_profile("ci", max_examples=2000, deadline=None, derandomize=True, database=None,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.register_profile("long", max_examples=20000, deadline=None, derandomize=False, database=None,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.load_profile("long" if PROFILE == "long" else "ci")
