@@ -7,6 +7,7 @@ Build a static graph with NumPy-named ops, append its derivatives to the same gr
 from graphcomp.errors import ExecutionError, GradientError, ShapeError
 from graphcomp.ir import Graph, get_consumers, get_inputs, get_operation, name_scope, topological_order
 from graphcomp.tensor import Tensor, constant, placeholder, variable
+from graphcomp.tensor import name_public_functions as _name_public_functions
 from graphcomp.ops import leaves as _leaves  # noqa: F401 - registers the leaf ops
 from graphcomp.ops.elementwise import (
     abs, absolute, add, cast, clip, cos, divide, equal, exp, expm1, greater, greater_equal,
@@ -31,3 +32,7 @@ from graphcomp import viz  # noqa: F401
 from graphcomp import nn, testing  # noqa: F401
 
 __version__ = "0.1.0"
+
+# np.exp(tensor) and the like raise a TypeError naming the gc. function to use instead.
+_name_public_functions(name for name, value in list(globals().items())
+                       if not name.startswith("_") and callable(value) and not isinstance(value, type))

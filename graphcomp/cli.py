@@ -2,6 +2,7 @@
 
     graphcomp demo --list                 the demos and what they show
     graphcomp demo xor [--out DIR]        train the lecture's XOR network, draw its graphs
+    graphcomp demo hessian [--text]       the Hessian's spectrum before and after training
     graphcomp export model.py:build g.html [--compare] [--collapse SCOPE]
 """
 

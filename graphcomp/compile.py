@@ -16,7 +16,7 @@ from graphcomp.ir import Graph
 from graphcomp.numeric_check import NumericCheck
 from graphcomp.ops.elementwise import cast
 from graphcomp.shapes import format_shape
-from graphcomp.tensor import Tensor, constant
+from graphcomp.tensor import Tensor, constant, tensor_as_value_error
 
 
 def _normalize_updates(updates):
@@ -59,8 +59,12 @@ def _normalize_inputs(inputs):
     return inputs
 
 
+_NOT_FED = object()
+
+
 class Function:
-    """A compiled graph: call it with arrays for its placeholders (positionally or by name)."""
+    """A compiled graph: call it with arrays for its placeholders, positionally (`f(X, T)`), by
+    name (`f(x=X, t=T)`) or as one feed dictionary keyed by placeholder or name (`f({x: X})`)."""
 
     def __init__(self, inputs, outputs, updates=None, optimize=True):
         self.inputs = _normalize_inputs(inputs)
@@ -134,6 +138,12 @@ class Function:
         return outputs
 
     def _bind(self, args, kwargs):
+        if any(isinstance(a, dict) for a in args):
+            if len(args) != 1 or kwargs:
+                raise TypeError("function: a feed dictionary must be the only argument "
+                                f"(got it with {len(args) - 1 + len(kwargs)} other argument(s)); "
+                                "call f({x: X, t: T}), f(X, T) or f(x=X, t=T)")
+            args, kwargs = self._from_feed_dict(args[0]), {}
         if kwargs:
             args = list(args) + [None] * (len(self.inputs) - len(args))
             if len(args) > len(self.inputs):
@@ -154,12 +164,56 @@ class Function:
                             f"({', '.join(self._label(i) for i in range(len(self.inputs)))}) but {len(args)} were given")
         return [self._check_argument(i, a) for i, a in enumerate(args)]
 
+    def _from_feed_dict(self, feeds):
+        """The positional arguments a feed dictionary {placeholder or name: array} gives."""
+        args, names = [_NOT_FED] * len(self.inputs), {}
+        for index, node in enumerate(self.inputs):
+            if node.name is not None:
+                names.setdefault(node.name, []).append(index)
+        positions = {node: index for index, node in enumerate(self.inputs)}
+        unknown = []
+        for key, value in feeds.items():
+            if isinstance(key, Tensor):
+                if key not in positions:
+                    if key.op.leaf == "read":  # a variable
+                        raise TypeError(f"function: the feed dictionary gives a value for {key.describe()}; "
+                                        "variables are not fed: set their value with v.value = array")
+                    unknown.append(key.describe())
+                    continue
+                index = positions[key]
+            elif isinstance(key, str):
+                if key not in names:
+                    unknown.append(repr(key))
+                    continue
+                if len(names[key]) > 1:
+                    raise TypeError(f"function: the feed dictionary key {key!r} names {len(names[key])} inputs; "
+                                    "key them by placeholder instead")
+                index = names[key][0]
+            else:
+                raise TypeError(f"function: feed dictionary keys must be placeholders or their names, got {key!r}")
+            if args[index] is not _NOT_FED:
+                raise TypeError(f"function: the feed dictionary gives {self._label(index)} twice "
+                                "(by placeholder and by name)")
+            args[index] = value
+        if unknown:
+            raise TypeError(f"function: the feed dictionary has keys that are not inputs of this function: "
+                            f"{', '.join(unknown)}; its inputs are {self._input_list()}")
+        missing = [self._label(i) for i, a in enumerate(args) if a is _NOT_FED]
+        if missing:
+            raise TypeError(f"function: the feed dictionary has no value for {', '.join(missing)}")
+        return args
+
+    def _input_list(self):
+        return ", ".join(self._label(i) for i in range(len(self.inputs)))
+
     def _label(self, index):
         node = self.inputs[index]
         return f"placeholder {node.name!r}" if node.name else f"placeholder #{index}"
 
     def _check_argument(self, index, value):
         node = self.inputs[index]
+        if isinstance(value, Tensor):
+            raise tensor_as_value_error(f"function: {self._label(index)}", value)
         if isinstance(value, np.ndarray):
             array = value
             if array.dtype != node.dtype:

@@ -15,7 +15,7 @@ from graphcomp.compile import function
 from graphcomp.forward import hvp, push_forward
 from graphcomp.ir import Graph, substitute, topological_order
 from graphcomp.shapes import format_shape
-from graphcomp.tensor import Tensor, placeholder
+from graphcomp.tensor import Tensor, placeholder, tensor_as_value_error
 
 
 def split_at_vectors(products, vectors):
@@ -60,6 +60,8 @@ def _normalize_feeds(feeds, caller):
 
 def _checked_value(node, value, caller):
     """A private copy of `value` with `node`'s dtype, checked against its shape."""
+    if isinstance(value, Tensor):
+        raise tensor_as_value_error(f"{caller}: the feed for {node.describe()}", value)
     array = np.array(value, dtype=node.dtype, copy=True)
     if len(array.shape) != len(node.shape) or any(d is not None and d != s for d, s in zip(node.shape, array.shape)):
         raise ValueError(f"{caller}: the value for {node.describe()} has shape {array.shape}, "

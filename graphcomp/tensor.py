@@ -12,11 +12,103 @@ from graphcomp.ir import Node, user_source_location
 from graphcomp.shapes import format_shape
 
 
+# Names of graphcomp's public functions (gc.exp, gc.sum, ...). graphcomp/__init__.py, which
+# sits above this module, fills it in, so that `np.exp(t)` can name the function to use instead.
+PUBLIC_FUNCTIONS = set()
+
+# NumPy's names whose graphcomp function is spelled differently.
+NUMPY_SPELLINGS = {"amax": "max", "amin": "min", "true_divide": "divide", "concat": "concatenate",
+                   "permute_dims": "transpose", "pow": "power", "dot": "matmul", "add.reduce": "sum",
+                   "maximum.reduce": "max", "minimum.reduce": "min"}
+
+# The ufuncs NumPy calls for `array <op> tensor`, with the reflected operator that builds the node
+# (`array < tensor` is `tensor > array`). Only these, called that way, build nodes: NumPy's
+# functions do not (full NumPy dispatch is not implemented).
+REFLECTED_OPERATORS = {"add": "__radd__", "subtract": "__rsub__", "multiply": "__rmul__",
+                       "divide": "__rtruediv__", "true_divide": "__rtruediv__", "power": "__rpow__",
+                       "matmul": "__rmatmul__", "less": "__gt__", "less_equal": "__ge__",
+                       "greater": "__lt__", "greater_equal": "__le__"}
+
+
+def name_public_functions(names):
+    """Record graphcomp's public function names (graphcomp/__init__.py calls this)."""
+    PUBLIC_FUNCTIONS.update(names)
+
+
+def _flatten_arguments(value):
+    """Everything inside nested lists, tuples and dict values (NumPy functions' arguments)."""
+    stack, found = [value], []
+    while stack:
+        item = stack.pop()
+        if isinstance(item, (list, tuple)):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        else:
+            found.append(item)
+    return found[::-1]
+
+
+def numpy_refusal(name, tensors, module="numpy"):
+    """The TypeError for NumPy's function `name` (of `module`) applied to symbolic `tensors`."""
+    what = tensors[0].describe() + (f", and {len(tensors) - 1} more" if len(tensors) > 1 else "")
+    name, short = f"{module}.{name}", name
+    if module == "numpy" and short in ("shape", "ndim", "size"):
+        hint = {"shape": "t.shape", "ndim": "t.ndim", "size": "the product of t.shape"}[short]
+        return TypeError(f"{name} was given a symbolic tensor ({what}); use {hint} instead")
+    spelling = NUMPY_SPELLINGS.get(short, short) if module == "numpy" else None
+    if spelling in PUBLIC_FUNCTIONS:
+        return TypeError(f"{name} was given a symbolic tensor ({what}); NumPy's functions compute on arrays, "
+                         f"they do not build graph nodes. Use gc.{spelling}(...) instead (import graphcomp as gc), "
+                         f"or apply {name} to the arrays a compiled function returns")
+    return TypeError(f"{name} was given a symbolic tensor ({what}); NumPy's functions do not apply to symbolic "
+                     f"tensors, and graphcomp has no {short}. Build the expression from graphcomp's functions "
+                     "(gc.exp, gc.sum, gc.matmul, ...), or apply NumPy to the arrays a compiled function returns")
+
+
+def tensor_as_value_error(where, tensor):
+    """The TypeError for a symbolic tensor given `where` an array value is needed (a feed)."""
+    return TypeError(f"{where} was given a symbolic tensor ({tensor.describe()}), not an array. Feeds are "
+                     "values: pass a NumPy array (a compiled function's result is one). To compute this input "
+                     "from others instead, build the expression into the graph: use the tensor where the "
+                     "placeholder is used (gc.ir.substitute(outputs, {placeholder: tensor}) does that for a "
+                     "graph already built)")
+
+
 class Tensor(Node):
     """A symbolic value in a static graph. Build with ops and operators; run with gc.function."""
 
     __slots__ = ()
-    __array_ufunc__ = None  # make `ndarray + tensor` call Tensor.__radd__
+
+    # NumPy ------------------------------------------------------------------------------------
+    # `array + tensor` makes NumPy call np.add(array, tensor), which lands here: it is answered
+    # with the reflected operator (tensor.__radd__(array)). Any other NumPy function or ufunc
+    # applied to a tensor is a TypeError naming the graphcomp function to use.
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        name = ufunc.__name__
+        if method == "__call__" and not kwargs and len(inputs) == 2 and not isinstance(inputs[0], Tensor) \
+                and isinstance(inputs[1], Tensor):
+            if name in REFLECTED_OPERATORS:
+                return getattr(inputs[1], REFLECTED_OPERATORS[name])(inputs[0])
+            if name in ("equal", "not_equal"):  # `array == tensor`: identity, as `==` is for tensors
+                return name == "not_equal"
+        out = kwargs.get("out") or ()
+        tensors = [x for x in (*inputs, *(out if isinstance(out, tuple) else (out,))) if isinstance(x, Tensor)] \
+            or [self]
+        if method == "__call__" and out:
+            raise TypeError(f"numpy.{name}(..., out=...) cannot store a symbolic tensor ({tensors[0].describe()}) "
+                            f"into an array; for `array += tensor` write `array = array + tensor`, which builds "
+                            "a graph node")
+        raise numpy_refusal(name if method == "__call__" else f"{name}.{method}", tensors)
+
+    def __array_function__(self, func, types, args, kwargs):
+        tensors = [x for x in _flatten_arguments((args, kwargs)) if isinstance(x, Tensor)]
+        module = getattr(func, "__module__", None) or "numpy"
+        raise numpy_refusal(func.__name__, tensors or [self], module)
+
+    def __array__(self, dtype=None, copy=None):
+        raise TypeError(f"a symbolic tensor ({self.describe()}) has no values to make an array from: "
+                        "compile it with gc.function and call that on arrays, or use it in the graph")
 
     # attributes -----------------------------------------------------------------------------
     @property

@@ -14,7 +14,7 @@ def test_demo_is_listed_with_its_summary():
 
 
 def test_demo_trains_and_reports_curvature(tmp_path, capsys):
-    summaries = hessian.main(["--samples", "200", "--steps", "60", "--probes", "30", "--slq-probes", "2",
+    summaries = hessian.compare_spectra(["--samples", "200", "--steps", "60", "--probes", "30", "--slq-probes", "2",
                               "--slq-steps", "15", "--top", "3", "--text", "--out", str(tmp_path)])
     before, after = summaries["before training"], summaries["after training"]
     assert after["loss"] < 0.5 * before["loss"]

@@ -41,3 +41,5 @@ def test_notebook_runs_top_to_bottom(path, tmp_path, monkeypatch):
     errors = [output for cell in notebook.cells if cell.cell_type == "code"
               for output in cell.get("outputs", []) if output.get("output_type") == "error"]
     assert errors == []
+    # files a notebook writes go into a folder of their own, not loose next to it
+    assert {entry.name for entry in tmp_path.iterdir()} <= {"graphcomp-out"}

@@ -300,6 +300,28 @@ def test_html_is_self_contained_and_embeds_the_graph():
     assert all({"op", "shape", "dtype", "role", "source", "label"} <= set(n) for n in nodes)
 
 
+def viewer_page_data(page):
+    return json.loads(re.search(r'<script type="application/json" id="graph-data">(.*?)</script>', page, re.S).group(1))
+
+
+def test_the_viewer_takes_the_drawing_options_so_notebooks_can_fall_back_to_it(tmp_path):
+    # The notebooks draw through Graphviz when it is installed and through the viewer otherwise,
+    # passing the same options to both.
+    x, params, cost, grads = small_network()
+    captions = {grads[0]: "dJ/dW"}
+    f = gc.function([x], [cost, *grads])
+    for obj, options in [(cost, {"legend": True}), ([cost, *grads], {"captions": captions, "legend": True}),
+                         (f, {"compare": True}), ([cost, *grads], {"collapse": "layer1", "legend": False})]:
+        viz.to_dot(obj, **options)
+        data = viewer_page_data(viz.show(obj, **options).page)
+        assert data["legend"] is options.get("legend", True)
+        assert len(data["panels"]) == (2 if options.get("compare") else 1)
+        gc.export(obj, tmp_path / "g.html", **options)
+        assert viewer_page_data((tmp_path / "g.html").read_text()) == data
+    assert any(n.get("caption") == "dJ/dW" for n in viewer_page_data(viz.to_html(grads, captions=captions))
+               ["panels"][0]["graph"]["nodes"])
+
+
 def test_html_escapes_names_that_look_like_markup():
     x = gc.placeholder((2,), name="</script><script>alert(1)</script>")
     page = viz.to_html(gc.exp(x))

@@ -1,4 +1,7 @@
-"""Runnable demonstrations: `graphcomp demo <name>`; each module here has a `main(argv)`.
+"""Runnable demonstrations: `graphcomp demo <name>`; each module here has a `main(argv)` that
+returns the command's exit status (0 or None: success) and writes files only under its --out
+folder (default ./graphcomp-out). Results meant for other code come from other functions
+(`hessian.compare_spectra`).
 
 `available()` lists them with the first line of each module's docstring, read without
 importing the module.

@@ -5,7 +5,7 @@ scikit-learn's bundled 8x8 digits (no download). Before and after training, the 
 Hessian at the current weights is linearized once (gc.HessianOperator) and probed only
 through Hessian-vector products: Lanczos for the top eigenvalues, Hutchinson and Hutch++
 for the trace, stochastic Lanczos quadrature for the eigenvalue density, drawn as a PNG
-when matplotlib is installed and as a text histogram otherwise.
+(--out, default ./graphcomp-out) when matplotlib is installed and as a text histogram otherwise.
 
 Needs scikit-learn (pip install "graphcomp[demo]").
 """
@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import sys
 import time
 
 import numpy as np
@@ -105,13 +106,15 @@ def text_histogram(density, bins=24, width=50):
 
 
 def plot_densities(curvatures, path):
-    """Write the before/after densities as a PNG; returns False when matplotlib is missing."""
+    """Write the before/after densities as a PNG (making its folder if needed); returns False,
+    writing nothing, when matplotlib is missing."""
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
         return False
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     figure, axes = plt.subplots(1, len(curvatures), figsize=(5 * len(curvatures), 3.5))
     for axis, (label, curvature) in zip(np.atleast_1d(axes), curvatures.items()):
         nodes = curvature["density"].nodes
@@ -134,7 +137,8 @@ def parse_arguments(argv):
     parser.add_argument("--probes", type=int, default=150, help="Hutchinson probes (default 150)")
     parser.add_argument("--slq-probes", type=int, default=6, help="SLQ probes (default 6)")
     parser.add_argument("--slq-steps", type=int, default=60, help="Lanczos steps per SLQ probe (default 60)")
-    parser.add_argument("--out", default=".", help="folder for hessian_density.png (default: here)")
+    parser.add_argument("--out", default="graphcomp-out",
+                        help="folder for hessian_density.png, made if needed (default ./graphcomp-out)")
     parser.add_argument("--text", action="store_true", help="text histograms only, no PNG")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
                         help="show progress of training and of the Krylov runs on stderr (default: on)")
@@ -153,11 +157,18 @@ def single_threaded_blas():
     return threadpool_limits(limits=1, user_api="blas")
 
 
-def main(argv=None):
-    """Train, then compare the Hessian's spectrum before and after; returns the summaries."""
+def compare_spectra(argv=None):
+    """Train, then compare the Hessian's spectrum before and after (options as on the command
+    line); returns {"before training": summary, "after training": summary}."""
     args = parse_arguments(argv)
     with single_threaded_blas():
         return run(args)
+
+
+def main(argv=None):
+    """Command-line entry (`graphcomp demo hessian ...`): returns the exit status."""
+    compare_spectra(argv)
+    return 0
 
 
 def run(args):
@@ -192,8 +203,11 @@ def run(args):
         for label, curvature in curvatures.items():
             print(f"\neigenvalue density {label} (stochastic Lanczos quadrature):")
             print(text_histogram(curvature["density"]))
+        if not args.text:
+            print("\n(text only: matplotlib is not installed; pip install 'graphcomp[demo]' for "
+                  "hessian_density.png)")
     return summaries
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

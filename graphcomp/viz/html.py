@@ -46,14 +46,18 @@ def _script_json(data):
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-def to_html(obj, compare=False, collapse=None, captions=None, title=None):
+def to_html(obj, compare=False, collapse=None, captions=None, title=None, legend=True):
     """A self-contained interactive HTML page showing the graph (works offline).
 
     compare=True shows a compiled function before and after optimisation side by side;
     collapse (True, a scope name or a list) starts with those name scopes collapsed;
-    captions (a dict node -> text) adds a first line to chosen nodes' labels.
+    captions (a dict node -> text) adds a first line to chosen nodes' labels; legend=False
+    leaves out the side panel's key of node roles (and its switches that hide a role), which
+    the page shows by default. The options mean what they mean for `to_dot`, so code that
+    draws through Graphviz when it is installed can fall back to this page with the same ones.
     """
     data = viewer_data(obj, compare=compare, collapse=collapse, captions=captions, title=title)
+    data["legend"] = bool(legend)
     slots = {"TITLE": html.escape(f"graphcomp: {data['title']}"), "CSS": _asset("viewer.css"),
              "JS": _asset("viewer.js"), "DATA": _script_json(data)}
     return _SLOTS.sub(lambda match: slots[match.group(1)], _asset("viewer.html"))

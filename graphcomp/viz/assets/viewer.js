@@ -926,6 +926,7 @@
   // ---- start -------------------------------------------------------------------------------------
   $("title").textContent = DATA.title || "graphcomp graph";
   $("title").title = DATA.title || "";
+  if (DATA.legend === false) { $("legend").hidden = true; $("legend-title").hidden = true; }
   resize();
   computeLayout();
   renderLegend();
