@@ -8,6 +8,8 @@ an op is re-raised naming the op, its input shapes and the user's line that buil
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from graphcomp import executor, passes
@@ -56,6 +58,11 @@ def _normalize_inputs(inputs):
             raise TypeError(f"function: inputs[{position}] must be a gc.placeholder, got {node!r}")
     if len(set(inputs)) != len(inputs):
         raise ValueError("function: the same placeholder is listed twice in inputs")
+    named = {}
+    for node in inputs:
+        if node.name is not None and named.setdefault(node.name, node) is not node:
+            raise ValueError(f"function: two inputs are named {node.name!r} ({named[node.name].describe()} and "
+                             f"{node.describe()}), so calls by name would be ambiguous; give them different names")
     return inputs
 
 
@@ -145,7 +152,7 @@ class Function:
                                 "call f({x: X, t: T}), f(X, T) or f(x=X, t=T)")
             args, kwargs = self._from_feed_dict(args[0]), {}
         if kwargs:
-            args = list(args) + [None] * (len(self.inputs) - len(args))
+            args = list(args) + [_NOT_FED] * (len(self.inputs) - len(args))
             if len(args) > len(self.inputs):
                 raise TypeError(f"function takes {len(self.inputs)} arguments but {len(args)} were given")
             for name, value in kwargs.items():
@@ -153,10 +160,10 @@ class Function:
                     raise TypeError(f"function got an unexpected keyword argument {name!r}; "
                                     f"its inputs are {[n.name for n in self.inputs]}")
                 index = self._names[name]
-                if args[index] is not None:
+                if args[index] is not _NOT_FED:
                     raise TypeError(f"function got multiple values for argument {name!r}")
                 args[index] = value
-            missing = [self._label(i) for i, a in enumerate(args) if a is None]
+            missing = [self._label(i) for i, a in enumerate(args) if a is _NOT_FED]
             if missing:
                 raise TypeError(f"function is missing arguments for {', '.join(missing)}")
         elif len(args) != len(self.inputs):
@@ -212,21 +219,39 @@ class Function:
 
     def _check_argument(self, index, value):
         node = self.inputs[index]
+        label = self._label(index)
+        if node.source is not None:  # where the user built the placeholder
+            label += f" (built at {os.path.basename(node.source.filename)}:{node.source.lineno})"
         if isinstance(value, Tensor):
-            raise tensor_as_value_error(f"function: {self._label(index)}", value)
+            raise tensor_as_value_error(f"function: {label}", value)
+        if value is None:
+            raise ValueError(f"{label} got None; pass an array of shape {format_shape(node.shape)}")
+        if isinstance(value, np.ma.MaskedArray):
+            raise ValueError(f"{label} got a masked array; graphcomp ignores masks, so pass "
+                             "value.filled(fill) or value.data explicitly")
         if isinstance(value, np.ndarray):
             array = value
             if array.dtype != node.dtype:
                 if not np.can_cast(array.dtype, node.dtype, casting="safe"):
-                    raise ValueError(f"{self._label(index)} expects dtype {node.dtype}, got {array.dtype} "
+                    raise ValueError(f"{label} expects dtype {node.dtype}, got {array.dtype} "
                                      "(which cannot be cast safely)")
                 array = array.astype(node.dtype)
         else:
-            array = np.asarray(value)
+            try:
+                array = np.asarray(value)
+            except ValueError as error:  # a ragged nested list, say
+                raise ValueError(f"{label} expects an array of shape {format_shape(node.shape)}; "
+                                 f"{type(value).__name__} is not one: {error}") from None
             if array.dtype == object or not np.can_cast(array.dtype, node.dtype, casting="same_kind"):
-                raise ValueError(f"{self._label(index)} expects dtype {node.dtype}, got {type(value).__name__} "
+                raise ValueError(f"{label} expects dtype {node.dtype}, got {type(value).__name__} "
                                  f"of dtype {array.dtype}")
-            array = array.astype(node.dtype, copy=False)
+            with np.errstate(over="raise", invalid="raise"):
+                try:
+                    array = array.astype(node.dtype, copy=False)
+                except FloatingPointError:
+                    raise ValueError(f"{label} expects dtype {node.dtype}: the values given overflow it "
+                                     f"(largest magnitude {np.max(np.abs(array[np.isfinite(array)]), initial=0):.3g})"
+                                     ) from None
         shape = array.shape
         if len(shape) != len(node.shape) or any(d is not None and d != s for d, s in zip(node.shape, shape)):
             raise ValueError(f"{self._label(index)} expects shape {format_shape(node.shape)}, got {shape}")

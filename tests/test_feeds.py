@@ -81,10 +81,8 @@ def test_the_same_placeholder_twice_and_ambiguous_names(model):
     with pytest.raises(TypeError, match=r"gives placeholder 'x' twice"):
         f({x: X, "x": X, t: T})
     a, b = gc.placeholder((2,), name="a"), gc.placeholder((2,), name="a")
-    g = gc.function([a, b], a - b)
-    np.testing.assert_array_equal(g({a: np.ones(2), b: np.zeros(2)}), np.ones(2))
-    with pytest.raises(TypeError, match=r"key 'a' names 2 inputs; key them by placeholder"):
-        g({"a": np.ones(2), b: np.zeros(2)})
+    with pytest.raises(ValueError, match=r"two inputs are named 'a'"):  # calls by name would be ambiguous
+        gc.function([a, b], a - b)
 
 
 def test_a_feed_dictionary_still_checks_shapes_and_dtypes(model):
@@ -98,7 +96,7 @@ def test_a_feed_dictionary_still_checks_shapes_and_dtypes(model):
 def test_a_tensor_as_a_feed_value_says_to_pass_an_array_or_build_it_into_the_graph(model):
     x, t, W, loss, f = model
     for call in (lambda: f(X, gc.exp(t)), lambda: f({x: X, t: t * 2.0}), lambda: f(x=X, t=t)):
-        with pytest.raises(TypeError, match=r"placeholder 't' was given a symbolic tensor .*pass a NumPy array"
+        with pytest.raises(TypeError, match=r"placeholder 't' .*was given a symbolic tensor .*pass a NumPy array"
                                             r".*build the expression into the graph"):
             call()
 

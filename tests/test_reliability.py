@@ -203,3 +203,24 @@ def test_infinite_and_nan_literals_work_in_every_kernel_engine():
             np.testing.assert_array_equal(got, expected)
     finally:
         kernels.set_backend(previous)
+
+
+def test_bad_feeds_name_the_placeholder_and_where_it_was_built():
+    x = gc.placeholder((2,), dtype="float32", name="x")
+    f = gc.function([x], x * 2.0)
+    line = "test_reliability.py:"
+    with pytest.raises(ValueError, match=f"placeholder 'x' \\(built at {line}\\d+\\).*overflow"):
+        f([1e300, 1.0])  # a Python list that float32 cannot hold is not silently inf
+    with pytest.raises(ValueError, match="placeholder 'x'.*expects an array of shape \\(2,\\)"):
+        f([[1.0, 2.0], [3.0]])  # ragged
+    with pytest.raises(ValueError, match="placeholder 'x'.*got None"):
+        f(x=None)  # None by keyword is a bad value, not a missing argument
+    with pytest.raises(ValueError, match="placeholder 'x'.*masked array"):
+        f(np.ma.masked_array([1.0, 2.0], mask=[False, True]))
+    np.testing.assert_array_equal(f([np.inf, 1.0]), [np.inf, 2.0])  # inf itself is a value
+
+
+def test_two_inputs_with_one_name_are_refused():
+    a, b = gc.placeholder((2,), name="a"), gc.placeholder((2,), name="a")
+    with pytest.raises(ValueError, match="two inputs are named 'a'.*ambiguous"):
+        gc.function([a, b], a + b)
