@@ -224,3 +224,42 @@ def test_two_inputs_with_one_name_are_refused():
     a, b = gc.placeholder((2,), name="a"), gc.placeholder((2,), name="a")
     with pytest.raises(ValueError, match="two inputs are named 'a'.*ambiguous"):
         gc.function([a, b], a + b)
+
+
+# soak ------------------------------------------------------------------------------------------------------
+
+def test_one_function_called_many_times_keeps_its_memory_flat():
+    import tracemalloc
+    x = gc.placeholder((16,), name="x")
+    f = gc.function([x], [gc.tanh(x) * 2.0 + gc.sigmoid(x), gc.sum(x * x)])
+    values = np.linspace(-1, 1, 16)
+    for _ in range(2000):  # warm-up: caches, free lists
+        f(values)
+    tracemalloc.start()
+    try:
+        for _ in range(5000):
+            f(values)
+        after_warm_up = tracemalloc.get_traced_memory()[0]
+        for _ in range(20_000):
+            f(values)
+        grown = tracemalloc.get_traced_memory()[0] - after_warm_up
+    finally:
+        tracemalloc.stop()
+    assert grown < 64 * 1024, f"memory grew by {grown} bytes over 20,000 calls"
+
+
+def test_compiling_many_different_functions_keeps_the_caches_bounded(monkeypatch):
+    import linecache
+
+    from graphcomp.passes import fuse
+    monkeypatch.setattr(fuse, "MAX_CACHED_GROUPS", 64)
+    entries_before = len(linecache.cache)
+    x = gc.placeholder((4,), name="x")
+    for number in range(600):  # each has its own constant, so its own fused kernel
+        f = gc.function([x], gc.tanh(x) * (1.0 + number * 1e-3) + gc.sin(x))
+        assert f(np.zeros(4)).shape == (4,)
+        assert len(fuse._compiled_groups) <= 64
+    del f
+    import gc as garbage
+    garbage.collect()
+    assert len(linecache.cache) <= entries_before + 5  # generated sources leave with their functions
