@@ -397,7 +397,7 @@ def _compile_long(chunks, parameters, returned, filename, namespace):
     stores only the values a later chunk reads, so the work stays linear in the program."""
     reads, kept_chunks = [], []  # per chunk: value names its lines read (before defining them) and define
     for number, chunk in enumerate(chunks):
-        read, defined, kept = [], set(parameters) if number == 0 else set(), []
+        read, defined, kept = {}, set(parameters) if number == 0 else set(), []  # read: an ordered set
         for line in chunk:
             text, node, arguments, defines, deletes, bindings = line
             if deletes:  # only names this chunk holds; the others leave `env` at their last read
@@ -407,14 +407,14 @@ def _compile_long(chunks, parameters, returned, filename, namespace):
                 continue
             code = text.split("#", 1)[0]
             for name in _VALUE_NAME.findall(code.split("=", 1)[1] if defines else code):
-                if name not in defined and name not in read:
-                    read.append(name)
+                if name not in defined:
+                    read.setdefault(name)
             if defines:
                 defined.add(defines)
             kept.append(line)
         if number == len(chunks) - 1:
-            read += [name for name in returned if name not in defined and name not in read]
-        reads.append((read, defined))
+            read.update((name, None) for name in returned if name not in defined)
+        reads.append((list(read), defined))
         kept_chunks.append(kept)
     chunks = kept_chunks
     last_reader = {}

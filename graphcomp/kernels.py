@@ -246,18 +246,42 @@ def _allocate_slots(steps, result):
     return slot_of, slot_kinds, final
 
 
-def _literal_text(value):
-    if isinstance(value, float) and not np.isfinite(value):
-        return "_nan" if np.isnan(value) else ("_inf" if value > 0 else "(-_inf)")
-    return repr(value)
+def literal_names(steps):
+    """literal value -> the name it is bound to in NumPy code (`l0`, `l1`, ...). Literals are
+    bound as 0-d arrays of the kernel's dtype: a ufunc takes those faster than Python numbers,
+    and they give the same values (a Python number is converted to that dtype anyway)."""
+    names = {}
+    for step in steps:
+        for kind, value in step.operands:
+            key = _literal_key(value)
+            if kind == "literal" and key not in names:
+                names[key] = f"l{len(names)}"
+    return names
 
 
-def _text(operand, slot_of):
+def _literal_key(value):
+    return (type(value) is bool, repr(value))  # repr: -0.0 is not 0.0, and NaN equals itself
+
+
+def literal_arrays(steps, dtype):
+    """name -> the 0-d array a literal is bound to (booleans stay booleans)."""
+    arrays = {}
+    for step in steps:
+        for kind, value in step.operands:
+            if kind == "literal":
+                array = np.array(value, np.bool_ if isinstance(value, bool) else dtype)
+                array.flags.writeable = False
+                arrays[_literal_key(value)] = array
+    names = literal_names(steps)
+    return {names[key]: array for key, array in arrays.items()}
+
+
+def _text(operand, slot_of, literals):
     kind, value = operand
     if kind == "input":
         return f"x{value}"
     if kind == "literal":
-        return _literal_text(value)
+        return literals[_literal_key(value)]
     slot = slot_of[value]
     return "out" if slot == "out" else f"s{slot}"
 
@@ -281,24 +305,25 @@ def numpy_source(program, name="body", guarded=False):
     `guarded`: steps of members that tolerate IEEE conditions run with them ignored."""
     steps, result = program.steps, program.result
     slot_of, slot_kinds, final = _allocate_slots(steps, result)
+    literals = literal_names(steps)
     lines = []
     for step in steps:
         target = "out" if slot_of[step.temp] == "out" else f"s{slot_of[step.temp]}"
-        line = _step_line(step, target, [_text(o, slot_of) for o in step.operands])
+        line = _step_line(step, target, [_text(o, slot_of, literals) for o in step.operands])
         if guarded and step.quiet:
             quiet = ", ".join(f"{condition}='ignore'" for condition in sorted(step.quiet))
             lines.append(f"with _errstate({quiet}):")
             line = "    " + line
         lines.append(line)
     if final is None:
-        lines.append(f"_copyto(out, {_text(result, slot_of)})")
+        lines.append(f"_copyto(out, {_text(result, slot_of, literals)})")
     parameters = [f"x{i}" for i in range(program.arity)] + ["out"] + [f"s{k}" for k in range(len(slot_kinds))]
     body = "\n".join("    " + line for line in lines) or "    pass"
     return f"def {name}({', '.join(parameters)}):\n{body}\n", slot_kinds
 
 
-def _numpy_namespace(steps):
-    namespace = {"_copyto": np.copyto, "_where": np.where, "_errstate": np.errstate, "_inf": np.inf, "_nan": np.nan}
+def _numpy_namespace(steps, dtype):
+    namespace = {"_copyto": np.copyto, "_where": np.where, "_errstate": np.errstate, **literal_arrays(steps, dtype)}
     for step in steps:
         if step.function not in SPECIAL_FUNCTIONS:
             namespace[f"_{step.function}"] = ufunc(step.function)
@@ -461,7 +486,7 @@ class Kernel:
         self.shape = tuple(shape) if shape is not None and None not in shape else None
         self.name = f"fused_{next(_kernel_counter)}"
         self.quiet_conditions = program.quiet_conditions
-        namespace = _numpy_namespace(program.steps)
+        namespace = _numpy_namespace(program.steps, self.compute_dtype)
         self.source, slot_kinds = numpy_source(program, name=self.name)
         exec(compile(self.source, f"<graphcomp-kernel {self.name}>", "exec"), namespace)  # noqa: S102
         self.body = namespace[self.name]
