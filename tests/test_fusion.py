@@ -9,6 +9,7 @@ from graphcomp import kernels
 from graphcomp.ir import Graph
 from graphcomp.ops import REGISTRY
 from graphcomp.passes.fuse import FusedOp, fuse_elementwise
+from op_cases import CASES
 
 BACKENDS = ["numpy"] + (["numexpr"] if kernels.numexpr is not None else [])
 RNG = np.random.default_rng(3)
@@ -137,12 +138,9 @@ def test_every_spelling_fused_gives_its_kernels_values_exactly(backend, size):
     for name, op in REGISTRY.items():
         if op.kind != "elementwise" or op.steps is None:
             continue
-        arity = _arity(op)
-        values = [np.resize(np.roll(SPECIALS, 3 * i), size) for i in range(arity)]
-        if name in ("where", "cast"):
-            values[0] = values[0] > 0
-        inputs = [gc.placeholder((size,), dtype=v.dtype) for v in values]
-        node = gc.tensor.apply(op, *inputs, **ATTRS.get(name, {}))
+        built = _built_from_its_cases(name, size)
+        assert built is not None, f"no case in op_cases.py builds {name} on ({size},) inputs"
+        inputs, node, values = built
         if node.dtype == np.bool_:
             node = gc.where(node, inputs[-1], -inputs[-1])
         out = node * 2.0 - 1.0  # one more member, so that even one-ufunc ops are fused
@@ -157,6 +155,28 @@ def test_every_spelling_fused_gives_its_kernels_values_exactly(backend, size):
             np.testing.assert_array_equal(got, expected, err_msg=f"{name}, {backend} engine")
         checked.append(name)
     assert {"sigmoid", "softplus", "relu", "clip", "leaky_relu", "cast", "tan", "logaddexp"} <= set(checked)
+
+
+def _built_from_its_cases(name, size):
+    """(placeholders, the op's node, special values) from the first of the op's rows in
+    op_cases.py that builds on inputs of shape (size,), or None."""
+    for case in CASES:
+        if case.op != name:
+            continue
+        dtypes = [np.asarray(a).dtype for a in case.args]
+        inputs = [gc.placeholder((size,), dtype=dtype) for dtype in dtypes]
+        try:
+            node = case.build(*inputs)
+        except (gc.ShapeError, ValueError, TypeError):
+            continue
+        if node.op.name != name:  # the case wraps the op (a cast feeding a multiply, say): find it
+            found = [n for n in gc.Graph.from_outputs([node]).nodes if n.op.name == name]
+            if not found:
+                continue
+        values = [np.resize(np.roll(SPECIALS, 3 * i), size) for i in range(len(inputs))]
+        values = [v > 0 if dtype == np.bool_ else v.astype(dtype) for v, dtype in zip(values, dtypes)]
+        return inputs, node, values
+    return None
 
 
 UNARY = {"negative", "exp", "log", "log1p", "expm1", "sqrt", "square", "abs", "sign", "tanh", "sin", "cos", "tan",
