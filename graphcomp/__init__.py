@@ -36,3 +36,10 @@ __version__ = "0.1.0"
 # np.exp(tensor) and the like raise a TypeError naming the gc. function to use instead.
 _name_public_functions(name for name, value in list(globals().items())
                        if not name.startswith("_") and callable(value) and not isinstance(value, type))
+
+# products (graphcomp/ops/products.py)
+from graphcomp.ops.products import (  # noqa: E402
+    cross, diag, diagonal, dot, einsum, inner, kron, moveaxis, outer, swapaxes, tensordot, trace, vdot,
+)
+_name_public_functions(["cross", "diag", "diagonal", "dot", "einsum", "inner", "kron", "moveaxis", "outer",
+                        "swapaxes", "tensordot", "trace", "vdot"])

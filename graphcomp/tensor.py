@@ -181,6 +181,7 @@ class Tensor(Node):
     def max(self, axis=None, keepdims=False): return builder("max")(self, axis=axis, keepdims=keepdims)
     def min(self, axis=None, keepdims=False): return builder("min")(self, axis=axis, keepdims=keepdims)
     def astype(self, dtype): return builder("cast")(self, dtype)
+    def dot(self, other): return builder("dot")(self, other)
 
     def transpose(self, *axes):
         """Permute the axes: x.transpose(), x.transpose((1, 0)) or x.transpose(1, 0), as in NumPy."""

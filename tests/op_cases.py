@@ -217,3 +217,72 @@ def all_cases():
 
 
 CASES = all_cases()
+
+
+# products (graphcomp/ops/products.py) ----------------------------------------------------------
+
+def _product_cases():
+    from graphcomp.ops import products as pr
+    n = _normal
+    rows = [  # (op of the output node, builder, NumPy's function, args, label)
+        ("einsum", lambda a, b: gc.einsum("ij,jk", a, b), lambda a, b: np.einsum("ij,jk", a, b),
+         [n((3, 4), 40), n((4, 2), 41)], "implicit"),
+        ("einsum", lambda a, b: gc.einsum("bqd,bkd->bqk", a, b), lambda a, b: np.einsum("bqd,bkd->bqk", a, b),
+         [n((2, 3, 4), 42), n((2, 5, 4), 43)], "attention"),
+        ("einsum", lambda a, b: gc.einsum("...i,...i->...", a, b), lambda a, b: np.einsum("...i,...i->...", a, b),
+         [n((2, 3), 44), n((4, 1, 3), 45)], "ellipsis-broadcast"),
+        ("einsum", lambda a: gc.einsum("ii", a), lambda a: np.einsum("ii", a), [n((3, 3), 46)], "trace"),
+        ("einsum", lambda a: gc.einsum("iji->ji", a), lambda a: np.einsum("iji->ji", a), [n((3, 2, 3), 47)],
+         "diagonal"),
+        ("einsum", lambda a, b: gc.einsum("ij,k->i", a, b), lambda a, b: np.einsum("ij,k->i", a, b),
+         [n((2, 3), 48), n((4,), 49)], "lonely-sums"),
+        ("einsum", lambda a, b: gc.einsum("i,ij->j", a, b), lambda a, b: np.einsum("i,ij->j", a, b),
+         [n((1,), 50), n((3, 2), 51)], "size-1-broadcast"),
+        ("einsum", lambda a, b: gc.dot(a, b), np.dot, [n((2, 3, 4), 52), n((5, 4, 2), 53)], "dot-N-D"),
+        ("einsum", lambda a, b: gc.dot(a, b), np.dot, [n((4,), 54), n((5, 4, 2), 55)], "dot-1-D-N-D"),
+        ("matmul", lambda a, b: gc.dot(a, b), np.dot, [n((3, 4), 56), n((4,), 57)], "dot"),
+        ("matmul", lambda a, b: a.dot(b), np.dot, [n((2, 3, 4), 58), n((4, 2), 59)], "Tensor.dot"),
+        ("multiply", gc.dot, np.dot, [n((), 60), n((2, 3), 61)], "dot-scalar"),
+        ("einsum", gc.vdot, np.vdot, [n((3, 4), 62), n((12,), 63)], "vdot"),
+        ("einsum", gc.inner, np.inner, [n((3, 4), 64), n((2, 4), 65)], "inner"),
+        ("einsum", gc.outer, np.outer, [n((3,), 66), n((2, 2), 67)], "outer"),
+        ("einsum", gc.tensordot, np.tensordot, [n((3, 4, 5), 68), n((4, 5, 2), 69)], "tensordot"),
+        ("einsum", lambda a, b: gc.tensordot(a, b, ([0, -1], [2, 0])),
+         lambda a, b: np.tensordot(a, b, ([0, -1], [2, 0])), [n((3, 4, 5), 70), n((5, 2, 3), 71)], "tensordot-lists"),
+        ("einsum", lambda a, b: gc.tensordot(a, b, 0), lambda a, b: np.tensordot(a, b, 0),
+         [n((2,), 72), n((3,), 73)], "tensordot-0"),
+        ("diagonal", gc.diagonal, np.diagonal, [n((3, 4), 74)], ""),
+        ("diagonal", lambda a: gc.diagonal(a, -1, 2, 0), lambda a: np.diagonal(a, -1, 2, 0), [n((4, 2, 3), 75)],
+         "offset-axes"),
+        ("diagonal_grad", lambda g, x: apply(pr.DIAGONAL_GRAD, g, x, offset=1, axis1=0, axis2=2),
+         lambda g, x: _placed_diagonal(g, x.shape, 1, 0, 2), [n((2, 3), 76), n((4, 2, 4), 77)], ""),
+        ("sum", gc.trace, np.trace, [n((3, 4), 78)], "trace"),
+        ("sum", lambda a: gc.trace(a, 1, 2, 0), lambda a: np.trace(a, 1, 2, 0), [n((3, 2, 4), 79)], "trace-offset"),
+        ("embed_diagonal", gc.diag, np.diag, [n((3,), 80)], "diag"),
+        ("embed_diagonal", lambda a: apply(pr.EMBED_DIAGONAL, a, subscripts="ab->aba"),
+         lambda a: np.einsum("ab,ac->abc", a, np.eye(a.shape[0])), [n((3, 2), 81)], ""),
+        ("concatenate", lambda a: gc.diag(a, 2), lambda a: np.diag(a, 2), [n((3,), 82)], "diag-k"),
+        ("transpose", lambda a: gc.diag(a, -1), lambda a: np.diag(a, -1), [n((3,), 83)], "diag-negative-k"),
+        ("diagonal", lambda a: gc.diag(a, 1), lambda a: np.diag(a, 1), [n((3, 4), 84)], "diag-2-D"),
+        ("kron", gc.kron, np.kron, [n((2, 3), 85), n((3, 2), 86)], ""),
+        ("kron", gc.kron, np.kron, [n((3,), 87), n((2, 2), 88)], "ranks-differ"),
+        ("stack", gc.cross, np.cross, [n((4, 3), 89), n((3,), 90)], "cross"),
+        ("stack", lambda a, b: gc.cross(a, b, axisa=0, axisc=0), lambda a, b: np.cross(a, b, axisa=0, axisc=0),
+         [n((3, 4), 91), n((4, 3), 92)], "cross-axes"),
+        ("transpose", lambda a: gc.swapaxes(a, 0, -1), lambda a: np.swapaxes(a, 0, -1), [n((2, 3, 4), 93)],
+         "swapaxes"),
+        ("transpose", lambda a: gc.moveaxis(a, [0, 1], [-1, 0]), lambda a: np.moveaxis(a, [0, 1], [-1, 0]),
+         [n((2, 3, 4), 94)], "moveaxis"),
+    ]
+    return [OpCase(op, build, reference, args, label) for op, build, reference, args, label in rows]
+
+
+def _placed_diagonal(g, shape, offset, axis1, axis2):
+    result = np.zeros(shape)
+    moved = np.moveaxis(result, (axis1, axis2), (-2, -1))
+    steps = np.arange(g.shape[-1])
+    moved[..., steps + max(-offset, 0), steps + max(offset, 0)] = g
+    return result
+
+
+CASES += _product_cases()

@@ -25,7 +25,8 @@ LAYERS = [
     ("graphcomp.ops", "graphcomp.ops.steps"),  # the op registry (OpDef, register, builder), ufunc spellings
     ("graphcomp.tensor", "graphcomp.kernels"),
     ("graphcomp.ops.elementwise", "graphcomp.ops.leaves", "graphcomp.ops.linalg", "graphcomp.ops.reduce",
-     "graphcomp.ops.rules", "graphcomp.ops.shape", "graphcomp.nn"),
+     "graphcomp.ops.rules", "graphcomp.ops.shape", "graphcomp.nn",
+     "graphcomp.ops.products"),
     ("graphcomp.passes",),  # autodiff differentiates the stabiliser's forms
     ("graphcomp.autodiff", "graphcomp.forward"),
     ("graphcomp.executor",),
