@@ -33,7 +33,7 @@ from graphcomp import nn, testing  # noqa: F401
 
 __version__ = "0.1.0"
 
-# np.exp(tensor) and the like raise a TypeError naming the gc. function to use instead.
+# Error messages about NumPy on tensors name the gc. function to use instead.
 _name_public_functions(name for name, value in list(globals().items())
                        if not name.startswith("_") and callable(value) and not isinstance(value, type))
 
@@ -43,3 +43,8 @@ from graphcomp.ops.products import (  # noqa: E402
 )
 _name_public_functions(["cross", "diag", "diagonal", "dot", "einsum", "inner", "kron", "moveaxis", "outer",
                         "swapaxes", "tensordot", "trace", "vdot"])
+
+# NumPy's functions on tensors (np.exp(t), np.sum(t, axis=1), np.dot(a, b)) call graphcomp's
+# function of the same name; names exported above or later are found at call time.
+from graphcomp.tensor import dispatch_numpy_to as _dispatch_numpy_to  # noqa: E402
+_dispatch_numpy_to(globals())

@@ -13,12 +13,16 @@ from graphcomp.shapes import format_shape
 
 
 # Names of graphcomp's public functions (gc.exp, gc.sum, ...). graphcomp/__init__.py, which
-# sits above this module, fills it in, so that `np.exp(t)` can name the function to use instead.
+# sits above this module, fills it in, so that error messages can name the function to use.
 PUBLIC_FUNCTIONS = set()
+
+# graphcomp's namespace (graphcomp/__init__.py hands over its globals(), read at call time):
+# `np.exp(t)` calls the function of that name there, building a graph node.
+NUMPY_DISPATCH = {}
 
 # NumPy's names whose graphcomp function is spelled differently.
 NUMPY_SPELLINGS = {"amax": "max", "amin": "min", "true_divide": "divide", "concat": "concatenate",
-                   "permute_dims": "transpose", "pow": "power", "dot": "matmul", "add.reduce": "sum",
+                   "permute_dims": "transpose", "pow": "power", "add.reduce": "sum",
                    "maximum.reduce": "max", "minimum.reduce": "min"}
 
 # The ufuncs NumPy calls for `array <op> tensor`, with the reflected operator that builds the node
@@ -33,6 +37,34 @@ REFLECTED_OPERATORS = {"add": "__radd__", "subtract": "__rsub__", "multiply": "_
 def name_public_functions(names):
     """Record graphcomp's public function names (graphcomp/__init__.py calls this)."""
     PUBLIC_FUNCTIONS.update(names)
+
+
+def dispatch_numpy_to(namespace):
+    """NumPy's functions and ufuncs applied to tensors call the functions of `namespace` (a
+    module's globals, read at call time) with NumPy's name (graphcomp/__init__.py calls this)."""
+    NUMPY_DISPATCH["namespace"] = namespace
+
+
+def _graphcomp_function(name):
+    """graphcomp's public function for NumPy's `name`, or None."""
+    spelling = NUMPY_SPELLINGS.get(name, name)
+    function = NUMPY_DISPATCH.get("namespace", {}).get(spelling)
+    if spelling.startswith("_") or not callable(function) or isinstance(function, type) \
+            or not getattr(function, "__module__", "").startswith("graphcomp"):
+        return None, spelling
+    return function, spelling
+
+
+def _call_for_numpy(function, spelling, numpy_name, args, kwargs):
+    import inspect  # noqa: PLC0415 - only when NumPy dispatches
+    try:
+        inspect.signature(function).bind(*args, **kwargs)
+    except TypeError as error:
+        raise TypeError(f"{numpy_name} on a symbolic tensor builds gc.{spelling}, which does not take these "
+                        f"arguments: {error}") from None
+    except ValueError:  # no signature to check
+        pass
+    return function(*args, **kwargs)
 
 
 def _flatten_arguments(value):
@@ -58,11 +90,12 @@ def numpy_refusal(name, tensors, module="numpy"):
         return TypeError(f"{name} was given a symbolic tensor ({what}); use {hint} instead")
     spelling = NUMPY_SPELLINGS.get(short, short) if module == "numpy" else None
     if spelling in PUBLIC_FUNCTIONS:
-        return TypeError(f"{name} was given a symbolic tensor ({what}); NumPy's functions compute on arrays, "
-                         f"they do not build graph nodes. Use gc.{spelling}(...) instead (import graphcomp as gc), "
-                         f"or apply {name} to the arrays a compiled function returns")
-    return TypeError(f"{name} was given a symbolic tensor ({what}); NumPy's functions do not apply to symbolic "
-                     f"tensors, and graphcomp has no {short}. Build the expression from graphcomp's functions "
+        return TypeError(f"{name} was given a symbolic tensor ({what}); it is not supported on symbolic tensors "
+                         f"(only NumPy's functions called directly build graph nodes). Use gc.{spelling}(...) "
+                         f"instead (import graphcomp as gc), or apply {name} to the arrays a compiled function "
+                         "returns")
+    return TypeError(f"{name} was given a symbolic tensor ({what}); {name} is not supported on symbolic "
+                     f"tensors: graphcomp has no {short}. Build the expression from graphcomp's functions "
                      "(gc.exp, gc.sum, gc.matmul, ...), or apply NumPy to the arrays a compiled function returns")
 
 
@@ -83,7 +116,8 @@ class Tensor(Node):
     # NumPy ------------------------------------------------------------------------------------
     # `array + tensor` makes NumPy call np.add(array, tensor), which lands here: it is answered
     # with the reflected operator (tensor.__radd__(array)). Any other NumPy function or ufunc
-    # applied to a tensor is a TypeError naming the graphcomp function to use.
+    # applied to a tensor calls graphcomp's function of the same name (np.exp(t) is gc.exp(t)),
+    # building a graph node; one graphcomp lacks is a TypeError naming it.
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
         name = ufunc.__name__
         if method == "__call__" and not kwargs and len(inputs) == 2 and not isinstance(inputs[0], Tensor) \
@@ -99,11 +133,20 @@ class Tensor(Node):
             raise TypeError(f"numpy.{name}(..., out=...) cannot store a symbolic tensor ({tensors[0].describe()}) "
                             f"into an array; for `array += tensor` write `array = array + tensor`, which builds "
                             "a graph node")
+        function, spelling = _graphcomp_function(name)
+        if method == "__call__" and function is not None:
+            if kwargs:
+                raise TypeError(f"numpy.{name} on a symbolic tensor builds gc.{spelling}, which takes no keyword "
+                                f"arguments ({', '.join(sorted(kwargs))} given)")
+            return function(*inputs)
         raise numpy_refusal(name if method == "__call__" else f"{name}.{method}", tensors)
 
     def __array_function__(self, func, types, args, kwargs):
         tensors = [x for x in _flatten_arguments((args, kwargs)) if isinstance(x, Tensor)]
         module = getattr(func, "__module__", None) or "numpy"
+        function, spelling = _graphcomp_function(func.__name__) if module == "numpy" else (None, None)
+        if function is not None:
+            return _call_for_numpy(function, spelling, f"numpy.{func.__name__}", args, kwargs)
         raise numpy_refusal(func.__name__, tensors or [self], module)
 
     def __array__(self, dtype=None, copy=None):
