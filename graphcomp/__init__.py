@@ -28,6 +28,11 @@ from graphcomp.ops.elementwise import (  # NumPy's other elementwise functions
     logaddexp2, logical_and, logical_not, logical_or, mod, nan_to_num, not_equal, pow, rad2deg, radians,
     reciprocal, remainder, round, sinc, sinh, trunc,
 )
+from graphcomp.ops.reduce import (  # NumPy's other reductions and scans
+    amax, amin, argmax, argmin, argsort, cumprod, cumsum, diff, prod, sort, std, var,
+)
+from graphcomp.ops.reduce import all_ as all
+from graphcomp.ops.reduce import any_ as any
 from graphcomp.autodiff import grad, vjp
 from graphcomp.forward import hessian, hvp, jacobian, jvp
 from graphcomp.linearize import GaussNewtonOperator, HessianOperator, scipy_objective

@@ -303,3 +303,74 @@ _MORE_ELEMENTWISE = {"sinh", "cosh", "arcsin", "arccos", "arctan", "arcsinh", "a
                      "sinc", "isnan", "isinf", "isfinite", "logical_not", "arctan2", "hypot", "remainder", "fmod",
                      "fmax", "fmin", "logaddexp2", "logical_and", "logical_or", "not_equal"}
 CASES += [case for case in _elementwise_cases() if case.op in _MORE_ELEMENTWISE] + _more_elementwise_cases()
+
+
+# NumPy's other reductions and scans (appended) ----------------------------------------------------
+
+def _more_reduction_cases():
+    cases = []
+    configurations = [((3, 4), None, False), ((3, 4), 0, False), ((3, 4), -1, True), ((2, 3, 4), (0, 2), False),
+                      ((2, 3, 4), (-1, 0), True)]
+    for seed, (shape, axis, keepdims) in enumerate(configurations):
+        label = f"{shape} axis={axis} keepdims={keepdims}"
+        cases.append(OpCase("prod", lambda x, axis=axis, keepdims=keepdims: gc.prod(x, axis=axis, keepdims=keepdims),
+                            lambda x, axis=axis, keepdims=keepdims: np.prod(x, axis=axis, keepdims=keepdims),
+                            [_away_from_zero(shape, seed)], label))
+        for name in ("all", "any"):
+            cases.append(OpCase(name, lambda x, name=name, axis=axis, keepdims=keepdims:
+                                getattr(gc, name)(x > 0, axis=axis, keepdims=keepdims),
+                                lambda x, name=name, axis=axis, keepdims=keepdims:
+                                getattr(np, name)(x > 0, axis=axis, keepdims=keepdims), [_normal(shape, seed)], label))
+        for ddof in (0, 1):
+            for name in ("var", "std"):
+                cases.append(OpCase("mean", lambda x, name=name, axis=axis, ddof=ddof, keepdims=keepdims:
+                                    getattr(gc, name)(x, axis=axis, ddof=ddof, keepdims=keepdims),
+                                    lambda x, name=name, axis=axis, ddof=ddof, keepdims=keepdims:
+                                    getattr(np, name)(x, axis=axis, ddof=ddof, keepdims=keepdims),
+                                    [_normal(shape, seed)], f"{name} ddof={ddof} {label}"))
+    zeros = {"one-zero": [0.0, 1.5, -0.7, 2.0], "two-zeros": [0.0, 1.5, 0.0, 2.0], "three-zeros": [0.0, 0.0, 0.0, 2.0]}
+    for label, values in zeros.items():
+        cases.append(OpCase("prod", gc.prod, np.prod, [np.array(values)], label))
+        cases.append(OpCase("prod", lambda x: gc.prod(x, axis=1), lambda x: np.prod(x, axis=1),
+                            [np.array([values, values[::-1], [1.1, -0.6, 0.8, 1.3]])], label + " rows"))
+    for axis in (None, 0, -1):
+        for name in ("cumsum", "cumprod"):
+            cases.append(OpCase(name, lambda x, name=name, axis=axis: getattr(gc, name)(x, axis=axis),
+                                lambda x, name=name, axis=axis: getattr(np, name)(x, axis=axis),
+                                [_away_from_zero((3, 4), 11)], f"axis={axis}"))
+        for name in ("argmax", "argmin"):
+            for keepdims in (False, True):
+                cases.append(OpCase(name, lambda x, name=name, axis=axis, keepdims=keepdims:
+                                    getattr(gc, name)(x, axis=axis, keepdims=keepdims),
+                                    lambda x, name=name, axis=axis, keepdims=keepdims:
+                                    getattr(np, name)(x, axis=axis, keepdims=keepdims),
+                                    [_normal((3, 4), 12)], f"axis={axis} keepdims={keepdims}"))
+        cases.append(OpCase("sort", lambda x, axis=axis: gc.sort(x, axis=axis), lambda x, axis=axis: np.sort(x, axis=axis),
+                            [_normal((3, 4), 13)], f"axis={axis}"))
+        cases.append(OpCase("argsort", lambda x, axis=axis: gc.argsort(x, axis=axis),
+                            lambda x, axis=axis: np.argsort(x, axis=axis, kind="stable"), [_normal((3, 4), 14)],
+                            f"axis={axis}"))
+    cases.append(OpCase("permute_along_axis", lambda x: apply(
+        rd.PERMUTE, x, gc.constant(np.array([[2, 0, 1, 3], [3, 2, 1, 0]])), axis=1),
+        lambda x: np.take_along_axis(x, np.array([[2, 0, 1, 3], [3, 2, 1, 0]]), axis=1),
+        [_normal((2, 4), 15)]))
+    for n, axis in ((1, -1), (2, 0), (1, 1)):
+        cases.append(OpCase("getitem", lambda x, n=n, axis=axis: gc.diff(x, n=n, axis=axis),
+                            lambda x, n=n, axis=axis: np.diff(x, n=n, axis=axis), [_normal((4, 5), 16)],
+                            f"diff n={n} axis={axis}"))
+
+    def softmax_reference(x, axis):
+        e = np.exp(x - x.max(axis=axis, keepdims=True))
+        return e / e.sum(axis=axis, keepdims=True)
+    for axis in (None, (0, 2), (-1,)):
+        cases.append(OpCase("softmax", lambda x, axis=axis: gc.softmax(x, axis=axis),
+                            lambda x, axis=axis: softmax_reference(x, axis), [_normal((2, 3, 4), 17)], f"axis={axis}"))
+        cases.append(OpCase("log_softmax", lambda x, axis=axis: gc.log_softmax(x, axis=axis),
+                            lambda x, axis=axis: np.log(softmax_reference(x, axis)), [_normal((2, 3, 4), 18)],
+                            f"axis={axis}"))
+    cases.append(OpCase("max", lambda x: gc.amax(x, axis=0), lambda x: np.amax(x, axis=0), [_normal((3, 4), 19)], "amax"))
+    cases.append(OpCase("min", lambda x: gc.amin(x, axis=1), lambda x: np.amin(x, axis=1), [_normal((3, 4), 20)], "amin"))
+    return cases
+
+
+CASES += _more_reduction_cases()
