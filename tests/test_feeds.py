@@ -133,8 +133,8 @@ def test_a_numpy_function_on_a_tensor_names_the_graphcomp_function(call, suggest
 
 
 @pytest.mark.parametrize("call, name", [
-    (lambda t: np.floor(t), "numpy.floor"),
-    (lambda t: np.sort(t), "numpy.sort"),
+    (lambda t: np.cbrt(t), "numpy.cbrt"),
+    (lambda t: np.unique(t), "numpy.unique"),
     (lambda t: np.linalg.norm(t), "numpy.linalg.norm"),
     (lambda t: np.ones(2) // t, "numpy.floor_divide"),
 ])
