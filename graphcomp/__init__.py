@@ -22,6 +22,17 @@ from graphcomp.ops.reduce import sum_ as sum
 from graphcomp.ops.shape import (
     broadcast_to, concatenate, expand_dims, getitem, reshape, squeeze, stack, transpose,
 )
+from graphcomp.ops.elementwise import (  # NumPy's other elementwise functions
+    acos, acosh, arccos, arccosh, arcsin, arcsinh, arctan, arctan2, arctanh, around, asin, asinh, atan, atan2,
+    atanh, ceil, cosh, deg2rad, degrees, exp2, fmax, fmin, fmod, floor, hypot, isfinite, isinf, isnan, log2, log10,
+    logaddexp2, logical_and, logical_not, logical_or, mod, nan_to_num, not_equal, pow, rad2deg, radians,
+    reciprocal, remainder, round, sinc, sinh, trunc,
+)
+from graphcomp.ops.reduce import (  # NumPy's other reductions and scans
+    amax, amin, argmax, argmin, argsort, cumprod, cumsum, diff, prod, sort, std, var,
+)
+from graphcomp.ops.reduce import all_ as all
+from graphcomp.ops.reduce import any_ as any
 from graphcomp.autodiff import grad, vjp
 from graphcomp.forward import hessian, hvp, jacobian, jvp
 from graphcomp.linearize import GaussNewtonOperator, HessianOperator, scipy_objective

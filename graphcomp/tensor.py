@@ -32,6 +32,7 @@ REFLECTED_OPERATORS = {"add": "__radd__", "subtract": "__rsub__", "multiply": "_
                        "divide": "__rtruediv__", "true_divide": "__rtruediv__", "power": "__rpow__",
                        "matmul": "__rmatmul__", "less": "__gt__", "less_equal": "__ge__",
                        "greater": "__lt__", "greater_equal": "__le__"}
+REFLECTED_OPERATORS["remainder"] = "__rmod__"  # `array % tensor`
 
 
 def name_public_functions(names):
@@ -236,6 +237,37 @@ class Tensor(Node):
         if len(shape) == 1 and not isinstance(shape[0], numbers.Integral):
             shape = shape[0]
         return builder("reshape")(self, shape)
+
+    # more of NumPy's operators, methods and attributes ----------------------------------------
+    def __mod__(self, other): return builder("remainder")(self, other)
+    def __rmod__(self, other): return builder("remainder")(other, self)
+
+    @property
+    def size(self):
+        """The number of elements, or None when a size is unknown until run time."""
+        total = 1
+        for d in self.shape:
+            if d is None:
+                return None
+            total *= d
+        return total
+
+    def ravel(self): return builder("reshape")(self, (-1,))
+    def flatten(self): return builder("reshape")(self, (-1,))
+    def squeeze(self, axis=None): return builder("squeeze")(self, axis)
+    def clip(self, *args, **kwargs): return builder("clip")(self, *args, **kwargs)
+
+    def var(self, axis=None, ddof=0, keepdims=False):
+        return builder("var")(self, axis=axis, ddof=ddof, keepdims=keepdims)
+
+    def std(self, axis=None, ddof=0, keepdims=False):
+        return builder("std")(self, axis=axis, ddof=ddof, keepdims=keepdims)
+
+    def prod(self, axis=None, keepdims=False): return builder("prod")(self, axis=axis, keepdims=keepdims)
+    def argmax(self, axis=None, keepdims=False): return builder("argmax")(self, axis=axis, keepdims=keepdims)
+    def argmin(self, axis=None, keepdims=False): return builder("argmin")(self, axis=axis, keepdims=keepdims)
+    def cumsum(self, axis=None): return builder("cumsum")(self, axis=axis)
+    def cumprod(self, axis=None): return builder("cumprod")(self, axis=axis)
 
 
 class VariableStorage:

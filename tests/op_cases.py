@@ -286,3 +286,160 @@ def _placed_diagonal(g, shape, offset, axis1, axis2):
 
 
 CASES += _product_cases()
+
+
+# NumPy's other elementwise functions (appended; samplers keep to each domain, away from kinks) ----
+
+def _within_nine_tenths(shape, seed):
+    return _rng(seed).uniform(-0.9, 0.9, shape)
+
+
+def _above_one(shape, seed):
+    return _rng(seed).uniform(1.2, 3.0, shape)
+
+
+def _off_integers(shape, seed):
+    """Away from the integers and halves where rounding jumps."""
+    return _rng(seed).integers(-3, 3, shape) + _rng(seed + 1).uniform(0.1, 0.4, shape)
+
+
+def _with_specials(shape, seed):
+    values = _normal(shape, seed)
+    specials = np.resize([np.nan, np.inf, -np.inf, 0.5], values.size).reshape(np.shape(values))
+    return np.where(_rng(seed + 2).random(shape) < 0.5, specials, values)
+
+
+UNARY.update({
+    "sinh": (gc.sinh, np.sinh, _normal),
+    "cosh": (gc.cosh, np.cosh, _normal),
+    "arcsin": (gc.arcsin, np.arcsin, _within_nine_tenths),
+    "arccos": (gc.arccos, np.arccos, _within_nine_tenths),
+    "arctan": (gc.arctan, np.arctan, _normal),
+    "arcsinh": (gc.arcsinh, np.arcsinh, _normal),
+    "arccosh": (gc.arccosh, np.arccosh, _above_one),
+    "arctanh": (gc.arctanh, np.arctanh, _within_nine_tenths),
+    "log2": (gc.log2, np.log2, _positive),
+    "log10": (gc.log10, np.log10, _positive),
+    "exp2": (gc.exp2, np.exp2, _normal),
+    "reciprocal": (gc.reciprocal, np.reciprocal, _away_from_zero),
+    "floor": (gc.floor, np.floor, _off_integers),
+    "ceil": (gc.ceil, np.ceil, _off_integers),
+    "trunc": (gc.trunc, np.trunc, _off_integers),
+    "round": (gc.round, np.round, _off_integers),
+    "nan_to_num": (gc.nan_to_num, np.nan_to_num, _normal),
+    "deg2rad": (gc.deg2rad, np.deg2rad, _normal),
+    "rad2deg": (gc.rad2deg, np.rad2deg, _normal),
+    "sinc": (gc.sinc, np.sinc, _normal),
+    "isnan": (gc.isnan, np.isnan, _with_specials),
+    "isinf": (gc.isinf, np.isinf, _with_specials),
+    "isfinite": (gc.isfinite, np.isfinite, _with_specials),
+    "logical_not": (gc.logical_not, np.logical_not, _normal),
+})
+BINARY.update({
+    "arctan2": (gc.arctan2, np.arctan2, _away_from_zero, _away_from_zero),
+    "hypot": (gc.hypot, np.hypot, _away_from_zero, _away_from_zero),
+    "remainder": (gc.remainder, np.remainder, _normal, _away_from_zero),
+    "fmod": (gc.fmod, np.fmod, _normal, _away_from_zero),
+    "fmax": (gc.fmax, np.fmax, _normal, _normal),
+    "fmin": (gc.fmin, np.fmin, _normal, _normal),
+    "logaddexp2": (gc.logaddexp2, np.logaddexp2, _normal, _normal),
+    "logical_and": (gc.logical_and, np.logical_and, _normal, _away_from_zero),
+    "logical_or": (gc.logical_or, np.logical_or, _normal, _away_from_zero),
+    "not_equal": (gc.not_equal, np.not_equal, _normal, _normal),
+})
+
+
+def _more_elementwise_cases():
+    cases = [
+        OpCase("round", lambda x: gc.round(x, 2), lambda x: np.round(x, 2), [_off_integers((3, 4), 3) / 10],
+               "decimals=2"),
+        OpCase("round", lambda x: gc.round(x, -1), lambda x: np.round(x, -1), [_off_integers((4,), 4) * 10],
+               "decimals=-1"),
+        OpCase("nan_to_num", lambda x: gc.nan_to_num(x, nan=-1.0, posinf=5.0),
+               lambda x: np.nan_to_num(x, nan=-1.0, posinf=5.0), [_normal((3, 4), 5)], "values"),
+        OpCase("remainder", lambda x, y: x % y, lambda x, y: x % y, [_normal((3, 4), 6), _away_from_zero((4,), 7)],
+               "operator"),
+        OpCase("remainder", lambda x: 2.5 % x, lambda x: 2.5 % x, [_away_from_zero((3,), 8)], "reflected"),
+        OpCase("sinc", gc.sinc, np.sinc, [np.array([0.0, 0.3, -1.2])], "at-zero"),
+        OpCase("power", lambda x: x[:, None] ** np.arange(4.0), lambda x: x[:, None] ** np.arange(4.0),
+               [np.array([0.0, 0.7, -1.3])], "polynomial-features-at-zero"),
+    ]
+    return cases
+
+
+_MORE_ELEMENTWISE = {"sinh", "cosh", "arcsin", "arccos", "arctan", "arcsinh", "arccosh", "arctanh", "log2", "log10",
+                     "exp2", "reciprocal", "floor", "ceil", "trunc", "round", "nan_to_num", "deg2rad", "rad2deg",
+                     "sinc", "isnan", "isinf", "isfinite", "logical_not", "arctan2", "hypot", "remainder", "fmod",
+                     "fmax", "fmin", "logaddexp2", "logical_and", "logical_or", "not_equal"}
+CASES += [case for case in _elementwise_cases() if case.op in _MORE_ELEMENTWISE] + _more_elementwise_cases()
+
+
+# NumPy's other reductions and scans (appended) ----------------------------------------------------
+
+def _more_reduction_cases():
+    cases = []
+    configurations = [((3, 4), None, False), ((3, 4), 0, False), ((3, 4), -1, True), ((2, 3, 4), (0, 2), False),
+                      ((2, 3, 4), (-1, 0), True)]
+    for seed, (shape, axis, keepdims) in enumerate(configurations):
+        label = f"{shape} axis={axis} keepdims={keepdims}"
+        cases.append(OpCase("prod", lambda x, axis=axis, keepdims=keepdims: gc.prod(x, axis=axis, keepdims=keepdims),
+                            lambda x, axis=axis, keepdims=keepdims: np.prod(x, axis=axis, keepdims=keepdims),
+                            [_away_from_zero(shape, seed)], label))
+        for name in ("all", "any"):
+            cases.append(OpCase(name, lambda x, name=name, axis=axis, keepdims=keepdims:
+                                getattr(gc, name)(x > 0, axis=axis, keepdims=keepdims),
+                                lambda x, name=name, axis=axis, keepdims=keepdims:
+                                getattr(np, name)(x > 0, axis=axis, keepdims=keepdims), [_normal(shape, seed)], label))
+        for ddof in (0, 1):
+            for name in ("var", "std"):
+                cases.append(OpCase("mean", lambda x, name=name, axis=axis, ddof=ddof, keepdims=keepdims:
+                                    getattr(gc, name)(x, axis=axis, ddof=ddof, keepdims=keepdims),
+                                    lambda x, name=name, axis=axis, ddof=ddof, keepdims=keepdims:
+                                    getattr(np, name)(x, axis=axis, ddof=ddof, keepdims=keepdims),
+                                    [_normal(shape, seed)], f"{name} ddof={ddof} {label}"))
+    zeros = {"one-zero": [0.0, 1.5, -0.7, 2.0], "two-zeros": [0.0, 1.5, 0.0, 2.0], "three-zeros": [0.0, 0.0, 0.0, 2.0]}
+    for label, values in zeros.items():
+        cases.append(OpCase("prod", gc.prod, np.prod, [np.array(values)], label))
+        cases.append(OpCase("prod", lambda x: gc.prod(x, axis=1), lambda x: np.prod(x, axis=1),
+                            [np.array([values, values[::-1], [1.1, -0.6, 0.8, 1.3]])], label + " rows"))
+    for axis in (None, 0, -1):
+        for name in ("cumsum", "cumprod"):
+            cases.append(OpCase(name, lambda x, name=name, axis=axis: getattr(gc, name)(x, axis=axis),
+                                lambda x, name=name, axis=axis: getattr(np, name)(x, axis=axis),
+                                [_away_from_zero((3, 4), 11)], f"axis={axis}"))
+        for name in ("argmax", "argmin"):
+            for keepdims in (False, True):
+                cases.append(OpCase(name, lambda x, name=name, axis=axis, keepdims=keepdims:
+                                    getattr(gc, name)(x, axis=axis, keepdims=keepdims),
+                                    lambda x, name=name, axis=axis, keepdims=keepdims:
+                                    getattr(np, name)(x, axis=axis, keepdims=keepdims),
+                                    [_normal((3, 4), 12)], f"axis={axis} keepdims={keepdims}"))
+        cases.append(OpCase("sort", lambda x, axis=axis: gc.sort(x, axis=axis), lambda x, axis=axis: np.sort(x, axis=axis),
+                            [_normal((3, 4), 13)], f"axis={axis}"))
+        cases.append(OpCase("argsort", lambda x, axis=axis: gc.argsort(x, axis=axis),
+                            lambda x, axis=axis: np.argsort(x, axis=axis, kind="stable"), [_normal((3, 4), 14)],
+                            f"axis={axis}"))
+    cases.append(OpCase("permute_along_axis", lambda x: apply(
+        rd.PERMUTE, x, gc.constant(np.array([[2, 0, 1, 3], [3, 2, 1, 0]])), axis=1),
+        lambda x: np.take_along_axis(x, np.array([[2, 0, 1, 3], [3, 2, 1, 0]]), axis=1),
+        [_normal((2, 4), 15)]))
+    for n, axis in ((1, -1), (2, 0), (1, 1)):
+        cases.append(OpCase("getitem", lambda x, n=n, axis=axis: gc.diff(x, n=n, axis=axis),
+                            lambda x, n=n, axis=axis: np.diff(x, n=n, axis=axis), [_normal((4, 5), 16)],
+                            f"diff n={n} axis={axis}"))
+
+    def softmax_reference(x, axis):
+        e = np.exp(x - x.max(axis=axis, keepdims=True))
+        return e / e.sum(axis=axis, keepdims=True)
+    for axis in (None, (0, 2), (-1,)):
+        cases.append(OpCase("softmax", lambda x, axis=axis: gc.softmax(x, axis=axis),
+                            lambda x, axis=axis: softmax_reference(x, axis), [_normal((2, 3, 4), 17)], f"axis={axis}"))
+        cases.append(OpCase("log_softmax", lambda x, axis=axis: gc.log_softmax(x, axis=axis),
+                            lambda x, axis=axis: np.log(softmax_reference(x, axis)), [_normal((2, 3, 4), 18)],
+                            f"axis={axis}"))
+    cases.append(OpCase("max", lambda x: gc.amax(x, axis=0), lambda x: np.amax(x, axis=0), [_normal((3, 4), 19)], "amax"))
+    cases.append(OpCase("min", lambda x: gc.amin(x, axis=1), lambda x: np.amin(x, axis=1), [_normal((3, 4), 20)], "amin"))
+    return cases
+
+
+CASES += _more_reduction_cases()

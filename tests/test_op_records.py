@@ -86,7 +86,7 @@ def test_tolerated_conditions_are_honoured_unfused_and_fused():
     for name, op in REGISTRY.items():
         if op.kind != "elementwise" or "under" not in op.tolerates:
             continue
-        arguments = [x] * (2 if name == "logaddexp" else 1)
+        arguments = [x] * getattr(getattr(op.impl, "__wrapped__", op.impl), "nin", 1)  # logaddexp: 2
         node = gc.tensor.apply(op, *arguments)
         with np.errstate(all="raise"):
             for optimize in (False, True):

@@ -244,7 +244,11 @@ NEGATIVE = _elementwise("negative", np.negative, vjp=(lambda g, out, x: -g,), jv
 
 
 def _power_vjp_base(g, out, x, y):
-    return g * y * power(x, y - 1)
+    # y * x**(y - 1), 0 where y == 0: the exponent there is 1, not -1, so that no 0 * inf
+    # (0 * 0**-1) arises at x == 0, nor in the derivatives of this rule (x**1 at 0 gets 0 next).
+    exponent_zero = equal(y, zero_like_scalar(y))
+    lowered = where(exponent_zero, constant(1, dtype=y.dtype), y - 1)
+    return g * where(exponent_zero, zero_like_scalar(y), y * power(x, lowered))
 
 
 def _power_vjp_exponent(g, out, x, y):
@@ -455,8 +459,31 @@ def leaky_relu(x, alpha=0.01):
     return apply(LEAKY_RELU, x, alpha=float(alpha))
 
 
-def clip(x, lo, hi):
-    """Clamp to [lo, hi]; bounds may be numbers (an attribute) or tensors."""
+_NO_BOUND = object()
+
+
+def clip(x, a_min=_NO_BOUND, a_max=_NO_BOUND, *, min=_NO_BOUND, max=_NO_BOUND,  # noqa: A002 - NumPy 2's names
+         lo=_NO_BOUND, hi=_NO_BOUND):
+    """Clamp to [a_min, a_max] (np.clip; NumPy 2's `min=`/`max=` keywords too); bounds may be
+    numbers (an attribute), tensors or None (no bound on that side)."""
+    lo = _one_bound("lower", a_min, min, lo)
+    hi = _one_bound("upper", a_max, max, hi)
+    if lo is None and hi is None:
+        raise ValueError("clip: give a lower bound, an upper bound or both")
+    if lo is None or hi is None:
+        (x,) = promote_operands(x)
+        return minimum(x, hi) if lo is None else maximum(x, lo)
+    return _clip(x, lo, hi)
+
+
+def _one_bound(side, *spellings):
+    given = [s for s in spellings if s is not _NO_BOUND]
+    if len(given) > 1:
+        raise TypeError(f"clip: the {side} bound is given twice")
+    return given[0] if given else None
+
+
+def _clip(x, lo, hi):
     (x,) = promote_operands(x)
     integral = x.dtype.kind in "biu" and all(isinstance(b, (int, np.integer)) for b in (lo, hi))
     if hasattr(lo, "op") or hasattr(hi, "op") or integral:  # integral: stays integer, as in NumPy
@@ -485,3 +512,258 @@ abs = absolute  # noqa: A001 - NumPy's name for it
 
 register_builders(add, subtract, multiply, divide, power, negative, absolute, less, less_equal,
                   greater, greater_equal, cast)  # Tensor's operators and astype
+
+
+# more of NumPy's elementwise functions ----------------------------------------------------------
+# Derivatives are defined as NumPy autodiff libraries (autograd, JAX) define them: rounding ops
+# have a zero gradient, boolean ops none, and rules never compute 0 * inf where the derivative
+# exists (divisions by a quantity that may be zero go through `_nonzero`).
+
+_LN2, _LN10 = float(np.log(2.0)), float(np.log(10.0))
+
+
+def _nonzero(t):
+    """`t` with its zeros replaced by ones (the selected-away branch of a `where` stays finite,
+    so that its cotangent of zero never meets an infinity)."""
+    return where(equal(t, zero_like_scalar(t)), constant(1, dtype=t.dtype), t)
+
+
+def _rounding_steps(function):
+    def steps(emit, x):
+        return emit(function, x)
+    return steps
+
+
+def _round_steps(emit, x, decimals=0):
+    """np.round: rint(x) for decimals == 0, else as NumPy scales, rounds and scales back."""
+    if decimals == 0:
+        return emit("rint", x)
+    if decimals > 0:
+        factor = 10.0 ** decimals
+        return emit("divide", emit("rint", emit("multiply", x, factor)), factor)
+    factor = 10.0 ** -decimals
+    return emit("multiply", emit("rint", emit("divide", x, factor)), factor)
+
+
+_FLOAT64_MAX = float(np.finfo(np.float64).max)
+
+
+def _nan_to_num_steps(emit, x, nan=0.0, posinf=_FLOAT64_MAX, neginf=-_FLOAT64_MAX):
+    kept = emit("where", emit("equal", x, -np.inf), neginf, x)
+    kept = emit("where", emit("equal", x, np.inf), posinf, kept)
+    return emit("where", emit("isnan", x), nan, kept)
+
+
+def _sinc_steps(emit, x):
+    """np.sinc: sin(pi y) / (pi y) with y = x, or 1e-20 where x == 0 (NumPy's own spelling)."""
+    y = emit("multiply", np.pi, emit("where", emit("equal", x, 0), 1.0e-20, x))
+    return emit("divide", emit("sin", y), y)
+
+
+def _sinc_vjp(g, out, x):
+    # sinc'(x) = (cos(pi x) - sinc(x)) / x, 0 at x == 0; there it is written -pi^2/3 * x, whose
+    # value is 0 and whose derivative is sinc''(0), so second derivatives are right at 0 too.
+    zero = equal(x, zero_like_scalar(x))
+    safe = _nonzero(x)
+    away = (cos(np.pi * safe) - sinc(safe)) / safe
+    return g * where(zero, (-np.pi ** 2 / 3) * x, away)
+
+
+def _remainder_vjp_divisor(g, out, x, y):
+    # x % y = x - floor(x / y) * y
+    return -g * floor(x / _nonzero(y))
+
+
+def _fmod_vjp_divisor(g, out, x, y):
+    return -g * trunc(x / _nonzero(y))
+
+
+def _fselect_vjp(first_wins):
+    """fmax/fmin: as maximum/minimum, except that a NaN loses to a number."""
+    def picks(x, y, larger):
+        beats = greater(x, y) if larger else less(x, y)
+        return logical_or(beats, logical_and(isnan(y), logical_not(isnan(x))))
+
+    def rule_first(g, out, x, y):
+        return g * (mask(picks(x, y, first_wins), g) + 0.5 * mask(equal(x, y), g))
+
+    def rule_second(g, out, x, y):
+        return g * (mask(picks(y, x, first_wins), g) + 0.5 * mask(equal(x, y), g))
+    return (rule_first, rule_second)
+
+
+def _onnx_scaled(factor):
+    def spelling(b, x, dtype):
+        return b.emit("Mul", x, b.constant(factor, dtype))
+    return _onnx_unary(spelling)
+
+
+def _onnx_nan_to_num(b, node, x):
+    (x,) = b.operands(node, [x])
+    dtype, attrs = node.dtype, node.attrs
+    posinf, neginf = attrs.get("posinf", _FLOAT64_MAX), attrs.get("neginf", -_FLOAT64_MAX)
+    kept = b.emit("Where", b.emit("IsInf", x, detect_positive=0), b.constant(neginf, dtype), x)
+    kept = b.emit("Where", b.emit("IsInf", x, detect_negative=0), b.constant(posinf, dtype), kept)
+    return b.emit("Where", b.emit("IsNaN", x), b.constant(attrs.get("nan", 0.0), dtype), kept)
+
+
+def _onnx_not_equal(b, node, x, y):
+    x, y = b.operands(node, [x, y], np.result_type(*(i.dtype for i in node.inputs)))
+    return b.emit("Not", b.emit("Equal", x, y))
+
+
+def _onnx_isfinite(b, node, x):
+    return b.emit("Not", b.emit("Or", b.emit("IsNaN", x), b.emit("IsInf", x)))
+
+
+def _onnx_logical(op_type):
+    def form(b, node, *xs):
+        return b.emit(op_type, *(b.cast(name, source.dtype, np.bool_) for name, source in zip(xs, node.inputs)))
+    return form
+
+
+_sp = _sympy
+SINH = _elementwise("sinh", np.sinh, vjp=(lambda g, out, x: g * cosh(x),), jvp=symmetric_jvp,
+                    scalar=lambda x: _sp().sinh(x))
+COSH = _elementwise("cosh", np.cosh, vjp=(lambda g, out, x: g * sinh(x),), jvp=symmetric_jvp,
+                    scalar=lambda x: _sp().cosh(x))
+ARCSIN = _elementwise("arcsin", np.arcsin, vjp=(lambda g, out, x: g / sqrt(1 - square(x)),), jvp=symmetric_jvp,
+                      scalar=lambda x: _sp().asin(x))
+ARCCOS = _elementwise("arccos", np.arccos, vjp=(lambda g, out, x: -g / sqrt(1 - square(x)),), jvp=symmetric_jvp,
+                      scalar=lambda x: _sp().acos(x))
+ARCTAN = _elementwise("arctan", np.arctan, vjp=(lambda g, out, x: g / (1 + square(x)),), jvp=symmetric_jvp,
+                      scalar=lambda x: _sp().atan(x))
+ARCSINH = _elementwise("arcsinh", np.arcsinh, vjp=(lambda g, out, x: g / sqrt(square(x) + 1),), jvp=symmetric_jvp,
+                       scalar=lambda x: _sp().asinh(x))
+ARCCOSH = _elementwise("arccosh", np.arccosh, vjp=(lambda g, out, x: g / sqrt(square(x) - 1),), jvp=symmetric_jvp,
+                       scalar=lambda x: _sp().acosh(x))
+ARCTANH = _elementwise("arctanh", np.arctanh, vjp=(lambda g, out, x: g / (1 - square(x)),), jvp=symmetric_jvp,
+                       scalar=lambda x: _sp().atanh(x))
+ARCTAN2 = _elementwise("arctan2", np.arctan2,
+                       vjp=(lambda g, out, y, x: g * x / _nonzero(square(x) + square(y)),
+                            lambda g, out, y, x: -g * y / _nonzero(square(x) + square(y))),
+                       jvp=symmetric_jvp, scalar=lambda y, x: _sp().atan2(y, x))
+HYPOT = _elementwise("hypot", np.hypot,
+                     vjp=(lambda g, out, x, y: g * x / _nonzero(out), lambda g, out, x, y: g * y / _nonzero(out)),
+                     jvp=symmetric_jvp, commutative=True, scalar=lambda x, y: _sp().sqrt(x ** 2 + y ** 2))
+LOG2 = _elementwise("log2", np.log2, vjp=(lambda g, out, x: g / (x * _LN2),), jvp=symmetric_jvp,
+                    scalar=lambda x: _sp().log(x) / _sp().log(2))
+LOG10 = _elementwise("log10", np.log10, vjp=(lambda g, out, x: g / (x * _LN10),), jvp=symmetric_jvp,
+                     scalar=lambda x: _sp().log(x) / _sp().log(10))
+EXP2 = _elementwise("exp2", np.exp2, vjp=(lambda g, out, x: g * out * _LN2,), jvp=symmetric_jvp,
+                    scalar=lambda x: 2 ** x)
+RECIPROCAL = _elementwise("reciprocal", np.reciprocal, vjp=(lambda g, out, x: -g * square(out),),
+                          jvp=symmetric_jvp, scalar=lambda x: 1 / x, onnx=onnx_node("Reciprocal"))
+REMAINDER = _elementwise("remainder", np.remainder, vjp=(lambda g, out, x, y: g, _remainder_vjp_divisor),
+                         jvp=symmetric_jvp, infix="%", scalar=lambda x, y: x - _sp().floor(x / y) * y)
+FMOD = _elementwise("fmod", np.fmod, vjp=(lambda g, out, x, y: g, _fmod_vjp_divisor), jvp=symmetric_jvp,
+                    scalar=lambda x, y: x - _sp().sign(x / y) * _sp().floor(_sp().Abs(x / y)) * y,
+                    onnx=onnx_node("Mod", fmod=1))
+FMAX = _elementwise("fmax", np.fmax, vjp=_fselect_vjp(True), jvp=symmetric_jvp,
+                    scalar=lambda x, y: _sp().Max(x, y))
+FMIN = _elementwise("fmin", np.fmin, vjp=_fselect_vjp(False), jvp=symmetric_jvp,
+                    scalar=lambda x, y: _sp().Min(x, y))
+LOGADDEXP2 = _elementwise("logaddexp2", np.logaddexp2,
+                          vjp=(lambda g, out, x, y: g * exp2(x - out), lambda g, out, x, y: g * exp2(y - out)),
+                          jvp=symmetric_jvp, tolerates={"under"},
+                          scalar=lambda x, y: _sp().log(2 ** x + 2 ** y) / _sp().log(2))
+# rounding: piecewise constant, so a zero gradient (NumPy autodiff libraries' convention)
+FLOOR = _elementwise("floor", np.floor, differentiable=False, scalar=lambda x: _sp().floor(x),
+                     onnx=onnx_node("Floor"))
+CEIL = _elementwise("ceil", np.ceil, differentiable=False, scalar=lambda x: _sp().ceiling(x),
+                    onnx=onnx_node("Ceil"))
+TRUNC = _elementwise("trunc", np.trunc, differentiable=False,
+                     scalar=lambda x: _sp().sign(x) * _sp().floor(_sp().Abs(x)))
+ROUND = _elementwise("round", steps=_round_steps, differentiable=False,
+                     scalar=lambda x, decimals=0: _sp().Float(float(np.round(float(x), decimals))))
+NAN_TO_NUM = _elementwise("nan_to_num", steps=_nan_to_num_steps,
+                          vjp=(lambda g, out, x: where(isfinite(x), g, zero_like_scalar(g)),), jvp=symmetric_jvp,
+                          scalar=lambda x, nan=0.0, posinf=_FLOAT64_MAX, neginf=-_FLOAT64_MAX: x,
+                          onnx=_onnx_nan_to_num)
+DEG2RAD = _elementwise("deg2rad", np.deg2rad, vjp=(lambda g, out, x: g * (np.pi / 180),), jvp=symmetric_jvp,
+                       scalar=lambda x: x * _sp().pi / 180)
+RAD2DEG = _elementwise("rad2deg", np.rad2deg, vjp=(lambda g, out, x: g * (180 / np.pi),), jvp=symmetric_jvp,
+                       scalar=lambda x: x * 180 / _sp().pi)
+SINC = _elementwise("sinc", steps=_sinc_steps, vjp=(_sinc_vjp,), jvp=symmetric_jvp,
+                    scalar=lambda x: _sp().sin(_sp().pi * x) / (_sp().pi * x))
+# boolean results, no gradient
+ISNAN = _elementwise("isnan", np.isnan, differentiable=False, scalar=lambda x: _sp().false,
+                     onnx=onnx_node("IsNaN", operands=None))
+ISINF = _elementwise("isinf", np.isinf, differentiable=False, scalar=lambda x: _sp().false,
+                     onnx=onnx_node("IsInf", operands=None))
+ISFINITE = _elementwise("isfinite", np.isfinite, differentiable=False, scalar=lambda x: _sp().true,
+                        onnx=_onnx_isfinite)
+LOGICAL_AND = _elementwise("logical_and", np.logical_and, differentiable=False, commutative=True,
+                           scalar=lambda x, y: _sp().And(x != 0, y != 0), onnx=_onnx_logical("And"))
+LOGICAL_OR = _elementwise("logical_or", np.logical_or, differentiable=False, commutative=True,
+                          scalar=lambda x, y: _sp().Or(x != 0, y != 0), onnx=_onnx_logical("Or"))
+LOGICAL_NOT = _elementwise("logical_not", np.logical_not, differentiable=False,
+                           scalar=lambda x: _sp().Eq(x, 0), onnx=_onnx_logical("Not"))
+NOT_EQUAL = _elementwise("not_equal", np.not_equal, differentiable=False, commutative=True, infix="!=",
+                         scalar=lambda x, y: _sp().Ne(x, y, evaluate=False), onnx=_onnx_not_equal)
+
+sinh = _unary(SINH)
+cosh = _unary(COSH)
+arcsin = _unary(ARCSIN)
+arccos = _unary(ARCCOS)
+arctan = _unary(ARCTAN)
+arcsinh = _unary(ARCSINH)
+arccosh = _unary(ARCCOSH)
+arctanh = _unary(ARCTANH)
+arctan2 = _binary(ARCTAN2)
+hypot = _binary(HYPOT)
+log2 = _unary(LOG2)
+log10 = _unary(LOG10)
+exp2 = _unary(EXP2)
+reciprocal = _unary(RECIPROCAL)
+remainder = _binary(REMAINDER)
+fmod = _binary(FMOD)
+fmax = _binary(FMAX)
+fmin = _binary(FMIN)
+logaddexp2 = _binary(LOGADDEXP2)
+floor = _unary(FLOOR)
+ceil = _unary(CEIL)
+trunc = _unary(TRUNC)
+deg2rad = _unary(DEG2RAD)
+rad2deg = _unary(RAD2DEG)
+sinc = _unary(SINC)
+isnan = _unary(ISNAN)
+isinf = _unary(ISINF)
+isfinite = _unary(ISFINITE)
+logical_and = _binary(LOGICAL_AND)
+logical_or = _binary(LOGICAL_OR)
+logical_not = _unary(LOGICAL_NOT)
+not_equal = _binary(NOT_EQUAL)
+
+
+def round(x, decimals=0):  # noqa: A001 - NumPy's name
+    """Round to `decimals` places, halves to even (np.round); zero gradient."""
+    (x,) = promote_operands(x)
+    decimals = int(decimals)
+    if x.dtype.kind in "biu" and decimals >= 0:
+        return x
+    return apply(ROUND, x, decimals=decimals)
+
+
+def nan_to_num(x, nan=0.0, posinf=None, neginf=None):
+    """NaN, +inf and -inf replaced by `nan` and the largest / most negative finite numbers (or
+    `posinf` / `neginf`), as np.nan_to_num; the gradient passes where `x` is finite."""
+    (x,) = promote_operands(x)
+    if x.dtype.kind not in "fc":
+        return x
+    info = np.finfo(x.dtype)
+    posinf = float(info.max) if posinf is None else float(posinf)
+    neginf = float(info.min) if neginf is None else float(neginf)
+    return apply(NAN_TO_NUM, x, nan=float(nan), posinf=posinf, neginf=neginf)
+
+
+mod = remainder
+around = round
+radians = deg2rad
+degrees = rad2deg
+# NumPy 2's names
+acos, asin, atan, atan2 = arccos, arcsin, arctan, arctan2
+acosh, asinh, atanh = arccosh, arcsinh, arctanh
+pow = power  # noqa: A001
+
+register_builders(remainder, clip)  # Tensor's % and .clip

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from graphcomp.ops import OpDef, register, register_builders
+from graphcomp.ops import BUILDERS as _BUILDERS
 from graphcomp.ops import elementwise as ew
 from graphcomp.ops import shape as sh
 from graphcomp.ops.rules import linear_jvp, symmetric_jvp
@@ -99,6 +100,13 @@ def _onnx_logsumexp(b, node, x):
 def _onnx_softmax(op_type):
     def form(b, node, x):
         (x,) = b.operands(node, [x])
+        if isinstance(node.attrs["axis"], tuple):  # several axes: as the kernel computes it
+            axes = b.ints(node.attrs["axis"])
+            shifted = b.emit("Sub", x, b.emit("ReduceMax", x, axes, keepdims=1))
+            total = b.emit("ReduceSum", b.emit("Exp", shifted), axes, keepdims=1)
+            if op_type == "Softmax":
+                return b.emit("Div", b.emit("Exp", shifted), total)
+            return b.emit("Sub", shifted, b.emit("Log", total))
         return b.emit(op_type, x, axis=node.attrs["axis"])
     return form
 
@@ -128,21 +136,27 @@ def _log_softmax_impl(x, axis):
     return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
 
 
+def _softmax_axes(axis):
+    """softmax's `axis` attribute (an int, or a tuple of axes for several) as a tuple."""
+    return tuple(axis) if isinstance(axis, tuple) else (axis,)
+
+
 def _softmax_vjp(g, out, x):
     axis = out.attrs["axis"]
-    return out * (g - apply(SUM, g * out, axis=(axis,), keepdims=True))
+    return out * (g - apply(SUM, g * out, axis=_softmax_axes(axis), keepdims=True))
 
 
 def _log_softmax_vjp(g, out, x):
     axis = out.attrs["axis"]
     # exp(out) is softmax(x); the softmax kernel gives it without underflow errors.
-    return g - apply(SOFTMAX, x, axis=axis) * apply(SUM, g, axis=(axis,), keepdims=True)
+    return g - apply(SOFTMAX, x, axis=axis) * apply(SUM, g, axis=_softmax_axes(axis), keepdims=True)
 
 
 def _log_softmax_jvp(tangents, out, x):
     # J = I - 1 softmax^T, so J t = t - sum(softmax * t); the softmax kernel never underflows.
     axis = out.attrs["axis"]
-    return tangents[0] - apply(SUM, apply(SOFTMAX, x, axis=axis) * tangents[0], axis=(axis,), keepdims=True)
+    return tangents[0] - apply(SUM, apply(SOFTMAX, x, axis=axis) * tangents[0], axis=_softmax_axes(axis),
+                               keepdims=True)
 
 
 def _same_shape_float(x, axis):
@@ -209,15 +223,271 @@ logsumexp.__doc__ = "log(sum(exp(x))) over `axis`, computed without overflow."
 def softmax(x, axis=-1):
     """exp(x) / sum(exp(x)) along `axis`, computed without overflow."""
     (x,) = promote_operands(x)
-    (axis,) = normalize_axis(axis, x.ndim, op="softmax")
-    return apply(SOFTMAX, x, axis=axis)
+    return apply(SOFTMAX, x, axis=_softmax_axis(axis, x, "softmax"))
 
 
 def log_softmax(x, axis=-1):
     """x - logsumexp(x) along `axis`, computed without overflow."""
     (x,) = promote_operands(x)
-    (axis,) = normalize_axis(axis, x.ndim, op="log_softmax")
-    return apply(LOG_SOFTMAX, x, axis=axis)
+    return apply(LOG_SOFTMAX, x, axis=_softmax_axis(axis, x, "log_softmax"))
+
+
+def _softmax_axis(axis, x, name):
+    """One axis as an int (ONNX's Softmax takes it), several (a tuple, or None: all) as a tuple."""
+    axes = normalize_axis(axis, x.ndim, op=name)
+    if len(axes) == 1 and (isinstance(axis, int) or x.ndim == 1):
+        return axes[0]
+    return axes
 
 
 register_builders(sum_, mean, max_, min_)  # Tensor's methods
+
+
+# more of NumPy's reductions and scans ---------------------------------------------------------
+
+def _prod_partials(x, out):
+    """d prod(x) / dx: the product of the other elements of each element's slice, exact with
+    any number of zeros, and written so that differentiating it again gives the right second
+    derivatives (NumPy autodiff libraries' values):
+      no zero:    prod / x;
+      one zero:   the product of the non-zeros at the zero, prod / x (= 0) elsewhere;
+      two zeros:  at each zero, the product of the non-zeros times the other zero (0, whose
+                  derivative is that product); 0 elsewhere;
+      more:       0.
+    Only `where` picks between branches, each computed on values that keep it finite."""
+    axis = out.attrs["axis"]
+    zero = ew.zero_like_scalar(x)
+    is_zero = ew.equal(x, zero)
+    safe = ew.where(is_zero, ew.constant(1, dtype=x.dtype), x)
+    zeros = apply(SUM, ew.cast(is_zero, x.dtype), axis=axis, keepdims=True)
+    nonzero_product = apply(PROD, safe, axis=axis, keepdims=True)
+    at_zeros = ew.where(is_zero, x, zero)  # value 0; the gradient reaches the zeros only
+    other_zero = apply(SUM, at_zeros, axis=axis, keepdims=True) - at_zeros
+    factor = ew.where(ew.equal(zeros, ew.constant(1, dtype=x.dtype)), ew.constant(1, dtype=x.dtype),
+                      ew.where(ew.equal(zeros, ew.constant(2, dtype=x.dtype)), other_zero, zero))
+    return ew.where(is_zero, nonzero_product * factor, expand_reduced(out, out) / safe)
+
+
+def _prod_vjp(g, out, x):
+    return expand_reduced(g, out) * _prod_partials(x, out)
+
+
+def _prod_jvp(tangents, out, x):
+    return apply(SUM, tangents[0] * _prod_partials(x, out), **out.attrs)
+
+
+PROD = register(OpDef("prod", np.prod, _reduction_infer(np.prod), vjp=(_prod_vjp,), jvp=_prod_jvp,
+                      kind="reduce", fresh_result=True, onnx=_onnx_reduction("ReduceProd")))
+
+
+def _boolean_reduction_infer(x, axis, keepdims):
+    return reduced_shape(x.shape, axis, keepdims), np.dtype(np.bool_)
+
+
+ALL = register(OpDef("all", np.all, _boolean_reduction_infer, kind="reduce", differentiable=False,
+                     fresh_result=True))
+ANY = register(OpDef("any", np.any, _boolean_reduction_infer, kind="reduce", differentiable=False,
+                     fresh_result=True))
+
+
+# scans along one axis (an int attribute)
+
+def _scan_infer(x, axis):
+    return x.shape, np.cumsum(np.ones((1,), x.dtype)).dtype
+
+
+def _reverse_cumsum(g, axis):
+    """sum over j >= i of g_j along `axis`."""
+    return apply(SUM, g, axis=(axis,), keepdims=True) - apply(CUMSUM, g, axis=axis) + g
+
+
+def _cumsum_vjp(g, out, x):
+    return _reverse_cumsum(g, out.attrs["axis"])
+
+
+def _cumprod_vjp(g, out, x):
+    # d out_i / d x_j = out_i / x_j for j <= i: exact where x has no zeros (at a zero this
+    # divides by 1 instead, which is not the derivative; prod's rule is the exact one).
+    safe = ew.where(ew.equal(x, ew.zero_like_scalar(x)), ew.constant(1, dtype=x.dtype), x)
+    return _reverse_cumsum(g * out, out.attrs["axis"]) / safe
+
+
+def _onnx_cumsum(b, node, x):
+    (x,) = b.operands(node, [x])
+    return b.emit("CumSum", x, b.constant(node.attrs["axis"], np.int64))
+
+
+CUMSUM = register(OpDef("cumsum", np.cumsum, _scan_infer, vjp=(_cumsum_vjp,), jvp=linear_jvp, kind="reduce",
+                        fresh_result=True, onnx=_onnx_cumsum))
+def _cumprod_jvp(tangents, out, x):
+    safe = ew.where(ew.equal(x, ew.zero_like_scalar(x)), ew.constant(1, dtype=x.dtype), x)
+    return out * apply(CUMSUM, tangents[0] / safe, axis=out.attrs["axis"])
+
+
+CUMPROD = register(OpDef("cumprod", np.cumprod, _scan_infer, vjp=(_cumprod_vjp,), jvp=_cumprod_jvp,
+                         kind="reduce", fresh_result=True))
+
+
+# argmax / argmin (integer results, no gradient)
+
+def _arg_infer(x, axis, keepdims):
+    return reduced_shape(x.shape, (axis,), keepdims), np.dtype(np.intp)
+
+
+def _onnx_arg(op_type):
+    def form(b, node, x):
+        return b.emit(op_type, x, axis=node.attrs["axis"], keepdims=int(node.attrs["keepdims"]))
+    return form
+
+
+ARGMAX = register(OpDef("argmax", np.argmax, _arg_infer, kind="reduce", differentiable=False, fresh_result=True,
+                        onnx=_onnx_arg("ArgMax")))
+ARGMIN = register(OpDef("argmin", np.argmin, _arg_infer, kind="reduce", differentiable=False, fresh_result=True,
+                        onnx=_onnx_arg("ArgMin")))
+
+
+# sorting: the gradient goes through the permutation (a gather with argsort)
+
+def _argsort_impl(x, axis):
+    return np.argsort(x, axis=axis, kind="stable")
+
+
+def _sort_impl(x, axis):
+    return np.take_along_axis(x, _argsort_impl(x, axis), axis=axis)
+
+
+def _permute_impl(x, permutation, axis):
+    return np.take_along_axis(x, permutation, axis=axis)
+
+
+def _permute_vjp(g, out, x, permutation):
+    # the transpose of a gather with a permutation is the gather with its inverse
+    return apply(PERMUTE, g, apply(ARGSORT, permutation, axis=out.attrs["axis"]), axis=out.attrs["axis"])
+
+
+def _sort_vjp(g, out, x):
+    order = apply(ARGSORT, x, axis=out.attrs["axis"])
+    return apply(PERMUTE, g, apply(ARGSORT, order, axis=out.attrs["axis"]), axis=out.attrs["axis"])
+
+
+def _sort_jvp(tangents, out, x):
+    return apply(PERMUTE, tangents[0], apply(ARGSORT, x, axis=out.attrs["axis"]), axis=out.attrs["axis"])
+
+
+def _permute_jvp(tangents, out, x, permutation):
+    if tangents[0] is None:
+        return None
+    return apply(PERMUTE, tangents[0], permutation, axis=out.attrs["axis"])
+
+
+ARGSORT = register(OpDef("argsort", _argsort_impl, lambda x, axis: (x.shape, np.dtype(np.intp)), kind="reduce",
+                         differentiable=False, fresh_result=True))
+SORT = register(OpDef("sort", _sort_impl, lambda x, axis: (x.shape, x.dtype), vjp=(_sort_vjp,), jvp=_sort_jvp,
+                      kind="reduce", fresh_result=True))
+PERMUTE = register(OpDef("permute_along_axis", _permute_impl, lambda x, permutation, axis: (x.shape, x.dtype),
+                         vjp=(_permute_vjp, None), jvp=_permute_jvp, kind="reduce", fresh_result=True,
+                         onnx=lambda b, node, x, permutation: b.emit("GatherElements", x, permutation,
+                                                                     axis=node.attrs["axis"]),
+                         doc="x gathered along `axis` by a permutation (np.take_along_axis)"))
+
+
+# builders
+
+def _flat_axis(x, axis, name):
+    """(x, axis) for a function taking one axis, None meaning the flattened array (NumPy's rule)."""
+    if axis is None:
+        return sh.reshape(x, (-1,)), 0
+    if not isinstance(axis, (int, np.integer)) or isinstance(axis, bool):
+        raise TypeError(f"{name}: axis must be an int or None, got {axis!r}")
+    (axis,) = normalize_axis(int(axis), x.ndim, op=name)
+    return x, axis
+
+
+prod = _reduction(PROD, "prod")
+prod.__doc__ = "Product over `axis` (int, tuple, negative or None), NumPy semantics; exact gradients at zeros."
+all_ = _reduction(ALL, "all")
+any_ = _reduction(ANY, "any")
+amax, amin = max_, min_
+
+
+def var(x, axis=None, ddof=0, keepdims=False):
+    """Variance over `axis`: mean of squared deviations, divided by N - ddof (np.var)."""
+    (x,) = promote_operands(x)
+    axes = normalize_axis(axis, x.ndim, op="var")
+    deviations = x - mean(x, axis=axes, keepdims=True)
+    squares = sum_(deviations * deviations, axis=axes, keepdims=keepdims)
+    count = element_count(x, axes, squares.dtype)
+    return squares / ew.maximum(count - ddof, 0) if ddof else squares / count
+
+
+def std(x, axis=None, ddof=0, keepdims=False):
+    """Standard deviation over `axis` (np.std): sqrt of `var`."""
+    return ew.sqrt(var(x, axis=axis, ddof=ddof, keepdims=keepdims))
+
+
+def cumsum(x, axis=None):
+    """Running sum along `axis` (None: of the flattened array), np.cumsum."""
+    (x,) = promote_operands(x)
+    x, axis = _flat_axis(x, axis, "cumsum")
+    return apply(CUMSUM, x, axis=axis)
+
+
+def cumprod(x, axis=None):
+    """Running product along `axis` (None: of the flattened array), np.cumprod."""
+    (x,) = promote_operands(x)
+    x, axis = _flat_axis(x, axis, "cumprod")
+    return apply(CUMPROD, x, axis=axis)
+
+
+def diff(x, n=1, axis=-1):
+    """n-th discrete difference along `axis`, np.diff."""
+    (x,) = promote_operands(x)
+    (axis,) = normalize_axis(axis, x.ndim, op="diff")
+    if n < 0:
+        raise ValueError(f"diff: order must be non-negative, got {n}")
+    for _ in range(n):
+        upper = tuple(slice(1, None) if a == axis else slice(None) for a in range(x.ndim))
+        lower = tuple(slice(None, -1) if a == axis else slice(None) for a in range(x.ndim))
+        x = ew.not_equal(sh.getitem(x, upper), sh.getitem(x, lower)) if x.dtype == np.bool_ \
+            else sh.getitem(x, upper) - sh.getitem(x, lower)
+    return x
+
+
+def _arg_reduction(op, name):
+    def build(x, axis=None, keepdims=False):
+        (x,) = promote_operands(x)
+        ndim = x.ndim
+        flat, flat_axis = _flat_axis(x, axis, name)
+        if flat.shape[flat_axis] == 0:
+            raise ValueError(f"{name}: attempt to get {name} of an empty sequence")
+        result = apply(op, flat, axis=flat_axis, keepdims=bool(keepdims) and axis is not None)
+        if keepdims and axis is None:
+            result = sh.reshape(result, (1,) * ndim)
+        return result
+    build.__name__ = name
+    build.__doc__ = f"Indices of the {name[3:]}imum along `axis` (None: of the flattened array), np.{name}."
+    return build
+
+
+argmax = _arg_reduction(ARGMAX, "argmax")
+argmin = _arg_reduction(ARGMIN, "argmin")
+
+
+def argsort(x, axis=-1):
+    """Indices that sort `x` along `axis` (stable), np.argsort."""
+    (x,) = promote_operands(x)
+    x, axis = _flat_axis(x, axis, "argsort")
+    return apply(ARGSORT, x, axis=axis)
+
+
+def sort(x, axis=-1):
+    """`x` sorted along `axis` (None: flattened), np.sort; gradients go back through the permutation."""
+    (x,) = promote_operands(x)
+    x, axis = _flat_axis(x, axis, "sort")
+    return apply(SORT, x, axis=axis)
+
+
+all_.__name__, any_.__name__ = "all", "any"
+register_builders(prod, var, std, cumsum, cumprod, argmax, argmin)  # Tensor's methods
+if "squeeze" not in _BUILDERS:
+    register_builders(sh.squeeze)  # Tensor.squeeze (unless shape.py offers it itself)
