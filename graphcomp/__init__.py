@@ -36,3 +36,7 @@ __version__ = "0.1.0"
 # np.exp(tensor) and the like raise a TypeError naming the gc. function to use instead.
 _name_public_functions(name for name, value in list(globals().items())
                        if not name.startswith("_") and callable(value) and not isinstance(value, type))
+
+# indexing, shape, randomness (appended)
+from graphcomp.ops.indexing import one_hot, scatter_add, take, take_along_axis  # noqa: E402
+_name_public_functions(["one_hot", "scatter_add", "take", "take_along_axis"])

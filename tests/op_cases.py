@@ -217,3 +217,39 @@ def all_cases():
 
 
 CASES = all_cases()
+
+
+# indexing (graphcomp/ops/indexing.py) -----------------------------------------------------------
+
+def _added_at(g, shape, index):
+    result = np.zeros(shape)
+    np.add.at(result, index, g)
+    return result
+
+
+def _indexing_cases():
+    from graphcomp.ops import indexing as ix
+    mask = _rng(40).random((3, 4)) > 0.4
+    picks = np.array([[0, 3], [2, 2], [1, 0]])
+    cases = [
+        OpCase("gather", lambda x: x[[2, 0, 2]], lambda x: x[[2, 0, 2]], [_normal((3, 4), 41)], "repeated-rows"),
+        OpCase("gather", lambda x: x[:, [1, -1, 1]], lambda x: x[:, [1, -1, 1]], [_normal((3, 4), 42)], "slice-array"),
+        OpCase("gather", lambda x: x[[0, 2], None, [1, 3]], lambda x: x[[0, 2], None, [1, 3]],
+               [_normal((3, 4), 43)], "separated-arrays"),
+        OpCase("gather", lambda x: x[1, ..., [[0], [2]]], lambda x: x[1, ..., [[0], [2]]],
+               [_normal((2, 3, 4), 44)], "int-ellipsis-array"),
+        OpCase("gather", lambda x: x[mask], lambda x: x[mask], [_normal((3, 4), 45)], "mask"),
+        OpCase("gather", lambda x: gc.take(x, [3, 0, 3], axis=1), lambda x: np.take(x, [3, 0, 3], axis=1),
+               [_normal((2, 4), 46)], "take"),
+        OpCase("gather", lambda x: gc.take_along_axis(x, picks, 1), lambda x: np.take_along_axis(x, picks, 1),
+               [_normal((3, 4), 47)], "take_along_axis"),
+    ]
+    index = ix._encode_advanced(gc.placeholder((3, 4)), (slice(None), [1, 1, 3]))[0]
+    positions = gc.constant(np.array([1, 1, 3]))
+    cases.append(OpCase("scatter_add", lambda g, x: apply(ix.SCATTER_ADD, g, positions, x, index=index),
+                        lambda g, x: _added_at(g, x.shape, (slice(None), [1, 1, 3])),
+                        [_normal((3, 3), 48), _normal((3, 4), 49)]))
+    return cases
+
+
+CASES += _indexing_cases()

@@ -8,11 +8,11 @@ import numbers
 import numpy as np
 
 from graphcomp.errors import ShapeError
-from graphcomp.ops import OpDef, register, register_builders
+from graphcomp.ops import OpDef, builder, register, register_builders
 from graphcomp.ops.elementwise import zeros_like
 from graphcomp.ops.rules import linear_jvp
 from graphcomp.shapes import broadcast_shapes, format_shape, normalize_axis, size_of
-from graphcomp.tensor import apply, promote_operands
+from graphcomp.tensor import Tensor, apply, promote_operands
 
 
 def _same_dtype(shape_rule):
@@ -543,6 +543,9 @@ GETITEM_GRAD = register(OpDef("getitem_grad", _getitem_grad_impl,
 def getitem(x, index):
     """`x[index]` with ints, slices, None and '...' (NumPy basic indexing)."""
     (x,) = promote_operands(x)
+    if any(isinstance(item, (list, np.ndarray, Tensor, bool, np.bool_))
+           for item in (index if isinstance(index, tuple) else (index,))):
+        return builder("advanced_getitem")(x, index)  # arrays, masks, index tensors: ops/indexing.py
     encoded = _encode_index(x, index)
     if all(item == ("slice", None, None, None) for item in encoded):
         return x
