@@ -8,9 +8,12 @@ logits so that they neither overflow nor lose their gradient at logits of +-1000
 
 from __future__ import annotations
 
+import numpy as np
+
 from graphcomp.ops.elementwise import (
     absolute, exp, hard_tanh, leaky_relu, minimum, relu, sigmoid, softplus, square, tanh,
 )
+from graphcomp.ops.indexing import one_hot
 from graphcomp.ops.linalg import matmul
 from graphcomp.ops.reduce import log_softmax, max_, mean, softmax, sum_
 from graphcomp.ops.shape import expand_dims, reshape
@@ -108,8 +111,17 @@ def binary_cross_entropy(logits, target):
 
 
 def softmax_cross_entropy(logits, onehot):
-    """Mean over the batch of -sum(onehot * log_softmax(logits)) over the last axis."""
+    """Mean over the batch of -sum(onehot * log_softmax(logits)) over the last axis.
+
+    `onehot` holds one-hot (or probability) rows shaped like `logits`, or integer class labels
+    with one axis fewer (shape (B,) for (B, K) logits)."""
     logits, onehot = promote_operands(logits, onehot)
+    if np.issubdtype(onehot.dtype, np.integer):
+        if onehot.ndim != logits.ndim - 1 or logits.shape[-1] is None:
+            raise ValueError(f"softmax_cross_entropy: integer labels need shape {format_shape(logits.shape[:-1])} "
+                             f"for logits {format_shape(logits.shape)} (a known number of classes), got labels "
+                             f"{format_shape(onehot.shape)}")
+        onehot = one_hot(onehot, logits.shape[-1], dtype=logits.dtype)
     _check_same_shape(logits, onehot, "softmax_cross_entropy")
     per_example = -sum_(onehot * log_softmax(logits, axis=-1), axis=-1)
     return mean(per_example)
