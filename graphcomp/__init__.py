@@ -40,3 +40,12 @@ _name_public_functions(name for name, value in list(globals().items())
 # indexing, shape, randomness (appended)
 from graphcomp.ops.indexing import one_hot, scatter_add, take, take_along_axis  # noqa: E402
 _name_public_functions(["one_hot", "scatter_add", "take", "take_along_axis"])
+from graphcomp.ops.shape import (  # noqa: E402
+    append, array_split, atleast_1d, atleast_2d, atleast_3d, column_stack, concat, dsplit, dstack, flip,
+    fliplr, flipud, hsplit, hstack, pad, permute_dims, ravel, repeat, roll, rollaxis, rot90, split, tile,
+    tril, triu, vsplit, vstack,
+)
+_name_public_functions(["append", "array_split", "atleast_1d", "atleast_2d", "atleast_3d", "column_stack",
+                        "concat", "dsplit", "dstack", "flip", "fliplr", "flipud", "hsplit", "hstack", "pad",
+                        "permute_dims", "ravel", "repeat", "roll", "rollaxis", "rot90", "split", "tile", "tril",
+                        "triu", "vsplit", "vstack"])

@@ -103,3 +103,70 @@ def test_index_errors_name_the_problem():
 def test_complex_values_are_refused_naming_the_line(build):
     with pytest.raises(TypeError, match=r"complex numbers are not supported.*test_numpy_surface.py"):
         build()
+
+
+A = np.arange(24.0).reshape(2, 3, 4)
+SHAPE_FUNCTIONS = {
+    "repeat": (lambda m: np.repeat(m, 2, axis=1), lambda x: gc.repeat(x, 2, axis=1)),
+    "repeat-counts": (lambda m: np.repeat(m, [1, 0, 2], axis=1), lambda x: gc.repeat(x, [1, 0, 2], axis=1)),
+    "tile": (lambda m: np.tile(m, (2, 1, 1, 3)), lambda x: gc.tile(x, (2, 1, 1, 3))),
+    "roll": (lambda m: np.roll(m, (1, -2), axis=(1, 2)), lambda x: gc.roll(x, (1, -2), axis=(1, 2))),
+    "roll-flat": (lambda m: np.roll(m, 5), lambda x: gc.roll(x, 5)),
+    "tril": (lambda m: np.tril(m, -1), lambda x: gc.tril(x, -1)),
+    "triu": (lambda m: np.triu(m, 2), lambda x: gc.triu(x, 2)),
+    "pad-reflect": (lambda m: np.pad(m, ((0, 0), (1, 2), (3, 1)), mode="reflect"),
+                    lambda x: gc.pad(x, ((0, 0), (1, 2), (3, 1)), mode="reflect")),
+    "pad-edge": (lambda m: np.pad(m, 1, mode="edge"), lambda x: gc.pad(x, 1, mode="edge")),
+    "pad-constant": (lambda m: np.pad(m, (1, 2), constant_values=7), lambda x: gc.pad(x, (1, 2), constant_values=7)),
+    "rot90": (lambda m: np.rot90(m, 1, (1, 2)), lambda x: gc.rot90(x, 1, (1, 2))),
+    "rot90-3": (lambda m: np.rot90(m, 3), lambda x: gc.rot90(x, 3)),
+    "rot90-2": (lambda m: np.rot90(m, 2), lambda x: gc.rot90(x, 2)),
+    "rollaxis": (lambda m: np.rollaxis(m, 2), lambda x: gc.rollaxis(x, 2)),
+    "rollaxis-start": (lambda m: np.rollaxis(m, 0, 3), lambda x: gc.rollaxis(x, 0, 3)),
+    "permute_dims": (lambda m: np.permute_dims(m, (2, 0, 1)), lambda x: gc.permute_dims(x, (2, 0, 1))),
+    "flip": (lambda m: np.flip(m), lambda x: gc.flip(x)),
+    "flipud": (np.flipud, gc.flipud),
+    "fliplr": (np.fliplr, gc.fliplr),
+    "ravel": (np.ravel, gc.ravel),
+    "hstack": (lambda m: np.hstack([m, m[:, :2]]), lambda x: gc.hstack([x, x[:, :2]])),
+    "hstack-1d": (lambda m: np.hstack([m[0, 0], m[1, 1]]), lambda x: gc.hstack([x[0, 0], x[1, 1]])),
+    "vstack": (lambda m: np.vstack([m[0, 0], m[1]]), lambda x: gc.vstack([x[0, 0], x[1]])),
+    "dstack": (lambda m: np.dstack([m[0], m[1]]), lambda x: gc.dstack([x[0], x[1]])),
+    "column_stack": (lambda m: np.column_stack([m[0, 0], m[0, 1:3].T]), lambda x: gc.column_stack([x[0, 0], x[0, 1:3].T])),
+    "append": (lambda m: np.append(m, m[0]), lambda x: gc.append(x, x[0])),
+    "append-axis": (lambda m: np.append(m, m, axis=2), lambda x: gc.append(x, x, axis=2)),
+    "concat": (lambda m: np.concat([m, m], axis=1), lambda x: gc.concat([x, x], axis=1)),
+    "array_split": (lambda m: np.array_split(m, 3, axis=2), lambda x: gc.array_split(x, 3, axis=2)),
+    "split": (lambda m: np.split(m, [1, 3], axis=2), lambda x: gc.split(x, [1, 3], axis=2)),
+    "hsplit": (lambda m: np.hsplit(m, 3), lambda x: gc.hsplit(x, 3)),
+    "vsplit": (lambda m: np.vsplit(m, 2), lambda x: gc.vsplit(x, 2)),
+    "dsplit": (lambda m: np.dsplit(m, [1]), lambda x: gc.dsplit(x, [1])),
+    "atleast_1d": (lambda m: np.atleast_1d(m[0, 0, 0]), lambda x: gc.atleast_1d(x[0, 0, 0])),
+    "atleast_2d": (lambda m: np.atleast_2d(m[0, 0]), lambda x: gc.atleast_2d(x[0, 0])),
+    "atleast_3d": (lambda m: np.atleast_3d(m[0, 0]), lambda x: gc.atleast_3d(x[0, 0])),
+    "atleast_3d-2d": (lambda m: np.atleast_3d(m[0]), lambda x: gc.atleast_3d(x[0])),
+}
+
+
+@pytest.mark.parametrize("name", SHAPE_FUNCTIONS)
+def test_shape_functions_match_numpy_with_gradients(name):
+    reference, build = SHAPE_FUNCTIONS[name]
+    x = gc.placeholder(A.shape if "split" in name else (None, 3, 4))  # sections need a known size
+    got = gc.function([x], build(x))(A)
+    expected = reference(A)
+    if isinstance(expected, list):
+        assert len(got) == len(expected)
+    for g, e in zip(got if isinstance(expected, list) else [got], expected if isinstance(expected, list) else [expected]):
+        np.testing.assert_array_equal(g, e)
+    if not isinstance(expected, list):
+        gc.testing.check_grads(build, [A])
+
+
+def test_shape_function_errors():
+    x = gc.placeholder((3, 4))
+    with pytest.raises(ValueError, match="equal division"):
+        gc.split(x, 2, axis=0)
+    with pytest.raises(ValueError, match="mode"):
+        gc.pad(x, 1, mode="wrap")
+    with pytest.raises(gc.ShapeError, match="tril"):
+        gc.tril(x[0])
