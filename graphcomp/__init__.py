@@ -49,3 +49,4 @@ _name_public_functions(["append", "array_split", "atleast_1d", "atleast_2d", "at
                         "concat", "dsplit", "dstack", "flip", "fliplr", "flipud", "hsplit", "hstack", "pad",
                         "permute_dims", "ravel", "repeat", "roll", "rollaxis", "rot90", "split", "tile", "tril",
                         "triu", "vsplit", "vstack"])
+from graphcomp.ops import random  # noqa: E402,F401 - gc.random.Generator(seed)

@@ -294,3 +294,20 @@ def _reflect_pad_transpose(g):
 
 
 CASES += _shape_function_cases()
+
+
+# random draws (graphcomp/ops/random.py): the first call gives stream 0 of the seed --------------
+
+def _random_cases():
+    from graphcomp.ops.random import stream
+    return [
+        OpCase("draw", lambda x: x + gc.random.Generator(7).standard_normal(x),
+               lambda x: x + stream(7, 0).standard_normal(x.shape), [_normal((3, 4), 63)], "normal"),
+        OpCase("draw", lambda x: x * gc.random.Generator(8).random(x),
+               lambda x: x * stream(8, 0).random(x.shape), [_normal((5,), 64)], "uniform"),
+        OpCase("draw", lambda x: gc.take(x, gc.random.Generator(9).permutation(4)),
+               lambda x: np.take(x, stream(9, 0).permutation(4)), [_normal((4,), 65)], "permutation"),
+    ]
+
+
+CASES += _random_cases()
