@@ -59,3 +59,16 @@ _name_public_functions(["cross", "diag", "diagonal", "dot", "einsum", "inner", "
 # function of the same name; names exported above or later are found at call time.
 from graphcomp.tensor import dispatch_numpy_to as _dispatch_numpy_to  # noqa: E402
 _dispatch_numpy_to(globals())
+# indexing, shape, randomness (appended)
+from graphcomp.ops.indexing import one_hot, scatter_add, take, take_along_axis  # noqa: E402
+_name_public_functions(["one_hot", "scatter_add", "take", "take_along_axis"])
+from graphcomp.ops.shape import (  # noqa: E402
+    append, array_split, atleast_1d, atleast_2d, atleast_3d, column_stack, concat, dsplit, dstack, flip,
+    fliplr, flipud, hsplit, hstack, pad, permute_dims, ravel, repeat, roll, rollaxis, rot90, split, tile,
+    tril, triu, vsplit, vstack,
+)
+_name_public_functions(["append", "array_split", "atleast_1d", "atleast_2d", "atleast_3d", "column_stack",
+                        "concat", "dsplit", "dstack", "flip", "fliplr", "flipud", "hsplit", "hstack", "pad",
+                        "permute_dims", "ravel", "repeat", "roll", "rollaxis", "rot90", "split", "tile", "tril",
+                        "triu", "vsplit", "vstack"])
+from graphcomp.ops import random  # noqa: E402,F401 - gc.random.Generator(seed)

@@ -97,15 +97,35 @@ def _nodes_reached_from(wrt, order):
     return reached
 
 
-def backpropagate(outputs, cotangents, wrt):
+DISCONNECTED = ("raise", "zero")
+
+
+def _check_disconnected(disconnected, caller):
+    if disconnected not in DISCONNECTED:
+        raise ValueError(f"{caller}: disconnected must be 'raise' or 'zero', got {disconnected!r}")
+
+
+def backpropagate(outputs, cotangents, wrt, disconnected="zero", caller="grad"):
     """The grad_table walk: sum over outputs of cotangent-weighted derivatives, per wrt tensor.
 
-    Returns one tensor per `wrt` entry (zeros where the outputs do not depend on it). The walk
-    differentiates the stable forms of naive formulas (log(sigmoid(x)) as -softplus(-x), ...),
-    so gradients stay finite where the naive formula underflows.
+    Returns one tensor per `wrt` entry. A `wrt` tensor the outputs do not depend on at all
+    (it is not in their graph) gets zeros with `disconnected="zero"`, and a GradientError
+    naming it with `disconnected="raise"`. The walk differentiates the stable forms of naive
+    formulas (log(sigmoid(x)) as -softplus(-x), ...), so gradients stay finite where the naive
+    formula underflows.
     """
+    _check_disconnected(disconnected, caller)
     outputs = stable_outputs(outputs, keep=wrt)
     order = topological_order(outputs)
+    if disconnected == "raise":
+        present = set(order)
+        for position, w in enumerate(wrt):
+            if w not in present:
+                what = "the cost does" if caller == "grad" else "the outputs do"
+                raise GradientError(
+                    f"{caller}: {what} not depend on wrt[{position}], {w.describe()}: it is not in the "
+                    f"graph of the {'cost' if caller == 'grad' else 'outputs'}. Pass disconnected='zero' "
+                    "to get zeros for it")
     reached = _nodes_reached_from(wrt, order)
     grad_table = {}
     for out, cotangent in zip(outputs, cotangents):
@@ -133,8 +153,12 @@ def backpropagate(outputs, cotangents, wrt):
         return [results[w] if w in results else ew.zeros_like(w) for w in wrt]
 
 
-def grad(cost, wrt):
-    """Gradient of a scalar `cost` with respect to `wrt` (a tensor or a list/tuple of them)."""
+def grad(cost, wrt, disconnected="raise"):
+    """Gradient of a scalar `cost` with respect to `wrt` (a tensor or a list/tuple of them).
+
+    A `wrt` tensor that `cost` does not depend on is a GradientError naming it; with
+    `disconnected="zero"` its gradient is zeros instead."""
+    _check_disconnected(disconnected, "grad")
     if not isinstance(cost, Tensor):
         raise TypeError(f"grad: cost must be a tensor, got {type(cost).__name__}")
     if cost.shape != ():
@@ -147,11 +171,14 @@ def grad(cost, wrt):
     wrt_list, restore = as_list(wrt, "grad: wrt")
     check_wrt(wrt_list, "grad")
     seed = constant(1, dtype=cost.dtype)
-    return restore(backpropagate([cost], [seed], wrt_list))
+    return restore(backpropagate([cost], [seed], wrt_list, disconnected, "grad"))
 
 
-def vjp(outputs, wrt, cotangents):
-    """Reverse-mode product: sum_k J_k^T u_k for outputs y_k with cotangents u_k (same structure)."""
+def vjp(outputs, wrt, cotangents, disconnected="raise"):
+    """Reverse-mode product: sum_k J_k^T u_k for outputs y_k with cotangents u_k (same structure).
+
+    `disconnected` as for `grad`: a `wrt` tensor the outputs do not depend on raises, or gets zeros."""
+    _check_disconnected(disconnected, "vjp")
     output_list, _ = as_list(outputs, "vjp: outputs")
     cotangent_list, _ = as_list(cotangents, "vjp: cotangents") if not isinstance(outputs, Tensor) \
         else ([cotangents], None)
@@ -160,7 +187,7 @@ def vjp(outputs, wrt, cotangents):
     cotangent_list = [matching(c, y, "vjp", "cotangent") for c, y in zip(cotangent_list, output_list)]
     wrt_list, restore = as_list(wrt, "vjp: wrt")
     check_wrt(wrt_list, "vjp")
-    return restore(backpropagate(output_list, cotangent_list, wrt_list))
+    return restore(backpropagate(output_list, cotangent_list, wrt_list, disconnected, "vjp"))
 
 
 def matching(value, like, caller, what):

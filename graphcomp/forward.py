@@ -83,12 +83,13 @@ def _inner_product(xs, ys):
     return add_tangents(*[rd.sum_(x * y) for x, y in zip(xs, ys)])
 
 
-def hvp(cost, wrt, vectors, mode="auto"):
+def hvp(cost, wrt, vectors, mode="auto", disconnected="raise"):
     """Hessian-vector product(s) H v of a scalar cost; `wrt` and `vectors` of equal structure.
 
     "rev-rev" differentiates <grad cost, v> once more (Hv = grad((grad f)^T v)); "fwd-rev"
     pushes v forward through the gradient graph (Hv = jvp(grad f, v)); "auto" is "fwd-rev",
-    the faster of the two on benchmarks/hvp.py.
+    the faster of the two on benchmarks/hvp.py. `disconnected` as for `grad` (a gradient that
+    does not depend on `wrt` is a zero Hessian block, never an error).
     """
     wrt_list, restore = as_list(wrt, "hvp: wrt")
     vector_list = [vectors] if isinstance(wrt, Tensor) else as_list(vectors, "hvp: vectors")[0]
@@ -97,10 +98,10 @@ def hvp(cost, wrt, vectors, mode="auto"):
     vector_list = [matching(v, w, "hvp", "vector") for v, w in zip(vector_list, wrt_list)]
     if mode not in ("auto", "rev-rev", "fwd-rev"):
         raise ValueError(f"hvp: unknown mode {mode!r}; choose 'auto', 'rev-rev' or 'fwd-rev'")
-    gradients = grad(cost, wrt_list)
+    gradients = grad(cost, wrt_list, disconnected=disconnected)
     if mode in ("auto", "fwd-rev"):
         return restore(push_forward(gradients, wrt_list, vector_list))
-    return restore(grad(_inner_product(gradients, vector_list), wrt_list))
+    return restore(grad(_inner_product(gradients, vector_list), wrt_list, disconnected="zero"))
 
 
 # dense matrices -------------------------------------------------------------------------------
@@ -164,7 +165,7 @@ def hessian(cost, x):
     unit vector e_k of x_j. For small problems.
     """
     x_list, _ = as_list(x, "hessian: x")
-    gradients = grad(cost, x_list)
+    gradients = grad(cost, x_list, disconnected="zero")
     blocks = [[None] * len(x_list) for _ in x_list]
     for j, w in enumerate(x_list):
         columns = [push_forward(gradients, [w], [_unit_vector(w.shape, k, w.dtype)])

@@ -8,9 +8,14 @@ logits so that they neither overflow nor lose their gradient at logits of +-1000
 
 from __future__ import annotations
 
+import numpy as np
+
+from graphcomp.ops.elementwise import cast, greater_equal, where
 from graphcomp.ops.elementwise import (
     absolute, exp, hard_tanh, leaky_relu, minimum, relu, sigmoid, softplus, square, tanh,
 )
+from graphcomp.ops.indexing import one_hot
+from graphcomp.ops.random import default_generator
 from graphcomp.ops.linalg import matmul
 from graphcomp.ops.reduce import log_softmax, max_, mean, softmax, sum_
 from graphcomp.ops.shape import expand_dims, reshape
@@ -20,7 +25,7 @@ from graphcomp.tensor import promote_operands
 __all__ = [
     "relu", "absolute_value_rectification", "leaky_relu", "prelu", "maxout", "rbf", "softplus",
     "hard_tanh", "sigmoid", "tanh", "linear", "softmax", "dense", "ACTIVATIONS",
-    "mse", "binary_cross_entropy", "softmax_cross_entropy",
+    "mse", "binary_cross_entropy", "softmax_cross_entropy", "dropout",
 ]
 
 
@@ -108,8 +113,36 @@ def binary_cross_entropy(logits, target):
 
 
 def softmax_cross_entropy(logits, onehot):
-    """Mean over the batch of -sum(onehot * log_softmax(logits)) over the last axis."""
+    """Mean over the batch of -sum(onehot * log_softmax(logits)) over the last axis.
+
+    `onehot` holds one-hot (or probability) rows shaped like `logits`, or integer class labels
+    with one axis fewer (shape (B,) for (B, K) logits)."""
     logits, onehot = promote_operands(logits, onehot)
+    if np.issubdtype(onehot.dtype, np.integer):
+        if onehot.ndim != logits.ndim - 1 or logits.shape[-1] is None:
+            raise ValueError(f"softmax_cross_entropy: integer labels need shape {format_shape(logits.shape[:-1])} "
+                             f"for logits {format_shape(logits.shape)} (a known number of classes), got labels "
+                             f"{format_shape(onehot.shape)}")
+        onehot = one_hot(onehot, logits.shape[-1], dtype=logits.dtype)
     _check_same_shape(logits, onehot, "softmax_cross_entropy")
     per_example = -sum_(onehot * log_softmax(logits, axis=-1), axis=-1)
     return mean(per_example)
+
+
+def dropout(x, rate, training=True, rng=None):
+    """Inverted dropout: each element kept with probability 1 - rate and scaled by 1 / (1 - rate),
+    else 0, with fresh draws at every call (from `rng`, a gc.random.Generator, or a default one).
+    `training=False` (or a False constant) returns x; a boolean tensor chooses at run time."""
+    (x,) = promote_operands(x)
+    if not 0 <= rate < 1:
+        raise ValueError(f"dropout: rate must be in [0, 1), got {rate!r}")
+    if getattr(training, "op", None) is not None and training.op.leaf == "baked":
+        training = bool(training.value)
+    if training is False or rate == 0:
+        return x
+    rng = default_generator() if rng is None else rng
+    kept = cast(greater_equal(rng.random(x), rate), x.dtype)
+    dropped = x * (kept * (1 / (1 - rate)))
+    if training is True:
+        return dropped
+    return where(training, dropped, x)

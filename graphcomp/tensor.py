@@ -302,6 +302,7 @@ def apply(op, *inputs, **attrs):
         op = op_registry.get(op)
     source = user_source_location()
     shape, dtype = op.infer(*inputs, **attrs)  # a ShapeError names the user's line itself
+    refuse_complex(dtype, f"op {op.name!r} on " + ", ".join(str(np.dtype(i.dtype)) for i in inputs))
     return Tensor(op, inputs, attrs, shape, np.dtype(dtype), source=source)
 
 
@@ -358,6 +359,7 @@ def placeholder(shape, dtype="float64", name=None):
     dtype = np.dtype(dtype)
     if name is not None and not isinstance(name, str):
         raise TypeError(f"placeholder name must be a string, got {name!r}")
+    refuse_complex(dtype, "placeholder" + (f" {name!r}" if name else ""))
     return Tensor(op_registry.get("placeholder"), (), {}, shape, dtype, name=name)
 
 
@@ -370,6 +372,7 @@ def constant(value, dtype=None, name=None):
     array = np.array(value, dtype=dtype, copy=True)
     if array.dtype == object:
         raise TypeError(f"constant(): cannot make a numeric array from {type(value).__name__}")
+    refuse_complex(array.dtype, f"constant {value!r}" if array.size <= 8 else "constant" + (f" {name!r}" if name else ""))
     array.flags.writeable = False
     return Tensor(op_registry.get("constant"), (), {}, array.shape, array.dtype, name=name, payload=array)
 
@@ -380,6 +383,18 @@ def variable(value, dtype=None, name=None):
         raise TypeError("variable() takes an initial array, not a tensor")
     if value is None:
         raise TypeError("variable() needs an initial value (an array or a number), got None")
+    refuse_complex(np.asarray(value).dtype if dtype is None else np.dtype(dtype), "variable" + (f" {name!r}" if name else ""))
     storage = VariableStorage(value, dtype, name)
     return Tensor(op_registry.get("variable"), (), {}, storage.shape, storage.dtype, name=name, payload=storage)
 
+
+
+# complex numbers (appended) -------------------------------------------------------------------
+
+def refuse_complex(dtype, what):
+    """A TypeError for a complex value: graphcomp computes with real numbers only."""
+    if np.issubdtype(np.dtype(dtype), np.complexfloating):
+        source = user_source_location()
+        where = f" (built at {source})" if source is not None else ""
+        raise TypeError(f"complex numbers are not supported: {what} would have dtype {np.dtype(dtype)}{where}. "
+                        "graphcomp computes with real numbers; keep real and imaginary parts as two real tensors")

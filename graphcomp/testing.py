@@ -41,13 +41,13 @@ def check_grads(f, args, order=2, directions=3, eps=1e-6, rtol=1e-5, atol=1e-7, 
     args = [np.array(a, dtype=np.float64) for a in args]
     inputs = [placeholder(a.shape, name=f"arg{i}") for i, a in enumerate(args)]
     cost = _scalarize(f(*inputs), rng)
-    gradients = grad(cost, inputs)
+    gradients = grad(cost, inputs, disconnected="zero")  # an argument f ignores: zeros
     value_of = function(inputs, cost)
     gradient_of = function(inputs, gradients)
     tangents = [placeholder(a.shape, name=f"tangent{i}") for i, a in enumerate(args)]
     forward_of = function(inputs + tangents, jvp(cost, inputs, tangents))
-    hessian_times = function(inputs + tangents, hvp(cost, inputs, tangents, mode="rev-rev")
-                             + hvp(cost, inputs, tangents, mode="fwd-rev")) if order == 2 else None
+    hessian_times = function(inputs + tangents, hvp(cost, inputs, tangents, mode="rev-rev", disconnected="zero")
+                             + hvp(cost, inputs, tangents, mode="fwd-rev", disconnected="zero")) if order == 2 else None
 
     def shifted(direction, step):
         return [a + step * d for a, d in zip(args, direction)]

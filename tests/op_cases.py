@@ -443,3 +443,95 @@ def _more_reduction_cases():
 
 
 CASES += _more_reduction_cases()
+# indexing (graphcomp/ops/indexing.py) -----------------------------------------------------------
+
+def _added_at(g, shape, index):
+    result = np.zeros(shape)
+    np.add.at(result, index, g)
+    return result
+
+
+def _indexing_cases():
+    from graphcomp.ops import indexing as ix
+    mask = _rng(40).random((3, 4)) > 0.4
+    picks = np.array([[0, 3], [2, 2], [1, 0]])
+    cases = [
+        OpCase("gather", lambda x: x[[2, 0, 2]], lambda x: x[[2, 0, 2]], [_normal((3, 4), 41)], "repeated-rows"),
+        OpCase("gather", lambda x: x[:, [1, -1, 1]], lambda x: x[:, [1, -1, 1]], [_normal((3, 4), 42)], "slice-array"),
+        OpCase("gather", lambda x: x[[0, 2], None, [1, 3]], lambda x: x[[0, 2], None, [1, 3]],
+               [_normal((3, 4), 43)], "separated-arrays"),
+        OpCase("gather", lambda x: x[1, ..., [[0], [2]]], lambda x: x[1, ..., [[0], [2]]],
+               [_normal((2, 3, 4), 44)], "int-ellipsis-array"),
+        OpCase("gather", lambda x: x[mask], lambda x: x[mask], [_normal((3, 4), 45)], "mask"),
+        OpCase("gather", lambda x: gc.take(x, [3, 0, 3], axis=1), lambda x: np.take(x, [3, 0, 3], axis=1),
+               [_normal((2, 4), 46)], "take"),
+        OpCase("gather", lambda x: gc.take_along_axis(x, picks, 1), lambda x: np.take_along_axis(x, picks, 1),
+               [_normal((3, 4), 47)], "take_along_axis"),
+    ]
+    index = ix._encode_advanced(gc.placeholder((3, 4)), (slice(None), [1, 1, 3]))[0]
+    positions = gc.constant(np.array([1, 1, 3]))
+    cases.append(OpCase("scatter_add", lambda g, x: apply(ix.SCATTER_ADD, g, positions, x, index=index),
+                        lambda g, x: _added_at(g, x.shape, (slice(None), [1, 1, 3])),
+                        [_normal((3, 3), 48), _normal((3, 4), 49)]))
+    return cases
+
+
+CASES += _indexing_cases()
+
+
+# NumPy's shape functions (graphcomp/ops/shape.py) -----------------------------------------------
+
+def _shape_function_cases():
+    like = gc.constant(np.zeros((2, 3)))
+    return [
+        OpCase("repeat", lambda x: gc.repeat(x, 3, axis=1), lambda x: np.repeat(x, 3, axis=1), [_normal((2, 3), 50)]),
+        OpCase("repeat", lambda x: gc.repeat(x, 2), lambda x: np.repeat(x, 2), [_normal((2, 2), 51)], "flat"),
+        OpCase("repeat_sum", lambda g: apply(sh.REPEAT_SUM, g, like, repeats=2, axis=1),
+               lambda g: g.reshape(2, 3, 2).sum(axis=2), [_normal((2, 6), 52)]),
+        OpCase("tile", lambda x: gc.tile(x, (2, 1, 3)), lambda x: np.tile(x, (2, 1, 3)), [_normal((2, 3), 53)]),
+        OpCase("tile_sum", lambda g: apply(sh.TILE_SUM, g, like, reps=(2, 2)),
+               lambda g: g.reshape(2, 2, 2, 3).sum(axis=(0, 2)), [_normal((4, 6), 54)]),
+        OpCase("roll", lambda x: gc.roll(x, (1, -2), axis=(0, 1)), lambda x: np.roll(x, (1, -2), axis=(0, 1)),
+               [_normal((3, 4), 55)]),
+        OpCase("roll", lambda x: gc.roll(x, 5), lambda x: np.roll(x, 5), [_normal((3, 4), 56)], "flat"),
+        OpCase("triangle", lambda x: gc.tril(x), np.tril, [_normal((4, 4), 57)], "tril"),
+        OpCase("triangle", lambda x: gc.triu(x, 1), lambda x: np.triu(x, 1), [_normal((2, 3, 4), 58)], "triu-k"),
+        OpCase("pad", lambda x: gc.pad(x, ((1, 2), (0, 3)), constant_values=1.5),
+               lambda x: np.pad(x, ((1, 2), (0, 3)), constant_values=1.5), [_normal((2, 3), 59)], "constant"),
+        OpCase("pad", lambda x: gc.pad(x, (2, 1), mode="edge"), lambda x: np.pad(x, (2, 1), mode="edge"),
+               [_normal((2, 3), 60)], "edge"),
+        OpCase("pad", lambda x: gc.pad(x, ((2, 1), (1, 2)), mode="reflect"),
+               lambda x: np.pad(x, ((2, 1), (1, 2)), mode="reflect"), [_normal((3, 4), 61)], "reflect"),
+        OpCase("pad_grad", lambda g: apply(sh.PAD_GRAD, g, like, pad_width=((1, 0), (2, 1)), mode="reflect"),
+               lambda g: _reflect_pad_transpose(g), [_normal((3, 6), 62)]),
+    ]
+
+
+def _reflect_pad_transpose(g):
+    """The transpose of np.pad(x (2, 3), ((1, 0), (2, 1)), "reflect"), column by column of its matrix."""
+    columns = []
+    for k in range(6):
+        unit = np.zeros(6)
+        unit[k] = 1
+        columns.append(np.pad(unit.reshape(2, 3), ((1, 0), (2, 1)), mode="reflect").ravel())
+    return (np.stack(columns, axis=1).T @ g.ravel()).reshape(2, 3)
+
+
+CASES += _shape_function_cases()
+
+
+# random draws (graphcomp/ops/random.py): the first call gives stream 0 of the seed --------------
+
+def _random_cases():
+    from graphcomp.ops.random import stream
+    return [
+        OpCase("draw", lambda x: x + gc.random.Generator(7).standard_normal(x),
+               lambda x: x + stream(7, 0).standard_normal(x.shape), [_normal((3, 4), 63)], "normal"),
+        OpCase("draw", lambda x: x * gc.random.Generator(8).random(x),
+               lambda x: x * stream(8, 0).random(x.shape), [_normal((5,), 64)], "uniform"),
+        OpCase("draw", lambda x: gc.take(x, gc.random.Generator(9).permutation(4)),
+               lambda x: np.take(x, stream(9, 0).permutation(4)), [_normal((4,), 65)], "permutation"),
+    ]
+
+
+CASES += _random_cases()

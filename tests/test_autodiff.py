@@ -83,11 +83,11 @@ def test_mean_over_an_unknown_axis_divides_by_the_run_time_size():
         np.testing.assert_allclose(_evaluate([x], gradient, np.zeros((batch, 2))), np.full((batch, 2), 0.5 / batch))
 
 
-def test_wrt_the_cost_does_not_reach_gets_zeros():
+def test_wrt_the_cost_does_not_reach_gets_zeros_when_asked():
     x = gc.placeholder((3,), name="x")
     unused = gc.placeholder((2, 2), name="unused")
     batch = gc.placeholder((None, 4), name="batch")
-    grads = gc.grad((x * 2).sum(), [x, unused, batch])
+    grads = gc.grad((x * 2).sum(), [x, unused, batch], disconnected="zero")
     assert [g.shape for g in grads] == [(3,), (2, 2), (None, 4)]
     values = _evaluate([x, unused, batch], grads, np.ones(3), np.ones((2, 2)), np.ones((5, 4)))
     np.testing.assert_array_equal(values[0], [2.0, 2.0, 2.0])
@@ -327,3 +327,20 @@ def test_an_unknown_axis_against_a_known_one_may_still_be_broadcast():
         expected = ((1 - np.tanh(x_value * scale_value) ** 2) * x_value).sum(axis=1, keepdims=True)
         expected = expected.sum(axis=0, keepdims=True) if scale_value.shape[0] == 1 else expected
         np.testing.assert_allclose(got, expected, rtol=1e-12)
+
+
+def test_wrt_the_cost_does_not_reach_is_an_error_naming_it():
+    x = gc.placeholder((3,), name="x")
+    unused = gc.placeholder((2, 2), name="unused")
+    with pytest.raises(gc.GradientError, match=r"wrt\[1\], placeholder 'unused'.*test_autodiff.py.*disconnected='zero'"):
+        gc.grad((x * 2).sum(), [x, unused])
+    with pytest.raises(gc.GradientError, match="'unused'"):
+        gc.vjp(x * 2, unused, np.ones(3))
+    with pytest.raises(ValueError, match="disconnected"):
+        gc.grad((x * 2).sum(), x, disconnected="ignore")
+    # a gradient through a non-differentiable op is zero, not disconnected
+    np.testing.assert_array_equal(_evaluate([x], gc.grad(gc.cast(x > 0, "float64").sum(), x), np.ones(3)), np.zeros(3))
+    # second order of a linear cost: the gradient does not depend on x, so its Hessian is zero
+    v = gc.placeholder((3,), name="v")
+    np.testing.assert_array_equal(_evaluate([x, v], gc.hvp((x * 2).sum(), x, v, mode="rev-rev"), np.ones(3), np.ones(3)),
+                                  np.zeros(3))

@@ -260,5 +260,5 @@ def test_indexing_errors():
         x[3]
     with pytest.raises(IndexError, match="too many"):
         x[0, 0, 0]
-    with pytest.raises(TypeError, match="indices"):
-        x[np.array([0, 1])]
+    with pytest.raises(IndexError, match="integer"):
+        x[np.array([0.0, 1.0])]

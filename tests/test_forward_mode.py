@@ -38,8 +38,8 @@ def _compile_products(case, rng):
     y = case.build(*inputs)
     u = rng.standard_normal(y.shape).astype(y.dtype)
     forward = gc.jvp(y, inputs, directions)
-    backward = gc.vjp(y, inputs, u)
-    vjp_of_vjp = gc.vjp(backward, inputs, directions)
+    backward = gc.vjp(y, inputs, u, disconnected="zero")
+    vjp_of_vjp = gc.vjp(backward, inputs, directions, disconnected="zero")  # linear ops: J^T u has no x
     jvp_of_vjp = gc.jvp(backward, inputs, directions)
     outputs = [y, forward, *backward, *vjp_of_vjp, *jvp_of_vjp]
     return u, gc.function(inputs + directions, outputs, optimize=False)

@@ -103,8 +103,8 @@ def _build(structure):
         values.append(UNARY[name](x) if kind == "unary" else BINARY[name](x, y))
     cost = gc.sum(values[-1] * values[-1]) * 0.5 + gc.sum(gc.tanh(values[-2]))
     tangents = [gc.placeholder(a.shape, name="ta"), gc.placeholder(b.shape, name="tb")]
-    gradients = gc.grad(cost, [a, b])
-    products = gc.hvp(cost, [a, b], tangents)
+    gradients = gc.grad(cost, [a, b], disconnected="zero")
+    products = gc.hvp(cost, [a, b], tangents, disconnected="zero")
     return [a, b] + tangents, [values[-1]] + gradients + products
 
 

@@ -36,6 +36,8 @@ LAYERS = [
     ("graphcomp",),  # graphcomp/__init__.py: the public API
     ("graphcomp.cli", "graphcomp.__main__", "graphcomp.demos"),
 ]
+# Op modules added with the indexing work (the op-module layer).
+LAYERS[3] = LAYERS[3] + ("graphcomp.ops.indexing", "graphcomp.ops.random")
 
 
 def _module_name(path):

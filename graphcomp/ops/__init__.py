@@ -65,6 +65,10 @@ class OpDef:
       `b.emit("Add", x, y)`, `b.constant(1.0, dtype)`, `b.ints([0, 1])`, `b.operands(node,
       names)`, ...) for `node`, whose inputs hold the ONNX values named `names`, and returns the
       name of the value holding the result (of `node.dtype`). Leaves are the exporter's own.
+    - `stateful`: the op draws from a state (random numbers): `impl(**attrs)` makes a new kernel
+      with its own state, started from the attributes (a seed), for each compiled function, and
+      each call advances it. Two such nodes are never merged (CSE) nor folded into constants,
+      even with equal inputs and attributes.
     """
 
     name: str
@@ -87,6 +91,7 @@ class OpDef:
     infix: str | None = None
     members: tuple = ()
     onnx: Callable | None = None
+    stateful: bool = False
 
     def __post_init__(self):
         self.tolerates = frozenset(self.tolerates)
@@ -106,6 +111,8 @@ class OpDef:
 
     def kernel(self, attrs):
         """A callable taking only arrays: `impl` with the node's attributes bound."""
+        if self.stateful:
+            return self.impl(**attrs)  # a new state for each compiled function
         if not attrs:
             return self.impl
         return functools.partial(self.impl, **attrs)

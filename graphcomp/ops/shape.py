@@ -8,11 +8,11 @@ import numbers
 import numpy as np
 
 from graphcomp.errors import ShapeError
-from graphcomp.ops import OpDef, register, register_builders
+from graphcomp.ops import OpDef, builder, register, register_builders
 from graphcomp.ops.elementwise import zeros_like
 from graphcomp.ops.rules import linear_jvp
 from graphcomp.shapes import broadcast_shapes, format_shape, normalize_axis, size_of
-from graphcomp.tensor import apply, promote_operands
+from graphcomp.tensor import Tensor, apply, promote_operands
 
 
 def _same_dtype(shape_rule):
@@ -543,6 +543,9 @@ GETITEM_GRAD = register(OpDef("getitem_grad", _getitem_grad_impl,
 def getitem(x, index):
     """`x[index]` with ints, slices, None and '...' (NumPy basic indexing)."""
     (x,) = promote_operands(x)
+    if any(isinstance(item, (list, np.ndarray, Tensor, bool, np.bool_))
+           for item in (index if isinstance(index, tuple) else (index,))):
+        return builder("advanced_getitem")(x, index)  # arrays, masks, index tensors: ops/indexing.py
     encoded = _encode_index(x, index)
     if all(item == ("slice", None, None, None) for item in encoded):
         return x
@@ -550,3 +553,430 @@ def getitem(x, index):
 
 
 register_builders(getitem, reshape, transpose)  # Tensor's x[...], .reshape, .T
+
+
+# NumPy's shape functions (appended with the indexing work) --------------------------------------
+# Records where a composition would not do (repeat, tile, roll, tril/triu, pad), each with the
+# record that is its transpose (the gradient); the rest are compositions of slicing, reshaping,
+# transposing and joining, which are exact.
+
+def _axis_of(x, axis, op):
+    (axis,) = normalize_axis(int(axis), x.ndim, op=op)
+    return axis
+
+
+# repeat: each element `repeats` times along `axis`; its transpose sums each run of `repeats`.
+
+def _repeat_infer(x, repeats, axis):
+    shape = list(x.shape)
+    shape[axis] = None if shape[axis] is None else shape[axis] * repeats
+    return tuple(shape), x.dtype
+
+
+def _repeat_sum_impl(g, like, repeats, axis):
+    shape = np.shape(g)
+    grouped = shape[:axis] + (shape[axis] // repeats, repeats) + shape[axis + 1:]
+    return np.reshape(g, grouped).sum(axis=axis + 1)
+
+
+REPEAT = register(OpDef("repeat", lambda x, repeats, axis: np.repeat(x, repeats, axis=axis), _repeat_infer,
+                        vjp=(lambda g, out, x: apply(REPEAT_SUM, g, x, **out.attrs),), jvp=linear_jvp,
+                        kind="shape", fresh_result=True))
+REPEAT_SUM = register(OpDef("repeat_sum", _repeat_sum_impl, lambda g, like, repeats, axis: (like.shape, g.dtype),
+                            vjp=(lambda g, out, gr, like: apply(REPEAT, g, **out.attrs), None), jvp=linear_jvp,
+                            kind="reduce", fresh_result=True, shape_from_last_input=True,
+                            doc="sums of consecutive runs of `repeats` along `axis` (repeat's transpose)"))
+
+
+def repeat(x, repeats, axis=None):
+    """Each element repeated `repeats` times along `axis` (of the flattened x when None), as np.repeat."""
+    (x,) = promote_operands(x)
+    if axis is None:
+        x, axis = reshape(x, (-1,)), 0
+    axis = _axis_of(x, axis, "repeat")
+    if isinstance(repeats, numbers.Integral) and not isinstance(repeats, bool):
+        if repeats < 0:
+            raise ValueError(f"repeat: repeats must be non-negative, got {repeats}")
+        return apply(REPEAT, x, repeats=int(repeats), axis=axis)
+    counts = np.asarray(repeats)
+    if counts.ndim == 0:
+        return repeat(x, int(counts), axis)
+    if x.shape[axis] is None:
+        raise ShapeError(f"repeat: per-element repeats need a known size along axis {axis} of {format_shape(x.shape)}")
+    positions = np.repeat(np.arange(x.shape[axis]), counts)  # raises NumPy's error for a wrong length
+    return builder("advanced_getitem")(x, (slice(None),) * axis + (positions,))
+
+
+# tile: copies of x laid side by side; its transpose sums the copies.
+
+def _tile_infer(x, reps):
+    return tuple(None if d is None else d * r for d, r in zip(x.shape, reps)), x.dtype
+
+
+def _tile_sum_impl(g, like, reps):
+    shape = np.shape(like)
+    grouped = []
+    for d, r in zip(shape, reps):
+        grouped += [r, d]
+    return np.reshape(g, grouped).sum(axis=tuple(range(0, 2 * len(reps), 2)))
+
+
+def _onnx_tile(b, node, x):
+    return b.emit("Tile", x, b.ints(node.attrs["reps"]))
+
+
+TILE = register(OpDef("tile", lambda x, reps: np.tile(x, reps), _tile_infer,
+                      vjp=(lambda g, out, x: apply(TILE_SUM, g, x, **out.attrs),), jvp=linear_jvp,
+                      kind="shape", fresh_result=True, onnx=_onnx_tile))
+TILE_SUM = register(OpDef("tile_sum", _tile_sum_impl, lambda g, like, reps: (like.shape, g.dtype),
+                          vjp=(lambda g, out, gs, like: apply(TILE, g, **out.attrs), None), jvp=linear_jvp,
+                          kind="reduce", fresh_result=True, shape_from_last_input=True,
+                          doc="the sum of the tiled copies (tile's transpose)"))
+
+
+def tile(x, reps):
+    """`x` repeated `reps` times along each axis, as np.tile (x gains leading axes to match)."""
+    (x,) = promote_operands(x)
+    reps = (int(reps),) if isinstance(reps, numbers.Integral) else tuple(int(r) for r in reps)
+    if any(r < 0 for r in reps):
+        raise ValueError(f"tile: reps must be non-negative, got {reps}")
+    if len(reps) > x.ndim:
+        x = expand_dims(x, tuple(range(len(reps) - x.ndim))) if x.ndim else reshape(x, (1,) * len(reps))
+    reps = (1,) * (x.ndim - len(reps)) + reps
+    if all(r == 1 for r in reps):
+        return x
+    return apply(TILE, x, reps=reps)
+
+
+# roll: a cyclic shift; its transpose rolls back.
+
+ROLL = register(OpDef("roll", lambda x, shift, axis: np.roll(x, shift, axis=axis), _same_dtype(lambda x, shift, axis: x.shape),
+                      vjp=(lambda g, out, x: apply(ROLL, g, shift=tuple(-s for s in out.attrs["shift"]),
+                                                   axis=out.attrs["axis"]),),
+                      jvp=linear_jvp, kind="shape", fresh_result=True))
+
+
+def roll(x, shift, axis=None):
+    """Elements shifted cyclically by `shift` along `axis` (of the flattened x when None), as np.roll."""
+    (x,) = promote_operands(x)
+    if axis is None:
+        return reshape_like(roll(reshape(x, (-1,)), shift, 0), x) if x.ndim != 1 else roll(x, shift, 0)
+    axes = (axis,) if isinstance(axis, numbers.Integral) else tuple(axis)
+    shifts = (shift,) * len(axes) if isinstance(shift, numbers.Integral) else tuple(shift)
+    if len(shifts) != len(axes):
+        raise ValueError(f"roll: {len(shifts)} shifts for {len(axes)} axes")
+    axes = tuple(_axis_of(x, a, "roll") for a in axes)
+    return apply(ROLL, x, shift=tuple(int(s) for s in shifts), axis=axes)
+
+
+# tril / triu: the lower or upper triangle of the last two axes; self-adjoint.
+
+def _triangle_impl(x, k, lower):
+    return np.tril(x, k) if lower else np.triu(x, k)
+
+
+def _triangle_infer(x, k, lower):
+    if x.ndim < 2:
+        raise ShapeError(f"{'tril' if lower else 'triu'}: needs at least 2 dimensions, got {format_shape(x.shape)}")
+    return x.shape, x.dtype
+
+
+def _onnx_triangle(b, node, x):
+    return b.emit("Trilu", x, b.constant(node.attrs["k"], np.int64), upper=int(not node.attrs["lower"]))
+
+
+TRIANGLE = register(OpDef("triangle", _triangle_impl, _triangle_infer,
+                          vjp=(lambda g, out, x: apply(TRIANGLE, g, **out.attrs),), jvp=linear_jvp,
+                          kind="shape", fresh_result=True, onnx=_onnx_triangle,
+                          doc="np.tril (lower) or np.triu of the last two axes, diagonal offset k"))
+
+
+def tril(x, k=0):
+    """The lower triangle of the last two axes (zeros above diagonal `k`), as np.tril."""
+    (x,) = promote_operands(x)
+    return apply(TRIANGLE, x, k=int(k), lower=True)
+
+
+def triu(x, k=0):
+    """The upper triangle of the last two axes (zeros below diagonal `k`), as np.triu."""
+    (x,) = promote_operands(x)
+    return apply(TRIANGLE, x, k=int(k), lower=False)
+
+
+# pad: constant, edge or reflect; its transpose adds each padded element back onto its source.
+
+PAD_MODES = ("constant", "edge", "reflect")
+
+
+def _pad_impl(x, pad_width, mode, constant_values):
+    if mode == "constant":
+        return np.pad(x, pad_width, mode="constant", constant_values=constant_values)
+    return np.pad(x, pad_width, mode=mode)
+
+
+def _pad_infer(x, pad_width, mode, constant_values):
+    shape = []
+    for axis, (d, (before, after)) in enumerate(zip(x.shape, pad_width)):
+        if mode == "reflect" and d == 1 and before + after:
+            raise ShapeError(f"pad: mode 'reflect' cannot pad axis {axis} of size 1 in {format_shape(x.shape)}")
+        if mode != "constant" and d == 0 and before + after:
+            raise ShapeError(f"pad: mode {mode!r} cannot pad the empty axis {axis} of {format_shape(x.shape)}")
+        shape.append(None if d is None else d + before + after)
+    return tuple(shape), x.dtype
+
+
+def _pad_grad_impl(g, like, pad_width, mode):
+    """For each axis: the padded positions' sources (np.pad of 0..n-1), then np.add.at."""
+    result = g
+    for axis, (before, after) in enumerate(pad_width):
+        if not before and not after:
+            continue
+        n = np.shape(like)[axis]
+        if mode == "constant":
+            sources = np.pad(np.arange(n), (before, after), mode="constant", constant_values=-1)
+        else:
+            sources = np.pad(np.arange(n), (before, after), mode=mode)
+        moved = np.moveaxis(result, axis, 0)
+        summed = np.zeros((n,) + moved.shape[1:], dtype=np.result_type(g))
+        kept = sources >= 0
+        np.add.at(summed, sources[kept], moved[kept])
+        result = np.moveaxis(summed, 0, axis)
+    return np.array(result, dtype=np.result_type(g), copy=True)
+
+
+def _pad_jvp(tangents, out, x):
+    if tangents[0] is None:
+        return None
+    return apply(PAD, tangents[0], **{**out.attrs, "constant_values": 0})
+
+
+def _onnx_pad(b, node, x):
+    pads = [p[0] for p in node.attrs["pad_width"]] + [p[1] for p in node.attrs["pad_width"]]
+    mode = node.attrs["mode"]
+    if mode == "constant":
+        return b.emit("Pad", x, b.ints(pads), b.constant(node.attrs["constant_values"], node.dtype), mode="constant")
+    return b.emit("Pad", x, b.ints(pads), mode=mode)
+
+
+PAD = register(OpDef("pad", _pad_impl, _pad_infer,
+                     vjp=(lambda g, out, x: apply(PAD_GRAD, g, x, pad_width=out.attrs["pad_width"],
+                                                  mode=out.attrs["mode"]),),
+                     jvp=_pad_jvp, kind="shape", fresh_result=True, onnx=_onnx_pad))
+PAD_GRAD = register(OpDef("pad_grad", _pad_grad_impl, lambda g, like, pad_width, mode: (like.shape, g.dtype),
+                          vjp=(lambda g, out, gp, like: apply(PAD, g, **out.attrs, constant_values=0), None),
+                          jvp=linear_jvp, kind="reduce", fresh_result=True, shape_from_last_input=True,
+                          doc="each padded element added back onto the element it copies (pad's transpose)"))
+
+
+def pad(x, pad_width, mode="constant", constant_values=0):
+    """`x` padded as np.pad: `pad_width` an int, (before, after) or one pair per axis; mode
+    "constant" (with a number `constant_values`), "edge" or "reflect"."""
+    (x,) = promote_operands(x)
+    if mode not in PAD_MODES:
+        raise ValueError(f"pad: mode must be one of {PAD_MODES}, got {mode!r}")
+    widths = np.broadcast_to(np.asarray(pad_width), (x.ndim, 2))
+    if not np.issubdtype(widths.dtype, np.integer) or (widths < 0).any():
+        raise ValueError(f"pad: pad_width must be non-negative ints, got {pad_width!r}")
+    widths = tuple((int(a), int(b)) for a, b in widths)
+    if not isinstance(constant_values, numbers.Real):
+        raise TypeError(f"pad: constant_values must be a number, got {type(constant_values).__name__}")
+    value = np.asarray(constant_values, dtype=x.dtype).item() if mode == "constant" else 0
+    return apply(PAD, x, pad_width=widths, mode=mode, constant_values=value)
+
+
+# compositions -------------------------------------------------------------------------------
+
+def ravel(x):
+    """The elements as one axis, as np.ravel."""
+    return reshape(x, (-1,))
+
+
+def flip(x, axis=None):
+    """`x` reversed along `axis` (all axes when None), as np.flip."""
+    (x,) = promote_operands(x)
+    axes = normalize_axis(axis, x.ndim, op="flip")
+    return getitem(x, tuple(slice(None, None, -1) if i in axes else slice(None) for i in range(x.ndim)))
+
+
+def flipud(x):
+    """`x` reversed along axis 0."""
+    return flip(x, 0)
+
+
+def fliplr(x):
+    """`x` reversed along axis 1."""
+    (x,) = promote_operands(x)
+    if x.ndim < 2:
+        raise ShapeError(f"fliplr: needs at least 2 dimensions, got {format_shape(x.shape)}")
+    return flip(x, 1)
+
+
+def rot90(x, k=1, axes=(0, 1)):
+    """`x` rotated by 90 degrees `k` times in the plane of `axes`, as np.rot90."""
+    (x,) = promote_operands(x)
+    if len(axes) != 2:
+        raise ValueError("rot90: axes must be two axes")
+    a, b = (_axis_of(x, axis, "rot90") for axis in axes)
+    if a == b:
+        raise ValueError("rot90: the two axes must differ")
+    k %= 4
+    if k == 0:
+        return x
+    if k == 2:
+        return flip(flip(x, a), b)
+    order = list(range(x.ndim))
+    order[a], order[b] = order[b], order[a]
+    if k == 1:
+        return transpose(flip(x, b), order)
+    return flip(transpose(x, order), b)
+
+
+def rollaxis(x, axis, start=0):
+    """Axis `axis` moved to position `start`, as np.rollaxis."""
+    (x,) = promote_operands(x)
+    axis = _axis_of(x, axis, "rollaxis")
+    if not -x.ndim <= start <= x.ndim:
+        raise ShapeError(f"rollaxis: start {start} is out of bounds for {x.ndim} dimensions")
+    start %= x.ndim + 1
+    if axis < start:
+        start -= 1
+    order = [i for i in range(x.ndim) if i != axis]
+    order.insert(start, axis)
+    return transpose(x, order)
+
+
+def permute_dims(x, axes=None):
+    """NumPy 2's name for transpose."""
+    return transpose(x, axes)
+
+
+def concat(tensors, axis=0):
+    """NumPy 2's name for concatenate."""
+    return concatenate(tensors, axis=axis)
+
+
+def _atleast(ndim, tensors):
+    results = []
+    for x in promote_operands(*tensors):
+        if x.ndim < ndim:
+            if x.ndim == 0:
+                x = reshape(x, (1,) * ndim)
+            elif ndim == 2:
+                x = expand_dims(x, 0)
+            elif x.ndim == 1:
+                x = expand_dims(x, (0, 2))
+            else:
+                x = expand_dims(x, 2)
+        results.append(x)
+    return results[0] if len(results) == 1 else results
+
+
+def atleast_1d(*tensors):
+    """Each input with at least one dimension (a list for several inputs)."""
+    return _atleast(1, tensors)
+
+
+def atleast_2d(*tensors):
+    """Each input with at least two dimensions (a 1-d array becomes a row)."""
+    return _atleast(2, tensors)
+
+
+def atleast_3d(*tensors):
+    """Each input with at least three dimensions ((N,) -> (1, N, 1), (M, N) -> (M, N, 1))."""
+    return _atleast(3, tensors)
+
+
+def _as_list(tensors):
+    tensors = list(tensors)
+    if not tensors:
+        raise ValueError("need at least one tensor to join")
+    return tensors
+
+
+def hstack(tensors):
+    """Join along axis 1 (axis 0 for 1-d inputs), as np.hstack."""
+    tensors = [atleast_1d(t) for t in _as_list(tensors)]
+    return concatenate(tensors, axis=0 if tensors[0].ndim == 1 else 1)
+
+
+def vstack(tensors):
+    """Join rows: inputs as at least 2-d, along axis 0, as np.vstack."""
+    return concatenate([atleast_2d(t) for t in _as_list(tensors)], axis=0)
+
+
+def dstack(tensors):
+    """Join along the third axis: inputs as at least 3-d, as np.dstack."""
+    return concatenate([atleast_3d(t) for t in _as_list(tensors)], axis=2)
+
+
+def column_stack(tensors):
+    """1-d inputs as columns, 2-d inputs as they are, joined along axis 1, as np.column_stack."""
+    columns = []
+    for t in promote_operands(*_as_list(tensors)):
+        columns.append(expand_dims(t, 1) if t.ndim < 2 and t.ndim else atleast_2d(t) if t.ndim < 2 else t)
+    return concatenate(columns, axis=1)
+
+
+def append(x, values, axis=None):
+    """`values` joined after `x` along `axis` (both flattened when None), as np.append."""
+    x, values = promote_operands(x, values)
+    if axis is None:
+        return concatenate([ravel(x), ravel(values)], axis=0)
+    return concatenate([x, values], axis=axis)
+
+
+def array_split(x, indices_or_sections, axis=0):
+    """A list of tensors: `x` cut along `axis` at the given indices, or into that many nearly
+    equal parts (the first ones one longer), as np.array_split."""
+    (x,) = promote_operands(x)
+    axis = _axis_of(x, axis, "array_split")
+    if isinstance(indices_or_sections, numbers.Integral):
+        sections = int(indices_or_sections)
+        if sections <= 0:
+            raise ValueError("array_split: number sections must be larger than 0")
+        size = x.shape[axis]
+        if size is None:
+            raise ShapeError(f"array_split: splitting into sections needs a known size along axis {axis} of "
+                             f"{format_shape(x.shape)}; pass the split indices instead")
+        each, extra = divmod(size, sections)
+        bounds = np.cumsum([0] + [each + 1] * extra + [each] * (sections - extra)).tolist()
+    else:
+        bounds = [0] + [int(i) for i in indices_or_sections] + [None]
+    before = (slice(None),) * axis
+    return [getitem(x, before + (slice(start, stop),)) if (start, stop) != (0, None) else x
+            for start, stop in zip(bounds[:-1], bounds[1:])]
+
+
+def split(x, indices_or_sections, axis=0):
+    """Like array_split, but a number of sections must divide the axis, as np.split."""
+    (x,) = promote_operands(x)
+    if isinstance(indices_or_sections, numbers.Integral):
+        size = x.shape[_axis_of(x, axis, "split")]
+        if size is not None and size % int(indices_or_sections):
+            raise ValueError(f"split: array split does not result in an equal division ({size} into "
+                             f"{indices_or_sections})")
+    return array_split(x, indices_or_sections, axis)
+
+
+def hsplit(x, indices_or_sections):
+    """Split along axis 1 (axis 0 for 1-d x), as np.hsplit."""
+    (x,) = promote_operands(x)
+    if x.ndim == 0:
+        raise ValueError("hsplit only works on arrays of 1 or more dimensions")
+    return split(x, indices_or_sections, 1 if x.ndim > 1 else 0)
+
+
+def vsplit(x, indices_or_sections):
+    """Split along axis 0 (x at least 2-d), as np.vsplit."""
+    (x,) = promote_operands(x)
+    if x.ndim < 2:
+        raise ValueError("vsplit only works on arrays of 2 or more dimensions")
+    return split(x, indices_or_sections, 0)
+
+
+def dsplit(x, indices_or_sections):
+    """Split along axis 2 (x at least 3-d), as np.dsplit."""
+    (x,) = promote_operands(x)
+    if x.ndim < 3:
+        raise ValueError("dsplit only works on arrays of 3 or more dimensions")
+    return split(x, indices_or_sections, 2)

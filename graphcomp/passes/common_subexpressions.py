@@ -28,6 +28,8 @@ def _constant_key(node):
 def structural_key(node, canonical):
     """(op, inputs, attrs) with inputs already merged; None for nodes never merged."""
     op = node.op
+    if op.stateful:
+        return None  # two draws are two values, whatever their inputs
     if op.leaf:
         return _constant_key(node) if isinstance(node.payload, np.ndarray) else None
     inputs = tuple(canonical[parent].id for parent in node.inputs)

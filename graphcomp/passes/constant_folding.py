@@ -14,7 +14,7 @@ MAX_FOLDED_ELEMENTS = 1 << 16  # the size cap: results above it are not baked in
 
 def foldable(node):
     """True when `node` is computed from constants alone and small enough to bake in."""
-    if node.op.leaf or not node.inputs:
+    if node.op.leaf or node.op.stateful or not node.inputs:
         return False
     if not all(is_constant(parent) for parent in node.inputs):
         return False

@@ -1,0 +1,310 @@
+"""Advanced indexing: integer-array and boolean-mask indices (NumPy's rules, mixed with ints,
+slices, None and '...'), `take`, `take_along_axis`, `one_hot`.
+
+One record gathers (`gather`: `x[index]`), one scatters with accumulation (`scatter_add`: zeros
+shaped like x with g added at `index` the way `np.add.at` adds, so repeated indices sum); each
+is the other's gradient. The index is stored as a hashable tuple; index arrays are the nodes'
+inputs after x (constants for NumPy arrays, integer or boolean tensors for graph inputs):
+
+- ints, None and ("slice", start, stop, step), as in basic indexing;
+- ("array", k): the integer tensor input k;
+- ("mask", k): the boolean tensor input k (it consumes as many axes as it has);
+- ("arange", axis, ndim): the positions 0..n-1 of x's axis `axis`, shaped to broadcast at that
+  axis among `ndim` axes (take_along_axis's other axes; resolved at run time, so unknown sizes work).
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from graphcomp.errors import ShapeError
+from graphcomp.ops import OpDef, register, register_builders
+from graphcomp.ops.elementwise import cast, equal
+from graphcomp.ops.rules import linear_jvp
+from graphcomp.ops.shape import getitem, reshape
+from graphcomp.shapes import broadcast_shapes, format_shape
+from graphcomp.tensor import Tensor, apply, constant, promote_operands
+
+
+def _decode(index, arrays, shape):
+    """The NumPy index for the encoded `index`, with the index arrays and x's run-time shape."""
+    decoded = []
+    for item in index:
+        if isinstance(item, tuple) and item[0] == "slice":
+            decoded.append(slice(*item[1:]))
+        elif isinstance(item, tuple) and item[0] == "array":
+            decoded.append(arrays[item[1]])
+        elif isinstance(item, tuple) and item[0] == "mask":
+            decoded.extend(np.nonzero(arrays[item[1]]))
+        elif isinstance(item, tuple) and item[0] == "arange":
+            _, axis, ndim = item
+            positions = [1] * ndim
+            positions[axis] = shape[axis]
+            decoded.append(np.arange(shape[axis]).reshape(positions))
+        else:
+            decoded.append(item)
+    return tuple(decoded)
+
+
+def _advanced_shape(shape, index, arrays):
+    """The result shape of `x[index]` under NumPy's advanced-indexing rules: the broadcast
+    shape of the advanced items (ints among them) replaces them where they stand together,
+    or goes first when slices or None separate them."""
+    result, advanced_shapes, positions = [], [], []
+    axis = 0
+    for position, item in enumerate(index):
+        if item is None:
+            result.append(1)
+            continue
+        if isinstance(item, tuple) and item[0] == "slice":
+            size = shape[axis]
+            result.append(None if size is None else len(range(size)[slice(*item[1:])]))
+            axis += 1
+            continue
+        if isinstance(item, int):
+            size = shape[axis]
+            if size is not None and not -size <= item < size:
+                raise IndexError(f"index {item} is out of bounds for axis {axis} with size {size}")
+            item_shape, consumed = (), 1
+        elif item[0] == "array":
+            item_shape, consumed = arrays[item[1]].shape, 1
+        elif item[0] == "mask":
+            mask = arrays[item[1]]
+            for offset, (have, want) in enumerate(zip(mask.shape, shape[axis:axis + mask.ndim])):
+                if have is not None and want is not None and have != want:
+                    raise IndexError(f"boolean index did not match indexed array along axis {axis + offset}; "
+                                     f"size of axis is {want} but size of corresponding boolean axis is {have}")
+            item_shape, consumed = (None,), mask.ndim
+        else:  # arange
+            _, at, ndim = item
+            item_shape, consumed = tuple(shape[at] if i == at else 1 for i in range(ndim)), 1
+        if not positions:
+            result.append("advanced")
+        advanced_shapes.append(item_shape)
+        positions.append(position)
+        axis += consumed
+    result.extend(shape[axis:])
+    block = list(broadcast_shapes(*advanced_shapes, op="indexing"))
+    where = result.index("advanced")
+    del result[where]
+    if positions != list(range(positions[0], positions[-1] + 1)):
+        where = 0
+    result[where:where] = block
+    return tuple(result)
+
+
+def _gather_impl(x, *arrays, index):
+    return x[_decode(index, arrays, np.shape(x))]
+
+
+def _scatter_add_impl(g, *rest, index):
+    *arrays, like = rest
+    result = np.zeros(np.shape(like), dtype=np.result_type(g))
+    np.add.at(result, _decode(index, arrays, np.shape(like)), g)
+    return result
+
+
+def _gather_infer(x, *arrays, index):
+    return _advanced_shape(x.shape, index, arrays), x.dtype
+
+
+def _scatter_add_infer(g, *rest, index):
+    return rest[-1].shape, g.dtype
+
+
+def _gather_vjp(position):
+    if position:
+        return None  # index arrays have no gradient
+
+    def rule(g, out, x, *arrays):
+        return apply(SCATTER_ADD, g, *arrays, x, index=out.attrs["index"])
+    return rule
+
+
+def _scatter_add_vjp(position):
+    if position:
+        return None
+
+    def rule(g, out, values, *rest):
+        return apply(GATHER, g, *rest[:-1], index=out.attrs["index"])
+    return rule
+
+
+GATHER = register(OpDef("gather", _gather_impl, _gather_infer, vjp=_gather_vjp, jvp=linear_jvp, kind="shape",
+                        fresh_result=True, doc="x[index] with integer-array or boolean-mask indices "
+                                               "(NumPy's advanced indexing)"))
+SCATTER_ADD = register(OpDef("scatter_add", _scatter_add_impl, _scatter_add_infer, vjp=_scatter_add_vjp,
+                             jvp=linear_jvp, kind="shape", fresh_result=True, shape_from_last_input=True,
+                             doc="zeros shaped like the last input with g added at `index` as np.add.at "
+                                 "adds (repeated indices accumulate)"))
+
+
+# building ---------------------------------------------------------------------------------------
+
+def _is_advanced(item):
+    return isinstance(item, (list, np.ndarray, Tensor, bool, np.bool_))
+
+
+def _index_array(item, size, axis):
+    """A constant index array (NumPy's) as a graph constant, checked against the axis size."""
+    array = np.asarray(item)
+    if array.dtype == bool:
+        return array
+    if array.size == 0 and array.dtype != np.intp:
+        array = array.astype(np.intp)
+    if not np.issubdtype(array.dtype, np.integer):
+        raise IndexError(f"arrays used as indices must be of integer (or boolean) type, got {array.dtype}")
+    if size is not None and array.size and (array.max() >= size or array.min() < -size):
+        bad = array.max() if array.max() >= size else array.min()
+        raise IndexError(f"index {bad} is out of bounds for axis {axis} with size {size}")
+    return array
+
+
+def _encode_advanced(x, index):
+    """(encoded index, index tensors) for an index holding arrays, masks or index tensors."""
+    if not isinstance(index, tuple):
+        index = (index,)
+    if sum(item is Ellipsis for item in index) > 1:
+        raise IndexError("an index can only have a single ellipsis ('...')")
+
+    def consumes(item):
+        if item is None or item is Ellipsis:
+            return 0
+        if isinstance(item, (bool, np.bool_)):
+            return 0
+        if isinstance(item, Tensor) and item.dtype == bool:
+            return item.ndim
+        if isinstance(item, (list, np.ndarray)) and np.asarray(item).dtype == bool:
+            return np.ndim(item)
+        return 1
+    consumed = sum(consumes(item) for item in index)
+    if consumed > x.ndim:
+        raise IndexError(f"too many indices for a tensor of shape {format_shape(x.shape)}: {consumed} given")
+    encoded, tensors = [], []
+    axis = 0
+    for item in index:
+        if item is Ellipsis:
+            encoded.extend([("slice", None, None, None)] * (x.ndim - consumed))
+            axis += x.ndim - consumed
+        elif item is None:
+            encoded.append(None)
+        elif isinstance(item, slice):
+            encoded.append(("slice", item.start, item.stop, item.step))
+            axis += 1
+        elif isinstance(item, (bool, np.bool_)):
+            raise IndexError("a scalar boolean index (x[True]) is not supported; use gc.expand_dims or gc.where")
+        elif isinstance(item, numbers.Integral):
+            encoded.append(int(item))
+            axis += 1
+        elif isinstance(item, Tensor):
+            if item.dtype == bool:
+                encoded.append(("mask", len(tensors)))
+                axis += item.ndim
+            elif np.issubdtype(item.dtype, np.integer):
+                encoded.append(("array", len(tensors)))
+                axis += 1
+            else:
+                raise IndexError(f"tensors used as indices must be of integer (or boolean) type, got "
+                                 f"{item.describe()}")
+            tensors.append(item)
+        elif isinstance(item, (list, np.ndarray)):
+            array = _index_array(item, x.shape[axis] if axis < x.ndim else None, axis)
+            if array.dtype == bool:
+                # A constant mask: its True positions as integer arrays (the result size is known).
+                if array.ndim == 0:
+                    raise IndexError("a 0-d boolean index is not supported")
+                for offset, (have, want) in enumerate(zip(array.shape, x.shape[axis:])):
+                    if want is not None and have != want:
+                        raise IndexError(f"boolean index did not match indexed array along axis {axis + offset}; "
+                                         f"size of axis is {want} but size of corresponding boolean axis is {have}")
+                for positions in np.nonzero(array):
+                    encoded.append(("array", len(tensors)))
+                    tensors.append(constant(positions.astype(np.intp)))
+                    axis += 1
+                if array.ndim > 1:
+                    # NumPy keeps one mask's arrays together even when... they are adjacent anyway.
+                    pass
+            else:
+                encoded.append(("array", len(tensors)))
+                tensors.append(constant(array.astype(np.intp) if array.dtype != np.intp else array))
+                axis += 1
+        else:
+            raise TypeError(f"tensor indices must be ints, slices, None, '...', integer or boolean arrays or "
+                            f"tensors; got {type(item).__name__}")
+    return tuple(encoded), tensors
+
+
+def advanced_getitem(x, index):
+    """`x[index]` where the index holds integer arrays, boolean masks or index tensors."""
+    (x,) = promote_operands(x)
+    encoded, tensors = _encode_advanced(x, index)
+    return apply(GATHER, x, *tensors, index=encoded)
+
+
+def scatter_add(values, index, like):
+    """Zeros shaped like `like` with `values` added at `index` (np.add.at: repeats accumulate)."""
+    (like,) = promote_operands(like)
+    encoded, tensors = _encode_advanced(like, index)
+    (values,) = promote_operands(values)
+    return apply(SCATTER_ADD, values, *tensors, like, index=encoded)
+
+
+def take(x, indices, axis=None):
+    """Elements of `x` at `indices` along `axis` (of the flattened `x` when axis is None), as np.take."""
+    (x,) = promote_operands(x)
+    if axis is None:
+        x, axis = reshape(x, (-1,)), 0
+    axis = int(axis)
+    if not -x.ndim <= axis < x.ndim:
+        raise ShapeError(f"take: axis {axis} is out of bounds for a tensor of shape {format_shape(x.shape)}")
+    axis %= x.ndim
+    selector = (slice(None),) * axis
+    if isinstance(indices, numbers.Integral) and not isinstance(indices, bool):
+        return getitem(x, selector + (int(indices),))
+    if not isinstance(indices, Tensor):
+        indices = np.asarray(indices)
+        if indices.dtype == bool or not np.issubdtype(indices.dtype, np.integer):
+            raise IndexError(f"take: indices must be integers, got dtype {indices.dtype}")
+    return advanced_getitem(x, selector + (indices,))
+
+
+def take_along_axis(x, indices, axis):
+    """`np.take_along_axis`: pick along `axis` with `indices` of x's number of dimensions."""
+    (x,) = promote_operands(x)
+    if not isinstance(indices, Tensor):
+        indices = constant(_index_array(indices, None, axis))
+    if not np.issubdtype(indices.dtype, np.integer):
+        raise IndexError(f"take_along_axis: indices must be integers, got {indices.describe()}")
+    if axis is None:
+        x, indices, axis = reshape(x, (-1,)), reshape(indices, (-1,)), 0
+    if indices.ndim != x.ndim:
+        raise ShapeError(f"take_along_axis: indices {format_shape(indices.shape)} and x {format_shape(x.shape)} "
+                         "need the same number of dimensions")
+    axis = int(axis)
+    if not -x.ndim <= axis < x.ndim:
+        raise ShapeError(f"take_along_axis: axis {axis} is out of bounds for a tensor of shape "
+                         f"{format_shape(x.shape)}")
+    axis %= x.ndim
+    encoded = tuple(("array", 0) if i == axis else ("arange", i, x.ndim) for i in range(x.ndim))
+    return apply(GATHER, x, indices, index=encoded)
+
+
+def one_hot(labels, depth, dtype="float64"):
+    """Rows of `depth` zeros with a one at each label (labels of any shape: a new last axis)."""
+    (labels,) = promote_operands(labels)
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise TypeError(f"one_hot: labels must be integers, got {labels.describe()}")
+    if not isinstance(depth, numbers.Integral) or depth < 1:
+        raise ValueError(f"one_hot: depth must be a positive int, got {depth!r}")
+    classes = constant(np.arange(int(depth), dtype=labels.dtype))
+    return cast(equal(reshape_last(labels), classes), dtype)
+
+
+def reshape_last(labels):
+    """`labels` with a new last axis of size 1."""
+    return getitem(labels, (Ellipsis, None))
+
+
+register_builders(advanced_getitem)  # Tensor's x[array] (through shape.getitem)
