@@ -129,10 +129,11 @@ def softmax_cross_entropy(logits, onehot):
     return mean(per_example)
 
 
-def dropout(x, rate, training=True, rng=None):
+def dropout(x, rate, training, rng=None):
     """Inverted dropout: each element kept with probability 1 - rate and scaled by 1 / (1 - rate),
     else 0, with fresh draws at every call (from `rng`, a gc.random.Generator, or a default one).
-    `training=False` (or a False constant) returns x; a boolean tensor chooses at run time."""
+    `training` is required, so that evaluation is never random by accident: False (or a False
+    constant) returns x, True drops, and a boolean tensor chooses at run time."""
     (x,) = promote_operands(x)
     if not 0 <= rate < 1:
         raise ValueError(f"dropout: rate must be in [0, 1), got {rate!r}")

@@ -13,7 +13,7 @@ def _draws(seed, optimize):
     x = gc.placeholder((None, 3))
     outputs = [g.normal(size=(2, 3)), g.normal(size=(2, 3)), g.uniform(-1, 2, size=4), g.bernoulli(0.3, size=5),
                g.permutation(6), g.choice(6, size=3, replace=False), g.choice(np.array([1.0, 5.0]), 4),
-               gc.nn.dropout(x, 0.5, rng=g)]
+               gc.nn.dropout(x, 0.5, True, rng=g)]
     f = gc.function([x], outputs, optimize=optimize)
     return [f(np.ones((2, 3))) for _ in range(3)]
 
@@ -59,7 +59,7 @@ def test_moments_are_roughly_right():
 def test_dropout_scales_kept_units_and_its_gradient_is_the_mask():
     x = gc.placeholder((None, 50))
     rate = 0.3
-    y = gc.nn.dropout(x, rate, rng=gc.random.Generator(2))
+    y = gc.nn.dropout(x, rate, True, rng=gc.random.Generator(2))
     f = gc.function([x], [y, gc.grad((y * 2.0).sum(), x)])
     X = np.random.default_rng(0).uniform(1, 2, (40, 50))
     out, gradient = f(X)
@@ -74,4 +74,4 @@ def test_dropout_scales_kept_units_and_its_gradient_is_the_mask():
     np.testing.assert_array_equal(switch(X, False), X)
     assert (switch(X, True) == 0).any()
     with pytest.raises(ValueError, match="rate"):
-        gc.nn.dropout(x, 1.0)
+        gc.nn.dropout(x, 1.0, True)
