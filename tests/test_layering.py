@@ -30,7 +30,7 @@ LAYERS = [
     ("graphcomp.passes",),
     ("graphcomp.executor",),
     ("graphcomp.compile", "graphcomp.numeric_check"),
-    ("graphcomp.linearize", "graphcomp.krylov", "graphcomp.testing"),
+    ("graphcomp.linearize", "graphcomp.krylov", "graphcomp.testing", "graphcomp.serialize"),
     ("graphcomp.viz",),
     ("graphcomp",),  # graphcomp/__init__.py: the public API
     ("graphcomp.cli", "graphcomp.__main__", "graphcomp.demos"),
