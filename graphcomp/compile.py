@@ -86,6 +86,7 @@ class Function:
         self.updates = _normalize_updates(updates)
         graph = Graph.from_outputs(output_list + [expression for _, expression in self.updates])
         self.unoptimized_graph = graph
+        self.optimize = optimize
         self._numeric_check = None
         if optimize == "check":  # every pass's result is compared on the actual inputs at each call
             self._numeric_check = NumericCheck(graph, self.inputs)
@@ -283,6 +284,12 @@ class Function:
     def __repr__(self):
         return f"<Function: {len(self.inputs)} inputs, {len(self.outputs)} outputs, {len(self.graph)} nodes>"
 
+    def __reduce__(self):
+        # Pickled (and copied) as what it was compiled from; unpickling compiles it again. The
+        # unoptimised graph goes first so that its nodes pickle in topological order.
+        outputs = self.outputs[0] if self.single_output else list(self.outputs)
+        return restore_function, (self.unoptimized_graph, self.inputs, outputs, self.updates, self.optimize)
+
 
 def _unshared(value, held):
     """`value` as an array nothing else holds: views, read-only arrays and the arrays in `held`
@@ -291,6 +298,12 @@ def _unshared(value, held):
     if array.flags.owndata and array.flags.writeable and not any(array is h for h in held):
         return array
     return array.copy()
+
+
+def restore_function(unoptimized_graph, inputs, outputs, updates, optimize):
+    """The Function compiled from `inputs`, `outputs`, `updates` and `optimize` (how a pickled
+    Function comes back; `unoptimized_graph` is only there to be unpickled first)."""
+    return Function(inputs, outputs, updates=updates, optimize=optimize)
 
 
 def function(inputs, outputs, updates=None, optimize=True):

@@ -13,6 +13,7 @@ import itertools
 import linecache
 import os
 import sys
+import weakref
 from types import MappingProxyType
 
 import networkx as nx
@@ -48,6 +49,9 @@ class SourceLocation:
 
     def __repr__(self):
         return f"SourceLocation({self.filename!r}, {self.lineno}, {self.function!r})"
+
+    def __reduce__(self):
+        return SourceLocation, (self.filename, self.lineno, self.function)
 
 
 def user_source_location():
@@ -168,6 +172,13 @@ class Node:
         where = f" built at {self.source}" if self.source is not None else ""
         return f"{label} {shape} {self.dtype}{where}"
 
+    # pickle and copy (see "pickling nodes" below) -----------------------------------------
+    def __reduce__(self):
+        return _node_reduction(self)
+
+    def __copy__(self):
+        return self  # immutable: a shallow copy is the node itself, as for a tuple
+
 
 def topological_order(outputs):
     """All nodes that `outputs` depend on, each after its inputs (stable, no recursion)."""
@@ -238,6 +249,18 @@ class Graph:
     def __repr__(self):
         return f"<Graph: {len(self.nodes)} nodes, {len(self.outputs)} outputs>"
 
+    def __reduce__(self):
+        # Every node goes first, each after those it depends on (a fused node's members too).
+        ordered = tuple(_pickling_order(self.nodes + self.outputs))
+        _mark_emission_order(ordered)
+        return restore_graph, (ordered, type(self), self.nodes, self.outputs, self._extra_state())
+
+    def __copy__(self):
+        return restore_graph((), type(self), self.nodes, self.outputs, self._extra_state())
+
+    def _extra_state(self):
+        return {key: value for key, value in vars(self).items() if key not in ("outputs", "nodes", "consumers")}
+
     def to_networkx(self):
         """A networkx.DiGraph with one vertex per node (keyed by node id), edges input -> consumer."""
         graph = nx.DiGraph()
@@ -250,6 +273,113 @@ class Graph:
             for position, parent in enumerate(node.inputs):
                 graph.add_edge(parent.id, node.id, position=position)
         return graph
+
+
+# pickling nodes -----------------------------------------------------------------------------
+# A node pickles (and deep-copies) as the call that rebuilds it from its fields, so pickle's
+# memo keeps a node shared by several others (or by several pickled objects) one node. Each
+# node would pickle its inputs inside its own record, a recursion as deep as the graph; so a
+# node first lists its ancestors in topological order and marks them: a marked node pickles
+# as its bare record, after its inputs, which the memo already holds. A mark is used once, in
+# order (a node met out of order, or marked by an earlier pickle that skipped it, lists its
+# own ancestors again), so the recursion stays a few levels deep however deep the graph is.
+# An op record that stands for several nodes (a fused kernel) pickles its `members`: they
+# count as ancestors too.
+
+def _dependencies(node):
+    members = getattr(node.op, "members", ())
+    return tuple(node.inputs) + tuple(members) if members else node.inputs
+
+
+def _pickling_order(roots):
+    """`roots` and what they depend on (inputs, and an op record's members), each after its
+    dependencies; no recursion."""
+    order, seen = [], set()
+    for root in roots:
+        if root in seen:
+            continue
+        seen.add(root)
+        stack = [(root, iter(_dependencies(root)))]
+        while stack:
+            node, pending = stack[-1]
+            for child in pending:
+                if child not in seen:
+                    seen.add(child)
+                    stack.append((child, iter(_dependencies(child))))
+                    break
+            else:
+                stack.pop()
+                order.append(node)
+    return order
+
+
+class _EmissionBatch:
+    __slots__ = ("cursor",)
+
+    def __init__(self):
+        self.cursor = 0
+
+
+_emission_marks = weakref.WeakKeyDictionary()  # node -> (batch, position in the batch)
+
+
+def _mark_emission_order(nodes):
+    batch = _EmissionBatch()
+    for position, node in enumerate(nodes):
+        _emission_marks[node] = (batch, position)
+
+
+def _node_reduction(node):
+    payload = node.payload
+    frozen = isinstance(payload, np.ndarray) and not payload.flags.writeable
+    fields = (type(node), node.op, node.inputs, dict(node.attrs), node.shape, node.dtype, node.name,
+              node.source, node.scope, node.derivative_order, payload, frozen)
+    mark = _emission_marks.pop(node, None)
+    if mark is not None and mark[1] >= mark[0].cursor:
+        mark[0].cursor = mark[1] + 1
+        return restore_node, fields
+    if not getattr(node.op, "members", ()) and all(not _dependencies(parent) for parent in node.inputs):
+        return restore_node, fields
+    ancestors = tuple(_pickling_order(_dependencies(node)))
+    _mark_emission_order(ancestors)
+    return restore_node_after, (ancestors,) + fields
+
+
+def restore_node(cls, op, inputs, attrs, shape, dtype, name=None, source=None, scope="",
+                 derivative_order=0, payload=None, frozen_payload=False):
+    """A node of class `cls` with every field given (nothing taken from the current context);
+    a fresh id. How pickled and loaded nodes come back."""
+    if frozen_payload and isinstance(payload, np.ndarray) and payload.flags.writeable:
+        payload.flags.writeable = False
+    node = object.__new__(cls)
+    set_ = object.__setattr__
+    set_(node, "op", op)
+    set_(node, "inputs", tuple(inputs))
+    set_(node, "attrs", MappingProxyType(dict(attrs)))
+    set_(node, "shape", tuple(shape))
+    set_(node, "dtype", np.dtype(dtype))
+    set_(node, "name", name)
+    set_(node, "source", source)
+    set_(node, "scope", scope)
+    set_(node, "derivative_order", derivative_order)
+    set_(node, "payload", payload)
+    set_(node, "id", next(_node_counter))
+    return node
+
+
+def restore_node_after(ancestors, *fields):
+    """`restore_node(*fields)`, once `ancestors` (listed only to be unpickled first) exist."""
+    return restore_node(*fields)
+
+
+def restore_graph(ordered, cls, nodes, outputs, state=None):
+    """A graph of class `cls` over `nodes` (in order) computing `outputs` (`ordered`, all the
+    nodes they depend on, is only there to be unpickled first)."""
+    graph = cls.__new__(cls)
+    Graph.__init__(graph, outputs, nodes)
+    if state:
+        vars(graph).update(state)
+    return graph
 
 
 def substitute(outputs, replacements, infer_shapes=False):

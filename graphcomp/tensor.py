@@ -293,6 +293,11 @@ class VariableStorage:
             raise ValueError(f"{label} has dtype {self.dtype}; cannot assign a value of dtype {array.dtype}")
         self.value = np.array(array, dtype=self.dtype, copy=True)
 
+    def __reduce__(self):
+        # One storage per variable: pickle's memo (and deepcopy's) keeps it shared by the nodes
+        # and functions pickled together; a deep copy gets its own.
+        return VariableStorage, (self.value, self.dtype, self.name)
+
 
 # building nodes -----------------------------------------------------------------------------
 

@@ -31,7 +31,8 @@ LAYERS = [
     ("graphcomp.autodiff", "graphcomp.forward"),
     ("graphcomp.executor",),
     ("graphcomp.compile", "graphcomp.numeric_check"),
-    ("graphcomp.linearize", "graphcomp.krylov", "graphcomp.testing", "graphcomp.onnx_export"),
+    ("graphcomp.linearize", "graphcomp.krylov", "graphcomp.testing", "graphcomp.onnx_export",
+     "graphcomp.serialize"),
     ("graphcomp.viz",),
     ("graphcomp",),  # graphcomp/__init__.py: the public API
     ("graphcomp.cli", "graphcomp.__main__", "graphcomp.demos"),

@@ -20,6 +20,7 @@ import them; each op module registers its builders here instead.
 from __future__ import annotations
 
 import functools
+import pickle
 from dataclasses import dataclass
 from typing import Callable
 
@@ -128,6 +129,20 @@ class OpDef:
 
     def __repr__(self):
         return f"<op {self.name}>"
+
+    def __reduce__(self):
+        # An op record is pickled (and copied) as its name in the registry: its functions are
+        # the ones of the graphcomp that unpickles it.
+        if REGISTRY.get(self.name) is not self:
+            raise pickle.PicklingError(f"op {self.name!r} is not the registered op of that name, so it "
+                                       "cannot be pickled as a reference to the registry")
+        return get, (self.name,)
+
+    def __copy__(self):
+        return self
+
+    def __deepcopy__(self, memo):
+        return self  # a record of facts and functions: copies of a graph share it, as they share functions
 
 
 def tolerating(kernel, conditions):

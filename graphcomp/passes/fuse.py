@@ -14,6 +14,8 @@ members, reports its scratch memory, and explains a failure by each member's lin
 
 from __future__ import annotations
 
+import copy
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,6 +49,13 @@ class FusedOp(OpDef):
         return f"fused kernel `{node.attrs.get('expression', self.name)}`", [
             f"fuses {line}" for line in self.describe_members()]
 
+    def __reduce__(self):
+        # Not in the registry: pickled as its members, the kernel is made again from them.
+        return restore_fused_op, (self.members,)
+
+    def __deepcopy__(self, memo):
+        return restore_fused_op(copy.deepcopy(self.members, memo))
+
     def describe_members(self, limit=12):
         """One line per fused node (at most `limit`): its op and the user's line that built it."""
         lines = [f"{m.op.name} built at {m.source}" if m.source is not None else m.op.name
@@ -54,6 +63,20 @@ class FusedOp(OpDef):
         if len(self.members) > limit:
             lines.append(f"... and {len(self.members) - limit} more nodes")
         return lines
+
+
+def restore_fused_op(members, operand_count=None):
+    """The record of the fused node that computes `members` (in topological order), made again
+    (how a pickled or loaded fused node gets its kernel back); with `operand_count`, a
+    ValueError unless the kernel takes that many operands."""
+    members = tuple(members)
+    compute_dtype = _compute_dtype(members[-1]) if members else None
+    if compute_dtype is None:
+        raise ValueError("a fused node's members must end with an elementwise node that can be fused")
+    op, inputs, _ = _fused_op(members, compute_dtype)
+    if operand_count is not None and len(inputs) != operand_count:
+        raise ValueError(f"the kernel of these members takes {len(inputs)} operands, the node has {operand_count}")
+    return op
 
 
 def _no_gradient(index):
@@ -176,6 +199,9 @@ class ExpressionText:
         return self._text
 
     __repr__ = __str__
+
+    def __reduce__(self):
+        return ExpressionText, (functools.partial(str, str(self)),)
 
     def __contains__(self, text):
         return text in str(self)

@@ -1,0 +1,761 @@
+"""Saving and loading graphs, tensors and compiled functions: `gc.save(obj, path)`, `gc.load(path)`.
+
+A `.gcz` file is a zip archive with exactly two members:
+
+- `graph.json`: the graph, as UTF-8 JSON (the schema is below);
+- `arrays.npz`: a NumPy `.npz` archive (no pickles) of the constants' arrays, keyed
+  `constant_<node index>`, and the variables' values, keyed `variable_<variable index>`.
+
+`graph.json` holds one object:
+
+    {"format": "graphcomp", "version": 1, "graphcomp_version": "0.1.0",
+     "nodes": [node, ...], "variables": [variable, ...], "root": root}
+
+A node is `{"op", "inputs", "attrs", "shape", "dtype", "name", "scope", "derivative_order",
+"source"}`: the op's name in the registry, the indices of its input nodes (always earlier in
+the list), its attributes (see below), its shape (a list of ints, `null` for an unknown size),
+its dtype ("float64", "int32", "bool", ...), its name or `null`, its name scope ("" at top
+level), its derivative order, and `{"file", "line", "function"}` of the user's line that built
+it, or `null`. A variable node adds `"variable": <index into "variables">`; a fused node (op
+"fused", in an optimised graph) adds `"members": [indices of the nodes it computes]`, from
+which its kernel is made again. A variable is `{"name", "shape", "dtype"}`; several nodes may
+name one variable. `root` is what `load` returns:
+
+    {"tensor": i} | {"graph": {"nodes": [i, ...], "outputs": [i, ...]}}
+    | {"function": {"inputs": [i, ...], "outputs": [i, ...], "single_output": bool,
+                    "updates": [[variable node, expression node], ...], "optimize": ...}}
+    | {"list": [root, ...]} | {"tuple": [root, ...]} | {"dict": {"key": root, ...}}
+
+Attribute values are JSON strings, ints, booleans, `null` and lists, or one-key objects for
+what JSON does not tell apart: `{"float": repr}` (exact: "inf", "nan", "-0.0"),
+`{"tuple": [...]}`, `{"dtype": "float32"}`, `{"scalar": dtype, "value": v}` (a NumPy scalar),
+`{"slice": [start, stop, step]}`, `{"ellipsis": true}`, `{"dict": {...}}` and
+`{"expression": text}` (a fused node's readable expression).
+
+A function is saved as what it was compiled from (its unoptimised graph, inputs, outputs,
+updates and `optimize` flag) and compiled again on load. Loading never runs code from the file:
+ops are looked up by name, arrays are read with `allow_pickle=False`, and every node's shape
+and dtype are checked against its op's rule. Anything malformed raises `LoadError` (a
+`ValueError`) naming the member, node and field at fault.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import io
+import json
+import os
+import re
+import zipfile
+
+import numpy as np
+
+from graphcomp import ops as op_registry
+from graphcomp.compile import Function
+from graphcomp.ir import Graph, Node, SourceLocation, restore_node
+from graphcomp.passes.fuse import ExpressionText, FusedOp, restore_fused_op
+from graphcomp.tensor import Tensor, VariableStorage
+
+FORMAT = "graphcomp"
+FORMAT_VERSION = 1
+GRAPH_MEMBER = "graph.json"
+ARRAYS_MEMBER = "arrays.npz"
+MEMBERS = (GRAPH_MEMBER, ARRAYS_MEMBER)
+ARRAY_KINDS = "biuf"   # bool, signed and unsigned ints, floats: the dtypes graphcomp computes in
+MAX_NESTING = 100      # of attribute values and of list/tuple/dict roots
+NODE_FIELDS = ("op", "inputs", "attrs", "shape", "dtype", "name", "scope", "derivative_order", "source")
+SOURCE_FIELDS = ("file", "line", "function")
+VARIABLE_FIELDS = ("name", "shape", "dtype")
+FUNCTION_FIELDS = ("inputs", "outputs", "single_output", "updates", "optimize")
+OPTIMIZE_FLAGS = (True, False, "debug", "check")
+_ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed, so that saving the same thing twice gives the same bytes
+
+
+class SaveError(ValueError):
+    """Something in the object given to `gc.save` cannot be written to a .gcz file (an attribute
+    value or a payload the format has no spelling for, an op that is not in the registry)."""
+
+
+class LoadError(ValueError):
+    """A .gcz file that cannot be loaded: not a zip archive, a missing or unexpected member,
+    malformed JSON, a format version this graphcomp does not read, an unknown op, a node that
+    reads a later node, an array missing or of the wrong shape or dtype, an object array, ...
+
+    The message names the file and where the fault is; `member` (e.g. "graph.json"), `node`
+    (the node's index) and `field` (e.g. "inputs[1]") hold the same, `problem` the rest.
+    """
+
+    def __init__(self, problem, path=None, member=None, node=None, field=None):
+        self.problem, self.path, self.member, self.node, self.field = problem, path, member, node, field
+        where = [part for part in (member, None if node is None else f"node {node}",
+                                   None if field is None else f"field {field!r}") if part]
+        prefix = f"cannot load {os.fspath(path)!r}: " if path is not None else "cannot load: "
+        super().__init__(prefix + (", ".join(where) + ": " if where else "") + problem)
+
+    def __reduce__(self):
+        return LoadError, (self.problem, self.path, self.member, self.node, self.field)
+
+
+def _graphcomp_version():
+    try:
+        return importlib.metadata.version("graphcomp")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+# dtypes and attribute values -------------------------------------------------------------------
+
+def dtype_text(dtype):
+    """A dtype's spelling in the file: its name ("float64") when that names it exactly, else
+    its byte-order string ("<f8")."""
+    dtype = np.dtype(dtype)
+    return dtype.name if np.dtype(dtype.name) == dtype else dtype.str
+
+
+def parse_dtype(text):
+    """The dtype `text` spells, if it is one graphcomp computes in; else ValueError."""
+    if not isinstance(text, str) or not text:
+        raise ValueError(f"a dtype must be a string like 'float64', got {text!r}")
+    try:
+        dtype = np.dtype(text)
+    except TypeError:
+        raise ValueError(f"{text!r} is not a NumPy dtype") from None
+    if dtype.kind not in ARRAY_KINDS or dtype.fields is not None or dtype.subdtype is not None:
+        raise ValueError(f"dtype {text!r} is not a bool, integer or floating dtype")
+    if dtype_text(dtype) != text:
+        raise ValueError(f"dtype {text!r} is not written the way graphcomp writes it ({dtype_text(dtype)!r})")
+    return dtype
+
+
+def encode_value(value, depth=0):
+    """The JSON form of an attribute value; TypeError for a value the format cannot spell."""
+    if depth > MAX_NESTING:
+        raise TypeError("attribute values nested too deeply")
+    if value is None or isinstance(value, str) or type(value) in (bool, int):
+        return value
+    if type(value) is float:
+        return {"float": repr(value)}
+    if isinstance(value, tuple):
+        return {"tuple": [encode_value(item, depth + 1) for item in value]}
+    if isinstance(value, list):
+        return [encode_value(item, depth + 1) for item in value]
+    if isinstance(value, dict):
+        if not all(isinstance(key, str) for key in value):
+            raise TypeError("a dict attribute value needs string keys")
+        return {"dict": {key: encode_value(item, depth + 1) for key, item in value.items()}}
+    if isinstance(value, np.dtype):
+        parse_dtype(dtype_text(value))
+        return {"dtype": dtype_text(value)}
+    if isinstance(value, np.generic) and value.dtype.kind in ARRAY_KINDS and value.dtype.itemsize <= 8:
+        return {"scalar": dtype_text(value.dtype), "value": encode_value(value.item(), depth + 1)}
+    if isinstance(value, slice):
+        return {"slice": [encode_value(part, depth + 1) for part in (value.start, value.stop, value.step)]}
+    if value is Ellipsis:
+        return {"ellipsis": True}
+    if isinstance(value, ExpressionText):
+        return {"expression": str(value)}
+    raise TypeError(f"a {type(value).__module__}.{type(value).__qualname__} ({value!r})")
+
+
+def decode_value(data, depth=0):
+    """The attribute value `data` (from `encode_value`) spells; ValueError if it spells none."""
+    if depth > MAX_NESTING:
+        raise ValueError("attribute values nested too deeply")
+    if data is None or isinstance(data, (str, bool, int)):
+        return data
+    if isinstance(data, float):
+        raise ValueError(f"a bare JSON number {data!r}: floats are written {{\"float\": \"...\"}}")
+    if isinstance(data, list):
+        return [decode_value(item, depth + 1) for item in data]
+    if not isinstance(data, dict) or len(data) not in (1, 2):
+        raise ValueError(f"cannot read the attribute value {_short(data)}")
+    tag = next(iter(data))
+    body = data[tag]
+    if tag == "scalar" and set(data) == {"scalar", "value"}:
+        dtype = parse_dtype(data["scalar"])
+        item = decode_value(data["value"], depth + 1)
+        if isinstance(item, bool) != (dtype.kind == "b") or not isinstance(item, (bool, int, float)):
+            raise ValueError(f"{_short(data['value'])} is not a {dtype} value")
+        with np.errstate(all="ignore"):
+            try:
+                scalar = dtype.type(item)
+            except (OverflowError, ValueError):
+                raise ValueError(f"{item!r} does not fit in {dtype}") from None
+        if not (scalar.item() == item or (item != item and scalar != scalar)):
+            raise ValueError(f"{item!r} is not exactly a {dtype} value")
+        return scalar
+    if len(data) != 1:
+        raise ValueError(f"cannot read the attribute value {_short(data)}")
+    if tag == "float" and isinstance(body, str):
+        if not re.fullmatch(r"-?(inf|nan|\d+\.\d+(e[-+]\d+)?|\d+e[-+]\d+)", body):
+            raise ValueError(f"{body!r} is not a float written by repr()")
+        return float(body)
+    if tag == "tuple" and isinstance(body, list):
+        return tuple(decode_value(item, depth + 1) for item in body)
+    if tag == "dict" and isinstance(body, dict):
+        return {key: decode_value(item, depth + 1) for key, item in body.items()}
+    if tag == "dtype":
+        return parse_dtype(body)
+    if tag == "slice" and isinstance(body, list) and len(body) == 3:
+        return slice(*(decode_value(part, depth + 1) for part in body))
+    if tag == "ellipsis" and body is True:
+        return Ellipsis
+    if tag == "expression" and isinstance(body, str):
+        return ExpressionText(lambda: body)
+    raise ValueError(f"cannot read the attribute value {_short(data)}")
+
+
+def _short(data, limit=80):
+    text = json.dumps(data) if not isinstance(data, str) else repr(data)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+# saving ---------------------------------------------------------------------------------------
+
+def save(obj, path):
+    """Write `obj` to `path` (a file name, conventionally ending in .gcz, or a binary file).
+
+    `obj` is a tensor (with everything it is computed from), a `Graph`, a compiled `Function`,
+    or a list, tuple or dict (with string keys) of these; `gc.load` gives back the same
+    structure. Things saved together share their nodes and variables after loading too. A
+    function is saved as its unoptimised graph, inputs, outputs, updates and `optimize` flag,
+    and compiled again when it is loaded. See graphcomp/serialize.py for the format.
+    """
+    writer = _Writer()
+    writer.gather(obj, 0)
+    document = writer.document(obj)
+    text = _document_text(document)
+    arrays = _npz_bytes(writer.arrays)
+    own = isinstance(path, (str, bytes, os.PathLike))
+    with (open(path, "wb") if own else _borrowed(path)) as stream:
+        with zipfile.ZipFile(stream, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            archive.writestr(zipfile.ZipInfo(GRAPH_MEMBER, _ZIP_TIME), text.encode("utf-8"),
+                             compress_type=zipfile.ZIP_DEFLATED)
+            archive.writestr(zipfile.ZipInfo(ARRAYS_MEMBER, _ZIP_TIME), arrays,
+                             compress_type=zipfile.ZIP_DEFLATED)
+
+
+def _document_text(document):
+    """The JSON text of `document`, one node (and one variable) per line."""
+    def dumps(value):
+        return json.dumps(value, allow_nan=False, separators=(", ", ": "))
+
+    lines = ["{"]
+    for position, (key, value) in enumerate(document.items()):
+        comma = "," if position < len(document) - 1 else ""
+        if key in ("nodes", "variables") and value:
+            lines.append(f" {dumps(key)}: [")
+            lines += [f"  {dumps(item)}{',' if i < len(value) - 1 else ''}" for i, item in enumerate(value)]
+            lines.append(f" ]{comma}")
+        else:
+            lines.append(f" {dumps(key)}: {dumps(value)}{comma}")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+class _borrowed:
+    """A file object the caller opened (and closes)."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def __enter__(self):
+        return self.stream
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _npz_bytes(arrays):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
+        for key, array in arrays.items():
+            with archive.open(zipfile.ZipInfo(f"{key}.npy", _ZIP_TIME), "w", force_zip64=True) as stream:
+                np.lib.format.write_array(stream, np.asanyarray(array), allow_pickle=False)
+    return buffer.getvalue()
+
+
+class _Writer:
+    def __init__(self):
+        self.starts = []          # nodes the saved objects name, in order met
+        self.index = {}           # node -> position in the file's node list
+        self.nodes = []
+        self.storages = {}        # id(storage) -> position in the file's variable list
+        self.variables = []
+        self.arrays = {}
+
+    # what is saved ----------------------------------------------------------------------------
+    def gather(self, obj, depth):
+        if depth > MAX_NESTING:
+            raise SaveError("gc.save: the object is nested too deeply")
+        if isinstance(obj, Node):
+            self.starts.append(obj)
+        elif isinstance(obj, Graph):
+            self.starts.extend(obj.nodes)
+            self.starts.extend(obj.outputs)
+        elif isinstance(obj, Function):
+            self.starts.extend(obj.unoptimized_graph.nodes)
+            self.starts.extend(obj.inputs)
+            self.starts.extend(target for target, _ in obj.updates)  # one the outputs need not read
+        elif isinstance(obj, (list, tuple)):
+            for item in obj:
+                self.gather(item, depth + 1)
+        elif isinstance(obj, dict):
+            for key, item in obj.items():
+                if not isinstance(key, str):
+                    raise TypeError(f"gc.save: dict keys must be strings, got {key!r}")
+                self.gather(item, depth + 1)
+        else:
+            raise TypeError(f"gc.save: cannot save a {type(obj).__name__}; save a tensor, a Graph, "
+                            "a compiled Function, or a list, tuple or dict of them")
+
+    def document(self, obj):
+        for node in _dependency_order(self.starts):
+            self.index[node] = len(self.nodes)
+            self.nodes.append(self.encode_node(node, len(self.nodes)))
+        return {
+            "format": FORMAT, "version": FORMAT_VERSION, "graphcomp_version": _graphcomp_version(),
+            "nodes": self.nodes, "variables": self.variables, "root": self.encode_root(obj),
+        }
+
+    def encode_root(self, obj):
+        ref = self.index.__getitem__
+        if isinstance(obj, Node):
+            return {"tensor": ref(obj)}
+        if isinstance(obj, Graph):
+            return {"graph": {"nodes": [ref(n) for n in obj.nodes], "outputs": [ref(n) for n in obj.outputs]}}
+        if isinstance(obj, Function):
+            return {"function": {
+                "inputs": [ref(n) for n in obj.inputs], "outputs": [ref(n) for n in obj.outputs],
+                "single_output": bool(obj.single_output),
+                "updates": [[ref(target), ref(expression)] for target, expression in obj.updates],
+                "optimize": obj.optimize,
+            }}
+        if isinstance(obj, list):
+            return {"list": [self.encode_root(item) for item in obj]}
+        if isinstance(obj, tuple):
+            return {"tuple": [self.encode_root(item) for item in obj]}
+        return {"dict": {key: self.encode_root(item) for key, item in obj.items()}}
+
+    # one node ---------------------------------------------------------------------------------
+    def encode_node(self, node, position):
+        def fail(problem):
+            return SaveError(f"gc.save: node {position} ({node.describe()}): {problem}")
+
+        op = node.op
+        fused = isinstance(op, FusedOp)
+        if not fused and op_registry.REGISTRY.get(op.name) is not op:
+            raise fail(f"op {op.name!r} is not the registered op of that name")
+        try:
+            dtype = dtype_text(parse_dtype(dtype_text(node.dtype)))
+        except ValueError as error:
+            raise fail(str(error)) from None
+        attrs = {}
+        for key, value in node.attrs.items():
+            try:
+                attrs[key] = encode_value(value)
+            except TypeError as error:
+                raise fail(f"attribute {key!r} holds {error}, which the file format cannot hold") from None
+        if node.name is not None and not isinstance(node.name, str):
+            raise fail(f"its name {node.name!r} is not a string")
+        source = node.source
+        if source is not None:
+            source = {"file": str(source.filename), "line": int(source.lineno), "function": str(source.function)}
+        entry = {
+            "op": op.name, "inputs": [self.index[parent] for parent in node.inputs], "attrs": attrs,
+            "shape": [None if d is None else int(d) for d in node.shape], "dtype": dtype,
+            "name": node.name, "scope": str(node.scope), "derivative_order": int(node.derivative_order),
+            "source": source,
+        }
+        if fused:
+            entry["members"] = [self.index[member] for member in op.members]
+        payload = node.payload
+        if op.leaf == "baked" and not fused:
+            if not isinstance(payload, np.ndarray) or payload.shape != node.shape or payload.dtype != node.dtype:
+                raise fail("a constant whose array does not match its shape and dtype")
+            self.arrays[f"constant_{position}"] = payload
+        elif op.leaf == "read" and not fused:
+            if not isinstance(payload, VariableStorage) or payload.shape != node.shape or payload.dtype != node.dtype:
+                raise fail("a variable whose storage does not match its shape and dtype")
+            entry["variable"] = self.variable_index(payload)
+        elif payload is not None:
+            raise fail(f"it carries a {type(payload).__name__} that the file format cannot hold")
+        return entry
+
+    def variable_index(self, storage):
+        if id(storage) not in self.storages:
+            self.storages[id(storage)] = len(self.variables)
+            if storage.name is not None and not isinstance(storage.name, str):
+                raise SaveError(f"gc.save: variable name {storage.name!r} is not a string")
+            self.arrays[f"variable_{len(self.variables)}"] = storage.value
+            self.variables.append({"name": storage.name, "shape": list(storage.shape),
+                                   "dtype": dtype_text(storage.dtype)})
+        return self.storages[id(storage)]
+
+
+def _dependency_order(starts):
+    """Every node `starts` depend on (inputs, and a fused node's members), each after those it
+    depends on: first met first, no recursion."""
+    def dependencies(node):
+        return tuple(node.inputs) + tuple(node.op.members if isinstance(node.op, FusedOp) else ())
+
+    order, seen = [], set()
+    for root in starts:
+        if root in seen:
+            continue
+        seen.add(root)
+        stack = [(root, iter(dependencies(root)))]
+        while stack:
+            node, pending = stack[-1]
+            for child in pending:
+                if child not in seen:
+                    seen.add(child)
+                    stack.append((child, iter(dependencies(child))))
+                    break
+            else:
+                stack.pop()
+                order.append(node)
+    return order
+
+
+# loading --------------------------------------------------------------------------------------
+
+def load(path):
+    """Read what `gc.save` wrote to `path` (a file name or a binary file).
+
+    Returns the saved structure: a tensor, a Graph, a compiled Function, or lists, tuples and
+    dicts of them; things saved together share their nodes and variables. Each load makes new
+    nodes and new variables (two loads of one file do not share variables). Nothing in the
+    file is executed; a malformed or tampered file raises `LoadError` naming what is wrong.
+    """
+    label = path if isinstance(path, (str, bytes, os.PathLike)) else getattr(path, "name", "<file>")
+    reader = _Reader(label)
+    try:
+        archive = zipfile.ZipFile(path)
+    except zipfile.BadZipFile as error:
+        raise reader.error(f"not a .gcz file (not a zip archive: {error})") from None
+    with archive:
+        graph_bytes, array_bytes = reader.read_members(archive)
+    return reader.build(graph_bytes, array_bytes)
+
+
+class _Reader:
+    def __init__(self, path):
+        self.path = path
+
+    def error(self, problem, member=None, node=None, field=None):
+        return LoadError(problem, path=self.path, member=member, node=node, field=field)
+
+    # the archive ------------------------------------------------------------------------------
+    def read_members(self, archive):
+        infos = archive.infolist()
+        names = [info.filename for info in infos]
+        for name in names:
+            if name not in MEMBERS:
+                kind = "a path outside the archive" if (name.startswith(("/", "\\")) or ".." in re.split(r"[/\\]", name)
+                                                      or re.match(r"^[A-Za-z]:", name)) else "an unexpected member"
+                raise self.error(f"{kind}: {name!r} (a .gcz file holds only {GRAPH_MEMBER} and {ARRAYS_MEMBER})",
+                                 member=name)
+            if names.count(name) > 1:
+                raise self.error("the member appears more than once", member=name)
+        for name in MEMBERS:
+            if name not in names:
+                raise self.error(f"the member {name!r} is missing", member=name)
+        contents = []
+        for name in MEMBERS:
+            try:
+                contents.append(archive.read(name))
+            except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, OSError, EOFError) as error:
+                raise self.error(f"cannot be read from the archive: {error}", member=name) from None
+        return contents
+
+    # graph.json -------------------------------------------------------------------------------
+    def parse_json(self, data):
+        def reject_constant(name):
+            raise ValueError(f"{name} is not JSON (floats are written {{\"float\": \"{name.lower()}\"}})")
+
+        def unique_keys(pairs):
+            keys = [key for key, _ in pairs]
+            for key in keys:
+                if keys.count(key) > 1:
+                    raise ValueError(f"the key {key!r} appears twice in one object")
+            return dict(pairs)
+
+        try:
+            text = data.decode("utf-8")
+            return json.loads(text, parse_constant=reject_constant, object_pairs_hook=unique_keys)
+        except (UnicodeDecodeError, ValueError, RecursionError) as error:
+            raise self.error(f"malformed JSON: {error}", member=GRAPH_MEMBER) from None
+
+    def check_header(self, document):
+        if not isinstance(document, dict):
+            raise self.error("the top level must be a JSON object", member=GRAPH_MEMBER)
+        if document.get("format") != FORMAT:
+            raise self.error(f"not a graphcomp file (format {document.get('format')!r}, expected {FORMAT!r})",
+                             member=GRAPH_MEMBER, field="format")
+        version = document.get("version")
+        if type(version) is not int:
+            raise self.error(f"the format version must be an integer, got {_short(version)}",
+                             member=GRAPH_MEMBER, field="version")
+        if version != FORMAT_VERSION:
+            newer = "a newer" if version > FORMAT_VERSION else "an unknown"
+            raise self.error(f"format version {version} ({newer} format); this graphcomp reads version "
+                             f"{FORMAT_VERSION}", member=GRAPH_MEMBER, field="version")
+        expected = {"format", "version", "graphcomp_version", "nodes", "variables", "root"}
+        for key in document:
+            if key not in expected:
+                raise self.error("unexpected field", member=GRAPH_MEMBER, field=key)
+        for key in expected:
+            if key not in document:
+                raise self.error("missing field", member=GRAPH_MEMBER, field=key)
+        for key in ("nodes", "variables"):
+            if not isinstance(document[key], list):
+                raise self.error("must be a list", member=GRAPH_MEMBER, field=key)
+
+    # arrays.npz -------------------------------------------------------------------------------
+    def open_arrays(self, data):
+        try:
+            arrays = np.load(io.BytesIO(data), allow_pickle=False)
+        except Exception as error:  # noqa: BLE001 - whatever NumPy says, it is the file's fault
+            raise self.error(f"not a NumPy .npz archive without pickles: {error}", member=ARRAYS_MEMBER) from None
+        if not isinstance(arrays, np.lib.npyio.NpzFile):
+            raise self.error("not a NumPy .npz archive (a single array)", member=ARRAYS_MEMBER)
+        return arrays
+
+    def array(self, arrays, key, shape, dtype, node=None):
+        if key not in arrays.files:
+            raise self.error("the array is missing", member=ARRAYS_MEMBER, node=node, field=key)
+        try:
+            array = arrays[key]
+        except Exception as error:  # noqa: BLE001 - an object array, a pickle, a broken header
+            raise self.error(f"cannot be read without running code from the file: {error}",
+                             member=ARRAYS_MEMBER, node=node, field=key) from None
+        if type(array) is not np.ndarray:  # NumPy hands back a member that is not .npy as bytes
+            raise self.error("not a .npy array", member=ARRAYS_MEMBER, node=node, field=key)
+        if array.dtype.kind not in ARRAY_KINDS or array.dtype.fields is not None:
+            raise self.error(f"an array of dtype {array.dtype}, not bool, integer or floating",
+                             member=ARRAYS_MEMBER, node=node, field=key)
+        if array.dtype != dtype or array.shape != tuple(shape):
+            raise self.error(f"the array has shape {array.shape} and dtype {array.dtype}; the graph says "
+                             f"shape {tuple(shape)} and dtype {dtype}", member=ARRAYS_MEMBER, node=node, field=key)
+        return array
+
+    # everything -------------------------------------------------------------------------------
+    def build(self, graph_bytes, array_bytes):
+        document = self.parse_json(graph_bytes)
+        self.check_header(document)
+        arrays = self.open_arrays(array_bytes)
+        with arrays:
+            storages = [self.variable(arrays, position, entry)
+                        for position, entry in enumerate(document["variables"])]
+            nodes = []
+            for position, entry in enumerate(document["nodes"]):
+                nodes.append(self.node(arrays, nodes, storages, position, entry))
+            used = {f"constant_{i}" for i, node in enumerate(nodes) if node.op.leaf == "baked"}
+            used |= {f"variable_{i}" for i in range(len(storages))}
+            for key in arrays.files:
+                if key not in used:
+                    raise self.error("an array no node uses", member=ARRAYS_MEMBER, field=key)
+        return self.root(document["root"], nodes, "root", 0)
+
+    def variable(self, arrays, position, entry):
+        field = f"variables[{position}]"
+        if not isinstance(entry, dict) or set(entry) != set(VARIABLE_FIELDS):
+            raise self.error(f"a variable is an object with the fields {list(VARIABLE_FIELDS)}",
+                             member=GRAPH_MEMBER, field=field)
+        name = entry["name"]
+        if name is not None and not isinstance(name, str):
+            raise self.error("a name must be a string or null", member=GRAPH_MEMBER, field=f"{field}.name")
+        shape = self.shape(entry["shape"], None, f"{field}.shape", allow_unknown=False)
+        dtype = self.dtype(entry["dtype"], None, f"{field}.dtype")
+        value = self.array(arrays, f"variable_{position}", shape, dtype)
+        return VariableStorage(value, dtype, name)
+
+    def shape(self, data, node, field, allow_unknown=True):
+        if not isinstance(data, list) or not all(
+                (type(d) is int and d >= 0) or (d is None and allow_unknown) for d in data):
+            raise self.error(f"a shape is a list of non-negative ints{' or null' if allow_unknown else ''}, "
+                             f"got {_short(data)}", member=GRAPH_MEMBER, node=node, field=field)
+        return tuple(data)
+
+    def dtype(self, data, node, field):
+        try:
+            return parse_dtype(data)
+        except ValueError as error:
+            raise self.error(str(error), member=GRAPH_MEMBER, node=node, field=field) from None
+
+    def reference(self, data, limit, node, field, what="node"):
+        if type(data) is not int or not 0 <= data < limit:
+            later = type(data) is int and data >= limit and node is not None and what == "node"
+            problem = (f"refers to node {data}, which is not before it (a node reads only earlier nodes)"
+                       if later else f"must be the index of a {what} (0 to {limit - 1}), got {_short(data)}"
+                       if limit else f"must be the index of a {what}, but there are none; got {_short(data)}")
+            raise self.error(problem, member=GRAPH_MEMBER, node=node, field=field)
+        return data
+
+    def node(self, arrays, nodes, storages, position, entry):
+        def fail(problem, field=None):
+            return self.error(problem, member=GRAPH_MEMBER, node=position, field=field)
+
+        if not isinstance(entry, dict):
+            raise fail("a node is a JSON object")
+        for key in NODE_FIELDS:
+            if key not in entry:
+                raise fail("missing field", key)
+        name = entry["op"]
+        if not isinstance(name, str):
+            raise fail(f"an op name is a string, got {_short(name)}", "op")
+        fused = name == "fused"
+        extra = {"members"} if fused else {"variable"} if name == "variable" else set()
+        for key in entry:
+            if key not in NODE_FIELDS and key not in extra:
+                raise fail("unexpected field", key)
+        if not fused and name not in op_registry.REGISTRY:
+            raise fail(f"unknown op {name!r} (not in this graphcomp's registry)", "op")
+        if not isinstance(entry["inputs"], list):
+            raise fail("must be a list of node indices", "inputs")
+        inputs = [nodes[self.reference(i, position, position, f"inputs[{k}]")] for k, i in enumerate(entry["inputs"])]
+        if not isinstance(entry["attrs"], dict):
+            raise fail("must be a JSON object", "attrs")
+        attrs = {}
+        for key, data in entry["attrs"].items():
+            try:
+                attrs[key] = decode_value(data)
+            except ValueError as error:
+                raise fail(str(error), f"attrs.{key}") from None
+        shape = self.shape(entry["shape"], position, "shape")
+        dtype = self.dtype(entry["dtype"], position, "dtype")
+        node_name = entry["name"]
+        if node_name is not None and not isinstance(node_name, str):
+            raise fail("a name is a string or null", "name")
+        if not isinstance(entry["scope"], str):
+            raise fail("a scope is a string", "scope")
+        if type(entry["derivative_order"]) is not int or entry["derivative_order"] < 0:
+            raise fail("a derivative order is a non-negative int", "derivative_order")
+        source = self.source(entry["source"], position)
+
+        payload = None
+        if fused:
+            if not isinstance(entry.get("members"), list) or not entry["members"]:
+                raise fail("a fused node lists its members", "members")
+            members = [nodes[self.reference(i, position, position, f"members[{k}]")]
+                       for k, i in enumerate(entry["members"])]
+            try:
+                op = restore_fused_op(members, operand_count=len(inputs))
+            except Exception as error:  # noqa: BLE001 - members that cannot be fused
+                raise fail(f"its members cannot be fused again: {error}", "members") from None
+        else:
+            op = op_registry.REGISTRY[name]
+        if op.leaf:
+            if inputs:
+                raise fail(f"op {name!r} is a leaf and takes no inputs", "inputs")
+            if name == "constant":
+                payload = self.array(arrays, f"constant_{position}", shape, dtype, node=position)
+                payload.flags.writeable = False
+            elif name == "variable":
+                if "variable" not in entry:
+                    raise fail("a variable node names its variable", "variable")
+                storage = storages[self.reference(entry["variable"], len(storages), position, "variable",
+                                                  what="variable")]
+                if storage.shape != shape or storage.dtype != dtype:
+                    raise fail(f"the variable has shape {storage.shape} and dtype {storage.dtype}, the node "
+                               f"{shape} and {dtype}", "variable")
+                payload = storage
+            elif name != "placeholder":
+                raise fail(f"the leaf op {name!r} cannot be loaded from a file", "op")
+            if attrs:
+                raise fail(f"a {name} has no attributes", "attrs")
+        else:
+            self.check_inference(op, inputs, attrs, shape, dtype, position)
+        return restore_node(Tensor, op, inputs, attrs, shape, dtype, node_name, source, entry["scope"],
+                            entry["derivative_order"], payload)
+
+    def source(self, data, position):
+        if data is None:
+            return None
+        if not (isinstance(data, dict) and set(data) == set(SOURCE_FIELDS) and isinstance(data["file"], str)
+                and type(data["line"]) is int and isinstance(data["function"], str)):
+            raise self.error('a source is null or {"file": str, "line": int, "function": str}',
+                             member=GRAPH_MEMBER, node=position, field="source")
+        return SourceLocation(data["file"], data["line"], data["function"])
+
+    def check_inference(self, op, inputs, attrs, shape, dtype, position):
+        """The op's own rule must give the node's shape and dtype from its inputs and attributes."""
+        try:
+            inferred_shape, inferred_dtype = op.infer(*inputs, **attrs)
+            inferred_shape, inferred_dtype = tuple(inferred_shape), np.dtype(inferred_dtype)
+        except Exception as error:  # noqa: BLE001 - a ShapeError, a TypeError for bad attributes, ...
+            raise self.error(f"op {op.name!r} does not accept these inputs and attributes: "
+                             f"{type(error).__name__}: {error}", member=GRAPH_MEMBER, node=position) from None
+        if inferred_dtype != dtype:
+            raise self.error(f"op {op.name!r} gives dtype {inferred_dtype} here, the file says {dtype}",
+                             member=GRAPH_MEMBER, node=position, field="dtype")
+        if len(inferred_shape) != len(shape) or any(
+                a is not None and b is not None and a != b for a, b in zip(inferred_shape, shape)):
+            raise self.error(f"op {op.name!r} gives shape {inferred_shape} here, the file says {shape}",
+                             member=GRAPH_MEMBER, node=position, field="shape")
+
+    # the root ---------------------------------------------------------------------------------
+    def root(self, data, nodes, field, depth):
+        def fail(problem, where=field):
+            return self.error(problem, member=GRAPH_MEMBER, field=where)
+
+        def refs(items, where):
+            if not isinstance(items, list):
+                raise fail("must be a list of node indices", where)
+            return [nodes[self.reference(i, len(nodes), None, f"{where}[{k}]")] for k, i in enumerate(items)]
+
+        if depth > MAX_NESTING:
+            raise fail("nested too deeply")
+        if not isinstance(data, dict) or len(data) != 1:
+            raise fail('must be one of {"tensor": ...}, {"graph": ...}, {"function": ...}, {"list": ...}, '
+                       '{"tuple": ...} or {"dict": ...}')
+        (kind, body), = data.items()
+        where = f"{field}.{kind}"
+        if kind == "tensor":
+            return nodes[self.reference(body, len(nodes), None, where)]
+        if kind in ("list", "tuple"):
+            if not isinstance(body, list):
+                raise fail("must be a list", where)
+            items = [self.root(item, nodes, f"{where}[{k}]", depth + 1) for k, item in enumerate(body)]
+            return items if kind == "list" else tuple(items)
+        if kind == "dict":
+            if not isinstance(body, dict):
+                raise fail("must be an object", where)
+            return {key: self.root(item, nodes, f"{where}.{key}", depth + 1) for key, item in body.items()}
+        if kind == "graph":
+            if not isinstance(body, dict) or set(body) != {"nodes", "outputs"}:
+                raise fail('a graph is {"nodes": [...], "outputs": [...]}', where)
+            members = refs(body["nodes"], f"{where}.nodes")
+            listed = set()
+            for k, node in enumerate(members):
+                missing = [i for i, parent in enumerate(node.inputs) if parent not in listed]
+                if missing:
+                    raise fail(f"the graph lists node {body['nodes'][k]} before its input {missing[0]}",
+                               f"{where}.nodes[{k}]")
+                listed.add(node)
+            outputs = refs(body["outputs"], f"{where}.outputs")
+            if any(out not in listed for out in outputs):
+                raise fail("an output is not one of the graph's nodes", f"{where}.outputs")
+            return Graph(outputs, members)
+        if kind == "function":
+            if not isinstance(body, dict) or set(body) != set(FUNCTION_FIELDS):
+                raise fail(f"a function is an object with the fields {list(FUNCTION_FIELDS)}", where)
+            inputs = refs(body["inputs"], f"{where}.inputs")
+            outputs = refs(body["outputs"], f"{where}.outputs")
+            if not isinstance(body["single_output"], bool) or (body["single_output"] and len(outputs) != 1):
+                raise fail("must be true (with one output) or false", f"{where}.single_output")
+            if not isinstance(body["updates"], list) or not all(
+                    isinstance(pair, list) and len(pair) == 2 for pair in body["updates"]):
+                raise fail("must be a list of [variable, expression] pairs", f"{where}.updates")
+            updates = [tuple(refs(pair, f"{where}.updates[{k}]")) for k, pair in enumerate(body["updates"])]
+            optimize = body["optimize"]
+            if not any(optimize is flag or (isinstance(flag, str) and optimize == flag) for flag in OPTIMIZE_FLAGS):
+                raise fail(f"must be one of true, false, 'debug', 'check'; got {_short(optimize)}",
+                           f"{where}.optimize")
+            try:
+                return Function(inputs, outputs[0] if body["single_output"] else outputs,
+                                updates=updates, optimize=optimize)
+            except Exception as error:  # noqa: BLE001 - inputs that are not placeholders, ...
+                raise fail(f"the function cannot be compiled again: {type(error).__name__}: {error}", where) from None
+        raise fail(f"unknown kind {kind!r}")
