@@ -583,12 +583,22 @@ def cumprod(x, axis=None):
     return apply(CUMPROD, x, axis=axis)
 
 
-def diff(x, n=1, axis=-1):
-    """n-th discrete difference along `axis`, np.diff."""
+def diff(x, n=1, axis=-1, prepend=None, append=None):
+    """n-th discrete difference along `axis`, np.diff; `prepend` / `append` values are joined to
+    `x` along `axis` first (a scalar is broadcast to one slice, as in NumPy)."""
     (x,) = promote_operands(x)
     (axis,) = normalize_axis(axis, x.ndim, op="diff")
     if n < 0:
         raise ValueError(f"diff: order must be non-negative, got {n}")
+    if n and (prepend is not None or append is not None):
+        first = sh.getitem(x, tuple(slice(0, 1) if a == axis else slice(None) for a in range(x.ndim)))
+        parts = []
+        for values in (prepend, x, append):
+            if values is None:
+                continue
+            (values,) = promote_operands(values)
+            parts.append(sh.broadcast_like(values, first) if values.ndim == 0 else values)
+        x = sh.concatenate(parts, axis=axis)
     for _ in range(n):
         upper = tuple(slice(1, None) if a == axis else slice(None) for a in range(x.ndim))
         lower = tuple(slice(None, -1) if a == axis else slice(None) for a in range(x.ndim))
@@ -632,6 +642,6 @@ def sort(x, axis=-1):
 
 
 all_.__name__, any_.__name__ = "all", "any"
-register_builders(prod, var, std, cumsum, cumprod, argmax, argmin)  # Tensor's methods
+register_builders(prod, var, std, cumsum, cumprod, argmax, argmin, all_, any_)  # Tensor's methods
 if "squeeze" not in _BUILDERS:
     register_builders(sh.squeeze)  # Tensor.squeeze (unless shape.py offers it itself)
