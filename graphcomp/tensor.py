@@ -268,6 +268,18 @@ class Tensor(Node):
     def argmin(self, axis=None, keepdims=False): return builder("argmin")(self, axis=axis, keepdims=keepdims)
     def cumsum(self, axis=None): return builder("cumsum")(self, axis=axis)
     def cumprod(self, axis=None): return builder("cumprod")(self, axis=axis)
+    def all(self, axis=None, keepdims=False): return builder("all")(self, axis=axis, keepdims=keepdims)
+    def any(self, axis=None, keepdims=False): return builder("any")(self, axis=axis, keepdims=keepdims)
+    def round(self, decimals=0): return builder("round")(self, decimals)
+    def swapaxes(self, axis1, axis2): return builder("swapaxes")(self, axis1, axis2)
+    def repeat(self, repeats, axis=None): return builder("repeat")(self, repeats, axis=axis)
+    def take(self, indices, axis=None): return builder("take")(self, indices, axis=axis)
+
+    def diagonal(self, offset=0, axis1=0, axis2=1):
+        return builder("diagonal")(self, offset=offset, axis1=axis1, axis2=axis2)
+
+    def trace(self, offset=0, axis1=0, axis2=1, dtype=None):
+        return builder("trace")(self, offset=offset, axis1=axis1, axis2=axis2, dtype=dtype)
 
 
 class VariableStorage:

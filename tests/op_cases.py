@@ -535,3 +535,60 @@ def _random_cases():
 
 
 CASES += _random_cases()
+
+
+# cumprod at zeros, and the division-free records of its derivatives ---------------------------
+
+def _brute_cumprod_derivative(x, *ts, axis):
+    """D_p(x; t_1..t_p) by enumerating the index tuples (an oracle independent of the kernel)."""
+    import itertools
+    x = np.moveaxis(np.asarray(x, float), axis, 0)
+    ts = [np.moveaxis(np.asarray(t, float), axis, 0) for t in ts]
+    result = np.zeros_like(x)
+    for j in range(x.shape[0]):
+        for picks in itertools.permutations(range(j + 1), len(ts)):
+            term = np.ones_like(x[0])
+            for t, i in zip(ts, picks):
+                term = term * t[i]
+            for k in range(j + 1):
+                if k not in picks:
+                    term = term * x[k]
+            result[j] += term
+    return np.moveaxis(result, 0, axis)
+
+
+def _brute_cumprod_transpose(x, g, *ts, axis):
+    x = np.asarray(x, float)
+    result = np.zeros_like(x)
+    for m in np.ndindex(x.shape):
+        unit = np.zeros_like(x)
+        unit[m] = 1.0
+        result[m] = np.sum(g * _brute_cumprod_derivative(x, *ts, unit, axis=axis))
+    return result
+
+
+def _cumprod_cases():
+    cases = []
+    zeros = {"one-zero": [1.3, 0.0, 2.0, 0.9], "two-zeros": [0.0, 1.5, 0.0, 2.0], "three-zeros": [0.0, 0.0, 1.1, 0.0]}
+    for label, values in zeros.items():
+        rows = np.array([values, values[::-1], [1.1, -0.6, 0.8, 1.3]])
+        cases.append(OpCase("cumprod", gc.cumprod, np.cumprod, [np.array(values)], label))
+        for axis in (0, 1, None):
+            cases.append(OpCase("cumprod", lambda x, axis=axis: gc.cumprod(x, axis=axis),
+                                lambda x, axis=axis: np.cumprod(x, axis=axis), [rows], f"{label} rows axis={axis}"))
+    x = np.array([[1.3, 0.0, -0.7], [0.0, 0.8, 0.0], [1.2, -1.1, 0.9], [0.0, 2.0, 1.4]])
+    for p in (0, 1, 2):
+        for axis in (0, 1):
+            args = [x] + [_normal(x.shape, 70 + a) for a in range(p + 1)]
+            cases.append(OpCase("cumprod_derivative",
+                                lambda x, *ts, axis=axis: apply(rd.CUMPROD_DERIVATIVE, x, *ts, axis=axis),
+                                lambda x, *ts, axis=axis: _brute_cumprod_derivative(x, *ts, axis=axis),
+                                args, f"order {p + 1} axis={axis}"))
+            cases.append(OpCase("cumprod_derivative_transpose",
+                                lambda x, g, *ts, axis=axis: apply(rd.CUMPROD_TRANSPOSE, x, g, *ts, axis=axis),
+                                lambda x, g, *ts, axis=axis: _brute_cumprod_transpose(x, g, *ts, axis=axis),
+                                args, f"order {p + 1} axis={axis}"))
+    return cases
+
+
+CASES += _cumprod_cases()

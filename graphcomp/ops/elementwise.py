@@ -486,7 +486,8 @@ def _one_bound(side, *spellings):
 def _clip(x, lo, hi):
     (x,) = promote_operands(x)
     integral = x.dtype.kind in "biu" and all(isinstance(b, (int, np.integer)) for b in (lo, hi))
-    if hasattr(lo, "op") or hasattr(hi, "op") or integral:  # integral: stays integer, as in NumPy
+    if hasattr(lo, "op") or hasattr(hi, "op") or integral or np.ndim(lo) or np.ndim(hi):
+        # tensors or arrays as bounds (elementwise, as np.clip); integral: stays integer, as in NumPy
         return minimum(maximum(x, lo), hi)
     if lo > hi:
         raise ValueError(f"clip: lower bound {lo} is above upper bound {hi}")
@@ -766,4 +767,4 @@ acos, asin, atan, atan2 = arccos, arcsin, arctan, arctan2
 acosh, asinh, atanh = arccosh, arcsinh, arctanh
 pow = power  # noqa: A001
 
-register_builders(remainder, clip)  # Tensor's % and .clip
+register_builders(remainder, clip, round)  # Tensor's %, .clip and .round

@@ -307,4 +307,4 @@ def reshape_last(labels):
     return getitem(labels, (Ellipsis, None))
 
 
-register_builders(advanced_getitem)  # Tensor's x[array] (through shape.getitem)
+register_builders(advanced_getitem, take)  # Tensor's x[array] (through shape.getitem) and .take

@@ -472,4 +472,4 @@ def moveaxis(a, source, destination):
     return sh.transpose(a, order)
 
 
-register_builders(dot)  # Tensor.dot
+register_builders(dot, diagonal, trace, swapaxes)  # Tensor's methods

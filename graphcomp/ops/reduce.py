@@ -8,7 +8,7 @@ from graphcomp.ops import OpDef, register, register_builders
 from graphcomp.ops import BUILDERS as _BUILDERS
 from graphcomp.ops import elementwise as ew
 from graphcomp.ops import shape as sh
-from graphcomp.ops.rules import linear_jvp, symmetric_jvp
+from graphcomp.ops.rules import add_tangents, linear_jvp, symmetric_jvp
 from graphcomp.shapes import normalize_axis, reduced_shape, size_of
 from graphcomp.tensor import apply, constant, promote_operands
 
@@ -305,13 +305,6 @@ def _cumsum_vjp(g, out, x):
     return _reverse_cumsum(g, out.attrs["axis"])
 
 
-def _cumprod_vjp(g, out, x):
-    # d out_i / d x_j = out_i / x_j for j <= i: exact where x has no zeros (at a zero this
-    # divides by 1 instead, which is not the derivative; prod's rule is the exact one).
-    safe = ew.where(ew.equal(x, ew.zero_like_scalar(x)), ew.constant(1, dtype=x.dtype), x)
-    return _reverse_cumsum(g * out, out.attrs["axis"]) / safe
-
-
 def _onnx_cumsum(b, node, x):
     (x,) = b.operands(node, [x])
     return b.emit("CumSum", x, b.constant(node.attrs["axis"], np.int64))
@@ -319,13 +312,164 @@ def _onnx_cumsum(b, node, x):
 
 CUMSUM = register(OpDef("cumsum", np.cumsum, _scan_infer, vjp=(_cumsum_vjp,), jvp=linear_jvp, kind="reduce",
                         fresh_result=True, onnx=_onnx_cumsum))
+
+
+def _cumprod_vjp(g, out, x):
+    return _cumprod_transpose(x, g, (), out.attrs["axis"])
+
+
 def _cumprod_jvp(tangents, out, x):
-    safe = ew.where(ew.equal(x, ew.zero_like_scalar(x)), ew.constant(1, dtype=x.dtype), x)
-    return out * apply(CUMSUM, tangents[0] / safe, axis=out.attrs["axis"])
+    if tangents[0] is None:
+        return None
+    return _cumprod_derivative(x, (tangents[0],), out.attrs["axis"])
 
 
 CUMPROD = register(OpDef("cumprod", np.cumprod, _scan_infer, vjp=(_cumprod_vjp,), jvp=_cumprod_jvp,
                          kind="reduce", fresh_result=True))
+
+
+# cumprod's derivatives of every order, without dividing by x (exact at zeros).
+#
+# With y_j = prod_{k<=j} x_k, the p-th derivative of y along t_1..t_p is
+#   D_p(x; t_1..t_p)_j = sum over distinct i_1..i_p <= j of t_1[i_1]..t_p[i_p] prod_{k<=j, k not in {i}} x_k,
+# the coefficient of e_1..e_p in prod_{k<=j} (x_k + e_1 t_1[k] + ... + e_p t_p[k]) with e_a^2 = 0:
+# a prefix product of such multi-dual numbers, one coefficient per subset of {1..p}. Its transpose
+# in the last direction, R_p(x; g, t_1..t_{p-1})_m = sum_j g_j D_p(x; t_1..t_{p-1}, e_m)_j, splits
+# that product at m: (prefix coefficients up to m-1) times (a reverse recurrence from the end).
+# cumprod's vjp is R_1(x; g), its jvp D_1(x; t); the rules of D and R are D and R of one order more,
+# so every order of derivative is exact.
+
+def _along_front(arrays, axis):
+    x = np.asarray(arrays[0])
+    dtype = np.result_type(*arrays)
+    return [np.moveaxis(np.broadcast_to(np.asarray(a, dtype=dtype), x.shape), axis, 0) for a in arrays], dtype
+
+
+def _popcount_order(p):
+    return sorted(range(1 << p), key=lambda s: bin(s).count("1"))
+
+
+def _prefix_step(state, xk, tk):
+    """The multi-dual coefficients after multiplying by (x_k + sum_a e_a t_a[k])."""
+    new = {}
+    for subset, value in state.items():
+        term = value * xk
+        for a, ta in enumerate(tk):
+            if subset >> a & 1:
+                term = term + state[subset & ~(1 << a)] * ta
+        new[subset] = term
+    return new
+
+
+def _cumprod_derivative_impl(x, *tangents, axis):
+    """D_p(x; t_1..t_p) along `axis`: the p-th directional derivative of cumprod(x)."""
+    (x, *ts), dtype = _along_front((x, *tangents), axis)
+    p, rest = len(ts), x.shape[1:]
+    result = np.zeros(x.shape, dtype)
+    state = {s: np.zeros(rest, dtype) for s in range(1 << p)}
+    state[0] = np.ones(rest, dtype)
+    for k in range(x.shape[0]):
+        state = _prefix_step(state, x[k], [t[k] for t in ts])
+        result[k] = state[(1 << p) - 1]
+    return np.moveaxis(result, 0, axis)
+
+
+def _cumprod_transpose_impl(x, g, *tangents, axis):
+    """R_p(x; g, t_1..t_{p-1}) along `axis`: sum_j g_j D_p(x; t_1..t_{p-1}, e_m)_j at each m."""
+    (x, g, *ts), dtype = _along_front((x, g, *tangents), axis)
+    q, n, rest = len(ts), x.shape[0], x.shape[1:]
+    full = (1 << q) - 1
+    prefixes = []  # prefixes[m]: the coefficients of prod_{k<m}
+    state = {s: np.zeros(rest, dtype) for s in range(1 << q)}
+    state[0] = np.ones(rest, dtype)
+    for k in range(n):
+        prefixes.append(state)
+        state = _prefix_step(state, x[k], [t[k] for t in ts])
+    result = np.zeros(x.shape, dtype)
+    # back[U] at m: sum_{j>=m} g_j (coefficient of e_U in prod_{m<k<=j})
+    back = {s: np.zeros(rest, dtype) for s in range(1 << q)}
+    for m in range(n - 1, -1, -1):
+        if m + 1 < n:
+            back = _prefix_step(back, x[m + 1], [t[m + 1] for t in ts])
+        back[0] = back[0] + g[m]
+        total = np.zeros(rest, dtype)
+        for subset in range(1 << q):
+            total = total + prefixes[m][subset] * back[full & ~subset]
+        result[m] = total
+    return np.moveaxis(result, 0, axis)
+
+
+def _derivative_infer(x, *others, axis):
+    return x.shape, np.result_type(x.dtype, *(o.dtype for o in others))
+
+
+def _like_x(tensors, x):
+    return tuple(sh.broadcast_like(t, x) for t in tensors)
+
+
+def _cumprod_derivative(x, tangents, axis):
+    return apply(CUMPROD_DERIVATIVE, x, *_like_x(tangents, x), axis=axis)
+
+
+def _cumprod_transpose(x, g, tangents, axis):
+    return apply(CUMPROD_TRANSPOSE, x, *_like_x((g, *tangents), x), axis=axis)
+
+
+def _without(items, index):
+    return tuple(items[:index]) + tuple(items[index + 1:])
+
+
+def _derivative_vjp(index):
+    def rule(h, out, x, *ts):
+        if index == 0:
+            return _cumprod_transpose(x, h, ts, out.attrs["axis"])
+        return _cumprod_transpose(x, h, _without(ts, index - 1), out.attrs["axis"])
+    return rule
+
+
+def _derivative_jvp(tangents, out, x, *ts):
+    axis = out.attrs["axis"]
+    terms = []
+    if tangents[0] is not None:
+        terms.append(_cumprod_derivative(x, (*ts, tangents[0]), axis))
+    for a, tangent in enumerate(tangents[1:]):
+        if tangent is not None:
+            terms.append(_cumprod_derivative(x, ts[:a] + (tangent,) + ts[a + 1:], axis))
+    return add_tangents(*terms)
+
+
+def _transpose_vjp(index):
+    def rule(u, out, x, g, *ts):
+        axis = out.attrs["axis"]
+        if index == 0:
+            return _cumprod_transpose(x, g, (*ts, u), axis)
+        if index == 1:
+            return _cumprod_derivative(x, (*ts, u), axis)
+        return _cumprod_transpose(x, g, _without(ts, index - 2) + (u,), axis)
+    return rule
+
+
+def _transpose_jvp(tangents, out, x, g, *ts):
+    axis = out.attrs["axis"]
+    terms = []
+    if tangents[0] is not None:
+        terms.append(_cumprod_transpose(x, g, (*ts, tangents[0]), axis))
+    if tangents[1] is not None:
+        terms.append(_cumprod_transpose(x, tangents[1], ts, axis))
+    for a, tangent in enumerate(tangents[2:]):
+        if tangent is not None:
+            terms.append(_cumprod_transpose(x, g, ts[:a] + (tangent,) + ts[a + 1:], axis))
+    return add_tangents(*terms)
+
+
+CUMPROD_DERIVATIVE = register(OpDef(
+    "cumprod_derivative", _cumprod_derivative_impl, _derivative_infer, vjp=_derivative_vjp, jvp=_derivative_jvp,
+    kind="reduce", fresh_result=True,
+    doc="D_p(x; t_1..t_p): the p-th directional derivative of cumprod(x) along `axis`, division-free"))
+CUMPROD_TRANSPOSE = register(OpDef(
+    "cumprod_derivative_transpose", _cumprod_transpose_impl, _derivative_infer, vjp=_transpose_vjp,
+    jvp=_transpose_jvp, kind="reduce", fresh_result=True,
+    doc="R_p(x; g, t_1..t_{p-1}): D_p transposed in its last direction (cumprod's vjp is R_1(x; g))"))
 
 
 # argmax / argmin (integer results, no gradient)
@@ -439,12 +583,22 @@ def cumprod(x, axis=None):
     return apply(CUMPROD, x, axis=axis)
 
 
-def diff(x, n=1, axis=-1):
-    """n-th discrete difference along `axis`, np.diff."""
+def diff(x, n=1, axis=-1, prepend=None, append=None):
+    """n-th discrete difference along `axis`, np.diff; `prepend` / `append` values are joined to
+    `x` along `axis` first (a scalar is broadcast to one slice, as in NumPy)."""
     (x,) = promote_operands(x)
     (axis,) = normalize_axis(axis, x.ndim, op="diff")
     if n < 0:
         raise ValueError(f"diff: order must be non-negative, got {n}")
+    if n and (prepend is not None or append is not None):
+        first = sh.getitem(x, tuple(slice(0, 1) if a == axis else slice(None) for a in range(x.ndim)))
+        parts = []
+        for values in (prepend, x, append):
+            if values is None:
+                continue
+            (values,) = promote_operands(values)
+            parts.append(sh.broadcast_like(values, first) if values.ndim == 0 else values)
+        x = sh.concatenate(parts, axis=axis)
     for _ in range(n):
         upper = tuple(slice(1, None) if a == axis else slice(None) for a in range(x.ndim))
         lower = tuple(slice(None, -1) if a == axis else slice(None) for a in range(x.ndim))
@@ -488,6 +642,6 @@ def sort(x, axis=-1):
 
 
 all_.__name__, any_.__name__ = "all", "any"
-register_builders(prod, var, std, cumsum, cumprod, argmax, argmin)  # Tensor's methods
+register_builders(prod, var, std, cumsum, cumprod, argmax, argmin, all_, any_)  # Tensor's methods
 if "squeeze" not in _BUILDERS:
     register_builders(sh.squeeze)  # Tensor.squeeze (unless shape.py offers it itself)

@@ -385,10 +385,12 @@ STACK = register(OpDef("stack", _stack_impl, _stack_infer, vjp=_stack_vjp, jvp=_
 
 
 def concatenate(tensors, axis=0):
-    """Join tensors along an existing axis."""
+    """Join tensors along an existing axis (axis=None: the flattened tensors, as NumPy)."""
     tensors = promote_operands(*tensors)
     if not tensors:
         raise ValueError("concatenate needs at least one tensor")
+    if axis is None:
+        tensors, axis = [reshape(t, (-1,)) for t in tensors], 0
     (axis,) = normalize_axis(axis, tensors[0].ndim, op="concatenate")
     return apply(CONCATENATE, *tensors, axis=axis)
 
@@ -980,3 +982,6 @@ def dsplit(x, indices_or_sections):
     if x.ndim < 3:
         raise ValueError("dsplit only works on arrays of 3 or more dimensions")
     return split(x, indices_or_sections, 2)
+
+
+register_builders(repeat)  # Tensor.repeat
