@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from graphcomp.errors import GradientError
-from graphcomp.ir import derivative_order, topological_order
+from graphcomp.ir import derivative_order, garbage_collection_paused, topological_order
 from graphcomp.ops import elementwise as ew
 from graphcomp.passes.stabilize import stable_outputs
 from graphcomp.ops import shape as sh
@@ -105,6 +105,7 @@ def _check_disconnected(disconnected, caller):
         raise ValueError(f"{caller}: disconnected must be 'raise' or 'zero', got {disconnected!r}")
 
 
+@garbage_collection_paused()
 def backpropagate(outputs, cotangents, wrt, disconnected="zero", caller="grad"):
     """The grad_table walk: sum over outputs of cotangent-weighted derivatives, per wrt tensor.
 

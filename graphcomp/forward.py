@@ -13,7 +13,7 @@ import numpy as np
 
 from graphcomp.autodiff import as_list, backpropagate, check_wrt, grad, is_float, matching
 from graphcomp.errors import GradientError
-from graphcomp.ir import derivative_order, topological_order
+from graphcomp.ir import derivative_order, garbage_collection_paused, topological_order
 from graphcomp.ops import elementwise as ew
 from graphcomp.ops import reduce as rd
 from graphcomp.ops import shape as sh
@@ -35,6 +35,7 @@ def _fit_seed(tangent, target):
     return tangent if tangent.dtype == target.dtype else ew.cast(tangent, target.dtype)
 
 
+@garbage_collection_paused()
 def push_forward(outputs, wrt, tangents):
     """The forward walk: the tangent of every output given tangents of the `wrt` tensors.
 
