@@ -105,7 +105,6 @@ def _check_disconnected(disconnected, caller):
         raise ValueError(f"{caller}: disconnected must be 'raise' or 'zero', got {disconnected!r}")
 
 
-@garbage_collection_paused()
 def backpropagate(outputs, cotangents, wrt, disconnected="zero", caller="grad"):
     """The grad_table walk: sum over outputs of cotangent-weighted derivatives, per wrt tensor.
 
@@ -115,6 +114,11 @@ def backpropagate(outputs, cotangents, wrt, disconnected="zero", caller="grad"):
     formulas (log(sigmoid(x)) as -softplus(-x), ...), so gradients stay finite where the naive
     formula underflows.
     """
+    with garbage_collection_paused():  # it builds many objects and no cycles
+        return _backpropagate(outputs, cotangents, wrt, disconnected, caller)
+
+
+def _backpropagate(outputs, cotangents, wrt, disconnected, caller):
     _check_disconnected(disconnected, caller)
     outputs = stable_outputs(outputs, keep=wrt)
     order = topological_order(outputs)

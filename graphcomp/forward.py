@@ -35,12 +35,16 @@ def _fit_seed(tangent, target):
     return tangent if tangent.dtype == target.dtype else ew.cast(tangent, target.dtype)
 
 
-@garbage_collection_paused()
 def push_forward(outputs, wrt, tangents):
     """The forward walk: the tangent of every output given tangents of the `wrt` tensors.
 
     Returns one tensor per output (zeros where an output does not depend on `wrt`).
     """
+    with garbage_collection_paused():  # it builds many objects and no cycles
+        return _push_forward(outputs, wrt, tangents)
+
+
+def _push_forward(outputs, wrt, tangents):
     order = topological_order(outputs)
     tangent_of = {w: _fit_seed(t, w) for w, t in zip(wrt, tangents)}
     new_order = 1 + max((node.derivative_order for node in order), default=0)
