@@ -18,8 +18,6 @@ import copy
 import functools
 from dataclasses import dataclass
 
-import numpy as np
-
 from graphcomp.errors import GradientError
 from graphcomp.ir import Graph
 from graphcomp.kernels import Kernel, UnsupportedExpression, record_program
