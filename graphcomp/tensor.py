@@ -26,8 +26,7 @@ NUMPY_SPELLINGS = {"amax": "max", "amin": "min", "true_divide": "divide", "conca
                    "maximum.reduce": "max", "minimum.reduce": "min"}
 
 # The ufuncs NumPy calls for `array <op> tensor`, with the reflected operator that builds the node
-# (`array < tensor` is `tensor > array`). Only these, called that way, build nodes: NumPy's
-# functions do not (full NumPy dispatch is not implemented).
+# (`array < tensor` is `tensor > array`), so that the tensor's own operator decides the result.
 REFLECTED_OPERATORS = {"add": "__radd__", "subtract": "__rsub__", "multiply": "__rmul__",
                        "divide": "__rtruediv__", "true_divide": "__rtruediv__", "power": "__rpow__",
                        "matmul": "__rmatmul__", "less": "__gt__", "less_equal": "__ge__",
