@@ -16,7 +16,6 @@ import sys
 import weakref
 from types import MappingProxyType
 
-import networkx as nx
 import numpy as np
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
@@ -263,7 +262,9 @@ class Graph:
 
     def to_networkx(self):
         """A networkx.DiGraph with one vertex per node (keyed by node id), edges input -> consumer."""
-        graph = nx.DiGraph()
+        import networkx  # noqa: PLC0415 - loaded only when asked for: it takes most of graphcomp's import time
+
+        graph = networkx.DiGraph()
         for node in self.nodes:
             graph.add_node(
                 node.id, node=node, op=node.op.name, shape=node.shape, dtype=str(node.dtype),
