@@ -38,6 +38,7 @@ from graphcomp.forward import hessian, hvp, jacobian, jvp
 from graphcomp.linearize import GaussNewtonOperator, HessianOperator, scipy_objective
 from graphcomp import krylov  # noqa: F401
 from graphcomp.compile import Function, function
+from graphcomp.kernels import get_num_threads, set_num_threads
 from graphcomp.serialize import LoadError, SaveError, load, save
 from graphcomp.viz import debugprint, export, to_dot
 from graphcomp import viz  # noqa: F401

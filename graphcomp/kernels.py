@@ -597,9 +597,38 @@ _pool_holder = []
 _pool_lock = threading.Lock()
 
 
+_thread_limit = [None]  # set_num_threads: None until the user sets a limit
+
+
+def set_num_threads(count):
+    """Limit the threads graphcomp's kernels use: fused kernels (one thread, or two for large
+    arrays), numexpr's own pool, and the BLAS behind matmul (through threadpoolctl, where it is
+    installed). Returns the previous limit (None: no limit was set)."""
+    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+        raise ValueError(f"set_num_threads needs a positive int, got {count!r}")
+    previous, _thread_limit[0] = _thread_limit[0], count
+    if numexpr is not None:
+        numexpr.set_num_threads(count)
+    try:
+        import threadpoolctl  # noqa: PLC0415 - optional
+    except ImportError:
+        pass
+    else:
+        threadpoolctl.threadpool_limits(limits=count, user_api="blas")
+    return previous
+
+
+def get_num_threads():
+    """The limit set with set_num_threads, or None."""
+    return _thread_limit[0]
+
+
 def _pool():
     """A thread pool for the second half of large kernels (the calling thread does the first
-    half), or None on one core. Several callers share it; each waits only for its own part."""
+    half), or None on one core or under a limit of one thread. Several callers share it; each
+    waits only for its own part."""
+    if _thread_limit[0] == 1:
+        return None
     if not _pool_holder:
         with _pool_lock:
             if not _pool_holder:

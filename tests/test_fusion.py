@@ -328,3 +328,29 @@ def test_a_sum_of_many_inputs_fuses_and_runs_on_every_backend(backend):
     f = gc.function(parts, total)
     assert fused_nodes(f)
     assert_relative(f(*values), values[0] + sum(np.sin(v) for v in values[1:]))
+
+
+def test_set_num_threads_limits_the_kernels_numexpr_and_blas():
+    import os
+    previous = gc.set_num_threads(1)
+    try:
+        assert gc.get_num_threads() == 1
+        assert kernels._pool() is None  # one thread: large fused kernels stay in the caller's thread
+        if kernels.numexpr is not None:
+            assert kernels.numexpr.get_num_threads() == 1
+        try:
+            import threadpoolctl
+        except ImportError:  # BLAS is left alone without it
+            threadpoolctl = None
+        if threadpoolctl is not None:
+            blas = [pool for pool in threadpoolctl.threadpool_info() if pool["user_api"] == "blas"]
+            assert all(pool["num_threads"] == 1 for pool in blas)
+        x = gc.placeholder((600, 300), name="x")
+        values = RNG.standard_normal((600, 300))
+        out = gc.tanh(x) * gc.sigmoid(x) + 1.0
+        np.testing.assert_array_equal(gc.function([x], out)(values), gc.function([x], out, optimize=False)(values))
+        with pytest.raises(ValueError, match="positive int"):
+            gc.set_num_threads(0)
+    finally:
+        gc.set_num_threads(os.cpu_count() or 1)
+        kernels._thread_limit[0] = previous
