@@ -11,6 +11,7 @@ import contextvars
 import gc
 import itertools
 import linecache
+import operator
 import os
 import sys
 import weakref
@@ -181,19 +182,38 @@ class Node:
 
 def topological_order(outputs):
     """All nodes that `outputs` depend on, each after its inputs (stable, no recursion)."""
+    return _depth_first(outputs, _INPUTS)
+
+
+def dependency_order(roots):
+    """`roots` and all they depend on: inputs, and the nodes an op record stands for (a fused
+    kernel's members), each after its dependencies (stable, no recursion)."""
+    return _depth_first(roots, _dependencies)
+
+
+_INPUTS = operator.attrgetter("inputs")
+
+
+def _dependencies(node):
+    members = getattr(node.op, "members", ())
+    return tuple(node.inputs) + tuple(members) if members else node.inputs
+
+
+def _depth_first(roots, dependencies):
+    """Every node reachable from `roots` through `dependencies(node)`, each after those."""
     order = []
     seen = set()
-    for root in outputs:
+    for root in roots:
         if root in seen:
             continue
-        stack = [(root, iter(root.inputs))]
+        stack = [(root, iter(dependencies(root)))]
         seen.add(root)
         while stack:
             node, pending = stack[-1]
             for child in pending:
                 if child not in seen:
                     seen.add(child)
-                    stack.append((child, iter(child.inputs)))
+                    stack.append((child, iter(dependencies(child))))
                     break
             else:
                 stack.pop()
@@ -250,7 +270,7 @@ class Graph:
 
     def __reduce__(self):
         # Every node goes first, each after those it depends on (a fused node's members too).
-        ordered = tuple(_pickling_order(self.nodes + self.outputs))
+        ordered = tuple(dependency_order(self.nodes + self.outputs))
         _mark_emission_order(ordered)
         return restore_graph, (ordered, type(self), self.nodes, self.outputs, self._extra_state())
 
@@ -287,33 +307,6 @@ class Graph:
 # An op record that stands for several nodes (a fused kernel) pickles its `members`: they
 # count as ancestors too.
 
-def _dependencies(node):
-    members = getattr(node.op, "members", ())
-    return tuple(node.inputs) + tuple(members) if members else node.inputs
-
-
-def _pickling_order(roots):
-    """`roots` and what they depend on (inputs, and an op record's members), each after its
-    dependencies; no recursion."""
-    order, seen = [], set()
-    for root in roots:
-        if root in seen:
-            continue
-        seen.add(root)
-        stack = [(root, iter(_dependencies(root)))]
-        while stack:
-            node, pending = stack[-1]
-            for child in pending:
-                if child not in seen:
-                    seen.add(child)
-                    stack.append((child, iter(_dependencies(child))))
-                    break
-            else:
-                stack.pop()
-                order.append(node)
-    return order
-
-
 class _EmissionBatch:
     __slots__ = ("cursor",)
 
@@ -341,7 +334,7 @@ def _node_reduction(node):
         return restore_node, fields
     if not getattr(node.op, "members", ()) and all(not _dependencies(parent) for parent in node.inputs):
         return restore_node, fields
-    ancestors = tuple(_pickling_order(_dependencies(node)))
+    ancestors = tuple(dependency_order(_dependencies(node)))
     _mark_emission_order(ancestors)
     return restore_node_after, (ancestors,) + fields
 

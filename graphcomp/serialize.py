@@ -52,7 +52,7 @@ import numpy as np
 
 from graphcomp import ops as op_registry
 from graphcomp.compile import Function
-from graphcomp.ir import Graph, Node, SourceLocation, restore_node
+from graphcomp.ir import Graph, Node, SourceLocation, dependency_order, restore_node
 from graphcomp.passes.fuse import ExpressionText, FusedOp, restore_fused_op
 from graphcomp.tensor import Tensor, VariableStorage
 
@@ -310,7 +310,7 @@ class _Writer:
                             "a compiled Function, or a list, tuple or dict of them")
 
     def document(self, obj):
-        for node in _dependency_order(self.starts):
+        for node in dependency_order(self.starts):
             self.index[node] = len(self.nodes)
             self.nodes.append(self.encode_node(node, len(self.nodes)))
         return {
@@ -391,31 +391,6 @@ class _Writer:
             self.variables.append({"name": storage.name, "shape": list(storage.shape),
                                    "dtype": dtype_text(storage.dtype)})
         return self.storages[id(storage)]
-
-
-def _dependency_order(starts):
-    """Every node `starts` depend on (inputs, and a fused node's members), each after those it
-    depends on: first met first, no recursion."""
-    def dependencies(node):
-        return tuple(node.inputs) + tuple(node.op.members if isinstance(node.op, FusedOp) else ())
-
-    order, seen = [], set()
-    for root in starts:
-        if root in seen:
-            continue
-        seen.add(root)
-        stack = [(root, iter(dependencies(root)))]
-        while stack:
-            node, pending = stack[-1]
-            for child in pending:
-                if child not in seen:
-                    seen.add(child)
-                    stack.append((child, iter(dependencies(child))))
-                    break
-            else:
-                stack.pop()
-                order.append(node)
-    return order
 
 
 # loading --------------------------------------------------------------------------------------
