@@ -379,8 +379,7 @@ def dot(a, b):
 def vdot(a, b):
     """NumPy's vdot: the dot product of the flattened operands."""
     a, b = promote_operands(a, b)
-    a = a if a.ndim == 1 else sh.reshape(a, (-1,))
-    b = b if b.ndim == 1 else sh.reshape(b, (-1,))
+    a, b = sh.ravel(a), sh.ravel(b)
     return einsum("i,i->", a, b)
 
 
@@ -396,8 +395,7 @@ def inner(a, b):
 def outer(a, b):
     """NumPy's outer: the flattened operands' outer product."""
     a, b = promote_operands(a, b)
-    a = a if a.ndim == 1 else sh.reshape(a, (-1,))
-    b = b if b.ndim == 1 else sh.reshape(b, (-1,))
+    a, b = sh.ravel(a), sh.ravel(b)
     return einsum("i,j->ij", a, b)
 
 

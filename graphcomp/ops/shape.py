@@ -789,8 +789,9 @@ def pad(x, pad_width, mode="constant", constant_values=0):
 # compositions -------------------------------------------------------------------------------
 
 def ravel(x):
-    """The elements as one axis, as np.ravel."""
-    return reshape(x, (-1,))
+    """The elements as one axis, as np.ravel (a 1-D tensor is returned as it is)."""
+    (x,) = promote_operands(x)
+    return x if x.ndim == 1 else reshape(x, (-1,))
 
 
 def flip(x, axis=None):
