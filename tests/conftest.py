@@ -8,7 +8,10 @@ GRAPHCOMP_FUZZ=long multiplies every random search by ten, for local runs:
 
 import os
 
+import pytest
 from hypothesis import HealthCheck, settings
+
+from graphcomp import kernels
 
 PROFILE = os.environ.get("GRAPHCOMP_FUZZ", "ci")
 FUZZ_SCALE = {"ci": 1, "long": 10}.get(PROFILE, 1)
@@ -18,3 +21,15 @@ settings.register_profile("ci", max_examples=2000, deadline=None, derandomize=Tr
 settings.register_profile("long", max_examples=20000, deadline=None, derandomize=False, database=None,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 settings.load_profile("long" if PROFILE == "long" else "ci")
+
+
+ENGINES = ["numpy"] + (["numexpr"] if kernels.numexpr is not None else [])
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request):
+    """Each kernel engine installed, in turn, for one test (the previous one restored after)."""
+    previous = kernels.get_backend()
+    kernels.set_backend(request.param)
+    yield request.param
+    kernels.set_backend(previous)

@@ -13,16 +13,13 @@ from graphcomp.ops import REGISTRY
 from graphcomp.passes.fuse import FusedOp, fuse_elementwise
 from op_cases import CASES
 
-BACKENDS = ["numpy"] + (["numexpr"] if kernels.numexpr is not None else [])
 RNG = np.random.default_rng(3)
 
 
-@pytest.fixture(params=BACKENDS)
-def backend(request):
-    previous = kernels.get_backend()
-    kernels.set_backend(request.param)
-    yield request.param
-    kernels.set_backend(previous)
+@pytest.fixture
+def backend(engine):
+    """The kernel engine in use (conftest's `engine` fixture runs each in turn)."""
+    return engine
 
 
 def assert_relative(actual, expected, rtol=1e-12):

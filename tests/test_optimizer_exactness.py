@@ -22,20 +22,11 @@ from graphcomp.passes.stabilize import stabilize
 
 from conftest import FUZZ_SCALE
 
-ENGINES = ["numpy"] + (["numexpr"] if kernels.numexpr is not None else [])
 SPECIALS = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 1e300, -1e300, 5e-324, -5e-324, 2.2e-308,
                      1.0, -1.0, 0.5, -2.5, 710.0, -745.5, 1e-8, 3.0, 40.0, -40.0])
 SMALL = len(SPECIALS)
 ABOVE_NUMEXPR = kernels.NUMEXPR_MAX_ELEMENTS + 7
 BLOCKED = (700, 200)  # above the blocked and the two-thread thresholds
-
-
-@pytest.fixture(params=ENGINES)
-def engine(request):
-    previous = kernels.get_backend()
-    kernels.set_backend(request.param)
-    yield request.param
-    kernels.set_backend(previous)
 
 
 # random elementwise programs ------------------------------------------------------------------------
