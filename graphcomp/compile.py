@@ -12,7 +12,7 @@ import os
 
 import numpy as np
 
-from graphcomp import executor, passes
+from graphcomp import backends, executor, passes
 from graphcomp.errors import ExecutionError, ShapeError
 from graphcomp.ir import Graph
 from graphcomp.numeric_check import NumericCheck
@@ -73,7 +73,9 @@ class Function:
     """A compiled graph: call it with arrays for its placeholders, positionally (`f(X, T)`), by
     name (`f(x=X, t=T)`) or as one feed dictionary keyed by placeholder or name (`f({x: X})`)."""
 
-    def __init__(self, inputs, outputs, updates=None, optimize=True):
+    def __init__(self, inputs, outputs, updates=None, optimize=True, backend="numpy", compute=False,
+                 to_numpy=False):
+        self.backend = backends.resolve(backend, compute=compute, to_numpy=to_numpy)
         self.inputs = _normalize_inputs(inputs)
         if outputs is None:
             raise TypeError("function: outputs must be a tensor or a list of tensors, got None")
@@ -88,6 +90,8 @@ class Function:
         self.unoptimized_graph = graph
         self.optimize = optimize
         self._numeric_check = None
+        if optimize == "check" and self.backend is not backends.NUMPY:
+            raise ValueError(f"function: optimize='check' runs on the NumPy backend only, not {self.backend.name!r}")
         if optimize == "check":  # every pass's result is compared on the actual inputs at each call
             self._numeric_check = NumericCheck(graph, self.inputs)
             self.graph = self._numeric_check.optimized
@@ -100,7 +104,8 @@ class Function:
         self._check_inputs_cover(self.graph)
         self._storages = [node.payload for node in self.graph.variables]
         self._names = {node.name: i for i, node in enumerate(self.inputs) if node.name is not None}
-        self._program = executor.generate(self.graph, self.inputs)
+        self._program = executor.generate(self.graph, self.inputs,
+                                          None if self.backend is backends.NUMPY else self.backend)
         self._run = self._program.run
         self._last_shapes = None
 
@@ -117,10 +122,13 @@ class Function:
         if self._numeric_check is not None:
             self._numeric_check.check(arrays)
         self._last_shapes = [array.shape for array in arrays]  # for f.stats when sizes are unknown
+        backend = self.backend
         try:
-            results = self._run(*arrays)
+            results = self._run(*arrays) if backend is backends.NUMPY else backend.run(self._run, arrays)
         except Exception as error:  # re-raised with the graph's context
             raise self._explain(error) from error
+        if backend is not backends.NUMPY:
+            return self._finish(backend, arrays, backend.finish(results))
         # Every returned array and every new variable value is its own array: an output listed
         # twice, outputs merged by the optimizer and two variables updated from one expression
         # never share memory with each other, the inputs, constants or variables.
@@ -144,6 +152,25 @@ class Function:
         if self.single_output:
             return outputs[0]
         return outputs
+
+    def _finish(self, backend, arrays, results):
+        """Outputs and updates of another backend: its own arrays are never shared (Dask arrays
+        are immutable; CuPy results are fresh), host arrays are unshared as on NumPy."""
+        held = [a for a in arrays if backend.is_host_array(a)]
+        values = []
+        for result in results:
+            if backend.is_host_array(result):
+                result = _unshared(result, held)
+                held.append(result)
+            values.append(result)
+        outputs, new_values = values[:len(self.outputs)], values[len(self.outputs):]
+        for (target, _), value in zip(self.updates, new_values):
+            if tuple(value.shape) != target.payload.shape:
+                raise ValueError(f"updates: {target.describe()} has shape {target.payload.shape}, "
+                                 f"the new value {tuple(value.shape)}; no variable was updated")
+        for (target, _), value in zip(self.updates, new_values):
+            backend.store(target.payload, value)
+        return outputs[0] if self.single_output else outputs
 
     def _bind(self, args, kwargs):
         if any(isinstance(a, dict) for a in args):
@@ -227,6 +254,8 @@ class Function:
             raise tensor_as_value_error(f"function: {label}", value)
         if value is None:
             raise ValueError(f"{label} got None; pass an array of shape {format_shape(node.shape)}")
+        if self.backend.owns(value):  # a Dask or CuPy array: checked by its dtype and shape only
+            return self._check_backend_array(index, label, node, value)
         if isinstance(value, np.ma.MaskedArray):
             raise ValueError(f"{label} got a masked array; graphcomp ignores masks, so pass "
                              "value.filled(fill) or value.data explicitly")
@@ -254,6 +283,20 @@ class Function:
                                      f"(largest magnitude {np.max(np.abs(array[np.isfinite(array)]), initial=0):.3g})"
                                      ) from None
         shape = array.shape
+        if len(shape) != len(node.shape) or any(d is not None and d != s for d, s in zip(node.shape, shape)):
+            raise ValueError(f"{self._label(index)} expects shape {format_shape(node.shape)}, got {shape}")
+        return array if self.backend is backends.NUMPY else self.backend.adopt(array, node)
+
+    def _check_backend_array(self, index, label, node, array):
+        if array.dtype != node.dtype:
+            if not np.can_cast(array.dtype, node.dtype, casting="safe"):
+                raise ValueError(f"{label} expects dtype {node.dtype}, got {array.dtype} "
+                                 "(which cannot be cast safely)")
+            array = array.astype(node.dtype)
+        shape = tuple(array.shape)
+        if any(not isinstance(s, (int, np.integer)) or s != s for s in shape):  # Dask's unknown sizes are NaN
+            raise ValueError(f"{label} has chunks of unknown size (shape {shape}); call "
+                             "array.compute_chunk_sizes() first")
         if len(shape) != len(node.shape) or any(d is not None and d != s for d, s in zip(node.shape, shape)):
             raise ValueError(f"{self._label(index)} expects shape {format_shape(node.shape)}, got {shape}")
         return array
@@ -288,7 +331,11 @@ class Function:
         # Pickled (and copied) as what it was compiled from; unpickling compiles it again. The
         # unoptimised graph goes first so that its nodes pickle in topological order.
         outputs = self.outputs[0] if self.single_output else list(self.outputs)
-        return restore_function, (self.unoptimized_graph, self.inputs, outputs, self.updates, self.optimize)
+        backend = self.backend
+        options = {"backend": backend.name, "compute": getattr(backend, "compute", False),
+                   "to_numpy": getattr(backend, "to_numpy", False)}
+        return restore_function, (self.unoptimized_graph, self.inputs, outputs, self.updates, self.optimize,
+                                  options)
 
 
 def _unshared(value, held):
@@ -300,16 +347,21 @@ def _unshared(value, held):
     return array.copy()
 
 
-def restore_function(unoptimized_graph, inputs, outputs, updates, optimize):
-    """The Function compiled from `inputs`, `outputs`, `updates` and `optimize` (how a pickled
-    Function comes back; `unoptimized_graph` is only there to be unpickled first)."""
-    return Function(inputs, outputs, updates=updates, optimize=optimize)
+def restore_function(unoptimized_graph, inputs, outputs, updates, optimize, options=None):
+    """The Function compiled from `inputs`, `outputs`, `updates`, `optimize` and the backend
+    `options` (how a pickled Function comes back; `unoptimized_graph` is only there to be
+    unpickled first)."""
+    return Function(inputs, outputs, updates=updates, optimize=optimize, **(options or {}))
 
 
-def function(inputs, outputs, updates=None, optimize=True):
+def function(inputs, outputs, updates=None, optimize=True, backend="numpy", compute=False, to_numpy=False):
     """Compile `outputs` (a tensor or a list) as a function of the placeholders `inputs`.
 
     `optimize`: True (the pass pipeline), False, "debug" (validate after every pass) or "check"
     (at every call, compare each pass's result with the unoptimised graph on the actual inputs).
+    `backend`: "numpy" (the default), "dask" (Dask arrays in and out; `compute=True` returns
+    NumPy arrays computed in one pass) or "cupy" (CuPy arrays on the GPU; `to_numpy=True`
+    returns NumPy arrays); see graphcomp.backends.
     """
-    return Function(inputs, outputs, updates=updates, optimize=optimize)
+    return Function(inputs, outputs, updates=updates, optimize=optimize, backend=backend, compute=compute,
+                    to_numpy=to_numpy)

@@ -205,9 +205,10 @@ class Program:
 class _Emitter:
     """Collects lines with what they define, use and delete, then writes segment functions."""
 
-    def __init__(self):
+    def __init__(self, backend=None):
         self.lines = []  # (text, node or None, input names, defined name or None, deleted names)
         self.bindings = {}
+        self.backend = backend
 
     def add(self, text, node=None, inputs=(), defines=None, deletes=(), bound=()):
         self.lines.append((text, node, list(inputs), defines, list(deletes), bound))
@@ -217,6 +218,8 @@ class _Emitter:
         every node of the op shares one kernel object (`impl`), else `<op name>_<position>`."""
         op = node.op
         kernel = op.kernel(dict(node.attrs))
+        if self.backend is not None:
+            kernel = self.backend.kernel(node, kernel)
         base = _identifier(op.name)
         if kernel is not op.impl or op.members:  # one kernel per fused node
             base = f"{base}_{position}"
@@ -299,15 +302,17 @@ def _describe_input(name, node):
     return _printable(f"# {name}: {label} {format_shape(node.shape)} {node.dtype}" + (f"; {where}" if where else ""))
 
 
-def generate(graph, inputs):
-    """Write the straight-line Python function(s) that evaluate `graph`; returns a Program."""
+def generate(graph, inputs, backend=None):
+    """Write the straight-line Python function(s) that evaluate `graph`; returns a Program.
+    `backend` (graphcomp.backends; NumPy when None) supplies the kernels the lines call and
+    says whether arrays may be written into (the memory plan)."""
     with garbage_collection_paused():
-        return _generate(graph, inputs)
+        return _generate(graph, inputs, backend)
 
 
-def _generate(graph, inputs):
-    plan = plan_memory(graph)
-    emitter = _Emitter()
+def _generate(graph, inputs, backend):
+    plan = plan_memory(graph) if backend is None or backend.plans_memory else MemoryPlan()
+    emitter = _Emitter(backend)
     names = {}
     index_of_input = {node: i for i, node in enumerate(inputs)}
     outputs = set(graph.outputs)
@@ -332,7 +337,8 @@ def _generate(graph, inputs):
             emitter.bindings[names[node]] = node.payload
             continue
         if leaf == "read":  # a variable: its storage is read at every call
-            emitter.bindings[f"s{position}"] = node.payload
+            emitter.bindings[f"s{position}"] = (node.payload if backend is None
+                                                else backend.storage(node.payload))
             copy = ".copy()" if node in outputs else ""
             label = f"variable {node.name!r}" if node.name else "variable"
             emitter.add(f"{name} = s{position}.value{copy}{_comment(label, node)}", node, (), name,

@@ -103,6 +103,20 @@ class Program:
     def arity(self):
         return len(self.input_dtypes)
 
+    def replay(self, emit, inputs):
+        """Run the steps through `emit` (an interpreter of the step language, as the records'
+        `steps` take) on `inputs`; returns the result. Backends other than NumPy run fused
+        kernels this way, on their own ufuncs."""
+        values = []
+
+        def value(operand):
+            kind, held = operand
+            return inputs[held] if kind == "input" else values[held] if kind == "temp" else held
+        for step in self.steps:
+            values.append(emit(step.function, *(value(o) for o in step.operands),
+                               **({"dtype": step.dtype} if step.dtype is not None else {})))
+        return value(self.result)
+
     @property
     def quiet_conditions(self):
         """IEEE conditions some step runs with ignored."""
@@ -526,6 +540,10 @@ class Kernel:
     def __repr__(self):
         return f"<Kernel {self.name}: {len(self.program.steps)} steps>"
 
+    def __reduce__(self):
+        # Sent to another process (a Dask worker) as its program: the code is generated again there.
+        return Kernel, (self.program, self.dtype, self.shape, self.compute_dtype)
+
     def _body_for_errstate(self):
         """The NumPy body: with guards around tolerant steps when a condition they tolerate is
         not already ignored."""
@@ -536,9 +554,11 @@ class Kernel:
         return self.body
 
     def __call__(self, *inputs, out=None):
-        shape = self.shape if self.shape is not None else np.broadcast_shapes(*(np.shape(x) for x in inputs))
         if out is None:
+            shape = self.shape if self.shape is not None else np.broadcast_shapes(*(np.shape(x) for x in inputs))
             out = np.empty(shape, self.dtype)
+        else:  # a block of the whole array, on the Dask backend
+            shape = out.shape
         size = out.size
         backend = _backend[0]
         if self._numexpr is not False and backend != "numpy" and (

@@ -284,16 +284,40 @@ class Tensor(Node):
 class VariableStorage:
     """The mutable cell behind a variable: a graph leaf whose value is read at every call."""
 
-    __slots__ = ("value", "shape", "dtype", "name")
+    __slots__ = ("_host", "_device", "shape", "dtype", "name")
 
     def __init__(self, value, dtype, name):
         array = np.array(value, dtype=dtype, copy=True)
         if array.dtype == object:
             raise TypeError(f"variable(): cannot make a numeric array from {type(value).__name__}")
-        self.value = array
+        self._host, self._device = array, None
         self.shape = array.shape
         self.dtype = array.dtype
         self.name = name
+
+    # The value lives in this process (`_host`), on a GPU (`_device`: (namespace, array)), or
+    # both, when neither has changed since it was copied. A function on the CuPy backend reads
+    # and updates the device copy; reading `.value` copies it back.
+    @property
+    def value(self):
+        if self._host is None:
+            xp, array = self._device
+            self._host = xp.asnumpy(array) if hasattr(xp, "asnumpy") else np.array(array)
+        return self._host
+
+    @value.setter
+    def value(self, array):
+        self._host, self._device = array, None
+
+    def device_value(self, xp):
+        """The value as an array of the namespace `xp` (copied there once)."""
+        if self._device is None or self._device[0] is not xp:
+            self._device = (xp, xp.asarray(self.value))
+        return self._device[1]
+
+    def set_device_value(self, array, xp):
+        """A new value computed on the device; the host copy is made when `.value` is read."""
+        self._device, self._host = (xp, array), None
 
     def assign(self, new_value):
         array = np.asarray(new_value)

@@ -29,7 +29,7 @@ LAYERS = [
      "graphcomp.ops.products"),
     ("graphcomp.passes",),  # autodiff differentiates the stabiliser's forms
     ("graphcomp.autodiff", "graphcomp.forward"),
-    ("graphcomp.executor",),
+    ("graphcomp.executor", "graphcomp.backends"),  # backends: the kernels a line calls on Dask or CuPy
     ("graphcomp.compile", "graphcomp.numeric_check"),
     ("graphcomp.linearize", "graphcomp.krylov", "graphcomp.testing", "graphcomp.onnx_export",
      "graphcomp.serialize"),

@@ -27,6 +27,10 @@ from typing import Callable
 import numpy as np
 
 REGISTRY: dict[str, "OpDef"] = {}
+# A `backend_impls` value: the backend runs the op's NumPy kernel once on whole arrays (on Dask,
+# one task that gathers each operand into one chunk) because the op has no blockwise form.
+WHOLE_ARRAYS = "whole arrays"
+DASK_WHOLE_ARRAYS = {"dask": WHOLE_ARRAYS}
 BUILDERS: dict[str, Callable] = {}
 FLOATING_POINT_CONDITIONS = frozenset({"divide", "over", "under", "invalid"})
 
@@ -70,6 +74,11 @@ class OpDef:
       with its own state, started from the attributes (a seed), for each compiled function, and
       each call advances it. Two such nodes are never merged (CSE) nor folded into constants,
       even with equal inputs and attributes.
+    - `backend_impls`: {backend name: impl} for the array backends (graphcomp.backends:
+      "dask", "cupy") on which `impl`, run through NumPy's dispatch to that backend's arrays,
+      does not do the job; an impl of None says the op cannot run on that backend (compiling
+      for it then names the op and the user's line), and WHOLE_ARRAYS that the NumPy kernel
+      runs once on whole arrays there (an op with no blockwise form: sort, kron, ...).
     """
 
     name: str
@@ -93,8 +102,10 @@ class OpDef:
     members: tuple = ()
     onnx: Callable | None = None
     stateful: bool = False
+    backend_impls: dict = None
 
     def __post_init__(self):
+        self.backend_impls = dict(self.backend_impls or {})
         self.tolerates = frozenset(self.tolerates)
         unknown = self.tolerates - FLOATING_POINT_CONDITIONS
         if unknown:

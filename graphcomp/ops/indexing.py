@@ -20,7 +20,7 @@ import numbers
 import numpy as np
 
 from graphcomp.errors import ShapeError
-from graphcomp.ops import OpDef, register, register_builders
+from graphcomp.ops import DASK_WHOLE_ARRAYS, OpDef, register, register_builders
 from graphcomp.ops.elementwise import cast, equal
 from graphcomp.ops.rules import linear_jvp
 from graphcomp.ops.shape import getitem, reshape
@@ -96,13 +96,13 @@ def _advanced_shape(shape, index, arrays):
 
 
 def _gather_impl(x, *arrays, index):
-    return x[_decode(index, arrays, np.shape(x))]
+    return x[_decode(index, arrays, x.shape)]
 
 
 def _scatter_add_impl(g, *rest, index):
     *arrays, like = rest
-    result = np.zeros(np.shape(like), dtype=np.result_type(g))
-    np.add.at(result, _decode(index, arrays, np.shape(like)), g)
+    result = np.zeros(like.shape, dtype=np.result_type(g))
+    np.add.at(result, _decode(index, arrays, like.shape), g)
     return result
 
 
@@ -132,11 +132,11 @@ def _scatter_add_vjp(position):
     return rule
 
 
-GATHER = register(OpDef("gather", _gather_impl, _gather_infer, vjp=_gather_vjp, jvp=linear_jvp, kind="shape",
+GATHER = register(OpDef("gather", _gather_impl, _gather_infer, vjp=_gather_vjp, jvp=linear_jvp, backend_impls=DASK_WHOLE_ARRAYS, kind="shape",
                         fresh_result=True, doc="x[index] with integer-array or boolean-mask indices "
                                                "(NumPy's advanced indexing)"))
 SCATTER_ADD = register(OpDef("scatter_add", _scatter_add_impl, _scatter_add_infer, vjp=_scatter_add_vjp,
-                             jvp=linear_jvp, kind="shape", fresh_result=True, shape_from_last_input=True,
+                             jvp=linear_jvp, backend_impls=DASK_WHOLE_ARRAYS, kind="shape", fresh_result=True, shape_from_last_input=True,
                              doc="zeros shaped like the last input with g added at `index` as np.add.at "
                                  "adds (repeated indices accumulate)"))
 

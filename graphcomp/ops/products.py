@@ -12,7 +12,7 @@ import string
 import numpy as np
 
 from graphcomp.errors import ShapeError
-from graphcomp.ops import OpDef, register, register_builders
+from graphcomp.ops import DASK_WHOLE_ARRAYS, OpDef, register, register_builders
 from graphcomp.ops import shape as sh
 from graphcomp.ops.elementwise import multiply, subtract, zeros_like
 from graphcomp.ops.linalg import matmul
@@ -110,6 +110,19 @@ def _einsum_impl(*arrays, subscripts):
     return np.einsum(subscripts, *arrays)
 
 
+def _einsum_chunked(*arrays, subscripts):
+    """einsum on Dask, which needs the axes of one letter chunked alike: an operand whose term
+    repeats a letter (a diagonal, "aa->a") has those axes gathered into one chunk first."""
+    terms, _ = _split(subscripts)
+    gathered = []
+    for array, term in zip(arrays, terms):
+        repeated = {axis for axis, letter in enumerate(term) if letter != "." and term.count(letter) > 1}
+        if repeated and hasattr(array, "rechunk"):
+            array = array.rechunk({axis: -1 for axis in repeated})
+        gathered.append(array)
+    return np.einsum(subscripts, *gathered)
+
+
 def _unique(term):
     return "".join(dict.fromkeys(term))
 
@@ -164,6 +177,7 @@ def _onnx_einsum(b, node, *names):
 
 
 EINSUM = register(OpDef("einsum", _einsum_impl, _einsum_infer, vjp=_einsum_vjp, jvp=_einsum_jvp, kind="linalg",
+                        backend_impls={"dask": _einsum_chunked},
                         doc="np.einsum with normalized explicit subscripts (may return a view)",
                         onnx=_onnx_einsum))
 
@@ -176,7 +190,7 @@ def _embed_infer(g, subscripts):
 
 def _embed_impl(g, subscripts):
     unique, _, full = subscripts.partition("->")
-    sizes = dict(zip(unique, np.shape(g)))
+    sizes = dict(zip(unique, g.shape))
     result = np.zeros(tuple(sizes[c] for c in full), dtype=np.result_type(g))
     np.einsum(f"{full}->{unique}", result)[...] = g  # a writable view of the diagonal
     return result
@@ -206,7 +220,7 @@ def _onnx_embed(b, node, g):
 EMBED_DIAGONAL = register(OpDef(
     "embed_diagonal", _embed_impl, _embed_infer,
     vjp=(lambda g, out, x: einsum("->".join(reversed(out.attrs["subscripts"].split("->"))), g),),
-    jvp=linear_jvp, kind="linalg", fresh_result=True,
+    jvp=linear_jvp, backend_impls=DASK_WHOLE_ARRAYS, kind="linalg", fresh_result=True,
     doc="zeros with g on the diagonal of repeated subscripts (\"i->ii\"): einsum's gradient for repeated indices",
     onnx=_onnx_embed))
 
@@ -236,9 +250,9 @@ def _diagonal_infer(x, offset, axis1, axis2):
 
 
 def _diagonal_grad_impl(g, like, offset, axis1, axis2):
-    result = np.zeros(np.shape(like), dtype=np.result_type(g))
+    result = np.zeros(like.shape, dtype=np.result_type(g))
     moved = np.moveaxis(result, (axis1, axis2), (-2, -1))
-    steps = np.arange(np.shape(g)[-1])
+    steps = np.arange(g.shape[-1])
     moved[..., steps + max(-offset, 0), steps + max(offset, 0)] = g
     return result
 
@@ -263,7 +277,7 @@ DIAGONAL = register(OpDef("diagonal", np.diagonal, _diagonal_infer,
                           onnx=_onnx_diagonal))
 DIAGONAL_GRAD = register(OpDef(
     "diagonal_grad", _diagonal_grad_impl, lambda g, like, **attrs: (like.shape, g.dtype),
-    vjp=(lambda g, out, gd, like: apply(DIAGONAL, g, **out.attrs), None), jvp=linear_jvp, kind="shape",
+    vjp=(lambda g, out, gd, like: apply(DIAGONAL, g, **out.attrs), None), jvp=linear_jvp, backend_impls=DASK_WHOLE_ARRAYS, kind="shape",
     fresh_result=True, shape_from_last_input=True, doc="zeros shaped like `like` with g on the diagonal"))
 
 
@@ -349,7 +363,7 @@ def _kron_vjp(index):
     return rule
 
 
-KRON = register(OpDef("kron", np.kron, _kron_infer, vjp=_kron_vjp, kind="linalg", fresh_result=True,
+KRON = register(OpDef("kron", np.kron, _kron_infer, vjp=_kron_vjp, backend_impls=DASK_WHOLE_ARRAYS, kind="linalg", fresh_result=True,
                       jvp=lambda tangents, out, a, b: add_tangents(
                           None if tangents[0] is None else apply(KRON, tangents[0], b),
                           None if tangents[1] is None else apply(KRON, a, tangents[1]))))

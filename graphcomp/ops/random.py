@@ -37,7 +37,7 @@ def _draw_kernel(distribution, shape, seed, stream_number, high):
     rng = stream(seed, stream_number)
 
     def draw(*like):
-        size = np.shape(like[0]) if like else shape
+        size = like[0].shape if like else shape
         if distribution == "standard_normal":
             return rng.standard_normal(size)
         if distribution == "uniform":

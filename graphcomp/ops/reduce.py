@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from graphcomp.ops import OpDef, register, register_builders
+from graphcomp.ops import DASK_WHOLE_ARRAYS, OpDef, register, register_builders
 from graphcomp.ops import BUILDERS as _BUILDERS
 from graphcomp.ops import elementwise as ew
 from graphcomp.ops import shape as sh
@@ -43,8 +43,8 @@ def _extremum_vjp(g, out, x):
 
 
 def _logsumexp_impl(x, axis, keepdims):
-    if np.size(x) == 0:  # the log of an empty sum: -inf, as NumPy's logaddexp.reduce gives
-        return np.full(np.shape(np.sum(x, axis=axis, keepdims=keepdims)), -np.inf, dtype=np.result_type(x, 1.0))
+    if x.size == 0:  # the log of an empty sum: -inf, as NumPy's logaddexp.reduce gives
+        return np.full(np.sum(x, axis=axis, keepdims=keepdims).shape, -np.inf, dtype=np.result_type(x, 1.0))
     peak = np.max(x, axis=axis, keepdims=True)
     peak = np.where(np.isfinite(peak), peak, 0)
     with np.errstate(divide="ignore"):
@@ -174,7 +174,7 @@ LOG_SOFTMAX = register(OpDef("log_softmax", _log_softmax_impl, _same_shape_float
 # counting elements ----------------------------------------------------------------------------
 
 def _element_count_impl(x, axis, dtype):
-    return np.array(size_of(tuple(np.shape(x)[a] for a in axis)), dtype=dtype)
+    return np.array(size_of(tuple(x.shape[a] for a in axis)), dtype=dtype)
 
 
 def _onnx_element_count(b, node, x):
@@ -325,7 +325,7 @@ def _cumprod_jvp(tangents, out, x):
 
 
 CUMPROD = register(OpDef("cumprod", np.cumprod, _scan_infer, vjp=(_cumprod_vjp,), jvp=_cumprod_jvp,
-                         kind="reduce", fresh_result=True))
+                         backend_impls=DASK_WHOLE_ARRAYS, kind="reduce", fresh_result=True))
 
 
 # cumprod's derivatives of every order, without dividing by x (exact at zeros).
@@ -464,11 +464,11 @@ def _transpose_jvp(tangents, out, x, g, *ts):
 
 CUMPROD_DERIVATIVE = register(OpDef(
     "cumprod_derivative", _cumprod_derivative_impl, _derivative_infer, vjp=_derivative_vjp, jvp=_derivative_jvp,
-    kind="reduce", fresh_result=True,
+    backend_impls=DASK_WHOLE_ARRAYS, kind="reduce", fresh_result=True,
     doc="D_p(x; t_1..t_p): the p-th directional derivative of cumprod(x) along `axis`, division-free"))
 CUMPROD_TRANSPOSE = register(OpDef(
     "cumprod_derivative_transpose", _cumprod_transpose_impl, _derivative_infer, vjp=_transpose_vjp,
-    jvp=_transpose_jvp, kind="reduce", fresh_result=True,
+    jvp=_transpose_jvp, backend_impls=DASK_WHOLE_ARRAYS, kind="reduce", fresh_result=True,
     doc="R_p(x; g, t_1..t_{p-1}): D_p transposed in its last direction (cumprod's vjp is R_1(x; g))"))
 
 
@@ -524,12 +524,12 @@ def _permute_jvp(tangents, out, x, permutation):
     return apply(PERMUTE, tangents[0], permutation, axis=out.attrs["axis"])
 
 
-ARGSORT = register(OpDef("argsort", _argsort_impl, lambda x, axis: (x.shape, np.dtype(np.intp)), kind="reduce",
+ARGSORT = register(OpDef("argsort", _argsort_impl, lambda x, axis: (x.shape, np.dtype(np.intp)), backend_impls=DASK_WHOLE_ARRAYS, kind="reduce",
                          differentiable=False, fresh_result=True))
 SORT = register(OpDef("sort", _sort_impl, lambda x, axis: (x.shape, x.dtype), vjp=(_sort_vjp,), jvp=_sort_jvp,
-                      kind="reduce", fresh_result=True))
+                      backend_impls=DASK_WHOLE_ARRAYS, kind="reduce", fresh_result=True))
 PERMUTE = register(OpDef("permute_along_axis", _permute_impl, lambda x, permutation, axis: (x.shape, x.dtype),
-                         vjp=(_permute_vjp, None), jvp=_permute_jvp, kind="reduce", fresh_result=True,
+                         vjp=(_permute_vjp, None), jvp=_permute_jvp, backend_impls=DASK_WHOLE_ARRAYS, kind="reduce", fresh_result=True,
                          onnx=lambda b, node, x, permutation: b.emit("GatherElements", x, permutation,
                                                                      axis=node.attrs["axis"]),
                          doc="x gathered along `axis` by a permutation (np.take_along_axis)"))

@@ -8,7 +8,7 @@ import numbers
 import numpy as np
 
 from graphcomp.errors import ShapeError
-from graphcomp.ops import OpDef, builder, register, register_builders
+from graphcomp.ops import DASK_WHOLE_ARRAYS, OpDef, builder, register, register_builders
 from graphcomp.ops.elementwise import zeros_like
 from graphcomp.ops.rules import linear_jvp
 from graphcomp.shapes import broadcast_shapes, format_shape, normalize_axis, size_of
@@ -119,15 +119,31 @@ def _reshape_shape(x, shape):
 
 
 def _reshape_like_impl(x, like):
-    return np.reshape(x, np.shape(like))
+    return np.reshape(x, like.shape)
+
+
+def _reshape_chunked(x, shape):
+    """reshape for Dask arrays: Dask reshapes only by merging or splitting whole chunks, so
+    otherwise the trailing axes (then every axis) are first gathered into one chunk each."""
+    for gathered in (range(1, x.ndim), range(x.ndim)):
+        try:
+            return x.reshape(shape)
+        except NotImplementedError:
+            x = x.rechunk({axis: -1 for axis in gathered})
+    return x.reshape(shape)
+
+
+def _reshape_like_chunked(x, like):
+    return _reshape_chunked(x, like.shape)
 
 
 RESHAPE = register(OpDef("reshape", np.reshape, _same_dtype(_reshape_shape),
                          vjp=(lambda g, out, x: reshape_like(g, x),), jvp=linear_jvp, kind="shape",
-                         onnx=_onnx_reshape))
+                         onnx=_onnx_reshape, backend_impls={"dask": _reshape_chunked}))
 RESHAPE_LIKE = register(OpDef("reshape_like", _reshape_like_impl, _same_dtype(lambda x, like: like.shape),
                               vjp=(lambda g, out, x, like: reshape_like(g, x), None), jvp=linear_jvp, kind="shape",
                               doc="reshape x to the run-time shape of `like`", shape_from_last_input=True,
+                              backend_impls={"dask": _reshape_like_chunked},
                               onnx=_onnx_reshape_like))
 
 
@@ -188,7 +204,21 @@ def _broadcast_to_shape(x, shape):
 
 
 def _broadcast_like_impl(x, like):
-    return np.broadcast_to(x, np.shape(like))
+    return np.broadcast_to(x, like.shape)
+
+
+def _broadcast_like_chunked(x, like):
+    """broadcast_like on Dask: a lazy broadcast chunked as `like` along the axes x adds or
+    stretches (NumPy's broadcast_to would make x, often a constant, a whole NumPy array)."""
+    import dask.array as da  # noqa: PLC0415 - only the Dask backend calls this
+
+    x = da.asarray(x)
+    if not isinstance(like, da.Array):
+        return da.broadcast_to(x, like.shape)
+    offset = like.ndim - x.ndim
+    chunks = tuple(like.chunks[axis] if axis < offset or x.shape[axis - offset] == 1 else x.chunks[axis - offset]
+                   for axis in range(like.ndim))
+    return da.broadcast_to(x, like.shape, chunks=chunks)
 
 
 BROADCAST_TO = register(OpDef("broadcast_to", np.broadcast_to, _same_dtype(_broadcast_to_shape),
@@ -198,7 +228,7 @@ BROADCAST_LIKE = register(OpDef("broadcast_like", _broadcast_like_impl,
                                 _same_dtype(lambda x, like: broadcast_shapes(x.shape, like.shape, op="broadcast_like")),
                                 vjp=(lambda g, out, x, like: sum_to(g, x), None), jvp=linear_jvp, kind="shape",
                                 doc="broadcast x to the run-time shape of `like`", shape_from_last_input=True,
-                                onnx=_onnx_broadcast_like))
+                                onnx=_onnx_broadcast_like, backend_impls={"dask": _broadcast_like_chunked}))
 
 
 def broadcast_to(x, shape):
@@ -219,8 +249,8 @@ def broadcast_like(x, like):
 
 def _sum_to_impl(x, like):
     """Sum `x` down to `like`'s shape: drop leading axes, then sum axes where `like` has 1."""
-    target = np.shape(like)
-    if np.shape(x) == target:
+    target = like.shape
+    if x.shape == target:
         return x
     leading = np.ndim(x) - len(target)
     if leading:
@@ -316,8 +346,8 @@ def _concatenate_infer(*xs, axis):
 
 
 def _concatenate_part_impl(g, *xs, axis, index):
-    start = sum(np.shape(x)[axis] for x in xs[:index])
-    stop = start + np.shape(xs[index])[axis]
+    start = sum(x.shape[axis] for x in xs[:index])
+    stop = start + xs[index].shape[axis]
     selector = (slice(None),) * axis + (slice(start, stop),)
     return g[selector]
 
@@ -464,7 +494,7 @@ def _getitem_impl(x, index):
 
 
 def _getitem_grad_impl(g, x, index):
-    result = np.zeros(np.shape(x), dtype=np.result_type(g))
+    result = np.zeros(x.shape, dtype=np.result_type(g))
     result[decode_index(index)] = g
     return result
 
@@ -538,7 +568,7 @@ GETITEM = register(OpDef("getitem", _getitem_impl, _same_dtype(_getitem_shape),
 GETITEM_GRAD = register(OpDef("getitem_grad", _getitem_grad_impl,
                               lambda g, x, index: (x.shape, g.dtype),
                               vjp=(lambda g, out, gi, x: apply(GETITEM, g, index=out.attrs["index"]), None),
-                              jvp=linear_jvp, kind="shape", doc="zeros shaped like x with g placed at `index`", shape_from_last_input=True, fresh_result=True,
+                              jvp=linear_jvp, backend_impls=DASK_WHOLE_ARRAYS, kind="shape", doc="zeros shaped like x with g placed at `index`", shape_from_last_input=True, fresh_result=True,
                               onnx=_onnx_getitem_grad))
 
 
@@ -576,7 +606,7 @@ def _repeat_infer(x, repeats, axis):
 
 
 def _repeat_sum_impl(g, like, repeats, axis):
-    shape = np.shape(g)
+    shape = g.shape
     grouped = shape[:axis] + (shape[axis] // repeats, repeats) + shape[axis + 1:]
     return np.reshape(g, grouped).sum(axis=axis + 1)
 
@@ -616,7 +646,7 @@ def _tile_infer(x, reps):
 
 
 def _tile_sum_impl(g, like, reps):
-    shape = np.shape(like)
+    shape = like.shape
     grouped = []
     for d, r in zip(shape, reps):
         grouped += [r, d]
@@ -733,7 +763,7 @@ def _pad_grad_impl(g, like, pad_width, mode):
     for axis, (before, after) in enumerate(pad_width):
         if not before and not after:
             continue
-        n = np.shape(like)[axis]
+        n = like.shape[axis]
         if mode == "constant":
             sources = np.pad(np.arange(n), (before, after), mode="constant", constant_values=-1)
         else:
@@ -766,7 +796,7 @@ PAD = register(OpDef("pad", _pad_impl, _pad_infer,
                      jvp=_pad_jvp, kind="shape", fresh_result=True, onnx=_onnx_pad))
 PAD_GRAD = register(OpDef("pad_grad", _pad_grad_impl, lambda g, like, pad_width, mode: (like.shape, g.dtype),
                           vjp=(lambda g, out, gp, like: apply(PAD, g, **out.attrs, constant_values=0), None),
-                          jvp=linear_jvp, kind="reduce", fresh_result=True, shape_from_last_input=True,
+                          jvp=linear_jvp, backend_impls=DASK_WHOLE_ARRAYS, kind="reduce", fresh_result=True, shape_from_last_input=True,
                           doc="each padded element added back onto the element it copies (pad's transpose)"))
 
 

@@ -1,0 +1,338 @@
+"""Where a compiled function's arrays live and how its kernels run: the array backends.
+
+`gc.function(..., backend=...)` takes one of:
+
+* "numpy" (the default): arrays in this process. The executor plans memory (in-place writes,
+  buffer reuse) and fused kernels run as NumPy code or numexpr programs (graphcomp.kernels).
+* "dask": the same records' kernels build a Dask graph instead of computing. Placeholders
+  take `dask.array` inputs chunked along any axis (NumPy arrays join the graph as they are);
+  outputs are Dask arrays sharing one graph, or NumPy arrays computed in one pass with
+  `compute=True` (on the default scheduler: the local threads, or a `dask.distributed`
+  Client). An elementwise node, fused or not, is one blockwise task per chunk running its
+  NumPy kernel, so its values are those of the NumPy backend, bit for bit; reductions,
+  `matmul` and the gradient's contractions over the batch axis are Dask's own (tree
+  reductions). Dask owns memory, so there is no memory plan. Building the graph never
+  computes: a kernel that would compute a Dask array while the graph is built (by turning it
+  into a NumPy array) raises instead, naming the op.
+* "cupy": arrays on an NVIDIA GPU. Inputs are CuPy arrays or NumPy arrays (copied to the
+  device once per call); outputs are CuPy arrays, or NumPy arrays with `to_numpy=True`.
+  Kernels run through CuPy's NumPy-named functions (cuBLAS for matmul); a fused group is one
+  `cupy.fuse` kernel running its members' ufunc steps, the same CuPy ufuncs the unfused ops
+  call, so fusing changes no value there either. Variables live on the device between calls
+  and their updates run there; reading `v.value` copies the current value back.
+
+A record runs on every backend through the NumPy names its kernel calls, which Dask and CuPy
+arrays take over (NumPy's `__array_function__` and `__array_ufunc__` protocols). Where that
+does not hold, the record says so in `backend_impls` (graphcomp.ops.OpDef): its kernel for
+that backend, or None when the op cannot run there.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from graphcomp.ops import WHOLE_ARRAYS
+
+BACKEND_NAMES = ("numpy", "dask", "cupy")
+
+
+class Backend:
+    """The NumPy backend, and the interface the others share."""
+
+    name = "numpy"
+    plans_memory = True  # the executor may write into given arrays (`out=`) and reuse buffers
+
+    def owns(self, value):
+        """True when `value` is one of this backend's own arrays (checked without converting)."""
+        return False
+
+    def adopt(self, array, node):
+        """A checked NumPy argument for placeholder `node`, as the generated code gets it."""
+        return array
+
+    def kernel(self, node, kernel):
+        """The callable a generated line calls for `node`, given the record's NumPy kernel."""
+        return kernel
+
+    def storage(self, storage):
+        """What the generated code reads a variable's `.value` from."""
+        return storage
+
+    def run(self, run, arrays):
+        """Run the generated program on the arguments."""
+        return run(*arrays)
+
+    def finish(self, results):
+        """The results as the caller gets them (outputs first, then new variable values)."""
+        return list(results)
+
+    def store(self, storage, value):
+        """Make `value` (a result of `finish`) the variable's new value."""
+        storage.value = value
+
+    def is_host_array(self, value):
+        return isinstance(value, np.ndarray) or np.isscalar(value)
+
+    def __repr__(self):
+        return f"<backend {self.name}>"
+
+
+NUMPY = Backend()
+
+
+def unsupported(node, backend):
+    """The error for a node whose record says it cannot run on `backend`."""
+    where = f" (built at {node.source})" if node.source is not None else ""
+    return NotImplementedError(f"op {node.op.name!r}{where} has no kernel for the {backend} backend; "
+                               "compile this function with backend='numpy'")
+
+
+def _record_kernel(node, backend):
+    """The record's own kernel for `backend` with the node's attributes bound, WHOLE_ARRAYS,
+    None when the NumPy kernel serves, or NotImplementedError when the record says the op
+    cannot run there."""
+    impls = node.op.backend_impls
+    if backend not in impls:
+        return None
+    impl = impls[backend]
+    if impl is None:
+        raise unsupported(node, backend)
+    if impl == WHOLE_ARRAYS:
+        return impl
+    return functools.partial(impl, **node.attrs) if node.attrs else impl
+
+
+def _is_elementwise(op):
+    """An elementwise record, or a fused kernel (which stands for elementwise members)."""
+    return op.kind == "elementwise" or bool(op.members)
+
+
+# Dask ------------------------------------------------------------------------------------------------
+
+def _import_dask():
+    try:
+        import dask  # noqa: PLC0415 - optional
+        import dask.array as da  # noqa: PLC0415
+    except ImportError:
+        raise ImportError("backend='dask' needs Dask: pip install \"graphcomp[dask]\"") from None
+    return dask, da
+
+
+class ImplicitComputeError(RuntimeError):
+    """A kernel turned a Dask array into a NumPy array while the graph was being built."""
+
+
+def _refuse_compute(*args, **kwargs):
+    raise ImplicitComputeError("a kernel computed a Dask array while building the graph")
+
+
+class DaskBackend(Backend):
+    """Dask arrays: building the graph is lazy; `compute=True` computes all results at once."""
+
+    name = "dask"
+    plans_memory = False
+
+    def __init__(self, compute=False):
+        self.dask, self.da = _import_dask()
+        self.compute = compute
+
+    def owns(self, value):
+        return isinstance(value, self.da.Array)
+
+    def kernel(self, node, kernel):
+        own = _record_kernel(node, "dask")
+        if own == WHOLE_ARRAYS:
+            return self._whole_arrays(node, kernel)
+        if own is not None:
+            return own
+        if _is_elementwise(node.op):
+            return self._blockwise(node, kernel)
+        return kernel
+
+    def _whole_arrays(self, node, kernel):
+        """One task running the NumPy kernel on the operands, each gathered into one array."""
+        dask, da, op, attrs = self.dask, self.da, node.op, dict(node.attrs)
+
+        def whole(*operands):
+            if not any(isinstance(x, da.Array) for x in operands):
+                return kernel(*operands)
+            shape, dtype = op.infer(*operands, **attrs)  # Dask arrays know their shapes
+            return da.from_delayed(dask.delayed(kernel, pure=True)(*operands), shape=shape, dtype=dtype)
+        whole.__name__ = op.name
+        return whole
+
+    def _blockwise(self, node, kernel):
+        """One task per chunk running the NumPy kernel (a fused kernel gets an `out` array of
+        the chunk's shape: its static shape is that of the whole array)."""
+        elemwise, da = _dask_elemwise(), self.da
+        dtype = node.dtype
+        fused = bool(node.op.members)
+
+        def on_chunk(*blocks):
+            if fused:
+                return kernel(*blocks, out=np.empty(np.broadcast_shapes(*(np.shape(b) for b in blocks)), dtype))
+            return np.asarray(kernel(*blocks), dtype=dtype)
+
+        def blockwise(*operands):
+            if not any(isinstance(x, da.Array) for x in operands):
+                return on_chunk(*operands)  # constants and variables only: computed here, as NumPy does
+            # NumPy operands join as one-chunk Dask arrays, rechunked to match the others.
+            operands = [da.asarray(x) if isinstance(x, np.ndarray) and x.ndim else x for x in operands]
+            return elemwise(on_chunk, *operands, dtype=dtype, name=f"{node.op.name}-{id(node):x}")
+        blockwise.__name__ = getattr(kernel, "__name__", node.op.name)
+        return blockwise
+
+    def run(self, run, arrays):
+        with self.dask.config.set(scheduler=_refuse_compute):
+            try:
+                return run(*arrays)
+            except ImplicitComputeError as error:
+                raise ImplicitComputeError(
+                    "a kernel turned a Dask array into a NumPy array while building the graph; "
+                    "its record needs a Dask kernel (backend_impls)") from error
+
+    def finish(self, results):
+        if not self.compute:
+            return list(results)
+        lazy = [i for i, value in enumerate(results) if isinstance(value, self.da.Array)]
+        computed = self.dask.compute(*(results[i] for i in lazy))
+        results = list(results)
+        for i, value in zip(lazy, computed):
+            results[i] = value
+        return results
+
+    def store(self, storage, value):
+        if isinstance(value, self.da.Array):  # an update is a value, not a graph
+            value = value.compute()
+        storage.value = np.asarray(value)
+
+    def is_host_array(self, value):
+        return not isinstance(value, self.da.Array) and super().is_host_array(value)
+
+
+@functools.lru_cache(maxsize=None)
+def _dask_elemwise():
+    from dask.array.core import elemwise  # noqa: PLC0415 - the blockwise map Dask's ufuncs use
+
+    return elemwise
+
+
+# CuPy ------------------------------------------------------------------------------------------------
+
+def _import_cupy():
+    try:
+        import cupy  # noqa: PLC0415 - optional
+    except ImportError:
+        raise ImportError("backend='cupy' needs CuPy and an NVIDIA GPU: pip install cupy-cuda12x "
+                          "(the build matching your CUDA)") from None
+    return cupy
+
+
+def cupy_emit(xp):
+    """The step interpreter on arrays of the namespace `xp` (CuPy's ufuncs, `where`, casts)."""
+    def emit(function, *operands, dtype=None):
+        if function == "where":
+            return xp.where(*operands)
+        if function == "cast":
+            return operands[0].astype(dtype)
+        return getattr(xp, function)(*operands)
+    return emit
+
+
+class CupyBackend(Backend):
+    """CuPy arrays on the GPU. `xp` is the array namespace (cupy; tests of the plumbing may
+    pass another one with CuPy's names)."""
+
+    name = "cupy"
+    plans_memory = False
+
+    def __init__(self, to_numpy=False, xp=None):
+        self.xp = xp if xp is not None else _import_cupy()
+        self.to_numpy = to_numpy
+        self._emit = cupy_emit(self.xp)
+
+    def owns(self, value):
+        return isinstance(value, self.xp.ndarray) and not isinstance(value, np.ndarray)
+
+    def adopt(self, array, node):
+        return self.xp.asarray(array)
+
+    def kernel(self, node, kernel):
+        own = _record_kernel(node, "cupy")
+        if own is not None:
+            return own
+        op = node.op
+        if op.members:
+            return self._fused(node)
+        if op.steps is not None:  # an elementwise record: its ufunc steps on CuPy's ufuncs
+            steps, attrs, emit = op.steps, dict(node.attrs), self._emit
+
+            def elementwise(*arrays):
+                return steps(emit, *arrays, **attrs)
+            elementwise.__name__ = op.name
+            return elementwise
+        return kernel
+
+    def _fused(self, node):
+        """One `cupy.fuse` kernel running the members' steps in order: the ufuncs the unfused
+        ops call, compiled into one elementwise kernel."""
+        program, emit = node.op.program, self._emit
+        fuse = getattr(self.xp, "fuse", None)
+
+        def body(*inputs):
+            return program.replay(emit, inputs)
+        body.__name__ = f"fused_{id(node):x}"
+        return fuse(body) if fuse is not None else body
+
+    def storage(self, storage):
+        return _DeviceStorage(storage, self.xp)
+
+    def finish(self, results):
+        if not self.to_numpy:
+            return [self.xp.asarray(value) for value in results]
+        return [value.get() if hasattr(value, "get") else np.asarray(value) for value in results]
+
+    def store(self, storage, value):
+        storage.set_device_value(self.xp.asarray(value), self.xp)
+
+    def is_host_array(self, value):
+        return not self.owns(value) and super().is_host_array(value)
+
+
+class _DeviceStorage:
+    """A variable's value on the device, copied there once and kept while the host value is
+    unchanged."""
+
+    __slots__ = ("storage", "xp")
+
+    def __init__(self, storage, xp):
+        self.storage, self.xp = storage, xp
+
+    @property
+    def value(self):
+        return self.storage.device_value(self.xp)
+
+
+# choosing -------------------------------------------------------------------------------------------
+
+def resolve(backend, compute=False, to_numpy=False):
+    """The Backend object for gc.function's `backend=` (a name or a Backend)."""
+    if isinstance(backend, Backend):
+        chosen = backend
+    elif backend == "numpy" or backend is None:
+        chosen = NUMPY
+    elif backend == "dask":
+        chosen = DaskBackend(compute=compute)
+    elif backend == "cupy":
+        chosen = CupyBackend(to_numpy=to_numpy)
+    else:
+        raise ValueError(f"function: backend must be one of {BACKEND_NAMES}, got {backend!r}")
+    if compute and chosen.name != "dask":
+        raise ValueError("function: compute=True is for backend='dask' (its outputs are otherwise lazy)")
+    if to_numpy and chosen.name != "cupy":
+        raise ValueError("function: to_numpy=True is for backend='cupy'")
+    return chosen
+
+
