@@ -30,6 +30,7 @@ that backend, or None when the op cannot run there.
 from __future__ import annotations
 
 import functools
+import sys
 
 import numpy as np
 
@@ -111,6 +112,12 @@ def _is_elementwise(op):
 
 # Dask ------------------------------------------------------------------------------------------------
 
+def is_dask_array(value):
+    """True for a `dask.array.Array` (without importing Dask: none exists unless it is loaded)."""
+    module = sys.modules.get("dask.array")
+    return module is not None and isinstance(value, module.Array)
+
+
 def _import_dask():
     try:
         import dask  # noqa: PLC0415 - optional
@@ -179,7 +186,7 @@ class DaskBackend(Backend):
             if not any(isinstance(x, da.Array) for x in operands):
                 return on_chunk(*operands)  # constants and variables only: computed here, as NumPy does
             # NumPy operands join as one-chunk Dask arrays, rechunked to match the others.
-            operands = [da.asarray(x) if isinstance(x, np.ndarray) and x.ndim else x for x in operands]
+            operands = [_as_dask(da, x) if isinstance(x, np.ndarray) and x.ndim else x for x in operands]
             return elemwise(on_chunk, *operands, dtype=dtype, name=f"{node.op.name}-{id(node):x}")
         blockwise.__name__ = getattr(kernel, "__name__", node.op.name)
         return blockwise
@@ -210,6 +217,15 @@ class DaskBackend(Backend):
 
     def is_host_array(self, value):
         return not isinstance(value, self.da.Array) and super().is_host_array(value)
+
+
+def _as_dask(da, array):
+    """A NumPy array as a Dask array. A broadcast view (a constant spread over the batch by a
+    gradient) stays one: its stored values go into the graph, not its full size."""
+    if array.size > 1 and 0 in array.strides:
+        stored = array[tuple(slice(0, 1) if stride == 0 else slice(None) for stride in array.strides)]
+        return da.broadcast_to(da.asarray(np.ascontiguousarray(stored)), array.shape)
+    return da.asarray(array)
 
 
 @functools.lru_cache(maxsize=None)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from graphcomp.autodiff import as_list, grad, vjp
+from graphcomp.backends import is_dask_array
 from graphcomp.compile import function
 from graphcomp.forward import hvp, push_forward
 from graphcomp.ir import Graph, substitute, topological_order
@@ -30,11 +31,19 @@ def split_at_vectors(products, vectors):
         if node not in varying and any(parent in varying for parent in node.inputs):
             varying.add(node)
     boundary, seen = [], set()
+    returned = {id(out) for out in products}
 
     def keep(node):
-        if node not in varying and node not in seen and node.op.leaf != "baked":
-            seen.add(node)
-            boundary.append(node)
+        if node in varying or node in seen or node.op.leaf == "baked":
+            return
+        seen.add(node)
+        if node.op.leaf is None and not node.op.fresh_result and id(node) not in returned:
+            # A view (a transpose of the data, a reshape): free to take again in each product,
+            # while caching it would keep what it looks at (the whole dataset, on Dask) alive.
+            for parent in node.inputs:
+                keep(parent)
+            return
+        boundary.append(node)
 
     for node in order:
         if node in varying:
@@ -59,10 +68,17 @@ def _normalize_feeds(feeds, caller):
 
 
 def _checked_value(node, value, caller):
-    """A private copy of `value` with `node`'s dtype, checked against its shape."""
+    """A private copy of `value` with `node`'s dtype, checked against its shape (a Dask array
+    stays lazy: it is immutable, so it is its own private copy)."""
     if isinstance(value, Tensor):
         raise tensor_as_value_error(f"{caller}: the feed for {node.describe()}", value)
-    array = np.array(value, dtype=node.dtype, copy=True)
+    if is_dask_array(value):
+        if not np.can_cast(value.dtype, node.dtype, casting="same_kind"):
+            raise ValueError(f"{caller}: the value for {node.describe()} has dtype {value.dtype}, "
+                             f"expected {node.dtype}")
+        array = value.astype(node.dtype)
+    else:
+        array = np.array(value, dtype=node.dtype, copy=True)
     if len(array.shape) != len(node.shape) or any(d is not None and d != s for d, s in zip(node.shape, array.shape)):
         raise ValueError(f"{caller}: the value for {node.describe()} has shape {array.shape}, "
                          f"expected {format_shape(node.shape)}")
@@ -109,6 +125,11 @@ class LinearizedOperator:
     `build(parameters, vectors, outputs)` returns the product tensors for the rewritten
     `outputs` (wrt variables replaced by placeholders); the point part is evaluated once per
     point (`set_point`), each `matvec` runs only the part that depends on v.
+
+    Feeds may be Dask arrays (the whole dataset, chunked along the batch axis): both parts
+    then run on the Dask backend. At each point the cost, the gradient and the cached values
+    are computed in one pass and the cached values persisted (kept in the workers' memory);
+    each product is then one Dask computation over all chunks.
     """
 
     def __init__(self, outputs, wrt, feeds, build, caller, optimize=True):
@@ -132,10 +153,13 @@ class LinearizedOperator:
         point_outputs = [cost, *gradients, *boundary]
         self._point_inputs = Graph.from_outputs(point_outputs).placeholders
         self._check_fed(self._point_inputs, parameters, self._feeds)
-        self._point_function = function(self._point_inputs, point_outputs, optimize=optimize)
+        self.backend = "dask" if any(is_dask_array(v) for v in self._feeds.values()) else "numpy"
+        self._point_function = function(self._point_inputs, point_outputs, optimize=optimize, backend=self.backend)
         self._product_function = function(cached + vectors, substitute(products, dict(zip(boundary, cached))),
-                                          optimize=optimize)
+                                          optimize=optimize, backend=self.backend,
+                                          compute=self.backend == "dask")
         self.boundary_size = len(boundary)
+        self._fed_boundary = [node.op.leaf == "fed" for node in boundary]
         self.matvec_count = 0
         self.point_evaluations = 0
         self.set_point(values)
@@ -161,6 +185,18 @@ class LinearizedOperator:
         known.update(zip(self.parameters, self._values))
         results = self._point_function(*[known[node] for node in self._point_inputs])
         count = len(self.parameters)
+        if self.backend == "dask":
+            # One pass computes the cost, the gradient and the cached values, which then stay in
+            # the workers' memory. Fed values (the data itself) are not kept: each product reads
+            # them again, as the point pass did, so the data need not fit in the cluster's memory.
+            import dask  # noqa: PLC0415 - the feeds are Dask arrays, so Dask is there
+
+            computed = [i for i, value in enumerate(results) if i > count and not self._fed_boundary[i - 1 - count]]
+            kept = dask.persist(*(results[i] for i in computed))
+            results = list(results)
+            for i, value in zip(computed, kept):
+                results[i] = value
+            results[:1 + count] = dask.compute(*results[:1 + count])
         self.value = float(results[0])
         self.gradient = results[1:1 + count]
         self._cached = results[1 + count:]

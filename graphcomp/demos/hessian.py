@@ -7,7 +7,9 @@ through Hessian-vector products: Lanczos for the top eigenvalues, Hutchinson and
 for the trace, stochastic Lanczos quadrature for the eigenvalue density, drawn as a PNG
 (--out, default ./graphcomp-out) when matplotlib is installed and as a text histogram otherwise.
 
-Needs scikit-learn (pip install "graphcomp[demo]").
+Needs scikit-learn (pip install "graphcomp[demo]"). With --dask, the top eigenvalues of a
+network's Hessian over a lazily generated dataset larger than one worker's memory, on a Dask
+cluster the demo starts and stops (graphcomp/demos/dask_curvature.py; pip install "graphcomp[dask]").
 """
 
 from __future__ import annotations
@@ -143,6 +145,14 @@ def parse_arguments(argv):
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
                         help="show progress of training and of the Krylov runs on stderr (default: on)")
     parser.add_argument("--seed", type=int, default=0)
+    dask = parser.add_argument_group("--dask: full-dataset curvature on a local Dask cluster")
+    dask.add_argument("--dask", action="store_true",
+                      help="top eigenvalues of an MLP's Hessian over a lazily generated dataset larger than "
+                           "one worker's memory, on a LocalCluster started for the demo")
+    dask.add_argument("--rows", type=int, default=400_000, help="dataset rows (default 400,000)")
+    dask.add_argument("--chunk-rows", type=int, default=20_000, help="rows per chunk (default 20,000)")
+    dask.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    dask.add_argument("--worker-memory", default="250MiB", help="each worker's memory limit (default 250MiB)")
     return parser.parse_args(argv)
 
 
@@ -161,6 +171,10 @@ def compare_spectra(argv=None):
     """Train, then compare the Hessian's spectrum before and after (options as on the command
     line); returns {"before training": summary, "after training": summary}."""
     args = parse_arguments(argv)
+    if args.dask:
+        from graphcomp.demos import dask_curvature
+
+        return dask_curvature.run(args)
     with single_threaded_blas():
         return run(args)
 

@@ -1,0 +1,291 @@
+"""The Dask backend: every op on chunked inputs equals the NumPy backend, outputs share one
+graph, curvature runs over a whole chunked dataset, and a dataset larger than a worker's
+memory streams through a local cluster (started on loopback by the fixture at the end)."""
+
+from __future__ import annotations
+
+import pickle
+import threading
+import warnings
+
+import numpy as np
+import pytest
+
+import graphcomp as gc
+from graphcomp.ops import REGISTRY
+from op_cases import CASES
+
+dask = pytest.importorskip("dask")
+da = pytest.importorskip("dask.array")
+from dask.callbacks import Callback  # noqa: E402
+
+
+def _chunked(array, axis=None):
+    """`array` as a Dask array: every axis cut in about two chunks, or only `axis`."""
+    array = np.asarray(array)
+    if array.ndim == 0:
+        return da.from_array(array)
+    chunks = [max(1, (size + 1) // 2) if axis in (None, i) else size for i, size in enumerate(array.shape)]
+    return da.from_array(array, chunks=tuple(chunks))
+
+
+class CountTasks(Callback):
+    """Counts the tasks the local schedulers run (per key name prefix)."""
+
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+        self.lock = threading.Lock()
+
+    def _posttask(self, key, result, dsk, state, worker_id):
+        with self.lock:
+            self.count += 1
+
+
+def _case_outputs(case):
+    inputs = [gc.placeholder(np.shape(a), dtype=np.asarray(a).dtype) for a in case.args]
+    out = case.build(*inputs)
+    outputs = [out]
+    floats = [p for p, a in zip(inputs, case.args) if np.asarray(a).dtype.kind == "f"]
+    if REGISTRY[case.op].differentiable and out.dtype.kind == "f" and floats:
+        weights = np.random.default_rng(1).standard_normal(out.shape) if out.shape else 1.3
+        outputs += gc.grad(gc.sum(out * weights), floats, disconnected="zero")
+    return inputs, outputs
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_every_op_and_its_gradient_on_chunks_equal_numpy(case):
+    inputs, outputs = _case_outputs(case)
+    with warnings.catch_warnings():
+        # Dask warns (FutureWarning) when a NumPy function it lacks falls back to NumPy.
+        warnings.simplefilter("error", FutureWarning)
+        for optimize in (False, True):
+            expected = gc.function(inputs, outputs, optimize=optimize)(*case.args)
+            lazy = gc.function(inputs, outputs, optimize=optimize, backend="dask")
+            got = lazy(*[_chunked(a) for a in case.args])
+            if not optimize:  # (the optimizer may fold an output that ignores the values)
+                assert isinstance(got[0], da.Array)
+            for value, reference in zip(dask.compute(*got), expected):
+                assert np.asarray(value).dtype == np.asarray(reference).dtype
+                np.testing.assert_allclose(value, reference, rtol=1e-10, atol=1e-12)
+
+
+def _mlp(seed=0, features=12, hidden=16, classes=3):
+    rng = np.random.default_rng(seed)
+    x = gc.placeholder((None, features), name="x")
+    t = gc.placeholder((None, classes), name="t")
+    params = [gc.variable(rng.standard_normal((features, hidden)) / 4, name="W1"),
+              gc.variable(np.zeros(hidden), name="b1"),
+              gc.variable(rng.standard_normal((hidden, classes)) / 4, name="W2"),
+              gc.variable(np.zeros(classes), name="b2")]
+    h = gc.nn.dense(x, params[0], params[1], activation="tanh")
+    logits = gc.nn.dense(h, params[2], params[3])
+    loss = gc.nn.softmax_cross_entropy(logits, t)
+    return x, t, params, loss
+
+
+def _data(rows, features=12, classes=3, seed=1):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((rows, features))
+    T = np.eye(classes)[rng.integers(0, classes, rows)]
+    return X, T
+
+
+def test_mlp_loss_gradient_and_hvp_equal_numpy():
+    x, t, params, loss = _mlp()
+    grads = gc.grad(loss, params)
+    vectors = [np.random.default_rng(5).standard_normal(p.value.shape) for p in params]
+    hv = gc.hvp(loss, params, [gc.constant(v) for v in vectors])
+    X, T = _data(1000)
+    expected = gc.function([x, t], [loss, *grads, *hv])(X, T)
+    for optimize in (True, False):
+        f = gc.function([x, t], [loss, *grads, *hv], backend="dask", compute=True, optimize=optimize)
+        got = f(da.from_array(X, chunks=(128, 12)), da.from_array(T, chunks=(128, 3)))
+        for value, reference in zip(got, expected):
+            assert isinstance(value, np.ndarray)
+            np.testing.assert_allclose(value, reference, rtol=1e-10, atol=1e-13)
+
+
+def test_building_the_graph_computes_nothing_and_outputs_share_one_graph():
+    x, t, params, loss = _mlp()
+    grads = gc.grad(loss, params)
+    X, T = _data(600)
+    generated = []
+
+    def make_rows(block, block_info=None):
+        generated.append(block_info[None]["chunk-location"])
+        return block
+
+    lazy_X = da.from_array(X, chunks=(100, 12)).map_blocks(make_rows, dtype=X.dtype)
+    lazy_T = da.from_array(T, chunks=(100, 3))
+    f = gc.function([x, t], [loss, *grads], backend="dask")
+    with CountTasks() as counter:
+        outputs = f(lazy_X, lazy_T)
+    assert counter.count == 0 and not generated
+    assert all(isinstance(o, da.Array) for o in outputs)
+    # compute=True: one pass over the data feeds the loss and every gradient.
+    computed = gc.function([x, t], [loss, *grads], backend="dask", compute=True)(lazy_X, lazy_T)
+    assert sorted(generated) == [(i, 0) for i in range(6)]
+    expected = gc.function([x, t], [loss, *grads])(X, T)
+    for value, reference in zip(computed, expected):
+        np.testing.assert_allclose(value, reference, rtol=1e-10, atol=1e-13)
+
+
+def test_fused_elementwise_group_is_one_task_per_chunk_with_numpy_bits():
+    x = gc.placeholder((None,), name="x")
+    y = gc.tanh(x) * gc.sigmoid(x) + gc.log1p(gc.exp(-gc.abs(x)))
+    values = np.concatenate([np.linspace(-30, 30, 997), [0.0, -0.0, np.inf, -np.inf, np.nan]])
+    expected = gc.function([x], y)(values)
+    f = gc.function([x], y, backend="dask")
+    assert f.stats.fused_kernels == 1
+    lazy = f(da.from_array(values, chunks=250))
+    graph = dict(lazy.__dask_graph__())
+    assert len(graph) == 2 * 5  # the input's five chunks, and one fused task per chunk
+    got = lazy.compute()
+    np.testing.assert_array_equal(got, expected)  # NaN in the same places
+    numbers = ~np.isnan(expected)  # and the same signed zeros (a NaN's sign is no result)
+    assert np.array_equal(np.signbit(got[numbers]), np.signbit(expected[numbers]))
+
+
+def test_the_graph_holds_no_array_as_long_as_the_batch():
+    """Constants broadcast to the batch (the mean's gradient) stay lazy, chunked like it."""
+    x, t, params, loss = _mlp()
+    grads = gc.grad(loss, params)
+    rows = 50_000
+    X = da.zeros((rows, 12), chunks=(10_000, 12))
+    T = da.zeros((rows, 3), chunks=(10_000, 3))
+    outputs = gc.function([x, t], [loss, *grads], backend="dask")(X, T)
+    graph = dask.base.collections_to_expr(outputs).__dask_graph__() \
+        if hasattr(dask.base, "collections_to_expr") else outputs[0].__dask_graph__()
+    cloudpickle = pytest.importorskip("cloudpickle")  # how tasks travel to workers
+    embedded = max(len(cloudpickle.dumps(task)) for task in dict(graph).values())
+    assert embedded < rows * 8 // 10
+
+
+def test_variables_and_updates_on_dask():
+    x, t, params, loss = _mlp()
+    grads = gc.grad(loss, params)
+    before = [p.value.copy() for p in params]
+    X, T = _data(300)
+    step = gc.function([x, t], loss, updates=[(p, p - 0.1 * g) for p, g in zip(params, grads)],
+                       backend="dask", compute=True)
+    value = step(da.from_array(X, chunks=(64, 12)), da.from_array(T, chunks=(64, 3)))
+    for p, old in zip(params, before):
+        assert type(p.value) is np.ndarray and not np.array_equal(p.value, old)
+    # the same step on NumPy from the same start
+    for p, old in zip(params, before):
+        p.value = old
+    reference = gc.function([x, t], loss, updates=[(p, p - 0.1 * g) for p, g in zip(params, grads)])(X, T)
+    np.testing.assert_allclose(value, reference, rtol=1e-12)
+
+
+def test_numpy_inputs_and_errors():
+    x = gc.placeholder((None, 3), name="x")
+    f = gc.function([x], gc.sum(gc.exp(x), axis=0), backend="dask", compute=True)
+    np.testing.assert_allclose(f(np.ones((4, 3))), np.full(3, 4 * np.e))
+    with pytest.raises(ValueError, match="expects dtype float64, got complex128"):
+        f(da.zeros((4, 3), dtype=complex))
+    with pytest.raises(ValueError, match=r"expects shape \(\?, 3\), got \(4, 2\)"):
+        f(da.zeros((4, 2)))
+    unknown = da.zeros((8, 3), chunks=(4, 3))
+    unknown = unknown[unknown[:, 0] > 1]
+    with pytest.raises(ValueError, match="unknown size"):
+        f(unknown)
+    with pytest.raises(ValueError, match="compute=True is for backend='dask'"):
+        gc.function([x], x, compute=True)
+    with pytest.raises(ValueError, match="backend must be one of"):
+        gc.function([x], x, backend="tpu")
+    with pytest.raises(ValueError, match="optimize='check' runs on the NumPy backend only"):
+        gc.function([x], x, backend="dask", optimize="check")
+
+
+def test_a_failing_op_names_itself_on_dask():
+    x = gc.placeholder((None, None), name="x")
+    w = gc.placeholder((None, 2), name="w")
+    f = gc.function([x, w], x @ w, backend="dask")  # sizes known only when called: 3 != 4 fails there
+    with pytest.raises(gc.ExecutionError, match="matmul"):
+        f(da.zeros((5, 3)), np.zeros((4, 2)))
+
+
+def test_pickled_function_keeps_its_backend():
+    x = gc.placeholder((None,), name="x")
+    f = gc.function([x], gc.sum(x * 2.0), backend="dask", compute=True)
+    g = pickle.loads(pickle.dumps(f))
+    assert g.backend.name == "dask" and g.backend.compute
+    assert float(g(da.arange(10.0, chunks=3))) == 90.0
+
+
+def test_hessian_operator_on_a_chunked_dataset():
+    x, t, params, loss = _mlp(features=5, hidden=4, classes=3)
+    X, T = _data(900, features=5)
+    dense_numpy = gc.HessianOperator(loss, params, feeds={x: X, t: T})
+    chunked = gc.HessianOperator(loss, params, feeds={x: da.from_array(X, chunks=(200, 5)),
+                                                     t: da.from_array(T, chunks=(200, 3))})
+    assert chunked.backend == "dask"
+    np.testing.assert_allclose(chunked.value, dense_numpy.value, rtol=1e-12)
+    np.testing.assert_allclose(chunked.flat_gradient, dense_numpy.flat_gradient, rtol=1e-10, atol=1e-14)
+    v = np.random.default_rng(3).standard_normal(chunked.shape[0])
+    np.testing.assert_allclose(chunked.matvec(v), dense_numpy.matvec(v), rtol=1e-10, atol=1e-13)
+    top = gc.krylov.lanczos(chunked, k=2, seed=0)
+    exact = np.linalg.eigvalsh(dense_numpy.to_dense())[::-1][:2]
+    np.testing.assert_allclose(np.sort(top.eigenvalues)[::-1], exact, rtol=1e-7)
+    objective = gc.scipy_objective(loss, params, feeds={x: da.from_array(X, chunks=(300, 5)), t: T})
+    np.testing.assert_allclose(objective.hessp(objective.x0, v), dense_numpy.matvec(v), rtol=1e-10, atol=1e-13)
+
+
+# on a local cluster (worker processes on loopback) ---------------------------------------------------
+
+WORKER_MEMORY = 300 * 2**20
+
+
+@pytest.fixture(scope="module")
+def client():
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                  dashboard_address=None, memory_limit=WORKER_MEMORY,
+                                  silence_logs=40) as cluster, distributed.Client(cluster) as client:
+        yield client
+
+
+def _worker_pids(client):
+    return client.run(lambda: __import__("os").getpid())
+
+
+def test_mlp_gradient_and_hessian_on_a_local_cluster(client):
+    x, t, params, loss = _mlp(features=5, hidden=4, classes=3)
+    grads = gc.grad(loss, params)
+    X, T = _data(2000, features=5)
+    expected = gc.function([x, t], [loss, *grads])(X, T)
+    chunked_X, chunked_T = da.from_array(X, chunks=(250, 5)), da.from_array(T, chunks=(250, 3))
+    got = gc.function([x, t], [loss, *grads], backend="dask", compute=True)(chunked_X, chunked_T)
+    for value, reference in zip(got, expected):
+        np.testing.assert_allclose(value, reference, rtol=1e-10, atol=1e-13)
+    H = gc.HessianOperator(loss, params, feeds={x: chunked_X, t: chunked_T})
+    exact = gc.HessianOperator(loss, params, feeds={x: X, t: T})
+    v = np.random.default_rng(4).standard_normal(H.shape[0])
+    np.testing.assert_allclose(H.matvec(v), exact.matvec(v), rtol=1e-10, atol=1e-13)
+
+
+def test_a_dataset_four_times_a_workers_memory_streams_through_loss_and_gradient(client):
+    features = 40
+    rows = 4 * WORKER_MEMORY // (8 * features)  # float64: four workers' memory limits of data
+    x = gc.placeholder((None, features), name="x")
+    t = gc.placeholder((None,), name="t")
+    w = gc.variable(np.full((features, 1), 0.05), name="w")
+    prediction = gc.tanh(x @ w)[:, 0]
+    loss = gc.mean(gc.square(prediction - t))
+    grad_w = gc.grad(loss, w)
+    X = da.random.default_rng(7).standard_normal((rows, features), chunks=(25_000, features))
+    T = da.random.default_rng(8).standard_normal((rows,), chunks=(25_000,))
+    before = _worker_pids(client)
+    value, gradient = gc.function([x, t], [loss, grad_w], backend="dask", compute=True)(X, T)
+    assert _worker_pids(client) == before  # no worker was restarted for memory
+    # Against a NumPy computation over the same chunks, one at a time.
+    total, total_grad = 0.0, np.zeros((features, 1))
+    for block_X, block_T in zip(X.to_delayed().ravel(), T.to_delayed().ravel()):
+        bx, bt = dask.compute(block_X, block_T, scheduler="sync")
+        z = np.tanh(bx @ w.value)[:, 0]
+        total += np.sum((z - bt) ** 2)
+        total_grad += bx.T @ ((2 * (z - bt) * (1 - z ** 2))[:, None])
+    np.testing.assert_allclose(value, total / rows, rtol=1e-10)
+    np.testing.assert_allclose(gradient, total_grad / rows, rtol=1e-9)
