@@ -61,6 +61,10 @@ class Backend:
         """What the generated code reads a variable's `.value` from."""
         return storage
 
+    def constant(self, array):
+        """A constant's array as the generated code holds it (once, when compiling)."""
+        return array
+
     def run(self, run, arrays):
         """Run the generated program on the arguments."""
         return run(*arrays)
@@ -270,13 +274,15 @@ class CupyBackend(Backend):
         self._emit = cupy_emit(self.xp)
 
     def owns(self, value):
-        return isinstance(value, self.xp.ndarray) and not isinstance(value, np.ndarray)
+        return isinstance(value, self.xp.ndarray) and self.xp.ndarray is not np.ndarray
 
     def adopt(self, array, node):
         return self.xp.asarray(array)
 
     def kernel(self, node, kernel):
         own = _record_kernel(node, "cupy")
+        if own == WHOLE_ARRAYS:
+            own = None  # one CuPy array is already whole
         if own is not None:
             return own
         op = node.op
@@ -289,18 +295,30 @@ class CupyBackend(Backend):
                 return steps(emit, *arrays, **attrs)
             elementwise.__name__ = op.name
             return elementwise
-        return kernel
+        xp = self.xp
+
+        def on_device(*arrays):
+            result = kernel(*arrays)
+            # A kernel that builds its result from shapes alone (zeros, random draws) makes
+            # it in host memory: it moves to the device here.
+            return xp.asarray(result) if isinstance(result, np.ndarray) else result
+        on_device.__name__ = getattr(kernel, "__name__", op.name)
+        return on_device
 
     def _fused(self, node):
         """One `cupy.fuse` kernel running the members' steps in order: the ufuncs the unfused
         ops call, compiled into one elementwise kernel."""
         program, emit = node.op.program, self._emit
+        names = [f"x{i}" for i in range(program.arity)]
+        namespace = {"replay": program.replay, "emit": emit}
+        # cupy.fuse traces a function of named parameters, one per operand.
+        exec(f"def fused({', '.join(names)}):\n    return replay(emit, ({', '.join(names)},))\n",  # noqa: S102
+             namespace)
         fuse = getattr(self.xp, "fuse", None)
+        return fuse(namespace["fused"]) if fuse is not None else namespace["fused"]
 
-        def body(*inputs):
-            return program.replay(emit, inputs)
-        body.__name__ = f"fused_{id(node):x}"
-        return fuse(body) if fuse is not None else body
+    def constant(self, array):
+        return self.xp.asarray(array)
 
     def storage(self, storage):
         return _DeviceStorage(storage, self.xp)

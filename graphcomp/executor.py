@@ -334,7 +334,7 @@ def _generate(graph, inputs, backend):
             continue
         if leaf == "baked":  # a constant: its array is bound by name
             names[node] = f"c{position}"
-            emitter.bindings[names[node]] = node.payload
+            emitter.bindings[names[node]] = node.payload if backend is None else backend.constant(node.payload)
             continue
         if leaf == "read":  # a variable: its storage is read at every call
             emitter.bindings[f"s{position}"] = (node.payload if backend is None

@@ -167,3 +167,13 @@ def test_the_bare_machine_step_hides_the_tools():
     assert "dot" in hidden
     assert [name for name in hidden if shutil.which(name)] == []
     assert not viz.graphviz_available()
+
+
+def test_demo_hessian_on_a_local_dask_cluster(tmp_path):
+    pytest.importorskip("distributed")
+    result = graphcomp("demo", "hessian", "--dask", "--rows", "6000", "--chunk-rows", "1500", "--top", "2",
+                       "--no-progress", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "cluster: 2 worker processes on loopback" in result.stdout
+    assert re.search(r"top Hessian eigenvalues: +[0-9.]+ +[0-9.]+", result.stdout), result.stdout
+    assert files_under(tmp_path) == []

@@ -292,15 +292,15 @@ def test_a_dataset_four_times_a_workers_memory_streams_through_loss_and_gradient
 
 
 def test_the_dask_hessian_demo_finds_the_top_eigenvalues_of_the_full_dataset(capsys):
-    from graphcomp.demos import dask_curvature, hessian
+    from graphcomp.demos import hessian
 
     summary = hessian.compare_spectra(["--dask", "--rows", "8000", "--chunk-rows", "2000", "--top", "2",
                                        "--no-progress", "--worker-memory", "300MiB"])
     printed = capsys.readouterr().out
     assert "2 worker processes" in printed and "top Hessian eigenvalues" in printed
     # The same network and data on NumPy, with the whole Hessian formed.
-    X, onehot = dask.compute(*dask_curvature.synthetic_dataset(8000, 2000, 0))
-    x, t, params, loss = dask_curvature.build_network(0)
+    X, onehot = dask.compute(*hessian.synthetic_dataset(8000, 2000, 0))
+    x, t, params, loss = hessian.build_wide_network(0)
     dense = gc.HessianOperator(loss, params, feeds={x: X, t: onehot})
     assert summary["parameters"] == dense.shape[0]
     np.testing.assert_allclose(summary["loss"], dense.value, rtol=1e-12)

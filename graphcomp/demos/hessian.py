@@ -9,7 +9,7 @@ for the trace, stochastic Lanczos quadrature for the eigenvalue density, drawn a
 
 Needs scikit-learn (pip install "graphcomp[demo]"). With --dask, the top eigenvalues of a
 network's Hessian over a lazily generated dataset larger than one worker's memory, on a Dask
-cluster the demo starts and stops (graphcomp/demos/dask_curvature.py; pip install "graphcomp[dask]").
+cluster the demo starts and stops (pip install "graphcomp[dask]").
 """
 
 from __future__ import annotations
@@ -172,9 +172,7 @@ def compare_spectra(argv=None):
     line); returns {"before training": summary, "after training": summary}."""
     args = parse_arguments(argv)
     if args.dask:
-        from graphcomp.demos import dask_curvature
-
-        return dask_curvature.run(args)
+        return run_on_dask(args)
     with single_threaded_blas():
         return run(args)
 
@@ -221,6 +219,83 @@ def run(args):
             print("\n(text only: matplotlib is not installed; pip install 'graphcomp[demo]' for "
                   "hessian_density.png)")
     return summaries
+
+
+# --dask: full-dataset curvature on a Dask cluster ------------------------------------------------
+# A synthetic classification dataset is generated lazily, chunk by chunk, by dask.array.random
+# (normal features, labels from a fixed random "teacher" network), so it never exists as one
+# array anywhere. The network's softmax cross-entropy over all rows is linearized once
+# (gc.HessianOperator with Dask feeds): the point pass computes the loss, the gradient and the
+# per-row values Hessian-vector products need, and keeps those on the workers; every product is
+# then one Dask computation over all chunks. Lanczos asks for the top eigenvalues.
+
+FEATURES, WIDE_HIDDEN, CLASSES = 100, 8, 4  # the --dask network
+
+
+def synthetic_dataset(rows, chunk_rows, seed):
+    """Lazy (X, one-hot labels) Dask arrays: normal features, labels from a random teacher."""
+    import dask.array as da
+
+    rng = np.random.default_rng(seed)
+    teacher = rng.normal(size=(FEATURES, CLASSES))
+    X = da.random.default_rng(seed).standard_normal((rows, FEATURES), chunks=(chunk_rows, FEATURES))
+    labels = da.argmax(X @ teacher, axis=1)
+    onehot = (labels[:, None] == np.arange(CLASSES)).astype(np.float64)
+    return X, onehot
+
+
+def build_wide_network(seed):
+    """Placeholders, parameters and loss of the --dask demo's 100-8-4 network."""
+    rng = np.random.default_rng(seed)
+    x = gc.placeholder((None, FEATURES), name="features")
+    t = gc.placeholder((None, CLASSES), name="onehot")
+    params = [gc.variable(rng.normal(size=(FEATURES, WIDE_HIDDEN)) / np.sqrt(FEATURES), name="W1"),
+              gc.variable(np.zeros(WIDE_HIDDEN), name="b1"),
+              gc.variable(rng.normal(size=(WIDE_HIDDEN, CLASSES)) / np.sqrt(WIDE_HIDDEN), name="W2"),
+              gc.variable(np.zeros(CLASSES), name="b2")]
+    logits = gc.nn.dense(gc.nn.dense(x, params[0], params[1], "tanh"), params[2], params[3])
+    return x, t, params, gc.nn.softmax_cross_entropy(logits, t)
+
+
+def parse_size(text):
+    """'200MB' -> bytes (the units Dask's memory_limit takes, powers of 1000 or 1024)."""
+    from dask.utils import parse_bytes
+
+    return parse_bytes(text)
+
+
+def run_on_dask(args):
+    """--dask: start a LocalCluster, compute the top eigenvalues, stop it; returns a summary dict."""
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise SystemExit("the --dask demo needs Dask: pip install 'graphcomp[dask]'") from None
+    memory_limit = parse_size(args.worker_memory)
+    data_bytes = args.rows * FEATURES * 8
+    print(f"dataset: {args.rows:,} rows x {FEATURES} features, generated lazily in chunks of "
+          f"{args.chunk_rows:,} rows ({data_bytes / 2**20:,.0f} MiB of features; each worker may hold "
+          f"{memory_limit / 2**20:,.0f} MiB)")
+    with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None, memory_limit=memory_limit, silence_logs=40) as cluster, \
+            Client(cluster):
+        print(f"cluster: {args.workers} worker processes on loopback")
+        X, onehot = synthetic_dataset(args.rows, args.chunk_rows, args.seed)
+        x, t, params, loss = build_wide_network(args.seed)
+        started = time.perf_counter()
+        hessian = gc.HessianOperator(loss, params, feeds={x: X, t: onehot})
+        point_seconds = time.perf_counter() - started
+        print(f"network {FEATURES}-{WIDE_HIDDEN}-{CLASSES}: {hessian.shape[0]} parameters; full-dataset loss "
+              f"{hessian.value:.4f}, gradient norm {np.linalg.norm(hessian.flat_gradient):.4g} "
+              f"({point_seconds:.1f} s for the point pass)")
+        started = time.perf_counter()
+        top = krylov.lanczos(hessian, k=args.top, which="LA", tol=1e-6, seed=args.seed, progress=args.progress)
+        seconds = time.perf_counter() - started
+        eigenvalues = np.sort(top.eigenvalues)[::-1]
+        print("top Hessian eigenvalues: " + "  ".join(f"{v:.5g}" for v in eigenvalues))
+        print(f"({hessian.hvp_count} Hessian-vector products over all {args.rows:,} rows in {seconds:.1f} s, "
+              f"{seconds / max(hessian.hvp_count, 1):.2f} s each)")
+    return dict(loss=hessian.value, gradient=hessian.flat_gradient, top=eigenvalues,
+                products=hessian.hvp_count, parameters=hessian.shape[0])
 
 
 if __name__ == "__main__":

@@ -101,8 +101,10 @@ def _gather_impl(x, *arrays, index):
 
 def _scatter_add_impl(g, *rest, index):
     *arrays, like = rest
-    result = np.zeros(like.shape, dtype=np.result_type(g))
-    np.add.at(result, _decode(index, arrays, like.shape), g)
+    result = np.zeros_like(g, shape=like.shape)  # an array of g's kind (on g's device)
+    positions = tuple(np.asarray(i, like=g) if isinstance(i, np.ndarray) else i  # and its positions
+                      for i in _decode(index, arrays, like.shape))
+    np.add.at(result, positions, g)
     return result
 
 

@@ -191,7 +191,7 @@ def _embed_infer(g, subscripts):
 def _embed_impl(g, subscripts):
     unique, _, full = subscripts.partition("->")
     sizes = dict(zip(unique, g.shape))
-    result = np.zeros(tuple(sizes[c] for c in full), dtype=np.result_type(g))
+    result = np.zeros_like(g, shape=tuple(sizes[c] for c in full))  # of g's kind (on g's device)
     np.einsum(f"{full}->{unique}", result)[...] = g  # a writable view of the diagonal
     return result
 
@@ -250,7 +250,7 @@ def _diagonal_infer(x, offset, axis1, axis2):
 
 
 def _diagonal_grad_impl(g, like, offset, axis1, axis2):
-    result = np.zeros(like.shape, dtype=np.result_type(g))
+    result = np.zeros_like(g, shape=like.shape)  # of g's kind (on g's device)
     moved = np.moveaxis(result, (axis1, axis2), (-2, -1))
     steps = np.arange(g.shape[-1])
     moved[..., steps + max(-offset, 0), steps + max(offset, 0)] = g

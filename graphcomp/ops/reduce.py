@@ -44,7 +44,7 @@ def _extremum_vjp(g, out, x):
 
 def _logsumexp_impl(x, axis, keepdims):
     if x.size == 0:  # the log of an empty sum: -inf, as NumPy's logaddexp.reduce gives
-        return np.full(np.sum(x, axis=axis, keepdims=keepdims).shape, -np.inf, dtype=np.result_type(x, 1.0))
+        return np.full_like(x, -np.inf, dtype=np.result_type(x, 1.0), shape=np.sum(x, axis=axis, keepdims=keepdims).shape)
     peak = np.max(x, axis=axis, keepdims=True)
     peak = np.where(np.isfinite(peak), peak, 0)
     with np.errstate(divide="ignore"):
@@ -340,9 +340,9 @@ CUMPROD = register(OpDef("cumprod", np.cumprod, _scan_infer, vjp=(_cumprod_vjp,)
 # so every order of derivative is exact.
 
 def _along_front(arrays, axis):
-    x = np.asarray(arrays[0])
+    x = arrays[0]
     dtype = np.result_type(*arrays)
-    return [np.moveaxis(np.broadcast_to(np.asarray(a, dtype=dtype), x.shape), axis, 0) for a in arrays], dtype
+    return [np.moveaxis(np.broadcast_to(a.astype(dtype, copy=False), x.shape), axis, 0) for a in arrays], dtype
 
 
 def _popcount_order(p):
@@ -365,9 +365,9 @@ def _cumprod_derivative_impl(x, *tangents, axis):
     """D_p(x; t_1..t_p) along `axis`: the p-th directional derivative of cumprod(x)."""
     (x, *ts), dtype = _along_front((x, *tangents), axis)
     p, rest = len(ts), x.shape[1:]
-    result = np.zeros(x.shape, dtype)
-    state = {s: np.zeros(rest, dtype) for s in range(1 << p)}
-    state[0] = np.ones(rest, dtype)
+    result = np.zeros_like(x, dtype, shape=x.shape)  # (zeros_like and ones_like: on x's device)
+    state = {s: np.zeros_like(x, dtype, shape=rest) for s in range(1 << p)}
+    state[0] = np.ones_like(x, dtype, shape=rest)
     for k in range(x.shape[0]):
         state = _prefix_step(state, x[k], [t[k] for t in ts])
         result[k] = state[(1 << p) - 1]
@@ -380,19 +380,19 @@ def _cumprod_transpose_impl(x, g, *tangents, axis):
     q, n, rest = len(ts), x.shape[0], x.shape[1:]
     full = (1 << q) - 1
     prefixes = []  # prefixes[m]: the coefficients of prod_{k<m}
-    state = {s: np.zeros(rest, dtype) for s in range(1 << q)}
-    state[0] = np.ones(rest, dtype)
+    state = {s: np.zeros_like(x, dtype, shape=rest) for s in range(1 << q)}
+    state[0] = np.ones_like(x, dtype, shape=rest)
     for k in range(n):
         prefixes.append(state)
         state = _prefix_step(state, x[k], [t[k] for t in ts])
-    result = np.zeros(x.shape, dtype)
+    result = np.zeros_like(x, dtype, shape=x.shape)
     # back[U] at m: sum_{j>=m} g_j (coefficient of e_U in prod_{m<k<=j})
-    back = {s: np.zeros(rest, dtype) for s in range(1 << q)}
+    back = {s: np.zeros_like(x, dtype, shape=rest) for s in range(1 << q)}
     for m in range(n - 1, -1, -1):
         if m + 1 < n:
             back = _prefix_step(back, x[m + 1], [t[m + 1] for t in ts])
         back[0] = back[0] + g[m]
-        total = np.zeros(rest, dtype)
+        total = np.zeros_like(x, dtype, shape=rest)
         for subset in range(1 << q):
             total = total + prefixes[m][subset] * back[full & ~subset]
         result[m] = total

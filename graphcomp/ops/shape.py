@@ -494,7 +494,7 @@ def _getitem_impl(x, index):
 
 
 def _getitem_grad_impl(g, x, index):
-    result = np.zeros(x.shape, dtype=np.result_type(g))
+    result = np.zeros_like(g, shape=x.shape)  # of g's kind (on g's device)
     result[decode_index(index)] = g
     return result
 
@@ -769,11 +769,11 @@ def _pad_grad_impl(g, like, pad_width, mode):
         else:
             sources = np.pad(np.arange(n), (before, after), mode=mode)
         moved = np.moveaxis(result, axis, 0)
-        summed = np.zeros((n,) + moved.shape[1:], dtype=np.result_type(g))
+        summed = np.zeros_like(moved, shape=(n,) + moved.shape[1:])  # of g's kind (on g's device)
         kept = sources >= 0
-        np.add.at(summed, sources[kept], moved[kept])
+        np.add.at(summed, np.asarray(sources[kept], like=g), moved[kept])  # the positions on g's device
         result = np.moveaxis(summed, 0, axis)
-    return np.array(result, dtype=np.result_type(g), copy=True)
+    return result.astype(g.dtype, copy=True)
 
 
 def _pad_jvp(tangents, out, x):
