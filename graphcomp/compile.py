@@ -17,7 +17,7 @@ from graphcomp.errors import ExecutionError, ShapeError
 from graphcomp.ir import Graph
 from graphcomp.numeric_check import NumericCheck
 from graphcomp.ops.elementwise import cast
-from graphcomp.shapes import format_shape
+from graphcomp.shapes import format_shape, is_static
 from graphcomp.tensor import Tensor, constant, tensor_as_value_error
 
 
@@ -103,6 +103,13 @@ class Function:
         self._program = executor.generate(self.graph, self.inputs)
         self._run = self._program.run
         self._last_shapes = None
+        # What a call checks on its fast path: each argument an ndarray of exactly its
+        # placeholder's dtype and shape (None: any length); and whether f.stats needs the sizes.
+        self._exact = [(node.dtype, tuple(node.shape), len(node.shape),
+                        None if is_static(node.shape) else [(axis, d) for axis, d in enumerate(node.shape)
+                                                            if d is not None])
+                       for node in self.inputs]
+        self._sizes_unknown = not all(is_static(node.shape) for node in self.graph.nodes)
 
     def _check_inputs_cover(self, graph):
         listed = set(self.inputs)
@@ -113,10 +120,13 @@ class Function:
 
     # calling --------------------------------------------------------------------------------
     def __call__(self, *args, **kwargs):
-        arrays = self._bind(args, kwargs)
+        arrays = self._exact_arguments(args) if not kwargs else None
+        if arrays is None:
+            arrays = self._bind(args, kwargs)
         if self._numeric_check is not None:
             self._numeric_check.check(arrays)
-        self._last_shapes = [array.shape for array in arrays]  # for f.stats when sizes are unknown
+        if self._sizes_unknown:
+            self._last_shapes = [array.shape for array in arrays]  # for f.stats
         try:
             results = self._run(*arrays)
         except Exception as error:  # re-raised with the graph's context
@@ -124,6 +134,8 @@ class Function:
         # Every returned array and every new variable value is its own array: an output listed
         # twice, outputs merged by the optimizer and two variables updated from one expression
         # never share memory with each other, the inputs, constants or variables.
+        if self.single_output and not self.updates:
+            return _unshared(results[0], arrays)
         held = list(arrays)
         outputs = []
         for result in results[:len(self.outputs)]:
@@ -144,6 +156,27 @@ class Function:
         if self.single_output:
             return outputs[0]
         return outputs
+
+    def _exact_arguments(self, args):
+        """`args` as a list when each is an ndarray of exactly its placeholder's dtype and shape
+        (what _check_argument returns unchanged), else None (then _bind checks them in full)."""
+        exact = self._exact
+        if len(args) != len(exact):
+            return None
+        for value, (dtype, shape, ndim, known) in zip(args, exact):
+            if type(value) is not np.ndarray or (value.dtype is not dtype and value.dtype != dtype):
+                return None
+            if known is None:  # every length known
+                if value.shape != shape:
+                    return None
+            else:
+                given = value.shape
+                if len(given) != ndim:
+                    return None
+                for axis, length in known:
+                    if given[axis] != length:
+                        return None
+        return list(args)
 
     def _bind(self, args, kwargs):
         if any(isinstance(a, dict) for a in args):
@@ -220,6 +253,8 @@ class Function:
 
     def _check_argument(self, index, value):
         node = self.inputs[index]
+        if type(value) is np.ndarray and value.dtype == node.dtype and _fits(value.shape, node.shape):
+            return value
         label = self._label(index)
         if node.source is not None:  # where the user built the placeholder
             label += f" (built at {os.path.basename(node.source.filename)}:{node.source.lineno})"
@@ -253,9 +288,8 @@ class Function:
                     raise ValueError(f"{label} expects dtype {node.dtype}: the values given overflow it "
                                      f"(largest magnitude {np.max(np.abs(array[np.isfinite(array)]), initial=0):.3g})"
                                      ) from None
-        shape = array.shape
-        if len(shape) != len(node.shape) or any(d is not None and d != s for d, s in zip(node.shape, shape)):
-            raise ValueError(f"{self._label(index)} expects shape {format_shape(node.shape)}, got {shape}")
+        if not _fits(array.shape, node.shape):
+            raise ValueError(f"{self._label(index)} expects shape {format_shape(node.shape)}, got {array.shape}")
         return array
 
     def _explain(self, error):
@@ -291,13 +325,22 @@ class Function:
         return restore_function, (self.unoptimized_graph, self.inputs, outputs, self.updates, self.optimize)
 
 
+def _fits(shape, expected):
+    """True when an array of `shape` fits a placeholder of shape `expected` (None: any length)."""
+    return len(shape) == len(expected) and all(d is None or d == s for d, s in zip(expected, shape))
+
+
 def _unshared(value, held):
     """`value` as an array nothing else holds: views, read-only arrays and the arrays in `held`
     are copied, so results never alias the caller's inputs, constants or variables."""
     array = value if type(value) is np.ndarray else np.asarray(value)
-    if array.flags.owndata and array.flags.writeable and not any(array is h for h in held):
-        return array
-    return array.copy()
+    flags = array.flags
+    if not (flags.owndata and flags.writeable):
+        return array.copy()
+    for other in held:
+        if array is other:
+            return array.copy()
+    return array
 
 
 def restore_function(unoptimized_graph, inputs, outputs, updates, optimize):
