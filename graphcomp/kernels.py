@@ -6,7 +6,7 @@ in order, computing a step that repeats an earlier one (same function, same oper
 Nothing is rearranged or simplified, so a fused kernel computes what its members compute:
 
 * NumPy code (always available): one ufunc call per step, each writing into a scratch buffer
-  (`out=`), the last one into the result. Scratch buffers are reused after their last use.
+  (its `out` argument), the last one into the result. Scratch buffers are reused after their last use.
   These are the very ufunc calls the unfused kernels make, so the values are the same, bit for
   bit, with the same NaN and inf. Steps of a member whose record tolerates an IEEE condition
   (underflow in a stable sigmoid) run with that condition ignored, as the unfused kernel does,
@@ -302,6 +302,9 @@ def _text(operand, slot_of, literals):
     return "out" if slot == "out" else f"s{slot}"
 
 
+KEYWORD_OUT = frozenset({"maximum", "minimum"})  # NumPy 2.4 deprecates their `out` given by position
+
+
 def _step_line(step, target, args):
     if step.function == "where":
         # np.where has no `out`; a masked copy (copyto with where=) is several times slower
@@ -313,7 +316,10 @@ def _step_line(step, target, args):
         return f"_copyto({target}, {selection})"
     if step.function == "cast":  # astype's values, written into the slot
         return f"_copyto({target}, {args[0]}, casting='unsafe')"
-    return f"_{step.function}({', '.join(args)}, out={target})"
+    if step.function in KEYWORD_OUT:
+        return f"_{step.function}({', '.join(args)}, out={target})"
+    # `out` given by position: the same call as `out=`, without parsing a keyword (~30 ns a step)
+    return f"_{step.function}({', '.join(args)}, {target})"
 
 
 def numpy_source(program, name="body", guarded=False):
@@ -483,10 +489,34 @@ class NumexprProgram:
         return out
 
 
+try:  # NumPy 2: the IEEE error handling in force is one immutable object in a context variable
+    from numpy._core.umath import _extobj_contextvar
+except ImportError:  # pragma: no cover - depends on NumPy's version
+    _extobj_contextvar = None
+_error_state_seen = (None, None)  # (that object, what _error_handling found for it)
+
+
+def _error_handling():
+    """(numexpr may run, IEEE conditions not ignored) under the error handling in force.
+    np.geterr() costs about half a microsecond, so it is read once per error state:
+    np.errstate and np.seterr each install a new state object, and the last one seen is kept
+    (with its answer) so that its identity cannot be reused."""
+    global _error_state_seen
+    state = _extobj_contextvar.get() if _extobj_contextvar is not None else None
+    seen = _error_state_seen
+    if state is not None and seen[0] is state:
+        return seen[1]
+    modes = np.geterr()
+    # numexpr never raises, so a condition set to raise must be met by the NumPy code.
+    answer = (all(mode in QUIET_ERROR_MODES for mode in modes.values()),
+              frozenset(condition for condition, mode in modes.items() if mode != "ignore"))
+    _error_state_seen = (state, answer)
+    return answer
+
+
 def _numexpr_may_run():
-    """True when the IEEE error handling in force lets numexpr stand in for NumPy (numexpr
-    never raises, so a condition set to raise must be met by the NumPy code)."""
-    return all(mode in QUIET_ERROR_MODES for mode in np.geterr().values())
+    """True when the IEEE error handling in force lets numexpr stand in for NumPy."""
+    return _error_handling()[0]
 
 
 # the kernel ----------------------------------------------------------------------------------------
@@ -545,14 +575,19 @@ class Kernel:
     def _body_for_errstate(self):
         """The NumPy body: with guards around tolerant steps when a condition they tolerate is
         not already ignored."""
-        if self.quiet_conditions:
-            modes = np.geterr()
-            if any(modes[condition] != "ignore" for condition in self.quiet_conditions):
-                return self.guarded_body
+        if self.quiet_conditions and self.quiet_conditions & _error_handling()[1]:
+            return self.guarded_body
         return self.body
 
     def __call__(self, *inputs, out=None):
-        shape = self.shape if self.shape is not None else np.broadcast_shapes(*(np.shape(x) for x in inputs))
+        shape = self.shape
+        if shape is None:
+            shapes = [np.shape(x) for x in inputs]
+            shape = shapes[0] if shapes else ()
+            for other in shapes:
+                if other != shape:  # broadcast only when the shapes differ (broadcast_shapes costs ~1 us)
+                    shape = np.broadcast_shapes(*shapes)
+                    break
         if out is None:
             out = np.empty(shape, self.dtype)
         size = out.size

@@ -2,6 +2,7 @@
 where installed) agreeing with the unfused ops, and errors that name the fused expression."""
 
 import inspect
+import threading
 
 import numpy as np
 import pytest
@@ -200,7 +201,7 @@ COMPARISONS = {"less", "less_equal", "greater", "greater_equal", "equal"}
 
 def test_pure_numpy_kernel_writes_into_preallocated_buffers():
     kernel = kernel_of(lambda x: gc.tanh(x) * gc.exp(-x) + x ** 2, (10,))
-    assert "out=" in kernel.source and "_tanh" in kernel.source
+    assert ", out)" in kernel.source and "_tanh" in kernel.source  # the last step writes into `out`
     values = RNG.standard_normal(10)
     out = np.empty(10)
     previous = kernels.get_backend()
@@ -349,3 +350,37 @@ def test_set_num_threads_limits_the_kernels_numexpr_and_blas():
             gc.set_num_threads(0)
     finally:
         gc.set_num_threads(previous)
+
+
+def test_a_kernel_follows_every_change_of_the_error_handling(backend):
+    """The kernels read np.geterr() once per error state; np.errstate, np.seterr and threads
+    with their own state each get their own answer."""
+    x = gc.placeholder((None,), name="x")
+    f = gc.function([x], (x * 1e300 * 1e300 + 1.0) * 2.0 - gc.sqrt(x) * 3.0 + gc.sigmoid(x) * 0.0)
+    huge, fine = np.full(5, 10.0), np.full(5, 1e-300)
+    old = np.geterr()
+    try:
+        for _ in range(2):
+            with np.errstate(all="ignore"):
+                assert np.isinf(f(huge)).all()
+            with np.errstate(over="raise"), pytest.raises(gc.ExecutionError, match="overflow"):
+                f(huge)
+            np.seterr(over="raise")
+            with pytest.raises(gc.ExecutionError, match="overflow"):
+                f(huge)
+            np.seterr(over="ignore", under="ignore", invalid="ignore")
+            assert np.isinf(f(huge)).all()
+            with np.errstate(under="raise"):  # the sigmoid's underflow stays tolerated
+                f(np.full(5, -800.0))
+            assert np.isfinite(f(fine)).all()
+            errors = []
+
+            def in_a_thread():  # another thread, its own error handling
+                with np.errstate(over="warn"), pytest.warns(RuntimeWarning, match="overflow"):
+                    errors.append(np.isinf(f(huge)).all())
+            thread = threading.Thread(target=in_a_thread)
+            thread.start()
+            thread.join()
+            assert errors == [True]
+    finally:
+        np.seterr(**old)
