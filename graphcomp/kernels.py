@@ -588,6 +588,7 @@ class Kernel:
                 if other != shape:  # broadcast only when the shapes differ (broadcast_shapes costs ~1 us)
                     shape = np.broadcast_shapes(*shapes)
                     break
+        given = out
         if out is None:
             out = np.empty(shape, self.dtype)
         size = out.size
@@ -605,6 +606,10 @@ class Kernel:
                     self._numexpr = False
         body = self._body_for_errstate()
         if size >= 2 * BLOCK_ELEMENTS:
+            if given is not None and _overlaps_an_input(inputs, out):
+                # A block would write over rows of that input a later block reads.
+                np.copyto(out, self(*inputs))
+                return out
             self._blocked(body, inputs, out, shape)
         else:
             body(*inputs, out, *[np.empty(shape, dtype) for dtype in self.slot_dtypes])
@@ -663,6 +668,11 @@ class Kernel:
             parts = [x[low:high] if cut else x for x, cut in zip(inputs, sliced)]
             buffers = scratch if high - low == block else [s[:high - low] for s in scratch]
             body(*parts, out[low:high], *buffers)
+
+
+def _overlaps_an_input(inputs, out):
+    """True when `out` shares memory with an input without being that very array."""
+    return any(x is not out and isinstance(x, np.ndarray) and np.may_share_memory(x, out) for x in inputs)
 
 
 def _split_shape(shape):

@@ -384,3 +384,34 @@ def test_a_kernel_follows_every_change_of_the_error_handling(backend):
             assert errors == [True]
     finally:
         np.seterr(**old)
+
+
+@pytest.mark.parametrize("size", [1500, 2 * kernels.BLOCK_ELEMENTS + 5], ids=["whole", "blocked"])
+def test_out_as_each_input_a_new_array_or_an_overlapping_view_gives_the_same_bits(size):
+    """Whatever `out` is (a new array, one of the inputs, or a view overlapping an input one
+    element on), a kernel gives the values of its body on separate arrays."""
+    from test_optimizer_exactness import random_program, special_values
+    rng = np.random.default_rng(11)
+    checked = 0
+    for _ in range(100):
+        inputs, output = random_program(rng, shape=(size,))
+        fused = fused_nodes(gc.function(inputs, output))
+        if not fused or len(fused[-1].inputs) != 2 or fused[-1].shape != (size,):
+            continue
+        kernel = fused[-1].op.impl
+        values = [special_values(rng, (size,)) for _ in range(2)]
+        with np.errstate(all="ignore"):
+            expected = np.empty(size, kernel.dtype)
+            kernel.body(*values, expected, *[np.empty(size, d) for d in kernel.slot_dtypes])
+            outcomes = [kernel(*values), kernel(*values, out=np.empty(size, kernel.dtype))]
+            for index in range(2):
+                if kernel.dtype == values[index].dtype:
+                    copies = [v.copy() for v in values]
+                    outcomes.append(kernel(*copies, out=copies[index]))
+            if kernel.dtype == np.float64 and values[0].dtype == np.float64:
+                buffer = np.concatenate([values[0], [0.0]])  # `out` overlaps x0, one element on
+                outcomes.append(kernel(buffer[:-1], values[1], out=buffer[1:]).copy())
+        for number, got in enumerate(outcomes):
+            np.testing.assert_array_equal(got, expected, err_msg=f"outcome {number}")
+        checked += 1
+    assert checked >= 20
