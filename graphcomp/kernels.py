@@ -572,13 +572,6 @@ class Kernel:
     def __repr__(self):
         return f"<Kernel {self.name}: {len(self.program.steps)} steps>"
 
-    def _body_for_errstate(self):
-        """The NumPy body: with guards around tolerant steps when a condition they tolerate is
-        not already ignored."""
-        if self.quiet_conditions and self.quiet_conditions & _error_handling()[1]:
-            return self.guarded_body
-        return self.body
-
     def __call__(self, *inputs, out=None):
         shape = self.shape
         if shape is None:
@@ -604,15 +597,19 @@ class Kernel:
                     return program(inputs, out)
                 except ValueError:  # a limit of this numexpr build: the NumPy code runs instead
                     self._numexpr = False
-        body = self._body_for_errstate()
+        # Guards around tolerant steps when a condition they tolerate is not already ignored.
+        quiet = self.quiet_conditions
+        body = self.guarded_body if quiet and quiet & _error_handling()[1] else self.body
         if size >= 2 * BLOCK_ELEMENTS:
             if given is not None and _overlaps_an_input(inputs, out):
                 # A block would write over rows of that input a later block reads.
                 np.copyto(out, self(*inputs))
                 return out
             self._blocked(body, inputs, out, shape)
-        else:
+        elif self.slot_dtypes:
             body(*inputs, out, *[np.empty(shape, dtype) for dtype in self.slot_dtypes])
+        else:
+            body(*inputs, out)
         return out
 
     def scratch_bytes(self, shape):
