@@ -17,7 +17,7 @@ from graphcomp.errors import ExecutionError, ShapeError
 from graphcomp.ir import Graph
 from graphcomp.numeric_check import NumericCheck
 from graphcomp.ops.elementwise import cast
-from graphcomp.shapes import format_shape
+from graphcomp.shapes import format_shape, is_static
 from graphcomp.tensor import Tensor, constant, tensor_as_value_error
 
 
@@ -108,6 +108,13 @@ class Function:
                                           None if self.backend is backends.NUMPY else self.backend)
         self._run = self._program.run
         self._last_shapes = None
+        # What a call checks on its fast path: each argument an ndarray of exactly its
+        # placeholder's dtype and shape (None: any length); and whether f.stats needs the sizes.
+        self._exact = [(node.dtype, tuple(node.shape), len(node.shape),
+                        None if is_static(node.shape) else [(axis, d) for axis, d in enumerate(node.shape)
+                                                            if d is not None])
+                       for node in self.inputs]
+        self._sizes_unknown = not all(is_static(node.shape) for node in self.graph.nodes)
 
     def _check_inputs_cover(self, graph):
         listed = set(self.inputs)
@@ -118,10 +125,14 @@ class Function:
 
     # calling --------------------------------------------------------------------------------
     def __call__(self, *args, **kwargs):
-        arrays = self._bind(args, kwargs)
+        # The fast path takes NumPy arrays as they are: only the NumPy backend runs on them unchanged.
+        arrays = self._exact_arguments(args) if not kwargs and self.backend is backends.NUMPY else None
+        if arrays is None:
+            arrays = self._bind(args, kwargs)
         if self._numeric_check is not None:
             self._numeric_check.check(arrays)
-        self._last_shapes = [array.shape for array in arrays]  # for f.stats when sizes are unknown
+        if self._sizes_unknown:
+            self._last_shapes = [array.shape for array in arrays]  # for f.stats
         backend = self.backend
         try:
             results = self._run(*arrays) if backend is backends.NUMPY else backend.run(self._run, arrays)
@@ -132,6 +143,8 @@ class Function:
         # Every returned array and every new variable value is its own array: an output listed
         # twice, outputs merged by the optimizer and two variables updated from one expression
         # never share memory with each other, the inputs, constants or variables.
+        if self.single_output and not self.updates:
+            return _unshared(results[0], arrays)
         held = list(arrays)
         outputs = []
         for result in results[:len(self.outputs)]:
@@ -171,6 +184,27 @@ class Function:
         for (target, _), value in zip(self.updates, new_values):
             backend.store(target.payload, value)
         return outputs[0] if self.single_output else outputs
+
+    def _exact_arguments(self, args):
+        """`args` as a list when each is an ndarray of exactly its placeholder's dtype and shape
+        (what _check_argument returns unchanged), else None (then _bind checks them in full)."""
+        exact = self._exact
+        if len(args) != len(exact):
+            return None
+        for value, (dtype, shape, ndim, known) in zip(args, exact):
+            if type(value) is not np.ndarray or (value.dtype is not dtype and value.dtype != dtype):
+                return None
+            if known is None:  # every length known
+                if value.shape != shape:
+                    return None
+            else:
+                given = value.shape
+                if len(given) != ndim:
+                    return None
+                for axis, length in known:
+                    if given[axis] != length:
+                        return None
+        return list(args)
 
     def _bind(self, args, kwargs):
         if any(isinstance(a, dict) for a in args):
@@ -247,6 +281,8 @@ class Function:
 
     def _check_argument(self, index, value):
         node = self.inputs[index]
+        if type(value) is np.ndarray and value.dtype == node.dtype and _fits(value.shape, node.shape):
+            return value if self.backend is backends.NUMPY else self.backend.adopt(value, node)
         label = self._label(index)
         if node.source is not None:  # where the user built the placeholder
             label += f" (built at {os.path.basename(node.source.filename)}:{node.source.lineno})"
@@ -282,9 +318,8 @@ class Function:
                     raise ValueError(f"{label} expects dtype {node.dtype}: the values given overflow it "
                                      f"(largest magnitude {np.max(np.abs(array[np.isfinite(array)]), initial=0):.3g})"
                                      ) from None
-        shape = array.shape
-        if len(shape) != len(node.shape) or any(d is not None and d != s for d, s in zip(node.shape, shape)):
-            raise ValueError(f"{self._label(index)} expects shape {format_shape(node.shape)}, got {shape}")
+        if not _fits(array.shape, node.shape):
+            raise ValueError(f"{self._label(index)} expects shape {format_shape(node.shape)}, got {array.shape}")
         return array if self.backend is backends.NUMPY else self.backend.adopt(array, node)
 
     def _check_backend_array(self, index, label, node, array):
@@ -297,7 +332,7 @@ class Function:
         if any(not isinstance(s, (int, np.integer)) or s != s for s in shape):  # Dask's unknown sizes are NaN
             raise ValueError(f"{label} has chunks of unknown size (shape {shape}); call "
                              "array.compute_chunk_sizes() first")
-        if len(shape) != len(node.shape) or any(d is not None and d != s for d, s in zip(node.shape, shape)):
+        if not _fits(shape, node.shape):
             raise ValueError(f"{self._label(index)} expects shape {format_shape(node.shape)}, got {shape}")
         return array
 
@@ -338,13 +373,22 @@ class Function:
                                   options)
 
 
+def _fits(shape, expected):
+    """True when an array of `shape` fits a placeholder of shape `expected` (None: any length)."""
+    return len(shape) == len(expected) and all(d is None or d == s for d, s in zip(expected, shape))
+
+
 def _unshared(value, held):
     """`value` as an array nothing else holds: views, read-only arrays and the arrays in `held`
     are copied, so results never alias the caller's inputs, constants or variables."""
     array = value if type(value) is np.ndarray else np.asarray(value)
-    if array.flags.owndata and array.flags.writeable and not any(array is h for h in held):
-        return array
-    return array.copy()
+    flags = array.flags
+    if not (flags.owndata and flags.writeable):
+        return array.copy()
+    for other in held:
+        if array is other:
+            return array.copy()
+    return array
 
 
 def restore_function(unoptimized_graph, inputs, outputs, updates, optimize, options=None):

@@ -6,13 +6,12 @@ in order, computing a step that repeats an earlier one (same function, same oper
 Nothing is rearranged or simplified, so a fused kernel computes what its members compute:
 
 * NumPy code (always available): one ufunc call per step, each writing into a scratch buffer
-  (`out=`), the last one into the result. Scratch buffers are reused after their last use.
+  (its `out` argument), the last one into the result. Scratch buffers are reused after their last use.
   These are the very ufunc calls the unfused kernels make, so the values are the same, bit for
   bit, with the same NaN and inf. Steps of a member whose record tolerates an IEEE condition
   (underflow in a stable sigmoid) run with that condition ignored, as the unfused kernel does,
   so under `np.errstate(all="raise")` a fused kernel raises exactly where its members would.
-  Large arrays are processed in row blocks that fit in cache, on two threads (NumPy releases
-  the GIL inside ufunc loops; the worker runs in the caller's context, errstate included).
+  Large arrays are processed in row blocks that fit in cache, on several threads (below).
 * numexpr, where installed, for small float64 arrays (up to NUMEXPR_MAX_ELEMENTS elements)
   and programs of MIN_NUMEXPR_STEPS steps or more: the steps as one interpreted program,
   each NumPy function written in numexpr's language. Only programs whose every step numexpr
@@ -23,6 +22,22 @@ Nothing is rearranged or simplified, so a fused kernel computes what its members
   raises nor warns on IEEE conditions, so it runs only while no condition is set to "raise"
   (or "call", "print", "log"); otherwise the NumPy code runs. numexpr programs are not safe
   to run from two threads at once: every call takes numexpr's own lock.
+
+Threads. A large kernel (2 * BLOCK_ELEMENTS elements or more) cuts its rows (along the first
+axis longer than one) into N contiguous ranges and runs each in row blocks of about
+BLOCK_ELEMENTS elements: the caller runs the first range, a shared pool the others. N is the
+limit set with `set_num_threads` or else the number of CPUs this process may use, and at most
+one range per THREAD_MIN_ELEMENTS elements (below that a thread costs more than it saves), so
+small arrays never wait for a thread; under a limit of one there is no pool at all. The pool
+is made again when the limit changes. NumPy releases the GIL inside ufunc loops, and each range
+runs in a copy of the caller's context, so its np.errstate holds there too. Every range and
+block makes the same ufunc calls as the whole array, so the values are the same bits for any
+number of threads; when ranges raise, the first range's error is raised (the one a single
+thread meets first), after every range has finished. Under the "auto" backend numexpr only
+sees arrays below 2 * numexpr's block size (2,048 elements), which it runs on the calling
+thread whatever its own thread count: its pool never wakes for a fused kernel's small arrays
+(waking it cost 20-40 us per call on two cores, more than the work; from a few hundred
+elements on, NumPy's loops are faster than numexpr's anyway).
 
 Any number of threads may call one kernel at once: every call allocates its own scratch
 buffers, and the numexpr path is serialised.
@@ -52,10 +67,11 @@ BACKENDS = ("auto", "numpy", "numexpr")
 _backend = [os.environ.get("GRAPHCOMP_KERNELS", "auto")]
 if _backend[0] not in BACKENDS or (_backend[0] == "numexpr" and numexpr is None):
     _backend[0] = "auto"
-NUMEXPR_MAX_ELEMENTS = 4096      # above this, NumPy's SIMD loops beat numexpr's interpreter
+NUMEXPR_MAX_ELEMENTS = 512       # above this, NumPy's SIMD loops beat numexpr's interpreter; keep it
+                                 # below 2 * numexpr's block size (2,048), where numexpr stays on one thread
 MIN_NUMEXPR_STEPS = 6            # below this, a few ufunc calls cost less than starting numexpr's machine
 BLOCK_ELEMENTS = 1 << 15         # elements per block when a large array is processed in blocks
-PARALLEL_MIN_ELEMENTS = 1 << 17  # below this, a second thread costs more than it saves
+THREAD_MIN_ELEMENTS = 1 << 16    # elements each thread of a large kernel gets at least (fewer cost more than they save)
 QUIET_ERROR_MODES = ("ignore", "warn")  # IEEE handling modes under which numexpr may run
 _kernel_counter = itertools.count()
 
@@ -300,6 +316,9 @@ def _text(operand, slot_of, literals):
     return "out" if slot == "out" else f"s{slot}"
 
 
+KEYWORD_OUT = frozenset({"maximum", "minimum"})  # NumPy 2.4 deprecates their `out` given by position
+
+
 def _step_line(step, target, args):
     if step.function == "where":
         # np.where has no `out`; a masked copy (copyto with where=) is several times slower
@@ -311,7 +330,10 @@ def _step_line(step, target, args):
         return f"_copyto({target}, {selection})"
     if step.function == "cast":  # astype's values, written into the slot
         return f"_copyto({target}, {args[0]}, casting='unsafe')"
-    return f"_{step.function}({', '.join(args)}, out={target})"
+    if step.function in KEYWORD_OUT:
+        return f"_{step.function}({', '.join(args)}, out={target})"
+    # `out` given by position: the same call as `out=`, without parsing a keyword (~30 ns a step)
+    return f"_{step.function}({', '.join(args)}, {target})"
 
 
 def numpy_source(program, name="body", guarded=False):
@@ -481,10 +503,34 @@ class NumexprProgram:
         return out
 
 
+try:  # NumPy 2: the IEEE error handling in force is one immutable object in a context variable
+    from numpy._core.umath import _extobj_contextvar
+except ImportError:  # pragma: no cover - depends on NumPy's version
+    _extobj_contextvar = None
+_error_state_seen = (None, None)  # (that object, what _error_handling found for it)
+
+
+def _error_handling():
+    """(numexpr may run, IEEE conditions not ignored) under the error handling in force.
+    np.geterr() costs about half a microsecond, so it is read once per error state:
+    np.errstate and np.seterr each install a new state object, and the last one seen is kept
+    (with its answer) so that its identity cannot be reused."""
+    global _error_state_seen
+    state = _extobj_contextvar.get() if _extobj_contextvar is not None else None
+    seen = _error_state_seen
+    if state is not None and seen[0] is state:
+        return seen[1]
+    modes = np.geterr()
+    # numexpr never raises, so a condition set to raise must be met by the NumPy code.
+    answer = (all(mode in QUIET_ERROR_MODES for mode in modes.values()),
+              frozenset(condition for condition, mode in modes.items() if mode != "ignore"))
+    _error_state_seen = (state, answer)
+    return answer
+
+
 def _numexpr_may_run():
-    """True when the IEEE error handling in force lets numexpr stand in for NumPy (numexpr
-    never raises, so a condition set to raise must be met by the NumPy code)."""
-    return all(mode in QUIET_ERROR_MODES for mode in np.geterr().values())
+    """True when the IEEE error handling in force lets numexpr stand in for NumPy."""
+    return _error_handling()[0]
 
 
 # the kernel ----------------------------------------------------------------------------------------
@@ -544,20 +590,19 @@ class Kernel:
         # Sent to another process (a Dask worker) as its program: the code is generated again there.
         return Kernel, (self.program, self.dtype, self.shape, self.compute_dtype)
 
-    def _body_for_errstate(self):
-        """The NumPy body: with guards around tolerant steps when a condition they tolerate is
-        not already ignored."""
-        if self.quiet_conditions:
-            modes = np.geterr()
-            if any(modes[condition] != "ignore" for condition in self.quiet_conditions):
-                return self.guarded_body
-        return self.body
-
     def __call__(self, *inputs, out=None):
+        given = out
         if out is None:
-            shape = self.shape if self.shape is not None else np.broadcast_shapes(*(np.shape(x) for x in inputs))
+            shape = self.shape
+            if shape is None:
+                shapes = [np.shape(x) for x in inputs]
+                shape = shapes[0] if shapes else ()
+                for other in shapes:
+                    if other != shape:  # broadcast only when the shapes differ (broadcast_shapes costs ~1 us)
+                        shape = np.broadcast_shapes(*shapes)
+                        break
             out = np.empty(shape, self.dtype)
-        else:  # a block of the whole array, on the Dask backend
+        else:  # the node's array, or one block of it on the Dask backend
             shape = out.shape
         size = out.size
         backend = _backend[0]
@@ -572,39 +617,68 @@ class Kernel:
                     return program(inputs, out)
                 except ValueError:  # a limit of this numexpr build: the NumPy code runs instead
                     self._numexpr = False
-        body = self._body_for_errstate()
-        if size >= 2 * BLOCK_ELEMENTS and out.ndim >= 1 and shape[0] > 1:
+        # Guards around tolerant steps when a condition they tolerate is not already ignored.
+        quiet = self.quiet_conditions
+        body = self.guarded_body if quiet and quiet & _error_handling()[1] else self.body
+        if size >= 2 * BLOCK_ELEMENTS:
+            if given is not None and _overlaps_an_input(inputs, out):
+                # A block would write over rows of that input a later block reads.
+                np.copyto(out, self(*inputs))
+                return out
             self._blocked(body, inputs, out, shape)
-        else:
+        elif self.slot_dtypes:
             body(*inputs, out, *[np.empty(shape, dtype) for dtype in self.slot_dtypes])
+        else:
+            body(*inputs, out)
         return out
 
     def scratch_bytes(self, shape):
-        """Bytes of scratch buffers one call at `shape` allocates."""
+        """Bytes of scratch buffers one call at `shape` allocates (under the thread limit in force)."""
         size = int(np.prod(shape, dtype=np.int64))
-        if size >= 2 * BLOCK_ELEMENTS and len(shape) >= 1 and shape[0] > 1:
-            rows = max(1, BLOCK_ELEMENTS // max(1, size // shape[0]))
-            size = 2 * rows * (size // shape[0])
+        if size >= 2 * BLOCK_ELEMENTS:
+            _, rows, row_size = _split_shape(shape)
+            block = min(rows, max(1, BLOCK_ELEMENTS // row_size))
+            size = _parts(size, rows, thread_count()) * block * row_size
         return size * sum(dtype.itemsize for dtype in self.slot_dtypes)
 
-    # large arrays: row blocks that fit in cache, split between two threads
+    # large arrays: contiguous row ranges, one per thread, each run in blocks that fit in cache
     def _blocked(self, body, inputs, out, shape):
-        rows = shape[0]
-        row_size = max(1, out.size // rows)
+        """Run `body` over `out` in row blocks. The rows (of the first axis longer than one) are
+        cut into as many contiguous ranges as threads may run (thread_count(), each range with
+        at least THREAD_MIN_ELEMENTS elements); the caller runs the first range, pool threads
+        the others. Every block makes the ufunc calls the whole array would make, on its part of
+        the elements, so the values do not depend on the number of threads."""
+        unit_axes, rows, row_size = _split_shape(shape)
+        if unit_axes:  # leading axes of length one: index them away (views)
+            out = out[(0,) * unit_axes]
+            axes = len(shape) - unit_axes
+            inputs = [x[(0,) * (np.ndim(x) - axes)] if np.ndim(x) > axes else x for x in inputs]
+        sliced = [np.ndim(x) == out.ndim and np.shape(x)[0] == rows for x in inputs]
         block = max(1, BLOCK_ELEMENTS // row_size)
-        sliced = [np.ndim(x) == len(shape) and np.shape(x)[0] == rows for x in inputs]
-        pool = _pool() if out.size >= PARALLEL_MIN_ELEMENTS else None
+        count = _parts(out.size, rows, thread_count())
+        pool = _pool() if count > 1 else None
         if pool is None:
             self._run_rows(body, inputs, sliced, out, 0, rows, block)
             return
-        middle = (rows // 2 // block) * block or rows // 2
-        # The worker runs in a copy of this thread's context, so np.errstate settings hold there too.
-        future = pool.submit(contextvars.copy_context().run, self._run_rows, body, inputs, sliced, out,
-                             middle, rows, block)
-        self._run_rows(body, inputs, sliced, out, 0, middle, block)
-        future.result()
+        bounds = _bounds(rows, block, count)
+        # Each worker runs in a copy of this thread's context, so np.errstate settings hold there too.
+        futures = [pool.submit(contextvars.copy_context().run, self._run_rows, body, inputs, sliced, out, low, high,
+                               block) for low, high in zip(bounds[1:-1], bounds[2:])]
+        errors = []
+        try:
+            self._run_rows(body, inputs, sliced, out, bounds[0], bounds[1], block)
+        except Exception as error:  # noqa: BLE001 - raised below, once every range is done
+            errors.append(error)
+        for future in futures:  # wait for every range: nothing writes into `out` after we return
+            error = future.exception()
+            if error is not None:
+                errors.append(error)
+        if errors:
+            # The first range's error: the one a single thread, running the ranges in order, meets first.
+            raise errors[0]
 
     def _run_rows(self, body, inputs, sliced, out, start, stop, block):
+        block = min(block, stop - start)
         scratch = [np.empty((block,) + out.shape[1:], dtype) for dtype in self.slot_dtypes]
         for low in range(start, stop, block):
             high = min(low + block, stop)
@@ -613,28 +687,92 @@ class Kernel:
             body(*parts, out[low:high], *buffers)
 
 
-_pool_holder = []
+def _overlaps_an_input(inputs, out):
+    """True when `out` shares memory with an input without being that very array."""
+    return any(x is not out and isinstance(x, np.ndarray) and np.may_share_memory(x, out) for x in inputs)
+
+
+def _split_shape(shape):
+    """(leading axes of length one, rows, elements per row): the rows are the first axis longer
+    than one (shape (1, 1, 5000, 3) runs as 5000 rows of 3)."""
+    unit_axes = 0
+    while unit_axes < len(shape) - 1 and shape[unit_axes] == 1:
+        unit_axes += 1
+    rows = shape[unit_axes] if shape else 1
+    return unit_axes, rows, max(1, int(np.prod(shape[unit_axes + 1:], dtype=np.int64)))
+
+
+def _parts(size, rows, threads):
+    """How many threads share `size` elements in `rows` rows: each at least THREAD_MIN_ELEMENTS."""
+    return max(1, min(threads, rows, size // THREAD_MIN_ELEMENTS))
+
+
+def _bounds(rows, block, count):
+    """`count` + 1 row boundaries of contiguous ranges, at whole blocks where there are enough."""
+    blocks = -(-rows // block)
+    if blocks >= count:
+        return [min(rows, blocks * i // count * block) for i in range(count + 1)]
+    return [rows * i // count for i in range(count + 1)]
+
+
+# threads ----------------------------------------------------------------------------------------
+
+_thread_limit = [None]  # set_num_threads: None until the user sets a limit
+_originals = {}         # what set_num_threads changed outside graphcomp, to restore on set_num_threads(None)
+_pool_holder = [None, 0]  # the pool of large kernels' worker threads, and its number of workers
 _pool_lock = threading.Lock()
 
 
-_thread_limit = [None]  # set_num_threads: None until the user sets a limit
+def _available_cpus():
+    """CPUs this process may run on (its affinity mask where the platform has one)."""
+    if hasattr(os, "process_cpu_count"):  # Python 3.13
+        return os.process_cpu_count() or 1
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
+
+
+CPUS = _available_cpus()
+
+
+def thread_count():
+    """Threads a large fused kernel may use: the set_num_threads limit, else every CPU."""
+    limit = _thread_limit[0]
+    return CPUS if limit is None else limit
 
 
 def set_num_threads(count):
-    """Limit the threads graphcomp's kernels use: fused kernels (one thread, or two for large
-    arrays), numexpr's own pool, and the BLAS behind matmul (through threadpoolctl, where it is
-    installed). Returns the previous limit (None: no limit was set)."""
-    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
-        raise ValueError(f"set_num_threads needs a positive int, got {count!r}")
-    previous, _thread_limit[0] = _thread_limit[0], count
-    if numexpr is not None:
-        numexpr.set_num_threads(count)
-    try:
-        import threadpoolctl  # noqa: PLC0415 - optional
-    except ImportError:
-        pass
-    else:
-        threadpoolctl.threadpool_limits(limits=count, user_api="blas")
+    """Limit the threads graphcomp's kernels use: large fused kernels (which split their rows
+    over up to `count` threads), numexpr's own pool, and the BLAS behind matmul (through
+    threadpoolctl, where it is installed). `None` removes the limit: fused kernels use every CPU
+    and numexpr and BLAS go back to the thread counts they had before the first limit. Returns
+    the previous limit (None: no limit was set), so `set_num_threads(previous)` restores it."""
+    if count is not None and (not isinstance(count, int) or isinstance(count, bool) or count < 1):
+        raise ValueError(f"set_num_threads needs a positive int or None, got {count!r}")
+    with _pool_lock:
+        previous, _thread_limit[0] = _thread_limit[0], count
+        if count != previous:
+            # Dropped, not shut down: a call already holding the old pool finishes its ranges
+            # there, and its idle threads exit once it is garbage collected.
+            _pool_holder[:] = [None, 0]
+        if numexpr is not None:
+            if count is None:
+                if "numexpr" in _originals:
+                    numexpr.set_num_threads(_originals.pop("numexpr"))
+            else:
+                _originals.setdefault("numexpr", numexpr.get_num_threads())
+                numexpr.set_num_threads(min(count, numexpr.MAX_THREADS))
+        try:
+            import threadpoolctl  # noqa: PLC0415 - optional
+        except ImportError:
+            return previous
+        if count is None:
+            if "blas" in _originals:
+                _originals.pop("blas").restore_original_limits()
+        elif "blas" not in _originals:
+            _originals["blas"] = threadpoolctl.threadpool_limits(limits=count, user_api="blas")
+        else:
+            threadpoolctl.threadpool_limits(limits=count, user_api="blas")
     return previous
 
 
@@ -644,19 +782,19 @@ def get_num_threads():
 
 
 def _pool():
-    """A thread pool for the second half of large kernels (the calling thread does the first
-    half), or None on one core or under a limit of one thread. Several callers share it; each
-    waits only for its own part."""
-    if _thread_limit[0] == 1:
+    """The pool whose threads run all but the first row range of large kernels: thread_count()
+    - 1 workers, made on first use and again after the limit changes; None for one thread.
+    Several callers share it; each waits only for its own ranges."""
+    workers = thread_count() - 1
+    if workers < 1:
         return None
-    if not _pool_holder:
-        with _pool_lock:
-            if not _pool_holder:
-                cores = os.cpu_count() or 1
-                if cores < 2:
-                    _pool_holder.append(None)
-                else:
-                    from concurrent.futures import ThreadPoolExecutor
+    pool, size = _pool_holder
+    if size != workers:
+        from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415 - only for large kernels
 
-                    _pool_holder.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="graphcomp-kernel"))
-    return _pool_holder[0]
+        with _pool_lock:
+            if _pool_holder[1] != workers:
+                _pool_holder[:] = [ThreadPoolExecutor(max_workers=workers, thread_name_prefix="graphcomp-kernel"),
+                                   workers]
+            pool = _pool_holder[0]
+    return pool

@@ -233,3 +233,29 @@ def test_earlier_results_and_variable_values_survive_later_calls():
     np.testing.assert_array_equal(first_W, np.ones(200))  # updates replace, never overwrite
     assert not np.array_equal(second_y, first_y)
     assert not np.shares_memory(W.value, second_y)
+
+
+@pytest.mark.parametrize("shape", [(3, 2), (None, 2)], ids=["static", "free-length"])
+def test_arrays_taken_as_they_are_still_get_every_check(shape):
+    """Arguments that are ndarrays of exactly the placeholder's dtype and shape skip the full
+    check; everything else still gets it, and results never alias the arguments."""
+    x = gc.placeholder(shape, name="x")
+    identity, double = gc.function([x], x), gc.function([x], x * 2.0)
+    value = np.arange(6.0).reshape(3, 2)
+    assert identity(value) is not value and np.array_equal(identity(value), value)
+    view = value[::-1]  # a view of the right dtype and shape is taken as it is, and still copied out
+    assert np.shares_memory(view, value) and not np.shares_memory(identity(view), value)
+    assert double(value.astype(np.float32)).dtype == np.float64  # cast safely
+    assert double([[1, 2], [3, 4], [5, 6]]).dtype == np.float64
+    for wrong in (np.zeros((2, 3)), np.zeros((3, 2, 1)), np.zeros(6), np.zeros((3, 3))):
+        with pytest.raises(ValueError, match="expects shape"):
+            double(wrong)
+    with pytest.raises(ValueError, match="cannot be cast safely"):
+        double(value.astype(np.complex128))
+    with pytest.raises(ValueError, match="masked array"):
+        double(np.ma.masked_array(value))
+    if shape[0] is None:
+        assert double(np.zeros((5, 2))).shape == (5, 2)
+    with pytest.raises(TypeError, match="takes 1 arguments"):
+        double(value, value)
+    np.testing.assert_array_equal(double(x=value), 2 * value)

@@ -242,7 +242,7 @@ WORKER_MEMORY = 300 * 2**20
 def client():
     distributed = pytest.importorskip("distributed")
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                  dashboard_address=None, memory_limit=WORKER_MEMORY,
+                                  dashboard_address="127.0.0.1:0", memory_limit=WORKER_MEMORY,
                                   silence_logs=40) as cluster, distributed.Client(cluster) as client:
         yield client
 

@@ -2,6 +2,7 @@
 where installed) agreeing with the unfused ops, and errors that name the fused expression."""
 
 import inspect
+import threading
 
 import numpy as np
 import pytest
@@ -200,7 +201,7 @@ COMPARISONS = {"less", "less_equal", "greater", "greater_equal", "equal"}
 
 def test_pure_numpy_kernel_writes_into_preallocated_buffers():
     kernel = kernel_of(lambda x: gc.tanh(x) * gc.exp(-x) + x ** 2, (10,))
-    assert "out=" in kernel.source and "_tanh" in kernel.source
+    assert ", out)" in kernel.source and "_tanh" in kernel.source  # the last step writes into `out`
     values = RNG.standard_normal(10)
     out = np.empty(10)
     previous = kernels.get_backend()
@@ -215,7 +216,7 @@ def test_pure_numpy_kernel_writes_into_preallocated_buffers():
         kernels.set_backend(previous)
 
 
-def test_blocked_two_thread_path_handles_broadcast_inputs():
+def test_blocked_threaded_path_handles_broadcast_inputs():
     kernel = kernel_of(lambda x, b: gc.exp(-(x - b) ** 2) + b, (1000, 333), (333,))
     values, bias = RNG.standard_normal((1000, 333)), RNG.standard_normal(333)
     assert values.size >= 2 * kernels.BLOCK_ELEMENTS
@@ -328,7 +329,6 @@ def test_a_sum_of_many_inputs_fuses_and_runs_on_every_backend(backend):
 
 
 def test_set_num_threads_limits_the_kernels_numexpr_and_blas():
-    import os
     previous = gc.set_num_threads(1)
     try:
         assert gc.get_num_threads() == 1
@@ -349,5 +349,69 @@ def test_set_num_threads_limits_the_kernels_numexpr_and_blas():
         with pytest.raises(ValueError, match="positive int"):
             gc.set_num_threads(0)
     finally:
-        gc.set_num_threads(os.cpu_count() or 1)
-        kernels._thread_limit[0] = previous
+        gc.set_num_threads(previous)
+
+
+def test_a_kernel_follows_every_change_of_the_error_handling(backend):
+    """The kernels read np.geterr() once per error state; np.errstate, np.seterr and threads
+    with their own state each get their own answer."""
+    x = gc.placeholder((None,), name="x")
+    f = gc.function([x], (x * 1e300 * 1e300 + 1.0) * 2.0 - gc.sqrt(x) * 3.0 + gc.sigmoid(x) * 0.0)
+    huge, fine = np.full(5, 10.0), np.full(5, 1e-300)
+    old = np.geterr()
+    try:
+        for _ in range(2):
+            with np.errstate(all="ignore"):
+                assert np.isinf(f(huge)).all()
+            with np.errstate(over="raise"), pytest.raises(gc.ExecutionError, match="overflow"):
+                f(huge)
+            np.seterr(over="raise")
+            with pytest.raises(gc.ExecutionError, match="overflow"):
+                f(huge)
+            np.seterr(over="ignore", under="ignore", invalid="ignore")
+            assert np.isinf(f(huge)).all()
+            with np.errstate(under="raise"):  # the sigmoid's underflow stays tolerated
+                f(np.full(5, -800.0))
+            assert np.isfinite(f(fine)).all()
+            errors = []
+
+            def in_a_thread():  # another thread, its own error handling
+                with np.errstate(over="warn"), pytest.warns(RuntimeWarning, match="overflow"):
+                    errors.append(np.isinf(f(huge)).all())
+            thread = threading.Thread(target=in_a_thread)
+            thread.start()
+            thread.join()
+            assert errors == [True]
+    finally:
+        np.seterr(**old)
+
+
+@pytest.mark.parametrize("size", [1500, 2 * kernels.BLOCK_ELEMENTS + 5], ids=["whole", "blocked"])
+def test_out_as_each_input_a_new_array_or_an_overlapping_view_gives_the_same_bits(size):
+    """Whatever `out` is (a new array, one of the inputs, or a view overlapping an input one
+    element on), a kernel gives the values of its body on separate arrays."""
+    from test_optimizer_exactness import random_program, special_values
+    rng = np.random.default_rng(11)
+    checked = 0
+    for _ in range(100):
+        inputs, output = random_program(rng, shape=(size,))
+        fused = fused_nodes(gc.function(inputs, output))
+        if not fused or len(fused[-1].inputs) != 2 or fused[-1].shape != (size,):
+            continue
+        kernel = fused[-1].op.impl
+        values = [special_values(rng, (size,)) for _ in range(2)]
+        with np.errstate(all="ignore"):
+            expected = np.empty(size, kernel.dtype)
+            kernel.body(*values, expected, *[np.empty(size, d) for d in kernel.slot_dtypes])
+            outcomes = [kernel(*values), kernel(*values, out=np.empty(size, kernel.dtype))]
+            for index in range(2):
+                if kernel.dtype == values[index].dtype:
+                    copies = [v.copy() for v in values]
+                    outcomes.append(kernel(*copies, out=copies[index]))
+            if kernel.dtype == np.float64 and values[0].dtype == np.float64:
+                buffer = np.concatenate([values[0], [0.0]])  # `out` overlaps x0, one element on
+                outcomes.append(kernel(buffer[:-1], values[1], out=buffer[1:]).copy())
+        for number, got in enumerate(outcomes):
+            np.testing.assert_array_equal(got, expected, err_msg=f"outcome {number}")
+        checked += 1
+    assert checked >= 20

@@ -276,7 +276,7 @@ def run_on_dask(args):
           f"{args.chunk_rows:,} rows ({data_bytes / 2**20:,.0f} MiB of features; each worker may hold "
           f"{memory_limit / 2**20:,.0f} MiB)")
     with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None, memory_limit=memory_limit, silence_logs=40) as cluster, \
+                      dashboard_address="127.0.0.1:0", memory_limit=memory_limit, silence_logs=40) as cluster, \
             Client(cluster):
         print(f"cluster: {args.workers} worker processes on loopback")
         X, onehot = synthetic_dataset(args.rows, args.chunk_rows, args.seed)
