@@ -191,12 +191,13 @@ class LinearizedOperator:
             # them again, as the point pass did, so the data need not fit in the cluster's memory.
             import dask  # noqa: PLC0415 - the feeds are Dask arrays, so Dask is there
 
-            computed = [i for i, value in enumerate(results) if i > count and not self._fed_boundary[i - 1 - count]]
-            kept = dask.persist(*(results[i] for i in computed))
+            computed = [i for i, value in enumerate(results)
+                        if i <= count or not self._fed_boundary[i - 1 - count]]
+            kept = dask.persist(*(results[i] for i in computed))  # one submission of one graph
             results = list(results)
             for i, value in zip(computed, kept):
                 results[i] = value
-            results[:1 + count] = dask.compute(*results[:1 + count])
+            results[:1 + count] = dask.compute(*results[:1 + count])  # fetched from the workers
         self.value = float(results[0])
         self.gradient = results[1:1 + count]
         self._cached = results[1 + count:]
