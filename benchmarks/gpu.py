@@ -4,7 +4,7 @@ Workloads, each in float32 and float64:
   * MLP 784-256-256-10 (ReLU, softmax cross-entropy) loss + gradient at batch 128 and 4096;
   * its Hessian-vector product (graphcomp: the faster of gc.hvp's two modes);
   * the elementwise expression tanh(x) * sigmoid(x) + log1p(exp(-|x|)) on 16M values
-    (graphcomp fused and unfused, CuPy's own functions written out).
+    (graphcomp fused and unfused).
 Every system's results are checked against NumPy before it is timed. Times are medians of
 interleaved rounds, each call synchronised with the device; ratios are against JAX jit, the
 goals being at most 1.0 for the MLP rows and at most 1/1.5 for the fused elementwise row.

@@ -70,7 +70,7 @@ def test_every_op_and_its_gradient_on_chunks_equal_numpy(case):
                 np.testing.assert_allclose(value, reference, rtol=1e-10, atol=1e-12)
 
 
-def _mlp(seed=0, features=12, hidden=16, classes=3):
+def _mlp(seed=0, features=12, hidden=16, classes=3, with_logits=False):
     rng = np.random.default_rng(seed)
     x = gc.placeholder((None, features), name="x")
     t = gc.placeholder((None, classes), name="t")
@@ -81,6 +81,8 @@ def _mlp(seed=0, features=12, hidden=16, classes=3):
     h = gc.nn.dense(x, params[0], params[1], activation="tanh")
     logits = gc.nn.dense(h, params[2], params[3])
     loss = gc.nn.softmax_cross_entropy(logits, t)
+    if with_logits:
+        return x, t, params, loss, logits
     return x, t, params, loss
 
 
@@ -306,3 +308,14 @@ def test_the_dask_hessian_demo_finds_the_top_eigenvalues_of_the_full_dataset(cap
     np.testing.assert_allclose(summary["loss"], dense.value, rtol=1e-12)
     exact = np.linalg.eigvalsh(dense.to_dense())[::-1][:2]
     np.testing.assert_allclose(summary["top"], exact, rtol=1e-5)
+
+
+def test_gauss_newton_operator_on_a_chunked_dataset():
+    x, t, params, loss, logits = _mlp(features=5, hidden=4, classes=3, with_logits=True)
+    X, T = _data(700, features=5)
+    exact = gc.GaussNewtonOperator(loss, logits, params, feeds={x: X, t: T})
+    chunked = gc.GaussNewtonOperator(loss, logits, params, feeds={x: da.from_array(X, chunks=(150, 5)),
+                                                                 t: da.from_array(T, chunks=(150, 3))})
+    v = np.random.default_rng(6).standard_normal(exact.shape[0])
+    np.testing.assert_allclose(chunked.matvec(v), exact.matvec(v), rtol=1e-10, atol=1e-13)
+    assert v @ chunked.matvec(v) >= 0  # positive semi-definite
