@@ -177,7 +177,7 @@ class DaskBackend(Backend):
     def _blockwise(self, node, kernel):
         """One task per chunk running the NumPy kernel (a fused kernel gets an `out` array of
         the chunk's shape: its static shape is that of the whole array)."""
-        elemwise, da = _dask_elemwise(), self.da
+        elemwise, da, tokenize = _dask_elemwise(), self.da, self.dask.base.tokenize
         dtype = node.dtype
         fused = bool(node.op.members)
 
@@ -191,7 +191,10 @@ class DaskBackend(Backend):
                 return on_chunk(*operands)  # constants and variables only: computed here, as NumPy does
             # NumPy operands join as one-chunk Dask arrays, rechunked to match the others.
             operands = [_as_dask(da, x) if isinstance(x, np.ndarray) and x.ndim else x for x in operands]
-            return elemwise(on_chunk, *operands, dtype=dtype, name=f"{node.op.name}-{id(node):x}")
+            # Keys named after the op and unique to these operands: a later call on other data
+            # must never meet keys of this one still held by a cluster (persisted values).
+            name = f"{node.op.name}-{tokenize(id(node), *operands)}"
+            return elemwise(on_chunk, *operands, dtype=dtype, name=name)
         blockwise.__name__ = getattr(kernel, "__name__", node.op.name)
         return blockwise
 

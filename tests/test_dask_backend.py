@@ -319,3 +319,31 @@ def test_gauss_newton_operator_on_a_chunked_dataset():
     v = np.random.default_rng(6).standard_normal(exact.shape[0])
     np.testing.assert_allclose(chunked.matvec(v), exact.matvec(v), rtol=1e-10, atol=1e-13)
     assert v @ chunked.matvec(v) >= 0  # positive semi-definite
+
+
+def test_a_second_call_on_other_data_never_reuses_the_first_calls_keys(client):
+    """Values persisted on a cluster by one call must not stand in for another call's."""
+    x = gc.placeholder((None,), name="x")
+    f = gc.function([x], gc.tanh(x) * 2.0 + 1.0, backend="dask")
+    first = f(da.from_array(np.zeros(8), chunks=4)).persist()
+    second = f(da.from_array(np.ones(8), chunks=4))
+    from dask.core import flatten
+
+    assert not set(flatten(first.__dask_keys__())) & set(flatten(second.__dask_keys__()))
+    np.testing.assert_array_equal(second.compute(), np.tanh(np.ones(8)) * 2.0 + 1.0)
+    np.testing.assert_array_equal(first.compute(), np.ones(8))
+
+
+def test_a_new_point_on_the_cluster_gives_that_points_products(client):
+    x, t, params, loss = _mlp(features=5, hidden=4, classes=3)
+    X, T = _data(1200, features=5)
+    H = gc.HessianOperator(loss, params, feeds={x: da.from_array(X, chunks=(300, 5)),
+                                                t: da.from_array(T, chunks=(300, 3))})
+    exact = gc.HessianOperator(loss, params, feeds={x: X, t: T})
+    v = np.random.default_rng(9).standard_normal(H.shape[0])
+    for step in range(3):
+        point = H.flat_point - 0.5 * H.flat_gradient
+        H.set_point(point)
+        exact.set_point(point)
+        np.testing.assert_allclose(H.value, exact.value, rtol=1e-12)
+        np.testing.assert_allclose(H.matvec(v), exact.matvec(v), rtol=1e-10, atol=1e-13)
