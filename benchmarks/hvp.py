@@ -27,25 +27,8 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import graphcomp as gc  # noqa: E402
 from _timing import interleaved_medians  # noqa: E402
-from mlp_problem import build_graph, describe, make_data, numpy_forward_backward, random_directions  # noqa: E402
-
-
-# hand-written NumPy (loss and gradient: mlp_problem.numpy_forward_backward) ----------------
-
-def numpy_hessian_times(params, vectors, p):
-    """H v by the R-operator (Pearlmutter 1994): forward tangents, then their backward pass."""
-    W1, b1, W2, b2, W3, b3 = params
-    V1, c1, V2, c2, V3, c3 = vectors
-    r_h1 = (p["x"] @ V1 + c1) * p["m1"]
-    r_h2 = (r_h1 @ W2 + p["h1"] @ V2 + c2) * p["m2"]
-    r_logits = r_h2 @ W3 + p["h2"] @ V3 + c3
-    probs = p["probs"]
-    batch = p["x"].shape[0]
-    r_d_logits = probs * (r_logits - (probs * r_logits).sum(axis=1, keepdims=True)) / batch
-    r_d_z2 = (r_d_logits @ W3.T + p["d_logits"] @ V3.T) * p["m2"]
-    r_d_z1 = (r_d_z2 @ W2.T + p["d_z2"] @ V2.T) * p["m1"]
-    return [p["x"].T @ r_d_z1, r_d_z1.sum(0), p["h1"].T @ r_d_z2 + r_h1.T @ p["d_z2"], r_d_z2.sum(0),
-            p["h2"].T @ r_d_logits + r_h2.T @ p["d_logits"], r_d_logits.sum(0)]
+from mlp_problem import (build_graph, describe, make_data, numpy_forward_backward, numpy_hessian_times,  # noqa: E402
+                         random_directions)
 
 
 def main(argv=None):

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import numpy as np
 
-import graphcomp as gc
-
 SIZES = (784, 256, 256, 10)
 BATCH = 128
 # Parameters in the order the graph and the NumPy code take them: W1, b1, W2, b2, W3, b3.
@@ -71,12 +69,31 @@ def numpy_loss_and_grad(params, x, onehot):
     return loss, grads
 
 
+def numpy_hessian_times(params, vectors, p):
+    """H v by the R-operator (Pearlmutter 1994): forward tangents, then their backward pass."""
+    W1, b1, W2, b2, W3, b3 = params
+    V1, c1, V2, c2, V3, c3 = vectors
+    r_h1 = (p["x"] @ V1 + c1) * p["m1"]
+    r_h2 = (r_h1 @ W2 + p["h1"] @ V2 + c2) * p["m2"]
+    r_logits = r_h2 @ W3 + p["h2"] @ V3 + c3
+    probs = p["probs"]
+    batch = p["x"].shape[0]
+    r_d_logits = probs * (r_logits - (probs * r_logits).sum(axis=1, keepdims=True)) / batch
+    r_d_z2 = (r_d_logits @ W3.T + p["d_logits"] @ V3.T) * p["m2"]
+    r_d_z1 = (r_d_z2 @ W2.T + p["d_z2"] @ V2.T) * p["m1"]
+    return [p["x"].T @ r_d_z1, r_d_z1.sum(0), p["h1"].T @ r_d_z2 + r_h1.T @ p["d_z2"], r_d_z2.sum(0),
+            p["h2"].T @ r_d_logits + r_h2.T @ p["d_logits"], r_d_logits.sum(0)]
+
+
 def build_graph(param_values=None, batch=None):
     """The MLP as a graphcomp graph: (x, onehot, parameters, loss).
 
     The parameters are variables holding `param_values` when given, placeholders otherwise;
     `batch` fixes the size of the batch axis of x and onehot, None leaves it free.
     """
+    # Imported here: the data and the NumPy code need no graphcomp, so compare.py's cold-start
+    # runs of other systems can use them without importing it.
+    import graphcomp as gc  # noqa: PLC0415
     x = gc.placeholder((batch, SIZES[0]), name="x")
     onehot = gc.placeholder((batch, SIZES[-1]), name="onehot")
     if param_values is None:
