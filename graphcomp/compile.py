@@ -9,6 +9,7 @@ an op is re-raised naming the op, its input shapes and the user's line that buil
 from __future__ import annotations
 
 import os
+import threading
 
 import numpy as np
 
@@ -67,6 +68,13 @@ def _normalize_inputs(inputs):
 
 
 _NOT_FED = object()
+# A graph whose shapes depend on the arguments (a batch of any size) gets, per shape of its
+# arguments, a program whose memory plan knows every size: in-place writes and buffer reuse,
+# as a graph of fixed shapes has. Graphs above SPECIALIZE_MAX_NODES keep the one program (a
+# plan per shape would cost more than it saves); SPECIALIZATIONS programs are kept, the most
+# recently used.
+SPECIALIZE_MAX_NODES = 5000
+SPECIALIZATIONS = 4
 
 
 class Function:
@@ -108,6 +116,10 @@ class Function:
                                           None if self.backend is backends.NUMPY else self.backend)
         self._run = self._program.run
         self._last_shapes = None
+        self._specialize = (self.backend is backends.NUMPY and len(self.graph) <= SPECIALIZE_MAX_NODES
+                            and not all(is_static(node.shape) for node in self.graph.nodes))
+        self._specialized = {}  # argument shapes -> Program, most recently used last
+        self._specialized_lock = threading.Lock()
         # What a call checks on its fast path: each argument an ndarray of exactly its
         # placeholder's dtype and shape (None: any length); and whether f.stats needs the sizes.
         self._exact = [(node.dtype, tuple(node.shape), len(node.shape),
@@ -134,10 +146,11 @@ class Function:
         if self._sizes_unknown:
             self._last_shapes = [array.shape for array in arrays]  # for f.stats
         backend = self.backend
+        program = self._program_for(arrays) if self._specialize else self._program
         try:
-            results = self._run(*arrays) if backend is backends.NUMPY else backend.run(self._run, arrays)
+            results = program.run(*arrays) if backend is backends.NUMPY else backend.run(program.run, arrays)
         except Exception as error:  # re-raised with the graph's context
-            raise self._explain(error) from error
+            raise self._explain(error, program) from error
         if backend is not backends.NUMPY:
             return self._finish(backend, arrays, backend.finish(results))
         # Every returned array and every new variable value is its own array: an output listed
@@ -336,8 +349,28 @@ class Function:
             raise ValueError(f"{self._label(index)} expects shape {format_shape(node.shape)}, got {shape}")
         return array
 
-    def _explain(self, error):
-        located = self._program.locate(error)
+    def _program_for(self, arrays):
+        """The program specialised to these arguments' shapes (made on first use)."""
+        key = tuple(array.shape for array in arrays)
+        specialized = self._specialized
+        with self._specialized_lock:
+            program = specialized.pop(key, None)
+            if program is not None:
+                specialized[key] = program
+                return program
+        try:
+            shapes = executor.concrete_shapes(self.graph, self.inputs, key)
+        except Exception:  # noqa: BLE001 - shapes that do not fit: the general program reports it
+            return self._program
+        program = executor.generate(self.graph, self.inputs, shape_of=shapes.get)
+        with self._specialized_lock:
+            while len(specialized) >= SPECIALIZATIONS:
+                specialized.pop(next(iter(specialized)))
+            specialized[key] = program
+        return program
+
+    def _explain(self, error, program=None):
+        located = (program or self._program).locate(error)
         if located is None:
             return ExecutionError(f"compiled function failed: {type(error).__name__}: {error}")
         node, input_names, frame_locals = located

@@ -50,8 +50,8 @@ def _out_support(node):
     return op.writes_out, op.writes_out and op.overwrites_operand
 
 
-def _plannable(node):
-    return node.ndim >= 1 and is_static(node.shape) and node.dtype.kind in "biuf"
+def _plannable(node, shape):
+    return node.ndim >= 1 and is_static(shape) and node.dtype.kind in "biuf"
 
 
 # the memory plan ----------------------------------------------------------------------------------
@@ -78,8 +78,11 @@ class MemoryPlan:
     frees: list = field(default_factory=list)          # (position, owner node, reused later?)
 
 
-def plan_memory(graph):
-    """Decide in-place writes and buffer reuse for `graph` (see the module's notes)."""
+def plan_memory(graph, shape_of=None):
+    """Decide in-place writes and buffer reuse for `graph` (see the module's notes).
+    `shape_of(node)` gives the shapes to plan with (concrete ones, for a program specialised
+    to its arguments' shapes); by default the nodes' static shapes."""
+    shape_of = shape_of or (lambda node: node.shape)
     nodes = graph.nodes
     position = {node: i for i, node in enumerate(nodes)}
     never = len(nodes)
@@ -99,7 +102,7 @@ def plan_memory(graph):
         if node.op.leaf:
             aliases[node] = ()
         elif _returns_fresh_array(node):
-            buffer = _choose_buffer(node, i, aliases, last_use, pool, plan)
+            buffer = _choose_buffer(node, shape_of(node), i, aliases, last_use, pool, plan)
             aliases[node] = (buffer,) if buffer is not None else ()
         else:  # a view (or possibly its input itself): it keeps its inputs' arrays alive
             aliases[node] = tuple({b for parent in node.inputs for b in aliases[parent]})
@@ -113,13 +116,13 @@ def plan_memory(graph):
     return plan
 
 
-def _choose_buffer(node, i, aliases, last_use, pool, plan):
-    """The buffer `node` writes into (recording the decision in `plan`), or a new one."""
+def _choose_buffer(node, shape, i, aliases, last_use, pool, plan):
+    """The buffer `node` (of `shape`) writes into (recording the decision in `plan`), or a new one."""
     writes_out, may_alias = _out_support(node)
-    if not _plannable(node):
+    if not _plannable(node, shape):
         plan.allocations.append(node)
         return _Buffer(node, None)
-    key = (tuple(node.shape), node.dtype)
+    key = (tuple(shape), node.dtype)
     if writes_out and may_alias:
         for parent in node.inputs:
             owned = aliases.get(parent, ())
@@ -302,16 +305,16 @@ def _describe_input(name, node):
     return _printable(f"# {name}: {label} {format_shape(node.shape)} {node.dtype}" + (f"; {where}" if where else ""))
 
 
-def generate(graph, inputs, backend=None):
+def generate(graph, inputs, backend=None, shape_of=None):
     """Write the straight-line Python function(s) that evaluate `graph`; returns a Program.
     `backend` (graphcomp.backends; NumPy when None) supplies the kernels the lines call and
-    says whether arrays may be written into (the memory plan)."""
+    says whether arrays may be written into (the memory plan); `shape_of` as for plan_memory."""
     with garbage_collection_paused():
-        return _generate(graph, inputs, backend)
+        return _generate(graph, inputs, backend, shape_of)
 
 
-def _generate(graph, inputs, backend):
-    plan = plan_memory(graph) if backend is None or backend.plans_memory else MemoryPlan()
+def _generate(graph, inputs, backend, shape_of):
+    plan = plan_memory(graph, shape_of) if backend is None or backend.plans_memory else MemoryPlan()
     emitter = _Emitter(backend)
     names = {}
     index_of_input = {node: i for i, node in enumerate(inputs)}

@@ -1,6 +1,8 @@
 """The executor's memory plan: buffers reused after their last use, results written in place
 where safe and never into user inputs, variables, constants, views or returned arrays."""
 
+import threading
+
 import numpy as np
 import pytest
 
@@ -122,3 +124,56 @@ def test_large_graph_values_agree_with_numpy(optimize):
     for _ in range(4):
         expected = np.maximum(expected @ ws, 0) * 0.5 + 1 / (1 + np.exp(-expected))
     np.testing.assert_allclose(f(xs, ws), expected, rtol=1e-12)
+
+
+# programs specialised to the arguments' shapes ---------------------------------------------------------
+
+def _batch_network():
+    rng = np.random.default_rng(0)
+    x = gc.placeholder((None, 6), name="x")
+    W = gc.variable(rng.standard_normal((6, 5)), name="W")
+    b = gc.variable(rng.standard_normal(5), name="b")
+    h = gc.relu(x @ W + b)
+    cost = gc.sum(gc.tanh(h) * h + 1.5)
+    return x, [W, b], [cost, h, *gc.grad(cost, [W, b])]
+
+
+def test_a_batch_of_any_size_gets_a_planned_program_with_the_same_results():
+    x, params, outputs = _batch_network()
+    f = gc.function([x], outputs)
+    assert f._specialize
+    reference = gc.function([x], outputs, optimize=False)
+    rng = np.random.default_rng(1)
+    for rows in (3, 5, 3, 7, 9, 11, 1, 3):  # more shapes than are kept, and some again
+        X = rng.standard_normal((rows, 6))
+        X_before = X.copy()
+        for got, expected in zip(f(X), reference(X)):
+            np.testing.assert_array_equal(got, expected)
+        np.testing.assert_array_equal(X, X_before)  # never written into
+    assert len(f._specialized) == gc.compile.SPECIALIZATIONS
+    program = f._specialized[(3, 6),]
+    assert program.plan.in_place and not f._program.plan.in_place  # sizes known: in-place writes
+    with pytest.raises(ValueError, match=r"expects shape \(\?, 6\)"):
+        f(np.zeros((3, 4)))
+
+
+def test_threads_calling_with_different_batch_sizes_get_their_own_results():
+    x, params, outputs = _batch_network()
+    f = gc.function([x], outputs)
+    reference = gc.function([x], outputs, optimize=False)
+    batches = [np.random.default_rng(rows).standard_normal((rows, 6)) for rows in range(1, 9)]
+    expected = [reference(X) for X in batches]
+    failures = []
+
+    def work(offset):
+        for repeat in range(60):
+            index = (offset + repeat) % len(batches)
+            for got, want in zip(f(batches[index]), expected[index]):
+                if not np.array_equal(got, want):
+                    failures.append(index)
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not failures
