@@ -67,6 +67,9 @@ NODE_FIELDS = ("op", "inputs", "attrs", "shape", "dtype", "name", "scope", "deri
 SOURCE_FIELDS = ("file", "line", "function")
 VARIABLE_FIELDS = ("name", "shape", "dtype")
 FUNCTION_FIELDS = ("inputs", "outputs", "single_output", "updates", "optimize")
+# Optional: {"name": "dask" or "cupy", "compute": bool, "to_numpy": bool}; absent for NumPy.
+BACKEND_FIELD = "backend"
+BACKEND_OPTIONS = {"dask": "compute", "cupy": "to_numpy"}
 OPTIMIZE_FLAGS = (True, False, "debug", "check")
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed, so that saving the same thing twice gives the same bytes
 
@@ -325,12 +328,17 @@ class _Writer:
         if isinstance(obj, Graph):
             return {"graph": {"nodes": [ref(n) for n in obj.nodes], "outputs": [ref(n) for n in obj.outputs]}}
         if isinstance(obj, Function):
-            return {"function": {
+            body = {
                 "inputs": [ref(n) for n in obj.inputs], "outputs": [ref(n) for n in obj.outputs],
                 "single_output": bool(obj.single_output),
                 "updates": [[ref(target), ref(expression)] for target, expression in obj.updates],
                 "optimize": obj.optimize,
-            }}
+            }
+            backend = obj.backend.name
+            if backend != "numpy":
+                option = BACKEND_OPTIONS[backend]
+                body[BACKEND_FIELD] = {"name": backend, option: bool(getattr(obj.backend, option))}
+            return {"function": body}
         if isinstance(obj, list):
             return {"list": [self.encode_root(item) for item in obj]}
         if isinstance(obj, tuple):
@@ -714,8 +722,10 @@ class _Reader:
                 raise fail("an output is not one of the graph's nodes", f"{where}.outputs")
             return Graph(outputs, members)
         if kind == "function":
-            if not isinstance(body, dict) or set(body) != set(FUNCTION_FIELDS):
-                raise fail(f"a function is an object with the fields {list(FUNCTION_FIELDS)}", where)
+            if not isinstance(body, dict) or set(body) - {BACKEND_FIELD} != set(FUNCTION_FIELDS):
+                raise fail(f"a function is an object with the fields {list(FUNCTION_FIELDS)} "
+                           f"(and, for a backend other than NumPy, {BACKEND_FIELD!r})", where)
+            backend_options = _backend_options(body.get(BACKEND_FIELD), f"{where}.{BACKEND_FIELD}", fail)
             inputs = refs(body["inputs"], f"{where}.inputs")
             outputs = refs(body["outputs"], f"{where}.outputs")
             if not isinstance(body["single_output"], bool) or (body["single_output"] and len(outputs) != 1):
@@ -730,7 +740,19 @@ class _Reader:
                            f"{where}.optimize")
             try:
                 return Function(inputs, outputs[0] if body["single_output"] else outputs,
-                                updates=updates, optimize=optimize)
+                                updates=updates, optimize=optimize, **backend_options)
             except Exception as error:  # noqa: BLE001 - inputs that are not placeholders, ...
                 raise fail(f"the function cannot be compiled again: {type(error).__name__}: {error}", where) from None
         raise fail(f"unknown kind {kind!r}")
+
+
+def _backend_options(value, where, fail):
+    """gc.function's backend keywords from a saved function's optional "backend" field."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or value.get("name") not in BACKEND_OPTIONS:
+        raise fail(f"must be an object naming one of {sorted(BACKEND_OPTIONS)}", where)
+    option = BACKEND_OPTIONS[value["name"]]
+    if set(value) != {"name", option} or not isinstance(value[option], bool):
+        raise fail(f"a {value['name']} backend has the fields ['name', {option!r}] ({option} true or false)", where)
+    return {"backend": value["name"], option: value[option]}

@@ -21,7 +21,7 @@ from graphcomp import ops as op_registry
 from graphcomp.executor import generate
 from graphcomp.ir import restore_node
 from graphcomp.passes.fuse import FusedOp
-from graphcomp.serialize import FORMAT_VERSION, decode_value, encode_value
+from graphcomp.serialize import FORMAT_VERSION, GRAPH_MEMBER, decode_value, encode_value
 
 CHECKOUT = Path(__file__).resolve().parents[1]
 
@@ -701,3 +701,21 @@ def test_bad_roots_and_variables(tmp_path, saved):
     document = copy.deepcopy(saved[2])
     document["variables"][0]["shape"] = [3]
     _check(_tampered(tmp_path, saved, document), "has shape (2,)", field="variable_0")
+
+
+def test_a_function_keeps_its_backend(tmp_path):
+    pytest.importorskip("dask.array")
+    import dask.array as da
+
+    x = gc.placeholder((None,), name="x")
+    f = gc.function([x], gc.sum(gc.exp(x)), backend="dask", compute=True)
+    path = tmp_path / "dask.gcz"
+    gc.save(f, path)
+    loaded = gc.load(path)
+    assert loaded.backend.name == "dask" and loaded.backend.compute
+    np.testing.assert_allclose(loaded(da.arange(6.0, chunks=2)), np.exp(np.arange(6.0)).sum())
+    plain = gc.function([x], gc.sum(gc.exp(x)))
+    gc.save(plain, tmp_path / "plain.gcz")
+    with zipfile.ZipFile(tmp_path / "plain.gcz") as archive:  # NumPy functions are written as before
+        assert '"backend"' not in archive.read(GRAPH_MEMBER).decode()
+    assert gc.load(tmp_path / "plain.gcz").backend.name == "numpy"
