@@ -106,6 +106,8 @@ def _record_kernel(node, backend):
         raise unsupported(node, backend)
     if impl == WHOLE_ARRAYS:
         return impl
+    if node.op.stateful:  # a new state for each compiled function, as OpDef.kernel makes
+        return impl(**node.attrs)
     return functools.partial(impl, **node.attrs) if node.attrs else impl
 
 

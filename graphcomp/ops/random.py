@@ -51,12 +51,38 @@ def _draw_kernel(distribution, shape, seed, stream_number, high):
     return draw
 
 
+def _draw_chunked_kernel(distribution, shape, seed, stream_number, high):
+    """The kernel on Dask: a draw shaped like a Dask array is drawn lazily, chunk by chunk where
+    that array's chunks are, by Dask's generator seeded from this stream at each call (fresh
+    values per call, reproducible from the seed; not the NumPy backend's values). Other draws
+    are NumPy's, as on the NumPy backend."""
+    rng = stream(seed, stream_number)
+    on_numpy = _draw_kernel(distribution, shape, seed, stream_number, high)
+
+    def draw(*like):
+        if not like or not hasattr(like[0], "chunks") or distribution not in ("standard_normal", "uniform",
+                                                                               "integers"):
+            return on_numpy(*like)
+        import dask.array as da  # noqa: PLC0415 - only the Dask backend calls this
+
+        chunked = da.random.default_rng(int(rng.integers(2**63)))
+        size, chunks = like[0].shape, like[0].chunks
+        if distribution == "standard_normal":
+            return chunked.standard_normal(size, chunks=chunks)
+        if distribution == "uniform":
+            return chunked.random(size, chunks=chunks)
+        return chunked.integers(0, high, size, dtype=np.int64, chunks=chunks)
+    draw.__name__ = f"draw_{distribution}"
+    return draw
+
+
 def _draw_infer(*like, distribution, shape, seed, stream_number, high):
     return (like[0].shape if like else shape), DTYPES[distribution]
 
 
 DRAW = register(OpDef("draw", _draw_kernel, _draw_infer, kind="random", differentiable=False, fresh_result=True,
-                      stateful=True, doc="random numbers from the generator's stream (fresh at every call)"))
+                      stateful=True, doc="random numbers from the generator's stream (fresh at every call)",
+                      backend_impls={"dask": _draw_chunked_kernel}))
 
 
 def _size(size):
