@@ -24,7 +24,8 @@
 A record runs on every backend through the NumPy names its kernel calls, which Dask and CuPy
 arrays take over (NumPy's `__array_function__` and `__array_ufunc__` protocols). Where that
 does not hold, the record says so in `backend_impls` (graphcomp.ops.OpDef): its kernel for
-that backend, or None when the op cannot run there.
+that backend, WHOLE_ARRAYS (on Dask: one task on whole arrays, for ops with no blockwise form),
+or None when the op cannot run there.
 """
 
 from __future__ import annotations
@@ -138,7 +139,8 @@ class ImplicitComputeError(RuntimeError):
 
 
 def _refuse_compute(*args, **kwargs):
-    raise ImplicitComputeError("a kernel computed a Dask array while building the graph")
+    raise ImplicitComputeError("a kernel turned a Dask array into a NumPy array while building the graph; "
+                               "its record needs a Dask kernel (backend_impls)")
 
 
 class DaskBackend(Backend):
@@ -201,13 +203,8 @@ class DaskBackend(Backend):
         return blockwise
 
     def run(self, run, arrays):
-        with self.dask.config.set(scheduler=_refuse_compute):
-            try:
-                return run(*arrays)
-            except ImplicitComputeError as error:
-                raise ImplicitComputeError(
-                    "a kernel turned a Dask array into a NumPy array while building the graph; "
-                    "its record needs a Dask kernel (backend_impls)") from error
+        with self.dask.config.set(scheduler=_refuse_compute):  # building the graph computes nothing
+            return run(*arrays)
 
     def finish(self, results):
         if not self.compute:

@@ -369,3 +369,30 @@ def test_draws_shaped_like_a_chunked_array_are_drawn_chunk_by_chunk():
     assert not np.array_equal(second_noise, noise_values)  # fresh values at every call
     again = gc.function([x], [noise, kept], backend="dask")(X)[0].compute()
     np.testing.assert_array_equal(again, noise_values)  # and the same sequence from the same seed
+
+
+def test_a_kernel_that_would_compute_while_building_the_graph_is_refused_and_named():
+    from graphcomp.ops import OpDef
+    from graphcomp.tensor import apply
+
+    def to_numpy_then_double(x):  # np.asarray of a Dask array computes it
+        return np.asarray(x) * 2
+
+    eager = OpDef("eager_double", to_numpy_then_double, lambda x: (x.shape, x.dtype))
+    x = gc.placeholder((None,), name="x")
+    f = gc.function([x], apply(eager, x), backend="dask")
+    with pytest.raises(gc.ExecutionError, match=r"op 'eager_double' failed.*turned a Dask array into a NumPy array"):
+        f(da.arange(6.0, chunks=3))
+    np.testing.assert_array_equal(gc.function([x], apply(eager, x))(np.arange(3.0)), [0.0, 2.0, 4.0])
+
+
+def test_an_op_whose_record_refuses_a_backend_names_itself_when_compiling():
+    from graphcomp.ops import OpDef
+    from graphcomp.tensor import apply
+
+    host_only = OpDef("host_only", lambda x: x + 1, lambda x: (x.shape, x.dtype), backend_impls={"dask": None})
+    x = gc.placeholder((None,), name="x")
+    y = apply(host_only, x)
+    with pytest.raises(NotImplementedError, match=r"op 'host_only' \(built at .*test_dask_backend.py.*\) has no "
+                                                  r"kernel for the dask backend"):
+        gc.function([x], y, backend="dask")
