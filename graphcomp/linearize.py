@@ -150,16 +150,20 @@ class LinearizedOperator:
         products = build(parameters, vectors, outputs)
         boundary = split_at_vectors(products, vectors)
         cached = [placeholder(b.shape, dtype=b.dtype, name=f"cached{i}") for i, b in enumerate(boundary)]
-        point_outputs = [cost, *gradients, *boundary]
+        # Fed values the products read (the data, the parameters) go to them as they are; the
+        # point pass computes the rest.
+        self._boundary = boundary
+        self._fed_boundary = [node.op.leaf == "fed" for node in boundary]
+        point_outputs = [cost, *gradients, *(b for b, fed in zip(boundary, self._fed_boundary) if not fed)]
         self._point_inputs = Graph.from_outputs(point_outputs).placeholders
-        self._check_fed(self._point_inputs, parameters, self._feeds)
+        self._check_fed(list(self._point_inputs) + [b for b, fed in zip(boundary, self._fed_boundary) if fed],
+                        parameters, self._feeds)
         self.backend = "dask" if any(is_dask_array(v) for v in self._feeds.values()) else "numpy"
         self._point_function = function(self._point_inputs, point_outputs, optimize=optimize, backend=self.backend)
         self._product_function = function(cached + vectors, substitute(products, dict(zip(boundary, cached))),
                                           optimize=optimize, backend=self.backend,
                                           compute=self.backend == "dask")
         self.boundary_size = len(boundary)
-        self._fed_boundary = [node.op.leaf == "fed" for node in boundary]
         self.matvec_count = 0
         self.point_evaluations = 0
         self.set_point(values)
@@ -191,16 +195,12 @@ class LinearizedOperator:
             # them again, as the point pass did, so the data need not fit in the cluster's memory.
             import dask  # noqa: PLC0415 - the feeds are Dask arrays, so Dask is there
 
-            computed = [i for i, value in enumerate(results)
-                        if i <= count or not self._fed_boundary[i - 1 - count]]
-            kept = dask.persist(*(results[i] for i in computed))  # one submission of one graph
-            results = list(results)
-            for i, value in zip(computed, kept):
-                results[i] = value
+            results = list(dask.persist(*results))  # one submission of one graph
             results[:1 + count] = dask.compute(*results[:1 + count])  # fetched from the workers
         self.value = float(results[0])
         self.gradient = results[1:1 + count]
-        self._cached = results[1 + count:]
+        computed = iter(results[1 + count:])
+        self._cached = [known[node] if fed else next(computed) for node, fed in zip(self._boundary, self._fed_boundary)]
         self.point_evaluations += 1
         return self
 
