@@ -233,11 +233,12 @@ def _last_uses(steps, result):
     return last
 
 
-def _allocate_slots(steps, result):
+def _allocate_slots(steps, result, out_is_fresh=False):
     """Scratch slot per temp, reused after its last use; the result's step writes to `out`.
 
     `out` itself serves as scratch for float temps, one chain at a time, once no later step
-    reads an input (the caller may pass one of the inputs as `out`).
+    reads an input (the caller may pass one of the inputs as `out`), or from the start when
+    `out_is_fresh` (an array the kernel allocated itself, which no input can be).
     """
     last = _last_uses(steps, result)
     free = {False: [], True: []}
@@ -265,7 +266,7 @@ def _allocate_slots(steps, result):
         release(step)
         pool = free[step.is_bool]
         if (out_usable and not step.is_bool and step.function != "where" and out_holder[0] is None
-                and step.temp >= last_input_read):
+                and (out_is_fresh or step.temp >= last_input_read)):
             slot_of[step.temp] = "out"
             out_holder[0] = step.temp
         elif pool:
@@ -336,11 +337,12 @@ def _step_line(step, target, args):
     return f"_{step.function}({', '.join(args)}, {target})"
 
 
-def numpy_source(program, name="body", guarded=False):
+def numpy_source(program, name="body", guarded=False, out_is_fresh=False):
     """Python source of `name(x0.., out, s0..)` and the kinds (bool or not) of its slots.
-    `guarded`: steps of members that tolerate IEEE conditions run with them ignored."""
+    `guarded`: steps of members that tolerate IEEE conditions run with them ignored;
+    `out_is_fresh`: `out` is no input (see _allocate_slots)."""
     steps, result = program.steps, program.result
-    slot_of, slot_kinds, final = _allocate_slots(steps, result)
+    slot_of, slot_kinds, final = _allocate_slots(steps, result, out_is_fresh)
     literals = literal_names(steps)
     lines = []
     for step in steps:
@@ -556,6 +558,20 @@ class Kernel:
             exec(compile(self.guarded_source, f"<graphcomp-kernel {self.name}>", "exec"), namespace)  # noqa: S102
             self.guarded_body = namespace[self.name + "_guarded"]
         self.slot_dtypes = [np.dtype(bool) if is_bool else self.compute_dtype for is_bool in slot_kinds]
+        # When the kernel allocates `out` itself, `out` may hold temporaries from the first step
+        # (one scratch array fewer to allocate): the same calls, on other buffers.
+        self.fresh = (self.body, self.guarded_body, self.slot_dtypes)
+        fresh_source, fresh_kinds = numpy_source(program, name=self.name + "_fresh", out_is_fresh=True)
+        if len(fresh_kinds) < len(slot_kinds):
+            exec(compile(fresh_source, f"<graphcomp-kernel {self.name}>", "exec"), namespace)  # noqa: S102
+            guarded = namespace[self.name + "_fresh"]
+            if self.quiet_conditions:
+                guarded_source, _ = numpy_source(program, name=self.name + "_fresh_guarded", guarded=True,
+                                                 out_is_fresh=True)
+                exec(compile(guarded_source, f"<graphcomp-kernel {self.name}>", "exec"), namespace)  # noqa: S102
+                guarded = namespace[self.name + "_fresh_guarded"]
+            self.fresh = (namespace[self.name + "_fresh"], guarded,
+                          [np.dtype(bool) if is_bool else self.compute_dtype for is_bool in fresh_kinds])
         self.in_place_safe = True  # `out` is written only after the last read of an input
         self._numexpr = None if self._numexpr_possible() else False
 
@@ -626,6 +642,10 @@ class Kernel:
                 np.copyto(out, self(*inputs))
                 return out
             self._blocked(body, inputs, out, shape)
+        elif given is None:
+            fresh_body, fresh_guarded_body, slot_dtypes = self.fresh
+            fresh_body = fresh_guarded_body if body is self.guarded_body else fresh_body
+            fresh_body(*inputs, out, *[np.empty(shape, dtype) for dtype in slot_dtypes])
         elif self.slot_dtypes:
             body(*inputs, out, *[np.empty(shape, dtype) for dtype in self.slot_dtypes])
         else:
