@@ -389,8 +389,12 @@ class Function:
     @property
     def source(self):
         """The generated Python program: one line per node, calling its op's kernel by name, with
-        a comment naming the user's line that built the node (tracebacks show these lines)."""
-        return self._program.source
+        a comment naming the user's line that built the node (tracebacks show these lines). For
+        a graph whose sizes depend on the arguments: the program of the last call's shapes
+        (`out=` where its memory plan writes into an array), the general one before any call."""
+        with self._specialized_lock:
+            program = next(reversed(self._specialized.values()), self._program)
+        return program.source
 
     def __repr__(self):
         return f"<Function: {len(self.inputs)} inputs, {len(self.outputs)} outputs, {len(self.graph)} nodes>"

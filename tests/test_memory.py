@@ -177,3 +177,55 @@ def test_threads_calling_with_different_batch_sizes_get_their_own_results():
     for thread in threads:
         thread.join()
     assert not failures
+
+
+# workspaces: intermediates kept between calls -----------------------------------------------------
+
+def _kept_intermediates_network():
+    x = gc.placeholder((None, 6), name="x")
+    W = gc.variable(np.random.default_rng(3).standard_normal((6, 6)), name="W")
+    h = gc.tanh(x @ W) * 2.0          # intermediates of known size once x's is known
+    g = gc.exp(h @ W) + h
+    return x, [g.T, gc.sum(g), h @ W]  # a view of an intermediate, a reduction, a fresh array
+
+
+def test_results_never_share_memory_with_the_kept_intermediates():
+    x, outputs = _kept_intermediates_network()
+    f = gc.function([x], outputs)
+    reference = gc.function([x], outputs, optimize=False)
+    rng = np.random.default_rng(4)
+    X1, X2 = rng.standard_normal((5, 6)), rng.standard_normal((5, 6))
+    first = f(X1)
+    kept = [a.copy() for a in first]
+    program = f._specialized[(5, 6),]
+    assert getattr(program.run, "workspace_bytes", 0) > 0  # the intermediates are kept
+    second = f(X2)
+    for a, b in zip(first, kept):  # the second call wrote nothing into the first call's results
+        np.testing.assert_array_equal(a, b)
+    for got, want in zip(second, reference(X2)):
+        np.testing.assert_array_equal(got, want)
+    for a in second:
+        assert a.base is None or not isinstance(a.base, np.ndarray)  # results own their memory
+
+
+def test_a_failed_call_leaves_the_workspace_usable():
+    x = gc.placeholder((None, 6), name="x")
+    W = gc.variable(np.eye(6), name="W")
+    h = x @ W
+    outputs = [gc.log(h * h) + h, h @ W]
+    f = gc.function([x], outputs)
+    reference = gc.function([x], outputs, optimize=False)
+    X = np.random.default_rng(5).uniform(1, 2, (5, 6))
+    f(X)
+    with np.errstate(divide="raise"), pytest.raises(gc.ExecutionError):
+        f(np.zeros((5, 6)))  # log(0) mid-program
+    for got, want in zip(f(X), reference(X)):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_a_workspace_above_the_limit_is_not_kept(monkeypatch):
+    monkeypatch.setattr(gc.executor, "WORKSPACE_MAX_BYTES", 100)
+    x, outputs = _kept_intermediates_network()
+    f = gc.function([x], outputs)
+    f(np.ones((5, 6)))
+    assert not hasattr(f._specialized[(5, 6),].run, "workspace_bytes")
