@@ -116,10 +116,6 @@ class Function:
                                           None if self.backend is backends.NUMPY else self.backend)
         self._run = self._program.run
         self._last_shapes = None
-        self._specialize = (self.backend is backends.NUMPY and len(self.graph) <= SPECIALIZE_MAX_NODES
-                            and not all(is_static(node.shape) for node in self.graph.nodes))
-        self._specialized = {}  # argument shapes -> Program, most recently used last
-        self._specialized_lock = threading.Lock()
         # What a call checks on its fast path: each argument an ndarray of exactly its
         # placeholder's dtype and shape (None: any length); and whether f.stats needs the sizes.
         self._exact = [(node.dtype, tuple(node.shape), len(node.shape),
@@ -127,6 +123,10 @@ class Function:
                                                             if d is not None])
                        for node in self.inputs]
         self._sizes_unknown = not all(is_static(node.shape) for node in self.graph.nodes)
+        self._specialize = (self.backend is backends.NUMPY and self._sizes_unknown
+                            and len(self.graph) <= SPECIALIZE_MAX_NODES)
+        self._specialized = {}  # argument shapes -> Program, most recently used last
+        self._specialized_lock = threading.Lock()
 
     def _check_inputs_cover(self, graph):
         listed = set(self.inputs)
@@ -392,9 +392,12 @@ class Function:
         a comment naming the user's line that built the node (tracebacks show these lines). For
         a graph whose sizes depend on the arguments: the program of the last call's shapes
         (`out=` where its memory plan writes into an array), the general one before any call."""
+        return self.current_program().source
+
+    def current_program(self):
+        """The generated program of the last call (executor.Program), or the general one."""
         with self._specialized_lock:
-            program = next(reversed(self._specialized.values()), self._program)
-        return program.source
+            return next(reversed(self._specialized.values()), self._program)
 
     def __repr__(self):
         return f"<Function: {len(self.inputs)} inputs, {len(self.outputs)} outputs, {len(self.graph)} nodes>"

@@ -542,12 +542,14 @@ class FunctionStats:
     allocations: int
     peak_bytes: int | None
     segments: int
+    workspace_bytes: int = 0  # intermediates' arrays kept between calls (per concurrent call)
 
     def __str__(self):
         peak = "unknown until called" if self.peak_bytes is None else f"{self.peak_bytes:,} bytes"
         return (f"{self.nodes} nodes ({self.nodes_before_optimization} before optimisation), "
                 f"{self.fused_kernels} fused kernels, {self.in_place_writes} in-place writes, "
-                f"{self.reused_buffers} reused buffers, {self.allocations} allocations, peak {peak}")
+                f"{self.reused_buffers} reused buffers, {self.allocations} allocations, peak {peak}, "
+                f"{self.workspace_bytes:,} bytes kept between calls")
 
 
 class _ConcreteValue:
@@ -575,7 +577,7 @@ def concrete_shapes(graph, inputs, input_shapes):
 
 def function_stats(function):
     """The FunctionStats of a compiled gc.function (sizes from its last call where unknown)."""
-    program, graph = function._program, function.graph
+    program, graph = function.current_program(), function.graph
     peak = peak_bytes(graph, program.plan)
     if peak is None and function._last_shapes is not None:
         try:
@@ -588,4 +590,5 @@ def function_stats(function):
         nodes=len(graph), nodes_before_optimization=len(function.unoptimized_graph),
         fused_kernels=sum(1 for node in graph.nodes if node.op.members),
         in_place_writes=len(plan.in_place), reused_buffers=len(plan.out_of) - len(plan.in_place),
-        allocations=len(plan.allocations), peak_bytes=peak, segments=program.segments)
+        allocations=len(plan.allocations), peak_bytes=peak, segments=program.segments,
+        workspace_bytes=getattr(program.run, "workspace_bytes", 0))

@@ -199,6 +199,7 @@ def test_results_never_share_memory_with_the_kept_intermediates():
     kept = [a.copy() for a in first]
     program = f._specialized[(5, 6),]
     assert getattr(program.run, "workspace_bytes", 0) > 0  # the intermediates are kept
+    assert f.stats.workspace_bytes == program.run.workspace_bytes and "kept between calls" in str(f.stats)
     second = f(X2)
     for a, b in zip(first, kept):  # the second call wrote nothing into the first call's results
         np.testing.assert_array_equal(a, b)
