@@ -35,6 +35,7 @@ import sys
 
 import numpy as np
 
+from graphcomp.kernels import threads_here
 from graphcomp.ops import WHOLE_ARRAYS
 
 BACKEND_NAMES = ("numpy", "dask", "cupy")
@@ -186,8 +187,9 @@ class DaskBackend(Backend):
         fused = bool(node.op.members)
 
         def on_chunk(*blocks):
-            if fused:
-                return kernel(*blocks, out=np.empty(np.broadcast_shapes(*(np.shape(b) for b in blocks)), dtype))
+            if fused:  # Dask runs the chunks in parallel: each kernel keeps to its task's thread
+                with threads_here(1):
+                    return kernel(*blocks, out=np.empty(np.broadcast_shapes(*(np.shape(b) for b in blocks)), dtype))
             return np.asarray(kernel(*blocks), dtype=dtype)
 
         def blockwise(*operands):

@@ -45,6 +45,7 @@ buffers, and the numexpr path is serialised.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
 import itertools
@@ -755,10 +756,29 @@ def _available_cpus():
 CPUS = _available_cpus()
 
 
+_threads_here = contextvars.ContextVar("graphcomp_kernel_threads", default=None)
+
+
 def thread_count():
-    """Threads a large fused kernel may use: the set_num_threads limit, else every CPU."""
+    """Threads a large fused kernel may use: the limit of `threads_here` where one is in force,
+    else the set_num_threads limit, else every CPU."""
+    here = _threads_here.get()
+    if here is not None:
+        return here
     limit = _thread_limit[0]
     return CPUS if limit is None else limit
+
+
+@contextlib.contextmanager
+def threads_here(count):
+    """Within this context (this thread, this task), large fused kernels use at most `count`
+    threads: where the caller already runs many kernels at once (Dask's tasks, one per chunk),
+    each kernel keeps to its own thread."""
+    token = _threads_here.set(count)
+    try:
+        yield
+    finally:
+        _threads_here.reset(token)
 
 
 def set_num_threads(count):

@@ -396,3 +396,18 @@ def test_an_op_whose_record_refuses_a_backend_names_itself_when_compiling():
     with pytest.raises(NotImplementedError, match=r"op 'host_only' \(built at .*test_dask_backend.py.*\) has no "
                                                   r"kernel for the dask backend"):
         gc.function([x], y, backend="dask")
+
+
+def test_fused_kernels_in_dask_tasks_keep_to_their_task_thread(monkeypatch):
+    import graphcomp.kernels as kernels
+
+    x = gc.placeholder((None, 256), name="x")
+    f = gc.function([x], gc.tanh(x) * gc.sigmoid(x) + 1.0, backend="dask", compute=True)
+    values = np.random.default_rng(2).standard_normal((4096, 256))  # chunks far above the threading size
+    expected = gc.function([x], gc.tanh(x) * gc.sigmoid(x) + 1.0)(values)
+
+    def no_pool():
+        raise AssertionError("a fused kernel inside a Dask task started its own threads")
+    monkeypatch.setattr(kernels, "_pool", no_pool)
+    monkeypatch.setattr(kernels, "CPUS", 4)
+    np.testing.assert_array_equal(f(da.from_array(values, chunks=(2048, 256))), expected)
