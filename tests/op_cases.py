@@ -592,3 +592,16 @@ def _cumprod_cases():
 
 
 CASES += _cumprod_cases()
+
+
+def case_with_gradients(case):
+    """(placeholders, [the case's output, gradients of a weighted sum of it wrt every float
+    input]): what the backend tests run, forward and reverse."""
+    inputs = [gc.placeholder(np.shape(a), dtype=np.asarray(a).dtype) for a in case.args]
+    out = case.build(*inputs)
+    outputs = [out]
+    floats = [p for p, a in zip(inputs, case.args) if np.asarray(a).dtype.kind == "f"]
+    if gc.ops.REGISTRY[case.op].differentiable and out.dtype.kind == "f" and floats:
+        weights = np.random.default_rng(1).standard_normal(out.shape) if out.shape else 1.3
+        outputs += gc.grad(gc.sum(out * weights), floats, disconnected="zero")
+    return inputs, outputs

@@ -18,8 +18,7 @@ import pytest
 
 import graphcomp as gc
 from graphcomp.backends import CupyBackend
-from graphcomp.ops import REGISTRY
-from op_cases import CASES
+from op_cases import CASES, case_with_gradients
 
 
 class DeviceArray(np.lib.mixins.NDArrayOperatorsMixin):
@@ -131,13 +130,7 @@ def _stand_in():
 
 
 def _device_case(case, backend):
-    inputs = [gc.placeholder(np.shape(a), dtype=np.asarray(a).dtype) for a in case.args]
-    out = case.build(*inputs)
-    outputs = [out]
-    floats = [p for p, a in zip(inputs, case.args) if np.asarray(a).dtype.kind == "f"]
-    if REGISTRY[case.op].differentiable and out.dtype.kind == "f" and floats:
-        weights = np.random.default_rng(1).standard_normal(out.shape) if out.shape else 1.3
-        outputs += gc.grad(gc.sum(out * weights), floats, disconnected="zero")
+    inputs, outputs = case_with_gradients(case)
     for optimize in (False, True):
         expected = gc.function(inputs, outputs, optimize=optimize)(*case.args)
         f = gc.function(inputs, outputs, optimize=optimize, backend=backend)

@@ -13,7 +13,7 @@ import pytest
 
 import graphcomp as gc
 from graphcomp.ops import REGISTRY
-from op_cases import CASES
+from op_cases import CASES, case_with_gradients
 
 dask = pytest.importorskip("dask")
 da = pytest.importorskip("dask.array")
@@ -42,20 +42,9 @@ class CountTasks(Callback):
             self.count += 1
 
 
-def _case_outputs(case):
-    inputs = [gc.placeholder(np.shape(a), dtype=np.asarray(a).dtype) for a in case.args]
-    out = case.build(*inputs)
-    outputs = [out]
-    floats = [p for p, a in zip(inputs, case.args) if np.asarray(a).dtype.kind == "f"]
-    if REGISTRY[case.op].differentiable and out.dtype.kind == "f" and floats:
-        weights = np.random.default_rng(1).standard_normal(out.shape) if out.shape else 1.3
-        outputs += gc.grad(gc.sum(out * weights), floats, disconnected="zero")
-    return inputs, outputs
-
-
 @pytest.mark.parametrize("case", [c for c in CASES if not REGISTRY[c.op].stateful], ids=lambda c: c.id)
 def test_every_op_and_its_gradient_on_chunks_equal_numpy(case):
-    inputs, outputs = _case_outputs(case)
+    inputs, outputs = case_with_gradients(case)
     with warnings.catch_warnings():
         # Dask warns (FutureWarning) when a NumPy function it lacks falls back to NumPy.
         warnings.simplefilter("error", FutureWarning)
