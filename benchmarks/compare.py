@@ -167,6 +167,21 @@ def machine_line():
 
 # checks -------------------------------------------------------------------------------------------
 
+def checked_medians(cases, workload, expected, tolerance, repeats, **timing):
+    """Check every case's values against `expected` (naming the system), then time the cases
+    interleaved: {case: {"seconds": median}}."""
+    import numpy as np  # noqa: PLC0415
+    from _timing import interleaved_medians  # noqa: PLC0415
+
+    for key, run in cases.items():
+        result = run()
+        result = result.numpy() if hasattr(result, "numpy") else np.asarray(result)
+        check(PEER_NAMES.get(key, key), f"{workload} values", [result], [expected], tolerance=tolerance)
+    log(f"  timing {workload} ({len(cases)} cases)")
+    medians = interleaved_medians(cases, repeats, **timing)
+    return {key: {"seconds": seconds} for key, seconds in medians.items()}
+
+
 def check(system, what, got, expected, tolerance=TOLERANCE):
     """Each array within `tolerance` of NumPy's, relative to the largest entry of NumPy's array."""
     import numpy as np  # noqa: PLC0415
@@ -405,7 +420,6 @@ def elementwise_workload(peers, settings):
     import numpy as np  # noqa: PLC0415
 
     import graphcomp as gc  # noqa: PLC0415
-    from _timing import interleaved_medians  # noqa: PLC0415
 
     n = 4_000_000
     values = np.random.default_rng(2).standard_normal(n) * 3
@@ -451,13 +465,7 @@ def elementwise_workload(peers, settings):
                 result[i] = math.tanh(a) * (1.0 / (1.0 + math.exp(-a))) + math.log1p(math.exp(-abs(a)))
             return result
         cases["numba"] = lambda: numba_version(values)
-    for key, run in cases.items():
-        result = run()
-        result = result.numpy() if hasattr(result, "numpy") else np.asarray(result)
-        check(PEER_NAMES.get(key, key), "W3 values", [result], [expected], tolerance=1e-12)
-    log(f"  timing W3 ({len(cases)} cases)")
-    medians = interleaved_medians(cases, settings.w3_repeats, warmup=1)
-    return {key: {"seconds": seconds} for key, seconds in medians.items()}
+    return checked_medians(cases, "W3", expected, 1e-12, settings.w3_repeats, warmup=1)
 
 
 # W4 and W6: chains of tiny elementwise ops ---------------------------------------------------------
@@ -492,7 +500,6 @@ def tiny_ops_workload(peers, settings):
     import numpy as np  # noqa: PLC0415
 
     import graphcomp as gc  # noqa: PLC0415
-    from _timing import interleaved_medians  # noqa: PLC0415
 
     length = 300
     values = np.random.default_rng(3).uniform(0.1, 1.0, 8)
@@ -521,13 +528,7 @@ def tiny_ops_workload(peers, settings):
     if "numba" in peers:
         numba_chain = chain_function(length, "np", np, decorate=peers["numba"].njit)
         cases["numba"] = lambda: numba_chain(values)
-    for key, run in cases.items():
-        result = run()
-        result = result.numpy() if hasattr(result, "numpy") else np.asarray(result)
-        check(PEER_NAMES.get(key, key), "W4 values", [result], [expected], tolerance=1e-10)
-    log(f"  timing W4 ({len(cases)} cases)")
-    medians = interleaved_medians(cases, settings.w4_repeats, warmup=5, inner=settings.w4_inner)
-    return {key: {"seconds": seconds} for key, seconds in medians.items()}
+    return checked_medians(cases, "W4", expected, 1e-10, settings.w4_repeats, warmup=5, inner=settings.w4_inner)
 
 
 def long_chain_workload(peers, settings):
