@@ -550,31 +550,29 @@ class Kernel:
         self.name = f"fused_{next(_kernel_counter)}"
         self.quiet_conditions = program.quiet_conditions
         namespace = _numpy_namespace(program.steps, self.compute_dtype)
-        self.source, slot_kinds = numpy_source(program, name=self.name)
-        exec(compile(self.source, f"<graphcomp-kernel {self.name}>", "exec"), namespace)  # noqa: S102
-        self.body = namespace[self.name]
-        self.guarded_body = self.body
-        if self.quiet_conditions:
-            self.guarded_source, _ = numpy_source(program, name=self.name + "_guarded", guarded=True)
-            exec(compile(self.guarded_source, f"<graphcomp-kernel {self.name}>", "exec"), namespace)  # noqa: S102
-            self.guarded_body = namespace[self.name + "_guarded"]
-        self.slot_dtypes = [np.dtype(bool) if is_bool else self.compute_dtype for is_bool in slot_kinds]
+        self.source, self.body, self.guarded_body, self.slot_dtypes = self._variant(namespace, "", False)
         # When the kernel allocates `out` itself, `out` may hold temporaries from the first step
         # (one scratch array fewer to allocate): the same calls, on other buffers.
         self.fresh = (self.body, self.guarded_body, self.slot_dtypes)
-        fresh_source, fresh_kinds = numpy_source(program, name=self.name + "_fresh", out_is_fresh=True)
-        if len(fresh_kinds) < len(slot_kinds):
-            exec(compile(fresh_source, f"<graphcomp-kernel {self.name}>", "exec"), namespace)  # noqa: S102
-            guarded = namespace[self.name + "_fresh"]
-            if self.quiet_conditions:
-                guarded_source, _ = numpy_source(program, name=self.name + "_fresh_guarded", guarded=True,
-                                                 out_is_fresh=True)
-                exec(compile(guarded_source, f"<graphcomp-kernel {self.name}>", "exec"), namespace)  # noqa: S102
-                guarded = namespace[self.name + "_fresh_guarded"]
-            self.fresh = (namespace[self.name + "_fresh"], guarded,
-                          [np.dtype(bool) if is_bool else self.compute_dtype for is_bool in fresh_kinds])
+        _, *fresh = self._variant(namespace, "_fresh", True)
+        if len(fresh[2]) < len(self.slot_dtypes):
+            self.fresh = tuple(fresh)
         self.in_place_safe = True  # `out` is written only after the last read of an input
         self._numexpr = None if self._numexpr_possible() else False
+
+    def _variant(self, namespace, suffix, out_is_fresh):
+        """(source, body, guarded body, slot dtypes) of the program as NumPy code (see
+        numpy_source); the guarded body is the body itself when no step tolerates a condition."""
+        name = self.name + suffix
+        source, slot_kinds = numpy_source(self.program, name=name, out_is_fresh=out_is_fresh)
+        exec(compile(source, f"<graphcomp-kernel {self.name}>", "exec"), namespace)  # noqa: S102
+        body = guarded = namespace[name]
+        if self.quiet_conditions:
+            guarded_source, _ = numpy_source(self.program, name=name + "_guarded", guarded=True,
+                                             out_is_fresh=out_is_fresh)
+            exec(compile(guarded_source, f"<graphcomp-kernel {self.name}>", "exec"), namespace)  # noqa: S102
+            guarded = namespace[name + "_guarded"]
+        return source, body, guarded, [np.dtype(bool) if is_bool else self.compute_dtype for is_bool in slot_kinds]
 
     def _numexpr_possible(self):
         steps, input_dtypes = self.program.steps, self.program.input_dtypes
