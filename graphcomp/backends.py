@@ -82,6 +82,10 @@ class Backend:
     def is_host_array(self, value):
         return isinstance(value, np.ndarray) or np.isscalar(value)
 
+    def options(self):
+        """gc.function's keywords that choose this backend again ({} for NumPy)."""
+        return {}
+
     def __repr__(self):
         return f"<backend {self.name}>"
 
@@ -153,6 +157,9 @@ class DaskBackend(Backend):
     def __init__(self, compute=False):
         self.dask, self.da = _import_dask()
         self.compute = compute
+
+    def options(self):
+        return {"backend": self.name, "compute": self.compute}
 
     def owns(self, value):
         return isinstance(value, self.da.Array)
@@ -276,6 +283,9 @@ class CupyBackend(Backend):
         self.xp = xp if xp is not None else _import_cupy()
         self.to_numpy = to_numpy
         self._emit = cupy_emit(self.xp)
+
+    def options(self):
+        return {"backend": self.name, "to_numpy": self.to_numpy}
 
     def owns(self, value):
         return isinstance(value, self.xp.ndarray) and self.xp.ndarray is not np.ndarray

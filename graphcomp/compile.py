@@ -309,12 +309,7 @@ class Function:
             raise ValueError(f"{label} got a masked array; graphcomp ignores masks, so pass "
                              "value.filled(fill) or value.data explicitly")
         if isinstance(value, np.ndarray):
-            array = value
-            if array.dtype != node.dtype:
-                if not np.can_cast(array.dtype, node.dtype, casting="safe"):
-                    raise ValueError(f"{label} expects dtype {node.dtype}, got {array.dtype} "
-                                     "(which cannot be cast safely)")
-                array = array.astype(node.dtype)
+            array = _cast_safely(value, node, label)
         else:
             try:
                 array = np.asarray(value)
@@ -336,11 +331,7 @@ class Function:
         return array if self.backend is backends.NUMPY else self.backend.adopt(array, node)
 
     def _check_backend_array(self, index, label, node, array):
-        if array.dtype != node.dtype:
-            if not np.can_cast(array.dtype, node.dtype, casting="safe"):
-                raise ValueError(f"{label} expects dtype {node.dtype}, got {array.dtype} "
-                                 "(which cannot be cast safely)")
-            array = array.astype(node.dtype)
+        array = _cast_safely(array, node, label)
         shape = tuple(array.shape)
         if any(not isinstance(s, (int, np.integer)) or s != s for s in shape):  # Dask's unknown sizes are NaN
             raise ValueError(f"{label} has chunks of unknown size (shape {shape}); call "
@@ -406,11 +397,18 @@ class Function:
         # Pickled (and copied) as what it was compiled from; unpickling compiles it again. The
         # unoptimised graph goes first so that its nodes pickle in topological order.
         outputs = self.outputs[0] if self.single_output else list(self.outputs)
-        backend = self.backend
-        options = {"backend": backend.name, "compute": getattr(backend, "compute", False),
-                   "to_numpy": getattr(backend, "to_numpy", False)}
         return restore_function, (self.unoptimized_graph, self.inputs, outputs, self.updates, self.optimize,
-                                  options)
+                                  self.backend.options())
+
+
+def _cast_safely(array, node, label):
+    """`array` (a NumPy, Dask or CuPy array) in placeholder `node`'s dtype, where NumPy's "safe"
+    casting allows it; else a ValueError naming the placeholder (`label`)."""
+    if array.dtype == node.dtype:
+        return array
+    if not np.can_cast(array.dtype, node.dtype, casting="safe"):
+        raise ValueError(f"{label} expects dtype {node.dtype}, got {array.dtype} (which cannot be cast safely)")
+    return array.astype(node.dtype)
 
 
 def _fits(shape, expected):

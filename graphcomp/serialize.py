@@ -67,9 +67,10 @@ NODE_FIELDS = ("op", "inputs", "attrs", "shape", "dtype", "name", "scope", "deri
 SOURCE_FIELDS = ("file", "line", "function")
 VARIABLE_FIELDS = ("name", "shape", "dtype")
 FUNCTION_FIELDS = ("inputs", "outputs", "single_output", "updates", "optimize")
-# Optional: {"name": "dask" or "cupy", "compute": bool, "to_numpy": bool}; absent for NumPy.
+# Optional: gc.function's backend keywords, {"backend": "dask", "compute": bool} or
+# {"backend": "cupy", "to_numpy": bool}; absent for NumPy.
 BACKEND_FIELD = "backend"
-BACKEND_OPTIONS = {"dask": "compute", "cupy": "to_numpy"}
+BACKEND_FLAGS = ("compute", "to_numpy")
 OPTIMIZE_FLAGS = (True, False, "debug", "check")
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed, so that saving the same thing twice gives the same bytes
 
@@ -334,10 +335,8 @@ class _Writer:
                 "updates": [[ref(target), ref(expression)] for target, expression in obj.updates],
                 "optimize": obj.optimize,
             }
-            backend = obj.backend.name
-            if backend != "numpy":
-                option = BACKEND_OPTIONS[backend]
-                body[BACKEND_FIELD] = {"name": backend, option: bool(getattr(obj.backend, option))}
+            if obj.backend.options():
+                body[BACKEND_FIELD] = obj.backend.options()
             return {"function": body}
         if isinstance(obj, list):
             return {"list": [self.encode_root(item) for item in obj]}
@@ -747,12 +746,12 @@ class _Reader:
 
 
 def _backend_options(value, where, fail):
-    """gc.function's backend keywords from a saved function's optional "backend" field."""
+    """gc.function's backend keywords from a saved function's optional "backend" field (which
+    gc.function itself checks when the function is compiled again)."""
     if value is None:
         return {}
-    if not isinstance(value, dict) or value.get("name") not in BACKEND_OPTIONS:
-        raise fail(f"must be an object naming one of {sorted(BACKEND_OPTIONS)}", where)
-    option = BACKEND_OPTIONS[value["name"]]
-    if set(value) != {"name", option} or not isinstance(value[option], bool):
-        raise fail(f"a {value['name']} backend has the fields ['name', {option!r}] ({option} true or false)", where)
-    return {"backend": value["name"], option: value[option]}
+    if not isinstance(value, dict) or not isinstance(value.get("backend"), str) or not all(
+            key in BACKEND_FLAGS and isinstance(flag, bool) for key, flag in value.items() if key != "backend"):
+        raise fail(f'must be an object {{"backend": name}} with true or false for any of {list(BACKEND_FLAGS)}',
+                   where)
+    return value

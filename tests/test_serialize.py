@@ -719,3 +719,19 @@ def test_a_function_keeps_its_backend(tmp_path):
     with zipfile.ZipFile(tmp_path / "plain.gcz") as archive:  # NumPy functions are written as before
         assert '"backend"' not in archive.read(GRAPH_MEMBER).decode()
     assert gc.load(tmp_path / "plain.gcz").backend.name == "numpy"
+
+
+def test_a_bad_backend_field_is_refused_naming_it(tmp_path):
+    pytest.importorskip("dask.array")
+    x = gc.placeholder((None,), name="x")
+    path = tmp_path / "dask.gcz"
+    gc.save(gc.function([x], x * 2.0, backend="dask", compute=True), path)
+    members = _members(path)
+    document = json.loads(members[GRAPH_MEMBER])
+    for bad, message in [({"backend": "dask", "compute": "yes"}, "true or false"),
+                         ({"backend": "dask", "optimize": True}, "true or false"),
+                         ({"compute": True}, "must be an object"),
+                         ({"backend": "tpu"}, "backend must be one of")]:
+        document["root"]["function"]["backend"] = bad
+        _write(path, [(GRAPH_MEMBER, json.dumps(document))] + [(k, v) for k, v in members.items() if k != GRAPH_MEMBER])
+        _check(path, message)
