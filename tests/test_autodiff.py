@@ -9,21 +9,11 @@ import pytest
 import graphcomp as gc
 from graphcomp.ops import OpDef
 from graphcomp.tensor import apply
+from finite_differences import central_gradient
 
 
 def _evaluate(inputs, outputs, *values):
     return gc.function(inputs, outputs)(*values)
-
-
-def _numeric_gradient(f, x, eps=1e-6):
-    """Central differences of a NumPy function f: R^n -> R."""
-    x = np.array(x, dtype=float)
-    gradient = np.zeros_like(x)
-    for index in np.ndindex(x.shape):
-        step = np.zeros_like(x)
-        step[index] = eps
-        gradient[index] = (f(x + step) - f(x - step)) / (2 * eps)
-    return gradient
 
 
 def test_contributions_from_several_consumers_are_summed():
@@ -50,9 +40,9 @@ def test_broadcasting_is_undone_by_summing(x_shape, b_shape):
     assert grad_x.shape == x_shape and grad_b.shape == b_shape
     got_x, got_b = _evaluate([x, b], [grad_x, grad_b], x_value, b_value)
     assert got_x.shape == x_shape and got_b.shape == b_shape
-    np.testing.assert_allclose(got_b, _numeric_gradient(lambda b: np.sum((x_value * b + b) ** 2), b_value),
+    np.testing.assert_allclose(got_b, central_gradient(lambda b: np.sum((x_value * b + b) ** 2), b_value),
                                rtol=1e-6, atol=1e-8)
-    np.testing.assert_allclose(got_x, _numeric_gradient(lambda x: np.sum((x * b_value + b_value) ** 2), x_value),
+    np.testing.assert_allclose(got_x, central_gradient(lambda x: np.sum((x * b_value + b_value) ** 2), x_value),
                                rtol=1e-6, atol=1e-8)
 
 
@@ -302,7 +292,7 @@ def test_values_and_gradients_with_an_unknown_batch_axis(name):
     weights = rng.standard_normal(expected.shape)
     value, gradient = _evaluate([x], [node, gc.grad((node * weights).sum(), x)], x_value)
     np.testing.assert_allclose(value, expected, rtol=1e-12)
-    numeric = _numeric_gradient(lambda v: np.sum(expression(v) * weights), x_value)
+    numeric = central_gradient(lambda v: np.sum(expression(v) * weights), x_value)
     np.testing.assert_allclose(gradient, numeric, rtol=1e-6, atol=1e-8)
 
 
