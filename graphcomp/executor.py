@@ -58,6 +58,16 @@ def _plannable(node, shape):
     return node.ndim >= 1 and is_static(shape) and node.dtype.kind in "biuf"
 
 
+def static_shape(node):
+    """The node's own (static) shape: what plans use unless given concrete shapes."""
+    return node.shape
+
+
+def _nbytes(specs):
+    """Bytes of arrays of these (shape, dtype)s."""
+    return sum(int(size_of(shape)) * np.dtype(dtype).itemsize for shape, dtype in specs)
+
+
 # the memory plan ----------------------------------------------------------------------------------
 
 class _Buffer:
@@ -82,11 +92,10 @@ class MemoryPlan:
     frees: list = field(default_factory=list)          # (position, owner node, reused later?)
 
 
-def plan_memory(graph, shape_of=None):
+def plan_memory(graph, shape_of=static_shape):
     """Decide in-place writes and buffer reuse for `graph` (see the module's notes).
     `shape_of(node)` gives the shapes to plan with (concrete ones, for a program specialised
     to its arguments' shapes); by default the nodes' static shapes."""
-    shape_of = shape_of or (lambda node: node.shape)
     nodes = graph.nodes
     position = {node: i for i, node in enumerate(nodes)}
     never = len(nodes)
@@ -157,11 +166,10 @@ def _release(buffer, i, pool, plan):
         pool.setdefault(buffer.key, []).append(buffer)
 
 
-def peak_bytes(graph, plan, shape_of=None):
+def peak_bytes(graph, plan, shape_of=static_shape):
     """Peak bytes of the arrays the function allocates (intermediates, outputs and fused
     kernels' scratch), following the plan; `shape_of(node)` gives concrete shapes where the
     static ones are unknown. None when a size is unknown."""
-    shape_of = shape_of or (lambda node: node.shape)
     allocated = set(plan.allocations)
     freed_at = {}
     for i, owner, reused in plan.frees:
@@ -309,7 +317,7 @@ def _describe_input(name, node):
     return _printable(f"# {name}: {label} {format_shape(node.shape)} {node.dtype}" + (f"; {where}" if where else ""))
 
 
-def generate(graph, inputs, backend=None, shape_of=None):
+def generate(graph, inputs, backend=None, shape_of=static_shape):
     """Write the straight-line Python function(s) that evaluate `graph`; returns a Program.
     `backend` (graphcomp.backends; NumPy when None) supplies the kernels the lines call and
     says whether arrays may be written into (the memory plan); `shape_of` as for plan_memory."""
@@ -317,11 +325,10 @@ def generate(graph, inputs, backend=None, shape_of=None):
         return _generate(graph, inputs, backend, shape_of)
 
 
-def workspace_nodes(graph, plan, shape_of=None):
+def workspace_nodes(graph, plan, shape_of=static_shape):
     """The nodes whose arrays can live in a workspace kept between calls: each allocates an
     array of known size through `out=`, and no result of the program is that array (a result
     that is a view of it is copied when returned, as every view is)."""
-    shape_of = shape_of or (lambda node: node.shape)
     allocated = set(plan.allocations)
     owner = {}  # node -> the node that allocated the array it writes into
     for node in graph.nodes:
@@ -335,13 +342,12 @@ def workspace_nodes(graph, plan, shape_of=None):
 
 def _generate(graph, inputs, backend, shape_of):
     plan = plan_memory(graph, shape_of) if backend is None or backend.plans_memory else MemoryPlan()
-    workspace = {}
+    workspace, specs = {}, []  # node -> its array's index in the workspace; (shape, dtype) per array
     if plan.allocations and 2 * len(graph.nodes) + len(inputs) <= SEGMENT_LINES:  # one segment
-        shape_of = shape_of or (lambda node: node.shape)
         nodes = workspace_nodes(graph, plan, shape_of)
-        specs = [(tuple(shape_of(node)), node.dtype) for node in nodes]
-        if sum(int(size_of(shape)) * dtype.itemsize for shape, dtype in specs) <= WORKSPACE_MAX_BYTES:
-            workspace = {node: (k, spec) for k, (node, spec) in enumerate(zip(nodes, specs))}
+        wanted = [(tuple(shape_of(node)), node.dtype) for node in nodes]
+        if _nbytes(wanted) <= WORKSPACE_MAX_BYTES:
+            workspace, specs = {node: k for k, node in enumerate(nodes)}, wanted
     emitter = _Emitter(backend)
     names = {}
     index_of_input = {node: i for i, node in enumerate(inputs)}
@@ -378,7 +384,7 @@ def _generate(graph, inputs, backend, shape_of):
             arguments = [names[parent] for parent in node.inputs]
             target = plan.out_of.get(node)
             if node in workspace:
-                into = [f"out=ws[{workspace[node][0]}]"]
+                into = [f"out=ws[{workspace[node]}]"]
             else:
                 into = [f"out={names[target]}"] if target is not None else []
             call = ", ".join(arguments + into)
@@ -393,7 +399,6 @@ def _generate(graph, inputs, backend, shape_of):
         if dead:
             emitter.add(f"del {', '.join(sorted(dead))}", deletes=sorted(dead))
     returned = [names[out] for out in graph.outputs]
-    specs = [spec for _, spec in sorted(workspace.values(), key=lambda entry: entry[0])]
     run, source, line_to_node, segments = _compile_segments(emitter, len(inputs), returned, bool(specs))
     if specs:
         run = _with_workspace(run, specs)
@@ -416,7 +421,7 @@ def _with_workspace(body, specs):
         finally:
             idle.append(ws)
     run.source = body.source
-    run.workspace_bytes = sum(int(size_of(shape)) * np.dtype(dtype).itemsize for shape, dtype in specs)
+    run.workspace_bytes = _nbytes(specs)
     return run
 
 
