@@ -32,21 +32,25 @@ def stream(seed, number):
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(number,))))
 
 
+def _numpy_draw(rng, distribution, size, high):
+    """One draw from NumPy's generator `rng`."""
+    if distribution == "standard_normal":
+        return rng.standard_normal(size)
+    if distribution == "uniform":
+        return rng.random(size)
+    if distribution == "integers":
+        return rng.integers(0, high, size, dtype=np.int64)
+    if distribution == "permutation":
+        return rng.permutation(high).astype(np.int64)
+    return rng.choice(high, size, replace=False).astype(np.int64)
+
+
 def _draw_kernel(distribution, shape, seed, stream_number, high):
     """A new kernel with its own state (one per compiled function; see OpDef.stateful)."""
     rng = stream(seed, stream_number)
 
     def draw(*like):
-        size = like[0].shape if like else shape
-        if distribution == "standard_normal":
-            return rng.standard_normal(size)
-        if distribution == "uniform":
-            return rng.random(size)
-        if distribution == "integers":
-            return rng.integers(0, high, size, dtype=np.int64)
-        if distribution == "permutation":
-            return rng.permutation(high).astype(np.int64)
-        return rng.choice(high, size, replace=False).astype(np.int64)
+        return _numpy_draw(rng, distribution, like[0].shape if like else shape, high)
     draw.__name__ = f"draw_{distribution}"
     return draw
 
@@ -57,12 +61,11 @@ def _draw_chunked_kernel(distribution, shape, seed, stream_number, high):
     values per call, reproducible from the seed; not the NumPy backend's values). Other draws
     are NumPy's, as on the NumPy backend."""
     rng = stream(seed, stream_number)
-    on_numpy = _draw_kernel(distribution, shape, seed, stream_number, high)
 
     def draw(*like):
         if not like or not hasattr(like[0], "chunks") or distribution not in ("standard_normal", "uniform",
                                                                                "integers"):
-            return on_numpy(*like)
+            return _numpy_draw(rng, distribution, like[0].shape if like else shape, high)
         import dask.array as da  # noqa: PLC0415 - only the Dask backend calls this
 
         chunked = da.random.default_rng(int(rng.integers(2**63)))
