@@ -151,47 +151,25 @@ class Function:
             results = program.run(*arrays) if backend is backends.NUMPY else backend.run(program.run, arrays)
         except Exception as error:  # re-raised with the graph's context
             raise self._explain(error, program) from error
-        if backend is not backends.NUMPY:
-            return self._finish(backend, arrays, backend.finish(results))
-        # Every returned array and every new variable value is its own array: an output listed
-        # twice, outputs merged by the optimizer and two variables updated from one expression
-        # never share memory with each other, the inputs, constants or variables.
-        if self.single_output and not self.updates:
-            return _unshared(results[0], arrays)
-        held = list(arrays)
-        outputs = []
-        for result in results[:len(self.outputs)]:
-            outputs.append(_unshared(result, held))
-            held.append(outputs[-1])
-        if self.updates:  # a new value may be an output or another variable's current array
-            held += [storage.value for storage in self._storages]
-            new_values = []
-            for result in results[len(self.outputs):]:
-                new_values.append(_unshared(result, held))
-                held.append(new_values[-1])
-            for (target, _), value in zip(self.updates, new_values):
-                if value.shape != target.payload.shape:  # a None dimension let it through at build time
-                    raise ValueError(f"updates: {target.describe()} has shape {target.payload.shape}, "
-                                     f"the new value {value.shape}; no variable was updated")
-            for (target, _), value in zip(self.updates, new_values):
-                target.payload.value = value
-        if self.single_output:
-            return outputs[0]
-        return outputs
+        return self._finish(backend, arrays, results if backend is backends.NUMPY else backend.finish(results))
 
     def _finish(self, backend, arrays, results):
-        """Outputs and updates of another backend: its own arrays are never shared (Dask arrays
-        are immutable; CuPy results are fresh), host arrays are unshared as on NumPy."""
-        held = [a for a in arrays if backend.is_host_array(a)]
+        """The outputs, after the updates are stored. Every returned array and every new
+        variable value is its own array: an output listed twice, outputs merged by the optimizer
+        and two variables updated from one expression never share memory with each other, the
+        inputs, constants or variables (on every backend: see _unshared)."""
+        if self.single_output and not self.updates:
+            return _unshared(results[0], arrays, backend)
+        held = list(arrays)
         values = []
-        for result in results:
-            if backend.is_host_array(result):
-                result = _unshared(result, held)
-                held.append(result)
-            values.append(result)
+        for position, result in enumerate(results):
+            if position == len(self.outputs):  # a new value may be an output or another variable's current array
+                held += [backend.storage(storage).value for storage in self._storages]
+            values.append(_unshared(result, held, backend))
+            held.append(values[-1])
         outputs, new_values = values[:len(self.outputs)], values[len(self.outputs):]
         for (target, _), value in zip(self.updates, new_values):
-            if tuple(value.shape) != target.payload.shape:
+            if tuple(value.shape) != target.payload.shape:  # a None dimension let it through at build time
                 raise ValueError(f"updates: {target.describe()} has shape {target.payload.shape}, "
                                  f"the new value {tuple(value.shape)}; no variable was updated")
         for (target, _), value in zip(self.updates, new_values):
@@ -416,9 +394,13 @@ def _fits(shape, expected):
     return len(shape) == len(expected) and all(d is None or d == s for d, s in zip(expected, shape))
 
 
-def _unshared(value, held):
+def _unshared(value, held, backend=backends.NUMPY):
     """`value` as an array nothing else holds: views, read-only arrays and the arrays in `held`
-    are copied, so results never alias the caller's inputs, constants or variables."""
+    are copied, so results never alias the caller's inputs, constants or variables. A
+    backend's own arrays (Dask's, immutable; CuPy's, fresh unless a kernel passed one through)
+    are copied only when they are one of `held`."""
+    if type(value) is not np.ndarray and not backend.is_host_array(value):
+        return value.copy() if any(value is other for other in held) else value
     array = value if type(value) is np.ndarray else np.asarray(value)
     flags = array.flags
     if not (flags.owndata and flags.writeable):

@@ -238,3 +238,14 @@ def test_gpu_fused_equals_unfused_on_special_values(dtype):
     assert fused_function.stats.fused_kernels >= 1
     fused = fused_function(values)
     np.testing.assert_array_equal(fused, unfused)
+
+
+def test_a_variable_updated_to_another_variables_value_gets_its_own_device_array():
+    stand_in = _stand_in()
+    x = gc.placeholder((None,), name="x")
+    a = gc.variable(np.zeros(3), name="a")
+    b = gc.variable(np.arange(3.0), name="b")
+    step = gc.function([x], gc.sum(x), updates=[(a, b)], backend=CupyBackend(xp=stand_in))
+    step(np.ones(4))
+    assert a.payload.device_value(stand_in) is not b.payload.device_value(stand_in)
+    np.testing.assert_array_equal(a.value, [0.0, 1.0, 2.0])

@@ -400,3 +400,13 @@ def test_fused_kernels_in_dask_tasks_keep_to_their_task_thread(monkeypatch):
     monkeypatch.setattr(kernels, "_pool", no_pool)
     monkeypatch.setattr(kernels, "CPUS", 4)
     np.testing.assert_array_equal(f(da.from_array(values, chunks=(2048, 256))), expected)
+
+
+def test_a_variable_updated_to_another_variables_value_gets_its_own_array():
+    x = gc.placeholder((None,), name="x")
+    a = gc.variable(np.zeros(3), name="a")
+    b = gc.variable(np.arange(3.0), name="b")
+    step = gc.function([x], gc.sum(x), updates=[(a, b)], backend="dask", compute=True)
+    step(da.ones(4, chunks=2))
+    np.testing.assert_array_equal(a.value, [0.0, 1.0, 2.0])
+    assert not np.shares_memory(a.value, b.value)
