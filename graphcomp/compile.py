@@ -151,15 +151,17 @@ class Function:
             results = program.run(*arrays) if backend is backends.NUMPY else backend.run(program.run, arrays)
         except Exception as error:  # re-raised with the graph's context
             raise self._explain(error, program) from error
-        return self._finish(backend, arrays, results if backend is backends.NUMPY else backend.finish(results))
+        if backend is not backends.NUMPY:
+            results = backend.finish(results)
+        if self.single_output and not self.updates:  # the common case, one call fewer
+            return _unshared(results[0], arrays, backend)
+        return self._finish(backend, arrays, results)
 
     def _finish(self, backend, arrays, results):
         """The outputs, after the updates are stored. Every returned array and every new
         variable value is its own array: an output listed twice, outputs merged by the optimizer
         and two variables updated from one expression never share memory with each other, the
         inputs, constants or variables (on every backend: see _unshared)."""
-        if self.single_output and not self.updates:
-            return _unshared(results[0], arrays, backend)
         held = list(arrays)
         values = []
         for position, result in enumerate(results):
