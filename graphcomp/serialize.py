@@ -23,7 +23,8 @@ name one variable. `root` is what `load` returns:
 
     {"tensor": i} | {"graph": {"nodes": [i, ...], "outputs": [i, ...]}}
     | {"function": {"inputs": [i, ...], "outputs": [i, ...], "single_output": bool,
-                    "updates": [[variable node, expression node], ...], "optimize": ...}}
+                    "updates": [[variable node, expression node], ...], "optimize": ...,
+                    "backend": {"backend": "dask", "compute": bool} (absent for NumPy)}}
     | {"list": [root, ...]} | {"tuple": [root, ...]} | {"dict": {"key": root, ...}}
 
 Attribute values are JSON strings, ints, booleans, `null` and lists, or one-key objects for
@@ -33,7 +34,7 @@ what JSON does not tell apart: `{"float": repr}` (exact: "inf", "nan", "-0.0"),
 `{"expression": text}` (a fused node's readable expression).
 
 A function is saved as what it was compiled from (its unoptimised graph, inputs, outputs,
-updates and `optimize` flag) and compiled again on load. Loading never runs code from the file:
+updates, `optimize` flag and backend keywords) and compiled again on load. Loading never runs code from the file:
 ops are looked up by name, arrays are read with `allow_pickle=False`, and every node's shape
 and dtype are checked against its op's rule. Anything malformed raises `LoadError` (a
 `ValueError`) naming the member, node and field at fault.
