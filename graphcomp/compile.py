@@ -112,8 +112,13 @@ class Function:
         self._check_inputs_cover(self.graph)
         self._storages = [node.payload for node in self.graph.variables]
         self._names = {node.name: i for i, node in enumerate(self.inputs) if node.name is not None}
+        # State (a random draw's generator) belongs to the function: every program it generates,
+        # the general one and those specialised to argument shapes, shares these kernels.
+        self._state_kernels = {node: node.op.kernel(dict(node.attrs)) for node in self.graph.nodes
+                               if node.op.stateful}
         self._program = executor.generate(self.graph, self.inputs,
-                                          None if self.backend is backends.NUMPY else self.backend)
+                                          None if self.backend is backends.NUMPY else self.backend,
+                                          kernels=self._state_kernels)
         self._run = self._program.run
         self._last_shapes = None
         # What a call checks on its fast path: each argument an ndarray of exactly its
@@ -333,7 +338,7 @@ class Function:
             shapes = executor.concrete_shapes(self.graph, self.inputs, key)
         except Exception:  # noqa: BLE001 - shapes that do not fit: the general program reports it
             return self._program
-        program = executor.generate(self.graph, self.inputs, shape_of=shapes.get)
+        program = executor.generate(self.graph, self.inputs, shape_of=shapes.get, kernels=self._state_kernels)
         with self._specialized_lock:
             while len(specialized) >= SPECIALIZATIONS:
                 specialized.pop(next(iter(specialized)))

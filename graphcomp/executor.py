@@ -90,6 +90,7 @@ class MemoryPlan:
     allocations: list = field(default_factory=list)    # nodes that allocate a new array
     keep_until: dict = field(default_factory=dict)     # node -> position of the line that reuses its array
     frees: list = field(default_factory=list)          # (position, owner node, reused later?)
+    returned: set = field(default_factory=set)         # allocating nodes whose array a result may be or view
 
 
 def plan_memory(graph, shape_of=static_shape):
@@ -126,6 +127,7 @@ def plan_memory(graph, shape_of=static_shape):
                 buffer.live -= 1
                 if buffer.live == 0:
                     _release(buffer, i, pool, plan)
+    plan.returned = {buffer.owner for out in graph.outputs for buffer in aliases[out]}
     return plan
 
 
@@ -220,10 +222,11 @@ class Program:
 class _Emitter:
     """Collects lines with what they define, use and delete, then writes segment functions."""
 
-    def __init__(self, backend=None):
+    def __init__(self, backend=None, kernels=None):
         self.lines = []  # (text, node or None, input names, defined name or None, deleted names)
         self.bindings = {}
         self.backend = backend
+        self.kernels = kernels or {}
 
     def add(self, text, node=None, inputs=(), defines=None, deletes=(), bound=()):
         self.lines.append((text, node, list(inputs), defines, list(deletes), bound))
@@ -232,7 +235,7 @@ class _Emitter:
         """Bind the node's kernel under a readable identifier and return it: the op's name when
         every node of the op shares one kernel object (`impl`), else `<op name>_<position>`."""
         op = node.op
-        kernel = op.kernel(dict(node.attrs))
+        kernel = self.kernels.get(node) or op.kernel(dict(node.attrs))
         if self.backend is not None:
             kernel = self.backend.kernel(node, kernel)
         base = _identifier(op.name)
@@ -317,30 +320,26 @@ def _describe_input(name, node):
     return _printable(f"# {name}: {label} {format_shape(node.shape)} {node.dtype}" + (f"; {where}" if where else ""))
 
 
-def generate(graph, inputs, backend=None, shape_of=static_shape):
+def generate(graph, inputs, backend=None, shape_of=static_shape, kernels=None):
     """Write the straight-line Python function(s) that evaluate `graph`; returns a Program.
     `backend` (graphcomp.backends; NumPy when None) supplies the kernels the lines call and
-    says whether arrays may be written into (the memory plan); `shape_of` as for plan_memory."""
+    says whether arrays may be written into (the memory plan); `shape_of` as for plan_memory.
+    `kernels` ({node: kernel}) gives the kernels of some nodes ready made: the compiled
+    function's own kernels of stateful ops, which every program it generates shares."""
     with garbage_collection_paused():
-        return _generate(graph, inputs, backend, shape_of)
+        return _generate(graph, inputs, backend, shape_of, kernels)
 
 
 def workspace_nodes(graph, plan, shape_of=static_shape):
     """The nodes whose arrays can live in a workspace kept between calls: each allocates an
-    array of known size through `out=`, and no result of the program is that array (a result
-    that is a view of it is copied when returned, as every view is)."""
-    allocated = set(plan.allocations)
-    owner = {}  # node -> the node that allocated the array it writes into
-    for node in graph.nodes:
-        if node in plan.out_of:
-            owner[node] = owner.get(plan.out_of[node])
-        elif node in allocated and node.op.writes_out and _plannable(node, shape_of(node)):
-            owner[node] = node
-    returned = {owner.get(out) for out in graph.outputs}
-    return [node for node in graph.nodes if owner.get(node) is node and node not in returned]
+    array of known size through `out=`, and no result of the program is that array or a view
+    of it, whatever chain of in-place writes, reused buffers and views (ops whose record does
+    not promise `fresh_result`) leads from the array to the result (`plan.returned`)."""
+    return [node for node in plan.allocations
+            if node.op.writes_out and _plannable(node, shape_of(node)) and node not in plan.returned]
 
 
-def _generate(graph, inputs, backend, shape_of):
+def _generate(graph, inputs, backend, shape_of, kernels):
     plan = plan_memory(graph, shape_of) if backend is None or backend.plans_memory else MemoryPlan()
     workspace, specs = {}, []  # node -> its array's index in the workspace; (shape, dtype) per array
     if plan.allocations and 2 * len(graph.nodes) + len(inputs) <= SEGMENT_LINES:  # one segment
@@ -348,7 +347,7 @@ def _generate(graph, inputs, backend, shape_of):
         wanted = [(tuple(shape_of(node)), node.dtype) for node in nodes]
         if _nbytes(wanted) <= WORKSPACE_MAX_BYTES:
             workspace, specs = {node: k for k, node in enumerate(nodes)}, wanted
-    emitter = _Emitter(backend)
+    emitter = _Emitter(backend, kernels)
     names = {}
     index_of_input = {node: i for i, node in enumerate(inputs)}
     outputs = set(graph.outputs)
@@ -408,21 +407,35 @@ def _generate(graph, inputs, backend, shape_of):
 def _with_workspace(body, specs):
     """`body(*arguments, ws)` as `run(*arguments)`: each call takes a workspace (a list of arrays
     shaped by `specs`) no other call is using, and gives it back after; a new one is made when
-    all are in use, so concurrent calls never share one."""
+    all are in use, so concurrent calls never share one. The memory plan keeps every array a
+    result may be or view out of the workspace (workspace_nodes); should a kernel break its
+    record's promise and hand back a view of a workspace array anyway, that result is copied
+    here, before the workspace goes back, so no later call can write over it."""
     idle = []
 
     def run(*arguments):
         try:
-            ws = idle.pop()
+            ws, kept = idle.pop()
         except IndexError:
             ws = [np.empty(shape, dtype) for shape, dtype in specs]
+            kept = frozenset(id(array) for array in ws)
         try:
-            return body(*arguments, ws)
+            results = body(*arguments, ws)
+            if any(id(_base_of(result)) in kept for result in results):
+                results = tuple(result.copy() if id(_base_of(result)) in kept else result for result in results)
+            return results
         finally:
-            idle.append(ws)
+            idle.append((ws, kept))
     run.source = body.source
     run.workspace_bytes = _nbytes(specs)
     return run
+
+
+def _base_of(value):
+    """The array that owns `value`'s memory (itself when it owns it)."""
+    while isinstance(value, np.ndarray) and value.base is not None:
+        value = value.base
+    return value
 
 
 def _compile_segments(emitter, arity, returned, workspace=False):
