@@ -16,6 +16,25 @@ matmul, fused kernels) and whose shape is known:
 * never into user inputs, variables, constants, views (a transposed or broadcast array) of
   anything still needed, or any array aliased by a returned value.
 
+Who owns each array, and the rules every speed trick keeps:
+
+* allocates: a kernel that returns a fresh array (`fresh_result` in its record), or, for an
+  array of known size that no result may be or view, the workspace: a list of arrays kept
+  between calls, one list per concurrent call (`_with_workspace`), never shared by two calls;
+* may write: the kernel of the line that allocated an array, and later lines the plan gives it
+  to (`out=`), only once every value that may share its memory is dead. User inputs, constants
+  and variables' arrays are never written;
+* may return: a result is a fresh array of the call, a view of one, or an input, constant or
+  variable (which Function copies). Which values may share memory is a fact of the op records:
+  an op without `fresh_result` may return an input itself or a view of it (`sum_to` where
+  nothing was broadcast, `transpose`, `reshape`), so the plan follows those ops, in-place writes
+  and reused arrays from each array to the results (`MemoryPlan.returned`), and no array in that
+  set goes into the workspace. Should a kernel break its record's promise and return a
+  workspace array anyway, `_with_workspace` copies that result before the workspace is released;
+* released: a workspace goes back to its function's idle list when its call returns or raises,
+  after the results are independent of it; every other intermediate is deleted right after its
+  last use (or when the plan reuses it), and a result belongs to the caller from then on.
+
 Values no later line needs are deleted right after their last use. Very long graphs are split
 into segments of at most SEGMENT_LINES lines (one function each) so that compiling them stays
 linear and Python's compiler is never asked for one enormous function.
