@@ -308,6 +308,8 @@ def _comment(what, node):
 
 def _printable(text):
     """`text` without line breaks of any kind or NULs, so the source stays line for line."""
+    if text.isprintable():
+        return text
     return "".join(ch if ch.isprintable() else "?" for ch in text)
 
 
