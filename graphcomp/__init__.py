@@ -74,3 +74,7 @@ _name_public_functions(["append", "array_split", "atleast_1d", "atleast_2d", "at
                         "permute_dims", "ravel", "repeat", "roll", "rollaxis", "rot90", "split", "tile", "tril",
                         "triu", "vsplit", "vstack"])
 from graphcomp.ops import random  # noqa: E402,F401 - gc.random.Generator(seed)
+# numpy.linalg (graphcomp/linalg.py): gc.linalg.solve(a, b), and np.linalg.solve(tensor, b)
+from graphcomp import linalg  # noqa: E402
+from graphcomp.tensor import dispatch_numpy_linalg_to as _dispatch_numpy_linalg_to  # noqa: E402
+_dispatch_numpy_linalg_to(vars(linalg))

@@ -12,9 +12,10 @@ import os
 import threading
 
 import numpy as np
+from numpy.linalg import LinAlgError
 
 from graphcomp import backends, executor, passes
-from graphcomp.errors import ExecutionError, ShapeError
+from graphcomp.errors import ExecutionError, LinAlgExecutionError, ShapeError
 from graphcomp.ir import Graph
 from graphcomp.numeric_check import NumericCheck
 from graphcomp.ops.elementwise import cast
@@ -354,7 +355,8 @@ class Function:
                            for n in input_names)
         label, lines = node.op.failure_context(node)  # a fused kernel names each member's line
         where = "".join(f"\n  {line}" for line in lines)
-        return ExecutionError(f"{label} failed on inputs of shapes [{shapes}]: "
+        kind = LinAlgExecutionError if isinstance(error, LinAlgError) else ExecutionError
+        return kind(f"{label} failed on inputs of shapes [{shapes}]: "
                               f"{type(error).__name__}: {error}{where}")
 
     @property

@@ -1,5 +1,7 @@
 """Exceptions raised by graphcomp."""
 
+from numpy.linalg import LinAlgError
+
 from graphcomp.ir import user_source_location
 
 
@@ -15,6 +17,11 @@ class ShapeError(ValueError):
 
 class ExecutionError(RuntimeError):
     """An op failed while a compiled function ran; names the op and where it was built."""
+
+
+class LinAlgExecutionError(ExecutionError, LinAlgError):
+    """A linalg op failed on its values (a singular matrix, one not positive definite): the
+    ExecutionError naming the op and its line, catchable as numpy.linalg.LinAlgError too."""
 
 
 class GradientError(TypeError):

@@ -45,10 +45,16 @@ def dispatch_numpy_to(namespace):
     NUMPY_DISPATCH["namespace"] = namespace
 
 
-def _graphcomp_function(name):
-    """graphcomp's public function for NumPy's `name`, or None."""
-    spelling = NUMPY_SPELLINGS.get(name, name)
-    function = NUMPY_DISPATCH.get("namespace", {}).get(spelling)
+def dispatch_numpy_linalg_to(namespace):
+    """numpy.linalg's functions applied to tensors call the functions of `namespace` (gc.linalg's
+    globals) with NumPy's name (graphcomp/__init__.py calls this)."""
+    NUMPY_DISPATCH["numpy.linalg"] = namespace
+
+
+def _graphcomp_function(name, module="numpy"):
+    """graphcomp's public function for NumPy's `name` (of `module`), or None."""
+    spelling = NUMPY_SPELLINGS.get(name, name) if module == "numpy" else name
+    function = NUMPY_DISPATCH.get("namespace" if module == "numpy" else module, {}).get(spelling)
     if spelling.startswith("_") or not callable(function) or isinstance(function, type) \
             or not getattr(function, "__module__", "").startswith("graphcomp"):
         return None, spelling
@@ -144,9 +150,11 @@ class Tensor(Node):
     def __array_function__(self, func, types, args, kwargs):
         tensors = [x for x in _flatten_arguments((args, kwargs)) if isinstance(x, Tensor)]
         module = getattr(func, "__module__", None) or "numpy"
-        function, spelling = _graphcomp_function(func.__name__) if module == "numpy" else (None, None)
+        function, spelling = _graphcomp_function(func.__name__, module) \
+            if module in ("numpy", "numpy.linalg") else (None, None)
         if function is not None:
-            return _call_for_numpy(function, spelling, f"numpy.{func.__name__}", args, kwargs)
+            prefix = "linalg." if module == "numpy.linalg" else ""
+            return _call_for_numpy(function, prefix + spelling, f"{module}.{func.__name__}", args, kwargs)
         raise numpy_refusal(func.__name__, tensors or [self], module)
 
     def __array__(self, dtype=None, copy=None):

@@ -605,3 +605,105 @@ def case_with_gradients(case):
         weights = np.random.default_rng(1).standard_normal(out.shape) if out.shape else 1.3
         outputs += gc.grad(gc.sum(out * weights), floats, disconnected="zero")
     return inputs, outputs
+
+
+# numpy.linalg (graphcomp/ops/linear_algebra.py, gc.linalg) ---------------------------------------
+
+def _well_conditioned(shape, seed):
+    """A square matrix (or a stack) far from singular."""
+    n = shape[-1]
+    return _normal(shape, seed) / np.sqrt(n) + 2.0 * np.eye(n)
+
+
+def _spd(shape, seed):
+    """Symmetric positive definite, eigenvalues well apart."""
+    m = _normal(shape, seed)
+    n = shape[-1]
+    return m @ np.swapaxes(m, -1, -2) / n + np.diag(np.arange(1.0, n + 1))
+
+
+def _triangular(shape, seed, lower):
+    """Only one triangle is read: the other holds values the op must ignore."""
+    return _normal(shape, seed) + 3.0 * np.eye(shape[-1]) * np.sign(_normal(shape[:-2] + (1, 1), seed + 1) + 0.1)
+
+
+def _signs_fixed(u, axis):
+    """Factors with a sign per column (or row) made sign-free: times their first entry."""
+    return u * (u[..., :1, :] if axis == -2 else u[..., :, :1])
+
+
+def _linalg_cases():
+    L = gc.linalg
+    nl = np.linalg
+    from scipy.linalg import solve_triangular as scipy_solve_triangular
+
+    def batched_scipy_solve_triangular(a, b, lower):
+        return np.stack([scipy_solve_triangular(ai, bi, lower=lower)
+                         for ai, bi in zip(a, np.broadcast_to(b, a.shape[:-2] + b.shape[-2:]))])
+
+    w = _well_conditioned
+    rows = [
+        ("inv", L.inv, nl.inv, [w((3, 3), 100)], ""),
+        ("inv", L.inv, nl.inv, [w((2, 3, 3), 101)], "batched"),
+        ("solve", L.solve, nl.solve, [w((3, 3), 102), _normal((3, 2), 103)], ""),
+        ("solve", L.solve, nl.solve, [w((3, 3), 104), _normal((3,), 105)], "vector-b"),
+        ("solve", L.solve, nl.solve, [w((2, 3, 3), 106), _normal((3, 2), 107)], "batched-a"),
+        ("solve", L.solve, nl.solve, [w((3, 3), 108), _normal((2, 3, 1), 109)], "batched-b"),
+        ("det", L.det, nl.det, [w((3, 3), 110)], ""),
+        ("det", L.det, nl.det, [w((2, 3, 3), 111) * np.array([1.0, -1.0])[:, None, None]], "batched"),
+        ("slogdet", lambda a: L.slogdet(a)[1], lambda a: nl.slogdet(a)[1], [w((3, 3), 112)], "logabsdet"),
+        ("slogdet", lambda a: L.slogdet(a).logabsdet * L.slogdet(a).sign,
+         lambda a: nl.slogdet(a).logabsdet * nl.slogdet(a).sign,
+         [w((2, 3, 3), 113) * np.array([1.0, -1.0])[:, None, None]], "batched-sign"),
+        ("cholesky", L.cholesky, nl.cholesky, [_spd((3, 3), 114)], ""),
+        ("cholesky", L.cholesky, nl.cholesky, [_spd((2, 3, 3), 115) + np.triu(_normal((3, 3), 116), 1)],
+         "batched-upper-ignored"),
+        ("solve_triangular", lambda a, b: L.solve_triangular(a, b, lower=True),
+         lambda a, b: scipy_solve_triangular(a, b, lower=True), [_triangular((3, 3), 117, True), _normal((3, 2), 118)],
+         "lower"),
+        ("solve_triangular", L.solve_triangular, scipy_solve_triangular,
+         [_triangular((3, 3), 119, False), _normal((3,), 120)], "upper-vector"),
+        ("solve_triangular", lambda a, b: L.solve_triangular(a, b, lower=True),
+         lambda a, b: batched_scipy_solve_triangular(a, b, True),
+         [_triangular((2, 3, 3), 121, True), _normal((3, 2), 122)], "batched-a"),
+        ("solve_triangular", lambda a, b: L.solve_triangular(a, b),
+         lambda a, b: np.moveaxis(scipy_solve_triangular(a, np.moveaxis(b, 0, -2).reshape(3, -1)).reshape(3, 2, 2),
+                                  -2, 0),
+         [_triangular((3, 3), 123, False), _normal((2, 3, 2), 124)], "batched-b"),
+        ("eigh", lambda a: L.eigh(a)[0], lambda a: nl.eigh(a)[0], [_spd((3, 3), 125)], "eigenvalues"),
+        ("eigh", lambda a: _signs_fixed(L.eigh(a)[1], -2), lambda a: _signs_fixed(nl.eigh(a)[1], -2),
+         [_spd((2, 3, 3), 126)], "eigenvectors-batched"),
+        ("eigh", lambda a: _signs_fixed(L.eigh(a, UPLO="U")[1], -2),
+         lambda a: _signs_fixed(nl.eigh(a, UPLO="U")[1], -2), [_spd((3, 3), 127) + np.tril(_normal((3, 3), 128), -1)],
+         "upper"),
+        ("eigvalsh", L.eigvalsh, nl.eigvalsh, [_spd((3, 3), 129) + np.triu(_normal((3, 3), 130), 1)], ""),
+        ("eigvalsh", lambda a: L.eigvalsh(a, "U"), lambda a: nl.eigvalsh(a, "U"), [_spd((2, 3, 3), 131)], "batched-U"),
+        ("svd", lambda a: L.svd(a, full_matrices=False)[1], lambda a: nl.svd(a, full_matrices=False)[1],
+         [_normal((4, 3), 132)], "S"),
+        ("svd", lambda a: _signs_fixed(L.svd(a, full_matrices=False)[0], -2),
+         lambda a: _signs_fixed(nl.svd(a, full_matrices=False)[0], -2), [_normal((4, 3), 133)], "U-tall"),
+        ("svd", lambda a: _signs_fixed(L.svd(a, full_matrices=False)[2], -1),
+         lambda a: _signs_fixed(nl.svd(a, full_matrices=False)[2], -1), [_normal((2, 3, 4), 134)], "Vh-wide-batched"),
+        ("svd", lambda a: L.svd(a, full_matrices=False)[0] @ L.svd(a, full_matrices=False)[2],
+         lambda a: nl.svd(a, full_matrices=False)[0] @ nl.svd(a, full_matrices=False)[2], [_normal((3, 3), 135)],
+         "U@Vh"),
+        ("svdvals", L.svdvals, nl.svdvals, [_normal((4, 3), 136)], ""),
+        ("svdvals", L.svdvals, nl.svdvals, [_normal((2, 3, 4), 137)], "batched-wide"),
+        ("qr", lambda a: L.qr(a)[0], lambda a: nl.qr(a)[0], [_normal((4, 3), 138)], "Q"),
+        ("qr", lambda a: L.qr(a)[1], lambda a: nl.qr(a)[1], [_normal((2, 3, 3), 139)], "R-batched"),
+        ("qr", lambda a: L.qr(a, mode="r"), lambda a: nl.qr(a, mode="r"), [_normal((4, 3), 140)], "mode-r"),
+        ("linalg_part", lambda a: L.svd(a, full_matrices=False)[1] * 1.0,
+         lambda a: nl.svd(a, full_matrices=False)[1], [_normal((3, 2), 141)], "svd-S"),
+    ]
+    cases = [OpCase(op, build, reference, args, label) for op, build, reference, args, label in rows]
+    from graphcomp.ops import linear_algebra as la
+    packed_svd = lambda a: np.concatenate([a[..., :3, :] * 0 + a[..., :3, :], a[..., 3:, :]], axis=-2)  # noqa: E731
+    cases.append(OpCase("linalg_part_grad",
+                        lambda g, p: apply(la.PART_GRAD, g, p, gc.constant(np.zeros((3, 2))), factorization="svd",
+                                           index=1),
+                        lambda g, p: np.concatenate([np.zeros((2, 3, 2)), g[..., None, :], np.zeros((2, 2, 2))], axis=-2),
+                        [_normal((2, 2), 142), packed_svd(_normal((2, 6, 2), 143))], "svd-S"))
+    return cases
+
+
+CASES += _linalg_cases()

@@ -1,0 +1,679 @@
+"""numpy.linalg in the graph: one record per factorization or solve, with vjp and jvp rules
+written with graphcomp's builders (so derivatives of every order are graph nodes).
+
+Kernels are NumPy's gufunc-based linalg (batched over leading axes in C, no Python loop) and
+scipy.linalg.solve_triangular for one triangular matrix when SciPy is installed. On CuPy arrays
+the same NumPy calls dispatch to cupy.linalg. On Dask each record runs per batch chunk
+(dask.array.apply_gufunc with the matrix axes gathered into one chunk).
+
+A record with several results (slogdet, eigh, svd, qr) returns them packed in one array along
+the second-to-last axis; graphcomp.linalg slices them apart (the slices are views):
+- slogdet: (..., 2) = [sign, logabsdet];
+- eigh: (..., n + 1, n) = [eigenvalues; eigenvectors];
+- svd: (..., m + 1 + n, k) = [U; S; V] (V = Vh transposed), k = min(m, n); with
+  full_matrices=True the blocks are padded with zeros to width max(m, n);
+- qr: (..., m + n, k) = [Q; R transposed].
+
+Symmetric input (cholesky, eigh, eigvalsh): the kernel reads one triangle (the lower one, or
+the upper with UPLO="U"), as LAPACK does; the derivatives are those of that function, so a
+perturbation of the other triangle has no effect, exactly like the kernel.
+"""
+
+from __future__ import annotations
+
+import functools
+import string
+
+import numpy as np
+
+from graphcomp.errors import GradientError, ShapeError
+from graphcomp.ops import OpDef, onnx_node, register
+from graphcomp.ops import shape as sh
+from graphcomp.ops.elementwise import zeros_like
+from graphcomp.ops.linalg import matmul
+from graphcomp.ops.products import EMBED_DIAGONAL, diagonal
+from graphcomp.ops.reduce import sum_
+from graphcomp.ops.rules import add_tangents
+from graphcomp.shapes import broadcast_shapes, format_shape
+from graphcomp.tensor import apply
+
+try:  # SciPy's triangular solve (one LAPACK trtrs call); NumPy's LU solve otherwise
+    from scipy.linalg import solve_triangular as _scipy_solve_triangular
+except ImportError:  # pragma: no cover - SciPy is optional
+    _scipy_solve_triangular = None
+
+
+# shapes and dtypes ----------------------------------------------------------------------------
+
+def linalg_dtype(*dtypes, op="linalg"):
+    """NumPy's result dtype for linalg on these operands: float32 stays, integers and booleans
+    compute in float64, float16 is refused (as NumPy refuses it)."""
+    dtype = np.result_type(*dtypes)
+    if dtype.kind in "biu":
+        return np.dtype(np.float64)
+    if dtype == np.float16:
+        raise TypeError(f"{op}: array type float16 is unsupported in linalg (as in NumPy); cast to float32")
+    return dtype
+
+
+def _matrix(x, op):
+    if x.ndim < 2:
+        raise ShapeError(f"{op}: needs an array of at least 2 dimensions (a matrix or a stack of them), "
+                         f"got shape {format_shape(x.shape)}")
+    return x.shape[-2], x.shape[-1]
+
+
+def _square(x, op):
+    rows, columns = _matrix(x, op)
+    if rows is not None and columns is not None and rows != columns:
+        raise ShapeError(f"{op}: the last two dimensions must be square, got shape {format_shape(x.shape)}")
+    return rows if rows is not None else columns
+
+
+def _solve_infer(a, b, op):
+    n = _square(a, op)
+    if b.ndim < 2:
+        raise ShapeError(f"{op}: b must be a matrix (…, n, k) here, got shape {format_shape(b.shape)}")
+    if n is not None and b.shape[-2] is not None and b.shape[-2] != n:
+        raise ShapeError(f"{op}: a of shape {format_shape(a.shape)} and b of shape {format_shape(b.shape)} "
+                         f"do not match ({n} != {b.shape[-2]})")
+    batch = broadcast_shapes(a.shape[:-2], b.shape[:-2], op=op)
+    return batch + (n if n is not None else b.shape[-2], b.shape[-1]), linalg_dtype(a.dtype, b.dtype, op=op)
+
+
+def _plus(*sizes):
+    return None if any(s is None for s in sizes) else sum(sizes)
+
+
+def _minimum(m, n):
+    return None if m is None or n is None else min(m, n)
+
+
+# graph helpers (every one builds nodes) -------------------------------------------------------
+
+mT = sh.swap_last_axes
+
+
+def _letters(ndim):
+    return string.ascii_letters[:ndim]
+
+
+def diag_embed(v):
+    """(..., n) -> (..., n, n) with v on the diagonal."""
+    letters = _letters(v.ndim)
+    return apply(EMBED_DIAGONAL, v, subscripts=f"{letters}->{letters}{letters[-1]}")
+
+
+def diag_part(x):
+    """The diagonal of the last two axes, (..., n, n) -> (..., n)."""
+    return diagonal(x, 0, -2, -1)
+
+
+def eye_like(v):
+    """The identity matrix (..., n, n) for a vector (..., n) (sizes known at run time only are fine)."""
+    return diag_embed(zeros_like(v) + 1)
+
+
+def trace_last(x):
+    return sum_(diag_part(x), axis=-1)
+
+
+def _triangle(x, lower, k=0):
+    return sh.tril(x, k) if lower else sh.triu(x, k)
+
+
+def symmetric_from_triangle(a, lower):
+    """The symmetric matrix a kernel reading one triangle of `a` sees."""
+    return _triangle(a, lower) + mT(_triangle(a, lower, -1 if lower else 1))
+
+
+def triangle_gradient(s, lower):
+    """The adjoint of symmetric_from_triangle: a gradient `s` wrt that symmetric matrix, as a
+    gradient wrt `a` (zero on the triangle the kernel does not read)."""
+    return _triangle(s, lower) + _triangle(mT(s), lower, -1 if lower else 1)
+
+
+def _fit(grad, like):
+    return sh.sum_to(grad, like)
+
+
+def _expand_last(x, count=1):
+    for _ in range(count):
+        x = sh.expand_dims(x, x.ndim)
+    return x
+
+
+def _rows(x, start, stop=None):
+    """x[..., start:stop, :] (a view)."""
+    return x[..., start:stop, :]
+
+
+def _row(x, index):
+    return x[..., index, :]
+
+
+# kernels --------------------------------------------------------------------------------------
+
+def _is_numpy(*arrays):
+    return all(type(a) is np.ndarray for a in arrays)
+
+
+def _solve_triangular_impl(a, b, lower):
+    if _scipy_solve_triangular is not None and a.ndim == 2 and _is_numpy(a, b):
+        # One triangular matrix: one LAPACK call for every right-hand side of every batch.
+        n = a.shape[-1]
+        columns = np.moveaxis(b, -2, 0)
+        solved = _scipy_solve_triangular(a, columns.reshape(n, -1), lower=lower, check_finite=False)
+        dtype = linalg_dtype(a.dtype, b.dtype)
+        return np.moveaxis(solved.reshape(columns.shape), 0, -2).astype(dtype, copy=False)
+    # A batch of triangular matrices: NumPy's batched LU solve of the triangle (a gufunc).
+    triangle = np.tril(a) if lower else np.triu(a)
+    return np.linalg.solve(triangle, b)
+
+
+def _slogdet_impl(a):
+    sign, logabsdet = np.linalg.slogdet(a)
+    return np.stack([sign, logabsdet], axis=-1)
+
+
+def _eigh_impl(a, UPLO):  # noqa: N803 - NumPy's name
+    w, v = np.linalg.eigh(a, UPLO=UPLO)
+    return np.concatenate([w[..., None, :], v], axis=-2)
+
+
+def _eigvalsh_impl(a, UPLO):  # noqa: N803
+    return np.linalg.eigvalsh(a, UPLO=UPLO)
+
+
+def _pad_width(x, width):
+    missing = width - x.shape[-1]
+    if missing == 0:
+        return x
+    return np.concatenate([x, np.zeros_like(x, shape=x.shape[:-1] + (missing,))], axis=-1)
+
+
+def _svd_impl(a, full_matrices):
+    u, s, vh = np.linalg.svd(a, full_matrices=full_matrices)
+    v = np.swapaxes(vh, -1, -2)
+    if full_matrices:
+        width = max(a.shape[-2], a.shape[-1])
+        u, s, v = _pad_width(u, width), _pad_width(s, width), _pad_width(v, width)
+    return np.concatenate([u, s[..., None, :], v], axis=-2)
+
+
+def _svdvals_impl(a):
+    return np.linalg.svd(a, compute_uv=False)
+
+
+def _qr_impl(a):
+    q, r = np.linalg.qr(a, mode="reduced")
+    return np.concatenate([q, np.swapaxes(r, -1, -2)], axis=-2)
+
+
+# Dask: per batch chunk ------------------------------------------------------------------------
+
+def per_batch(signature, sizes=None):
+    """A Dask kernel running `impl` once per batch chunk (dask.array.apply_gufunc with the
+    matrix axes each gathered into one chunk); `sizes(*shapes, **attrs)` names the sizes of
+    output core dimensions that no input has."""
+    def wrap(impl, infer):
+        def on_dask(*operands, **attrs):
+            import dask.array as da  # noqa: PLC0415 - only with the Dask backend
+            if not any(isinstance(x, da.Array) for x in operands):
+                return impl(*operands, **attrs)
+            dtype = linalg_dtype(*(x.dtype for x in operands))
+            output_sizes = sizes(*(x.shape for x in operands), **attrs) if sizes else {}
+            out_ndim = len(_Shaped.infer(infer, operands, attrs))
+            return da.apply_gufunc(functools.partial(impl, **attrs), signature, *operands, output_dtypes=dtype,
+                                   output_sizes=output_sizes, allow_rechunk=True,
+                                   meta=np.empty((0,) * out_ndim, dtype))
+        on_dask.__name__ = getattr(impl, "__name__", "linalg")
+        return on_dask
+    return wrap
+
+
+class _Shaped:
+    """An operand described by shape and dtype only (what an infer rule reads)."""
+
+    def __init__(self, x):
+        self.shape, self.dtype, self.ndim = tuple(x.shape), np.dtype(x.dtype), len(x.shape)
+
+    @staticmethod
+    def infer(infer, operands, attrs):
+        return infer(*(_Shaped(x) for x in operands), **attrs)[0]
+
+
+def _record(name, impl, infer, *, signature, sizes=None, **facts):
+    dask = per_batch(signature, sizes)(impl, infer)
+    return register(OpDef(name, impl, infer, kind="linalg", fresh_result=True,
+                          backend_impls={"dask": dask}, **facts))
+
+
+# inv ------------------------------------------------------------------------------------------
+
+def _inv_infer(a):
+    _square(a, "inv")
+    return a.shape, linalg_dtype(a.dtype, op="inv")
+
+
+INV = _record("inv", np.linalg.inv, _inv_infer, signature="(n,n)->(n,n)",
+              vjp=(lambda g, out, a: -matmul(matmul(mT(out), g), mT(out)),),  # -A^-T G A^-T
+              jvp=lambda tangents, out, a: -matmul(matmul(out, tangents[0]), out),  # -A^-1 dA A^-1
+              doc="np.linalg.inv; LinAlgError on a singular matrix")
+
+
+def inv(a):
+    return apply(INV, a)
+
+
+# solve (b a matrix or a stack of them; graphcomp.linalg.solve handles a vector b) ----------------
+
+def _solve_vjp_b(g, out, a, b):
+    return _fit(solve(mT(a), g), b)  # A^-T G: a solve with the same matrix
+
+
+def _solve_vjp_a(g, out, a, b):
+    return _fit(-matmul(solve(mT(a), g), mT(out)), a)  # -A^-T G X^T
+
+
+def _solve_jvp(tangents, out, a, b):
+    da, db = tangents
+    rhs = add_tangents(db, None if da is None else -matmul(da, out))
+    return None if rhs is None else solve(a, rhs)
+
+
+SOLVE = _record("solve", np.linalg.solve, lambda a, b: _solve_infer(a, b, "solve"), signature="(n,n),(n,k)->(n,k)",
+                vjp=(_solve_vjp_a, _solve_vjp_b), jvp=_solve_jvp,
+                doc="np.linalg.solve with b a stack of matrices; LinAlgError on a singular matrix")
+
+
+def solve(a, b):
+    return apply(SOLVE, a, b)
+
+
+# solve_triangular --------------------------------------------------------------------------------
+
+def _solve_triangular_vjp_b(g, out, a, b, ):
+    lower = out.attrs["lower"]
+    return _fit(solve_triangular(mT(a), g, lower=not lower), b)
+
+
+def _solve_triangular_vjp_a(g, out, a, b):
+    lower = out.attrs["lower"]
+    gb = solve_triangular(mT(a), g, lower=not lower)
+    return _fit(_triangle(-matmul(gb, mT(out)), lower), a)
+
+
+def _solve_triangular_jvp(tangents, out, a, b):
+    da, db = tangents
+    lower = out.attrs["lower"]
+    rhs = add_tangents(db, None if da is None else -matmul(_triangle(da, lower), out))
+    return None if rhs is None else solve_triangular(a, rhs, lower=lower)
+
+
+SOLVE_TRIANGULAR = _record(
+    "solve_triangular", _solve_triangular_impl, lambda a, b, lower: _solve_infer(a, b, "solve_triangular"),
+    signature="(n,n),(n,k)->(n,k)", vjp=(_solve_triangular_vjp_a, _solve_triangular_vjp_b),
+    jvp=_solve_triangular_jvp,
+    doc="scipy.linalg.solve_triangular (reads one triangle of a); LinAlgError on a zero diagonal")
+
+
+def solve_triangular(a, b, lower=False):
+    return apply(SOLVE_TRIANGULAR, a, b, lower=bool(lower))
+
+
+# det and slogdet ------------------------------------------------------------------------------
+
+def _det_infer(a, op="det"):
+    _square(a, op)
+    return a.shape[:-2], linalg_dtype(a.dtype, op=op)
+
+
+DET = _record("det", np.linalg.det, _det_infer, signature="(n,n)->()",
+              vjp=(lambda g, out, a: _expand_last(g * out, 2) * mT(inv(a)),),  # det(A) A^-T
+              jvp=lambda tangents, out, a: out * trace_last(solve(a, tangents[0])),
+              onnx=onnx_node("Det"),
+              doc="np.linalg.det; its derivatives go through inv (LinAlgError at a singular matrix)")
+
+
+def det(a):
+    return apply(DET, a)
+
+
+def _slogdet_infer(a):
+    shape, dtype = _det_infer(a, "slogdet")
+    return shape + (2,), dtype
+
+
+def _slogdet_vjp(g, out, a):
+    return _expand_last(g[..., 1], 2) * mT(inv(a))  # the sign is locally constant
+
+
+def _slogdet_jvp(tangents, out, a):
+    dlog = trace_last(solve(a, tangents[0]))
+    return sh.stack([zeros_like(dlog), dlog], axis=-1)
+
+
+SLOGDET = _record("slogdet", _slogdet_impl, _slogdet_infer, signature="(n,n)->(t)",
+                  sizes=lambda shape: {"t": 2}, vjp=(_slogdet_vjp,), jvp=_slogdet_jvp,
+                  doc="np.linalg.slogdet packed as (..., 2) = [sign, logabsdet]; derivatives through inv/solve")
+
+
+def slogdet_packed(a):
+    return apply(SLOGDET, a)
+
+
+# cholesky -------------------------------------------------------------------------------------
+
+def _phi(x):
+    """The lower triangle with the diagonal halved."""
+    return sh.tril(x, -1) + 0.5 * diag_embed(diag_part(x))
+
+
+def _cholesky_vjp(g, out, a):
+    # S = L^-T Phi(L^T G) L^-1, then onto the triangle the kernel reads.
+    lower_t = mT(out)
+    left = solve_triangular(lower_t, _phi(matmul(lower_t, g)), lower=False)  # L^-T Phi(L^T G)
+    s = mT(solve_triangular(lower_t, mT(left), lower=False))  # ... L^-1
+    return triangle_gradient(s, True)
+
+
+def _cholesky_jvp(tangents, out, a):
+    sym = symmetric_from_triangle(tangents[0], True)
+    left = solve_triangular(out, sym, lower=True)  # L^-1 dA
+    middle = mT(solve_triangular(out, mT(left), lower=True))  # L^-1 dA L^-T
+    return matmul(out, _phi(middle))
+
+
+def _cholesky_infer(a):
+    _square(a, "cholesky")
+    return a.shape, linalg_dtype(a.dtype, op="cholesky")
+
+
+CHOLESKY = _record("cholesky", np.linalg.cholesky, _cholesky_infer, signature="(n,n)->(n,n)",
+                   vjp=(_cholesky_vjp,), jvp=_cholesky_jvp,
+                   doc="np.linalg.cholesky (lower; reads the lower triangle); LinAlgError unless positive "
+                       "definite; derivatives through triangular solves")
+
+
+def cholesky(a):
+    return apply(CHOLESKY, a)
+
+
+# eigh and eigvalsh ------------------------------------------------------------------------------
+
+def _uplo(UPLO):  # noqa: N803
+    if UPLO not in ("L", "U"):
+        raise ValueError(f"UPLO must be 'L' or 'U', got {UPLO!r}")
+    return UPLO == "L"
+
+
+def _eigh_infer(a, UPLO):  # noqa: N803
+    n = _square(a, "eigh")
+    return a.shape[:-2] + (_plus(n, 1), n), linalg_dtype(a.dtype, op="eigh")
+
+
+def _gaps_inverse(w, squared=False):
+    """F with F_ij = 1 / (w_j - w_i) off the diagonal and 0 on it (inf or nan where two values
+    are equal: the vectors have no derivative there)."""
+    if squared:
+        w = w * w
+    eye = eye_like(w)
+    gaps = sh.expand_dims(w, w.ndim - 1) - sh.expand_dims(w, w.ndim)  # w_j - w_i
+    return (1 - eye) / (gaps + eye)
+
+
+def _eigh_vjp(g, out, a):
+    lower = _uplo(out.attrs["UPLO"])
+    w, v = _row(out, 0), _rows(out, 1)
+    gw, gv = _row(g, 0), _rows(g, 1)
+    inner = diag_embed(gw) + _gaps_inverse(w) * matmul(mT(v), gv)
+    return triangle_gradient(matmul(matmul(v, inner), mT(v)), lower)
+
+
+def _eigh_jvp(tangents, out, a):
+    lower = _uplo(out.attrs["UPLO"])
+    w, v = _row(out, 0), _rows(out, 1)
+    rotated = matmul(matmul(mT(v), symmetric_from_triangle(tangents[0], lower)), v)  # V^T dA V
+    dw = diag_part(rotated)
+    dv = matmul(v, _gaps_inverse(w) * rotated)
+    return sh.concatenate([sh.expand_dims(dw, dw.ndim - 1), dv], axis=-2)
+
+
+EIGH = _record("eigh", _eigh_impl, _eigh_infer, signature="(n,n)->(p,n)",
+               sizes=lambda shape, UPLO: {"p": shape[-1] + 1}, vjp=(_eigh_vjp,), jvp=_eigh_jvp,
+               doc="np.linalg.eigh packed as (..., n + 1, n) = [eigenvalues; eigenvectors]; eigenvector "
+                   "derivatives are inf/nan where two eigenvalues are equal")
+
+
+def eigh_packed(a, UPLO="L"):  # noqa: N803
+    _uplo(UPLO)
+    return apply(EIGH, a, UPLO=UPLO)
+
+
+def _eigvalsh_infer(a, UPLO):  # noqa: N803
+    _square(a, "eigvalsh")
+    return a.shape[:-1], linalg_dtype(a.dtype, op="eigvalsh")
+
+
+def _eigvalsh_vjp(g, out, a):
+    v = _rows(eigh_packed(a, out.attrs["UPLO"]), 1)
+    return triangle_gradient(matmul(v, sh.expand_dims(g, g.ndim) * mT(v)), _uplo(out.attrs["UPLO"]))
+
+
+def _eigvalsh_jvp(tangents, out, a):
+    UPLO = out.attrs["UPLO"]  # noqa: N806
+    v = _rows(eigh_packed(a, UPLO), 1)
+    sym = symmetric_from_triangle(tangents[0], _uplo(UPLO))
+    return sum_(v * matmul(sym, v), axis=-2)  # diag(V^T dA V)
+
+
+EIGVALSH = _record("eigvalsh", _eigvalsh_impl, _eigvalsh_infer, signature="(n,n)->(n)",
+                   vjp=(_eigvalsh_vjp,), jvp=_eigvalsh_jvp,
+                   doc="np.linalg.eigvalsh; first derivatives stay finite at repeated eigenvalues")
+
+
+def eigvalsh(a, UPLO="L"):  # noqa: N803
+    _uplo(UPLO)
+    return apply(EIGVALSH, a, UPLO=UPLO)
+
+
+# svd and svdvals --------------------------------------------------------------------------------
+
+def _svd_infer(a, full_matrices):
+    m, n = _matrix(a, "svd")
+    if full_matrices:
+        width = None if m is None or n is None else max(m, n)
+    else:
+        width = _minimum(m, n)
+    return a.shape[:-2] + (_plus(m, 1, n), width), linalg_dtype(a.dtype, op="svd")
+
+
+def _svd_parts(packed, a):
+    return tuple(part(packed, a, "svd", i) for i in range(3))
+
+
+def _reduced_only(out, a, what):
+    m, n = a.shape[-2], a.shape[-1]
+    if out.attrs["full_matrices"] and not (m is not None and m == n):
+        raise GradientError(f"svd: {what} exist for the reduced form only (full_matrices=False); "
+                            f"got a matrix of shape {format_shape(a.shape)}")
+
+
+def _svd_vjp(g, out, a):
+    _reduced_only(out, a, "derivatives")
+    u, s, v = _svd_parts(out, a)
+    gu, gs, gv = _svd_parts(g, a)
+    f = _gaps_inverse(s, squared=True)  # 1 / (s_j^2 - s_i^2)
+    ut_gu, vt_gv = matmul(mT(u), gu), matmul(mT(v), gv)
+    column = sh.expand_dims(s, s.ndim - 1)  # scales columns: X S
+    row = sh.expand_dims(s, s.ndim)  # scales rows: S X
+    core = (f * (ut_gu - mT(ut_gu))) * column + diag_embed(gs) + row * (f * (vt_gv - mT(vt_gv)))
+    result = matmul(matmul(u, core), mT(v))
+    result = result + matmul(gu - matmul(u, ut_gu), mT(v / column))  # (I - U U^T) gU S^-1 V^T
+    result = result + matmul(u / column, mT(gv) - matmul(mT(vt_gv), mT(v)))  # U S^-1 gV^T (I - V V^T)
+    return result
+
+
+def _svd_jvp(tangents, out, a):
+    _reduced_only(out, a, "derivatives")
+    u, s, v = _svd_parts(out, a)
+    da = tangents[0]
+    f = _gaps_inverse(s, squared=True)
+    column = sh.expand_dims(s, s.ndim - 1)
+    row = sh.expand_dims(s, s.ndim)
+    da_v = matmul(da, v)
+    dat_u = matmul(mT(da), u)
+    dp = matmul(mT(u), da_v)  # U^T dA V
+    ds = diag_part(dp)
+    du = matmul(u, f * (dp * column + row * mT(dp))) + (da_v - matmul(u, dp)) / column
+    dv = matmul(v, f * (row * dp + mT(dp) * column)) + (dat_u - matmul(v, mT(dp))) / column
+    return sh.concatenate([du, sh.expand_dims(ds, ds.ndim - 1), dv], axis=-2)
+
+
+SVD = _record("svd", _svd_impl, _svd_infer, signature="(m,n)->(p,k)",
+              sizes=lambda shape, full_matrices: {"p": shape[-2] + 1 + shape[-1],
+                                                  "k": (max if full_matrices else min)(shape[-2], shape[-1])},
+              vjp=(_svd_vjp,), jvp=_svd_jvp,
+              doc="np.linalg.svd packed as (..., m + 1 + n, k) = [U; S; V]; derivatives of the reduced form, "
+                  "inf/nan where two singular values are equal or one is zero")
+
+
+def svd_packed(a, full_matrices=False):
+    return apply(SVD, a, full_matrices=bool(full_matrices))
+
+
+def _svdvals_infer(a):
+    m, n = _matrix(a, "svdvals")
+    return a.shape[:-2] + (_minimum(m, n),), linalg_dtype(a.dtype, op="svdvals")
+
+
+def _svdvals_vjp(g, out, a):
+    u, _, v = _svd_parts(svd_packed(a), a)
+    return matmul(u * sh.expand_dims(g, g.ndim - 1), mT(v))  # U diag(g) V^T
+
+
+def _svdvals_jvp(tangents, out, a):
+    u, _, v = _svd_parts(svd_packed(a), a)
+    return sum_(u * matmul(tangents[0], v), axis=-2)  # diag(U^T dA V)
+
+
+SVDVALS = _record("svdvals", _svdvals_impl, _svdvals_infer, signature="(m,n)->(k)",
+                  sizes=lambda shape: {"k": min(shape[-2], shape[-1])}, vjp=(_svdvals_vjp,), jvp=_svdvals_jvp,
+                  doc="np.linalg.svdvals; first derivatives where the singular values are distinct")
+
+
+def _matrix_known(a, op):
+    m, n = _matrix(a, op)
+    if m is None or n is None:
+        raise ShapeError(f"{op}: the last two sizes must be known when the graph is built, got shape "
+                         f"{format_shape(a.shape)}")
+    return m, n
+
+
+def svdvals(a):
+    return apply(SVDVALS, a)
+
+
+# qr ------------------------------------------------------------------------------------------------
+
+def _qr_infer(a):
+    m, n = _matrix(a, "qr")
+    return a.shape[:-2] + (_plus(m, n), _minimum(m, n)), linalg_dtype(a.dtype, op="qr")
+
+
+def _qr_parts(packed, a):
+    return part(packed, a, "qr", 0), mT(part(packed, a, "qr", 1))
+
+
+def _tall(a):
+    m, n = a.shape[-2], a.shape[-1]
+    if m is not None and n is not None and m < n:
+        raise GradientError(f"qr: derivatives exist for matrices with at least as many rows as columns; "
+                            f"got shape {format_shape(a.shape)}")
+
+
+def _times_r_inverse_t(x, r):
+    """X R^-T."""
+    return mT(solve_triangular(r, mT(x), lower=False))
+
+
+def _qr_vjp(g, out, a):
+    _tall(a)
+    q, r = _qr_parts(out, a)
+    gq, gr = _qr_parts(g, a)
+    y = matmul(mT(q), gq) - matmul(gr, mT(r))
+    z = matmul(gr, mT(r)) + sh.tril(y - mT(y), -1)
+    return _times_r_inverse_t(matmul(q, z) + gq - matmul(q, matmul(mT(q), gq)), r)
+
+
+def _qr_jvp(tangents, out, a):
+    _tall(a)
+    q, r = _qr_parts(out, a)
+    da_rinv = mT(solve_triangular(mT(r), mT(tangents[0]), lower=True))  # dA R^-1
+    c = matmul(mT(q), da_rinv)
+    omega = sh.tril(c, -1) - mT(sh.tril(c, -1))
+    dr = matmul(c - omega, r)
+    dq = matmul(q, omega) + da_rinv - matmul(q, c)
+    return sh.concatenate([dq, mT(dr)], axis=-2)
+
+
+QR = _record("qr", _qr_impl, _qr_infer, signature="(m,n)->(p,k)",
+             sizes=lambda shape: {"p": shape[-2] + shape[-1], "k": min(shape[-2], shape[-1])},
+             vjp=(_qr_vjp,), jvp=_qr_jvp,
+             doc="np.linalg.qr (reduced) packed as (..., m + n, k) = [Q; R transposed]; derivatives for "
+                 "m >= n and R of full rank")
+
+
+def qr_packed(a):
+    return apply(QR, a)
+
+
+# the parts of a packed svd or qr (row ranges that depend on the rows m of `a`) -----------------
+
+def _part_bounds(a_shape, factorization, index):
+    """(start, stop) rows of part `index` (stop None: to the end; a single row: stop is "row")."""
+    m = a_shape[-2]
+    if factorization == "svd":
+        return [(0, m), (m, "row"), (m + 1, None)][index]
+    return [(0, m), (m, None)][index]
+
+
+def _part_impl(packed, a, factorization, index):
+    start, stop = _part_bounds(a.shape, factorization, index)
+    return packed[..., start, :] if stop == "row" else packed[..., start:stop, :]
+
+
+def _part_infer(packed, a, factorization, index):
+    m, n = a.shape[-2], a.shape[-1]
+    rows = [m, "row", n] if factorization == "svd" else [m, n]
+    shape = packed.shape[:-2] + (() if rows[index] == "row" else (rows[index],)) + packed.shape[-1:]
+    return shape, packed.dtype
+
+
+def _part_grad_impl(g, packed, a, factorization, index):
+    start, stop = _part_bounds(a.shape, factorization, index)
+    if stop == "row":
+        g, stop = g[..., None, :], start + 1
+    pieces = [np.zeros_like(packed[..., :start, :]), g]
+    if stop is not None:
+        pieces.append(np.zeros_like(packed[..., stop:, :]))
+    return np.concatenate(pieces, axis=-2)
+
+
+PART = register(OpDef("linalg_part", _part_impl, _part_infer,
+                      vjp=(lambda g, out, packed, a: apply(PART_GRAD, g, packed, a, **out.attrs),),
+                      jvp=lambda tangents, out, packed, a: None if tangents[0] is None else
+                      apply(PART, tangents[0], a, **out.attrs),
+                      kind="shape", doc="one factor of a packed svd or qr (a view)"))
+PART_GRAD = register(OpDef("linalg_part_grad", _part_grad_impl,
+                           lambda g, packed, a, factorization, index: (packed.shape, g.dtype),
+                           vjp=(lambda g, out, gp, packed, a: apply(PART, g, a, **out.attrs),),
+                           jvp=lambda tangents, out, gp, packed, a: None if tangents[0] is None else
+                           apply(PART_GRAD, tangents[0], packed, a, **out.attrs),
+                           kind="shape", fresh_result=True, shape_from_last_input=False,
+                           doc="the gradient of linalg_part: zeros like the packed array, g in its rows"))
+
+
+def part(packed, a, factorization, index):
+    return apply(PART, packed, a, factorization=factorization, index=int(index))
