@@ -692,17 +692,20 @@ def _linalg_cases():
         ("qr", lambda a: L.qr(a)[0], lambda a: nl.qr(a)[0], [_normal((4, 3), 138)], "Q"),
         ("qr", lambda a: L.qr(a)[1], lambda a: nl.qr(a)[1], [_normal((2, 3, 3), 139)], "R-batched"),
         ("qr", lambda a: L.qr(a, mode="r"), lambda a: nl.qr(a, mode="r"), [_normal((4, 3), 140)], "mode-r"),
-        ("linalg_part", lambda a: L.svd(a, full_matrices=False)[1] * 1.0,
-         lambda a: nl.svd(a, full_matrices=False)[1], [_normal((3, 2), 141)], "svd-S"),
     ]
     cases = [OpCase(op, build, reference, args, label) for op, build, reference, args, label in rows]
     from graphcomp.ops import linear_algebra as la
-    packed_svd = lambda a: np.concatenate([a[..., :3, :] * 0 + a[..., :3, :], a[..., 3:, :]], axis=-2)  # noqa: E731
+    like = gc.constant(np.zeros((3, 2)))  # the factored matrix: m = 3 rows, n = 2 columns
+    bounds = {("svd", 0): slice(0, 3), ("svd", 1): 3, ("svd", 2): slice(4, None),
+              ("qr", 0): slice(0, 3), ("qr", 1): slice(3, None)}
+    for (factorization, index), rows in bounds.items():
+        cases.append(OpCase("linalg_part", lambda p, f=factorization, i=index: la.part(p, like, f, i),
+                            lambda p, rows=rows: p[..., rows, :],
+                            [_normal((2, 6 if factorization == "svd" else 5, 2), 141)], f"{factorization}-{index}"))
     cases.append(OpCase("linalg_part_grad",
-                        lambda g, p: apply(la.PART_GRAD, g, p, gc.constant(np.zeros((3, 2))), factorization="svd",
-                                           index=1),
+                        lambda g, p: apply(la.PART_GRAD, g, p, like, factorization="svd", index=1),
                         lambda g, p: np.concatenate([np.zeros((2, 3, 2)), g[..., None, :], np.zeros((2, 2, 2))], axis=-2),
-                        [_normal((2, 2), 142), packed_svd(_normal((2, 6, 2), 143))], "svd-S"))
+                        [_normal((2, 2), 142), _normal((2, 6, 2), 143)], "svd-S"))
     return cases
 
 

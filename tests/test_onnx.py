@@ -85,7 +85,9 @@ def test_each_op_case_runs_in_onnxruntime_like_graphcomp(ort, case, dynamic):
     shapes = [(None,) * np.ndim(a) if dynamic else np.shape(a) for a in case.args]
     inputs = [gc.placeholder(shape) for shape in shapes]
     out = case.build(*inputs)
-    if REGISTRY[case.op].onnx is None:
+    form = REGISTRY[case.op].onnx
+    # A form may export some dtypes only (its `accepts(dtype)`): the others are refused.
+    if form is None or not getattr(form, "accepts", lambda dtype: True)(out.dtype):
         with pytest.raises(onnx_export.OnnxExportError, match=repr(case.op)):
             onnx_export.to_onnx(gc.function(inputs, out))
         return
@@ -231,3 +233,16 @@ def test_concatenate_part_and_getitem_grad_with_unknown_sizes(ort):
     G, A, B = rng.normal(size=(2, 7)), rng.normal(size=(2, 3)), rng.normal(size=(2, 4))
     for mine, theirs in zip(f(G, A, B), run_onnx(ort, onnx_export.to_onnx(f), G, A, B)):
         np.testing.assert_allclose(theirs, mine, rtol=1e-14)
+
+
+def test_det_exports_as_onnx_det_in_float32_and_refuses_float64(ort):
+    a = gc.placeholder((None, 3, 3), dtype="float32")
+    value = (np.random.default_rng(0).standard_normal((2, 3, 3)) + 2 * np.eye(3)).astype(np.float32)
+    (got,) = run_onnx(ort, onnx_export.to_onnx(gc.function([a], gc.linalg.det(a))), value)
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, np.linalg.det(value), rtol=1e-5)
+    b = gc.placeholder((3, 3))
+    with pytest.raises(onnx_export.OnnxExportError, match="'det'.*float64"):
+        onnx_export.to_onnx(gc.function([b], gc.linalg.det(b)))
+    with pytest.raises(onnx_export.OnnxExportError, match="'inv'"):
+        onnx_export.to_onnx(gc.function([b], gc.linalg.inv(b)))

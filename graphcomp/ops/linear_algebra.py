@@ -27,7 +27,7 @@ import string
 import numpy as np
 
 from graphcomp.errors import GradientError, ShapeError
-from graphcomp.ops import OpDef, onnx_node, register
+from graphcomp.ops import OpDef, register
 from graphcomp.ops import shape as sh
 from graphcomp.ops.elementwise import zeros_like
 from graphcomp.ops.linalg import matmul
@@ -224,7 +224,7 @@ def per_batch(signature, sizes=None):
             dtype = linalg_dtype(*(x.dtype for x in operands))
             output_sizes = sizes(*(x.shape for x in operands), **attrs) if sizes else {}
             out_ndim = len(_Shaped.infer(infer, operands, attrs))
-            return da.apply_gufunc(functools.partial(impl, **attrs), signature, *operands, output_dtypes=dtype,
+            return da.apply_gufunc(functools.partial(impl, **attrs), signature, *operands,
                                    output_sizes=output_sizes, allow_rechunk=True,
                                    meta=np.empty((0,) * out_ndim, dtype))
         on_dask.__name__ = getattr(impl, "__name__", "linalg")
@@ -329,10 +329,22 @@ def _det_infer(a, op="det"):
     return a.shape[:-2], linalg_dtype(a.dtype, op=op)
 
 
+def _onnx_det(b, node, a):
+    """ONNX Det, for float32 (and float16): onnxruntime has no Det for float64, and computing a
+    float64 determinant in float32 would lose precision, so float64 is refused."""
+    if not _onnx_det.accepts(node.dtype):
+        b.unsupported(node, f"has no ONNX form for {node.dtype} (onnxruntime implements Det for float32 "
+                            "only; cast the matrix to float32 first to export it)")
+    return b.emit("Det", *b.operands(node, [a], node.dtype))
+
+
+_onnx_det.accepts = lambda dtype: np.dtype(dtype) in (np.float32, np.float16)  # what the form exports
+
+
 DET = _record("det", np.linalg.det, _det_infer, signature="(n,n)->()",
               vjp=(lambda g, out, a: _expand_last(g * out, 2) * mT(inv(a)),),  # det(A) A^-T
               jvp=lambda tangents, out, a: out * trace_last(solve(a, tangents[0])),
-              onnx=onnx_node("Det"),
+              onnx=_onnx_det,
               doc="np.linalg.det; its derivatives go through inv (LinAlgError at a singular matrix)")
 
 
