@@ -297,8 +297,9 @@ def _scan_infer(x, axis):
 
 
 def _reverse_cumsum(g, axis):
-    """sum over j >= i of g_j along `axis`."""
-    return apply(SUM, g, axis=(axis,), keepdims=True) - apply(CUMSUM, g, axis=axis) + g
+    """sum over j >= i of g_j along `axis`: a running sum from the far end, so every entry is summed
+    exactly as np.cumsum would (not total - cumsum + g, which cancels and turns an inf into NaN)."""
+    return sh.flip(apply(CUMSUM, sh.flip(g, axis), axis=axis), axis)
 
 
 def _cumsum_vjp(g, out, x):
