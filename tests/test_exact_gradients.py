@@ -50,3 +50,41 @@ def test_cumsum_hessian_matches_its_closed_form():
     tails = np.cumsum(np.exp(np.cumsum(values))[::-1])[::-1]
     expected = tails[np.maximum.outer(np.arange(5), np.arange(5))]
     np.testing.assert_allclose(hessian, expected, rtol=1e-14)
+
+
+def std_gradient(values, axis=None, ddof=0):
+    x = gc.placeholder(values.shape, name="x")
+    return gc.function([x], gc.grad(gc.sum(gc.std(x, axis=axis, ddof=ddof)), x))(values)
+
+
+@pytest.mark.parametrize("values, axis", [
+    (np.array(2.0), None),                        # a scalar
+    (np.array([[1.0], [-3.0], [0.5]]), 1),         # an axis of size 1
+    (np.full(4, 1.5), None),                       # all equal: std is 0, not differentiable; 0 is autograd's
+], ids=["scalar", "axis-of-one", "all-equal"])
+def test_std_gradient_is_zero_where_std_is_zero(values, axis):
+    with np.errstate(all="raise"):
+        gradient = std_gradient(values, axis)
+    np.testing.assert_array_equal(gradient, np.zeros_like(values))
+
+
+def test_std_gradient_elsewhere_is_unchanged():
+    values = np.array([[1.0, 2.0, 4.0], [3.0, 3.0, 3.0]])  # the second row has std 0
+    centred = values - values.mean(axis=1, keepdims=True)
+    spread = np.sqrt((centred ** 2).sum(axis=1, keepdims=True) / 2)  # ddof=1
+    expected = np.where(spread > 0, centred / (2 * np.where(spread > 0, spread, 1)), 0.0)
+    np.testing.assert_allclose(std_gradient(values, axis=1, ddof=1), expected, rtol=1e-14)
+    np.testing.assert_allclose(std_gradient(values[0], ddof=0),
+                               central_gradient(lambda v: np.std(v), values[0]), rtol=1e-7)
+    gc.testing.check_grads(lambda x: gc.std(x, axis=0), [np.array([[0.5, 1.0], [2.0, -1.0], [0.0, 4.0]])], order=2)
+
+
+def test_std_values_are_numpys_including_nan_and_inf():
+    x = gc.placeholder((3,), name="x")
+    f = gc.function([x], [gc.std(x), gc.std(x, ddof=3), gc.std(x, ddof=4)])
+    values = np.array([1.0, 2.0, 4.0])
+    with np.errstate(all="ignore"), pytest.warns(RuntimeWarning):
+        expected = [np.std(values), np.std(values, ddof=3), np.std(values, ddof=4)]
+    with np.errstate(all="ignore"):
+        np.testing.assert_array_equal(f(values), expected)
+        assert np.isnan(f(np.array([1.0, np.nan, 2.0]))[0])
