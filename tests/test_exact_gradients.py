@@ -88,3 +88,13 @@ def test_std_values_are_numpys_including_nan_and_inf():
     with np.errstate(all="ignore"):
         np.testing.assert_array_equal(f(values), expected)
         assert np.isnan(f(np.array([1.0, np.nan, 2.0]))[0])
+
+
+@pytest.mark.parametrize("axis", [0, 1, None])
+def test_repeat_with_no_copies_has_a_zero_gradient(axis):
+    values = np.arange(6.0).reshape(3, 2)
+    x = gc.placeholder((3, 2), name="x")
+    y = gc.repeat(x, 0, axis=axis)
+    gradient = gc.function([x], gc.grad(gc.sum(y * 2.0), x))(values)
+    np.testing.assert_array_equal(gradient, np.zeros_like(values))
+    np.testing.assert_array_equal(gc.function([x], y)(values), np.repeat(values, 0, axis=axis))
