@@ -244,6 +244,16 @@ VALUE_CASES = [
     ("np.sum axis", lambda a: np.sum(a, axis=1), lambda a: np.sum(a, axis=1), [A]),
     ("np.dot", np.dot, np.dot, [A, B]),
     ("np.concatenate", lambda a, b: np.concatenate([a, b]), lambda a, b: np.concatenate([a, b]), [A, A]),
+    # one array, not a list: the joiners iterate over its first axis, as NumPy's do
+    ("vstack of one array", gc.vstack, np.vstack, [T3]),
+    ("hstack of one array", gc.hstack, np.hstack, [A]),
+    ("column_stack of one array", gc.column_stack, np.column_stack, [V]),
+    ("dstack of one array", gc.dstack, np.dstack, [A]),
+    ("np.vstack of one tensor", np.vstack, np.vstack, [V]),
+    ("np.hstack of one tensor", np.hstack, np.hstack, [T3]),
+    ("np.column_stack of one tensor", np.column_stack, np.column_stack, [A]),
+    ("np.dstack of one tensor", np.dstack, np.dstack, [T3]),
+    ("np.stack of one tensor", lambda t: np.stack(t, axis=1), lambda t: np.stack(t, axis=1), [T3]),
 ]
 
 
@@ -267,6 +277,16 @@ def test_values_match_numpy(label, build, reference, arrays):
     ("diff append", lambda a, b: gc.diff(a, n=2, append=b), [A, RNG.standard_normal((3, 2))]),
     ("clip array bounds", lambda a: gc.clip(a, np.full(4, -0.5), 0.6), [A]),
     ("concatenate axis=None", lambda a, b: gc.concatenate([a, b], axis=None), [A, V]),
+    ("vstack of one tensor", gc.vstack, [T3]),
 ], ids=lambda value: value if isinstance(value, str) else "")
 def test_fixed_gaps_differentiate(label, build, args):
     gc.testing.check_grads(build, args, order=2)
+
+
+def test_sublist_and_iteration_errors_name_the_problem():
+    a = gc.placeholder((3, 4))
+    with pytest.raises(TypeError, match=r"shape \(\?, 4\) cannot be iterated: its first axis has no known size"):
+        gc.vstack(gc.placeholder((None, 4)))
+    with pytest.raises(TypeError, match="cannot be iterated"):
+        list(gc.placeholder(()))
+    assert [row.shape for row in a] == [(4,)] * 3
