@@ -81,7 +81,7 @@ def describe_curvature(hessian, args, rng_seed):
     trace_pp = krylov.hutchpp_trace(hessian, matvecs=args.probes, seed=rng_seed, progress=args.progress)
     density = krylov.spectral_density(hessian, probes=args.slq_probes, steps=args.slq_steps, seed=rng_seed,
                                       progress=args.progress)
-    return dict(top=top.eigenvalues[::-1], smallest=bottom.eigenvalues[0], trace=trace, trace_pp=trace_pp,
+    return dict(top=top.eigenvalues, smallest=bottom.eigenvalues[0], trace=trace, trace_pp=trace_pp,
                 density=density, seconds=time.perf_counter() - started)
 
 
@@ -290,7 +290,7 @@ def run_on_dask(args):
         started = time.perf_counter()
         top = krylov.lanczos(hessian, k=args.top, which="LA", tol=1e-6, seed=args.seed, progress=args.progress)
         seconds = time.perf_counter() - started
-        eigenvalues = np.sort(top.eigenvalues)[::-1]
+        eigenvalues = top.eigenvalues
         print("top Hessian eigenvalues: " + "  ".join(f"{v:.5g}" for v in eigenvalues))
         print(f"({hessian.hvp_count} Hessian-vector products over all {args.rows:,} rows in {seconds:.1f} s, "
               f"{seconds / max(hessian.hvp_count, 1):.2f} s each)")
