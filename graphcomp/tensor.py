@@ -184,7 +184,12 @@ class Tensor(Node):
         )
 
     def __iter__(self):
-        raise TypeError("a symbolic tensor cannot be iterated; index it with x[i] instead")
+        """x[0], x[1], ... along the first axis, as iterating a NumPy array (so np.vstack(x) and
+        the other joiners take one tensor as NumPy takes one array); its size must be known."""
+        if not self.shape or self.shape[0] is None:
+            raise TypeError(f"a symbolic tensor of shape {format_shape(self.shape)} cannot be iterated: "
+                            "its first axis has no known size; index it with x[i] instead")
+        return (self[i] for i in range(self.shape[0]))
 
     def __len__(self):
         if not self.shape or self.shape[0] is None:

@@ -30,7 +30,7 @@ def _parse_subscripts(subscripts, ndims):
     """NumPy's einsum subscripts (explicit or implicit output, '...') for operands of `ndims`
     dimensions, normalized: explicit, one letter per axis, no ellipsis ("ij,jk->ik")."""
     if not isinstance(subscripts, str):
-        raise TypeError("einsum: the subscripts must be a string (the sublist form is not supported)")
+        raise TypeError(f"einsum: the subscripts must be a string, got {type(subscripts).__name__}")
     text = subscripts.replace(" ", "")
     explicit = "->" in text
     inputs, _, output = text.partition("->")
@@ -225,9 +225,38 @@ EMBED_DIAGONAL = register(OpDef(
     onnx=_onnx_embed))
 
 
+def _sublist_subscripts(arguments):
+    """NumPy's sublist form (x0, sublist0, x1, sublist1, ..., [output sublist]) as a subscripts
+    string and the operands: axis numbers 0-25 are 'A'-'Z' and 26-51 'a'-'z' (NumPy's letters, so
+    an implicit output keeps the axes in number order), Ellipsis is '...'."""
+    letters_by_number = string.ascii_uppercase + string.ascii_lowercase
+
+    def term(sublist):
+        letters = []
+        for axis in sublist:
+            if axis is Ellipsis:
+                letters.append("...")
+            elif isinstance(axis, numbers.Integral) and not isinstance(axis, bool) and 0 <= axis < 52:
+                letters.append(letters_by_number[axis])
+            else:
+                raise ValueError("einsum: a sublist holds axis numbers in [0, 52) and Ellipsis, "
+                                 f"got {axis!r} in {sublist!r}")
+        return "".join(letters)
+
+    pairs = len(arguments) // 2
+    operands, sublists = arguments[:2 * pairs:2], arguments[1:2 * pairs:2]
+    subscripts = ",".join(term(sublist) for sublist in sublists)
+    if len(arguments) % 2:
+        subscripts += "->" + term(arguments[-1])
+    return subscripts, operands
+
+
 def einsum(subscripts, *operands, optimize=False):
     """NumPy's einsum: explicit or implicit output, '...', repeated indices (traces, diagonals),
-    broadcasting of size-1 axes. `optimize` is accepted and ignored."""
+    broadcasting of size-1 axes. `optimize` is accepted and ignored. NumPy's sublist form,
+    einsum(x, [0, 1], y, [1, 2], [0, 2]) (Ellipsis for '...'), means the same as 'ab,bc->ac'."""
+    if not isinstance(subscripts, str):
+        subscripts, operands = _sublist_subscripts((subscripts, *operands))
     operands = promote_operands(*operands)
     normalized = _parse_subscripts(subscripts, [x.ndim for x in operands])
     terms, output = _split(normalized)

@@ -297,8 +297,9 @@ def _scan_infer(x, axis):
 
 
 def _reverse_cumsum(g, axis):
-    """sum over j >= i of g_j along `axis`."""
-    return apply(SUM, g, axis=(axis,), keepdims=True) - apply(CUMSUM, g, axis=axis) + g
+    """sum over j >= i of g_j along `axis`: a running sum from the far end, so every entry is summed
+    exactly as np.cumsum would (not total - cumsum + g, which cancels and turns an inf into NaN)."""
+    return sh.flip(apply(CUMSUM, sh.flip(g, axis), axis=axis), axis)
 
 
 def _cumsum_vjp(g, out, x):
@@ -565,8 +566,11 @@ def var(x, axis=None, ddof=0, keepdims=False):
 
 
 def std(x, axis=None, ddof=0, keepdims=False):
-    """Standard deviation over `axis` (np.std): sqrt of `var`."""
-    return ew.sqrt(var(x, axis=axis, ddof=ddof, keepdims=keepdims))
+    """Standard deviation over `axis` (np.std): sqrt of `var`. Where it is 0 (one element, or all
+    equal) its gradient is 0, not the NaN that sqrt's infinite slope times 0 would give."""
+    variance = var(x, axis=axis, ddof=ddof, keepdims=keepdims)
+    spread = ew.not_equal(variance, 0)  # true for NaN too, which stays NaN
+    return ew.where(spread, ew.sqrt(ew.where(spread, variance, 1)), 0)
 
 
 def cumsum(x, axis=None):

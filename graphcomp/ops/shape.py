@@ -606,8 +606,8 @@ def _repeat_infer(x, repeats, axis):
 
 
 def _repeat_sum_impl(g, like, repeats, axis):
-    shape = g.shape
-    grouped = shape[:axis] + (shape[axis] // repeats, repeats) + shape[axis + 1:]
+    shape = g.shape  # like's size along `axis`, not g's divided by repeats (which may be 0)
+    grouped = shape[:axis] + (like.shape[axis], repeats) + shape[axis + 1:]
     return np.reshape(g, grouped).sum(axis=axis + 1)
 
 
