@@ -35,8 +35,9 @@ what JSON does not tell apart: `{"float": repr}` (exact: "inf", "nan", "-0.0"),
 
 A function is saved as what it was compiled from (its unoptimised graph, inputs, outputs,
 updates, `optimize` flag and backend keywords) and compiled again on load. Loading never runs code from the file:
-ops are looked up by name, arrays are read with `allow_pickle=False`, and every node's shape
-and dtype are checked against its op's rule. Anything malformed raises `LoadError` (a
+ops are looked up by name, arrays are read with `allow_pickle=False`, every node's attributes
+are checked by its op record (`OpDef.check_attrs`, as building does) and its shape and dtype
+against its op's rule. Anything malformed raises `LoadError` (a
 `ValueError`) naming the member, node and field at fault.
 """
 
@@ -53,6 +54,7 @@ import numpy as np
 
 from graphcomp import ops as op_registry
 from graphcomp.compile import Function
+from graphcomp.errors import OpAttributeError
 from graphcomp.ir import Graph, Node, SourceLocation, dependency_order, restore_node
 from graphcomp.passes.fuse import ExpressionText, FusedOp, restore_fused_op
 from graphcomp.tensor import Tensor, VariableStorage
@@ -629,6 +631,10 @@ class _Reader:
                 raise fail(f"its members cannot be fused again: {error}", "members") from None
         else:
             op = op_registry.REGISTRY[name]
+        try:
+            op.check_attrs(attrs, inputs)  # the one check building a node makes
+        except OpAttributeError as error:
+            raise fail(str(error), "attrs" if error.attribute is None else f"attrs.{error.attribute}") from None
         if op.leaf:
             if inputs:
                 raise fail(f"op {name!r} is a leaf and takes no inputs", "inputs")
@@ -646,8 +652,6 @@ class _Reader:
                 payload = storage
             elif name != "placeholder":
                 raise fail(f"the leaf op {name!r} cannot be loaded from a file", "op")
-            if attrs:
-                raise fail(f"a {name} has no attributes", "attrs")
         else:
             self.check_inference(op, inputs, attrs, shape, dtype, position)
         return restore_node(Tensor, op, inputs, attrs, shape, dtype, node_name, source, entry["scope"],

@@ -600,7 +600,7 @@ def test_a_node_reading_a_later_node(tmp_path, saved):
     ("dtype", "float32", "gives dtype float64 here, the file says float32"),
     ("dtype", "object", "not a bool, integer or floating dtype"),
     ("dtype", "f8", "not written the way graphcomp writes it"),
-    ("attrs", {"axis": 0}, "does not accept these inputs and attributes"),
+    ("attrs", {"axis": 0}, "op 'multiply' has no attribute 'axis' (it takes none)"),
     ("source", {"file": "x.py"}, "a source is null or"),
     ("name", 5, "a name is a string or null"),
 ])
@@ -735,3 +735,32 @@ def test_a_bad_backend_field_is_refused_naming_it(tmp_path):
         document["root"]["function"]["backend"] = bad
         _write(path, [(GRAPH_MEMBER, json.dumps(document))] + [(k, v) for k, v in members.items() if k != GRAPH_MEMBER])
         _check(path, message)
+
+
+# attributes are checked by the op record, as building checks them ------------------------------
+
+@pytest.mark.parametrize("build, op, attribute, bad, message", [
+    (lambda x: gc.softmax(x, axis=1), "softmax", "axis", "x", "'axis' must be an axis of a 2-dimensional array"),
+    (lambda x: gc.tril(x), "triangle", "k", "x", "'k' must be an int"),
+    (lambda x: gc.cumprod(x, axis=1), "cumprod", "axis", 7, "'axis' must be an axis of a 2-dimensional array"),
+    (lambda x: gc.pad(x, 1, mode="edge"), "pad", "mode", "wrap", "'mode' must be one of 'constant', 'edge', 'reflect'"),
+    (lambda x: x.sum(axis=0), "sum", "axis", {"tuple": [0, 0]}, "'axis' must be a tuple of sorted, distinct axes"),
+    (lambda x: x.sum(axis=0), "sum", "extra", 1, "op 'sum' has no attribute 'extra'"),
+])
+def test_attributes_building_refuses_are_refused_at_load(tmp_path, build, op, attribute, bad, message):
+    x = gc.placeholder((3, 4), name="x")
+    path = tmp_path / "m.gcz"
+    gc.save(gc.function([x], build(x)), path)
+    members = _members(path)
+    document = json.loads(members[GRAPH_MEMBER])
+    position = _index(document, op)
+    node = document["nodes"][position]
+    node["attrs"][attribute] = bad
+    _write(path, [(GRAPH_MEMBER, json.dumps(document)), ("arrays.npz", members["arrays.npz"])])
+    error = _check(path, f"op {op!r}", message, member=GRAPH_MEMBER, node=position, field=f"attrs.{attribute}")
+    # building the same node is refused by the same check, with the same words
+    attrs = {key: decode_value(data) for key, data in node["attrs"].items()}
+    with pytest.raises(gc.OpAttributeError) as built:
+        gc.tensor.apply(op, x, **attrs)
+    assert str(built.value) in str(error)
+
