@@ -7,10 +7,14 @@ import json
 import math
 import os
 import pickle
+import struct
 import subprocess
 import sys
 import textwrap
+import time
+import tracemalloc
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +25,7 @@ from graphcomp import ops as op_registry
 from graphcomp.executor import generate
 from graphcomp.ir import restore_node
 from graphcomp.passes.fuse import FusedOp
+from graphcomp import serialize
 from graphcomp.serialize import FORMAT_VERSION, GRAPH_MEMBER, decode_value, encode_value
 
 CHECKOUT = Path(__file__).resolve().parents[1]
@@ -764,3 +769,149 @@ def test_attributes_building_refuses_are_refused_at_load(tmp_path, build, op, at
         gc.tensor.apply(op, x, **attrs)
     assert str(built.value) in str(error)
 
+
+# hostile files: every fault is a LoadError naming the member, and loading is bounded ------------
+
+def _central_entries(data):
+    """{member name: offset of its central directory entry} in the zip bytes `data`."""
+    entries, offset = {}, data.find(b"PK\x01\x02")
+    while offset >= 0:
+        name_length = int.from_bytes(data[offset + 28:offset + 30], "little")
+        entries[data[offset + 46:offset + 46 + name_length].decode()] = offset
+        offset = data.find(b"PK\x01\x02", offset + 46)
+    return entries
+
+
+def _patched(data, offset, value, size):
+    return data[:offset] + int(value).to_bytes(size, "little") + data[offset + size:]
+
+
+@pytest.mark.parametrize("member", [GRAPH_MEMBER, "arrays.npz"])
+def test_damaged_zip_members_raise_load_errors_naming_them(tmp_path, saved, member):
+    data = saved[0].read_bytes()
+    with zipfile.ZipFile(saved[0]) as archive:
+        info = archive.getinfo(member)
+    start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)  # the compressed bytes
+    central = _central_entries(data)[member]
+    damaged = {
+        "a flipped byte in the deflated data": data[:start + 5] + bytes([data[start + 5] ^ 0xFF]) + data[start + 6:],
+        "the encrypted flag": _patched(data, central + 8, 0x1, 2),
+        "an unknown compression method": _patched(data, central + 10, 99, 2),
+        "a bzip2 compression method": _patched(data, central + 10, zipfile.ZIP_BZIP2, 2),
+        "a size larger than the data": _patched(data, central + 24, info.file_size + 1, 4),
+        "a size smaller than the data": _patched(data, central + 24, info.file_size - 1, 4),
+        "a wrong CRC": _patched(data, central + 16, info.CRC ^ 1, 4),
+    }
+    for what, bad in damaged.items():
+        path = tmp_path / "bad.gcz"
+        path.write_bytes(bad)
+        error = _check(path, member=member)
+        assert error.member == member, what
+
+
+def _raw_zip(members):
+    """The bytes of a zip archive of `members`, (name, deflated bytes, CRC, declared size) each,
+    written by hand: a member may declare any size and hold a deflate stream of any length."""
+    body, central = bytearray(), bytearray()
+    for name, deflated, crc, size in members:
+        encoded = name.encode()
+        central += struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0, zipfile.ZIP_DEFLATED, 0, 0x21, crc,
+                               len(deflated), size, len(encoded), 0, 0, 0, 0, 0, len(body)) + encoded
+        body += struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, zipfile.ZIP_DEFLATED, 0, 0x21, crc, len(deflated),
+                            size, len(encoded), 0) + encoded + deflated
+    end = struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, len(members), len(members), len(central), len(body), 0)
+    return bytes(body + central + end)
+
+
+def _deflated(data):
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    return compressor.compress(data) + compressor.flush()
+
+
+def _deflated_zeros(mebibytes):
+    """A raw deflate stream of `mebibytes` MiB of zeros (about 1 KB per MiB), made without
+    holding them: each MiB compresses alone (a full flush), to the same bytes."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    block = compressor.compress(bytes(2 ** 20)) + compressor.flush(zlib.Z_FULL_FLUSH)
+    return block * mebibytes + compressor.flush()
+
+
+def _load_measured(path, **options):
+    """(the LoadError gc.load raises, peak bytes Python allocated meanwhile, seconds taken)."""
+    tracemalloc.start()
+    start = time.perf_counter()
+    try:
+        with pytest.raises(gc.LoadError) as info:
+            gc.load(path, **options)
+        return info.value, tracemalloc.get_traced_memory()[1], time.perf_counter() - start
+    finally:
+        tracemalloc.stop()
+
+
+def _small_graph_json(saved):
+    graph = saved[1][GRAPH_MEMBER]
+    return (GRAPH_MEMBER, _deflated(graph), zlib.crc32(graph), len(graph))
+
+
+def test_a_small_file_that_inflates_to_gigabytes_is_refused_before_inflating(tmp_path, saved):
+    size = 2 * 2 ** 30
+    zeros = _deflated_zeros(size // 2 ** 20)  # 2 GiB of zeros in about 2 MB
+    path = tmp_path / "bomb.gcz"
+    # (the CRC is never compared: the declared size alone refuses the member)
+    path.write_bytes(_raw_zip([_small_graph_json(saved), ("arrays.npz", zeros, 0, size)]))
+    assert path.stat().st_size < 3 * 2 ** 20
+    error, peak, seconds = _load_measured(path)
+    assert peak < 200 * 2 ** 20 and seconds < 10, (peak, seconds)
+    assert error.member == "arrays.npz" and "max_bytes" in str(error)
+    assert f"declares {size} bytes, which takes the file past the {2 ** 30} bytes" in str(error)
+
+
+def test_a_header_that_understates_a_member_cannot_make_it_inflate_more(tmp_path, saved):
+    declared = 2 ** 20
+    zeros = _deflated_zeros(2048)  # 2 GiB of zeros behind a header that says 1 MiB
+    path = tmp_path / "liar.gcz"
+    path.write_bytes(_raw_zip([_small_graph_json(saved), ("arrays.npz", zeros, zlib.crc32(bytes(declared)), declared)]))
+    error, peak, seconds = _load_measured(path)
+    assert peak < 200 * 2 ** 20 and seconds < 10, (peak, seconds)
+    assert error.member == "arrays.npz" and "not a NumPy .npz archive" in str(error)  # 1 MiB of zeros, no more
+
+
+def test_an_array_is_allocated_only_when_its_member_holds_its_bytes(tmp_path):
+    path = tmp_path / "m.gcz"
+    gc.save(gc.constant(np.zeros(2), name="c"), path)
+    members = _members(path)
+    document = json.loads(members[GRAPH_MEMBER])
+    huge = (2 ** 28,)  # 2 GiB of float64: the graph and the .npy header agree, the data is 16 bytes
+    document["nodes"][0]["shape"] = list(huge)
+    npy = io.BytesIO()
+    np.lib.format.write_array_header_1_0(npy, {"descr": "<f8", "fortran_order": False, "shape": huge})
+    npy.write(bytes(16))
+    npz = io.BytesIO()
+    with zipfile.ZipFile(npz, "w") as archive:
+        archive.writestr("constant_0.npy", npy.getvalue())
+    _write(path, [(GRAPH_MEMBER, json.dumps(document)), ("arrays.npz", npz.getvalue())])
+    error, peak, seconds = _load_measured(path)
+    assert peak < 200 * 2 ** 20 and seconds < 10, (peak, seconds)
+    assert (error.member, error.node, error.field) == ("arrays.npz", 0, "constant_0")
+    assert f"holds 16 bytes of array data; shape {huge} and dtype float64 need {2 ** 31}" in str(error)
+
+
+def test_the_byte_cap_has_a_default_and_an_explicit_override(tmp_path, monkeypatch):
+    x = gc.placeholder((None, 100_000), name="x")
+    w = gc.variable(np.arange(100_000.0), name="w")  # 800 kB of array data
+    path = tmp_path / "big.gcz"
+    gc.save(gc.function([x], (x * w).sum()), path)
+    total = np.arange(100_000.0).sum()
+    assert serialize.MAX_BYTES == 2 ** 30
+    assert gc.load(path)(np.ones((1, 100_000))) == pytest.approx(total)
+    with pytest.raises(gc.LoadError) as info:
+        gc.load(path, max_bytes=500_000)
+    assert info.value.member == "arrays.npz"
+    assert "past the 500000 bytes gc.load inflates (pass gc.load(path, max_bytes=...)" in str(info.value)
+    monkeypatch.setattr(serialize, "MAX_BYTES", 500_000)  # the module's default, read at each call
+    with pytest.raises(gc.LoadError, match="past the 500000 bytes"):
+        gc.load(path)
+    assert gc.load(path, max_bytes=2_000_000)(np.ones((1, 100_000))) == pytest.approx(total)
+    for bad in (-1, 1.5, "1", True):
+        with pytest.raises(TypeError, match="max_bytes must be a non-negative int"):
+            gc.load(path, max_bytes=bad)
