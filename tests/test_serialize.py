@@ -809,6 +809,61 @@ def test_damaged_zip_members_raise_load_errors_naming_them(tmp_path, saved, memb
         assert error.member == member, what
 
 
+def _fuzz_subject():
+    """A small function: a placeholder, a variable, a constant and ops with attributes."""
+    x = gc.placeholder((None, 2), name="x")
+    w = gc.variable(np.array([1.0, -2.0]), name="w")
+    y = gc.softmax(x * w + gc.constant(np.array([0.5, 0.25]), name="c"), axis=-1)
+    return gc.function([x], gc.cumsum(y, axis=1).sum(axis=0))
+
+
+def _structure(function):
+    """Everything that tells two compiled functions apart: their nodes' fields, wiring and
+    arrays, inputs, outputs, updates and settings."""
+    nodes = list(function.unoptimized_graph.nodes)
+    position = {node: k for k, node in enumerate(nodes)}
+    described = []
+    for node in nodes:
+        payload = node.payload.value if hasattr(node.payload, "value") else node.payload
+        described.append((node.op.name, [position[i] for i in node.inputs], repr(sorted(node.attrs.items())),
+                          node.shape, node.dtype.str, node.name, node.scope, node.derivative_order,
+                          None if payload is None else (payload.dtype.str, payload.shape, payload.tobytes())))
+    return (described, [position[i] for i in function.inputs], [position[o] for o in function.outputs],
+            function.optimize, function.single_output, function.updates)
+
+
+def test_every_single_byte_change_or_truncation_fails_cleanly_or_changes_nothing():
+    original = _fuzz_subject()
+    buffer = io.BytesIO()
+    gc.save(original, buffer)
+    data = buffer.getvalue()
+    assert len(data) < 1000
+    expected = _structure(original)
+    value = np.array([[0.5, -1.0], [2.0, 3.0], [-0.25, 0.0]])
+    want = original(value)
+    outcomes = {"refused": 0, "unchanged": 0}
+
+    def attempt(bad, what):
+        try:
+            loaded = gc.load(io.BytesIO(bad))
+        except gc.LoadError as error:
+            assert error.member is not None or "zip archive" in str(error), what  # a member, or the whole archive
+            outcomes["refused"] += 1
+            return
+        assert _structure(loaded) == expected, what
+        np.testing.assert_array_equal(loaded(value), want, err_msg=what)
+        outcomes["unchanged"] += 1
+
+    for position in range(len(data)):
+        byte = data[position]
+        for new in {byte ^ 0xFF, 0x00, 0xFF, (byte + 1) % 256} - {byte}:
+            attempt(data[:position] + bytes([new]) + data[position + 1:], f"byte {position} set to {new:#04x}")
+        with pytest.raises(gc.LoadError):
+            gc.load(io.BytesIO(data[:position]))
+    # both branches are taken: damaged data is refused, damaged fields zip ignores change nothing
+    assert outcomes["refused"] > 2 * len(data) and outcomes["unchanged"] > 50, outcomes
+
+
 def _raw_zip(members):
     """The bytes of a zip archive of `members`, (name, deflated bytes, CRC, declared size) each,
     written by hand: a member may declare any size and hold a deflate stream of any length."""
