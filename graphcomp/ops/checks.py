@@ -56,8 +56,8 @@ def integer(low=None):
 
 
 def number(value, inputs, attrs):
-    """A real number: an int or a float."""
-    if isinstance(value, (numbers.Real, np.floating, np.integer)) and not isinstance(value, (bool, np.bool_)):
+    """A real number: a Python or NumPy int or float (not a bool)."""
+    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_)):
         return None
     return "must be a number (an int or a float)"
 
