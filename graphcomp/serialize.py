@@ -41,8 +41,9 @@ and its shape and dtype against its op's rule. Anything malformed raises `LoadEr
 `ValueError`) naming the member, node and field at fault.
 
 Loading is bounded: it inflates at most `max_bytes` (default `MAX_BYTES`, 1 GiB) from the file,
-counting the members' sizes as their headers declare them before reading any, and reads every
-member in chunks, so that a header that lies cannot make it inflate more. An array is allocated
+counting the members' sizes as their headers declare them before reading any (graph.json's
+`JSON_WEIGHT` times, for the Python objects parsing it makes), and reads every member in
+chunks, so that a header that lies cannot make it inflate more. An array is allocated
 only once its .npy header's shape and dtype match the graph's and its member holds exactly the
 bytes they need.
 """
@@ -85,6 +86,9 @@ BACKEND_FLAGS = ("compute", "to_numpy")
 OPTIMIZE_FLAGS = (True, False, "debug", "check")
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed, so that saving the same thing twice gives the same bytes
 MAX_BYTES = 2 ** 30    # the most bytes gc.load inflates from one file unless told otherwise (1 GiB)
+# Parsing JSON makes up to about 25 bytes of Python objects for each byte of text (a list of empty
+# objects), so each byte of graph.json counts this many times against max_bytes.
+JSON_WEIGHT = 32
 READ_CHUNK = 2 ** 20   # members are read this many bytes at a time
 NPY_VERSIONS = ((1, 0), (2, 0))  # the .npy versions NumPy writes for bool, integer and floating arrays
 
@@ -426,9 +430,10 @@ def load(path, max_bytes=None):
     the member (and the node and field) at fault, whatever part of it is broken.
 
     `max_bytes` caps the bytes inflated from the file: the members' sizes, as their headers
-    declare them, and those of any compressed arrays inside `arrays.npz`. It defaults to
-    `graphcomp.serialize.MAX_BYTES` (1 GiB); a file that needs more raises `LoadError` before
-    anything is inflated. Pass a larger `max_bytes` for a big file you trust.
+    declare them (graph.json's 32 times: the Python objects parsing JSON makes), and those of
+    any compressed arrays inside `arrays.npz`. It defaults to `graphcomp.serialize.MAX_BYTES`
+    (1 GiB); a file that needs more raises `LoadError` before anything is inflated. Pass a
+    larger `max_bytes` for a big file you trust.
     """
     if max_bytes is None:
         max_bytes = MAX_BYTES
@@ -476,18 +481,20 @@ class _Reader:
             if name not in names:
                 raise self.error(f"the member {name!r} is missing", member=name)
         by_name = {info.filename: info for info in infos}
-        for name in MEMBERS:  # every declared size is counted before anything is inflated
-            self.charge(by_name[name].file_size, member=name)
+        # every declared size is counted before anything is inflated
+        self.charge(by_name[GRAPH_MEMBER].file_size, GRAPH_MEMBER, weight=JSON_WEIGHT)
+        self.charge(by_name[ARRAYS_MEMBER].file_size, ARRAYS_MEMBER)
         graph_bytes = self.read_member(archive, by_name[GRAPH_MEMBER], GRAPH_MEMBER).getvalue()
         return graph_bytes, self.read_member(archive, by_name[ARRAYS_MEMBER], ARRAYS_MEMBER)
 
-    def charge(self, size, member, field=None):
-        """Count `size` inflated bytes against max_bytes; LoadError past it."""
-        self.inflated += size
+    def charge(self, size, member, field=None, weight=1):
+        """Count `size` inflated bytes (each `weight` times) against max_bytes; LoadError past it."""
+        self.inflated += size * weight
         if self.inflated > self.max_bytes:
-            raise self.error(f"declares {size} bytes, which takes the file past the {self.max_bytes} bytes gc.load "
-                             f"inflates (pass gc.load(path, max_bytes=...) to load a larger file you trust)",
-                             member=member, field=field)
+            counted = f" (each counted {weight} times, for the objects parsing makes)" if weight != 1 else ""
+            raise self.error(f"declares {size} bytes{counted}, which takes the file past the {self.max_bytes} "
+                             "bytes gc.load inflates (pass gc.load(path, max_bytes=...) to load a larger file "
+                             "you trust)", member=member, field=field)
 
     def read_member(self, archive, info, member, field=None):
         """The bytes of the zip member `info` as a BytesIO: no more than its header declares,

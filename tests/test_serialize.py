@@ -921,6 +921,27 @@ def test_a_small_file_that_inflates_to_gigabytes_is_refused_before_inflating(tmp
     assert f"declares {size} bytes, which takes the file past the {2 ** 30} bytes" in str(error)
 
 
+def test_a_small_file_whose_json_would_parse_into_gigabytes_is_refused_before_inflating(tmp_path, saved):
+    # [{}, {}, ...]: 96 MiB of text that JSON parses into about 2.4 GB of Python objects
+    block = b"{}," * 2 ** 18  # 768 KiB; each compresses alone (a full flush) to the same bytes
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    head = compressor.compress(b"[") + compressor.flush(zlib.Z_FULL_FLUSH)
+    body = compressor.compress(block) + compressor.flush(zlib.Z_FULL_FLUSH)
+    tail = compressor.compress(b"{}]") + compressor.flush()
+    crc = zlib.crc32(b"[")
+    for _ in range(128):
+        crc = zlib.crc32(block, crc)
+    size = 1 + 128 * len(block) + 3
+    npz = saved[1]["arrays.npz"]
+    path = tmp_path / "objects.gcz"
+    path.write_bytes(_raw_zip([(GRAPH_MEMBER, head + body * 128 + tail, zlib.crc32(b"{}]", crc), size),
+                               ("arrays.npz", _deflated(npz), zlib.crc32(npz), len(npz))]))
+    assert path.stat().st_size < 2 ** 20
+    error, peak, seconds = _load_measured(path)
+    assert peak < 200 * 2 ** 20 and seconds < 10, (peak, seconds)
+    assert error.member == GRAPH_MEMBER and f"declares {size} bytes (each counted 32 times" in str(error)
+
+
 def test_a_header_that_understates_a_member_cannot_make_it_inflate_more(tmp_path, saved):
     declared = 2 ** 20
     zeros = _deflated_zeros(2048)  # 2 GiB of zeros behind a header that says 1 MiB
