@@ -346,6 +346,7 @@ def apply(op, *inputs, **attrs):
     if isinstance(op, str):
         op = op_registry.get(op)
     source = user_source_location()
+    op.check_attrs(attrs, inputs)
     shape, dtype = op.infer(*inputs, **attrs)  # a ShapeError names the user's line itself
     refuse_complex(dtype, f"op {op.name!r} on " + ", ".join(str(np.dtype(i.dtype)) for i in inputs))
     return Tensor(op, inputs, attrs, shape, np.dtype(dtype), source=source)

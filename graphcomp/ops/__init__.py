@@ -8,7 +8,8 @@ array, may that kernel write into a given `out` (and may `out` be one of its ope
 IEEE floating-point conditions it treats as intended results, and, for elementwise ops, its
 scalar form (a SymPy expression: the mathematical definition) and its spelling as steps of
 NumPy ufuncs (what fused kernels run, on every kernel engine), and its ONNX form (what
-graphcomp.onnx_export writes).
+graphcomp.onnx_export writes), and its attributes with the values each may take (`attrs`,
+which building a node and `gc.load` both check).
 
 Nothing outside this package tests an op's name to learn one of these facts.
 
@@ -25,6 +26,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
+
+from graphcomp.errors import OpAttributeError
 
 REGISTRY: dict[str, "OpDef"] = {}
 # A `backend_impls` value: the backend runs the op's NumPy kernel once on whole arrays (on Dask,
@@ -74,6 +77,10 @@ class OpDef:
       with its own state, started from the attributes (a seed), for each compiled function, and
       each call advances it. Two such nodes are never merged (CSE) nor folded into constants,
       even with equal inputs and attributes.
+    - `attrs`: {attribute name: checker} for every attribute the op's nodes hold (none when
+      empty); a checker (see graphcomp.ops.checks) says which values the attribute may take.
+      `check_attrs` runs them: building a node and `gc.load` both call it, so a node never
+      holds an attribute its record refuses.
     - `backend_impls`: {backend name: impl} for the array backends (graphcomp.backends:
       "dask", "cupy") on which `impl`, run through NumPy's dispatch to that backend's arrays,
       does not do the job; an impl of None says the op cannot run on that backend (compiling
@@ -103,9 +110,11 @@ class OpDef:
     onnx: Callable | None = None
     stateful: bool = False
     backend_impls: dict = None
+    attrs: dict = None
 
     def __post_init__(self):
         self.backend_impls = dict(self.backend_impls or {})
+        self.attrs = dict(self.attrs or {})
         self.tolerates = frozenset(self.tolerates)
         unknown = self.tolerates - FLOATING_POINT_CONDITIONS
         if unknown:
@@ -120,6 +129,23 @@ class OpDef:
         if self.vjp is None or index >= len(self.vjp):
             return None
         return self.vjp[index]
+
+    def check_attrs(self, attrs, inputs=()):
+        """OpAttributeError, naming the op and the attribute, unless `attrs` are exactly this
+        op's attributes with values its checkers accept for a node reading `inputs`."""
+        for name in attrs:
+            if name not in self.attrs:
+                takes = f"its attributes are {', '.join(map(repr, self.attrs))}" if self.attrs else "it takes none"
+                raise OpAttributeError(f"op {self.name!r} has no attribute {name!r} ({takes})", name)
+        for name in self.attrs:
+            if name not in attrs:
+                raise OpAttributeError(f"op {self.name!r} needs the attribute {name!r}", name)
+        for name, check in self.attrs.items():
+            problem = check(attrs[name], inputs, attrs)
+            if problem is not None:
+                shown = repr(attrs[name])
+                shown = shown if len(shown) <= 80 else shown[:77] + "..."
+                raise OpAttributeError(f"op {self.name!r}: attribute {name!r} {problem}; got {shown}", name)
 
     def kernel(self, attrs):
         """A callable taking only arrays: `impl` with the node's attributes bound."""

@@ -20,7 +20,7 @@ import numbers
 import numpy as np
 
 from graphcomp.errors import ShapeError
-from graphcomp.ops import DASK_WHOLE_ARRAYS, OpDef, register, register_builders
+from graphcomp.ops import DASK_WHOLE_ARRAYS, OpDef, checks, register, register_builders
 from graphcomp.ops.elementwise import cast, equal
 from graphcomp.ops.rules import linear_jvp
 from graphcomp.ops.shape import getitem, reshape
@@ -136,11 +136,13 @@ def _scatter_add_vjp(position):
 
 GATHER = register(OpDef("gather", _gather_impl, _gather_infer, vjp=_gather_vjp, jvp=linear_jvp, backend_impls=DASK_WHOLE_ARRAYS, kind="shape",
                         fresh_result=True, doc="x[index] with integer-array or boolean-mask indices "
-                                               "(NumPy's advanced indexing)"))
+                                               "(NumPy's advanced indexing)",
+                        attrs={"index": checks.advanced_index(of=0, arrays=slice(1, None))}))
 SCATTER_ADD = register(OpDef("scatter_add", _scatter_add_impl, _scatter_add_infer, vjp=_scatter_add_vjp,
                              jvp=linear_jvp, backend_impls=DASK_WHOLE_ARRAYS, kind="shape", fresh_result=True, shape_from_last_input=True,
                              doc="zeros shaped like the last input with g added at `index` as np.add.at "
-                                 "adds (repeated indices accumulate)"))
+                                 "adds (repeated indices accumulate)",
+                             attrs={"index": checks.advanced_index(of=-1, arrays=slice(1, -1))}))
 
 
 # building ---------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import string
 import numpy as np
 
 from graphcomp.errors import ShapeError
-from graphcomp.ops import DASK_WHOLE_ARRAYS, OpDef, register, register_builders
+from graphcomp.ops import DASK_WHOLE_ARRAYS, OpDef, checks, register, register_builders
 from graphcomp.ops import shape as sh
 from graphcomp.ops.elementwise import multiply, subtract, zeros_like
 from graphcomp.ops.linalg import matmul
@@ -179,7 +179,7 @@ def _onnx_einsum(b, node, *names):
 EINSUM = register(OpDef("einsum", _einsum_impl, _einsum_infer, vjp=_einsum_vjp, jvp=_einsum_jvp, kind="linalg",
                         backend_impls={"dask": _einsum_chunked},
                         doc="np.einsum with normalized explicit subscripts (may return a view)",
-                        onnx=_onnx_einsum))
+                        onnx=_onnx_einsum, attrs={"subscripts": checks.einsum_subscripts}))
 
 
 def _embed_infer(g, subscripts):
@@ -222,7 +222,7 @@ EMBED_DIAGONAL = register(OpDef(
     vjp=(lambda g, out, x: einsum("->".join(reversed(out.attrs["subscripts"].split("->"))), g),),
     jvp=linear_jvp, backend_impls=DASK_WHOLE_ARRAYS, kind="linalg", fresh_result=True,
     doc="zeros with g on the diagonal of repeated subscripts (\"i->ii\"): einsum's gradient for repeated indices",
-    onnx=_onnx_embed))
+    onnx=_onnx_embed, attrs={"subscripts": checks.diagonal_subscripts}))
 
 
 def _sublist_subscripts(arguments):
@@ -300,14 +300,21 @@ def _onnx_diagonal(b, node, x):
     return b.emit("Einsum", x, equation=f"{letters}zz->{letters}z")
 
 
+def _diagonal_attrs(of):
+    """The diagonal's offset and its two distinct axes of input `of`."""
+    return {"offset": checks.integer(), "axis1": checks.axis(of),
+            "axis2": checks.other_than("axis1", checks.axis(of))}
+
+
 DIAGONAL = register(OpDef("diagonal", np.diagonal, _diagonal_infer,
                           vjp=(lambda g, out, x: apply(DIAGONAL_GRAD, g, x, **out.attrs),),
                           jvp=linear_jvp, kind="shape", doc="np.diagonal (a read-only view)",
-                          onnx=_onnx_diagonal))
+                          onnx=_onnx_diagonal, attrs=_diagonal_attrs(of=0)))
 DIAGONAL_GRAD = register(OpDef(
     "diagonal_grad", _diagonal_grad_impl, lambda g, like, **attrs: (like.shape, g.dtype),
     vjp=(lambda g, out, gd, like: apply(DIAGONAL, g, **out.attrs), None), jvp=linear_jvp, backend_impls=DASK_WHOLE_ARRAYS, kind="shape",
-    fresh_result=True, shape_from_last_input=True, doc="zeros shaped like `like` with g on the diagonal"))
+    fresh_result=True, shape_from_last_input=True, doc="zeros shaped like `like` with g on the diagonal",
+    attrs=_diagonal_attrs(of=1)))
 
 
 def _axis(axis, ndim, op):
