@@ -31,6 +31,9 @@ REGISTRY: dict[str, "OpDef"] = {}
 # one task that gathers each operand into one chunk) because the op has no blockwise form.
 WHOLE_ARRAYS = "whole arrays"
 DASK_WHOLE_ARRAYS = {"dask": WHOLE_ARRAYS}
+# A `backend_impls` value: the backend runs the op's NumPy kernel on each chunk of its operands
+# (as it runs elementwise ops), for an op that is not elementwise but works chunk by chunk.
+BLOCKWISE = "blockwise"
 BUILDERS: dict[str, Callable] = {}
 FLOATING_POINT_CONDITIONS = frozenset({"divide", "over", "under", "invalid"})
 
@@ -77,8 +80,9 @@ class OpDef:
     - `backend_impls`: {backend name: impl} for the array backends (graphcomp.backends:
       "dask", "cupy") on which `impl`, run through NumPy's dispatch to that backend's arrays,
       does not do the job; an impl of None says the op cannot run on that backend (compiling
-      for it then names the op and the user's line), and WHOLE_ARRAYS that the NumPy kernel
-      runs once on whole arrays there (an op with no blockwise form: sort, kron, ...).
+      for it then names the op and the user's line), WHOLE_ARRAYS that the NumPy kernel
+      runs once on whole arrays there (an op with no blockwise form: sort, kron, ...), and
+      BLOCKWISE that it runs on each chunk (a check of each element: check_labels).
     """
 
     name: str

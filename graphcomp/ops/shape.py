@@ -216,9 +216,17 @@ def _broadcast_like_chunked(x, like):
     if not isinstance(like, da.Array):
         return da.broadcast_to(x, like.shape)
     offset = like.ndim - x.ndim
+    if any(np.isnan(d) for d in like.shape):  # sizes known only when computed (x[mask]): chunk by chunk
+        x = x.rechunk({axis: like.chunks[axis + offset] for axis in range(x.ndim)
+                       if x.shape[axis] != 1 and not np.isnan(like.shape[axis + offset])})
+        return da.map_blocks(_broadcast_block, x, like, dtype=x.dtype)
     chunks = tuple(like.chunks[axis] if axis < offset or x.shape[axis - offset] == 1 else x.chunks[axis - offset]
                    for axis in range(like.ndim))
     return da.broadcast_to(x, like.shape, chunks=chunks)
+
+
+def _broadcast_block(x, like):
+    return np.broadcast_to(x, like.shape)
 
 
 BROADCAST_TO = register(OpDef("broadcast_to", np.broadcast_to, _same_dtype(_broadcast_to_shape),
