@@ -73,6 +73,12 @@ class OpDef:
       `b.emit("Add", x, y)`, `b.constant(1.0, dtype)`, `b.ints([0, 1])`, `b.operands(node,
       names)`, ...) for `node`, whose inputs hold the ONNX values named `names`, and returns the
       name of the value holding the result (of `node.dtype`). Leaves are the exporter's own.
+    - `contiguous_operands`: the kernel's bits depend on its operands' memory layout (np.einsum
+      and NumPy's pairwise sums add in an order that follows the strides), so it runs on
+      C-contiguous operands (copies of the others, of the same array type): its result is then
+      a function of the values alone. The optimizer's folding and rewrites may hand a kernel a
+      view where the unoptimised graph hands it a fresh array (x * 1 -> x); with this, both
+      graphs give the same bits.
     - `stateful`: the op draws from a state (random numbers): `impl(**attrs)` makes a new kernel
       with its own state, started from the attributes (a seed), for each compiled function, and
       each call advances it. Two such nodes are never merged (CSE) nor folded into constants,
@@ -105,6 +111,7 @@ class OpDef:
     infix: str | None = None
     members: tuple = ()
     onnx: Callable | None = None
+    contiguous_operands: bool = False
     stateful: bool = False
     backend_impls: dict = None
 
@@ -116,6 +123,8 @@ class OpDef:
             raise ValueError(f"op {self.name!r}: unknown floating-point conditions {sorted(unknown)}")
         if self.tolerates:
             self.impl = tolerating(self.impl, self.tolerates)
+        if self.contiguous_operands:
+            self.impl = on_contiguous_operands(self.impl)
 
     def vjp_rule(self, index):
         """The reverse rule for input `index`, or None if that input gets no gradient."""
@@ -168,6 +177,21 @@ def tolerating(kernel, conditions):
     def run(*arrays, **attrs):
         with np.errstate(**quiet):
             return kernel(*arrays, **attrs)
+    return run
+
+
+def c_contiguous(array):
+    """`array` if it is C-contiguous (or has no layout to speak of: a Dask array, a number),
+    else a C-contiguous copy of it, of the same array type (NumPy's, CuPy's)."""
+    flags = getattr(array, "flags", None)
+    return array if flags is None or flags.c_contiguous else array.copy(order="C")
+
+
+def on_contiguous_operands(kernel):
+    """`kernel` run on C-contiguous operands (its record says its bits depend on their layout)."""
+    @functools.wraps(kernel)
+    def run(*arrays, **attrs):
+        return kernel(*(c_contiguous(array) for array in arrays), **attrs)
     return run
 
 

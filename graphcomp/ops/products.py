@@ -177,7 +177,7 @@ def _onnx_einsum(b, node, *names):
 
 
 EINSUM = register(OpDef("einsum", _einsum_impl, _einsum_infer, vjp=_einsum_vjp, jvp=_einsum_jvp, kind="linalg",
-                        backend_impls={"dask": _einsum_chunked},
+                        backend_impls={"dask": _einsum_chunked}, contiguous_operands=True,
                         doc="np.einsum with normalized explicit subscripts (may return a view)",
                         onnx=_onnx_einsum))
 

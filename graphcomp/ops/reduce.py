@@ -112,16 +112,16 @@ def _onnx_softmax(op_type):
 
 
 SUM = register(OpDef("sum", np.sum, _reduction_infer(np.sum), vjp=(_sum_vjp,), jvp=linear_jvp,
-                     kind="reduce", fresh_result=True, onnx=_onnx_reduction("ReduceSum")))
+                     kind="reduce", fresh_result=True, contiguous_operands=True, onnx=_onnx_reduction("ReduceSum")))
 MEAN = register(OpDef("mean", np.mean, _reduction_infer(np.mean), vjp=(_mean_vjp,), jvp=linear_jvp,
-                      kind="reduce", fresh_result=True, onnx=_onnx_reduction("ReduceMean")))
+                      kind="reduce", fresh_result=True, contiguous_operands=True, onnx=_onnx_reduction("ReduceMean")))
 MAX = register(OpDef("max", np.max, _reduction_infer(np.max), vjp=(_extremum_vjp,), jvp=_extremum_jvp,
                      kind="reduce", fresh_result=True, onnx=_onnx_reduction("ReduceMax")))
 MIN = register(OpDef("min", np.min, _reduction_infer(np.min), vjp=(_extremum_vjp,), jvp=_extremum_jvp,
                      kind="reduce", fresh_result=True, onnx=_onnx_reduction("ReduceMin")))
 LOGSUMEXP = register(OpDef("logsumexp", _logsumexp_impl, _reduction_infer(_logsumexp_impl),
                            vjp=(_logsumexp_vjp,), jvp=_logsumexp_jvp, kind="reduce", tolerates={"under"},
-                           fresh_result=True, onnx=_onnx_logsumexp))
+                           fresh_result=True, contiguous_operands=True, onnx=_onnx_logsumexp))
 
 
 # softmax outputs ------------------------------------------------------------------------------
@@ -165,10 +165,10 @@ def _same_shape_float(x, axis):
 
 SOFTMAX = register(OpDef("softmax", _softmax_impl, _same_shape_float, vjp=(_softmax_vjp,),
                          jvp=symmetric_jvp, kind="reduce", tolerates={"under"}, fresh_result=True,
-                         onnx=_onnx_softmax("Softmax")))
+                         contiguous_operands=True, onnx=_onnx_softmax("Softmax")))
 LOG_SOFTMAX = register(OpDef("log_softmax", _log_softmax_impl, _same_shape_float,
                              vjp=(_log_softmax_vjp,), jvp=_log_softmax_jvp, kind="reduce", tolerates={"under"},
-                             fresh_result=True, onnx=_onnx_softmax("LogSoftmax")))
+                             fresh_result=True, contiguous_operands=True, onnx=_onnx_softmax("LogSoftmax")))
 
 
 # counting elements ----------------------------------------------------------------------------
@@ -277,7 +277,7 @@ def _prod_jvp(tangents, out, x):
 
 
 PROD = register(OpDef("prod", np.prod, _reduction_infer(np.prod), vjp=(_prod_vjp,), jvp=_prod_jvp,
-                      kind="reduce", fresh_result=True, onnx=_onnx_reduction("ReduceProd")))
+                      kind="reduce", fresh_result=True, contiguous_operands=True, onnx=_onnx_reduction("ReduceProd")))
 
 
 def _boolean_reduction_infer(x, axis, keepdims):

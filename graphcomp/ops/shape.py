@@ -273,8 +273,8 @@ def _sum_to_infer(x, like):
 
 SUM_TO = register(OpDef("sum_to", _sum_to_impl, _sum_to_infer,
                         vjp=(lambda g, out, x, like: broadcast_like(g, x), None), jvp=linear_jvp, kind="reduce",
-                        shape_from_last_input=True, doc="sum x down to the shape of `like` (undoes broadcasting)",
-                        onnx=_onnx_sum_to))
+                        shape_from_last_input=True, contiguous_operands=True,
+                        doc="sum x down to the shape of `like` (undoes broadcasting)", onnx=_onnx_sum_to))
 
 
 def sum_to(x, like):
@@ -670,7 +670,7 @@ TILE = register(OpDef("tile", lambda x, reps: np.tile(x, reps), _tile_infer,
                       kind="shape", fresh_result=True, onnx=_onnx_tile))
 TILE_SUM = register(OpDef("tile_sum", _tile_sum_impl, lambda g, like, reps: (like.shape, g.dtype),
                           vjp=(lambda g, out, gs, like: apply(TILE, g, **out.attrs), None), jvp=linear_jvp,
-                          kind="reduce", fresh_result=True, shape_from_last_input=True,
+                          kind="reduce", fresh_result=True, shape_from_last_input=True, contiguous_operands=True,
                           doc="the sum of the tiled copies (tile's transpose)"))
 
 
