@@ -177,13 +177,21 @@ SCATTER_ADD = register(OpDef("scatter_add", _scatter_add_impl, _scatter_add_infe
                                  "adds (repeated indices accumulate)"))
 
 
+# Signed integer dtypes and the unsigned ones of their size: seen as unsigned, a negative label
+# is larger than any class index, so one reduction (max) checks both ends.
+_UNSIGNED = {np.dtype(f"i{size}"): np.dtype(f"u{size}") for size in (1, 2, 4, 8)}
+
+
 def _check_labels_impl(labels, classes):
     """`labels` themselves, after checking that each is a class index in [0, classes)."""
     if labels.size == 0:
         return labels
-    # One reduction: seen as unsigned, a negative label is larger than any class index.
-    unsigned = labels if labels.dtype.kind == "u" else labels.view(labels.dtype.str.replace("i", "u"))
-    if unsigned.max() >= classes:
+    unsigned = _UNSIGNED.get(labels.dtype)
+    if unsigned is not None:
+        out_of_range = labels.view(unsigned).max() >= classes
+    else:  # unsigned labels, or signed ones of the other byte order
+        out_of_range = labels.max() >= classes or labels.min() < 0
+    if out_of_range:
         bad = labels.min() if labels.min() < 0 else labels.max()
         raise ValueError(f"labels must be class indices in [0, {classes}), got {int(bad)}")
     return labels
