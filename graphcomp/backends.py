@@ -182,7 +182,6 @@ class DaskBackend(Backend):
     def _whole_arrays(self, node, kernel):
         """One task running the NumPy kernel on the operands, each gathered into one array."""
         dask, da, op, attrs = self.dask, self.da, node.op, dict(node.attrs)
-
         in_task = _naming_failures(node, kernel)
 
         def whole(*operands):
@@ -257,6 +256,7 @@ class _Described:
 
 
 def _as_described(x):
+    """`x`, or a _Described of it when Dask knows some of its sizes only when computing."""
     shape = getattr(x, "shape", ())
     if not any(d != d for d in shape):  # all sizes known (NaN is the one size unequal to itself)
         return x
