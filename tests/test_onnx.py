@@ -231,3 +231,24 @@ def test_concatenate_part_and_getitem_grad_with_unknown_sizes(ort):
     G, A, B = rng.normal(size=(2, 7)), rng.normal(size=(2, 3)), rng.normal(size=(2, 4))
     for mine, theirs in zip(f(G, A, B), run_onnx(ort, onnx_export.to_onnx(f), G, A, B)):
         np.testing.assert_allclose(theirs, mine, rtol=1e-14)
+
+
+@pytest.mark.parametrize("subscripts, shapes", [
+    ("e,ee->e", [(1,), (4, 4)]),
+    ("e,dee,ab->be", [(1,), (3, 4, 4), (2, 4)]),
+    ("ij,jk->ik", [(3, 1), (4, 5)]),
+    ("i,i->i", [(1,), (None,)]),  # the longer axis known only at run time
+    ("ab,b->ab", [(None, 1), (None,)]),
+])
+def test_einsum_broadcasts_size_one_axes_as_numpy_does(ort, subscripts, shapes):
+    """ONNX Einsum takes one size per letter; NumPy broadcasts an axis of size 1 against a
+    longer one of the same letter, and so do the exported value and gradients."""
+    inputs = [gc.placeholder(shape, name=f"x{i}") for i, shape in enumerate(shapes)]
+    out = gc.einsum(subscripts, *inputs)
+    rng = np.random.default_rng(5)
+    arrays = [rng.standard_normal(tuple(5 if d is None else d for d in shape)) for shape in shapes]
+    for cost in (gc.sum(out), gc.sum(gc.square(out))):
+        f = gc.function(inputs, [out] + gc.grad(cost, inputs), optimize=False)
+        for mine, theirs in zip(f(*arrays), run_onnx(ort, onnx_export.to_onnx(f), *arrays)):
+            assert theirs.shape == mine.shape
+            np.testing.assert_allclose(theirs, mine, rtol=1e-13, atol=1e-15)

@@ -34,6 +34,9 @@ REGISTRY: dict[str, "OpDef"] = {}
 # one task that gathers each operand into one chunk) because the op has no blockwise form.
 WHOLE_ARRAYS = "whole arrays"
 DASK_WHOLE_ARRAYS = {"dask": WHOLE_ARRAYS}
+# A `backend_impls` value: the backend runs the op's NumPy kernel on each chunk of its operands
+# (as it runs elementwise ops), for an op that is not elementwise but works chunk by chunk.
+BLOCKWISE = "blockwise"
 BUILDERS: dict[str, Callable] = {}
 FLOATING_POINT_CONDITIONS = frozenset({"divide", "over", "under", "invalid"})
 
@@ -73,6 +76,12 @@ class OpDef:
       `b.emit("Add", x, y)`, `b.constant(1.0, dtype)`, `b.ints([0, 1])`, `b.operands(node,
       names)`, ...) for `node`, whose inputs hold the ONNX values named `names`, and returns the
       name of the value holding the result (of `node.dtype`). Leaves are the exporter's own.
+    - `contiguous_operands`: the kernel's bits depend on its operands' memory layout (np.einsum
+      and NumPy's pairwise sums add in an order that follows the strides), so it runs on
+      C-contiguous operands (copies of the others, of the same array type): its result is then
+      a function of the values alone. The optimizer's folding and rewrites may hand a kernel a
+      view where the unoptimised graph hands it a fresh array (x * 1 -> x); with this, both
+      graphs give the same bits.
     - `stateful`: the op draws from a state (random numbers): `impl(**attrs)` makes a new kernel
       with its own state, started from the attributes (a seed), for each compiled function, and
       each call advances it. Two such nodes are never merged (CSE) nor folded into constants,
@@ -84,8 +93,9 @@ class OpDef:
     - `backend_impls`: {backend name: impl} for the array backends (graphcomp.backends:
       "dask", "cupy") on which `impl`, run through NumPy's dispatch to that backend's arrays,
       does not do the job; an impl of None says the op cannot run on that backend (compiling
-      for it then names the op and the user's line), and WHOLE_ARRAYS that the NumPy kernel
-      runs once on whole arrays there (an op with no blockwise form: sort, kron, ...).
+      for it then names the op and the user's line), WHOLE_ARRAYS that the NumPy kernel
+      runs once on whole arrays there (an op with no blockwise form: sort, kron, ...), and
+      BLOCKWISE that it runs on each chunk (a check of each element: check_labels).
     """
 
     name: str
@@ -108,6 +118,7 @@ class OpDef:
     infix: str | None = None
     members: tuple = ()
     onnx: Callable | None = None
+    contiguous_operands: bool = False
     stateful: bool = False
     backend_impls: dict = None
     attrs: dict = None
@@ -121,6 +132,8 @@ class OpDef:
             raise ValueError(f"op {self.name!r}: unknown floating-point conditions {sorted(unknown)}")
         if self.tolerates:
             self.impl = tolerating(self.impl, self.tolerates)
+        if self.contiguous_operands:
+            self.impl = on_contiguous_operands(self.impl)
 
     def vjp_rule(self, index):
         """The reverse rule for input `index`, or None if that input gets no gradient."""
@@ -190,6 +203,21 @@ def tolerating(kernel, conditions):
     def run(*arrays, **attrs):
         with np.errstate(**quiet):
             return kernel(*arrays, **attrs)
+    return run
+
+
+def c_contiguous(array):
+    """`array` if it is C-contiguous (or has no layout to speak of: a Dask array, a number),
+    else a C-contiguous copy of it, of the same array type (NumPy's, CuPy's)."""
+    flags = getattr(array, "flags", None)
+    return array if flags is None or flags.c_contiguous else array.copy(order="C")
+
+
+def on_contiguous_operands(kernel):
+    """`kernel` run on C-contiguous operands (its record says its bits depend on their layout)."""
+    @functools.wraps(kernel)
+    def run(*arrays, **attrs):
+        return kernel(*(c_contiguous(array) for array in arrays), **attrs)
     return run
 
 

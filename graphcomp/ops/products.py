@@ -173,11 +173,40 @@ def _einsum_jvp(tangents, out, *operands):
 
 
 def _onnx_einsum(b, node, *names):
-    return b.emit("Einsum", *b.operands(node, names), equation=node.attrs["subscripts"])
+    """ONNX Einsum, which takes one size per letter: an axis of size 1 that NumPy broadcasts
+    against a longer axis of the same letter ("e,ee->e" with e of 1 and 4) is expanded to that
+    length first (from the other operand's shape, when it is known only at run time)."""
+    subscripts = node.attrs["subscripts"]
+    terms, _ = _split(subscripts)
+    operands = b.operands(node, names)
+    shapes = [x.shape for x in node.inputs]
+    longer = {}  # letter -> (operand, axis) of a size other than 1 (unknown included)
+    for position, (term, shape) in enumerate(zip(terms, shapes)):
+        for axis, (letter, size) in enumerate(zip(term, shape)):
+            if size != 1:
+                longer.setdefault(letter, (position, axis))
+    expanded = []
+    for name, term, shape in zip(operands, terms, shapes):
+        stretch = [longer.get(letter) if size == 1 else None for letter, size in zip(term, shape)]
+        if any(stretch):
+            name = b.emit("Expand", name, _stretched_shape(b, stretch, shapes, operands))
+        expanded.append(name)
+    return b.emit("Einsum", *expanded, equation=subscripts)
+
+
+def _stretched_shape(b, stretch, shapes, operands):
+    """Expand's target shape: 1 where an axis stays, else the length of the (operand, axis)
+    it stretches to."""
+    sizes = [1 if at is None else shapes[at[0]][at[1]] for at in stretch]
+    if None not in sizes:
+        return b.ints(sizes)
+    return b.emit("Concat", *(b.ints([size]) if size is not None else
+                              b.emit("Shape", operands[at[0]], start=at[1], end=at[1] + 1)
+                              for size, at in zip(sizes, stretch)), axis=0)
 
 
 EINSUM = register(OpDef("einsum", _einsum_impl, _einsum_infer, vjp=_einsum_vjp, jvp=_einsum_jvp, kind="linalg",
-                        backend_impls={"dask": _einsum_chunked},
+                        backend_impls={"dask": _einsum_chunked}, contiguous_operands=True,
                         doc="np.einsum with normalized explicit subscripts (may return a view)",
                         onnx=_onnx_einsum, attrs={"subscripts": checks.einsum_subscripts}))
 

@@ -117,16 +117,16 @@ def _onnx_softmax(op_type):
 
 
 SUM = register(OpDef("sum", np.sum, _reduction_infer(np.sum), vjp=(_sum_vjp,), jvp=linear_jvp,
-                     kind="reduce", fresh_result=True, onnx=_onnx_reduction("ReduceSum"), attrs=REDUCTION_ATTRS))
+                     kind="reduce", fresh_result=True, contiguous_operands=True, onnx=_onnx_reduction("ReduceSum"), attrs=REDUCTION_ATTRS))
 MEAN = register(OpDef("mean", np.mean, _reduction_infer(np.mean), vjp=(_mean_vjp,), jvp=linear_jvp,
-                      kind="reduce", fresh_result=True, onnx=_onnx_reduction("ReduceMean"), attrs=REDUCTION_ATTRS))
+                      kind="reduce", fresh_result=True, contiguous_operands=True, onnx=_onnx_reduction("ReduceMean"), attrs=REDUCTION_ATTRS))
 MAX = register(OpDef("max", np.max, _reduction_infer(np.max), vjp=(_extremum_vjp,), jvp=_extremum_jvp,
                      kind="reduce", fresh_result=True, onnx=_onnx_reduction("ReduceMax"), attrs=REDUCTION_ATTRS))
 MIN = register(OpDef("min", np.min, _reduction_infer(np.min), vjp=(_extremum_vjp,), jvp=_extremum_jvp,
                      kind="reduce", fresh_result=True, onnx=_onnx_reduction("ReduceMin"), attrs=REDUCTION_ATTRS))
 LOGSUMEXP = register(OpDef("logsumexp", _logsumexp_impl, _reduction_infer(_logsumexp_impl),
                            vjp=(_logsumexp_vjp,), jvp=_logsumexp_jvp, kind="reduce", tolerates={"under"},
-                           fresh_result=True, onnx=_onnx_logsumexp, attrs=REDUCTION_ATTRS))
+                           fresh_result=True, contiguous_operands=True, onnx=_onnx_logsumexp, attrs=REDUCTION_ATTRS))
 
 
 # softmax outputs ------------------------------------------------------------------------------
@@ -170,10 +170,10 @@ def _same_shape_float(x, axis):
 
 SOFTMAX = register(OpDef("softmax", _softmax_impl, _same_shape_float, vjp=(_softmax_vjp,),
                          jvp=symmetric_jvp, kind="reduce", tolerates={"under"}, fresh_result=True,
-                         onnx=_onnx_softmax("Softmax"), attrs={"axis": checks.axis_or_axes()}))
+                         contiguous_operands=True, onnx=_onnx_softmax("Softmax"), attrs={"axis": checks.axis_or_axes()}))
 LOG_SOFTMAX = register(OpDef("log_softmax", _log_softmax_impl, _same_shape_float,
                              vjp=(_log_softmax_vjp,), jvp=_log_softmax_jvp, kind="reduce", tolerates={"under"},
-                             fresh_result=True, onnx=_onnx_softmax("LogSoftmax"),
+                             fresh_result=True, contiguous_operands=True, onnx=_onnx_softmax("LogSoftmax"),
                              attrs={"axis": checks.axis_or_axes()}))
 
 
@@ -284,7 +284,7 @@ def _prod_jvp(tangents, out, x):
 
 
 PROD = register(OpDef("prod", np.prod, _reduction_infer(np.prod), vjp=(_prod_vjp,), jvp=_prod_jvp,
-                      kind="reduce", fresh_result=True, onnx=_onnx_reduction("ReduceProd"), attrs=REDUCTION_ATTRS))
+                      kind="reduce", fresh_result=True, contiguous_operands=True, onnx=_onnx_reduction("ReduceProd"), attrs=REDUCTION_ATTRS))
 
 
 def _boolean_reduction_infer(x, axis, keepdims):

@@ -218,9 +218,17 @@ def _broadcast_like_chunked(x, like):
     if not isinstance(like, da.Array):
         return da.broadcast_to(x, like.shape)
     offset = like.ndim - x.ndim
+    if any(np.isnan(d) for d in like.shape):  # sizes known only when computed (x[mask]): chunk by chunk
+        x = x.rechunk({axis: like.chunks[axis + offset] for axis in range(x.ndim)
+                       if x.shape[axis] != 1 and not np.isnan(like.shape[axis + offset])})
+        return da.map_blocks(_broadcast_block, x, like, dtype=x.dtype)
     chunks = tuple(like.chunks[axis] if axis < offset or x.shape[axis - offset] == 1 else x.chunks[axis - offset]
                    for axis in range(like.ndim))
     return da.broadcast_to(x, like.shape, chunks=chunks)
+
+
+def _broadcast_block(x, like):
+    return np.broadcast_to(x, like.shape)
 
 
 BROADCAST_TO = register(OpDef("broadcast_to", np.broadcast_to, _same_dtype(_broadcast_to_shape),
@@ -267,8 +275,8 @@ def _sum_to_infer(x, like):
 
 SUM_TO = register(OpDef("sum_to", _sum_to_impl, _sum_to_infer,
                         vjp=(lambda g, out, x, like: broadcast_like(g, x), None), jvp=linear_jvp, kind="reduce",
-                        shape_from_last_input=True, doc="sum x down to the shape of `like` (undoes broadcasting)",
-                        onnx=_onnx_sum_to))
+                        shape_from_last_input=True, contiguous_operands=True,
+                        doc="sum x down to the shape of `like` (undoes broadcasting)", onnx=_onnx_sum_to))
 
 
 def sum_to(x, like):
@@ -674,7 +682,7 @@ TILE = register(OpDef("tile", lambda x, reps: np.tile(x, reps), _tile_infer,
                       kind="shape", fresh_result=True, onnx=_onnx_tile, attrs={"reps": checks.per_axis()}))
 TILE_SUM = register(OpDef("tile_sum", _tile_sum_impl, lambda g, like, reps: (like.shape, g.dtype),
                           vjp=(lambda g, out, gs, like: apply(TILE, g, **out.attrs), None), jvp=linear_jvp,
-                          kind="reduce", fresh_result=True, shape_from_last_input=True,
+                          kind="reduce", fresh_result=True, contiguous_operands=True, shape_from_last_input=True,
                           doc="the sum of the tiled copies (tile's transpose)", attrs={"reps": checks.per_axis(of=1)}))
 
 
