@@ -4,7 +4,7 @@ Build a static graph with NumPy-named ops, append its derivatives to the same gr
 `gc.grad` / `gc.hvp`, compile it with `gc.function`, and run it on NumPy arrays.
 """
 
-from graphcomp.errors import ExecutionError, GradientError, ShapeError
+from graphcomp.errors import ExecutionError, GradientError, OpAttributeError, ShapeError
 from graphcomp.ir import Graph, get_consumers, get_inputs, get_operation, name_scope, topological_order
 from graphcomp.tensor import Tensor, constant, placeholder, variable
 from graphcomp.tensor import name_public_functions as _name_public_functions

@@ -25,7 +25,10 @@ A record runs on every backend through the NumPy names its kernel calls, which D
 arrays take over (NumPy's `__array_function__` and `__array_ufunc__` protocols). Where that
 does not hold, the record says so in `backend_impls` (graphcomp.ops.OpDef): its kernel for
 that backend, WHOLE_ARRAYS (on Dask: one task on whole arrays, for ops with no blockwise form),
-or None when the op cannot run there.
+BLOCKWISE (on Dask: one task per chunk, as for elementwise ops), or None when the op cannot run
+there. A kernel that fails inside a Dask task (a run-time check of values, say) fails when the
+graph is computed, with the ExecutionError naming the op and the user's line that a failing
+call raises.
 """
 
 from __future__ import annotations
@@ -35,8 +38,10 @@ import sys
 
 import numpy as np
 
+from graphcomp.errors import ExecutionError
 from graphcomp.kernels import threads_here
-from graphcomp.ops import WHOLE_ARRAYS
+from graphcomp.ops import BLOCKWISE, WHOLE_ARRAYS
+from graphcomp.shapes import format_shape
 
 BACKEND_NAMES = ("numpy", "dask", "cupy")
 
@@ -101,16 +106,16 @@ def unsupported(node, backend):
 
 
 def _record_kernel(node, backend):
-    """The record's own kernel for `backend` with the node's attributes bound, WHOLE_ARRAYS,
-    None when the NumPy kernel serves, or NotImplementedError when the record says the op
-    cannot run there."""
+    """The record's own kernel for `backend` with the node's attributes bound, WHOLE_ARRAYS or
+    BLOCKWISE, None when the NumPy kernel serves, or NotImplementedError when the record says
+    the op cannot run there."""
     impls = node.op.backend_impls
     if backend not in impls:
         return None
     impl = impls[backend]
     if impl is None:
         raise unsupported(node, backend)
-    if impl == WHOLE_ARRAYS:
+    if impl in (WHOLE_ARRAYS, BLOCKWISE):
         return impl
     if node.op.stateful:  # a new state for each compiled function, as OpDef.kernel makes
         return impl(**node.attrs)
@@ -168,21 +173,25 @@ class DaskBackend(Backend):
         own = _record_kernel(node, "dask")
         if own == WHOLE_ARRAYS:
             return self._whole_arrays(node, kernel)
+        if own == BLOCKWISE or (own is None and _is_elementwise(node.op)):
+            return self._blockwise(node, kernel)
         if own is not None:
             return own
-        if _is_elementwise(node.op):
-            return self._blockwise(node, kernel)
         return kernel
 
     def _whole_arrays(self, node, kernel):
         """One task running the NumPy kernel on the operands, each gathered into one array."""
         dask, da, op, attrs = self.dask, self.da, node.op, dict(node.attrs)
+        in_task = _naming_failures(node, kernel)
 
         def whole(*operands):
             if not any(isinstance(x, da.Array) for x in operands):
                 return kernel(*operands)
-            shape, dtype = op.infer(*operands, **attrs)  # Dask arrays know their shapes
-            return da.from_delayed(dask.delayed(kernel, pure=True)(*operands), shape=shape, dtype=dtype)
+            # Dask arrays know their shapes, so the record's shape rule checks them here; a size
+            # that depends on values (x[mask]) is unknown until computed: NaN, as Dask writes it.
+            shape, dtype = op.infer(*(_as_described(x) for x in operands), **attrs)
+            shape = tuple(np.nan if d is None else d for d in shape)
+            return da.from_delayed(dask.delayed(in_task, pure=True)(*operands), shape=shape, dtype=dtype)
         whole.__name__ = op.name
         return whole
 
@@ -198,6 +207,7 @@ class DaskBackend(Backend):
                 with threads_here(1):
                     return kernel(*blocks, out=np.empty(np.broadcast_shapes(*(np.shape(b) for b in blocks)), dtype))
             return np.asarray(kernel(*blocks), dtype=dtype)
+        in_task = _naming_failures(node, on_chunk)
 
         def blockwise(*operands):
             if not any(isinstance(x, da.Array) for x in operands):
@@ -207,7 +217,7 @@ class DaskBackend(Backend):
             # Keys named after the op and unique to these operands: a later call on other data
             # must never meet keys of this one still held by a cluster (persisted values).
             name = f"{node.op.name}-{tokenize(id(node), *operands)}"
-            return elemwise(on_chunk, *operands, dtype=dtype, name=name)
+            return elemwise(in_task, *operands, dtype=dtype, name=name)
         blockwise.__name__ = getattr(kernel, "__name__", node.op.name)
         return blockwise
 
@@ -232,6 +242,42 @@ class DaskBackend(Backend):
 
     def is_host_array(self, value):
         return not isinstance(value, self.da.Array) and super().is_host_array(value)
+
+
+class _Described:
+    """An array as a record's shape rule sees it, with the sizes Dask knows only when computing
+    (NaN) as None: unknown, as when the graph was built."""
+
+    __slots__ = ("shape", "dtype", "ndim")
+
+    def __init__(self, shape, dtype):
+        self.shape = tuple(shape)
+        self.dtype, self.ndim = dtype, len(self.shape)
+
+
+def _as_described(x):
+    """`x`, or a _Described of it when Dask knows some of its sizes only when computing."""
+    shape = getattr(x, "shape", ())
+    if not any(d != d for d in shape):  # all sizes known (NaN is the one size unequal to itself)
+        return x
+    return _Described((None if d != d else d for d in shape), x.dtype)
+
+
+def _naming_failures(node, kernel):
+    """`kernel` as a Dask task runs it. A failure in a task comes when the graph is computed,
+    after the call that built it has returned, so it is raised there as the ExecutionError a
+    failing call raises: naming the op, its inputs' shapes and the user's line."""
+    label, lines = node.op.failure_context(node)
+    return functools.partial(_run_task, kernel, label, "".join(f"\n  {line}" for line in lines))
+
+
+def _run_task(kernel, label, where, *blocks):
+    try:
+        return kernel(*blocks)
+    except Exception as error:
+        shapes = ", ".join(format_shape(np.shape(block)) for block in blocks)
+        raise ExecutionError(f"{label} failed on inputs of shapes [{shapes}]: "
+                             f"{type(error).__name__}: {error}{where}") from error
 
 
 def _as_dask(da, array):
@@ -295,7 +341,7 @@ class CupyBackend(Backend):
 
     def kernel(self, node, kernel):
         own = _record_kernel(node, "cupy")
-        if own == WHOLE_ARRAYS:
+        if own in (WHOLE_ARRAYS, BLOCKWISE):
             own = None  # one CuPy array is already whole
         if own is not None:
             return own

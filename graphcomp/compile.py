@@ -313,7 +313,7 @@ class Function:
                                      f"(largest magnitude {np.max(np.abs(array[np.isfinite(array)]), initial=0):.3g})"
                                      ) from None
         if not _fits(array.shape, node.shape):
-            raise ValueError(f"{self._label(index)} expects shape {format_shape(node.shape)}, got {array.shape}")
+            raise ValueError(f"{label} expects shape {format_shape(node.shape)}, got {array.shape}")
         return array if self.backend is backends.NUMPY else self.backend.adopt(array, node)
 
     def _check_backend_array(self, index, label, node, array):
@@ -323,7 +323,7 @@ class Function:
             raise ValueError(f"{label} has chunks of unknown size (shape {shape}); call "
                              "array.compute_chunk_sizes() first")
         if not _fits(shape, node.shape):
-            raise ValueError(f"{self._label(index)} expects shape {format_shape(node.shape)}, got {shape}")
+            raise ValueError(f"{label} expects shape {format_shape(node.shape)}, got {shape}")
         return array
 
     def _program_for(self, arrays):

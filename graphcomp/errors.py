@@ -15,6 +15,16 @@ class ShapeError(ValueError):
         super().__init__(message if located else f"{message} (built at {source})")
 
 
+class OpAttributeError(ValueError):
+    """An op's attribute that its record refuses: unknown, missing, or of a value the op does
+    not take (a softmax axis "x", a pad mode "wrap"). The message names the op and the
+    attribute; `attribute` holds the attribute's name."""
+
+    def __init__(self, message="", attribute=None):
+        super().__init__(message)
+        self.attribute = attribute
+
+
 class ExecutionError(RuntimeError):
     """An op failed while a compiled function ran; names the op and where it was built."""
 

@@ -10,6 +10,10 @@ The dimension `n` is read from `A.shape` when it has one. All arithmetic is floa
 - `hutchinson_trace`, `hutchpp_trace`: randomized trace estimates.
 - `spectral_density`: stochastic Lanczos quadrature for the eigenvalue density.
 
+Eigenvalues come back in one order everywhere: largest magnitude first, with eigenvectors as
+columns in the same order. That is the order power iteration finds them in; `lanczos` sorts its
+Ritz values so, whichever end `which` asks for, and `spectral_density` its nodes.
+
 Long runs report progress on stderr with `progress=True` (a tqdm bar when tqdm is installed,
 a plain line otherwise), and call `callback(state)` after every iteration, with a
 `graphcomp.progress.State`: `state.iteration` (from 1), `state.total` (the most iterations
@@ -52,6 +56,11 @@ def as_matvec(A, n=None):
             raise ValueError(f"krylov: A v returned {result.size} values, expected {size}")
         return result
     return matvec, int(size)
+
+
+def largest_magnitude_first(values):
+    """The indices that put `values` in this module's order: largest magnitude first."""
+    return np.argsort(-np.abs(np.asarray(values, dtype=np.float64)), kind="stable")
 
 
 def _rademacher(rng, shape):
@@ -194,7 +203,7 @@ def _tridiagonal_eigh(alphas, betas):
 
 
 def _select(values, k, which):
-    """Indices of the k wanted Ritz values, in ascending order of value."""
+    """Indices of the k wanted Ritz values, largest magnitude first."""
     order = np.argsort(values)
     if which == "LA":
         chosen = order[-k:]
@@ -206,12 +215,14 @@ def _select(values, k, which):
         chosen = np.concatenate([order[:k // 2], order[len(order) - (k - k // 2):]])
     else:
         raise ValueError(f"lanczos: which must be 'LA', 'SA', 'LM' or 'BE', got {which!r}")
-    return np.array(sorted(set(chosen.tolist()), key=lambda i: values[i]), dtype=int)
+    chosen = np.unique(chosen)
+    return chosen[largest_magnitude_first(values[chosen])]
 
 
 @dataclass
 class LanczosResult:
-    """Ritz values (ascending) and vectors (columns), their residual norms ||A y - theta y||."""
+    """Ritz values (largest magnitude first) and vectors (columns, in the same order), their
+    residual norms ||A y - theta y||."""
 
     eigenvalues: np.ndarray
     eigenvectors: np.ndarray | None
@@ -226,8 +237,9 @@ def lanczos(A, k=6, which="LA", n=None, maxiter=None, tol=1e-10, v0=None, seed=0
 
     which: "LA" largest, "SA" smallest, "LM" largest magnitude, "BE" both ends (as
     scipy.sparse.linalg.eigsh). Stops when every wanted Ritz pair has a residual at most
-    tol * max|Ritz value|, or after `maxiter` steps (default n). Eigenvalues come back in
-    ascending order, with Ritz vectors as columns. `callback(state)` runs after every step,
+    tol * max|Ritz value|, or after `maxiter` steps (default n). Eigenvalues come back largest
+    magnitude first (the module's one order, whichever end `which` asks for), with Ritz vectors
+    as columns in the same order. `callback(state)` runs after every step,
     with the new diagonal and off-diagonal entries of T, `state.alpha` and `state.beta`.
     Returns a LanczosResult.
     """
@@ -261,7 +273,8 @@ def lanczos(A, k=6, which="LA", n=None, maxiter=None, tol=1e-10, v0=None, seed=0
 
 @dataclass
 class PowerResult:
-    """Eigenvalues found one by one (largest magnitude first), their vectors as columns."""
+    """Eigenvalues (largest magnitude first) and their vectors as columns; `iterations` and
+    `converged` per eigenpair, in the same order."""
 
     eigenvalues: np.ndarray
     eigenvectors: np.ndarray
@@ -274,9 +287,11 @@ def power_iteration(A, k=1, n=None, maxiter=1000, tol=1e-8, seed=0, progress=Fal
 
     Each pair is iterated until ||A v - lambda v|| <= tol |lambda| (or `maxiter` steps), then
     removed (A - lambda v v^T) before the next. Converges slowly when |lambda_2 / lambda_1|
-    is near 1; Lanczos is the better tool then. `callback(state)` runs after every step, with
-    `state.index` (which eigenpair, from 0), `state.eigenvalue` (its current estimate) and
-    `state.residual` (||A v - lambda v||); `state.iteration` counts steps over all pairs.
+    is near 1; Lanczos is the better tool then. Eigenvalues come back largest magnitude first,
+    as they are found (a pair that converged poorly is still put in that order). `callback(state)`
+    runs after every step, with `state.index` (which eigenpair is being found, from 0),
+    `state.eigenvalue` (its current estimate) and `state.residual` (||A v - lambda v||);
+    `state.iteration` counts steps over all pairs.
     """
     matvec, n = as_matvec(A, n)
     rng = np.random.default_rng(seed)
@@ -312,7 +327,9 @@ def power_iteration(A, k=1, n=None, maxiter=1000, tol=1e-8, seed=0, progress=Fal
         iterations.append(step)
         converged.append(done)
     report.close()
-    return PowerResult(np.array(values), np.stack(vectors, axis=1), iterations, converged)
+    order = largest_magnitude_first(values)
+    return PowerResult(np.array(values)[order], np.stack(vectors, axis=1)[:, order],
+                       [iterations[i] for i in order], [converged[i] for i in order])
 
 
 # trace estimation -----------------------------------------------------------------------------
@@ -384,8 +401,8 @@ def hutchpp_trace(A, matvecs=300, n=None, seed=0, progress=False, callback=None)
 
 @dataclass
 class SpectralDensity:
-    """Stochastic Lanczos quadrature: per probe, Ritz values (`nodes`) and Gaussian quadrature
-    `weights` (each probe's weights sum to 1). The density is their average."""
+    """Stochastic Lanczos quadrature: per probe, Ritz values (`nodes`, largest magnitude first)
+    and Gaussian quadrature `weights` (each probe's weights sum to 1). The density is their average."""
 
     nodes: np.ndarray
     weights: np.ndarray
@@ -426,8 +443,9 @@ def spectral_density(A, probes=10, steps=50, n=None, seed=0, progress=False, cal
     for probe in range(probes):
         alphas, betas, _ = _lanczos_steps(matvec, _rademacher(rng, n), steps, rng)
         values, vectors = _tridiagonal_eigh(alphas, betas)
-        nodes[probe, :len(values)] = values
-        weights[probe, :len(values)] = vectors[0] ** 2
+        order = largest_magnitude_first(values)
+        nodes[probe, :len(values)] = values[order]
+        weights[probe, :len(values)] = vectors[0, order] ** 2
         report.update(probe + 1, nodes=nodes[probe], weights=weights[probe])
     report.close()
     return SpectralDensity(nodes, weights, n)

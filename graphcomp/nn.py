@@ -14,7 +14,7 @@ from graphcomp.ops.elementwise import cast, greater_equal, where
 from graphcomp.ops.elementwise import (
     absolute, exp, hard_tanh, leaky_relu, minimum, relu, sigmoid, softplus, square, tanh,
 )
-from graphcomp.ops.indexing import one_hot
+from graphcomp.ops.indexing import check_labels, one_hot
 from graphcomp.ops.random import default_generator
 from graphcomp.ops.linalg import matmul
 from graphcomp.ops.reduce import log_softmax, max_, mean, softmax, sum_
@@ -116,14 +116,15 @@ def softmax_cross_entropy(logits, onehot):
     """Mean over the batch of -sum(onehot * log_softmax(logits)) over the last axis.
 
     `onehot` holds one-hot (or probability) rows shaped like `logits`, or integer class labels
-    with one axis fewer (shape (B,) for (B, K) logits)."""
+    with one axis fewer (shape (B,) for (B, K) logits), each in [0, K): a label out of range
+    raises when the function runs (on constant labels, here)."""
     logits, onehot = promote_operands(logits, onehot)
     if np.issubdtype(onehot.dtype, np.integer):
         if onehot.ndim != logits.ndim - 1 or logits.shape[-1] is None:
             raise ValueError(f"softmax_cross_entropy: integer labels need shape {format_shape(logits.shape[:-1])} "
                              f"for logits {format_shape(logits.shape)} (a known number of classes), got labels "
                              f"{format_shape(onehot.shape)}")
-        onehot = one_hot(onehot, logits.shape[-1], dtype=logits.dtype)
+        onehot = one_hot(check_labels(onehot, logits.shape[-1]), logits.shape[-1], dtype=logits.dtype)
     _check_same_shape(logits, onehot, "softmax_cross_entropy")
     per_example = -sum_(onehot * log_softmax(logits, axis=-1), axis=-1)
     return mean(per_example)

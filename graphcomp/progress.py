@@ -6,7 +6,8 @@ installed (`pip install "graphcomp[progress]"`), else as a plain line, redrawn i
 terminal and printed every few seconds (and at the end) elsewhere. `callback(state)`, when
 given, is called at every update, shown or not, with a `State`: `state.iteration` (iterations
 done, counting from 1), `state.total` (the most there can be, None if unknown) and the loop's
-own fields, which each function that takes `callback=` documents.
+own fields, which each function that takes `callback=` documents. A loop that ends before its
+total (it converged early) closes its bar at the count it reached: 28/28, not 28/2410.
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ class _TqdmBar:
             self.bar.set_postfix_str(detail, refresh=False)
         self.bar.update(iteration - self.bar.n)
 
+    def finish_at(self, iteration):
+        self.bar.total = iteration
+
     def close(self):
         self.bar.close()
 
@@ -52,6 +56,7 @@ class _PlainLine:
         self.interval = interval if interval is not None else (0.2 if self.interactive else 5.0)
         self.last_time = None
         self.pending = None  # the latest update not written yet
+        self.latest = None  # the latest update, written or not
 
     def _line(self, iteration, detail):
         if self.total:
@@ -68,11 +73,16 @@ class _PlainLine:
         self.last_time, self.pending = time.monotonic(), None
 
     def show(self, iteration, detail):
+        self.latest = (iteration, detail)
         due = self.last_time is None or time.monotonic() - self.last_time >= self.interval
         if due or iteration == self.total:
             self._write(iteration, detail)
         else:
             self.pending = (iteration, detail)
+
+    def finish_at(self, iteration):
+        self.total = iteration
+        self.pending = self.latest  # written again, full
 
     def close(self):
         if self.pending is not None:
@@ -93,6 +103,7 @@ class Progress:
 
     def __init__(self, label, total=None, enabled=False, callback=None, stream=None, interval=None):
         self.label, self.total, self.callback = label, total, callback
+        self.iteration = 0
         self.display = None
         if enabled:
             stream = sys.stderr if stream is None else stream
@@ -101,18 +112,23 @@ class Progress:
                             else _PlainLine(label, total, stream, interval))
 
     def update(self, iteration, detail="", **state):
+        self.iteration = iteration
         if self.callback is not None:
             self.callback(State(iteration=iteration, total=self.total, **state))
         if self.display is not None:
             self.display.show(iteration, detail)
 
-    def close(self):
+    def close(self, finished=True):
+        """End the display. A finished loop that stopped before `total` (it converged) ends at
+        the count it reached, as complete; `finished=False` (an error) leaves it where it was."""
         if self.display is not None:
+            if finished and self.total and 0 < self.iteration < self.total:
+                self.display.finish_at(self.iteration)
             self.display.close()
             self.display = None
 
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc_info):
-        self.close()
+    def __exit__(self, exc_type, *exc_info):
+        self.close(finished=exc_type is None)

@@ -35,9 +35,17 @@ what JSON does not tell apart: `{"float": repr}` (exact: "inf", "nan", "-0.0"),
 
 A function is saved as what it was compiled from (its unoptimised graph, inputs, outputs,
 updates, `optimize` flag and backend keywords) and compiled again on load. Loading never runs code from the file:
-ops are looked up by name, arrays are read with `allow_pickle=False`, and every node's shape
-and dtype are checked against its op's rule. Anything malformed raises `LoadError` (a
+ops are looked up by name, arrays are read from their .npy headers and bytes (never unpickled),
+every node's attributes are checked by its op record (`OpDef.check_attrs`, as building does)
+and its shape and dtype against its op's rule. Anything malformed raises `LoadError` (a
 `ValueError`) naming the member, node and field at fault.
+
+Loading is bounded: it inflates at most `max_bytes` (default `MAX_BYTES`, 1 GiB) from the file,
+counting the members' sizes as their headers declare them before reading any (graph.json's
+`JSON_WEIGHT` times, for the Python objects parsing it makes), and reads every member in
+chunks, so that a header that lies cannot make it inflate more. An array is allocated
+only once its .npy header's shape and dtype match the graph's and its member holds exactly the
+bytes they need.
 """
 
 from __future__ import annotations
@@ -45,6 +53,8 @@ from __future__ import annotations
 import importlib.metadata
 import io
 import json
+import math
+import numbers
 import os
 import re
 import zipfile
@@ -53,6 +63,7 @@ import numpy as np
 
 from graphcomp import ops as op_registry
 from graphcomp.compile import Function
+from graphcomp.errors import OpAttributeError
 from graphcomp.ir import Graph, Node, SourceLocation, dependency_order, restore_node
 from graphcomp.passes.fuse import ExpressionText, FusedOp, restore_fused_op
 from graphcomp.tensor import Tensor, VariableStorage
@@ -74,6 +85,12 @@ BACKEND_FIELD = "backend"
 BACKEND_FLAGS = ("compute", "to_numpy")
 OPTIMIZE_FLAGS = (True, False, "debug", "check")
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed, so that saving the same thing twice gives the same bytes
+MAX_BYTES = 2 ** 30    # the most bytes gc.load inflates from one file unless told otherwise (1 GiB)
+# Parsing JSON makes up to about 25 bytes of Python objects for each byte of text (a list of empty
+# objects), so each byte of graph.json counts this many times against max_bytes.
+JSON_WEIGHT = 32
+READ_CHUNK = 2 ** 20   # members are read this many bytes at a time
+NPY_VERSIONS = ((1, 0), (2, 0))  # the .npy versions NumPy writes for bool, integer and floating arrays
 
 
 class SaveError(ValueError):
@@ -403,35 +420,54 @@ class _Writer:
 
 # loading --------------------------------------------------------------------------------------
 
-def load(path):
+def load(path, max_bytes=None):
     """Read what `gc.save` wrote to `path` (a file name or a binary file).
 
     Returns the saved structure: a tensor, a Graph, a compiled Function, or lists, tuples and
     dicts of them; things saved together share their nodes and variables. Each load makes new
     nodes and new variables (two loads of one file do not share variables). Nothing in the
-    file is executed; a malformed or tampered file raises `LoadError` naming what is wrong.
+    file is executed: a malformed or tampered file raises `LoadError` (a `ValueError`) naming
+    the member (and the node and field) at fault, whatever part of it is broken.
+
+    `max_bytes` caps the bytes inflated from the file: the members' sizes, as their headers
+    declare them (graph.json's 32 times: the Python objects parsing JSON makes), and those of
+    any compressed arrays inside `arrays.npz`. It defaults to `graphcomp.serialize.MAX_BYTES`
+    (1 GiB); a file that needs more raises `LoadError` before anything is inflated. Pass a
+    larger `max_bytes` for a big file you trust.
     """
+    if max_bytes is None:
+        max_bytes = MAX_BYTES
+    if not isinstance(max_bytes, numbers.Integral) or isinstance(max_bytes, bool) or max_bytes < 0:
+        raise TypeError(f"gc.load: max_bytes must be a non-negative int, got {max_bytes!r}")
     label = path if isinstance(path, (str, bytes, os.PathLike)) else getattr(path, "name", "<file>")
-    reader = _Reader(label)
-    try:
-        archive = zipfile.ZipFile(path)
-    except zipfile.BadZipFile as error:
-        raise reader.error(f"not a .gcz file (not a zip archive: {error})") from None
-    with archive:
-        graph_bytes, array_bytes = reader.read_members(archive)
-    return reader.build(graph_bytes, array_bytes)
+    reader = _Reader(label, int(max_bytes))
+    own = isinstance(path, (str, bytes, os.PathLike))
+    with (open(path, "rb") if own else _borrowed(path)) as stream:  # a missing file: the OSError itself
+        try:
+            archive = zipfile.ZipFile(stream)
+        except Exception as error:  # noqa: BLE001 - whatever the zip reader says, it is the file's fault
+            raise reader.error(f"not a .gcz file (not a zip archive: {error})") from None
+        with archive:
+            graph_bytes, arrays_stream = reader.read_members(archive)
+    return reader.build(graph_bytes, arrays_stream)
 
 
 class _Reader:
-    def __init__(self, path):
+    def __init__(self, path, max_bytes):
         self.path = path
+        self.max_bytes = max_bytes
+        self.inflated = 0  # bytes counted against max_bytes so far
 
     def error(self, problem, member=None, node=None, field=None):
         return LoadError(problem, path=self.path, member=member, node=node, field=field)
 
     # the archive ------------------------------------------------------------------------------
     def read_members(self, archive):
-        infos = archive.infolist()
+        """(graph.json's bytes, arrays.npz as a binary stream), each read within the limits."""
+        try:
+            infos = archive.infolist()
+        except Exception as error:  # noqa: BLE001 - the zip reader's own failure
+            raise self.error(f"not a .gcz file (a broken zip archive: {error})") from None
         names = [info.filename for info in infos]
         for name in names:
             if name not in MEMBERS:
@@ -444,13 +480,50 @@ class _Reader:
         for name in MEMBERS:
             if name not in names:
                 raise self.error(f"the member {name!r} is missing", member=name)
-        contents = []
-        for name in MEMBERS:
-            try:
-                contents.append(archive.read(name))
-            except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, OSError, EOFError) as error:
-                raise self.error(f"cannot be read from the archive: {error}", member=name) from None
-        return contents
+        by_name = {info.filename: info for info in infos}
+        # every declared size is counted before anything is inflated
+        self.charge(by_name[GRAPH_MEMBER].file_size, GRAPH_MEMBER, weight=JSON_WEIGHT)
+        self.charge(by_name[ARRAYS_MEMBER].file_size, ARRAYS_MEMBER)
+        graph_bytes = self.read_member(archive, by_name[GRAPH_MEMBER], GRAPH_MEMBER).getvalue()
+        return graph_bytes, self.read_member(archive, by_name[ARRAYS_MEMBER], ARRAYS_MEMBER)
+
+    def charge(self, size, member, field=None, weight=1):
+        """Count `size` inflated bytes (each `weight` times) against max_bytes; LoadError past it."""
+        self.inflated += size * weight
+        if self.inflated > self.max_bytes:
+            counted = f" (each counted {weight} times, for the objects parsing makes)" if weight != 1 else ""
+            raise self.error(f"declares {size} bytes{counted}, which takes the file past the {self.max_bytes} "
+                             "bytes gc.load inflates (pass gc.load(path, max_bytes=...) to load a larger file "
+                             "you trust)", member=member, field=field)
+
+    def read_member(self, archive, info, member, field=None):
+        """The bytes of the zip member `info` as a BytesIO: no more than its header declares,
+        read a chunk at a time; LoadError naming `member` (and `field`) for anything wrong."""
+        self.check_entry(info, member, field)
+        data = io.BytesIO()
+        try:
+            with archive.open(info) as stream:
+                while data.tell() <= info.file_size:
+                    chunk = stream.read(min(READ_CHUNK, info.file_size - data.tell() + 1))
+                    if not chunk:
+                        break
+                    data.write(chunk)
+        except Exception as error:  # noqa: BLE001 - zlib, CRC, truncation: the file's fault
+            raise self.error(f"cannot be read from the archive: {type(error).__name__}: {error}",
+                             member=member, field=field) from None
+        if data.tell() != info.file_size:
+            raise self.error(f"holds {'more' if data.tell() > info.file_size else 'fewer'} bytes than the "
+                             f"{info.file_size} its zip header declares", member=member, field=field)
+        data.seek(0)
+        return data
+
+    def check_entry(self, info, member, field=None, node=None):
+        """LoadError unless the zip entry `info` is stored or deflated, without encryption."""
+        if info.flag_bits & 0x1:
+            raise self.error("the member is encrypted", member=member, node=node, field=field)
+        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            raise self.error(f"compressed with zip method {info.compress_type}; gc.load reads stored and "
+                             "deflated members only", member=member, node=node, field=field)
 
     # graph.json -------------------------------------------------------------------------------
     def parse_json(self, data):
@@ -496,39 +569,89 @@ class _Reader:
                 raise self.error("must be a list", member=GRAPH_MEMBER, field=key)
 
     # arrays.npz -------------------------------------------------------------------------------
-    def open_arrays(self, data):
+    def open_arrays(self, stream):
+        """(the .npz archive in `stream`, {key: its member `<key>.npy`}, the stream's size)."""
+        size = stream.seek(0, io.SEEK_END)
+        stream.seek(0)
         try:
-            arrays = np.load(io.BytesIO(data), allow_pickle=False)
-        except Exception as error:  # noqa: BLE001 - whatever NumPy says, it is the file's fault
-            raise self.error(f"not a NumPy .npz archive without pickles: {error}", member=ARRAYS_MEMBER) from None
-        if not isinstance(arrays, np.lib.npyio.NpzFile):
-            raise self.error("not a NumPy .npz archive (a single array)", member=ARRAYS_MEMBER)
-        return arrays
+            archive = zipfile.ZipFile(stream)
+            infos = archive.infolist()
+        except Exception as error:  # noqa: BLE001 - whatever the zip reader says, it is the file's fault
+            raise self.error(f"not a NumPy .npz archive: {error}", member=ARRAYS_MEMBER) from None
+        entries = {}
+        for info in infos:
+            key = info.filename[:-len(".npy")] if info.filename.endswith(".npy") else info.filename
+            if key in entries:
+                raise self.error("the array appears more than once", member=ARRAYS_MEMBER, field=key)
+            entries[key] = info
+        return archive, entries, size
 
     def array(self, arrays, key, shape, dtype, node=None):
-        if key not in arrays.files:
-            raise self.error("the array is missing", member=ARRAYS_MEMBER, node=node, field=key)
+        """The array `key` of arrays.npz, which the graph says has `shape` and `dtype`."""
+        def fail(problem):
+            return self.error(problem, member=ARRAYS_MEMBER, node=node, field=key)
+
+        archive, entries, size = arrays
+        if key not in entries:
+            raise fail("the array is missing")
+        info = entries[key]
+        self.check_entry(info, ARRAYS_MEMBER, key, node)
+        if info.compress_type != zipfile.ZIP_STORED:
+            self.charge(info.file_size, ARRAYS_MEMBER, key)
+        elif info.file_size > size:
+            raise fail(f"declares {info.file_size} bytes, more than the {size} bytes of {ARRAYS_MEMBER}")
         try:
-            array = arrays[key]
-        except Exception as error:  # noqa: BLE001 - an object array, a pickle, a broken header
-            raise self.error(f"cannot be read without running code from the file: {error}",
-                             member=ARRAYS_MEMBER, node=node, field=key) from None
-        if type(array) is not np.ndarray:  # NumPy hands back a member that is not .npy as bytes
-            raise self.error("not a .npy array", member=ARRAYS_MEMBER, node=node, field=key)
-        if array.dtype.kind not in ARRAY_KINDS or array.dtype.fields is not None:
-            raise self.error(f"an array of dtype {array.dtype}, not bool, integer or floating",
-                             member=ARRAYS_MEMBER, node=node, field=key)
-        if array.dtype != dtype or array.shape != tuple(shape):
-            raise self.error(f"the array has shape {array.shape} and dtype {array.dtype}; the graph says "
-                             f"shape {tuple(shape)} and dtype {dtype}", member=ARRAYS_MEMBER, node=node, field=key)
-        return array
+            with archive.open(info) as stream:
+                return self.read_npy(stream, info.file_size, shape, dtype, fail)
+        except LoadError:
+            raise
+        except Exception as error:  # noqa: BLE001 - zlib, CRC, truncation: the file's fault
+            raise fail(f"cannot be read: {type(error).__name__}: {error}") from None
+
+    def read_npy(self, stream, size, shape, dtype, fail):
+        """The .npy array in `stream` (`size` bytes), allocated only once its header says
+        `shape` and `dtype` and the stream holds exactly the bytes they need."""
+        try:
+            version = np.lib.format.read_magic(stream)
+        except ValueError as error:
+            raise fail(f"not a .npy array: {error}") from None
+        if version not in NPY_VERSIONS:
+            raise fail(f".npy format version {version[0]}.{version[1]}, which gc.load does not read")
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        try:
+            stored_shape, fortran_order, stored_dtype = read_header(stream)
+        except ValueError as error:
+            raise fail(f"a broken .npy header: {error}") from None
+        if stored_dtype.hasobject:
+            raise fail("an array of Python objects, which cannot be read without running code from the file")
+        if stored_dtype.kind not in ARRAY_KINDS or stored_dtype.fields is not None or stored_dtype.subdtype is not None:
+            raise fail(f"an array of dtype {stored_dtype}, not bool, integer or floating")
+        if stored_dtype != dtype or stored_shape != tuple(shape):
+            raise fail(f"the array has shape {stored_shape} and dtype {stored_dtype}; the graph says "
+                       f"shape {tuple(shape)} and dtype {dtype}")
+        count = math.prod(shape)
+        needed, available = count * dtype.itemsize, size - stream.tell()
+        if available != needed:
+            raise fail(f"holds {available} bytes of array data; shape {tuple(shape)} and dtype {dtype} need {needed}")
+        array = np.empty(count, dtype)
+        view = memoryview(array.view(np.uint8))
+        done = 0
+        while done < needed:
+            got = stream.readinto(view[done:done + READ_CHUNK])
+            if not got:
+                raise fail(f"the array's data ends after {done} of its {needed} bytes")
+            done += got
+        if stream.read(1):  # (reading to the end also checks the member's CRC)
+            raise fail("more bytes than the array's shape and dtype need")
+        return array.reshape(shape, order="F" if fortran_order else "C")
 
     # everything -------------------------------------------------------------------------------
-    def build(self, graph_bytes, array_bytes):
+    def build(self, graph_bytes, arrays_stream):
         document = self.parse_json(graph_bytes)
         self.check_header(document)
-        arrays = self.open_arrays(array_bytes)
-        with arrays:
+        arrays = self.open_arrays(arrays_stream)
+        archive, entries, _ = arrays
+        with archive:
             storages = [self.variable(arrays, position, entry)
                         for position, entry in enumerate(document["variables"])]
             nodes = []
@@ -536,7 +659,7 @@ class _Reader:
                 nodes.append(self.node(arrays, nodes, storages, position, entry))
             used = {f"constant_{i}" for i, node in enumerate(nodes) if node.op.leaf == "baked"}
             used |= {f"variable_{i}" for i in range(len(storages))}
-            for key in arrays.files:
+            for key in entries:
                 if key not in used:
                     raise self.error("an array no node uses", member=ARRAYS_MEMBER, field=key)
         return self.root(document["root"], nodes, "root", 0)
@@ -629,6 +752,10 @@ class _Reader:
                 raise fail(f"its members cannot be fused again: {error}", "members") from None
         else:
             op = op_registry.REGISTRY[name]
+        try:
+            op.check_attrs(attrs, inputs)  # the one check building a node makes
+        except OpAttributeError as error:
+            raise fail(str(error), "attrs" if error.attribute is None else f"attrs.{error.attribute}") from None
         if op.leaf:
             if inputs:
                 raise fail(f"op {name!r} is a leaf and takes no inputs", "inputs")
@@ -646,8 +773,6 @@ class _Reader:
                 payload = storage
             elif name != "placeholder":
                 raise fail(f"the leaf op {name!r} cannot be loaded from a file", "op")
-            if attrs:
-                raise fail(f"a {name} has no attributes", "attrs")
         else:
             self.check_inference(op, inputs, attrs, shape, dtype, position)
         return restore_node(Tensor, op, inputs, attrs, shape, dtype, node_name, source, entry["scope"],

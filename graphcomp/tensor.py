@@ -192,7 +192,12 @@ class Tensor(Node):
         )
 
     def __iter__(self):
-        raise TypeError("a symbolic tensor cannot be iterated; index it with x[i] instead")
+        """x[0], x[1], ... along the first axis, as iterating a NumPy array (so np.vstack(x) and
+        the other joiners take one tensor as NumPy takes one array); its size must be known."""
+        if not self.shape or self.shape[0] is None:
+            raise TypeError(f"a symbolic tensor of shape {format_shape(self.shape)} cannot be iterated: "
+                            "its first axis has no known size; index it with x[i] instead")
+        return (self[i] for i in range(self.shape[0]))
 
     def __len__(self):
         if not self.shape or self.shape[0] is None:
@@ -349,6 +354,7 @@ def apply(op, *inputs, **attrs):
     if isinstance(op, str):
         op = op_registry.get(op)
     source = user_source_location()
+    op.check_attrs(attrs, inputs)
     shape, dtype = op.infer(*inputs, **attrs)  # a ShapeError names the user's line itself
     refuse_complex(dtype, f"op {op.name!r} on " + ", ".join(str(np.dtype(i.dtype)) for i in inputs))
     return Tensor(op, inputs, attrs, shape, np.dtype(dtype), source=source)

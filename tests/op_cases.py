@@ -473,6 +473,8 @@ def _indexing_cases():
     cases.append(OpCase("scatter_add", lambda g, x: apply(ix.SCATTER_ADD, g, positions, x, index=index),
                         lambda g, x: _added_at(g, x.shape, (slice(None), [1, 1, 3])),
                         [_normal((3, 3), 48), _normal((3, 4), 49)]))
+    cases.append(OpCase("check_labels", lambda x: x * gc.cast(ix.check_labels(gc.cast(x > 0, "int64"), 2), x.dtype),
+                        lambda x: x * (x > 0), [_normal((3, 4), 50)]))
     return cases
 
 

@@ -172,8 +172,14 @@ def test_the_bare_machine_step_hides_the_tools():
 def test_demo_hessian_on_a_local_dask_cluster(tmp_path):
     pytest.importorskip("distributed")
     result = graphcomp("demo", "hessian", "--dask", "--rows", "6000", "--chunk-rows", "1500", "--top", "2",
-                       "--no-progress", cwd=tmp_path)
+                       "--max-products", "4", "--no-progress", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "cluster: 2 worker processes on loopback" in result.stdout
     assert re.search(r"top Hessian eigenvalues: +[0-9.]+ +[0-9.]+", result.stdout), result.stdout
+    # it says what it is about to do and how long it can take before the long part starts
+    plan, estimate, found = (result.stdout.index(text) for text in (
+        "plan: start 2 worker processes", "one Hessian-vector product took", "top Hessian eigenvalues"))
+    assert plan < result.stdout.index("cluster:") and estimate < found
+    assert re.search(r"Lanczos takes at most [0-9.]+ (s|min|h) \(4 products\)", result.stdout), result.stdout
+    assert "(4 Lanczos steps" in result.stdout and "not converged" in result.stdout
     assert files_under(tmp_path) == []

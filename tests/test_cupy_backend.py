@@ -57,6 +57,12 @@ class DeviceArray(np.lib.mixins.NDArrayOperatorsMixin):
     def __float__(self):
         return float(self.array)
 
+    def __int__(self):
+        return int(self.array)
+
+    def __bool__(self):  # a one-element array's truth, as CuPy's (a kernel's run-time check)
+        return bool(self.array)
+
     def __getattr__(self, name):  # astype, copy, reshape, transpose, sum, ...: on the stored array
         attribute = getattr(self.array, name)
         if not callable(attribute):
@@ -191,6 +197,24 @@ def test_to_numpy_returns_host_arrays():
     first, total = f(np.arange(4.0))
     assert type(first) is np.ndarray and type(total) is np.ndarray
     np.testing.assert_allclose(first, np.exp(np.arange(4.0)))
+
+
+def test_run_time_checks_of_masks_labels_and_positions_run_on_device_arrays():
+    backend = CupyBackend(xp=_stand_in())
+    x = gc.placeholder((None, 4), name="x")
+    m = gc.placeholder((None,), dtype="bool", name="m")
+    i = gc.placeholder((None,), dtype="int64", name="i")
+    labels = gc.placeholder((None,), dtype="int64", name="labels")
+    f = gc.function([x, m, i, labels], [x[m], gc.take(x, i, axis=1), gc.nn.softmax_cross_entropy(x, labels)],
+                    backend=backend)
+    X, M, I, T = np.ones((3, 4)), np.array([True, False, True]), np.array([0, -1]), np.array([0, 3, 1])
+    assert [value.shape for value in f(X, M, I, T)] == [(2, 4), (3, 2), ()]
+    with pytest.raises(gc.ExecutionError, match="op 'gather'.*boolean index did not match"):
+        f(X, M[:2], I, T)
+    with pytest.raises(gc.ExecutionError, match="op 'gather'.*index 4 is out of bounds for axis 1 with size 4"):
+        f(X, M, np.array([0, 4]), T)
+    with pytest.raises(gc.ExecutionError, match=r"op 'check_labels'.*class indices in \[0, 4\), got 4"):
+        f(X, M, I, np.array([0, 4, 1]))
 
 
 def test_without_cupy_the_backend_says_how_to_get_it():

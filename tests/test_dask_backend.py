@@ -289,6 +289,8 @@ def test_the_dask_hessian_demo_finds_the_top_eigenvalues_of_the_full_dataset(cap
                                        "--no-progress", "--worker-memory", "300MiB"])
     printed = capsys.readouterr().out
     assert "2 worker processes" in printed and "top Hessian eigenvalues" in printed
+    assert "plan: " in printed and "one Hessian-vector product took" in printed and summary["converged"]
+    assert hessian.parse_arguments(["--dask"]).rows == 100_000  # about two minutes on two busy cores
     # The same network and data on NumPy, with the whole Hessian formed.
     X, onehot = dask.compute(*hessian.synthetic_dataset(8000, 2000, 0))
     x, t, params, loss = hessian.build_wide_network(0)

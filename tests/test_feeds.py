@@ -88,8 +88,11 @@ def test_the_same_placeholder_twice_and_ambiguous_names(model):
 
 def test_a_feed_dictionary_still_checks_shapes_and_dtypes(model):
     x, t, W, loss, f = model
-    with pytest.raises(ValueError, match=r"placeholder 'x' expects shape \(\?, 2\), got \(4, 3\)"):
+    built = r"\(built at test_feeds.py:\d+\)"
+    with pytest.raises(ValueError, match=rf"placeholder 'x' {built} expects shape \(\?, 2\), got \(4, 3\)"):
         f({x: np.ones((4, 3)), t: T})
+    with pytest.raises(ValueError, match=rf"placeholder 'x' {built} expects dtype float64"):
+        f({x: [["a", "b"]], t: T})
 
 
 # a tensor where an array belongs ------------------------------------------------------------

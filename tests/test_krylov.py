@@ -15,8 +15,9 @@ def matrix_with_spectrum(eigenvalues, seed=0):
 SPECTRUM = np.concatenate([np.linspace(-2.0, 3.0, 57), [4.0, 6.0, 9.0]])
 
 
-@pytest.mark.parametrize("which,expected", [("LA", SPECTRUM[-4:]), ("SA", SPECTRUM[:4]),
-                                            ("LM", SPECTRUM[-4:]), ("BE", np.r_[SPECTRUM[:2], SPECTRUM[-2:]])])
+# every function gives eigenvalues largest magnitude first
+@pytest.mark.parametrize("which,expected", [("LA", [9.0, 6.0, 4.0, 3.0]), ("SA", SPECTRUM[[0, 1, 2, 3]]),
+                                            ("LM", [9.0, 6.0, 4.0, 3.0]), ("BE", [9.0, 6.0, -2.0, SPECTRUM[1]])])
 def test_lanczos_finds_the_requested_end_of_the_spectrum(which, expected):
     A = matrix_with_spectrum(SPECTRUM)
     calls = []
@@ -33,7 +34,22 @@ def test_lanczos_survives_an_invariant_subspace():
     low_rank = rng.normal(size=(40, 3))
     A = low_rank @ low_rank.T  # rank 3: Lanczos breaks down after at most 4 steps
     result = krylov.lanczos(A, k=4, which="LA")
-    np.testing.assert_allclose(result.eigenvalues, np.linalg.eigvalsh(A)[-4:], atol=1e-9)
+    np.testing.assert_allclose(result.eigenvalues, np.linalg.eigvalsh(A)[::-1][:4], atol=1e-9)
+
+
+def test_every_function_gives_eigenvalues_largest_magnitude_first():
+    A = matrix_with_spectrum([-5.0, -3.0, -1.0, 0.5, 2.0, 3.0, 4.0, 7.0])
+    for which in ("LA", "SA", "LM", "BE"):
+        values = krylov.lanczos(A, k=4, which=which).eigenvalues
+        assert list(np.abs(values)) == sorted(np.abs(values), reverse=True), (which, values)
+    np.testing.assert_allclose(krylov.lanczos(A, k=3, which="SA").eigenvalues, [-5.0, -3.0, -1.0], atol=1e-9)
+    np.testing.assert_allclose(krylov.lanczos(A, k=3, which="LM").eigenvalues, [7.0, -5.0, 4.0], atol=1e-9)
+    np.testing.assert_allclose(krylov.lanczos(A, k=2, which="BE").eigenvalues, [7.0, -5.0], atol=1e-9)
+    power = krylov.power_iteration(A, k=3, tol=1e-10, maxiter=5000)
+    np.testing.assert_allclose(power.eigenvalues, [7.0, -5.0, 4.0], rtol=1e-8)
+    nodes = krylov.spectral_density(A, probes=2, steps=8).nodes
+    for row in nodes:
+        assert list(np.abs(row)) == sorted(np.abs(row), reverse=True)
 
 
 def test_power_iteration_with_deflation():

@@ -244,6 +244,28 @@ VALUE_CASES = [
     ("np.sum axis", lambda a: np.sum(a, axis=1), lambda a: np.sum(a, axis=1), [A]),
     ("np.dot", np.dot, np.dot, [A, B]),
     ("np.concatenate", lambda a, b: np.concatenate([a, b]), lambda a, b: np.concatenate([a, b]), [A, A]),
+    # one array, not a list: the joiners iterate over its first axis, as NumPy's do
+    ("vstack of one array", gc.vstack, np.vstack, [T3]),
+    ("hstack of one array", gc.hstack, np.hstack, [A]),
+    ("column_stack of one array", gc.column_stack, np.column_stack, [V]),
+    ("dstack of one array", gc.dstack, np.dstack, [A]),
+    ("np.vstack of one tensor", np.vstack, np.vstack, [V]),
+    ("np.hstack of one tensor", np.hstack, np.hstack, [T3]),
+    ("np.column_stack of one tensor", np.column_stack, np.column_stack, [A]),
+    ("np.dstack of one tensor", np.dstack, np.dstack, [T3]),
+    ("np.stack of one tensor", lambda t: np.stack(t, axis=1), lambda t: np.stack(t, axis=1), [T3]),
+    # einsum's sublist form: axis numbers for letters, Ellipsis for '...'
+    ("einsum sublists", lambda a, b: gc.einsum(a, [0, 1], b, [1, 2]), lambda a, b: np.einsum(a, [0, 1], b, [1, 2]),
+     [A, B]),
+    ("einsum sublists and output", lambda a, b: gc.einsum(a, [0, 1], b, [1, 2], [2, 0]),
+     lambda a, b: np.einsum(a, [0, 1], b, [1, 2], [2, 0]), [A, B]),
+    ("einsum sublists, implicit output in number order", lambda a, b: gc.einsum(a, [30, 2], b, [2, 1]),
+     lambda a, b: np.einsum(a, [30, 2], b, [2, 1]), [A, B]),
+    ("einsum sublists with Ellipsis", lambda t, b: gc.einsum(t, [Ellipsis, 1], b, [1, 2], [Ellipsis, 2]),
+     lambda t, b: np.einsum(t, [Ellipsis, 1], b, [1, 2], [Ellipsis, 2]), [T3, B]),
+    ("np.einsum sublists with Ellipsis", lambda t: np.einsum(t, [0, Ellipsis]), lambda t: np.einsum(t, [0, Ellipsis]),
+     [T3]),
+    ("np.einsum sublists, a trace", lambda s: np.einsum(s, [5, 5], []), lambda s: np.einsum(s, [5, 5], []), [S]),
 ]
 
 
@@ -267,6 +289,21 @@ def test_values_match_numpy(label, build, reference, arrays):
     ("diff append", lambda a, b: gc.diff(a, n=2, append=b), [A, RNG.standard_normal((3, 2))]),
     ("clip array bounds", lambda a: gc.clip(a, np.full(4, -0.5), 0.6), [A]),
     ("concatenate axis=None", lambda a, b: gc.concatenate([a, b], axis=None), [A, V]),
+    ("vstack of one tensor", gc.vstack, [T3]),
+    ("einsum sublists with Ellipsis", lambda t, b: gc.einsum(t, [Ellipsis, 1], b, [1, 2], [Ellipsis, 2]), [T3, B]),
 ], ids=lambda value: value if isinstance(value, str) else "")
 def test_fixed_gaps_differentiate(label, build, args):
     gc.testing.check_grads(build, args, order=2)
+
+
+def test_sublist_and_iteration_errors_name_the_problem():
+    a = gc.placeholder((3, 4))
+    with pytest.raises(ValueError, match=r"einsum: a sublist holds axis numbers in \[0, 52\) and Ellipsis, got 52"):
+        gc.einsum(a, [0, 52])
+    with pytest.raises(ValueError, match="got 'i'"):
+        np.einsum(a, [0, "i"])
+    with pytest.raises(TypeError, match=r"shape \(\?, 4\) cannot be iterated: its first axis has no known size"):
+        gc.vstack(gc.placeholder((None, 4)))
+    with pytest.raises(TypeError, match="cannot be iterated"):
+        list(gc.placeholder(()))
+    assert [row.shape for row in a] == [(4,)] * 3

@@ -235,6 +235,27 @@ def test_concatenate_part_and_getitem_grad_with_unknown_sizes(ort):
         np.testing.assert_allclose(theirs, mine, rtol=1e-14)
 
 
+@pytest.mark.parametrize("subscripts, shapes", [
+    ("e,ee->e", [(1,), (4, 4)]),
+    ("e,dee,ab->be", [(1,), (3, 4, 4), (2, 4)]),
+    ("ij,jk->ik", [(3, 1), (4, 5)]),
+    ("i,i->i", [(1,), (None,)]),  # the longer axis known only at run time
+    ("ab,b->ab", [(None, 1), (None,)]),
+])
+def test_einsum_broadcasts_size_one_axes_as_numpy_does(ort, subscripts, shapes):
+    """ONNX Einsum takes one size per letter; NumPy broadcasts an axis of size 1 against a
+    longer one of the same letter, and so do the exported value and gradients."""
+    inputs = [gc.placeholder(shape, name=f"x{i}") for i, shape in enumerate(shapes)]
+    out = gc.einsum(subscripts, *inputs)
+    rng = np.random.default_rng(5)
+    arrays = [rng.standard_normal(tuple(5 if d is None else d for d in shape)) for shape in shapes]
+    for cost in (gc.sum(out), gc.sum(gc.square(out))):
+        f = gc.function(inputs, [out] + gc.grad(cost, inputs), optimize=False)
+        for mine, theirs in zip(f(*arrays), run_onnx(ort, onnx_export.to_onnx(f), *arrays)):
+            assert theirs.shape == mine.shape
+            np.testing.assert_allclose(theirs, mine, rtol=1e-13, atol=1e-15)
+
+
 def test_det_exports_as_onnx_det_in_float32_and_refuses_float64(ort):
     a = gc.placeholder((None, 3, 3), dtype="float32")
     value = (np.random.default_rng(0).standard_normal((2, 3, 3)) + 2 * np.eye(3)).astype(np.float32)

@@ -302,3 +302,70 @@ def test_derivatives_of_random_programs_match_finite_differences():
             gc.testing.check_grads(build, args, order=2, directions=2, seed=number)
         except AssertionError as error:
             raise AssertionError(f"random program {number}: {error}") from None
+
+
+# kernels whose order of summation follows the memory layout ----------------------------------------------
+
+def random_einsum(rng):
+    """(subscripts, operand shapes): one to three operands, repeated letters, size-1 axes."""
+    terms = ["".join(rng.choice(list("abcde"), size=rng.integers(1, 4))) for _ in range(rng.integers(1, 4))]
+    letters = sorted(set("".join(terms)))
+    sizes = {c: int(rng.choice([1, 2, 3, 5, 8])) for c in letters}
+    output = "".join(c for c in letters if rng.random() < 0.5)
+    return ",".join(terms) + "->" + output, [tuple(sizes[c] for c in term) for term in terms]
+
+
+def test_einsum_values_and_gradients_match_unoptimised_ones():
+    """The gradient's seed is a broadcast view in the unoptimised graph and a folded contiguous
+    constant in the optimised one: np.einsum, which sums in an order that follows the strides,
+    gets C-contiguous operands in both."""
+    rng = np.random.default_rng(41)
+    for number in range(150 * FUZZ_SCALE):
+        subscripts, shapes = random_einsum(rng)
+        inputs = [gc.placeholder(shape, name=f"x{i}") for i, shape in enumerate(shapes)]
+        try:
+            out = gc.einsum(subscripts, *inputs)
+        except (ValueError, gc.ShapeError):  # a repeated letter of two sizes in one operand
+            continue
+        cost = gc.sum(out) if number % 2 else gc.mean(out * out)
+        outputs = [out, cost] + gc.grad(cost, inputs)
+        optimised, plain = gc.function(inputs, outputs), gc.function(inputs, outputs, optimize=False)
+        arrays = [rng.standard_normal(shape) for shape in shapes]
+        for got, expected in zip(optimised(*arrays), plain(*arrays)):
+            assert_same(got, expected, "numpy", f"einsum {subscripts!r} {shapes}: {plain.source}")
+
+
+# Rewrites that drop an op (x * 1 -> x) hand its consumer the operand itself, perhaps a view,
+# where the unoptimised graph hands it a fresh array; folding makes a constant of a broadcast.
+REWRITTEN = {
+    "x * 1": lambda x: x * 1.0, "x + (-0.0)": lambda x: x + (-0.0), "x / 1": lambda x: x / 1.0,
+    "-(-x)": lambda x: -(-x), "x * ones": lambda x: x * gc.constant(np.ones(x.shape)),
+    "transpose twice": lambda x: gc.transpose(gc.transpose(x)),
+}
+LAYOUT_SENSITIVE = {
+    "einsum": lambda x, v, w: gc.einsum("ji,j->i", x, v), "dot": lambda x, v, w: gc.dot(v, x),
+    "tensordot": lambda x, v, w: gc.tensordot(x, w, axes=([0], [0])),
+    "matrix-vector": lambda x, v, w: gc.matmul(gc.transpose(x), v), "vector-matrix": lambda x, v, w: v @ x,
+    "matrix-matrix": lambda x, v, w: gc.matmul(gc.transpose(x), w),
+    "sum over rows": lambda x, v, w: gc.sum(x, axis=0), "sum over columns": lambda x, v, w: gc.sum(x, axis=1),
+    "sum": lambda x, v, w: gc.sum(x), "mean": lambda x, v, w: gc.mean(x, axis=0), "prod": lambda x, v, w: gc.prod(1.0 + 0.01 * x, axis=1),
+    "softmax": lambda x, v, w: gc.softmax(x, axis=0), "log_softmax": lambda x, v, w: gc.log_softmax(x, axis=1),
+    "logsumexp": lambda x, v, w: gc.logsumexp(x, axis=0), "sum_to": lambda x, v, w: gc.grad(gc.sum(x * v[:, None]), [v])[0],
+}
+
+
+@pytest.mark.parametrize("kernel", list(LAYOUT_SENSITIVE))
+def test_layout_sensitive_kernels_match_unoptimised_ones_behind_rewrites(engine, kernel):
+    rng = np.random.default_rng(43)
+    a = gc.placeholder((37, 23), name="a")
+    v = gc.placeholder((37,), name="v")
+    w = gc.placeholder((37, 5), name="w")
+    transposed = gc.transpose(gc.exp(gc.transpose(a)))  # a fresh array seen through a transpose
+    for name, rewritten in REWRITTEN.items():
+        out = LAYOUT_SENSITIVE[kernel](rewritten(transposed), v, w)
+        outputs = [out] + gc.grad(gc.sum(out * out), [a, v, w], disconnected="zero")
+        optimised, plain = gc.function([a, v, w], outputs), gc.function([a, v, w], outputs, optimize=False)
+        for _ in range(3):
+            arrays = [rng.standard_normal((37, 23)), rng.standard_normal(37), rng.standard_normal((37, 5))]
+            for got, expected in zip(optimised(*arrays), plain(*arrays)):
+                assert_same(got, expected, engine, f"{kernel} of {name}: {plain.source}")

@@ -101,7 +101,8 @@ def test_plain_line_is_periodic_and_ends_with_the_last_iteration(monkeypatch):
         for i in range(1, 51):
             report.update(i, f"step {i}")
     lines = stream.getvalue().splitlines()
-    assert lines == ["work [" + "." * 30 + "] 1/100  step 1", "work [" + "#" * 15 + "." * 15 + "] 50/100  step 50"]
+    # the loop ended at 50 of at most 100: its last line says so, as complete
+    assert lines == ["work [" + "." * 30 + "] 1/100  step 1", "work [" + "#" * 30 + "] 50/50  step 50"]
 
 
 def test_plain_line_without_total_and_every_update_with_zero_interval(monkeypatch):
@@ -134,3 +135,37 @@ def test_state_is_a_namespace():
     state = progress.State(iteration=2, total=5, loss=0.5)
     assert (state.iteration, state.total, state.loss) == (2, 5, 0.5)
     assert gc.krylov is krylov
+
+
+def converging_loop(stream, stop_at=28, total=2410, fail=False):
+    with progress.Progress("solve", total, enabled=True, stream=stream, interval=3600) as report:
+        for i in range(1, stop_at + 1):
+            report.update(i, f"residual {i}")
+        if fail:
+            raise RuntimeError("the loop failed")
+
+
+def test_a_plain_line_that_converges_early_ends_at_the_count_it_reached(monkeypatch):
+    monkeypatch.setitem(sys.modules, "tqdm", None)
+    stream = io.StringIO()
+    converging_loop(stream)
+    assert stream.getvalue().splitlines()[-1] == "solve [" + "#" * 30 + "] 28/28  residual 28"
+    stream = io.StringIO()
+    with pytest.raises(RuntimeError):  # a loop that failed stays where it stopped
+        converging_loop(stream, stop_at=3, total=10, fail=True)
+    assert stream.getvalue().splitlines()[-1] == "solve [" + "#" * 9 + "." * 21 + "] 3/10  residual 3"
+
+
+def test_a_tqdm_bar_that_converges_early_ends_at_the_count_it_reached():
+    import_or_skip("tqdm", 'pip install "graphcomp[progress]"')
+    stream = io.StringIO()
+    converging_loop(stream)
+    final = stream.getvalue().split("\r")[-1]
+    assert "28/28" in final and "100%" in final and "2410" not in final
+
+
+def test_a_krylov_loop_that_converges_early_shows_its_real_count(capsys):
+    result = krylov.cg(matrix(), np.ones(30), progress=True)  # at most 300 steps; converges in far fewer
+    assert result.converged and result.iterations < 300
+    err = capsys.readouterr().err
+    assert f"{result.iterations}/{result.iterations}" in err.replace("\r", "\n").splitlines()[-1]

@@ -7,10 +7,14 @@ import json
 import math
 import os
 import pickle
+import struct
 import subprocess
 import sys
 import textwrap
+import time
+import tracemalloc
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +25,7 @@ from graphcomp import ops as op_registry
 from graphcomp.executor import generate
 from graphcomp.ir import restore_node
 from graphcomp.passes.fuse import FusedOp
+from graphcomp import serialize
 from graphcomp.serialize import FORMAT_VERSION, GRAPH_MEMBER, decode_value, encode_value
 
 CHECKOUT = Path(__file__).resolve().parents[1]
@@ -600,7 +605,7 @@ def test_a_node_reading_a_later_node(tmp_path, saved):
     ("dtype", "float32", "gives dtype float64 here, the file says float32"),
     ("dtype", "object", "not a bool, integer or floating dtype"),
     ("dtype", "f8", "not written the way graphcomp writes it"),
-    ("attrs", {"axis": 0}, "does not accept these inputs and attributes"),
+    ("attrs", {"axis": 0}, "op 'multiply' has no attribute 'axis' (it takes none)"),
     ("source", {"file": "x.py"}, "a source is null or"),
     ("name", 5, "a name is a string or null"),
 ])
@@ -735,3 +740,254 @@ def test_a_bad_backend_field_is_refused_naming_it(tmp_path):
         document["root"]["function"]["backend"] = bad
         _write(path, [(GRAPH_MEMBER, json.dumps(document))] + [(k, v) for k, v in members.items() if k != GRAPH_MEMBER])
         _check(path, message)
+
+
+# attributes are checked by the op record, as building checks them ------------------------------
+
+@pytest.mark.parametrize("build, op, attribute, bad, message", [
+    (lambda x: gc.softmax(x, axis=1), "softmax", "axis", "x", "'axis' must be an axis of a 2-dimensional array"),
+    (lambda x: gc.tril(x), "triangle", "k", "x", "'k' must be an int"),
+    (lambda x: gc.cumprod(x, axis=1), "cumprod", "axis", 7, "'axis' must be an axis of a 2-dimensional array"),
+    (lambda x: gc.pad(x, 1, mode="edge"), "pad", "mode", "wrap", "'mode' must be one of 'constant', 'edge', 'reflect'"),
+    (lambda x: x.sum(axis=0), "sum", "axis", {"tuple": [0, 0]}, "'axis' must be a tuple of sorted, distinct axes"),
+    (lambda x: x.sum(axis=0), "sum", "extra", 1, "op 'sum' has no attribute 'extra'"),
+])
+def test_attributes_building_refuses_are_refused_at_load(tmp_path, build, op, attribute, bad, message):
+    x = gc.placeholder((3, 4), name="x")
+    path = tmp_path / "m.gcz"
+    gc.save(gc.function([x], build(x)), path)
+    members = _members(path)
+    document = json.loads(members[GRAPH_MEMBER])
+    position = _index(document, op)
+    node = document["nodes"][position]
+    node["attrs"][attribute] = bad
+    _write(path, [(GRAPH_MEMBER, json.dumps(document)), ("arrays.npz", members["arrays.npz"])])
+    error = _check(path, f"op {op!r}", message, member=GRAPH_MEMBER, node=position, field=f"attrs.{attribute}")
+    # building the same node is refused by the same check, with the same words
+    attrs = {key: decode_value(data) for key, data in node["attrs"].items()}
+    with pytest.raises(gc.OpAttributeError) as built:
+        gc.tensor.apply(op, x, **attrs)
+    assert str(built.value) in str(error)
+
+
+# hostile files: every fault is a LoadError naming the member, and loading is bounded ------------
+
+def _central_entries(data):
+    """{member name: offset of its central directory entry} in the zip bytes `data`."""
+    entries, offset = {}, data.find(b"PK\x01\x02")
+    while offset >= 0:
+        name_length = int.from_bytes(data[offset + 28:offset + 30], "little")
+        entries[data[offset + 46:offset + 46 + name_length].decode()] = offset
+        offset = data.find(b"PK\x01\x02", offset + 46)
+    return entries
+
+
+def _patched(data, offset, value, size):
+    return data[:offset] + int(value).to_bytes(size, "little") + data[offset + size:]
+
+
+@pytest.mark.parametrize("member", [GRAPH_MEMBER, "arrays.npz"])
+def test_damaged_zip_members_raise_load_errors_naming_them(tmp_path, saved, member):
+    data = saved[0].read_bytes()
+    with zipfile.ZipFile(saved[0]) as archive:
+        info = archive.getinfo(member)
+    start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)  # the compressed bytes
+    central = _central_entries(data)[member]
+    damaged = {
+        "a flipped byte in the deflated data": data[:start + 5] + bytes([data[start + 5] ^ 0xFF]) + data[start + 6:],
+        "the encrypted flag": _patched(data, central + 8, 0x1, 2),
+        "an unknown compression method": _patched(data, central + 10, 99, 2),
+        "a bzip2 compression method": _patched(data, central + 10, zipfile.ZIP_BZIP2, 2),
+        "a size larger than the data": _patched(data, central + 24, info.file_size + 1, 4),
+        "a size smaller than the data": _patched(data, central + 24, info.file_size - 1, 4),
+        "a wrong CRC": _patched(data, central + 16, info.CRC ^ 1, 4),
+    }
+    for what, bad in damaged.items():
+        path = tmp_path / "bad.gcz"
+        path.write_bytes(bad)
+        error = _check(path, member=member)
+        assert error.member == member, what
+
+
+def _fuzz_subject():
+    """A small function: a placeholder, a variable, a constant and ops with attributes."""
+    x = gc.placeholder((None, 2), name="x")
+    w = gc.variable(np.array([1.0, -2.0]), name="w")
+    y = gc.softmax(x * w + gc.constant(np.array([0.5, 0.25]), name="c"), axis=-1)
+    return gc.function([x], gc.cumsum(y, axis=1).sum(axis=0))
+
+
+def _structure(function):
+    """Everything that tells two compiled functions apart: their nodes' fields, wiring and
+    arrays, inputs, outputs, updates and settings."""
+    nodes = list(function.unoptimized_graph.nodes)
+    position = {node: k for k, node in enumerate(nodes)}
+    described = []
+    for node in nodes:
+        payload = node.payload.value if hasattr(node.payload, "value") else node.payload
+        described.append((node.op.name, [position[i] for i in node.inputs], repr(sorted(node.attrs.items())),
+                          node.shape, node.dtype.str, node.name, node.scope, node.derivative_order,
+                          None if payload is None else (payload.dtype.str, payload.shape, payload.tobytes())))
+    return (described, [position[i] for i in function.inputs], [position[o] for o in function.outputs],
+            function.optimize, function.single_output, function.updates)
+
+
+def test_every_single_byte_change_or_truncation_fails_cleanly_or_changes_nothing():
+    original = _fuzz_subject()
+    buffer = io.BytesIO()
+    gc.save(original, buffer)
+    data = buffer.getvalue()
+    assert len(data) < 1000
+    expected = _structure(original)
+    value = np.array([[0.5, -1.0], [2.0, 3.0], [-0.25, 0.0]])
+    want = original(value)
+    outcomes = {"refused": 0, "unchanged": 0}
+
+    def attempt(bad, what):
+        try:
+            loaded = gc.load(io.BytesIO(bad))
+        except gc.LoadError as error:
+            assert error.member is not None or "zip archive" in str(error), what  # a member, or the whole archive
+            outcomes["refused"] += 1
+            return
+        assert _structure(loaded) == expected, what
+        np.testing.assert_array_equal(loaded(value), want, err_msg=what)
+        outcomes["unchanged"] += 1
+
+    for position in range(len(data)):
+        byte = data[position]
+        for new in {byte ^ 0xFF, 0x00, 0xFF, (byte + 1) % 256} - {byte}:
+            attempt(data[:position] + bytes([new]) + data[position + 1:], f"byte {position} set to {new:#04x}")
+        with pytest.raises(gc.LoadError):
+            gc.load(io.BytesIO(data[:position]))
+    # both branches are taken: damaged data is refused, damaged fields zip ignores change nothing
+    assert outcomes["refused"] > 2 * len(data) and outcomes["unchanged"] > 50, outcomes
+
+
+def _raw_zip(members):
+    """The bytes of a zip archive of `members`, (name, deflated bytes, CRC, declared size) each,
+    written by hand: a member may declare any size and hold a deflate stream of any length."""
+    body, central = bytearray(), bytearray()
+    for name, deflated, crc, size in members:
+        encoded = name.encode()
+        central += struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0, zipfile.ZIP_DEFLATED, 0, 0x21, crc,
+                               len(deflated), size, len(encoded), 0, 0, 0, 0, 0, len(body)) + encoded
+        body += struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, zipfile.ZIP_DEFLATED, 0, 0x21, crc, len(deflated),
+                            size, len(encoded), 0) + encoded + deflated
+    end = struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, len(members), len(members), len(central), len(body), 0)
+    return bytes(body + central + end)
+
+
+def _deflated(data):
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    return compressor.compress(data) + compressor.flush()
+
+
+def _deflated_zeros(mebibytes):
+    """A raw deflate stream of `mebibytes` MiB of zeros (about 1 KB per MiB), made without
+    holding them: each MiB compresses alone (a full flush), to the same bytes."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    block = compressor.compress(bytes(2 ** 20)) + compressor.flush(zlib.Z_FULL_FLUSH)
+    return block * mebibytes + compressor.flush()
+
+
+def _load_measured(path, **options):
+    """(the LoadError gc.load raises, peak bytes Python allocated meanwhile, seconds taken)."""
+    tracemalloc.start()
+    start = time.perf_counter()
+    try:
+        with pytest.raises(gc.LoadError) as info:
+            gc.load(path, **options)
+        return info.value, tracemalloc.get_traced_memory()[1], time.perf_counter() - start
+    finally:
+        tracemalloc.stop()
+
+
+def _small_graph_json(saved):
+    graph = saved[1][GRAPH_MEMBER]
+    return (GRAPH_MEMBER, _deflated(graph), zlib.crc32(graph), len(graph))
+
+
+def test_a_small_file_that_inflates_to_gigabytes_is_refused_before_inflating(tmp_path, saved):
+    size = 2 * 2 ** 30
+    zeros = _deflated_zeros(size // 2 ** 20)  # 2 GiB of zeros in about 2 MB
+    path = tmp_path / "bomb.gcz"
+    # (the CRC is never compared: the declared size alone refuses the member)
+    path.write_bytes(_raw_zip([_small_graph_json(saved), ("arrays.npz", zeros, 0, size)]))
+    assert path.stat().st_size < 3 * 2 ** 20
+    error, peak, seconds = _load_measured(path)
+    assert peak < 200 * 2 ** 20 and seconds < 10, (peak, seconds)
+    assert error.member == "arrays.npz" and "max_bytes" in str(error)
+    assert f"declares {size} bytes, which takes the file past the {2 ** 30} bytes" in str(error)
+
+
+def test_a_small_file_whose_json_would_parse_into_gigabytes_is_refused_before_inflating(tmp_path, saved):
+    # [{}, {}, ...]: 96 MiB of text that JSON parses into about 2.4 GB of Python objects
+    block = b"{}," * 2 ** 18  # 768 KiB; each compresses alone (a full flush) to the same bytes
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    head = compressor.compress(b"[") + compressor.flush(zlib.Z_FULL_FLUSH)
+    body = compressor.compress(block) + compressor.flush(zlib.Z_FULL_FLUSH)
+    tail = compressor.compress(b"{}]") + compressor.flush()
+    crc = zlib.crc32(b"[")
+    for _ in range(128):
+        crc = zlib.crc32(block, crc)
+    size = 1 + 128 * len(block) + 3
+    npz = saved[1]["arrays.npz"]
+    path = tmp_path / "objects.gcz"
+    path.write_bytes(_raw_zip([(GRAPH_MEMBER, head + body * 128 + tail, zlib.crc32(b"{}]", crc), size),
+                               ("arrays.npz", _deflated(npz), zlib.crc32(npz), len(npz))]))
+    assert path.stat().st_size < 2 ** 20
+    error, peak, seconds = _load_measured(path)
+    assert peak < 200 * 2 ** 20 and seconds < 10, (peak, seconds)
+    assert error.member == GRAPH_MEMBER and f"declares {size} bytes (each counted 32 times" in str(error)
+
+
+def test_a_header_that_understates_a_member_cannot_make_it_inflate_more(tmp_path, saved):
+    declared = 2 ** 20
+    zeros = _deflated_zeros(2048)  # 2 GiB of zeros behind a header that says 1 MiB
+    path = tmp_path / "liar.gcz"
+    path.write_bytes(_raw_zip([_small_graph_json(saved), ("arrays.npz", zeros, zlib.crc32(bytes(declared)), declared)]))
+    error, peak, seconds = _load_measured(path)
+    assert peak < 200 * 2 ** 20 and seconds < 10, (peak, seconds)
+    assert error.member == "arrays.npz" and "not a NumPy .npz archive" in str(error)  # 1 MiB of zeros, no more
+
+
+def test_an_array_is_allocated_only_when_its_member_holds_its_bytes(tmp_path):
+    path = tmp_path / "m.gcz"
+    gc.save(gc.constant(np.zeros(2), name="c"), path)
+    members = _members(path)
+    document = json.loads(members[GRAPH_MEMBER])
+    huge = (2 ** 28,)  # 2 GiB of float64: the graph and the .npy header agree, the data is 16 bytes
+    document["nodes"][0]["shape"] = list(huge)
+    npy = io.BytesIO()
+    np.lib.format.write_array_header_1_0(npy, {"descr": "<f8", "fortran_order": False, "shape": huge})
+    npy.write(bytes(16))
+    npz = io.BytesIO()
+    with zipfile.ZipFile(npz, "w") as archive:
+        archive.writestr("constant_0.npy", npy.getvalue())
+    _write(path, [(GRAPH_MEMBER, json.dumps(document)), ("arrays.npz", npz.getvalue())])
+    error, peak, seconds = _load_measured(path)
+    assert peak < 200 * 2 ** 20 and seconds < 10, (peak, seconds)
+    assert (error.member, error.node, error.field) == ("arrays.npz", 0, "constant_0")
+    assert f"holds 16 bytes of array data; shape {huge} and dtype float64 need {2 ** 31}" in str(error)
+
+
+def test_the_byte_cap_has_a_default_and_an_explicit_override(tmp_path, monkeypatch):
+    x = gc.placeholder((None, 100_000), name="x")
+    w = gc.variable(np.arange(100_000.0), name="w")  # 800 kB of array data
+    path = tmp_path / "big.gcz"
+    gc.save(gc.function([x], (x * w).sum()), path)
+    total = np.arange(100_000.0).sum()
+    assert serialize.MAX_BYTES == 2 ** 30
+    assert gc.load(path)(np.ones((1, 100_000))) == pytest.approx(total)
+    with pytest.raises(gc.LoadError) as info:
+        gc.load(path, max_bytes=500_000)
+    assert info.value.member == "arrays.npz"
+    assert "past the 500000 bytes gc.load inflates (pass gc.load(path, max_bytes=...)" in str(info.value)
+    monkeypatch.setattr(serialize, "MAX_BYTES", 500_000)  # the module's default, read at each call
+    with pytest.raises(gc.LoadError, match="past the 500000 bytes"):
+        gc.load(path)
+    assert gc.load(path, max_bytes=2_000_000)(np.ones((1, 100_000))) == pytest.approx(total)
+    for bad in (-1, 1.5, "1", True):
+        with pytest.raises(TypeError, match="max_bytes must be a non-negative int"):
+            gc.load(path, max_bytes=bad)

@@ -8,7 +8,8 @@ array, may that kernel write into a given `out` (and may `out` be one of its ope
 IEEE floating-point conditions it treats as intended results, and, for elementwise ops, its
 scalar form (a SymPy expression: the mathematical definition) and its spelling as steps of
 NumPy ufuncs (what fused kernels run, on every kernel engine), and its ONNX form (what
-graphcomp.onnx_export writes).
+graphcomp.onnx_export writes), and its attributes with the values each may take (`attrs`,
+which building a node and `gc.load` both check).
 
 Nothing outside this package tests an op's name to learn one of these facts.
 
@@ -26,11 +27,16 @@ from typing import Callable
 
 import numpy as np
 
+from graphcomp.errors import OpAttributeError
+
 REGISTRY: dict[str, "OpDef"] = {}
 # A `backend_impls` value: the backend runs the op's NumPy kernel once on whole arrays (on Dask,
 # one task that gathers each operand into one chunk) because the op has no blockwise form.
 WHOLE_ARRAYS = "whole arrays"
 DASK_WHOLE_ARRAYS = {"dask": WHOLE_ARRAYS}
+# A `backend_impls` value: the backend runs the op's NumPy kernel on each chunk of its operands
+# (as it runs elementwise ops), for an op that is not elementwise but works chunk by chunk.
+BLOCKWISE = "blockwise"
 BUILDERS: dict[str, Callable] = {}
 FLOATING_POINT_CONDITIONS = frozenset({"divide", "over", "under", "invalid"})
 
@@ -70,15 +76,26 @@ class OpDef:
       `b.emit("Add", x, y)`, `b.constant(1.0, dtype)`, `b.ints([0, 1])`, `b.operands(node,
       names)`, ...) for `node`, whose inputs hold the ONNX values named `names`, and returns the
       name of the value holding the result (of `node.dtype`). Leaves are the exporter's own.
+    - `contiguous_operands`: the kernel's bits depend on its operands' memory layout (np.einsum
+      and NumPy's pairwise sums add in an order that follows the strides), so it runs on
+      C-contiguous operands (copies of the others, of the same array type): its result is then
+      a function of the values alone. The optimizer's folding and rewrites may hand a kernel a
+      view where the unoptimised graph hands it a fresh array (x * 1 -> x); with this, both
+      graphs give the same bits.
     - `stateful`: the op draws from a state (random numbers): `impl(**attrs)` makes a new kernel
       with its own state, started from the attributes (a seed), for each compiled function, and
       each call advances it. Two such nodes are never merged (CSE) nor folded into constants,
       even with equal inputs and attributes.
+    - `attrs`: {attribute name: checker} for every attribute the op's nodes hold (none when
+      empty); a checker (see graphcomp.ops.checks) says which values the attribute may take.
+      `check_attrs` runs them: building a node and `gc.load` both call it, so a node never
+      holds an attribute its record refuses.
     - `backend_impls`: {backend name: impl} for the array backends (graphcomp.backends:
       "dask", "cupy") on which `impl`, run through NumPy's dispatch to that backend's arrays,
       does not do the job; an impl of None says the op cannot run on that backend (compiling
-      for it then names the op and the user's line), and WHOLE_ARRAYS that the NumPy kernel
-      runs once on whole arrays there (an op with no blockwise form: sort, kron, ...).
+      for it then names the op and the user's line), WHOLE_ARRAYS that the NumPy kernel
+      runs once on whole arrays there (an op with no blockwise form: sort, kron, ...), and
+      BLOCKWISE that it runs on each chunk (a check of each element: check_labels).
     """
 
     name: str
@@ -101,17 +118,22 @@ class OpDef:
     infix: str | None = None
     members: tuple = ()
     onnx: Callable | None = None
+    contiguous_operands: bool = False
     stateful: bool = False
     backend_impls: dict = None
+    attrs: dict = None
 
     def __post_init__(self):
         self.backend_impls = dict(self.backend_impls or {})
+        self.attrs = dict(self.attrs or {})
         self.tolerates = frozenset(self.tolerates)
         unknown = self.tolerates - FLOATING_POINT_CONDITIONS
         if unknown:
             raise ValueError(f"op {self.name!r}: unknown floating-point conditions {sorted(unknown)}")
         if self.tolerates:
             self.impl = tolerating(self.impl, self.tolerates)
+        if self.contiguous_operands:
+            self.impl = on_contiguous_operands(self.impl)
 
     def vjp_rule(self, index):
         """The reverse rule for input `index`, or None if that input gets no gradient."""
@@ -120,6 +142,23 @@ class OpDef:
         if self.vjp is None or index >= len(self.vjp):
             return None
         return self.vjp[index]
+
+    def check_attrs(self, attrs, inputs=()):
+        """OpAttributeError, naming the op and the attribute, unless `attrs` are exactly this
+        op's attributes with values its checkers accept for a node reading `inputs`."""
+        for name in attrs:
+            if name not in self.attrs:
+                takes = f"its attributes are {', '.join(map(repr, self.attrs))}" if self.attrs else "it takes none"
+                raise OpAttributeError(f"op {self.name!r} has no attribute {name!r} ({takes})", name)
+        for name in self.attrs:
+            if name not in attrs:
+                raise OpAttributeError(f"op {self.name!r} needs the attribute {name!r}", name)
+        for name, check in self.attrs.items():
+            problem = check(attrs[name], inputs, attrs)
+            if problem is not None:
+                shown = repr(attrs[name])
+                shown = shown if len(shown) <= 80 else shown[:77] + "..."
+                raise OpAttributeError(f"op {self.name!r}: attribute {name!r} {problem}; got {shown}", name)
 
     def kernel(self, attrs):
         """A callable taking only arrays: `impl` with the node's attributes bound."""
@@ -164,6 +203,21 @@ def tolerating(kernel, conditions):
     def run(*arrays, **attrs):
         with np.errstate(**quiet):
             return kernel(*arrays, **attrs)
+    return run
+
+
+def c_contiguous(array):
+    """`array` if it is C-contiguous (or has no layout to speak of: a Dask array, a number),
+    else a C-contiguous copy of it, of the same array type (NumPy's, CuPy's)."""
+    flags = getattr(array, "flags", None)
+    return array if flags is None or flags.c_contiguous else array.copy(order="C")
+
+
+def on_contiguous_operands(kernel):
+    """`kernel` run on C-contiguous operands (its record says its bits depend on their layout)."""
+    @functools.wraps(kernel)
+    def run(*arrays, **attrs):
+        return kernel(*(c_contiguous(array) for array in arrays), **attrs)
     return run
 
 

@@ -12,9 +12,10 @@ import numpy as np
 
 from graphcomp.ops import OpDef, onnx_node, register, register_builders
 from graphcomp.ops.rules import symmetric_jvp
+from graphcomp.ops import checks
 from graphcomp.ops.steps import kernel_from_steps, single_ufunc_steps
 from graphcomp.shapes import broadcast_shapes
-from graphcomp.tensor import apply, constant, promote_operands
+from graphcomp.tensor import apply, constant, promote_operands, refuse_complex
 
 
 @functools.lru_cache(maxsize=4096)
@@ -345,7 +346,7 @@ LEAKY_RELU = _elementwise(
     "leaky_relu", steps=_leaky_relu_steps,
     vjp=(lambda g, out, x: where(greater(x, zero_like_scalar(x)), g, g * out.attrs["alpha"]),),
     jvp=symmetric_jvp, scalar=lambda x, alpha: _sympy().Piecewise((x, x > 0), (alpha * x, True)),
-    onnx=_onnx_leaky_relu)
+    onnx=_onnx_leaky_relu, attrs={"alpha": checks.number})
 
 
 def _clip_vjp(g, out, x):
@@ -357,12 +358,12 @@ def _clip_vjp(g, out, x):
 
 CLIP = _elementwise("clip", steps=_clip_steps, vjp=(_clip_vjp,), jvp=symmetric_jvp,
                     scalar=lambda x, lo, hi: _sympy().Min(_sympy().Max(x, lo), hi),
-                    onnx=_onnx_clip)
+                    onnx=_onnx_clip, attrs={"lo": checks.number, "hi": checks.at_least_attribute("lo")})
 # astype(copy=False) hands back its input when the dtype already matches: not a fresh array.
 CAST = _elementwise("cast", _cast, steps=_cast_steps, vjp=(lambda g, out, x: cast(g, x.dtype),),
                     jvp=symmetric_jvp, fresh_result=False,
                     scalar=lambda x, dtype: _sympy().Piecewise((1, x), (0, True)),
-                    onnx=_onnx_cast)
+                    onnx=_onnx_cast, attrs={"dtype": checks.dtype_name})
 ZEROS_LIKE = _elementwise("zeros_like", _zeros_like, differentiable=False,
                           scalar=lambda x: _sympy().Integer(0),
                           onnx=_onnx_zeros_like)
@@ -503,6 +504,7 @@ def cast(x, dtype):
     """`x` converted to `dtype` (NumPy's astype)."""
     (x,) = promote_operands(x)
     dtype = np.dtype(dtype)
+    refuse_complex(dtype, f"op 'cast' on {x.dtype}")
     if x.dtype == dtype:
         return x
     return apply(CAST, x, dtype=dtype.str)
@@ -676,11 +678,13 @@ CEIL = _elementwise("ceil", np.ceil, differentiable=False, scalar=lambda x: _sp(
 TRUNC = _elementwise("trunc", np.trunc, differentiable=False,
                      scalar=lambda x: _sp().sign(x) * _sp().floor(_sp().Abs(x)))
 ROUND = _elementwise("round", steps=_round_steps, differentiable=False,
-                     scalar=lambda x, decimals=0: _sp().Float(float(np.round(float(x), decimals))))
+                     scalar=lambda x, decimals=0: _sp().Float(float(np.round(float(x), decimals))),
+                     attrs={"decimals": checks.integer()})
 NAN_TO_NUM = _elementwise("nan_to_num", steps=_nan_to_num_steps,
                           vjp=(lambda g, out, x: where(isfinite(x), g, zero_like_scalar(g)),), jvp=symmetric_jvp,
                           scalar=lambda x, nan=0.0, posinf=_FLOAT64_MAX, neginf=-_FLOAT64_MAX: x,
-                          onnx=_onnx_nan_to_num)
+                          onnx=_onnx_nan_to_num,
+                          attrs={"nan": checks.number, "posinf": checks.number, "neginf": checks.number})
 DEG2RAD = _elementwise("deg2rad", np.deg2rad, vjp=(lambda g, out, x: g * (np.pi / 180),), jvp=symmetric_jvp,
                        scalar=lambda x: x * _sp().pi / 180)
 RAD2DEG = _elementwise("rad2deg", np.rad2deg, vjp=(lambda g, out, x: g * (180 / np.pi),), jvp=symmetric_jvp,

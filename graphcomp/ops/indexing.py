@@ -1,5 +1,5 @@
 """Advanced indexing: integer-array and boolean-mask indices (NumPy's rules, mixed with ints,
-slices, None and '...'), `take`, `take_along_axis`, `one_hot`.
+slices, None and '...'), `take`, `take_along_axis`, `one_hot`, and `check_labels`.
 
 One record gathers (`gather`: `x[index]`), one scatters with accumulation (`scatter_add`: zeros
 shaped like x with g added at `index` the way `np.add.at` adds, so repeated indices sum); each
@@ -11,6 +11,10 @@ inputs after x (constants for NumPy arrays, integer or boolean tensors for graph
 - ("mask", k): the boolean tensor input k (it consumes as many axes as it has);
 - ("arange", axis, ndim): the positions 0..n-1 of x's axis `axis`, shaped to broadcast at that
   axis among `ndim` axes (take_along_axis's other axes; resolved at run time, so unknown sizes work).
+
+The kernels check at run time what NumPy's indexing checks, on any array namespace: a mask's
+shape against the axes it indexes, positions against their axis's size. `check_labels` passes
+integer labels on after checking that each is a class index (softmax_cross_entropy's labels).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import numbers
 import numpy as np
 
 from graphcomp.errors import ShapeError
-from graphcomp.ops import DASK_WHOLE_ARRAYS, OpDef, register, register_builders
+from graphcomp.ops import BLOCKWISE, DASK_WHOLE_ARRAYS, OpDef, checks, register, register_builders
 from graphcomp.ops.elementwise import cast, equal
 from graphcomp.ops.rules import linear_jvp
 from graphcomp.ops.shape import getitem, reshape
@@ -29,23 +33,56 @@ from graphcomp.tensor import Tensor, apply, constant, promote_operands
 
 
 def _decode(index, arrays, shape):
-    """The NumPy index for the encoded `index`, with the index arrays and x's run-time shape."""
+    """The NumPy index for the encoded `index`, with the index arrays and x's run-time shape,
+    checked as NumPy checks it: a mask against the axes it consumes (np.nonzero alone would take
+    the positions of a mask of any shape), positions against their axis's size."""
     decoded = []
+    axis = 0
     for item in index:
         if isinstance(item, tuple) and item[0] == "slice":
             decoded.append(slice(*item[1:]))
         elif isinstance(item, tuple) and item[0] == "array":
-            decoded.append(arrays[item[1]])
+            positions = arrays[item[1]]
+            check_positions(positions, shape[axis], axis)
+            decoded.append(positions)
         elif isinstance(item, tuple) and item[0] == "mask":
-            decoded.extend(np.nonzero(arrays[item[1]]))
+            mask = arrays[item[1]]
+            check_mask(mask.shape, shape, axis)
+            decoded.extend(np.nonzero(mask))
+            axis += mask.ndim
+            continue
         elif isinstance(item, tuple) and item[0] == "arange":
-            _, axis, ndim = item
+            _, at, ndim = item
             positions = [1] * ndim
-            positions[axis] = shape[axis]
-            decoded.append(np.arange(shape[axis]).reshape(positions))
+            positions[at] = shape[at]
+            decoded.append(np.arange(shape[at]).reshape(positions))
         else:
             decoded.append(item)
+            if item is None:
+                continue
+        axis += 1
     return tuple(decoded)
+
+
+def check_positions(positions, size, axis):
+    """IndexError, in NumPy's words, for a position outside [-size, size) on `axis`. NumPy's
+    indexing makes this check itself; other arrays' may not (CuPy's wraps around), so theirs
+    is made here, with the array's own min and max."""
+    if type(positions) is np.ndarray or positions.size == 0:
+        return
+    low, high = positions.min(), positions.max()
+    if low < -size or high >= size:
+        raise IndexError(f"index {int(high if high >= size else low)} is out of bounds for axis {axis} "
+                         f"with size {size}")
+
+
+def check_mask(mask_shape, shape, axis):
+    """IndexError, in NumPy's words, when a boolean mask of `mask_shape` does not fit the axes
+    of `shape` from `axis` on (sizes of None, unknown when building, are not compared)."""
+    for offset, (have, want) in enumerate(zip(mask_shape, shape[axis:axis + len(mask_shape)])):
+        if have is not None and want is not None and have != want:
+            raise IndexError(f"boolean index did not match indexed array along axis {axis + offset}; "
+                             f"size of axis is {want} but size of corresponding boolean axis is {have}")
 
 
 def _advanced_shape(shape, index, arrays):
@@ -72,10 +109,7 @@ def _advanced_shape(shape, index, arrays):
             item_shape, consumed = arrays[item[1]].shape, 1
         elif item[0] == "mask":
             mask = arrays[item[1]]
-            for offset, (have, want) in enumerate(zip(mask.shape, shape[axis:axis + mask.ndim])):
-                if have is not None and want is not None and have != want:
-                    raise IndexError(f"boolean index did not match indexed array along axis {axis + offset}; "
-                                     f"size of axis is {want} but size of corresponding boolean axis is {have}")
+            check_mask(mask.shape, shape, axis)
             item_shape, consumed = (None,), mask.ndim
         else:  # arange
             _, at, ndim = item
@@ -136,11 +170,40 @@ def _scatter_add_vjp(position):
 
 GATHER = register(OpDef("gather", _gather_impl, _gather_infer, vjp=_gather_vjp, jvp=linear_jvp, backend_impls=DASK_WHOLE_ARRAYS, kind="shape",
                         fresh_result=True, doc="x[index] with integer-array or boolean-mask indices "
-                                               "(NumPy's advanced indexing)"))
+                                               "(NumPy's advanced indexing)",
+                        attrs={"index": checks.advanced_index(of=0, arrays=slice(1, None))}))
 SCATTER_ADD = register(OpDef("scatter_add", _scatter_add_impl, _scatter_add_infer, vjp=_scatter_add_vjp,
                              jvp=linear_jvp, backend_impls=DASK_WHOLE_ARRAYS, kind="shape", fresh_result=True, shape_from_last_input=True,
                              doc="zeros shaped like the last input with g added at `index` as np.add.at "
-                                 "adds (repeated indices accumulate)"))
+                                 "adds (repeated indices accumulate)",
+                             attrs={"index": checks.advanced_index(of=-1, arrays=slice(1, -1))}))
+
+
+# Signed integer dtypes and the unsigned ones of their size: seen as unsigned, a negative label
+# is larger than any class index, so one reduction (max) checks both ends.
+_UNSIGNED = {np.dtype(f"i{size}"): np.dtype(f"u{size}") for size in (1, 2, 4, 8)}
+
+
+def _check_labels_impl(labels, classes):
+    """`labels` themselves, after checking that each is a class index in [0, classes)."""
+    if labels.size == 0:
+        return labels
+    unsigned = _UNSIGNED.get(labels.dtype)
+    if unsigned is not None:
+        out_of_range = labels.view(unsigned).max() >= classes
+    else:  # unsigned labels, or signed ones of the other byte order
+        out_of_range = labels.max() >= classes or labels.min() < 0
+    if out_of_range:
+        bad = labels.min() if labels.min() < 0 else labels.max()
+        raise ValueError(f"labels must be class indices in [0, {classes}), got {int(bad)}")
+    return labels
+
+
+CHECK_LABELS = register(OpDef(
+    "check_labels", _check_labels_impl, lambda labels, classes: (labels.shape, labels.dtype),
+    differentiable=False, backend_impls={"dask": BLOCKWISE}, attrs={"classes": checks.integer(low=1)},
+    onnx=lambda b, node, labels: labels,  # ONNX has no run-time check: the model passes them on
+    doc="integer labels, unchanged, after checking at run time that each lies in [0, classes)"))
 
 
 # building ---------------------------------------------------------------------------------------
@@ -217,10 +280,7 @@ def _encode_advanced(x, index):
                 # A constant mask: its True positions as integer arrays (the result size is known).
                 if array.ndim == 0:
                     raise IndexError("a 0-d boolean index is not supported")
-                for offset, (have, want) in enumerate(zip(array.shape, x.shape[axis:])):
-                    if want is not None and have != want:
-                        raise IndexError(f"boolean index did not match indexed array along axis {axis + offset}; "
-                                         f"size of axis is {want} but size of corresponding boolean axis is {have}")
+                check_mask(array.shape, x.shape, axis)
                 for positions in np.nonzero(array):
                     encoded.append(("array", len(tensors)))
                     tensors.append(constant(positions.astype(np.intp)))
@@ -293,8 +353,22 @@ def take_along_axis(x, indices, axis):
     return apply(GATHER, x, indices, index=encoded)
 
 
+def check_labels(labels, classes):
+    """`labels` (integers) checked to be class indices in [0, classes): at run time, by the
+    kernel, where a label out of range raises naming the user's line; constants at once."""
+    (labels,) = promote_operands(labels)
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise TypeError(f"check_labels: labels must be integers, got {labels.describe()}")
+    if labels.op.leaf == "baked":
+        _check_labels_impl(labels.value, int(classes))
+        return labels
+    return apply(CHECK_LABELS, labels, classes=int(classes))
+
+
 def one_hot(labels, depth, dtype="float64"):
-    """Rows of `depth` zeros with a one at each label (labels of any shape: a new last axis)."""
+    """Rows of `depth` zeros with a one at each label (labels of any shape: a new last axis).
+    A label outside [0, depth) gives a row of zeros (as tf.one_hot and jax.nn.one_hot do);
+    check_labels refuses one."""
     (labels,) = promote_operands(labels)
     if not np.issubdtype(labels.dtype, np.integer):
         raise TypeError(f"one_hot: labels must be integers, got {labels.describe()}")

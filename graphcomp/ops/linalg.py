@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from graphcomp.errors import ShapeError
-from graphcomp.ops import OpDef, onnx_node, register, register_builders
+from graphcomp.ops import OpDef, c_contiguous, onnx_node, register, register_builders
 from graphcomp.ops import shape as sh
 from graphcomp.ops.rules import add_tangents
 from graphcomp.shapes import broadcast_shapes, format_shape
@@ -60,7 +60,17 @@ def _matmul_jvp(tangents, out, a, b):
     return add_tangents(None if da is None else matmul(da, b), None if db is None else matmul(a, db))
 
 
-MATMUL = register(OpDef("matmul", np.matmul, _matmul_infer,
+def _matmul_impl(a, b, out=None):
+    """np.matmul. A product with a vector side (a of one row, or b of one column) runs on BLAS's
+    matrix-vector path, which adds in an order that follows the operands' layout: there they
+    are made C-contiguous, so that the bits depend on the values alone (the matrix-matrix path
+    packs its operands itself). See OpDef.contiguous_operands."""
+    if a.ndim == 1 or b.ndim == 1 or a.shape[-2] == 1 or b.shape[-1] == 1:
+        a, b = c_contiguous(a), c_contiguous(b)
+    return np.matmul(a, b, out=out)
+
+
+MATMUL = register(OpDef("matmul", _matmul_impl, _matmul_infer,
                         vjp=(_matmul_vjp_left, _matmul_vjp_right), jvp=_matmul_jvp, kind="linalg",
                         fresh_result=True, writes_out=True, overwrites_operand=False,
                         onnx=onnx_node("MatMul")))  # ONNX MatMul follows np.matmul, vectors included

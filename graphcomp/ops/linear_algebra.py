@@ -27,7 +27,7 @@ import string
 import numpy as np
 
 from graphcomp.errors import GradientError, ShapeError
-from graphcomp.ops import OpDef, register
+from graphcomp.ops import OpDef, checks, register
 from graphcomp.ops import shape as sh
 from graphcomp.ops.elementwise import zeros_like
 from graphcomp.ops.linalg import matmul
@@ -314,7 +314,7 @@ def _solve_triangular_jvp(tangents, out, a, b):
 SOLVE_TRIANGULAR = _record(
     "solve_triangular", _solve_triangular_impl, lambda a, b, lower: _solve_infer(a, b, "solve_triangular"),
     signature="(n,n),(n,k)->(n,k)", vjp=(_solve_triangular_vjp_a, _solve_triangular_vjp_b),
-    jvp=_solve_triangular_jvp,
+    jvp=_solve_triangular_jvp, attrs={"lower": checks.boolean},
     doc="scipy.linalg.solve_triangular (reads one triangle of a); LinAlgError on a zero diagonal")
 
 
@@ -454,6 +454,7 @@ def _eigh_jvp(tangents, out, a):
 
 EIGH = _record("eigh", _eigh_impl, _eigh_infer, signature="(n,n)->(p,n)",
                sizes=lambda shape, UPLO: {"p": shape[-1] + 1}, vjp=(_eigh_vjp,), jvp=_eigh_jvp,
+               attrs={"UPLO": checks.one_of("L", "U")},
                doc="np.linalg.eigh packed as (..., n + 1, n) = [eigenvalues; eigenvectors]; eigenvector "
                    "derivatives are inf/nan where two eigenvalues are equal")
 
@@ -481,7 +482,7 @@ def _eigvalsh_jvp(tangents, out, a):
 
 
 EIGVALSH = _record("eigvalsh", _eigvalsh_impl, _eigvalsh_infer, signature="(n,n)->(n)",
-                   vjp=(_eigvalsh_vjp,), jvp=_eigvalsh_jvp,
+                   vjp=(_eigvalsh_vjp,), jvp=_eigvalsh_jvp, attrs={"UPLO": checks.one_of("L", "U")},
                    doc="np.linalg.eigvalsh; first derivatives stay finite at repeated eigenvalues")
 
 
@@ -546,7 +547,7 @@ def _svd_jvp(tangents, out, a):
 SVD = _record("svd", _svd_impl, _svd_infer, signature="(m,n)->(p,k)",
               sizes=lambda shape, full_matrices: {"p": shape[-2] + 1 + shape[-1],
                                                   "k": (max if full_matrices else min)(shape[-2], shape[-1])},
-              vjp=(_svd_vjp,), jvp=_svd_jvp,
+              vjp=(_svd_vjp,), jvp=_svd_jvp, attrs={"full_matrices": checks.boolean},
               doc="np.linalg.svd packed as (..., m + 1 + n, k) = [U; S; V]; derivatives of the reduced form, "
                   "inf/nan where two singular values are equal or one is zero")
 
@@ -673,17 +674,25 @@ def _part_grad_impl(g, packed, a, factorization, index):
     return np.concatenate(pieces, axis=-2)
 
 
+def _part_index(value, inputs, attrs):
+    count = 3 if attrs.get("factorization") == "svd" else 2
+    if checks.is_int(value) and 0 <= value < count:
+        return None
+    return f"must be an int from 0 to {count - 1} (the parts of a packed {attrs.get('factorization')})"
+
+
+PART_ATTRS = {"factorization": checks.one_of("svd", "qr"), "index": _part_index}
 PART = register(OpDef("linalg_part", _part_impl, _part_infer,
                       vjp=(lambda g, out, packed, a: apply(PART_GRAD, g, packed, a, **out.attrs),),
                       jvp=lambda tangents, out, packed, a: None if tangents[0] is None else
                       apply(PART, tangents[0], a, **out.attrs),
-                      kind="shape", doc="one factor of a packed svd or qr (a view)"))
+                      kind="shape", attrs=PART_ATTRS, doc="one factor of a packed svd or qr (a view)"))
 PART_GRAD = register(OpDef("linalg_part_grad", _part_grad_impl,
                            lambda g, packed, a, factorization, index: (packed.shape, g.dtype),
                            vjp=(lambda g, out, gp, packed, a: apply(PART, g, a, **out.attrs),),
                            jvp=lambda tangents, out, gp, packed, a: None if tangents[0] is None else
                            apply(PART_GRAD, tangents[0], packed, a, **out.attrs),
-                           kind="shape", fresh_result=True, shape_from_last_input=False,
+                           kind="shape", fresh_result=True, attrs=PART_ATTRS,
                            doc="the gradient of linalg_part: zeros like the packed array, g in its rows"))
 
 

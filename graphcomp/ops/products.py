@@ -12,7 +12,7 @@ import string
 import numpy as np
 
 from graphcomp.errors import ShapeError
-from graphcomp.ops import DASK_WHOLE_ARRAYS, OpDef, register, register_builders
+from graphcomp.ops import DASK_WHOLE_ARRAYS, OpDef, checks, register, register_builders
 from graphcomp.ops import shape as sh
 from graphcomp.ops.elementwise import multiply, subtract, zeros_like
 from graphcomp.ops.linalg import matmul
@@ -30,7 +30,7 @@ def _parse_subscripts(subscripts, ndims):
     """NumPy's einsum subscripts (explicit or implicit output, '...') for operands of `ndims`
     dimensions, normalized: explicit, one letter per axis, no ellipsis ("ij,jk->ik")."""
     if not isinstance(subscripts, str):
-        raise TypeError("einsum: the subscripts must be a string (the sublist form is not supported)")
+        raise TypeError(f"einsum: the subscripts must be a string, got {type(subscripts).__name__}")
     text = subscripts.replace(" ", "")
     explicit = "->" in text
     inputs, _, output = text.partition("->")
@@ -173,13 +173,42 @@ def _einsum_jvp(tangents, out, *operands):
 
 
 def _onnx_einsum(b, node, *names):
-    return b.emit("Einsum", *b.operands(node, names), equation=node.attrs["subscripts"])
+    """ONNX Einsum, which takes one size per letter: an axis of size 1 that NumPy broadcasts
+    against a longer axis of the same letter ("e,ee->e" with e of 1 and 4) is expanded to that
+    length first (from the other operand's shape, when it is known only at run time)."""
+    subscripts = node.attrs["subscripts"]
+    terms, _ = _split(subscripts)
+    operands = b.operands(node, names)
+    shapes = [x.shape for x in node.inputs]
+    longer = {}  # letter -> (operand, axis) of a size other than 1 (unknown included)
+    for position, (term, shape) in enumerate(zip(terms, shapes)):
+        for axis, (letter, size) in enumerate(zip(term, shape)):
+            if size != 1:
+                longer.setdefault(letter, (position, axis))
+    expanded = []
+    for name, term, shape in zip(operands, terms, shapes):
+        stretch = [longer.get(letter) if size == 1 else None for letter, size in zip(term, shape)]
+        if any(stretch):
+            name = b.emit("Expand", name, _stretched_shape(b, stretch, shapes, operands))
+        expanded.append(name)
+    return b.emit("Einsum", *expanded, equation=subscripts)
+
+
+def _stretched_shape(b, stretch, shapes, operands):
+    """Expand's target shape: 1 where an axis stays, else the length of the (operand, axis)
+    it stretches to."""
+    sizes = [1 if at is None else shapes[at[0]][at[1]] for at in stretch]
+    if None not in sizes:
+        return b.ints(sizes)
+    return b.emit("Concat", *(b.ints([size]) if size is not None else
+                              b.emit("Shape", operands[at[0]], start=at[1], end=at[1] + 1)
+                              for size, at in zip(sizes, stretch)), axis=0)
 
 
 EINSUM = register(OpDef("einsum", _einsum_impl, _einsum_infer, vjp=_einsum_vjp, jvp=_einsum_jvp, kind="linalg",
-                        backend_impls={"dask": _einsum_chunked},
+                        backend_impls={"dask": _einsum_chunked}, contiguous_operands=True,
                         doc="np.einsum with normalized explicit subscripts (may return a view)",
-                        onnx=_onnx_einsum))
+                        onnx=_onnx_einsum, attrs={"subscripts": checks.einsum_subscripts}))
 
 
 def _embed_infer(g, subscripts):
@@ -222,12 +251,41 @@ EMBED_DIAGONAL = register(OpDef(
     vjp=(lambda g, out, x: einsum("->".join(reversed(out.attrs["subscripts"].split("->"))), g),),
     jvp=linear_jvp, backend_impls=DASK_WHOLE_ARRAYS, kind="linalg", fresh_result=True,
     doc="zeros with g on the diagonal of repeated subscripts (\"i->ii\"): einsum's gradient for repeated indices",
-    onnx=_onnx_embed))
+    onnx=_onnx_embed, attrs={"subscripts": checks.diagonal_subscripts}))
+
+
+def _sublist_subscripts(arguments):
+    """NumPy's sublist form (x0, sublist0, x1, sublist1, ..., [output sublist]) as a subscripts
+    string and the operands: axis numbers 0-25 are 'A'-'Z' and 26-51 'a'-'z' (NumPy's letters, so
+    an implicit output keeps the axes in number order), Ellipsis is '...'."""
+    letters_by_number = string.ascii_uppercase + string.ascii_lowercase
+
+    def term(sublist):
+        letters = []
+        for axis in sublist:
+            if axis is Ellipsis:
+                letters.append("...")
+            elif isinstance(axis, numbers.Integral) and not isinstance(axis, bool) and 0 <= axis < 52:
+                letters.append(letters_by_number[axis])
+            else:
+                raise ValueError("einsum: a sublist holds axis numbers in [0, 52) and Ellipsis, "
+                                 f"got {axis!r} in {sublist!r}")
+        return "".join(letters)
+
+    pairs = len(arguments) // 2
+    operands, sublists = arguments[:2 * pairs:2], arguments[1:2 * pairs:2]
+    subscripts = ",".join(term(sublist) for sublist in sublists)
+    if len(arguments) % 2:
+        subscripts += "->" + term(arguments[-1])
+    return subscripts, operands
 
 
 def einsum(subscripts, *operands, optimize=False):
     """NumPy's einsum: explicit or implicit output, '...', repeated indices (traces, diagonals),
-    broadcasting of size-1 axes. `optimize` is accepted and ignored."""
+    broadcasting of size-1 axes. `optimize` is accepted and ignored. NumPy's sublist form,
+    einsum(x, [0, 1], y, [1, 2], [0, 2]) (Ellipsis for '...'), means the same as 'ab,bc->ac'."""
+    if not isinstance(subscripts, str):
+        subscripts, operands = _sublist_subscripts((subscripts, *operands))
     operands = promote_operands(*operands)
     normalized = _parse_subscripts(subscripts, [x.ndim for x in operands])
     terms, output = _split(normalized)
@@ -271,14 +329,21 @@ def _onnx_diagonal(b, node, x):
     return b.emit("Einsum", x, equation=f"{letters}zz->{letters}z")
 
 
+def _diagonal_attrs(of):
+    """The diagonal's offset and its two distinct axes of input `of`."""
+    return {"offset": checks.integer(), "axis1": checks.axis(of),
+            "axis2": checks.other_than("axis1", checks.axis(of))}
+
+
 DIAGONAL = register(OpDef("diagonal", np.diagonal, _diagonal_infer,
                           vjp=(lambda g, out, x: apply(DIAGONAL_GRAD, g, x, **out.attrs),),
                           jvp=linear_jvp, kind="shape", doc="np.diagonal (a read-only view)",
-                          onnx=_onnx_diagonal))
+                          onnx=_onnx_diagonal, attrs=_diagonal_attrs(of=0)))
 DIAGONAL_GRAD = register(OpDef(
     "diagonal_grad", _diagonal_grad_impl, lambda g, like, **attrs: (like.shape, g.dtype),
     vjp=(lambda g, out, gd, like: apply(DIAGONAL, g, **out.attrs), None), jvp=linear_jvp, backend_impls=DASK_WHOLE_ARRAYS, kind="shape",
-    fresh_result=True, shape_from_last_input=True, doc="zeros shaped like `like` with g on the diagonal"))
+    fresh_result=True, shape_from_last_input=True, doc="zeros shaped like `like` with g on the diagonal",
+    attrs=_diagonal_attrs(of=1)))
 
 
 def _axis(axis, ndim, op):

@@ -16,7 +16,7 @@ import numbers
 import numpy as np
 
 from graphcomp.errors import ShapeError
-from graphcomp.ops import OpDef, register
+from graphcomp.ops import OpDef, checks, register
 from graphcomp.ops.elementwise import cast, less
 from graphcomp.ops.indexing import take
 from graphcomp.shapes import format_shape
@@ -83,9 +83,19 @@ def _draw_infer(*like, distribution, shape, seed, stream_number, high):
     return (like[0].shape if like else shape), DTYPES[distribution]
 
 
+def _draw_shape(value, inputs, attrs):
+    """None for a draw shaped like its input at run time, else the shape drawn."""
+    if inputs:
+        return None if value is None else "must be null for a draw shaped like its input"
+    return checks.sizes(value, inputs, attrs)
+
+
 DRAW = register(OpDef("draw", _draw_kernel, _draw_infer, kind="random", differentiable=False, fresh_result=True,
                       stateful=True, doc="random numbers from the generator's stream (fresh at every call)",
-                      backend_impls={"dask": _draw_chunked_kernel}))
+                      backend_impls={"dask": _draw_chunked_kernel},
+                      attrs={"distribution": checks.one_of(*DISTRIBUTIONS), "shape": _draw_shape,
+                             "seed": checks.integer(low=0), "stream_number": checks.integer(low=0),
+                             "high": checks.integer(low=0)}))
 
 
 def _size(size):

@@ -5,12 +5,17 @@ from __future__ import annotations
 import numpy as np
 
 from graphcomp.ops import DASK_WHOLE_ARRAYS, OpDef, register, register_builders
+from graphcomp.ops import checks
 from graphcomp.ops import BUILDERS as _BUILDERS
 from graphcomp.ops import elementwise as ew
 from graphcomp.ops import shape as sh
 from graphcomp.ops.rules import add_tangents, linear_jvp, symmetric_jvp
 from graphcomp.shapes import normalize_axis, reduced_shape, size_of
 from graphcomp.tensor import apply, constant, promote_operands
+
+
+REDUCTION_ATTRS = {"axis": checks.axes(), "keepdims": checks.boolean}
+SCAN_ATTRS = {"axis": checks.axis()}  # one axis of the input
 
 
 def _reduction_infer(numpy_fn):
@@ -112,16 +117,16 @@ def _onnx_softmax(op_type):
 
 
 SUM = register(OpDef("sum", np.sum, _reduction_infer(np.sum), vjp=(_sum_vjp,), jvp=linear_jvp,
-                     kind="reduce", fresh_result=True, onnx=_onnx_reduction("ReduceSum")))
+                     kind="reduce", fresh_result=True, contiguous_operands=True, onnx=_onnx_reduction("ReduceSum"), attrs=REDUCTION_ATTRS))
 MEAN = register(OpDef("mean", np.mean, _reduction_infer(np.mean), vjp=(_mean_vjp,), jvp=linear_jvp,
-                      kind="reduce", fresh_result=True, onnx=_onnx_reduction("ReduceMean")))
+                      kind="reduce", fresh_result=True, contiguous_operands=True, onnx=_onnx_reduction("ReduceMean"), attrs=REDUCTION_ATTRS))
 MAX = register(OpDef("max", np.max, _reduction_infer(np.max), vjp=(_extremum_vjp,), jvp=_extremum_jvp,
-                     kind="reduce", fresh_result=True, onnx=_onnx_reduction("ReduceMax")))
+                     kind="reduce", fresh_result=True, onnx=_onnx_reduction("ReduceMax"), attrs=REDUCTION_ATTRS))
 MIN = register(OpDef("min", np.min, _reduction_infer(np.min), vjp=(_extremum_vjp,), jvp=_extremum_jvp,
-                     kind="reduce", fresh_result=True, onnx=_onnx_reduction("ReduceMin")))
+                     kind="reduce", fresh_result=True, onnx=_onnx_reduction("ReduceMin"), attrs=REDUCTION_ATTRS))
 LOGSUMEXP = register(OpDef("logsumexp", _logsumexp_impl, _reduction_infer(_logsumexp_impl),
                            vjp=(_logsumexp_vjp,), jvp=_logsumexp_jvp, kind="reduce", tolerates={"under"},
-                           fresh_result=True, onnx=_onnx_logsumexp))
+                           fresh_result=True, contiguous_operands=True, onnx=_onnx_logsumexp, attrs=REDUCTION_ATTRS))
 
 
 # softmax outputs ------------------------------------------------------------------------------
@@ -165,10 +170,11 @@ def _same_shape_float(x, axis):
 
 SOFTMAX = register(OpDef("softmax", _softmax_impl, _same_shape_float, vjp=(_softmax_vjp,),
                          jvp=symmetric_jvp, kind="reduce", tolerates={"under"}, fresh_result=True,
-                         onnx=_onnx_softmax("Softmax")))
+                         contiguous_operands=True, onnx=_onnx_softmax("Softmax"), attrs={"axis": checks.axis_or_axes()}))
 LOG_SOFTMAX = register(OpDef("log_softmax", _log_softmax_impl, _same_shape_float,
                              vjp=(_log_softmax_vjp,), jvp=_log_softmax_jvp, kind="reduce", tolerates={"under"},
-                             fresh_result=True, onnx=_onnx_softmax("LogSoftmax")))
+                             fresh_result=True, contiguous_operands=True, onnx=_onnx_softmax("LogSoftmax"),
+                             attrs={"axis": checks.axis_or_axes()}))
 
 
 # counting elements ----------------------------------------------------------------------------
@@ -187,6 +193,7 @@ def _onnx_element_count(b, node, x):
 ELEMENT_COUNT = register(OpDef("element_count", _element_count_impl,
                                lambda x, axis, dtype: ((), np.dtype(dtype)),
                                kind="reduce", differentiable=False, onnx=_onnx_element_count,
+                               attrs={"axis": checks.axes(), "dtype": checks.dtype_name},
                                doc="number of elements of x along `axis`, known at run time"))
 
 
@@ -277,7 +284,7 @@ def _prod_jvp(tangents, out, x):
 
 
 PROD = register(OpDef("prod", np.prod, _reduction_infer(np.prod), vjp=(_prod_vjp,), jvp=_prod_jvp,
-                      kind="reduce", fresh_result=True, onnx=_onnx_reduction("ReduceProd")))
+                      kind="reduce", fresh_result=True, contiguous_operands=True, onnx=_onnx_reduction("ReduceProd"), attrs=REDUCTION_ATTRS))
 
 
 def _boolean_reduction_infer(x, axis, keepdims):
@@ -285,9 +292,9 @@ def _boolean_reduction_infer(x, axis, keepdims):
 
 
 ALL = register(OpDef("all", np.all, _boolean_reduction_infer, kind="reduce", differentiable=False,
-                     fresh_result=True))
+                     fresh_result=True, attrs=REDUCTION_ATTRS))
 ANY = register(OpDef("any", np.any, _boolean_reduction_infer, kind="reduce", differentiable=False,
-                     fresh_result=True))
+                     fresh_result=True, attrs=REDUCTION_ATTRS))
 
 
 # scans along one axis (an int attribute)
@@ -297,8 +304,9 @@ def _scan_infer(x, axis):
 
 
 def _reverse_cumsum(g, axis):
-    """sum over j >= i of g_j along `axis`."""
-    return apply(SUM, g, axis=(axis,), keepdims=True) - apply(CUMSUM, g, axis=axis) + g
+    """sum over j >= i of g_j along `axis`: a running sum from the far end, so every entry is summed
+    exactly as np.cumsum would (not total - cumsum + g, which cancels and turns an inf into NaN)."""
+    return sh.flip(apply(CUMSUM, sh.flip(g, axis), axis=axis), axis)
 
 
 def _cumsum_vjp(g, out, x):
@@ -311,7 +319,7 @@ def _onnx_cumsum(b, node, x):
 
 
 CUMSUM = register(OpDef("cumsum", np.cumsum, _scan_infer, vjp=(_cumsum_vjp,), jvp=linear_jvp, kind="reduce",
-                        fresh_result=True, onnx=_onnx_cumsum))
+                        fresh_result=True, onnx=_onnx_cumsum, attrs=SCAN_ATTRS))
 
 
 def _cumprod_vjp(g, out, x):
@@ -325,7 +333,7 @@ def _cumprod_jvp(tangents, out, x):
 
 
 CUMPROD = register(OpDef("cumprod", np.cumprod, _scan_infer, vjp=(_cumprod_vjp,), jvp=_cumprod_jvp,
-                         backend_impls=DASK_WHOLE_ARRAYS, kind="reduce", fresh_result=True))
+                         backend_impls=DASK_WHOLE_ARRAYS, kind="reduce", fresh_result=True, attrs=SCAN_ATTRS))
 
 
 # cumprod's derivatives of every order, without dividing by x (exact at zeros).
@@ -464,11 +472,11 @@ def _transpose_jvp(tangents, out, x, g, *ts):
 
 CUMPROD_DERIVATIVE = register(OpDef(
     "cumprod_derivative", _cumprod_derivative_impl, _derivative_infer, vjp=_derivative_vjp, jvp=_derivative_jvp,
-    backend_impls=DASK_WHOLE_ARRAYS, kind="reduce", fresh_result=True,
+    backend_impls=DASK_WHOLE_ARRAYS, kind="reduce", fresh_result=True, attrs=SCAN_ATTRS,
     doc="D_p(x; t_1..t_p): the p-th directional derivative of cumprod(x) along `axis`, division-free"))
 CUMPROD_TRANSPOSE = register(OpDef(
     "cumprod_derivative_transpose", _cumprod_transpose_impl, _derivative_infer, vjp=_transpose_vjp,
-    jvp=_transpose_jvp, backend_impls=DASK_WHOLE_ARRAYS, kind="reduce", fresh_result=True,
+    jvp=_transpose_jvp, backend_impls=DASK_WHOLE_ARRAYS, kind="reduce", fresh_result=True, attrs=SCAN_ATTRS,
     doc="R_p(x; g, t_1..t_{p-1}): D_p transposed in its last direction (cumprod's vjp is R_1(x; g))"))
 
 
@@ -484,10 +492,11 @@ def _onnx_arg(op_type):
     return form
 
 
+ARG_ATTRS = {"axis": checks.axis(), "keepdims": checks.boolean}
 ARGMAX = register(OpDef("argmax", np.argmax, _arg_infer, kind="reduce", differentiable=False, fresh_result=True,
-                        onnx=_onnx_arg("ArgMax")))
+                        onnx=_onnx_arg("ArgMax"), attrs=ARG_ATTRS))
 ARGMIN = register(OpDef("argmin", np.argmin, _arg_infer, kind="reduce", differentiable=False, fresh_result=True,
-                        onnx=_onnx_arg("ArgMin")))
+                        onnx=_onnx_arg("ArgMin"), attrs=ARG_ATTRS))
 
 
 # sorting: the gradient goes through the permutation (a gather with argsort)
@@ -525,11 +534,12 @@ def _permute_jvp(tangents, out, x, permutation):
 
 
 ARGSORT = register(OpDef("argsort", _argsort_impl, lambda x, axis: (x.shape, np.dtype(np.intp)), backend_impls=DASK_WHOLE_ARRAYS, kind="reduce",
-                         differentiable=False, fresh_result=True))
+                         differentiable=False, fresh_result=True, attrs=SCAN_ATTRS))
 SORT = register(OpDef("sort", _sort_impl, lambda x, axis: (x.shape, x.dtype), vjp=(_sort_vjp,), jvp=_sort_jvp,
-                      backend_impls=DASK_WHOLE_ARRAYS, kind="reduce", fresh_result=True))
+                      backend_impls=DASK_WHOLE_ARRAYS, kind="reduce", fresh_result=True, attrs=SCAN_ATTRS))
 PERMUTE = register(OpDef("permute_along_axis", _permute_impl, lambda x, permutation, axis: (x.shape, x.dtype),
                          vjp=(_permute_vjp, None), jvp=_permute_jvp, backend_impls=DASK_WHOLE_ARRAYS, kind="reduce", fresh_result=True,
+                         attrs=SCAN_ATTRS,
                          onnx=lambda b, node, x, permutation: b.emit("GatherElements", x, permutation,
                                                                      axis=node.attrs["axis"]),
                          doc="x gathered along `axis` by a permutation (np.take_along_axis)"))
@@ -565,8 +575,11 @@ def var(x, axis=None, ddof=0, keepdims=False):
 
 
 def std(x, axis=None, ddof=0, keepdims=False):
-    """Standard deviation over `axis` (np.std): sqrt of `var`."""
-    return ew.sqrt(var(x, axis=axis, ddof=ddof, keepdims=keepdims))
+    """Standard deviation over `axis` (np.std): sqrt of `var`. Where it is 0 (one element, or all
+    equal) its gradient is 0, not the NaN that sqrt's infinite slope times 0 would give."""
+    variance = var(x, axis=axis, ddof=ddof, keepdims=keepdims)
+    spread = ew.not_equal(variance, 0)  # true for NaN too, which stays NaN
+    return ew.where(spread, ew.sqrt(ew.where(spread, variance, 1)), 0)
 
 
 def cumsum(x, axis=None):

@@ -8,7 +8,7 @@ import numbers
 import numpy as np
 
 from graphcomp.errors import ShapeError
-from graphcomp.ops import DASK_WHOLE_ARRAYS, OpDef, builder, register, register_builders
+from graphcomp.ops import DASK_WHOLE_ARRAYS, OpDef, builder, checks, register, register_builders
 from graphcomp.ops.elementwise import zeros_like
 from graphcomp.ops.rules import linear_jvp
 from graphcomp.shapes import broadcast_shapes, format_shape, normalize_axis, size_of
@@ -139,7 +139,8 @@ def _reshape_like_chunked(x, like):
 
 RESHAPE = register(OpDef("reshape", np.reshape, _same_dtype(_reshape_shape),
                          vjp=(lambda g, out, x: reshape_like(g, x),), jvp=linear_jvp, kind="shape",
-                         onnx=_onnx_reshape, backend_impls={"dask": _reshape_chunked}))
+                         onnx=_onnx_reshape, backend_impls={"dask": _reshape_chunked},
+                         attrs={"shape": checks.new_shape}))
 RESHAPE_LIKE = register(OpDef("reshape_like", _reshape_like_impl, _same_dtype(lambda x, like: like.shape),
                               vjp=(lambda g, out, x, like: reshape_like(g, x), None), jvp=linear_jvp, kind="shape",
                               doc="reshape x to the run-time shape of `like`", shape_from_last_input=True,
@@ -171,7 +172,8 @@ def _transpose_shape(x, axes):
 
 TRANSPOSE = register(OpDef("transpose", np.transpose, _same_dtype(_transpose_shape),
                            vjp=(lambda g, out, x: transpose(g, tuple(np.argsort(out.attrs["axes"]).tolist())),),
-                           jvp=linear_jvp, kind="shape", onnx=_onnx_transpose))
+                           jvp=linear_jvp, kind="shape", onnx=_onnx_transpose,
+                           attrs={"axes": checks.permutation()}))
 
 
 def transpose(x, axes=None):
@@ -216,14 +218,22 @@ def _broadcast_like_chunked(x, like):
     if not isinstance(like, da.Array):
         return da.broadcast_to(x, like.shape)
     offset = like.ndim - x.ndim
+    if any(np.isnan(d) for d in like.shape):  # sizes known only when computed (x[mask]): chunk by chunk
+        x = x.rechunk({axis: like.chunks[axis + offset] for axis in range(x.ndim)
+                       if x.shape[axis] != 1 and not np.isnan(like.shape[axis + offset])})
+        return da.map_blocks(_broadcast_block, x, like, dtype=x.dtype)
     chunks = tuple(like.chunks[axis] if axis < offset or x.shape[axis - offset] == 1 else x.chunks[axis - offset]
                    for axis in range(like.ndim))
     return da.broadcast_to(x, like.shape, chunks=chunks)
 
 
+def _broadcast_block(x, like):
+    return np.broadcast_to(x, like.shape)
+
+
 BROADCAST_TO = register(OpDef("broadcast_to", np.broadcast_to, _same_dtype(_broadcast_to_shape),
                               vjp=(lambda g, out, x: sum_to(g, x),), jvp=linear_jvp, kind="shape",
-                              onnx=_onnx_broadcast_to))
+                              onnx=_onnx_broadcast_to, attrs={"shape": checks.sizes}))
 BROADCAST_LIKE = register(OpDef("broadcast_like", _broadcast_like_impl,
                                 _same_dtype(lambda x, like: broadcast_shapes(x.shape, like.shape, op="broadcast_like")),
                                 vjp=(lambda g, out, x, like: sum_to(g, x), None), jvp=linear_jvp, kind="shape",
@@ -265,8 +275,8 @@ def _sum_to_infer(x, like):
 
 SUM_TO = register(OpDef("sum_to", _sum_to_impl, _sum_to_infer,
                         vjp=(lambda g, out, x, like: broadcast_like(g, x), None), jvp=linear_jvp, kind="reduce",
-                        shape_from_last_input=True, doc="sum x down to the shape of `like` (undoes broadcasting)",
-                        onnx=_onnx_sum_to))
+                        shape_from_last_input=True, contiguous_operands=True,
+                        doc="sum x down to the shape of `like` (undoes broadcasting)", onnx=_onnx_sum_to))
 
 
 def sum_to(x, like):
@@ -294,10 +304,10 @@ def _squeeze_shape(x, axis):
 
 EXPAND_DIMS = register(OpDef("expand_dims", np.expand_dims, _same_dtype(_expand_dims_shape),
                              vjp=(lambda g, out, x: squeeze(g, out.attrs["axis"]),), jvp=linear_jvp, kind="shape",
-                             onnx=_onnx_expand_dims))
+                             onnx=_onnx_expand_dims, attrs={"axis": checks.axes(grows=True)}))
 SQUEEZE = register(OpDef("squeeze", np.squeeze, _same_dtype(_squeeze_shape),
                          vjp=(lambda g, out, x: reshape_like(g, x),), jvp=linear_jvp, kind="shape",
-                         onnx=_onnx_squeeze))
+                         onnx=_onnx_squeeze, attrs={"axis": checks.axes()}))
 
 
 def expand_dims(x, axis):
@@ -367,10 +377,18 @@ def _concatenate_part_vjp(index):
     return rule
 
 
+def _part_index(value, inputs, attrs):
+    """concatenate_part's `index`: which of the joined inputs (inputs 1 on) the part is."""
+    if not checks.is_int(value) or not 0 <= value < len(inputs) - 1:
+        return f"must be the position of one of the node's {len(inputs) - 1} joined inputs"
+    return None
+
+
 CONCATENATE_PART = register(OpDef(
     "concatenate_part", _concatenate_part_impl, _concatenate_part_infer,
     vjp=_concatenate_part_vjp, jvp=linear_jvp, kind="shape",
-    doc="the slice of a concatenation's gradient that belongs to input `index`", onnx=_onnx_concatenate_part))
+    doc="the slice of a concatenation's gradient that belongs to input `index`", onnx=_onnx_concatenate_part,
+    attrs={"axis": checks.axis(of=1), "index": _part_index}))
 
 
 def _concatenate_vjp(index):
@@ -409,9 +427,9 @@ def _joining_jvp(tangents, out, *xs):
 
 CONCATENATE = register(OpDef("concatenate", _concatenate_impl, _concatenate_infer,
                              vjp=_concatenate_vjp, jvp=_joining_jvp, kind="shape", fresh_result=True,
-                             onnx=_onnx_concatenate))
+                             onnx=_onnx_concatenate, attrs={"axis": checks.axis()}))
 STACK = register(OpDef("stack", _stack_impl, _stack_infer, vjp=_stack_vjp, jvp=_joining_jvp, kind="shape", fresh_result=True,
-                       onnx=_onnx_stack))
+                       onnx=_onnx_stack, attrs={"axis": checks.axis(extra=1)}))
 
 
 def concatenate(tensors, axis=0):
@@ -564,12 +582,12 @@ def _onnx_getitem_grad(b, node, g, x):
 
 GETITEM = register(OpDef("getitem", _getitem_impl, _same_dtype(_getitem_shape),
                          vjp=(lambda g, out, x: apply(GETITEM_GRAD, g, x, index=out.attrs["index"]),),
-                         jvp=linear_jvp, kind="shape", onnx=_onnx_getitem))
+                         jvp=linear_jvp, kind="shape", onnx=_onnx_getitem, attrs={"index": checks.basic_index()}))
 GETITEM_GRAD = register(OpDef("getitem_grad", _getitem_grad_impl,
                               lambda g, x, index: (x.shape, g.dtype),
                               vjp=(lambda g, out, gi, x: apply(GETITEM, g, index=out.attrs["index"]), None),
                               jvp=linear_jvp, backend_impls=DASK_WHOLE_ARRAYS, kind="shape", doc="zeros shaped like x with g placed at `index`", shape_from_last_input=True, fresh_result=True,
-                              onnx=_onnx_getitem_grad))
+                              onnx=_onnx_getitem_grad, attrs={"index": checks.basic_index(of=1)}))
 
 
 def getitem(x, index):
@@ -606,18 +624,20 @@ def _repeat_infer(x, repeats, axis):
 
 
 def _repeat_sum_impl(g, like, repeats, axis):
-    shape = g.shape
-    grouped = shape[:axis] + (shape[axis] // repeats, repeats) + shape[axis + 1:]
+    shape = g.shape  # like's size along `axis`, not g's divided by repeats (which may be 0)
+    grouped = shape[:axis] + (like.shape[axis], repeats) + shape[axis + 1:]
     return np.reshape(g, grouped).sum(axis=axis + 1)
 
 
 REPEAT = register(OpDef("repeat", lambda x, repeats, axis: np.repeat(x, repeats, axis=axis), _repeat_infer,
                         vjp=(lambda g, out, x: apply(REPEAT_SUM, g, x, **out.attrs),), jvp=linear_jvp,
-                        kind="shape", fresh_result=True))
+                        kind="shape", fresh_result=True,
+                        attrs={"repeats": checks.integer(low=0), "axis": checks.axis()}))
 REPEAT_SUM = register(OpDef("repeat_sum", _repeat_sum_impl, lambda g, like, repeats, axis: (like.shape, g.dtype),
                             vjp=(lambda g, out, gr, like: apply(REPEAT, g, **out.attrs), None), jvp=linear_jvp,
                             kind="reduce", fresh_result=True, shape_from_last_input=True,
-                            doc="sums of consecutive runs of `repeats` along `axis` (repeat's transpose)"))
+                            doc="sums of consecutive runs of `repeats` along `axis` (repeat's transpose)",
+                            attrs={"repeats": checks.integer(low=0), "axis": checks.axis(of=1)}))
 
 
 def repeat(x, repeats, axis=None):
@@ -659,11 +679,11 @@ def _onnx_tile(b, node, x):
 
 TILE = register(OpDef("tile", lambda x, reps: np.tile(x, reps), _tile_infer,
                       vjp=(lambda g, out, x: apply(TILE_SUM, g, x, **out.attrs),), jvp=linear_jvp,
-                      kind="shape", fresh_result=True, onnx=_onnx_tile))
+                      kind="shape", fresh_result=True, onnx=_onnx_tile, attrs={"reps": checks.per_axis()}))
 TILE_SUM = register(OpDef("tile_sum", _tile_sum_impl, lambda g, like, reps: (like.shape, g.dtype),
                           vjp=(lambda g, out, gs, like: apply(TILE, g, **out.attrs), None), jvp=linear_jvp,
-                          kind="reduce", fresh_result=True, shape_from_last_input=True,
-                          doc="the sum of the tiled copies (tile's transpose)"))
+                          kind="reduce", fresh_result=True, contiguous_operands=True, shape_from_last_input=True,
+                          doc="the sum of the tiled copies (tile's transpose)", attrs={"reps": checks.per_axis(of=1)}))
 
 
 def tile(x, reps):
@@ -685,7 +705,8 @@ def tile(x, reps):
 ROLL = register(OpDef("roll", lambda x, shift, axis: np.roll(x, shift, axis=axis), _same_dtype(lambda x, shift, axis: x.shape),
                       vjp=(lambda g, out, x: apply(ROLL, g, shift=tuple(-s for s in out.attrs["shift"]),
                                                    axis=out.attrs["axis"]),),
-                      jvp=linear_jvp, kind="shape", fresh_result=True))
+                      jvp=linear_jvp, kind="shape", fresh_result=True,
+                      attrs={"shift": checks.as_many_as("axis"), "axis": checks.axes(ordered=False)}))
 
 
 def roll(x, shift, axis=None):
@@ -720,6 +741,7 @@ def _onnx_triangle(b, node, x):
 TRIANGLE = register(OpDef("triangle", _triangle_impl, _triangle_infer,
                           vjp=(lambda g, out, x: apply(TRIANGLE, g, **out.attrs),), jvp=linear_jvp,
                           kind="shape", fresh_result=True, onnx=_onnx_triangle,
+                          attrs={"k": checks.integer(), "lower": checks.boolean},
                           doc="np.tril (lower) or np.triu of the last two axes, diagonal offset k"))
 
 
@@ -793,11 +815,14 @@ def _onnx_pad(b, node, x):
 PAD = register(OpDef("pad", _pad_impl, _pad_infer,
                      vjp=(lambda g, out, x: apply(PAD_GRAD, g, x, pad_width=out.attrs["pad_width"],
                                                   mode=out.attrs["mode"]),),
-                     jvp=_pad_jvp, kind="shape", fresh_result=True, onnx=_onnx_pad))
+                     jvp=_pad_jvp, kind="shape", fresh_result=True, onnx=_onnx_pad,
+                     attrs={"pad_width": checks.pad_widths(), "mode": checks.one_of(*PAD_MODES),
+                            "constant_values": checks.number_or_bool}))
 PAD_GRAD = register(OpDef("pad_grad", _pad_grad_impl, lambda g, like, pad_width, mode: (like.shape, g.dtype),
                           vjp=(lambda g, out, gp, like: apply(PAD, g, **out.attrs, constant_values=0), None),
                           jvp=linear_jvp, backend_impls=DASK_WHOLE_ARRAYS, kind="reduce", fresh_result=True, shape_from_last_input=True,
-                          doc="each padded element added back onto the element it copies (pad's transpose)"))
+                          doc="each padded element added back onto the element it copies (pad's transpose)",
+                          attrs={"pad_width": checks.pad_widths(of=1), "mode": checks.one_of(*PAD_MODES)}))
 
 
 def pad(x, pad_width, mode="constant", constant_values=0):

@@ -233,6 +233,11 @@ def _compiled_group(members, compute_dtype):
     return cached + (inputs, literals)
 
 
+def _expression_text(value, inputs, attrs):
+    """A fused node's one attribute: its readable expression."""
+    return None if isinstance(value, ExpressionText) else "must be the fused kernel's expression text"
+
+
 def _fused_op(members, compute_dtype):
     program, kernel, inputs, literals = _compiled_group(members, compute_dtype)
     dtype = members[-1].dtype
@@ -242,7 +247,7 @@ def _fused_op(members, compute_dtype):
 
     op = FusedOp("fused", kernel, infer, vjp=_no_gradient, kind="fused", doc="fused elementwise kernel",
                  fresh_result=True, writes_out=True, overwrites_operand=kernel.in_place_safe,
-                 members=tuple(members), program=program)
+                 members=tuple(members), program=program, attrs={"expression": _expression_text})
     return op, inputs, literals
 
 

@@ -49,6 +49,7 @@ def make_node(op, inputs, attrs=None, like=None, name=None):
     if isinstance(op, str):
         op = op_registry.get(op)
     attrs = dict(attrs or {})
+    op.check_attrs(attrs, inputs)
     shape, dtype = op.infer(*inputs, **attrs)
     node = Tensor(op, inputs, attrs, shape, np.dtype(dtype), name=name,
                   source=like.source if like is not None else None)
