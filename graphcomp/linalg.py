@@ -39,7 +39,7 @@ from graphcomp.ops.elementwise import sqrt as _sqrt
 from graphcomp.ops.linalg import matmul
 from graphcomp.ops.reduce import max_, min_, sum_
 from graphcomp.shapes import format_shape
-from graphcomp.tensor import Tensor, as_tensor, constant, promote_operands
+from graphcomp.tensor import as_tensor, constant, promote_operands
 
 __all__ = ["inv", "solve", "det", "slogdet", "cholesky", "eigh", "eigvalsh", "svd", "svdvals", "qr", "norm",
            "pinv", "lstsq", "matrix_power", "multi_dot", "solve_triangular", "LinAlgError"]
@@ -347,7 +347,3 @@ def _chain(matrices):
             return matrices[i]
         return matmul(build(i, split[i][j]), build(split[i][j] + 1, j))
     return build(0, count - 1)
-
-
-def _is_tensor(value):
-    return isinstance(value, Tensor)

@@ -29,7 +29,7 @@ import numpy as np
 from graphcomp.errors import GradientError, ShapeError
 from graphcomp.ops import OpDef, checks, register
 from graphcomp.ops import shape as sh
-from graphcomp.ops.elementwise import zeros_like
+from graphcomp.ops.elementwise import equal, where, zeros_like
 from graphcomp.ops.linalg import matmul
 from graphcomp.ops.products import EMBED_DIAGONAL, diagonal
 from graphcomp.ops.reduce import sum_
@@ -435,11 +435,18 @@ def _gaps_inverse(w, squared=False):
     return (1 - eye) / (gaps + eye)
 
 
+def _scaled(x, factor):
+    """x * factor, and 0 where x is 0 even if factor is inf: a cotangent that is zero (the
+    eigenvectors or singular vectors unused) keeps the other results' gradients finite at a
+    degeneracy, where x * inf would be nan."""
+    return where(equal(x, 0), 0, x * factor)
+
+
 def _eigh_vjp(g, out, a):
     lower = _uplo(out.attrs["UPLO"])
     w, v = _row(out, 0), _rows(out, 1)
     gw, gv = _row(g, 0), _rows(g, 1)
-    inner = diag_embed(gw) + _gaps_inverse(w) * matmul(mT(v), gv)
+    inner = diag_embed(gw) + _scaled(matmul(mT(v), gv), _gaps_inverse(w))
     return triangle_gradient(matmul(matmul(v, inner), mT(v)), lower)
 
 
@@ -521,11 +528,12 @@ def _svd_vjp(g, out, a):
     ut_gu, vt_gv = matmul(mT(u), gu), matmul(mT(v), gv)
     column = sh.expand_dims(s, s.ndim - 1)  # scales columns: X S
     row = sh.expand_dims(s, s.ndim)  # scales rows: S X
-    core = (f * (ut_gu - mT(ut_gu))) * column + diag_embed(gs) + row * (f * (vt_gv - mT(vt_gv)))
+    core = _scaled(ut_gu - mT(ut_gu), f) * column + diag_embed(gs) + row * _scaled(vt_gv - mT(vt_gv), f)
     result = matmul(matmul(u, core), mT(v))
-    result = result + matmul(gu - matmul(u, ut_gu), mT(v / column))  # (I - U U^T) gU S^-1 V^T
-    result = result + matmul(u / column, mT(gv) - matmul(mT(vt_gv), mT(v)))  # U S^-1 gV^T (I - V V^T)
-    return result
+    inverse = 1 / s
+    left = _scaled(gu - matmul(u, ut_gu), sh.expand_dims(inverse, inverse.ndim - 1))  # (I - U U^T) gU S^-1
+    right = _scaled(gv - matmul(v, vt_gv), sh.expand_dims(inverse, inverse.ndim - 1))  # (I - V V^T) gV S^-1
+    return result + matmul(left, mT(v)) + matmul(u, mT(right))
 
 
 def _svd_jvp(tangents, out, a):
