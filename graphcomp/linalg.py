@@ -68,7 +68,7 @@ def inv(a):
 
 def _solve_with(solver, a, b, name, **attrs):
     a, b = _tensors(a, b)
-    la._square(a, name)
+    la.square_size(a, name)
     if b.ndim == 1:  # NumPy 2: a vector b only when b is 1-D
         if a.shape[-1] is not None and b.shape[0] is not None and a.shape[-1] != b.shape[0]:
             raise ShapeError(f"{name}: a of shape {format_shape(a.shape)} and b of shape "
@@ -128,7 +128,7 @@ def svd(a, full_matrices=True, compute_uv=True, hermitian=False):
         raise NotImplementedError("svd: hermitian=True is not supported; use eigh")
     if not compute_uv:
         return svdvals(a)
-    m, n = la._matrix(a, "svd")
+    m, n = la.matrix_sizes(a, "svd")
     full = full_matrices and not (m is not None and m == n)
     if full and (m is None or n is None):
         raise ShapeError(f"svd: full_matrices=True needs the last two sizes known when the graph is built, got "
@@ -137,7 +137,7 @@ def svd(a, full_matrices=True, compute_uv=True, hermitian=False):
     if full:
         u, s, v = packed[..., :m, :m], packed[..., m, :min(m, n)], packed[..., m + 1:, :n]
     else:
-        u, s, v = la._svd_parts(packed, a)
+        u, s, v = la.svd_parts(packed, a)
     return SVDResult(u, s, la.mT(v))
 
 
@@ -149,13 +149,13 @@ def svdvals(x):
 def qr(a, mode="reduced"):
     """(Q, R) as np.linalg.qr with mode "reduced" (or "complete" when m <= n), or R with "r"."""
     a = _tensor(a)
-    m, n = la._matrix(a, "qr")
+    m, n = la.matrix_sizes(a, "qr")
     if mode not in ("reduced", "complete", "r"):
         raise ValueError(f"qr: mode must be 'reduced', 'complete' or 'r', got {mode!r}")
     if mode == "complete" and not (m is not None and n is not None and m <= n):
         raise NotImplementedError("qr: mode='complete' with more rows than columns is not supported; "
                                   "use mode='reduced'")
-    q, r = la._qr_parts(la.qr_packed(a), a)
+    q, r = la.qr_parts(la.qr_packed(a), a)
     return r if mode == "r" else QRResult(q, r)
 
 
@@ -240,7 +240,7 @@ def pinv(a, rcond=None, hermitian=False):
     a = _tensor(a)
     if hermitian:
         raise NotImplementedError("pinv: hermitian=True is not supported")
-    m, n = la._matrix_known(a, "pinv")
+    m, n = la.known_matrix_sizes(a, "pinv")
     if rcond is None:
         rcond = 10 * max(m, n) * np.finfo(la.linalg_dtype(a.dtype)).eps
     u, s, vh = svd(a, full_matrices=False)
@@ -258,7 +258,7 @@ def lstsq(a, b, rcond=None):
     a, b = _tensors(a, b)
     if a.ndim != 2:
         raise ShapeError(f"lstsq: a must be 2-D, got shape {format_shape(a.shape)}")
-    m, n = la._matrix_known(a, "lstsq")
+    m, n = la.known_matrix_sizes(a, "lstsq")
     if b.shape[0] is not None and b.shape[0] != m:
         raise ShapeError(f"lstsq: a of shape {format_shape(a.shape)} and b of shape {format_shape(b.shape)} "
                          "do not match")
@@ -276,7 +276,7 @@ def lstsq(a, b, rcond=None):
 def matrix_power(a, n):
     """a to the integer power n (n < 0: of inv(a)), by repeated squaring, as np.linalg.matrix_power."""
     a = _tensor(a)
-    la._square(a, "matrix_power")
+    la.square_size(a, "matrix_power")
     if not isinstance(n, numbers.Integral):
         raise TypeError("matrix_power: exponent must be an integer")
     if n == 0:

@@ -39,6 +39,8 @@ LAYERS = [
 ]
 # Op modules added with the indexing work (the op-module layer).
 LAYERS[3] = LAYERS[3] + ("graphcomp.ops.indexing", "graphcomp.ops.random")
+# numpy.linalg: the records and gc.linalg, the namespace over them (the op-module layer, as nn).
+LAYERS[3] = LAYERS[3] + ("graphcomp.ops.linear_algebra", "graphcomp.linalg")
 
 
 def _module_name(path):

@@ -56,22 +56,22 @@ def linalg_dtype(*dtypes, op="linalg"):
     return dtype
 
 
-def _matrix(x, op):
+def matrix_sizes(x, op):
     if x.ndim < 2:
         raise ShapeError(f"{op}: needs an array of at least 2 dimensions (a matrix or a stack of them), "
                          f"got shape {format_shape(x.shape)}")
     return x.shape[-2], x.shape[-1]
 
 
-def _square(x, op):
-    rows, columns = _matrix(x, op)
+def square_size(x, op):
+    rows, columns = matrix_sizes(x, op)
     if rows is not None and columns is not None and rows != columns:
         raise ShapeError(f"{op}: the last two dimensions must be square, got shape {format_shape(x.shape)}")
     return rows if rows is not None else columns
 
 
 def _solve_infer(a, b, op):
-    n = _square(a, op)
+    n = square_size(a, op)
     if b.ndim < 2:
         raise ShapeError(f"{op}: b must be a matrix (…, n, k) here, got shape {format_shape(b.shape)}")
     if n is not None and b.shape[-2] is not None and b.shape[-2] != n:
@@ -252,7 +252,7 @@ def _record(name, impl, infer, *, signature, sizes=None, **facts):
 # inv ------------------------------------------------------------------------------------------
 
 def _inv_infer(a):
-    _square(a, "inv")
+    square_size(a, "inv")
     return a.shape, linalg_dtype(a.dtype, op="inv")
 
 
@@ -325,7 +325,7 @@ def solve_triangular(a, b, lower=False):
 # det and slogdet ------------------------------------------------------------------------------
 
 def _det_infer(a, op="det"):
-    _square(a, op)
+    square_size(a, op)
     return a.shape[:-2], linalg_dtype(a.dtype, op=op)
 
 
@@ -398,7 +398,7 @@ def _cholesky_jvp(tangents, out, a):
 
 
 def _cholesky_infer(a):
-    _square(a, "cholesky")
+    square_size(a, "cholesky")
     return a.shape, linalg_dtype(a.dtype, op="cholesky")
 
 
@@ -421,7 +421,7 @@ def _uplo(UPLO):  # noqa: N803
 
 
 def _eigh_infer(a, UPLO):  # noqa: N803
-    n = _square(a, "eigh")
+    n = square_size(a, "eigh")
     return a.shape[:-2] + (_plus(n, 1), n), linalg_dtype(a.dtype, op="eigh")
 
 
@@ -472,7 +472,7 @@ def eigh_packed(a, UPLO="L"):  # noqa: N803
 
 
 def _eigvalsh_infer(a, UPLO):  # noqa: N803
-    _square(a, "eigvalsh")
+    square_size(a, "eigvalsh")
     return a.shape[:-1], linalg_dtype(a.dtype, op="eigvalsh")
 
 
@@ -501,7 +501,7 @@ def eigvalsh(a, UPLO="L"):  # noqa: N803
 # svd and svdvals --------------------------------------------------------------------------------
 
 def _svd_infer(a, full_matrices):
-    m, n = _matrix(a, "svd")
+    m, n = matrix_sizes(a, "svd")
     if full_matrices:
         width = None if m is None or n is None else max(m, n)
     else:
@@ -509,7 +509,7 @@ def _svd_infer(a, full_matrices):
     return a.shape[:-2] + (_plus(m, 1, n), width), linalg_dtype(a.dtype, op="svd")
 
 
-def _svd_parts(packed, a):
+def svd_parts(packed, a):
     return tuple(part(packed, a, "svd", i) for i in range(3))
 
 
@@ -522,8 +522,8 @@ def _reduced_only(out, a, what):
 
 def _svd_vjp(g, out, a):
     _reduced_only(out, a, "derivatives")
-    u, s, v = _svd_parts(out, a)
-    gu, gs, gv = _svd_parts(g, a)
+    u, s, v = svd_parts(out, a)
+    gu, gs, gv = svd_parts(g, a)
     f = _gaps_inverse(s, squared=True)  # 1 / (s_j^2 - s_i^2)
     ut_gu, vt_gv = matmul(mT(u), gu), matmul(mT(v), gv)
     column = sh.expand_dims(s, s.ndim - 1)  # scales columns: X S
@@ -538,7 +538,7 @@ def _svd_vjp(g, out, a):
 
 def _svd_jvp(tangents, out, a):
     _reduced_only(out, a, "derivatives")
-    u, s, v = _svd_parts(out, a)
+    u, s, v = svd_parts(out, a)
     da = tangents[0]
     f = _gaps_inverse(s, squared=True)
     column = sh.expand_dims(s, s.ndim - 1)
@@ -565,17 +565,17 @@ def svd_packed(a, full_matrices=False):
 
 
 def _svdvals_infer(a):
-    m, n = _matrix(a, "svdvals")
+    m, n = matrix_sizes(a, "svdvals")
     return a.shape[:-2] + (_minimum(m, n),), linalg_dtype(a.dtype, op="svdvals")
 
 
 def _svdvals_vjp(g, out, a):
-    u, _, v = _svd_parts(svd_packed(a), a)
+    u, _, v = svd_parts(svd_packed(a), a)
     return matmul(u * sh.expand_dims(g, g.ndim - 1), mT(v))  # U diag(g) V^T
 
 
 def _svdvals_jvp(tangents, out, a):
-    u, _, v = _svd_parts(svd_packed(a), a)
+    u, _, v = svd_parts(svd_packed(a), a)
     return sum_(u * matmul(tangents[0], v), axis=-2)  # diag(U^T dA V)
 
 
@@ -584,8 +584,8 @@ SVDVALS = _record("svdvals", _svdvals_impl, _svdvals_infer, signature="(m,n)->(k
                   doc="np.linalg.svdvals; first derivatives where the singular values are distinct")
 
 
-def _matrix_known(a, op):
-    m, n = _matrix(a, op)
+def known_matrix_sizes(a, op):
+    m, n = matrix_sizes(a, op)
     if m is None or n is None:
         raise ShapeError(f"{op}: the last two sizes must be known when the graph is built, got shape "
                          f"{format_shape(a.shape)}")
@@ -599,11 +599,11 @@ def svdvals(a):
 # qr ------------------------------------------------------------------------------------------------
 
 def _qr_infer(a):
-    m, n = _matrix(a, "qr")
+    m, n = matrix_sizes(a, "qr")
     return a.shape[:-2] + (_plus(m, n), _minimum(m, n)), linalg_dtype(a.dtype, op="qr")
 
 
-def _qr_parts(packed, a):
+def qr_parts(packed, a):
     return part(packed, a, "qr", 0), mT(part(packed, a, "qr", 1))
 
 
@@ -621,8 +621,8 @@ def _times_r_inverse_t(x, r):
 
 def _qr_vjp(g, out, a):
     _tall(a)
-    q, r = _qr_parts(out, a)
-    gq, gr = _qr_parts(g, a)
+    q, r = qr_parts(out, a)
+    gq, gr = qr_parts(g, a)
     y = matmul(mT(q), gq) - matmul(gr, mT(r))
     z = matmul(gr, mT(r)) + sh.tril(y - mT(y), -1)
     return _times_r_inverse_t(matmul(q, z) + gq - matmul(q, matmul(mT(q), gq)), r)
@@ -630,7 +630,7 @@ def _qr_vjp(g, out, a):
 
 def _qr_jvp(tangents, out, a):
     _tall(a)
-    q, r = _qr_parts(out, a)
+    q, r = qr_parts(out, a)
     da_rinv = mT(solve_triangular(mT(r), mT(tangents[0]), lower=True))  # dA R^-1
     c = matmul(mT(q), da_rinv)
     omega = sh.tril(c, -1) - mT(sh.tril(c, -1))
