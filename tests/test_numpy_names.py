@@ -312,3 +312,18 @@ def test_bad_arguments_are_refused_as_numpy_refuses_them():
         gc.astype(x, "float32", device="gpu")
     with pytest.raises(TypeError, match="complex"):
         np.astype(x, np.complex128)
+
+
+def test_positions_export_to_onnx_with_run_time_sizes():
+    from graphcomp import onnx_export
+    from tool_requirements import import_or_skip
+    import_or_skip("onnx", 'pip install "graphcomp[onnx]"')
+    ort = import_or_skip("onnxruntime", 'pip install "graphcomp[onnx]"')
+    x = gc.placeholder((None, 4), name="x")
+    outputs = [gc.argwhere(x), *gc.nonzero(x > 0), gc.flatnonzero(x)]
+    f = gc.function([x], outputs)
+    runner = ort.InferenceSession(onnx_export.to_onnx(f).SerializeToString(), providers=["CPUExecutionProvider"])
+    for values in (SPARSE, np.zeros((2, 4)), np.zeros((0, 4))):
+        for got, want in zip(runner.run(None, {"x": values}), f(values)):
+            assert got.dtype == want.dtype and got.shape == want.shape
+            np.testing.assert_array_equal(got, want)

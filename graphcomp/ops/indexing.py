@@ -390,7 +390,14 @@ register_builders(advanced_getitem, take)  # Tensor's x[array] (through shape.ge
 
 def _onnx_argwhere(b, node, x):
     # ONNX NonZero gives the positions as (ndim, count) int64; argwhere's rows are (count, ndim).
-    positions = b.emit("Transpose", b.emit("NonZero", x), perm=[1, 0])
+    # onnxruntime's NonZero takes few types: it reads x as booleans (nonzero, NaN included: true).
+    x = b.cast(x, node.inputs[0].dtype, np.bool_)
+    if node.inputs[0].ndim == 0:  # onnxruntime's NonZero reads a scalar as one element: (1, count)
+        one = b.emit("NonZero", b.emit("Reshape", x, b.ints([1])))
+        positions = b.emit("Slice", one, b.ints([0]), b.ints([0]), b.ints([0]))  # (0, count)
+    else:
+        positions = b.emit("NonZero", x)
+    positions = b.emit("Transpose", positions, perm=[1, 0])
     return b.cast(positions, np.int64, node.dtype)
 
 
