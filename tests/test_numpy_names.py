@@ -327,3 +327,18 @@ def test_positions_export_to_onnx_with_run_time_sizes():
         for got, want in zip(runner.run(None, {"x": values}), f(values)):
             assert got.dtype == want.dtype and got.shape == want.shape
             np.testing.assert_array_equal(got, want)
+
+
+def test_graphs_of_the_new_names_round_trip_through_save_and_load(tmp_path):
+    x = gc.placeholder((None, 4), name="x")
+    outputs = [gc.argwhere(x), *gc.nonzero(x > 0), gc.flatnonzero(x), x[gc.where(x > 0)], gc.fabs(x), gc.imag(x),
+               gc.astype(x, "float32"), gc.full_like(x, 2.5), gc.select([x > 0.5], [x], -1.0), gc.partition(x, 1),
+               gc.argpartition(x, 2), gc.linspace(x[0], x[1], 5, axis=1), gc.row_stack([x, x[0]])]
+    path = tmp_path / "names.gcz"
+    gc.save(outputs, path)
+    loaded = gc.load(path)
+    f = gc.function([x], outputs)
+    g = gc.function([gc.Graph.from_outputs(list(loaded)).placeholders[0]], list(loaded))
+    for got, want in zip(g(SPARSE), f(SPARSE)):
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
