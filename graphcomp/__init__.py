@@ -74,6 +74,14 @@ _name_public_functions(["append", "array_split", "atleast_1d", "atleast_2d", "at
                         "permute_dims", "ravel", "repeat", "roll", "rollaxis", "rot90", "split", "tile", "tril",
                         "triu", "vsplit", "vstack"])
 from graphcomp.ops import random  # noqa: E402,F401 - gc.random.Generator(seed)
+# NumPy's other names: creation, selection, positions of nonzero elements, real-valued forms
+from graphcomp.ops.elementwise import astype, conj, conjugate, fabs, imag, real, select  # noqa: E402
+from graphcomp.ops.indexing import argwhere, flatnonzero, nonzero  # noqa: E402
+from graphcomp.ops.reduce import argpartition, gradient, linspace, partition  # noqa: E402
+from graphcomp.ops.shape import full, full_like, row_stack  # noqa: E402
+_name_public_functions(["argpartition", "argwhere", "astype", "conj", "conjugate", "fabs", "flatnonzero", "full",
+                        "full_like", "gradient", "imag", "linspace", "nonzero", "partition", "real", "row_stack",
+                        "select"])
 # numpy.linalg (graphcomp/linalg.py): gc.linalg.solve(a, b), and np.linalg.solve(tensor, b)
 from graphcomp import linalg  # noqa: E402
 from graphcomp.tensor import dispatch_numpy_linalg_to as _dispatch_numpy_linalg_to  # noqa: E402

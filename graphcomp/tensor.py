@@ -286,6 +286,7 @@ class Tensor(Node):
     def swapaxes(self, axis1, axis2): return builder("swapaxes")(self, axis1, axis2)
     def repeat(self, repeats, axis=None): return builder("repeat")(self, repeats, axis=axis)
     def take(self, indices, axis=None): return builder("take")(self, indices, axis=axis)
+    def nonzero(self): return builder("nonzero")(self)
 
     def diagonal(self, offset=0, axis1=0, axis2=1):
         return builder("diagonal")(self, offset=offset, axis1=axis1, axis2=axis2)

@@ -473,6 +473,12 @@ def _indexing_cases():
     cases.append(OpCase("scatter_add", lambda g, x: apply(ix.SCATTER_ADD, g, positions, x, index=index),
                         lambda g, x: _added_at(g, x.shape, (slice(None), [1, 1, 3])),
                         [_normal((3, 3), 48), _normal((3, 4), 49)]))
+    # argwhere's row count depends on the values: the cases reduce it to a shape known when building
+    cases.append(OpCase("argwhere", lambda x: gc.sum(gc.argwhere(x > 0), axis=0),
+                        lambda x: np.argwhere(x > 0).sum(axis=0), [_normal((3, 4), 51)], "column sums"))
+    cases.append(OpCase("argwhere", lambda x: gc.sum(gc.argwhere(x[0, 0] > 0), axis=0) + gc.sum(x > 9),
+                        lambda x: np.argwhere(x[0, 0] > 0).sum(axis=0) + np.sum(x > 9), [_normal((2, 3), 52)],
+                        "0-d"))
     cases.append(OpCase("check_labels", lambda x: x * gc.cast(ix.check_labels(gc.cast(x > 0, "int64"), 2), x.dtype),
                         lambda x: x * (x > 0), [_normal((3, 4), 50)]))
     return cases

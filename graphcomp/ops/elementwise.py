@@ -10,7 +10,7 @@ import functools
 
 import numpy as np
 
-from graphcomp.ops import OpDef, onnx_node, register, register_builders
+from graphcomp.ops import OpDef, builder, onnx_node, register, register_builders
 from graphcomp.ops.rules import symmetric_jvp
 from graphcomp.ops import checks
 from graphcomp.ops.steps import kernel_from_steps, single_ufunc_steps
@@ -446,8 +446,17 @@ relu = _unary(RELU)
 zeros_like = _unary(ZEROS_LIKE)
 
 
-def where(condition, x, y):
-    """Elementwise `x` where `condition` is true, else `y` (NumPy's three-argument where)."""
+_NOT_GIVEN = object()
+
+
+def where(condition, x=_NOT_GIVEN, y=_NOT_GIVEN, /):
+    """Elementwise `x` where `condition` is true, else `y` (NumPy's three-argument where).
+    With `condition` alone, np.where(condition): gc.nonzero(condition), the positions of its
+    true (nonzero) elements, one integer tensor per axis, of a size known at run time."""
+    if x is _NOT_GIVEN and y is _NOT_GIVEN:
+        return builder("nonzero")(condition)
+    if x is _NOT_GIVEN or y is _NOT_GIVEN:
+        raise ValueError("where: either both or neither of x and y should be given")
     condition, x, y = promote_operands(condition, x, y)
     if condition.dtype != np.bool_:
         condition = cast(condition, np.bool_)
@@ -772,3 +781,74 @@ acosh, asinh, atanh = arccosh, arcsinh, arctanh
 pow = power  # noqa: A001
 
 register_builders(remainder, clip, round)  # Tensor's %, .clip and .round
+
+
+# NumPy's names that are compositions of the records above ------------------------------------
+# graphcomp computes with real numbers, so NumPy's complex-aware names are their real cases.
+
+def fabs(x):
+    """|x| as a float (np.fabs): integers and booleans are converted to the float dtype NumPy's
+    fabs gives them first; the derivative is sign(x), as abs's."""
+    (x,) = promote_operands(x)
+    dtype = np.fabs(np.zeros(0, x.dtype)).dtype
+    return absolute(cast(x, dtype))
+
+
+def real(x):
+    """The real part of `x` (np.real): `x` itself, as graphcomp's values are real."""
+    (x,) = promote_operands(x)
+    return x
+
+
+def imag(x):
+    """The imaginary part of `x` (np.imag): zeros of x's shape and dtype, as graphcomp's values
+    are real; its derivative is zero."""
+    (x,) = promote_operands(x)
+    return zeros_like(x)
+
+
+def conjugate(x):
+    """The complex conjugate of `x` (np.conjugate, np.conj): `x` itself, as graphcomp's values
+    are real."""
+    (x,) = promote_operands(x)
+    return x
+
+
+conj = conjugate
+
+
+def astype(x, dtype, /, *, copy=True, device=None):
+    """`x` converted to `dtype`: NumPy 2's function np.astype(x, dtype), the same node as
+    x.astype(dtype). `copy` is accepted for NumPy's signature (graph values are never
+    written in place); `device` must be None or "cpu"."""
+    if device not in (None, "cpu"):
+        raise ValueError(f"astype: device must be None or 'cpu', got {device!r}")
+    if not isinstance(copy, bool):
+        raise TypeError(f"astype: copy must be true or false, got {copy!r}")
+    return cast(x, dtype)
+
+
+def select(condlist, choicelist, default=0):
+    """Elementwise the entry of `choicelist` whose condition in `condlist` is the first true
+    one, else `default` (np.select): nested `where`s, of the dtype NumPy's select gives
+    (np.result_type of the choices and the default, Python numbers weak); gradients go to
+    the chosen entries."""
+    condlist, choicelist = list(condlist), list(choicelist)
+    if len(condlist) != len(choicelist):
+        raise ValueError("select: list of cases must be same length as list of conditions "
+                         f"({len(choicelist)} choices, {len(condlist)} conditions)")
+    if not condlist:
+        raise ValueError("select: select with an empty condition list is not possible")
+    conditions = [c if hasattr(c, "op") else constant(np.asarray(c)) for c in condlist]
+    for i, condition in enumerate(conditions):
+        if condition.dtype != np.bool_:
+            raise TypeError(f"select: invalid entry {i} in condlist: should be boolean, got {condition.describe()}")
+    # Python numbers stay weak (NumPy's select keeps them as they are for its result_type)
+    choices = [c if hasattr(c, "op") or type(c) in (int, float) else constant(np.asarray(c))
+               for c in [*choicelist, default]]
+    dtype = np.result_type(*(c.dtype if hasattr(c, "op") else c for c in choices))
+    choices = [c if hasattr(c, "op") else constant(np.asarray(c, dtype)) for c in choices]
+    result = cast(choices[-1], dtype)
+    for condition, choice in zip(reversed(conditions), reversed(choices[:-1])):
+        result = where(condition, cast(choice, dtype), result)
+    return result

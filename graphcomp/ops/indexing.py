@@ -384,3 +384,55 @@ def reshape_last(labels):
 
 
 register_builders(advanced_getitem, take)  # Tensor's x[array] (through shape.getitem) and .take
+
+
+# positions of nonzero elements: a size known only at run time --------------------------------
+
+def _onnx_argwhere(b, node, x):
+    # ONNX NonZero gives the positions as (ndim, count) int64; argwhere's rows are (count, ndim).
+    # onnxruntime's NonZero takes few types: it reads x as booleans (nonzero, NaN included: true).
+    x = b.cast(x, node.inputs[0].dtype, np.bool_)
+    if node.inputs[0].ndim == 0:  # onnxruntime's NonZero reads a scalar as one element: (1, count)
+        one = b.emit("NonZero", b.emit("Reshape", x, b.ints([1])))
+        positions = b.emit("Slice", one, b.ints([0]), b.ints([0]), b.ints([0]))  # (0, count)
+    else:
+        positions = b.emit("NonZero", x)
+    positions = b.emit("Transpose", positions, perm=[1, 0])
+    return b.cast(positions, np.int64, node.dtype)
+
+
+ARGWHERE = register(OpDef(
+    "argwhere", np.argwhere, lambda x: ((None, x.ndim), np.dtype(np.intp)), differentiable=False,
+    fresh_result=True, backend_impls=DASK_WHOLE_ARRAYS, onnx=_onnx_argwhere,
+    doc="the positions of x's nonzero elements, one row each in C order (np.argwhere): as many rows "
+        "as x has nonzero elements, a size known at run time"))
+
+
+def argwhere(a):
+    """The positions of `a`'s nonzero (true) elements, as rows of shape (count, a.ndim), in C
+    order (np.argwhere). `count` depends on the values: the result's first size is None
+    until run time. Integers have no derivative."""
+    (a,) = promote_operands(a)
+    return apply(ARGWHERE, a)
+
+
+def nonzero(a):
+    """The positions of `a`'s nonzero (true) elements, one integer tensor per axis (np.nonzero,
+    and np.where with one argument); each has the run-time size None. `x[gc.nonzero(m)]`
+    is x[m]."""
+    (a,) = promote_operands(a)
+    if a.ndim == 0:
+        raise ValueError("nonzero: calling nonzero on 0d arrays is not allowed (as in NumPy); use "
+                         "gc.nonzero(gc.atleast_1d(x)) instead")
+    positions = argwhere(a)
+    return tuple(getitem(positions, (slice(None), axis)) for axis in range(a.ndim))
+
+
+def flatnonzero(a):
+    """The positions of `a`'s nonzero (true) elements in the flattened `a` (np.flatnonzero),
+    of the run-time size None."""
+    (a,) = promote_operands(a)
+    return nonzero(reshape(a, (-1,)))[0]
+
+
+register_builders(nonzero)  # one-argument gc.where and Tensor.nonzero

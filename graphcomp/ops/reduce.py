@@ -658,3 +658,191 @@ all_.__name__, any_.__name__ = "all", "any"
 register_builders(prod, var, std, cumsum, cumprod, argmax, argmin, all_, any_)  # Tensor's methods
 if "squeeze" not in _BUILDERS:
     register_builders(sh.squeeze)  # Tensor.squeeze (unless shape.py offers it itself)
+
+
+# NumPy's names that are compositions of the records above -------------------------------------
+
+def _kth(kth, size, name):
+    """`kth` (an int or a sequence of ints) checked against the axis size, as NumPy checks it."""
+    values = [kth] if isinstance(kth, (int, np.integer)) and not isinstance(kth, bool) else kth
+    try:
+        values = list(values)
+    except TypeError:
+        raise TypeError(f"{name}: kth must be an int or a sequence of ints, got {kth!r}") from None
+    if not values or not all(isinstance(k, (int, np.integer)) and not isinstance(k, (bool, np.bool_))
+                             for k in values):
+        raise TypeError(f"{name}: kth must be an int or a non-empty sequence of ints, got {kth!r}")
+    if size is not None:
+        for k in values:
+            if not -size <= k < size:
+                raise ValueError(f"{name}: kth(={int(k)}) out of bounds ({size})")
+
+
+def _partition_arguments(a, kth, axis, kind, order, name):
+    (a,) = promote_operands(a)
+    if kind != "introselect":
+        raise ValueError(f"{name}: kind must be 'introselect', got {kind!r}")
+    if order is not None:
+        raise ValueError(f"{name}: order applies to arrays with fields, which graphcomp has none of")
+    a, axis = _flat_axis(a, axis, name)
+    _kth(kth, a.shape[axis], name)
+    return a, axis
+
+
+def partition(a, kth, axis=-1, kind="introselect", order=None):
+    """np.partition: along `axis`, the element at each position in `kth` is the one a sort would
+    put there, the ones before it are not larger and the ones after not smaller. NumPy leaves
+    the order within each part unspecified; graphcomp's result is the sorted array (a valid
+    partition for every kth), so the elements at `kth` equal NumPy's. Gradients go back through
+    the permutation, as sort's."""
+    a, axis = _partition_arguments(a, kth, axis, kind, order, "partition")
+    return sort(a, axis)
+
+
+def argpartition(a, kth, axis=-1, kind="introselect", order=None):
+    """np.argpartition: the indices that partition `a` (see `partition`); graphcomp's are the
+    stable sorting indices, so take_along_axis(a, result) is partition(a, kth)."""
+    a, axis = _partition_arguments(a, kth, axis, kind, order, "argpartition")
+    return argsort(a, axis)
+
+
+def _spacing(spacing, size, name):
+    """A number, or for coordinates along the axis (a 1-d array) their differences, as NumPy
+    reads np.gradient's varargs (uniform coordinates become their one step)."""
+    if hasattr(spacing, "op"):
+        raise TypeError(f"{name}: spacings must be numbers or 1-d arrays of coordinates known when building, "
+                        f"got {spacing.describe()}")
+    array = np.asarray(spacing)
+    if array.ndim == 0:
+        return spacing
+    if array.ndim != 1:
+        raise ValueError(f"{name}: distances must be either scalars or 1d, got an array of shape {array.shape}")
+    if len(array) != size:
+        raise ValueError(f"{name}: when 1d, distances must match the length of the corresponding dimension "
+                         f"({len(array)} coordinates for an axis of size {size})")
+    if np.issubdtype(array.dtype, np.integer):
+        array = array.astype(np.float64)
+    steps = np.diff(array)
+    return steps[0] if (steps == steps[0]).all() else steps
+
+
+def gradient(f, *varargs, axis=None, edge_order=1):
+    """np.gradient: the numerical derivative of the samples `f` along each of `axis` (None: every
+    axis) by central differences inside and one-sided ones of order `edge_order` (1 or 2) at
+    the ends, with unit spacing, one spacing for every axis, or one per axis (a number, or the
+    coordinates as a 1-d array). A tuple of results for several axes, one tensor for one.
+    (Not to be confused with gc.grad, the derivative of a graph.) The sizes along the axes
+    must be known when building; the result is linear in `f`, and so is its gradient."""
+    (f,) = promote_operands(f)
+    axes = normalize_axis(axis, f.ndim, op="gradient")
+    if axis is not None and not isinstance(axis, (int, np.integer)):
+        axes = tuple(a % f.ndim for a in axis)  # in the order given, as NumPy returns them
+    if edge_order not in (1, 2):
+        raise ValueError(f"gradient: edge_order must be 1 or 2, got {edge_order!r}")
+    for a in axes:
+        if f.shape[a] is None:
+            raise ValueError(f"gradient: axis {a} of {f.describe()} has no known size; give it a size, or choose "
+                             "other axes with axis=")
+        if f.shape[a] < edge_order + 1:
+            raise ValueError("gradient: shape of array too small to calculate a numerical gradient, at least "
+                             f"(edge_order + 1) = {edge_order + 1} elements are required along axis {a}")
+    if not varargs:
+        spacings = [1.0] * len(axes)
+    elif len(varargs) == 1 and np.ndim(varargs[0]) == 0:
+        spacings = list(varargs) * len(axes)
+    elif len(varargs) == len(axes):
+        spacings = list(varargs)
+    else:
+        raise TypeError(f"gradient: invalid number of spacings ({len(varargs)}) for {len(axes)} axes")
+    dtype = f.dtype if f.dtype.kind == "f" else np.dtype(np.float64)
+    f = ew.cast(f, dtype)
+    results = [ew.cast(_gradient_along(f, a, _spacing(s, f.shape[a], "gradient"), edge_order), dtype)
+               for a, s in zip(axes, spacings)]
+    return results[0] if len(results) == 1 else tuple(results)
+
+
+def _gradient_along(f, axis, dx, edge_order):
+    """np.gradient's formulas along one axis, in NumPy's order of operations."""
+    def part(start, stop):
+        return sh.getitem(f, (slice(None),) * axis + (slice(start, stop),))
+
+    def along(coefficients):  # an array of coefficients, laid along `axis`
+        return constant(np.asarray(coefficients).reshape((-1,) + (1,) * (f.ndim - axis - 1)))
+
+    n = f.shape[axis]
+    uniform = np.ndim(dx) == 0
+    if uniform:
+        dx = float(dx)
+        inside = (part(2, None) - part(None, -2)) / (2.0 * dx)
+    else:
+        dx1, dx2 = dx[:-1], dx[1:]
+        a = -dx2 / (dx1 * (dx1 + dx2))
+        b = (dx2 - dx1) / (dx1 * dx2)
+        c = dx1 / (dx2 * (dx1 + dx2))
+        inside = along(a) * part(None, -2) + along(b) * part(1, -1) + along(c) * part(2, None)
+    first_dx, last_dx = (dx, dx) if uniform else (float(dx[0]), float(dx[-1]))
+    if edge_order == 1:
+        first = (part(1, 2) - part(0, 1)) / first_dx
+        last = (part(n - 1, n) - part(n - 2, n - 1)) / last_dx
+    else:
+        if uniform:
+            a, b, c = -1.5 / dx, 2.0 / dx, -0.5 / dx
+        else:
+            dx1, dx2 = float(dx[0]), float(dx[1])
+            a = -(2.0 * dx1 + dx2) / (dx1 * (dx1 + dx2))
+            b = (dx1 + dx2) / (dx1 * dx2)
+            c = -dx1 / (dx2 * (dx1 + dx2))
+        first = a * part(0, 1) + b * part(1, 2) + c * part(2, 3)
+        if uniform:
+            a, b, c = 0.5 / dx, -2.0 / dx, 1.5 / dx
+        else:
+            dx1, dx2 = float(dx[-2]), float(dx[-1])
+            a = dx2 / (dx1 * (dx1 + dx2))
+            b = -(dx2 + dx1) / (dx1 * dx2)
+            c = (2.0 * dx2 + dx1) / (dx2 * (dx1 + dx2))
+        last = a * part(n - 3, n - 2) + b * part(n - 2, n - 1) + c * part(n - 1, n)
+    return sh.concatenate([first, inside, last], axis=axis)
+
+
+def linspace(start, stop, num=50, endpoint=True, retstep=False, dtype=None, axis=0, *, device=None):
+    """`num` evenly spaced samples from `start` to `stop` (np.linspace), computed as NumPy
+    computes them (start + i * step, the last one `stop` itself when `endpoint`). Numbers and
+    arrays give a constant; tensors give nodes, differentiable in `start` and `stop`, with the
+    samples along a new axis `axis` before (or after) their broadcast shape. `retstep` also
+    returns the step."""
+    import operator  # noqa: PLC0415
+    if device not in (None, "cpu"):
+        raise ValueError(f"linspace: device must be None or 'cpu', got {device!r}")
+    num = operator.index(num)
+    if num < 0:
+        raise ValueError(f"linspace: number of samples, {num}, must be non-negative")
+    if not hasattr(start, "op") and not hasattr(stop, "op"):
+        values = np.linspace(start, stop, num, endpoint=endpoint, retstep=retstep, dtype=dtype, axis=axis)
+        return (constant(values[0]), values[1]) if retstep else constant(values)
+    start, stop = promote_operands(start, stop)
+    dt = np.result_type(start.dtype, stop.dtype, 1.0)
+    dtype = dt if dtype is None else np.dtype(dtype)
+    start, stop = ew.cast(start, dt), ew.cast(stop, dt)
+    div = (num - 1) if endpoint else num
+    delta = stop - start
+    ndim = delta.ndim
+    steps = constant(np.arange(num, dtype=dt).reshape((-1,) + (1,) * ndim))
+    if div > 0:
+        step = delta / div
+        # NumPy multiplies by the step unless a step is zero (then by delta, after dividing by div)
+        y = ew.where(any_(ew.equal(step, 0)), steps / div * delta, steps * step)
+    else:
+        step = constant(np.array(np.nan, dt))
+        y = steps * delta
+    y = y + start
+    if endpoint and num > 1:
+        last = np.zeros((num,) + (1,) * ndim, bool)
+        last[-1] = True
+        y = ew.where(constant(last), stop, y)
+    (axis,) = normalize_axis(axis, ndim + 1, op="linspace")
+    if axis:
+        y = sh.transpose(y, tuple(range(1, axis + 1)) + (0,) + tuple(range(axis + 1, ndim + 1)))
+    if np.issubdtype(dtype, np.integer):
+        y = ew.floor(y)
+    y = ew.cast(y, dtype)
+    return (y, step) if retstep else y

@@ -9,10 +9,10 @@ import numpy as np
 
 from graphcomp.errors import ShapeError
 from graphcomp.ops import DASK_WHOLE_ARRAYS, OpDef, builder, checks, register, register_builders
-from graphcomp.ops.elementwise import zeros_like
+from graphcomp.ops.elementwise import add, cast, zeros_like
 from graphcomp.ops.rules import linear_jvp
 from graphcomp.shapes import broadcast_shapes, format_shape, normalize_axis, size_of
-from graphcomp.tensor import Tensor, apply, promote_operands
+from graphcomp.tensor import Tensor, apply, constant, promote_operands
 
 
 def _same_dtype(shape_rule):
@@ -957,9 +957,17 @@ def hstack(tensors):
     return concatenate(tensors, axis=0 if tensors[0].ndim == 1 else 1)
 
 
-def vstack(tensors):
-    """Join rows: inputs as at least 2-d, along axis 0, as np.vstack."""
-    return concatenate([atleast_2d(t) for t in _as_list(tensors)], axis=0)
+def vstack(tensors, *, dtype=None, casting="same_kind"):
+    """Join rows: inputs as at least 2-d, along axis 0, as np.vstack (its `dtype` converts the
+    inputs first, each as `casting` allows)."""
+    rows = [atleast_2d(t) for t in _as_list(tensors)]
+    if dtype is not None:
+        dtype = np.dtype(dtype)
+        for t in rows:
+            if not np.can_cast(t.dtype, dtype, casting=casting):
+                raise TypeError(f"vstack: cannot cast {t.describe()} to {dtype} with casting={casting!r}")
+        rows = [cast(t, dtype) for t in rows]
+    return concatenate(rows, axis=0)
 
 
 def dstack(tensors):
@@ -1041,3 +1049,61 @@ def dsplit(x, indices_or_sections):
 
 
 register_builders(repeat)  # Tensor.repeat
+
+
+# NumPy's names that are compositions of the records above -------------------------------------
+
+def _shape_tuple(shape, op):
+    """`shape` (an int or a sequence of non-negative ints) as a tuple of ints."""
+    items = (shape,) if isinstance(shape, (int, np.integer)) else shape
+    try:
+        items = tuple(items)
+    except TypeError:
+        raise TypeError(f"{op}: shape must be an int or a sequence of ints, got {shape!r}") from None
+    if not all(isinstance(d, (int, np.integer)) and not isinstance(d, (bool, np.bool_)) and d >= 0 for d in items):
+        raise ValueError(f"{op}: shape must hold non-negative ints (sizes known when building), got {shape!r}")
+    return tuple(int(d) for d in items)
+
+
+def full(shape, fill_value, dtype=None):
+    """An array of `shape` filled with `fill_value` (np.full). A number or array fill gives a
+    constant; a tensor fill is broadcast to `shape` (its gradient sums over the copies)."""
+    shape = _shape_tuple(shape, "full")
+    if not hasattr(fill_value, "op"):
+        if fill_value is None:
+            raise TypeError("full: fill_value must be a number, an array or a tensor, got None")
+        return constant(np.full(shape, fill_value, dtype=dtype))
+    (fill,) = promote_operands(fill_value)
+    if dtype is not None:
+        fill = cast(fill, dtype)
+    return broadcast_to(fill, shape)
+
+
+def full_like(a, fill_value, dtype=None, shape=None):
+    """An array shaped like `a` filled with `fill_value` (np.full_like), of a's dtype unless
+    `dtype` is given; the fill is converted to that dtype as NumPy converts it (2.5 into an
+    integer array gives 2). Sizes of `a` unknown when building are taken at run time. The
+    gradient goes to a tensor fill (summed over the copies), none to `a`."""
+    (a,) = promote_operands(a)
+    dtype = a.dtype if dtype is None else np.dtype(dtype)
+    if shape is not None:
+        return full(shape, fill_value, dtype)
+    if hasattr(fill_value, "op"):
+        (fill,) = promote_operands(fill_value)
+        fill = cast(fill, dtype)
+    else:
+        if fill_value is None:
+            raise TypeError("full_like: fill_value must be a number, an array or a tensor, got None")
+        with np.errstate(invalid="ignore"):
+            fill = constant(np.asarray(fill_value).astype(dtype))
+    fits = fill.ndim <= a.ndim and all(f in (1, None) or d is None or f == d
+                                       for f, d in zip(fill.shape[::-1], a.shape[::-1]))
+    if not fits:
+        raise ValueError(f"full_like: a fill of shape {format_shape(fill.shape)} cannot be broadcast to a's shape "
+                         f"{format_shape(a.shape)}")
+    return add(cast(zeros_like(a), dtype), fill)
+
+
+def row_stack(tensors, *, dtype=None, casting="same_kind"):
+    """np.row_stack: NumPy's older name of vstack (the same node)."""
+    return vstack(tensors, dtype=dtype, casting=casting)
