@@ -19,7 +19,7 @@ Rows (B = batch of independent matrices; "unbatched" is one matrix):
 graphcomp runs with optimize=True. BLAS (and graphcomp's own threads) are held to one thread
 through threadpoolctl and gc.set_num_threads; JAX through XLA_FLAGS, set before it is imported.
 
-Run: python benchmarks/linalg.py [--quick] [--only-graphcomp]
+Run: python benchmarks/linalg.py [--quick] [--only-graphcomp] [--only solve slogdet gp]
 """
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ sys.path.insert(0, HERE)
 ONE_THREAD_XLA = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 TOLERANCE = 1e-8
 TARGET = 1.2
-COLUMNS = [("gc", "graphcomp `optimize=True`"), ("jax", "JAX jit")]
+COLUMNS = [("gc", "graphcomp `optimize=True`"), ("jax", "JAX jit"), ("lu", "SciPy, one LU reused")]
+ROWS = ("solve", "slogdet", "gp")
 
 
 def log(message):
@@ -92,6 +93,16 @@ def numpy_solve_grad(a, b):
     gb = np.linalg.solve(np.swapaxes(a, -1, -2), x)  # A^-T dloss/dx, dloss/dx = x
     ga = -(gb[:, None] * x[None, :] if b.ndim == 1 else gb @ np.swapaxes(x, -1, -2))
     return [loss, ga, gb]
+
+
+def scipy_lu_solve_grad(a, b):
+    """The same with one LU factorization for both solves (scipy.linalg.lu_factor; one matrix only)."""
+    import numpy as np  # noqa: PLC0415
+    from scipy.linalg import lu_factor, lu_solve  # noqa: PLC0415
+    factors = lu_factor(a, check_finite=False)
+    x = lu_solve(factors, b, check_finite=False)
+    gb = lu_solve(factors, x, trans=1, check_finite=False)
+    return [0.5 * np.sum(x * x), -gb[:, None] * x[None, :], gb]
 
 
 def numpy_slogdet_hvp(a, v):
@@ -257,7 +268,7 @@ def _array(value):
     return np.asarray(value)
 
 
-def run(settings, with_peers=True):
+def run(settings, with_peers=True, only=ROWS):
     jax, jax_note = import_jax(with_peers)
     import numpy as np  # noqa: PLC0415
 
@@ -268,15 +279,17 @@ def run(settings, with_peers=True):
     log(f"graphcomp from {os.path.dirname(gc.__file__)}")
     rng = np.random.default_rng(0)
     rows = []  # (label, {case: seconds})
-    for n, batch in settings.sizes:
+    for n, batch in settings.sizes if "solve" in only else ():
         where = "unbatched" if batch is None else f"batch {batch}"
         a, b = solve_data(rng, n, batch)
         cases = {"numpy": lambda a=a, b=b: numpy_solve_grad(a, b), "gc": gc_solve_grad(a, b)}
         if jax is not None:
             cases["jax"] = jax_solve_grad(jax, a, b)
+        if batch is None:
+            cases["lu"] = lambda a=a, b=b: scipy_lu_solve_grad(a, b)
         label = f"solve + gradient, n={n}, {where}"
         rows.append((label, checked_row(label, cases, settings, settings.repeats(n, batch))))
-    for n, batch in settings.sizes:
+    for n, batch in settings.sizes if "slogdet" in only else ():
         where = "unbatched" if batch is None else f"batch {batch}"
         a = well_conditioned(rng, n, batch)
         v = rng.standard_normal(a.shape)
@@ -286,13 +299,15 @@ def run(settings, with_peers=True):
         label = f"slogdet + gradient + HVP, n={n}, {where}"
         rows.append((label, checked_row(label, cases, settings, settings.repeats(n, batch))))
     theta, x, y = gp_data(rng, settings.gp_points)
-    cases = {"numpy": lambda: numpy_gp(theta, x, y), "gc": gc_gp(theta, x, y)}
-    if jax is not None:
+    cases = {} if "gp" not in only else {"numpy": lambda: numpy_gp(theta, x, y), "gc": gc_gp(theta, x, y)}
+    if jax is not None and cases:
         cases["jax"] = jax_gp(jax, theta, x, y)
-    label = f"GP log marginal likelihood + gradient, {settings.gp_points:,} points"
-    rows.append((label, checked_row(label, cases, settings, 3 if settings.quick else 9)))
+    if cases:
+        label = f"GP log marginal likelihood + gradient, {settings.gp_points:,} points"
+        rows.append((label, checked_row(label, cases, settings, 3 if settings.quick else 9)))
 
-    checked = [heading.strip("`").replace("`", "") for key, heading in COLUMNS if key == "gc" or jax is not None]
+    checked = [heading.replace("`", "") for key, heading in COLUMNS
+               if key == "gc" or (key == "jax" and jax is not None) or (key == "lu" and "solve" in only)]
     lines = [f"Machine: {machine_line()}"]
     lines.append(f"Threads: 1 ({'BLAS through threadpoolctl' if pinned else 'BLAS unpinned: no threadpoolctl'}, "
                  f"gc.set_num_threads(1){', XLA_FLAGS' if jax is not None else ''})")
@@ -306,6 +321,9 @@ def run(settings, with_peers=True):
         base = medians["numpy"]
         cells = ["—" if key not in medians else f"{medians[key] / base:.2f}" for key, _ in COLUMNS]
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {_duration(base)} |")
+    if "solve" in only:
+        lines.append("SciPy, one LU reused: lu_factor once, lu_solve for x and (trans=1) for the gradient; "
+                     "unbatched only (SciPy's LU is for one matrix); for reference, not the baseline.")
     lines.append("")
     lines.append("Correctness: every row's results match hand-written NumPy's to 1e-8 (relative) for: "
                  + ", ".join(checked))
@@ -324,8 +342,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small matrices, few repeats (a test runs it)")
     parser.add_argument("--only-graphcomp", action="store_true", help="no peers: graphcomp and NumPy only")
+    parser.add_argument("--only", nargs="+", choices=ROWS, default=ROWS, help="run these rows only")
     args = parser.parse_args(argv)
-    run(Settings(args.quick), with_peers=not args.only_graphcomp)
+    run(Settings(args.quick), with_peers=not args.only_graphcomp, only=tuple(args.only))
 
 
 if __name__ == "__main__":
