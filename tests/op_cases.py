@@ -703,6 +703,19 @@ def _linalg_cases():
     ]
     cases = [OpCase(op, build, reference, args, label) for op, build, reference, args, label in rows]
     from graphcomp.ops import linear_algebra as la
+
+    def cholesky_grad_reference(lower, g):
+        """triangle_gradient(S), S = L^-T Phi(L^T G) L^-1, from the lower triangles of L and G."""
+        lower, g = np.tril(lower), np.tril(g)
+        upper = np.swapaxes(lower, -1, -2)
+        p = np.tril(upper @ g, -1) + 0.5 * np.tril(np.triu(upper @ g))
+        s = np.swapaxes(np.linalg.solve(upper, np.swapaxes(np.linalg.solve(upper, p), -1, -2)), -1, -2)
+        return np.tril(s) + np.tril(np.swapaxes(s, -1, -2), -1)
+
+    for shape, seed, label in (((3, 3), 144, "upper-ignored"), ((2, 3, 3), 146, "batched")):
+        factor = np.linalg.cholesky(_spd(shape, seed)) + np.triu(_normal(shape, seed + 1), 1)
+        cases.append(OpCase("cholesky_grad", lambda lower, g: la.cholesky_grad(lower, g), cholesky_grad_reference,
+                            [factor, _normal(shape, seed + 2)], label))
     like = gc.constant(np.zeros((3, 2)))  # the factored matrix: m = 3 rows, n = 2 columns
     bounds = {("svd", 0): slice(0, 3), ("svd", 1): 3, ("svd", 2): slice(4, None),
               ("qr", 0): slice(0, 3), ("qr", 1): slice(3, None)}

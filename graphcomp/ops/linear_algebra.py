@@ -38,9 +38,11 @@ from graphcomp.shapes import broadcast_shapes, format_shape
 from graphcomp.tensor import apply
 
 try:  # SciPy's triangular solve (one LAPACK trtrs call); NumPy's LU solve otherwise
+    from scipy.linalg import get_blas_funcs as _get_blas_funcs
+    from scipy.linalg import get_lapack_funcs as _get_lapack_funcs
     from scipy.linalg import solve_triangular as _scipy_solve_triangular
 except ImportError:  # pragma: no cover - SciPy is optional
-    _scipy_solve_triangular = None
+    _scipy_solve_triangular = _get_blas_funcs = _get_lapack_funcs = None
 
 
 # shapes and dtypes ----------------------------------------------------------------------------
@@ -383,11 +385,8 @@ def _phi(x):
 
 
 def _cholesky_vjp(g, out, a):
-    # S = L^-T Phi(L^T G) L^-1, then onto the triangle the kernel reads.
-    lower_t = mT(out)
-    left = solve_triangular(lower_t, _phi(matmul(lower_t, g)), lower=False)  # L^-T Phi(L^T G)
-    s = mT(solve_triangular(lower_t, mT(left), lower=False))  # ... L^-1
-    return triangle_gradient(s, True)
+    # S = L^-T Phi(L^T G) L^-1, then onto the triangle the kernel reads: one cholesky_grad node
+    return cholesky_grad(out, g)
 
 
 def _cholesky_jvp(tangents, out, a):
@@ -395,6 +394,94 @@ def _cholesky_jvp(tangents, out, a):
     left = solve_triangular(out, sym, lower=True)  # L^-1 dA
     middle = mT(solve_triangular(out, mT(left), lower=True))  # L^-1 dA L^-T
     return matmul(out, _phi(middle))
+
+
+# cholesky's vjp as one record: triangle_gradient(S), S = L^-T Phi(L^T G) L^-1 --------------------
+#
+# The gradient wrt A depends on S + S^T = L^-T Y L^-1 only, Y = P + P^T, P = Phi(L^T G). With
+# SciPy, one matrix costs a triangular product (BLAS trmm, n^3 flops) and LAPACK sygst (n^3),
+# which forms inv(M) Y inv(M)^T for a lower M = J L^T J (J reverses the order of rows and
+# columns): half the flops of a general product and two triangular solves. Only the lower
+# triangles of L and G are read (Phi(L^T G) depends on no other entry of G).
+
+def _cholesky_grad_impl(lower, g):
+    dtype = linalg_dtype(lower.dtype, g.dtype)
+    n = lower.shape[-1]
+    if _get_lapack_funcs is not None and lower.ndim == 2 and g.ndim == 2 and n > 0 and _is_numpy(lower, g):
+        lower_f = np.asfortranarray(lower, dtype=dtype)
+        trmm, = _get_blas_funcs(("trmm",), (lower_f,))
+        sygst, = _get_lapack_funcs(("sygst",), (lower_f,))
+        p = np.tril(trmm(1.0, lower_f, np.asfortranarray(g, dtype=dtype), lower=1, trans_a=1))  # L^T G
+        p[np.diag_indices(n)] *= 0.5  # Phi
+        y = p + p.T
+        flipped, info = sygst(np.asfortranarray(y[::-1, ::-1]), np.asfortranarray(lower_f.T[::-1, ::-1]),
+                              itype=1, lower=1)
+        if info != 0:  # pragma: no cover - only for illegal arguments
+            raise np.linalg.LinAlgError(f"cholesky_grad: LAPACK sygst returned {info}")
+        result = np.tril(flipped[::-1, ::-1].T)  # the lower triangle of S + S^T
+    else:  # a batch (NumPy's gufuncs), CuPy, or no SciPy: a product and two triangular solves
+        lower = np.tril(np.asarray(lower, dtype=dtype) if _is_numpy(lower) else lower.astype(dtype))
+        g = np.ascontiguousarray(g, dtype=dtype) if _is_numpy(g) else g.astype(dtype)
+        upper = np.swapaxes(lower, -1, -2)
+        p = np.tril(upper @ g)
+        diagonal = np.einsum("...ii->...i", p)
+        diagonal *= 0.5
+        y = p + np.swapaxes(p, -1, -2)
+        left = np.linalg.solve(upper, y)  # L^-T Y
+        result = np.tril(np.swapaxes(np.linalg.solve(upper, np.swapaxes(left, -1, -2)), -1, -2))
+    diagonal = np.einsum("...ii->...i", result)
+    diagonal *= 0.5  # the diagonal of S
+    return result
+
+
+def _cholesky_grad_infer(lower, g):
+    square_size(lower, "cholesky_grad")
+    square_size(g, "cholesky_grad")
+    batch = broadcast_shapes(lower.shape[:-2], g.shape[:-2], op="cholesky_grad")
+    return batch + lower.shape[-2:], linalg_dtype(lower.dtype, g.dtype, op="cholesky_grad")
+
+
+def _sandwich_adjoint(lower, c):
+    """Phi(L^-1 C L^-T) for a symmetric C."""
+    left = solve_triangular(lower, c, lower=True)  # L^-1 C
+    return _phi(mT(solve_triangular(lower, mT(left), lower=True)))  # ... L^-T
+
+
+def _cholesky_grad_vjp_lower(g, out, lower, grad_l):
+    c = symmetric_from_triangle(g, True)  # the cotangent of S (only S + S^T is read)
+    z = out + mT(out)  # S + S^T
+    first = mT(solve_triangular(lower, matmul(c, z), lower=True))  # Z C L^-T
+    return _fit(sh.tril(matmul(grad_l, mT(_sandwich_adjoint(lower, c))) - first), lower)
+
+
+def _cholesky_grad_vjp_g(g, out, lower, grad_l):
+    c = symmetric_from_triangle(g, True)
+    return _fit(matmul(sh.tril(lower), _sandwich_adjoint(lower, c)), grad_l)  # L Phi(L^-1 C L^-T)
+
+
+def _cholesky_grad_jvp(tangents, out, lower, grad_l):
+    d_lower, d_grad = tangents
+    result = None
+    if d_lower is not None:
+        d_upper = mT(sh.tril(d_lower))
+        z = out + mT(out)  # S + S^T
+        # dS = -L^-T dL^T S - S dL L^-1 + L^-T Phi(L^T (dG + L^-T dL^T G)) L^-1, and the first two
+        # terms reach the triangle through their symmetric part -(W + W^T), W = L^-T dL^T Z
+        result = -triangle_gradient(solve_triangular(mT(lower), matmul(d_upper, z), lower=False), True)
+        d_grad = add_tangents(d_grad, solve_triangular(mT(lower), matmul(d_upper, grad_l), lower=False))
+    if d_grad is not None:
+        result = add_tangents(result, cholesky_grad(lower, d_grad))
+    return result
+
+
+CHOLESKY_GRAD = _record("cholesky_grad", _cholesky_grad_impl, _cholesky_grad_infer, signature="(n,n),(n,n)->(n,n)",
+                        vjp=(_cholesky_grad_vjp_lower, _cholesky_grad_vjp_g), jvp=_cholesky_grad_jvp,
+                        doc="cholesky's vjp: the lower triangle of S + S^T with S's diagonal, "
+                            "S = L^-T Phi(L^T G) L^-1 (reads the lower triangles of L and G)")
+
+
+def cholesky_grad(lower, g):
+    return apply(CHOLESKY_GRAD, lower, g)
 
 
 def _cholesky_infer(a):
