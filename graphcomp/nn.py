@@ -172,8 +172,8 @@ def _per_axis(value, count, what, name, low):
 
 def _spatial_count(x, what, rank=None):
     if x.ndim < 3 or x.ndim > 5 or (rank is not None and x.ndim != rank + 2):
-        wanted = f"{rank}" if rank is not None else "1, 2 or 3"
-        raise ValueError(f"{what}: the input must be (N, C, *spatial) with {wanted} spatial axes, "
+        wanted = {None: "1, 2 or 3 spatial axes", 1: "1 spatial axis"}.get(rank, f"{rank} spatial axes")
+        raise ValueError(f"{what}: the input must be (N, C, *spatial) with {wanted}, "
                          f"got shape {format_shape(x.shape)}")
     return x.ndim - 2
 
