@@ -81,6 +81,8 @@ def test_same_padding_keeps_the_size_and_puts_the_extra_element_after(kernel, di
     ((2, 3, 4), (3, 2, 3), 2, 1, 1, 1, 1),
     ((1, 4, 3, 3), (4, 1, 3, 2), (2, 3), (1, 0), (1, 2), (1, 2), 2),
     ((1, 2, 2, 3, 2), (2, 2, 2, 1, 2), 2, 0, 0, 1, 1),
+    ((2, 4, 6, 5), (4, 3, 2, 3), 1, (2, 1), 0, (1, 2), 2),  # stride 1: run as a convolution
+    ((1, 2, 7), (2, 1, 3), 1, 3, 0, 1, 2),  # padding beyond the kernel: the input is cropped
 ])
 def test_conv_transpose_forward_matches_loops(ys, ws, stride, padding, extra, dilation, groups):
     y, w = RNG.standard_normal(ys), RNG.standard_normal(ws)

@@ -186,10 +186,11 @@ def _conv_transpose_impl(y, w, stride, padding, output_padding, dilation, groups
     channels = per_group * groups
     spatial = tuple(transpose_size(o, k, s, p, d, op) for o, k, s, p, d, op
                     in zip(outs, kernel, stride, padding, dilation, output_padding))
+    if n * channels * math.prod(spatial) == 0 or y.size == 0:
+        return np.zeros((n, channels) + spatial, dtype)
+    if all(s == 1 for s in stride):
+        return _conv_transpose_by_conv(y, w, padding, output_padding, dilation, groups)
     result = np.empty((n, channels) + spatial, dtype)
-    if result.size == 0:
-        result[...] = 0
-        return result
     # (G, C/G * K, O/G): the filter of each group, transposed
     filters = w.reshape(groups, in_channels // groups, -1).transpose(0, 2, 1)
     chunk = _batch_chunk(channels * math.prod(kernel) * math.prod(outs) * dtype.itemsize)
@@ -202,22 +203,43 @@ def _conv_transpose_impl(y, w, stride, padding, output_padding, dilation, groups
     return result
 
 
+def _conv_transpose_by_conv(y, w, padding, output_padding, dilation, groups):
+    """Stride 1: a convolution of `y`, padded by the dilated kernel less the padding, with the
+    flipped filter, its channel axes swapped in each group (faster than folding back)."""
+    kernel = w.shape[2:]
+    in_channels, per_group = w.shape[:2]
+    flipped = w[(slice(None), slice(None)) + (slice(None, None, -1),) * len(kernel)]
+    flipped = flipped.reshape((groups, in_channels // groups, per_group) + kernel).swapaxes(1, 2)
+    flipped = flipped.reshape((groups * per_group, in_channels // groups) + kernel)
+    edges = [(d * (k - 1) - p[0], d * (k - 1) - p[1] + op)
+             for k, d, p, op in zip(kernel, dilation, padding, output_padding)]
+    crop = (slice(None), slice(None)) + tuple(slice(max(-b, 0), size - max(-a, 0) if a < 0 else None)
+                                              for (b, a), size in zip(edges, y.shape[2:]))
+    pads = tuple((max(b, 0), max(a, 0)) for b, a in edges)
+    return _conv_impl(np.ascontiguousarray(y[crop]), np.ascontiguousarray(flipped), (1,) * len(kernel), pads,
+                      dilation, groups)
+
+
 def _conv_filter_grad_impl(x, g, stride, padding, dilation, groups, kernel):
     dtype = np.result_type(x, g)
     x, g = x.astype(dtype, copy=False), g.astype(dtype, copy=False)
     n, channels = x.shape[:2]
     out_channels, outs = g.shape[1], g.shape[2:]
+    count = len(kernel)
     result = np.zeros((groups, out_channels // groups, channels // groups * math.prod(kernel)), dtype)
     if n and math.prod(outs):
         xp = _padded(x, padding)
         chunk = _batch_chunk(channels * math.prod(kernel) * math.prod(outs) * dtype.itemsize)
         for start in range(0, n, chunk):
-            cols = _columns(xp[start:start + chunk], kernel, stride, dilation, outs, groups)  # (n, G, CK, P)
-            part = g[start:start + chunk].reshape(cols.shape[0], groups, out_channels // groups, -1)  # (n, G, O/G, P)
-            # sum over the batch and the output positions: one matmul per group of (O/G, nP) @ (nP, CK)
-            left = np.ascontiguousarray(part.transpose(1, 2, 0, 3)).reshape(groups, out_channels // groups, -1)
-            right = np.ascontiguousarray(cols.transpose(1, 0, 3, 2)).reshape(groups, -1, cols.shape[2])
-            result += np.matmul(left, right)
+            win = _windows(xp[start:start + chunk], kernel, stride, dilation, outs)  # (n, C, *outs, *kernel)
+            m = win.shape[0]
+            # im2col as (C, *kernel, n, *outs): the batch and the positions are one axis, summed
+            # by one matmul per group: (O/G, nP) @ (nP, C/G * K)
+            order = (1,) + tuple(range(2 + count, 2 + 2 * count)) + (0,) + tuple(range(2, 2 + count))
+            cols = np.ascontiguousarray(win.transpose(order)).reshape(groups, -1, m * math.prod(outs))
+            part = g[start:start + chunk].reshape(m, out_channels, -1).transpose(1, 0, 2)
+            left = np.ascontiguousarray(part).reshape(groups, out_channels // groups, -1)
+            result += np.matmul(left, cols.swapaxes(-1, -2))
     return result.reshape((out_channels, channels // groups) + tuple(kernel))
 
 
