@@ -446,3 +446,46 @@ def test_normalisation_layers_match_pytorch(torch):
     got = gc.function([], gc.nn.layer_norm(gc.constant(x), (2, 3), g2, b2))()
     expected = F.layer_norm(torch.tensor(x), (2, 3), torch.tensor(g2), torch.tensor(b2)).numpy()
     np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+
+
+# ONNX --------------------------------------------------------------------------------------------
+
+def _run_onnx(ort, model, *arrays):
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    runner = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return runner.run(None, {i.name: np.asarray(a) for i, a in zip(runner.get_inputs(), arrays)})
+
+
+@pytest.mark.parametrize("batch", [3, None])
+def test_a_float32_cnn_runs_in_onnxruntime_like_graphcomp(batch):
+    from tool_requirements import import_or_skip
+    import_or_skip("onnx", 'pip install "graphcomp[onnx]"')
+    ort = import_or_skip("onnxruntime", 'pip install "graphcomp[onnx]"')
+    from graphcomp import onnx_export
+
+    rng = np.random.default_rng(4)
+
+    def f32(*shape):
+        return gc.constant(rng.standard_normal(shape).astype(np.float32) / 2)
+    x = gc.placeholder((batch, 2, 7, 6), dtype=np.float32, name="x")
+    h = gc.relu(gc.nn.conv2d(x, f32(4, 2, 3, 3), f32(4), stride=(1, 2), padding=(1, 2), dilation=(2, 1)))
+    h, _ = gc.nn.batch_norm(h, f32(4), f32(4), np.zeros(4, np.float32), np.ones(4, np.float32), training=False)
+    h = gc.nn.conv(h, f32(4, 2, 3, 1), groups=2, padding="same")
+    h = gc.nn.conv_transpose(h, f32(4, 1, 2, 3), stride=2, padding=(0, 1), output_padding=(1, 0), groups=2)
+    h = gc.nn.avg_pool2d(gc.nn.max_pool(h, (3, 2), (2, 1), 1), 2, 1, 1)
+    h = gc.nn.layer_norm(h, h.shape[-1])
+    out = gc.nn.flatten(gc.nn.global_avg_pool(h)) + gc.sum(gc.nn.flatten(h), axis=1, keepdims=True)
+    f = gc.function([x], out)
+    X = rng.standard_normal((3, 2, 7, 6)).astype(np.float32)
+    (got,) = _run_onnx(ort, onnx_export.to_onnx(f), X)
+    expected = f(X)
+    assert got.dtype == expected.dtype == np.float32 and got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, rtol=2e-5, atol=2e-5)
+    # MaxPool runs in float64 too; Conv does not in onnxruntime, so float64 is refused, naming the op
+    x64 = gc.placeholder((batch, 2, 5, 5))
+    pooled = gc.function([x64], gc.nn.max_pool2d(x64, 2, 1))
+    X64 = rng.standard_normal((3, 2, 5, 5))
+    np.testing.assert_array_equal(_run_onnx(ort, onnx_export.to_onnx(pooled), X64)[0], pooled(X64))
+    with pytest.raises(onnx_export.OnnxExportError, match="'conv'.*float32"):
+        onnx_export.to_onnx(gc.function([x64], gc.nn.conv2d(x64, np.ones((1, 2, 2, 2)))))

@@ -243,6 +243,61 @@ def _conv_filter_grad_impl(x, g, stride, padding, dilation, groups, kernel):
     return result.reshape((out_channels, channels // groups) + tuple(kernel))
 
 
+# ONNX forms --------------------------------------------------------------------------------------
+
+def _float32_only(op_type):
+    """An ONNX form for float32 (and float16) only: onnxruntime implements `op_type` for those,
+    and computing a float64 result in float32 would lose precision, so float64 is refused."""
+    def accepts(dtype):
+        return np.dtype(dtype) in (np.float32, np.float16)
+
+    def decorate(form):
+        def checked(b, node, *names):
+            if not accepts(node.dtype):
+                b.unsupported(node, f"has no ONNX form for {node.dtype} (onnxruntime implements {op_type} for "
+                                    "float32 only; cast to float32 first to export it)")
+            return form(b, node, *names)
+        checked.accepts = accepts
+        checked.__name__ = form.__name__
+        checked.__doc__ = form.__doc__
+        return checked
+    return decorate
+
+
+def _pads(padding):
+    return [p[0] for p in padding] + [p[1] for p in padding]
+
+
+@_float32_only("Conv")
+def _onnx_conv(b, node, x, w):
+    """ONNX Conv."""
+    a = node.attrs
+    return b.emit("Conv", *b.operands(node, [x, w]), strides=list(a["stride"]), pads=_pads(a["padding"]),
+                  dilations=list(a["dilation"]), group=a["groups"])
+
+
+@_float32_only("ConvTranspose")
+def _onnx_conv_transpose(b, node, y, w):
+    """ONNX ConvTranspose."""
+    a = node.attrs
+    return b.emit("ConvTranspose", *b.operands(node, [y, w]), strides=list(a["stride"]), pads=_pads(a["padding"]),
+                  output_padding=list(a["output_padding"]), dilations=list(a["dilation"]), group=a["groups"])
+
+
+def _onnx_max_pool(b, node, x):
+    """ONNX MaxPool (its padding is ignored by the maximum, as -inf)."""
+    a = node.attrs
+    return b.emit("MaxPool", x, kernel_shape=list(a["kernel"]), strides=list(a["stride"]), pads=_pads(a["padding"]))
+
+
+@_float32_only("AveragePool")
+def _onnx_avg_pool(b, node, x):
+    """ONNX AveragePool with count_include_pad=1."""
+    a = node.attrs
+    return b.emit("AveragePool", x, kernel_shape=list(a["kernel"]), strides=list(a["stride"]),
+                  pads=_pads(a["padding"]), count_include_pad=1)
+
+
 # records -----------------------------------------------------------------------------------------
 
 def _geometry(attrs):
@@ -335,14 +390,14 @@ _GEOMETRY = {"stride": per_spatial_axis(), "padding": spatial_pads(), "dilation"
 
 CONV = register(OpDef(
     "conv", _conv_impl, _conv_infer, vjp=(_conv_input_vjp, _conv_filter_vjp), jvp=_bilinear_jvp,
-    kind="conv", fresh_result=True, contiguous_operands=True, backend_impls=DASK_WHOLE_ARRAYS,
+    kind="conv", fresh_result=True, contiguous_operands=True, backend_impls=DASK_WHOLE_ARRAYS, onnx=_onnx_conv,
     doc="N-D cross-correlation (PyTorch's conv): (N, C, *spatial) with (O, C / groups, *kernel)",
     attrs=_GEOMETRY))
 CONV_TRANSPOSE = register(OpDef(
     "conv_transpose", _conv_transpose_impl, _conv_transpose_infer,
     vjp=(_conv_transpose_input_vjp, _conv_transpose_filter_vjp), jvp=_bilinear_jvp,
     kind="conv", fresh_result=True, contiguous_operands=True, backend_impls=DASK_WHOLE_ARRAYS,
-    doc="transposed convolution (conv's input gradient; PyTorch's conv_transpose)",
+    onnx=_onnx_conv_transpose, doc="transposed convolution (conv's input gradient; PyTorch's conv_transpose)",
     attrs={**_GEOMETRY, "output_padding": below_stride}))
 CONV_FILTER_GRAD = register(OpDef(
     "conv_filter_grad", _conv_filter_grad_impl, _conv_filter_grad_infer,
@@ -427,7 +482,7 @@ MAX_POOL = register(OpDef(
     "max_pool", _max_pool_impl, _pool_infer,
     vjp=(lambda g, out, x: apply(MAX_POOL_GRAD, g, x, **out.attrs),),
     jvp=lambda tangents, out, x: None if tangents[0] is None else apply(MAX_POOL_GATHER, tangents[0], x, **out.attrs),
-    kind="pool", fresh_result=True, backend_impls=DASK_WHOLE_ARRAYS,
+    kind="pool", fresh_result=True, backend_impls=DASK_WHOLE_ARRAYS, onnx=_onnx_max_pool,
     doc="max pooling (PyTorch's max_pool, padding with -inf)", attrs=_POOL))
 MAX_POOL_GRAD = register(OpDef(
     "max_pool_grad", _max_pool_grad_impl, _pool_like_infer,
@@ -462,7 +517,7 @@ AVG_POOL = register(OpDef(
     "avg_pool", _avg_pool_impl, _pool_infer,
     vjp=(lambda g, out, x: apply(AVG_POOL_GRAD, g, x, **out.attrs),), jvp=linear_jvp,
     kind="pool", fresh_result=True, contiguous_operands=True, backend_impls=DASK_WHOLE_ARRAYS,
-    doc="average pooling, padding counted (PyTorch's avg_pool, count_include_pad=True)", attrs=_POOL))
+    onnx=_onnx_avg_pool, doc="average pooling, padding counted (PyTorch's avg_pool, count_include_pad=True)", attrs=_POOL))
 AVG_POOL_GRAD = register(OpDef(
     "avg_pool_grad", _avg_pool_grad_impl, _pool_like_infer,
     vjp=(lambda gx, out, g, x: apply(AVG_POOL, gx, **out.attrs), None), jvp=linear_jvp,
