@@ -144,7 +144,8 @@ def test_conv_transpose_third_derivatives_match_finite_differences():
 # pooling -----------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("xs, kernel, stride, padding", [
-    ((2, 2, 6, 5), 2, None, 0), ((1, 2, 5, 5), 3, 2, 1), ((1, 1, 7), 3, 1, 1), ((1, 1, 4, 5, 4), (2, 3, 2), (2, 1, 2), (1, 1, 0)),
+    ((2, 2, 6, 5), 2, None, 0), ((1, 2, 5, 5), 3, 2, 1), ((1, 1, 7), 3, 1, 1),
+    ((1, 1, 4, 5, 4), (2, 3, 2), (2, 1, 2), (1, 1, 0)),
 ])
 def test_pools_forward_and_derivatives(xs, kernel, stride, padding):
     x = distinct(xs, 5)
@@ -381,7 +382,8 @@ def _torch_hvp(torch, loss, args, vectors):
 @pytest.mark.parametrize("xs, ws, stride, padding, dilation, groups", GRID)
 def test_conv_and_conv_transpose_match_pytorch(torch, xs, ws, stride, padding, dilation, groups):
     F = torch.nn.functional
-    functions = {1: (F.conv1d, F.conv_transpose1d), 2: (F.conv2d, F.conv_transpose2d), 3: (F.conv3d, F.conv_transpose3d)}
+    functions = {1: (F.conv1d, F.conv_transpose1d), 2: (F.conv2d, F.conv_transpose2d),
+                 3: (F.conv3d, F.conv_transpose3d)}
     forward, transposed = functions[len(xs) - 2]
     x, w, b = RNG.standard_normal(xs), RNG.standard_normal(ws), RNG.standard_normal(ws[0])
     vectors = [RNG.standard_normal(a.shape) for a in (x, w, b)]
@@ -410,7 +412,8 @@ def test_pools_match_pytorch(torch, kernel, stride, padding):
     v = RNG.standard_normal(x.shape)
 
     def ours(a):
-        return gc.sum(gc.sin(gc.nn.max_pool2d(a, kernel, stride, padding)) * gc.nn.avg_pool2d(a, kernel, stride, padding))
+        return gc.sum(gc.sin(gc.nn.max_pool2d(a, kernel, stride, padding)) *
+                      gc.nn.avg_pool2d(a, kernel, stride, padding))
 
     def theirs(a):
         return (torch.sin(F.max_pool2d(a, kernel, stride, padding)) *
@@ -489,3 +492,23 @@ def test_a_float32_cnn_runs_in_onnxruntime_like_graphcomp(batch):
     np.testing.assert_array_equal(_run_onnx(ort, onnx_export.to_onnx(pooled), X64)[0], pooled(X64))
     with pytest.raises(onnx_export.OnnxExportError, match="'conv'.*float32"):
         onnx_export.to_onnx(gc.function([x64], gc.nn.conv2d(x64, np.ones((1, 2, 2, 2)))))
+
+
+# Dask --------------------------------------------------------------------------------------------
+
+def test_a_cnn_on_dask_runs_one_task_per_batch_chunk_with_numpy_values():
+    da = pytest.importorskip("dask.array")
+    import dask
+
+    x, loss, params, _ = _small_cnn()
+    outputs = [loss] + gc.grad(loss, params)
+    X = np.random.default_rng(5).standard_normal((8, 2, 6, 6))
+    expected = gc.function([x], outputs)(X)
+    lazy = gc.function([x], outputs, backend="dask")(da.from_array(X, chunks=(2, 2, 6, 6)))
+    for got, want in zip(dask.compute(*lazy), expected):
+        np.testing.assert_allclose(got, want, rtol=1e-11, atol=1e-12)
+    conv = gc.function([x], gc.nn.conv2d(x, np.ones((3, 2, 3, 3)), stride=2), backend="dask")
+    y = conv(da.from_array(X, chunks=(2, 1, 3, 6)))
+    assert y.numblocks == (4, 1, 1, 1)  # blockwise over the batch's chunks, not one task on the whole
+    np.testing.assert_allclose(y.compute(), gc.function([x], gc.nn.conv2d(x, np.ones((3, 2, 3, 3)), stride=2))(X),
+                               rtol=1e-12)

@@ -27,7 +27,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from graphcomp.errors import ShapeError
-from graphcomp.ops import DASK_WHOLE_ARRAYS, OpDef, checks, register
+from graphcomp.ops import OpDef, checks, get, register
 from graphcomp.ops.rules import add_tangents, linear_jvp
 from graphcomp.shapes import format_shape
 from graphcomp.tensor import apply
@@ -148,7 +148,8 @@ def _conv_impl(x, w, stride, padding, dilation, groups):
     x, w = x.astype(dtype, copy=False), w.astype(dtype, copy=False)
     kernel = w.shape[2:]
     n, channels, out_channels = x.shape[0], x.shape[1], w.shape[0]
-    outs = tuple(conv_size(size, k, s, p, d) for size, k, s, p, d in zip(x.shape[2:], kernel, stride, padding, dilation))
+    outs = tuple(conv_size(size, k, s, p, d)
+                 for size, k, s, p, d in zip(x.shape[2:], kernel, stride, padding, dilation))
     result = np.empty((n, out_channels) + outs, dtype)
     if result.size == 0:
         result[...] = 0
@@ -298,6 +299,55 @@ def _onnx_avg_pool(b, node, x):
                   pads=_pads(a["padding"]), count_include_pad=1)
 
 
+# Dask: blockwise over chunks of the batch --------------------------------------------------------
+
+def _on_batch_chunks(kernel, arrays, batched, shape, dtype, summed=False):
+    """`kernel` run on each chunk of the batch (axis 0 of the `batched` operands, whose other
+    axes are gathered into one chunk; the others whole) as one Dask task per chunk, giving
+    (batch, *shape); `summed`: the kernel sums over the batch, its chunks' results are added."""
+    import dask.array as da  # noqa: PLC0415 - only the Dask backend calls this
+
+    arrays = [da.asarray(a) for a in arrays]
+    chunks = next(a.chunks[0] for a, b in zip(arrays, batched) if b)
+    letters = iter("abcdefghijklmnopqrstuvwxyz")
+    batch = next(letters)
+    pairs = []
+    for array, is_batched in zip(arrays, batched):
+        if is_batched:
+            array = array.rechunk((chunks,) + tuple(-1 for _ in range(array.ndim - 1)))
+            index = batch + "".join(next(letters) for _ in range(array.ndim - 1))
+        else:
+            array = array.rechunk(-1)
+            index = "".join(next(letters) for _ in range(array.ndim))
+        pairs += [array, index]
+    new = "".join(next(letters) for _ in shape)
+    if not summed:
+        return da.blockwise(kernel, batch + new, *pairs, new_axes=dict(zip(new, shape)), dtype=dtype,
+                            concatenate=True)
+    stacked = da.blockwise(lambda *blocks: kernel(*blocks)[None], batch + new, *pairs, new_axes=dict(zip(new, shape)),
+                           adjust_chunks={batch: 1}, dtype=dtype, concatenate=True)
+    return stacked.sum(axis=0)
+
+
+def _dask(name, batched, summed=False):
+    """{"dask": kernel} for the record `name`: its NumPy kernel blockwise over the batch."""
+    def run(*arrays, **attrs):
+        record = get(name)
+        inputs = [_Shaped(a) for a in arrays]
+        shape, dtype = record.infer(*inputs, **attrs)
+        kernel = record.kernel(attrs)
+        return _on_batch_chunks(kernel, arrays, batched, shape if summed else shape[1:], dtype, summed)
+    run.__name__ = f"_{name}_on_batch_chunks"
+    return {"dask": run}
+
+
+class _Shaped:
+    """An array's shape and dtype, for a record's `infer`."""
+
+    def __init__(self, array):
+        self.shape, self.dtype, self.ndim = tuple(array.shape), np.dtype(array.dtype), array.ndim
+
+
 # records -----------------------------------------------------------------------------------------
 
 def _geometry(attrs):
@@ -390,21 +440,22 @@ _GEOMETRY = {"stride": per_spatial_axis(), "padding": spatial_pads(), "dilation"
 
 CONV = register(OpDef(
     "conv", _conv_impl, _conv_infer, vjp=(_conv_input_vjp, _conv_filter_vjp), jvp=_bilinear_jvp,
-    kind="conv", fresh_result=True, contiguous_operands=True, backend_impls=DASK_WHOLE_ARRAYS, onnx=_onnx_conv,
-    doc="N-D cross-correlation (PyTorch's conv): (N, C, *spatial) with (O, C / groups, *kernel)",
-    attrs=_GEOMETRY))
+    kind="conv", fresh_result=True, contiguous_operands=True, onnx=_onnx_conv,
+    backend_impls=_dask("conv", (True, False)), attrs=_GEOMETRY,
+    doc="N-D cross-correlation (PyTorch's conv): (N, C, *spatial) with (O, C / groups, *kernel)"))
 CONV_TRANSPOSE = register(OpDef(
     "conv_transpose", _conv_transpose_impl, _conv_transpose_infer,
     vjp=(_conv_transpose_input_vjp, _conv_transpose_filter_vjp), jvp=_bilinear_jvp,
-    kind="conv", fresh_result=True, contiguous_operands=True, backend_impls=DASK_WHOLE_ARRAYS,
-    onnx=_onnx_conv_transpose, doc="transposed convolution (conv's input gradient; PyTorch's conv_transpose)",
-    attrs={**_GEOMETRY, "output_padding": below_stride}))
+    kind="conv", fresh_result=True, contiguous_operands=True, onnx=_onnx_conv_transpose,
+    backend_impls=_dask("conv_transpose", (True, False)), attrs={**_GEOMETRY, "output_padding": below_stride},
+    doc="transposed convolution (conv's input gradient; PyTorch's conv_transpose)"))
 CONV_FILTER_GRAD = register(OpDef(
     "conv_filter_grad", _conv_filter_grad_impl, _conv_filter_grad_infer,
     vjp=(_filter_grad_input_vjp, _filter_grad_cotangent_vjp), jvp=_bilinear_jvp,
-    kind="conv", fresh_result=True, contiguous_operands=True, backend_impls=DASK_WHOLE_ARRAYS,
-    doc="conv's filter gradient: the input correlated with the cotangent, summed over the batch",
-    attrs={**_GEOMETRY, "kernel": per_spatial_axis()}))
+    kind="conv", fresh_result=True, contiguous_operands=True,
+    backend_impls=_dask("conv_filter_grad", (True, True), summed=True),
+    attrs={**_GEOMETRY, "kernel": per_spatial_axis()},
+    doc="conv's filter gradient: the input correlated with the cotangent, summed over the batch"))
 
 
 # pooling -----------------------------------------------------------------------------------------
@@ -482,19 +533,19 @@ MAX_POOL = register(OpDef(
     "max_pool", _max_pool_impl, _pool_infer,
     vjp=(lambda g, out, x: apply(MAX_POOL_GRAD, g, x, **out.attrs),),
     jvp=lambda tangents, out, x: None if tangents[0] is None else apply(MAX_POOL_GATHER, tangents[0], x, **out.attrs),
-    kind="pool", fresh_result=True, backend_impls=DASK_WHOLE_ARRAYS, onnx=_onnx_max_pool,
-    doc="max pooling (PyTorch's max_pool, padding with -inf)", attrs=_POOL))
+    kind="pool", fresh_result=True, onnx=_onnx_max_pool, backend_impls=_dask("max_pool", (True,)), attrs=_POOL,
+    doc="max pooling (PyTorch's max_pool, padding with -inf)"))
 MAX_POOL_GRAD = register(OpDef(
     "max_pool_grad", _max_pool_grad_impl, _pool_like_infer,
     vjp=(lambda gx, out, g, x: apply(MAX_POOL_GATHER, gx, x, **out.attrs), None), jvp=linear_jvp,
-    kind="pool", fresh_result=True, shape_from_last_input=True, backend_impls=DASK_WHOLE_ARRAYS,
-    doc="max_pool's gradient: each cotangent added at its window's first maximum", attrs=_POOL_OF_X))
+    kind="pool", fresh_result=True, shape_from_last_input=True,
+    backend_impls=_dask("max_pool_grad", (True, True)), attrs=_POOL_OF_X,
+    doc="max_pool's gradient: each cotangent added at its window's first maximum"))
 MAX_POOL_GATHER = register(OpDef(
     "max_pool_gather", _max_pool_gather_impl, _gather_infer,
     vjp=(lambda gy, out, t, x: apply(MAX_POOL_GRAD, gy, x, **out.attrs), None), jvp=linear_jvp,
-    kind="pool", fresh_result=True, backend_impls=DASK_WHOLE_ARRAYS,
-    doc="max_pool's tangent: the tangent read at each window's first maximum (max_pool_grad's transpose)",
-    attrs=_POOL_OF_X))
+    kind="pool", fresh_result=True, backend_impls=_dask("max_pool_gather", (True, True)), attrs=_POOL_OF_X,
+    doc="max_pool's tangent: the tangent read at each window's first maximum (max_pool_grad's transpose)"))
 
 
 def _avg_pool_impl(x, kernel, stride, padding):
@@ -509,17 +560,20 @@ def _avg_pool_grad_impl(g, x, kernel, stride, padding):
     if x.size == 0 or g.size == 0:
         return np.zeros(x.shape, dtype)
     share = (g / math.prod(kernel)).astype(dtype, copy=False)
-    cols = np.broadcast_to(share[(slice(None), slice(None)) + (None,) * len(kernel)], g.shape[:2] + tuple(kernel) + g.shape[2:])
+    spread = share[(slice(None), slice(None)) + (None,) * len(kernel)]
+    cols = np.broadcast_to(spread, g.shape[:2] + tuple(kernel) + g.shape[2:])
     return _fold(cols, x.shape, kernel, stride, (1,) * len(kernel), padding)
 
 
 AVG_POOL = register(OpDef(
     "avg_pool", _avg_pool_impl, _pool_infer,
     vjp=(lambda g, out, x: apply(AVG_POOL_GRAD, g, x, **out.attrs),), jvp=linear_jvp,
-    kind="pool", fresh_result=True, contiguous_operands=True, backend_impls=DASK_WHOLE_ARRAYS,
-    onnx=_onnx_avg_pool, doc="average pooling, padding counted (PyTorch's avg_pool, count_include_pad=True)", attrs=_POOL))
+    kind="pool", fresh_result=True, contiguous_operands=True, onnx=_onnx_avg_pool,
+    backend_impls=_dask("avg_pool", (True,)), attrs=_POOL,
+    doc="average pooling, padding counted (PyTorch's avg_pool, count_include_pad=True)"))
 AVG_POOL_GRAD = register(OpDef(
     "avg_pool_grad", _avg_pool_grad_impl, _pool_like_infer,
     vjp=(lambda gx, out, g, x: apply(AVG_POOL, gx, **out.attrs), None), jvp=linear_jvp,
-    kind="pool", fresh_result=True, shape_from_last_input=True, backend_impls=DASK_WHOLE_ARRAYS,
-    doc="avg_pool's gradient: each cotangent spread evenly over its window", attrs=_POOL_OF_X))
+    kind="pool", fresh_result=True, shape_from_last_input=True,
+    backend_impls=_dask("avg_pool_grad", (True, True)), attrs=_POOL_OF_X,
+    doc="avg_pool's gradient: each cotangent spread evenly over its window"))
