@@ -130,12 +130,17 @@ def _windows(xp, kernel, stride, dilation, outs):
     return view[index]
 
 
+def _contiguous(array):
+    """A C-contiguous copy of a view (of the same array type: NumPy's, CuPy's)."""
+    return array if array.flags.c_contiguous else array.copy(order="C")
+
+
 def _columns(xp, kernel, stride, dilation, outs, groups):
     """im2col: (n, groups, C // groups * K, P) contiguous, K the kernel's and P the output's size."""
     win = _windows(xp, kernel, stride, dilation, outs)
     n, channels, count = win.shape[0], win.shape[1], len(kernel)
     order = (0, 1) + tuple(range(2 + count, 2 + 2 * count)) + tuple(range(2, 2 + count))
-    cols = np.ascontiguousarray(win.transpose(order))
+    cols = _contiguous(win.transpose(order))
     return cols.reshape(n, groups, channels // groups * math.prod(kernel), math.prod(outs))
 
 
@@ -144,13 +149,13 @@ def _batch_chunk(per_example_bytes):
 
 
 def _conv_impl(x, w, stride, padding, dilation, groups):
-    dtype = np.result_type(x, w)
+    dtype = np.result_type(x.dtype, w.dtype)
     x, w = x.astype(dtype, copy=False), w.astype(dtype, copy=False)
     kernel = w.shape[2:]
     n, channels, out_channels = x.shape[0], x.shape[1], w.shape[0]
     outs = tuple(conv_size(size, k, s, p, d)
                  for size, k, s, p, d in zip(x.shape[2:], kernel, stride, padding, dilation))
-    result = np.empty((n, out_channels) + outs, dtype)
+    result = np.empty_like(x, shape=(n, out_channels) + outs, dtype=dtype)
     if result.size == 0:
         result[...] = 0
         return result
@@ -169,7 +174,7 @@ def _fold(cols, shape, kernel, stride, dilation, padding):
     input, cropped by `padding`), one strided add per kernel offset."""
     count = len(kernel)
     outs = cols.shape[2 + count:]
-    padded = np.zeros(shape[:2] + tuple(size + p[0] + p[1] for size, p in zip(shape[2:], padding)), cols.dtype)
+    padded = np.zeros_like(cols, shape=shape[:2] + tuple(size + p[0] + p[1] for size, p in zip(shape[2:], padding)))
     for offset in np.ndindex(*kernel):
         target = (slice(None), slice(None)) + tuple(
             slice(k * d, k * d + (o - 1) * s + 1, s) for k, d, o, s in zip(offset, dilation, outs, stride))
@@ -179,7 +184,7 @@ def _fold(cols, shape, kernel, stride, dilation, padding):
 
 
 def _conv_transpose_impl(y, w, stride, padding, output_padding, dilation, groups):
-    dtype = np.result_type(y, w)
+    dtype = np.result_type(y.dtype, w.dtype)
     y, w = y.astype(dtype, copy=False), w.astype(dtype, copy=False)
     kernel, outs = w.shape[2:], y.shape[2:]
     n, in_channels = y.shape[:2]
@@ -188,10 +193,10 @@ def _conv_transpose_impl(y, w, stride, padding, output_padding, dilation, groups
     spatial = tuple(transpose_size(o, k, s, p, d, op) for o, k, s, p, d, op
                     in zip(outs, kernel, stride, padding, dilation, output_padding))
     if n * channels * math.prod(spatial) == 0 or y.size == 0:
-        return np.zeros((n, channels) + spatial, dtype)
+        return np.zeros_like(y, shape=(n, channels) + spatial, dtype=dtype)
     if all(s == 1 for s in stride):
         return _conv_transpose_by_conv(y, w, padding, output_padding, dilation, groups)
-    result = np.empty((n, channels) + spatial, dtype)
+    result = np.empty_like(y, shape=(n, channels) + spatial, dtype=dtype)
     # (G, C/G * K, O/G): the filter of each group, transposed
     filters = w.reshape(groups, in_channels // groups, -1).transpose(0, 2, 1)
     chunk = _batch_chunk(channels * math.prod(kernel) * math.prod(outs) * dtype.itemsize)
@@ -217,17 +222,18 @@ def _conv_transpose_by_conv(y, w, padding, output_padding, dilation, groups):
     crop = (slice(None), slice(None)) + tuple(slice(max(-b, 0), size - max(-a, 0) if a < 0 else None)
                                               for (b, a), size in zip(edges, y.shape[2:]))
     pads = tuple((max(b, 0), max(a, 0)) for b, a in edges)
-    return _conv_impl(np.ascontiguousarray(y[crop]), np.ascontiguousarray(flipped), (1,) * len(kernel), pads,
+    return _conv_impl(_contiguous(y[crop]), _contiguous(flipped), (1,) * len(kernel), pads,
                       dilation, groups)
 
 
 def _conv_filter_grad_impl(x, g, stride, padding, dilation, groups, kernel):
-    dtype = np.result_type(x, g)
+    dtype = np.result_type(x.dtype, g.dtype)
     x, g = x.astype(dtype, copy=False), g.astype(dtype, copy=False)
     n, channels = x.shape[:2]
     out_channels, outs = g.shape[1], g.shape[2:]
     count = len(kernel)
-    result = np.zeros((groups, out_channels // groups, channels // groups * math.prod(kernel)), dtype)
+    per_group = (groups, out_channels // groups, channels // groups * math.prod(kernel))
+    result = np.zeros_like(x, shape=per_group, dtype=dtype)
     if n and math.prod(outs):
         xp = _padded(x, padding)
         chunk = _batch_chunk(channels * math.prod(kernel) * math.prod(outs) * dtype.itemsize)
@@ -237,9 +243,9 @@ def _conv_filter_grad_impl(x, g, stride, padding, dilation, groups, kernel):
             # im2col as (C, *kernel, n, *outs): the batch and the positions are one axis, summed
             # by one matmul per group: (O/G, nP) @ (nP, C/G * K)
             order = (1,) + tuple(range(2 + count, 2 + 2 * count)) + (0,) + tuple(range(2, 2 + count))
-            cols = np.ascontiguousarray(win.transpose(order)).reshape(groups, -1, m * math.prod(outs))
+            cols = _contiguous(win.transpose(order)).reshape(groups, -1, m * math.prod(outs))
             part = g[start:start + chunk].reshape(m, out_channels, -1).transpose(1, 0, 2)
-            left = np.ascontiguousarray(part).reshape(groups, out_channels // groups, -1)
+            left = _contiguous(part).reshape(groups, out_channels // groups, -1)
             result += np.matmul(left, cols.swapaxes(-1, -2))
     return result.reshape((out_channels, channels // groups) + tuple(kernel))
 
@@ -489,18 +495,18 @@ def _argmax(x, kernel, stride, padding):
 
 def _max_pool_impl(x, kernel, stride, padding):
     if x.size == 0 or 0 in _pool_outs(x.shape, kernel, stride, padding):
-        return np.zeros(x.shape[:2] + _pool_outs(x.shape, kernel, stride, padding), x.dtype)
+        return np.zeros_like(x, shape=x.shape[:2] + _pool_outs(x.shape, kernel, stride, padding))
     fill = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min if x.dtype.kind in "iu" else False
     return np.max(_pool_windows(x, kernel, stride, padding, fill), axis=-1)
 
 
 def _max_pool_grad_impl(g, x, kernel, stride, padding):
     """g (N, C, *outs) scattered to each window's first maximum in x's shape."""
-    dtype = np.result_type(g, x)
+    dtype = np.result_type(g.dtype, x.dtype)
     if x.size == 0 or g.size == 0:
-        return np.zeros(x.shape, dtype)
+        return np.zeros_like(x, dtype=dtype)
     chosen = _argmax(x, kernel, stride, padding)
-    cols = np.zeros(g.shape[:2] + tuple(kernel) + g.shape[2:], dtype)
+    cols = np.zeros_like(g, shape=g.shape[:2] + tuple(kernel) + g.shape[2:], dtype=dtype)
     for flat, offset in enumerate(np.ndindex(*kernel)):
         cols[(slice(None), slice(None)) + offset] = np.where(chosen == flat, g, 0)
     return _fold(cols, x.shape, kernel, stride, (1,) * len(kernel), padding)
@@ -508,10 +514,10 @@ def _max_pool_grad_impl(g, x, kernel, stride, padding):
 
 def _max_pool_gather_impl(t, x, kernel, stride, padding):
     """t (shaped as x) read at each window's first maximum of x: (N, C, *outs)."""
-    dtype = np.result_type(t, x)
+    dtype = np.result_type(t.dtype, x.dtype)
     outs = _pool_outs(x.shape, kernel, stride, padding)
     if x.size == 0 or 0 in outs:
-        return np.zeros(x.shape[:2] + outs, dtype)
+        return np.zeros_like(x, shape=x.shape[:2] + outs, dtype=dtype)
     chosen = _argmax(x, kernel, stride, padding)
     values = _pool_windows(t.astype(dtype, copy=False), kernel, stride, padding, 0)
     return np.take_along_axis(values, chosen[..., None], axis=-1)[..., 0]
@@ -551,14 +557,14 @@ MAX_POOL_GATHER = register(OpDef(
 def _avg_pool_impl(x, kernel, stride, padding):
     outs = _pool_outs(x.shape, kernel, stride, padding)
     if x.size == 0 or 0 in outs:
-        return np.zeros(x.shape[:2] + outs, x.dtype)
+        return np.zeros_like(x, shape=x.shape[:2] + outs)
     return np.mean(_pool_windows(x, kernel, stride, padding, 0), axis=-1)
 
 
 def _avg_pool_grad_impl(g, x, kernel, stride, padding):
-    dtype = np.result_type(g, x)
+    dtype = np.result_type(g.dtype, x.dtype)
     if x.size == 0 or g.size == 0:
-        return np.zeros(x.shape, dtype)
+        return np.zeros_like(x, dtype=dtype)
     share = (g / math.prod(kernel)).astype(dtype, copy=False)
     spread = share[(slice(None), slice(None)) + (None,) * len(kernel)]
     cols = np.broadcast_to(spread, g.shape[:2] + tuple(kernel) + g.shape[2:])
