@@ -174,6 +174,10 @@ def test_max_pool_gradient_goes_to_the_first_maximum_of_a_tie():
     # overlapping windows: each window sends its cotangent to its own first maximum
     (g,) = gc.function([X], gc.grad(gc.sum(gc.nn.max_pool2d(X, 2, stride=1)), [X]))(x)
     np.testing.assert_array_equal(g[0, 0], [[0, 2, 1, 0], [0, 0, 0, 0], [2, 2, 2, 0], [0, 0, 0, 0]])
+    # NaN wins its window, as in PyTorch (and np.max)
+    x[0, 0, 1, 1] = np.nan
+    y = gc.function([X], gc.nn.max_pool2d(X, 2))(x)
+    assert np.isnan(y[0, 0, 0, 0]) and not np.isnan(y[0, 0, 0, 1])
 
 
 def test_global_avg_pool_and_flatten():

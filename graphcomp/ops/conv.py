@@ -172,13 +172,21 @@ def _conv_impl(x, w, stride, padding, dilation, groups):
 def _fold(cols, shape, kernel, stride, dilation, padding):
     """col2im: cols (n, C, *kernel, *outs) added back onto a (n, C, *spatial) array (the padded
     input, cropped by `padding`), one strided add per kernel offset."""
-    count = len(kernel)
-    outs = cols.shape[2 + count:]
-    padded = np.zeros_like(cols, shape=shape[:2] + tuple(size + p[0] + p[1] for size, p in zip(shape[2:], padding)))
-    for offset in np.ndindex(*kernel):
+    offsets = list(np.ndindex(*kernel))
+    return _fold_each(lambda flat: cols[(slice(None), slice(None)) + offsets[flat]], cols, shape, kernel, stride,
+                      dilation, padding)
+
+
+def _fold_each(part, like, shape, kernel, stride, dilation, padding):
+    """The sum of `part(flat)` ((n, C, *outs): what kernel offset `flat` contributes) placed at
+    that offset's strided positions of the padded (n, C, *spatial) array, cropped by `padding`."""
+    padded = np.zeros_like(like, shape=shape[:2] + tuple(size + p[0] + p[1] for size, p in zip(shape[2:], padding)))
+    for flat, offset in enumerate(np.ndindex(*kernel)):
+        contribution = part(flat)
+        outs = contribution.shape[2:]
         target = (slice(None), slice(None)) + tuple(
             slice(k * d, k * d + (o - 1) * s + 1, s) for k, d, o, s in zip(offset, dilation, outs, stride))
-        padded[target] += cols[(slice(None), slice(None)) + offset]
+        padded[target] += contribution
     crop = (slice(None), slice(None)) + tuple(slice(p[0], p[0] + size) for p, size in zip(padding, shape[2:]))
     return padded[crop]
 
@@ -481,35 +489,50 @@ def _pool_infer(x, kernel, stride, padding):
     return x.shape[:2] + outs, x.dtype
 
 
-def _pool_windows(x, kernel, stride, padding, value):
-    """(N, C, *outs, K): the windows of the padded input, the kernel's axes flattened (a copy)."""
+def _offset_views(xp, kernel, stride, outs):
+    """(flat offset, the (N, C, *outs) view of the padded input at that kernel offset), in
+    the order of the kernel's elements (row-major, as PyTorch scans a window)."""
+    for flat, offset in enumerate(np.ndindex(*kernel)):
+        yield flat, xp[(slice(None), slice(None)) + tuple(slice(k, k + (o - 1) * s + 1, s)
+                                                          for k, o, s in zip(offset, outs, stride))]
+
+
+def _max_and_argmax(x, kernel, stride, padding):
+    """Each window's maximum and the flat kernel offset of its first maximum (PyTorch's rule:
+    a later element replaces it only when greater, or NaN), one pass over the kernel's offsets:
+    nothing as large as the unfolded windows is allocated."""
     outs = _pool_outs(x.shape, kernel, stride, padding)
-    win = _windows(_padded(x, padding, value), kernel, stride, (1,) * len(kernel), outs)
-    return win.reshape(win.shape[:2 + len(kernel)] + (-1,))
-
-
-def _argmax(x, kernel, stride, padding):
-    """Each window's first maximum (PyTorch's tie rule), as the flat kernel offset."""
-    return np.argmax(_pool_windows(x, kernel, stride, padding, -np.inf), axis=-1)
+    floating = x.dtype.kind == "f"
+    fill = -np.inf if floating else np.iinfo(x.dtype).min if x.dtype.kind in "iu" else False
+    views = _offset_views(_padded(x, padding, fill), kernel, stride, outs)
+    _, best = next(views)
+    best = best.copy()
+    chosen = np.zeros_like(best, dtype=np.intp)
+    for flat, view in views:
+        later = view > best
+        if floating:
+            later |= np.isnan(view)
+        best = np.where(later, view, best)
+        chosen = np.where(later, flat, chosen)
+    return best, chosen
 
 
 def _max_pool_impl(x, kernel, stride, padding):
-    if x.size == 0 or 0 in _pool_outs(x.shape, kernel, stride, padding):
-        return np.zeros_like(x, shape=x.shape[:2] + _pool_outs(x.shape, kernel, stride, padding))
-    fill = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min if x.dtype.kind in "iu" else False
-    return np.max(_pool_windows(x, kernel, stride, padding, fill), axis=-1)
+    outs = _pool_outs(x.shape, kernel, stride, padding)
+    if x.size == 0 or 0 in outs:
+        return np.zeros_like(x, shape=x.shape[:2] + outs)
+    return _max_and_argmax(x, kernel, stride, padding)[0]
 
 
 def _max_pool_grad_impl(g, x, kernel, stride, padding):
-    """g (N, C, *outs) scattered to each window's first maximum in x's shape."""
+    """g (N, C, *outs) added at each window's first maximum, in x's shape."""
     dtype = np.result_type(g.dtype, x.dtype)
     if x.size == 0 or g.size == 0:
         return np.zeros_like(x, dtype=dtype)
-    chosen = _argmax(x, kernel, stride, padding)
-    cols = np.zeros_like(g, shape=g.shape[:2] + tuple(kernel) + g.shape[2:], dtype=dtype)
-    for flat, offset in enumerate(np.ndindex(*kernel)):
-        cols[(slice(None), slice(None)) + offset] = np.where(chosen == flat, g, 0)
-    return _fold(cols, x.shape, kernel, stride, (1,) * len(kernel), padding)
+    _, chosen = _max_and_argmax(x, kernel, stride, padding)
+    g = g.astype(dtype, copy=False)
+    return _fold_each(lambda flat: np.where(chosen == flat, g, 0), g, x.shape, kernel, stride, (1,) * len(kernel),
+                      padding)
 
 
 def _max_pool_gather_impl(t, x, kernel, stride, padding):
@@ -518,9 +541,11 @@ def _max_pool_gather_impl(t, x, kernel, stride, padding):
     outs = _pool_outs(x.shape, kernel, stride, padding)
     if x.size == 0 or 0 in outs:
         return np.zeros_like(x, shape=x.shape[:2] + outs, dtype=dtype)
-    chosen = _argmax(x, kernel, stride, padding)
-    values = _pool_windows(t.astype(dtype, copy=False), kernel, stride, padding, 0)
-    return np.take_along_axis(values, chosen[..., None], axis=-1)[..., 0]
+    _, chosen = _max_and_argmax(x, kernel, stride, padding)
+    result = np.zeros_like(t, shape=x.shape[:2] + outs, dtype=dtype)
+    for flat, view in _offset_views(_padded(t.astype(dtype, copy=False), padding), kernel, stride, outs):
+        result = np.where(chosen == flat, view, result)
+    return result
 
 
 def _pool_like_infer(first, x, kernel, stride, padding):
@@ -558,7 +583,10 @@ def _avg_pool_impl(x, kernel, stride, padding):
     outs = _pool_outs(x.shape, kernel, stride, padding)
     if x.size == 0 or 0 in outs:
         return np.zeros_like(x, shape=x.shape[:2] + outs)
-    return np.mean(_pool_windows(x, kernel, stride, padding, 0), axis=-1)
+    total = None
+    for _, view in _offset_views(_padded(x, padding), kernel, stride, outs):
+        total = view.copy() if total is None else total + view
+    return total / math.prod(kernel)
 
 
 def _avg_pool_grad_impl(g, x, kernel, stride, padding):
@@ -566,9 +594,7 @@ def _avg_pool_grad_impl(g, x, kernel, stride, padding):
     if x.size == 0 or g.size == 0:
         return np.zeros_like(x, dtype=dtype)
     share = (g / math.prod(kernel)).astype(dtype, copy=False)
-    spread = share[(slice(None), slice(None)) + (None,) * len(kernel)]
-    cols = np.broadcast_to(spread, g.shape[:2] + tuple(kernel) + g.shape[2:])
-    return _fold(cols, x.shape, kernel, stride, (1,) * len(kernel), padding)
+    return _fold_each(lambda flat: share, share, x.shape, kernel, stride, (1,) * len(kernel), padding)
 
 
 AVG_POOL = register(OpDef(
