@@ -220,6 +220,17 @@ def test_batch_norm_training_updates_and_evaluation():
     def normalized(a, g, b):
         return gc.sin(gc.nn.batch_norm(a, g, b, np.zeros(3), np.ones(3), training=True)[0])
     gc.testing.check_grads(normalized, [x[:3, :, :1], gamma, beta])
+    # (N, C): batch_norm1d's layout
+    flat = x[:, :, 0, 0]
+    y2, _ = gc.nn.batch_norm(gc.constant(flat), None, None, np.zeros(3), np.ones(3), training=True, eps=1e-3)
+    np.testing.assert_allclose(gc.function([], y2)(), (flat - flat.mean(0)) / np.sqrt(flat.var(0) + 1e-3),
+                               rtol=1e-12, atol=1e-12)
+
+
+def test_bias_and_activation_after_a_convolution_fuse():
+    x = gc.placeholder((None, 2, 6, 6))
+    y = gc.relu(gc.nn.conv2d(x, np.ones((3, 2, 3, 3)), gc.variable(np.zeros(3)), padding=1)) * 2 + 1
+    assert gc.function([x], y).stats.fused_kernels == 1
 
 
 def test_layer_norm_matches_numpy_and_its_derivatives():
