@@ -527,3 +527,38 @@ def test_a_cnn_on_dask_runs_one_task_per_batch_chunk_with_numpy_values():
     assert y.numblocks == (4, 1, 1, 1)  # blockwise over the batch's chunks, not one task on the whole
     np.testing.assert_allclose(y.compute(), gc.function([x], gc.nn.conv2d(x, np.ones((3, 2, 3, 3)), stride=2))(X),
                                rtol=1e-12)
+
+
+def test_a_small_resnet_against_loops_and_finite_differences():
+    """conv-bn-relu, a residual block with a strided 1x1 projection, global average pooling
+    and a linear head: the loss against the loop reference, gradient and HVP (both modes)
+    against finite differences."""
+    rng = np.random.default_rng(9)
+    shapes = {"w1": (4, 1, 3, 3), "g1": (4,), "b1": (4,), "w2": (6, 4, 3, 3), "w3": (6, 6, 3, 3),
+              "wp": (6, 4, 1, 1), "W": (6, 3), "c": (3,)}
+    values = {k: rng.standard_normal(s) / np.sqrt(np.prod(s[1:]) if len(s) > 1 else 1) for k, s in shapes.items()}
+    X, labels = rng.standard_normal((5, 1, 6, 6)), rng.integers(0, 3, 5)
+    names = list(shapes)
+
+    def forward(conv, norm, relu, mean, p):
+        h = relu(norm(conv(X, p["w1"], 1, 1), p["g1"], p["b1"]))
+        r = relu(conv(h, p["w2"], 2, 1))
+        h = relu(conv(r, p["w3"], 1, 1) + conv(h, p["wp"], 2, 0))
+        return mean(h) @ p["W"] + p["c"]
+
+    def ours(*params):
+        logits = forward(lambda x, w, s, pad: gc.nn.conv2d(x, w, stride=s, padding=pad),
+                         lambda x, g, b: gc.nn.batch_norm(x, g, b, np.zeros(4), np.ones(4), training=True)[0],
+                         gc.relu, lambda h: gc.nn.flatten(gc.nn.global_avg_pool(h)), dict(zip(names, params)))
+        return gc.nn.softmax_cross_entropy(logits, labels)
+
+    def plain(x, g, b):
+        mu, var = x.mean(axis=(0, 2, 3), keepdims=True), x.var(axis=(0, 2, 3), keepdims=True)
+        return (x - mu) / np.sqrt(var + 1e-5) * g[:, None, None] + b[:, None, None]
+    logits = forward(lambda x, w, s, pad: reference_conv(x, w, (s, s), [(pad, pad)] * 2, (1, 1), 1), plain,
+                     lambda h: np.maximum(h, 0), lambda h: h.mean(axis=(2, 3)), values)
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    expected = -np.mean(shifted[np.arange(5), labels] - np.log(np.exp(shifted).sum(axis=1)))
+    args = [values[k] for k in names]
+    np.testing.assert_allclose(gc.function([], ours(*map(gc.constant, args)))(), expected, rtol=1e-12)
+    gc.testing.check_grads(ours, args, directions=2)
