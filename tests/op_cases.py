@@ -731,3 +731,200 @@ def _linalg_cases():
 
 
 CASES += _linalg_cases()
+
+
+# convolution and pooling (graphcomp/ops/conv.py, gc.nn) -----------------------------------------
+# The references loop over output positions on tiny arrays: no im2col, no shared code.
+
+def reference_conv(x, w, stride, padding, dilation, groups):
+    """PyTorch's conv (cross-correlation); `padding` (before, after) pairs."""
+    count = x.ndim - 2
+    xp = np.pad(x, [(0, 0), (0, 0)] + [tuple(p) for p in padding])
+    kernel = w.shape[2:]
+    outs = [(xp.shape[2 + i] - dilation[i] * (kernel[i] - 1) - 1) // stride[i] + 1 for i in range(count)]
+    out_channels, per_group = w.shape[0], w.shape[1]
+    y = np.zeros((x.shape[0], out_channels, *outs), np.result_type(x, w))
+    for o in range(out_channels):
+        group = o // (out_channels // groups)
+        channels = slice(group * per_group, (group + 1) * per_group)
+        for position in np.ndindex(*outs):
+            for offset in np.ndindex(*kernel):
+                at = tuple(position[i] * stride[i] + offset[i] * dilation[i] for i in range(count))
+                y[(slice(None), o) + position] += xp[(slice(None), channels) + at] @ w[(o, slice(None)) + offset]
+    return y
+
+
+def reference_conv_transpose(y, w, stride, padding, output_padding, dilation, groups):
+    """PyTorch's conv_transpose: each input element adds its filter, scaled, into the output."""
+    count = y.ndim - 2
+    kernel = w.shape[2:]
+    in_channels, per_group = w.shape[0], w.shape[1]
+    full = [(y.shape[2 + i] - 1) * stride[i] + dilation[i] * (kernel[i] - 1) + 1 + output_padding[i]
+            for i in range(count)]
+    z = np.zeros((y.shape[0], per_group * groups, *full), np.result_type(y, w))
+    for c in range(in_channels):
+        group = c // (in_channels // groups)
+        channels = slice(group * per_group, (group + 1) * per_group)
+        for position in np.ndindex(*y.shape[2:]):
+            for offset in np.ndindex(*kernel):
+                at = tuple(position[i] * stride[i] + offset[i] * dilation[i] for i in range(count))
+                z[(slice(None), channels) + at] += np.outer(y[(slice(None), c) + position], w[(c, slice(None)) + offset])
+    crop = tuple(slice(p[0], size - p[1]) for p, size in zip(padding, full))
+    return z[(slice(None), slice(None)) + crop]
+
+
+def reference_conv_filter_grad(x, g, stride, padding, dilation, groups, kernel):
+    """d sum(g * conv(x, w)) / dw, summed term by term."""
+    count = x.ndim - 2
+    xp = np.pad(x, [(0, 0), (0, 0)] + [tuple(p) for p in padding])
+    out_channels, per_group = g.shape[1], x.shape[1] // groups
+    dw = np.zeros((out_channels, per_group, *kernel), np.result_type(x, g))
+    for o in range(out_channels):
+        group = o // (out_channels // groups)
+        channels = slice(group * per_group, (group + 1) * per_group)
+        for position in np.ndindex(*g.shape[2:]):
+            for offset in np.ndindex(*kernel):
+                at = tuple(position[i] * stride[i] + offset[i] * dilation[i] for i in range(count))
+                dw[(o, slice(None)) + offset] += g[(slice(None), o) + position] @ xp[(slice(None), channels) + at]
+    return dw
+
+
+def _pool_positions(shape, kernel, stride, padding):
+    outs = [(shape[2 + i] + 2 * padding[i] - kernel[i]) // stride[i] + 1 for i in range(len(kernel))]
+    for position in np.ndindex(*outs):
+        yield position, [(position[i] * stride[i] - padding[i] + k) for i, k in enumerate(kernel)], outs
+
+
+def reference_pool(x, kernel, stride, padding, how):
+    """max (first maximum) or mean (padding counted) of each window; also the chosen index."""
+    outs = [(x.shape[2 + i] + 2 * padding[i] - kernel[i]) // stride[i] + 1 for i in range(len(kernel))]
+    y = np.zeros(x.shape[:2] + tuple(outs))
+    chosen = {}
+    for n, c in np.ndindex(*x.shape[:2]):
+        for position in np.ndindex(*outs):
+            best, where, total = -np.inf, None, 0.0
+            for offset in np.ndindex(*kernel):
+                at = tuple(position[i] * stride[i] - padding[i] + offset[i] for i in range(len(kernel)))
+                if any(a < 0 or a >= x.shape[2 + i] for i, a in enumerate(at)):
+                    continue  # padding: -inf for max, 0 for the mean
+                value = x[(n, c) + at]
+                total += value
+                if value > best:  # strictly greater: the first maximum wins
+                    best, where = value, at
+            y[(n, c) + position] = best if how == "max" else total / np.prod(kernel)
+            chosen[(n, c) + position] = (n, c) + where
+    return y, chosen
+
+
+def reference_max_pool_grad(g, x, kernel, stride, padding):
+    _, chosen = reference_pool(x, kernel, stride, padding, "max")
+    dx = np.zeros(x.shape)
+    for at, to in chosen.items():
+        dx[to] += g[at]
+    return dx
+
+
+def reference_max_pool_gather(t, x, kernel, stride, padding):
+    y, chosen = reference_pool(x, kernel, stride, padding, "max")
+    out = np.zeros(y.shape)
+    for at, to in chosen.items():
+        out[at] = t[to]
+    return out
+
+
+def reference_avg_pool_grad(g, x, kernel, stride, padding):
+    """Each cotangent spread evenly over its window (padding positions dropped)."""
+    dx = np.zeros(x.shape)
+    count = len(kernel)
+    outs = g.shape[2:]
+    for position in np.ndindex(*outs):
+        for offset in np.ndindex(*kernel):
+            at = tuple(position[i] * stride[i] - padding[i] + offset[i] for i in range(count))
+            if all(0 <= a < x.shape[2 + i] for i, a in enumerate(at)):
+                dx[(slice(None), slice(None)) + at] += g[(slice(None), slice(None)) + position] / np.prod(kernel)
+    return dx
+
+
+def distinct(shape, seed):
+    """Values at least 0.1 apart: no ties in a max pool, even under finite differences."""
+    return _rng(seed).permutation(int(np.prod(shape))).reshape(shape) * 0.1 - 1.0
+
+
+def _conv_cases():
+    from graphcomp.ops import conv as cv
+    n = _normal
+    cases = []
+    convs = [  # (x shape, w shape, stride, padding, dilation, groups, label)
+        ((2, 3, 7), (4, 3, 3), 2, 1, 1, 1, "1d-stride-pad"),
+        ((2, 4, 5, 6), (6, 2, 3, 2), (1, 2), (1, 0), (2, 1), 2, "2d-groups-dilation"),
+        ((1, 3, 5, 4), (3, 1, 3, 3), 1, (1, 1), 1, 3, "2d-depthwise"),
+        ((1, 2, 4, 3, 3), (2, 2, 2, 1, 2), (2, 1, 1), 0, 1, 1, "3d"),
+    ]
+    for seed, (xs, ws, stride, padding, dilation, groups, label) in enumerate(convs):
+        def build(x, w, stride=stride, padding=padding, dilation=dilation, groups=groups):
+            return gc.nn.conv(x, w, stride=stride, padding=padding, dilation=dilation, groups=groups)
+
+        def reference(x, w, stride=stride, padding=padding, dilation=dilation, groups=groups):
+            count = x.ndim - 2
+            s, d = _tuple(stride, count), _tuple(dilation, count)
+            if padding == "same":
+                pads = [((d[i] * (w.shape[2 + i] - 1)) // 2, d[i] * (w.shape[2 + i] - 1) - (d[i] * (w.shape[2 + i] - 1)) // 2)
+                        for i in range(count)]
+            else:
+                pads = [(p, p) for p in _tuple(padding, count)]
+            return reference_conv(x, w, s, pads, d, groups)
+        cases.append(OpCase("conv", build, reference, [n(xs, 200 + seed), n(ws, 210 + seed)], label))
+    transposes = [  # (y shape, w shape, stride, padding, output_padding, dilation, groups, label)
+        ((2, 4, 3), (4, 2, 3), 2, 1, 1, 1, 1, "1d-output-padding"),
+        ((1, 4, 3, 2), (4, 1, 2, 3), (2, 1), (0, 1), 0, (1, 2), 2, "2d-groups-dilation"),
+    ]
+    for seed, (ys, ws, stride, padding, extra, dilation, groups, label) in enumerate(transposes):
+        def build(y, w, stride=stride, padding=padding, extra=extra, dilation=dilation, groups=groups):
+            return gc.nn.conv_transpose(y, w, stride=stride, padding=padding, output_padding=extra,
+                                        dilation=dilation, groups=groups)
+
+        def reference(y, w, stride=stride, padding=padding, extra=extra, dilation=dilation, groups=groups):
+            count = y.ndim - 2
+            return reference_conv_transpose(y, w, _tuple(stride, count), [(p, p) for p in _tuple(padding, count)],
+                                            _tuple(extra, count), _tuple(dilation, count), groups)
+        cases.append(OpCase("conv_transpose", build, reference, [n(ys, 220 + seed), n(ws, 230 + seed)], label))
+    geometry = dict(stride=(2, 1), padding=((1, 1), (0, 1)), dilation=(1, 2), groups=2)
+    cases.append(OpCase("conv_filter_grad",
+                        lambda x, g: apply(cv.CONV_FILTER_GRAD, x, g, kernel=(2, 2), **geometry),
+                        lambda x, g: reference_conv_filter_grad(x, g, kernel=(2, 2), **geometry),
+                        [n((2, 4, 5, 4), 240), n((2, 2, 3, 3), 241)], "2d-groups"))
+    pools = [  # (x shape, kernel, stride, padding, label)
+        ((2, 2, 5, 5), 2, None, 0, "2d"),
+        ((1, 2, 5, 4), (3, 2), (2, 1), (1, 1), "2d-padding"),
+        ((2, 1, 7), 3, 2, 1, "1d"),
+    ]
+    for seed, (xs, kernel, stride, padding, label) in enumerate(pools):
+        count = len(xs) - 2
+        k, s, p = _tuple(kernel, count), _tuple(kernel if stride is None else stride, count), _tuple(padding, count)
+        cases.append(OpCase("max_pool", lambda x, kernel=kernel, stride=stride, padding=padding:
+                            gc.nn.max_pool(x, kernel, stride, padding),
+                            lambda x, k=k, s=s, p=p: reference_pool(x, k, s, p, "max")[0],
+                            [distinct(xs, 250 + seed)], label))
+        cases.append(OpCase("avg_pool", lambda x, kernel=kernel, stride=stride, padding=padding:
+                            gc.nn.avg_pool(x, kernel, stride, padding),
+                            lambda x, k=k, s=s, p=p: reference_pool(x, k, s, p, "mean")[0],
+                            [n(xs, 260 + seed)], label))
+    attrs = dict(kernel=(3, 2), stride=(2, 1), padding=((1, 1), (1, 1)))
+    plain = dict(kernel=(3, 2), stride=(2, 1), padding=(1, 1))
+    cases.append(OpCase("max_pool_grad", lambda g, x: apply(cv.MAX_POOL_GRAD, g, x, **attrs),
+                        lambda g, x: reference_max_pool_grad(g, x, **plain),
+                        [n((1, 2, 3, 5), 270), distinct((1, 2, 5, 4), 271)], "2d"))
+    cases.append(OpCase("max_pool_gather", lambda t, x: apply(cv.MAX_POOL_GATHER, t, x, **attrs),
+                        lambda t, x: reference_max_pool_gather(t, x, **plain),
+                        [n((1, 2, 5, 4), 272), distinct((1, 2, 5, 4), 273)], "2d"))
+    cases.append(OpCase("avg_pool_grad", lambda g, x: apply(cv.AVG_POOL_GRAD, g, x, **attrs),
+                        lambda g, x: reference_avg_pool_grad(g, x, **plain),
+                        [n((1, 2, 3, 5), 274), n((1, 2, 5, 4), 275)], "2d"))
+    return cases
+
+
+def _tuple(value, count):
+    return tuple(value) if isinstance(value, tuple) else (value,) * count
+
+
+CASES += _conv_cases()

@@ -41,6 +41,8 @@ LAYERS = [
 LAYERS[3] = LAYERS[3] + ("graphcomp.ops.indexing", "graphcomp.ops.random")
 # numpy.linalg: the records and gc.linalg, the namespace over them (the op-module layer, as nn).
 LAYERS[3] = LAYERS[3] + ("graphcomp.ops.linear_algebra", "graphcomp.linalg")
+# Convolution and pooling records (gc.nn builds the layers over them).
+LAYERS[3] = LAYERS[3] + ("graphcomp.ops.conv",)
 
 
 def _module_name(path):
