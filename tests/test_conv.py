@@ -562,3 +562,12 @@ def test_a_small_resnet_against_loops_and_finite_differences():
     args = [values[k] for k in names]
     np.testing.assert_allclose(gc.function([], ours(*map(gc.constant, args)))(), expected, rtol=1e-12)
     gc.testing.check_grads(ours, args, directions=2)
+
+
+def test_average_pooling_refuses_integer_input_whose_mean_is_no_integer():
+    x = gc.placeholder((1, 1, 4, 4), dtype="int64", name="x")
+    with pytest.raises(TypeError, match="avg_pool: needs a floating-point input, got int64"):
+        gc.nn.avg_pool(x, 2)
+    y = gc.nn.avg_pool(gc.cast(x, "float64"), 2)
+    got = gc.function([x], y)(np.arange(16).reshape(1, 1, 4, 4))
+    np.testing.assert_array_equal(got, [[[[2.5, 4.5], [10.5, 12.5]]]])

@@ -579,6 +579,14 @@ MAX_POOL_GATHER = register(OpDef(
     doc="max_pool's tangent: the tangent read at each window's first maximum (max_pool_grad's transpose)"))
 
 
+def _avg_pool_infer(x, kernel, stride, padding):
+    """As `_pool_infer`, for floating-point input only: a mean of integers is no integer (PyTorch
+    refuses integer input too)."""
+    if np.dtype(x.dtype).kind != "f":
+        raise TypeError(f"avg_pool: needs a floating-point input, got {x.dtype}; cast it first (gc.cast)")
+    return _pool_infer(x, kernel, stride, padding)
+
+
 def _avg_pool_impl(x, kernel, stride, padding):
     outs = _pool_outs(x.shape, kernel, stride, padding)
     if x.size == 0 or 0 in outs:
@@ -598,7 +606,7 @@ def _avg_pool_grad_impl(g, x, kernel, stride, padding):
 
 
 AVG_POOL = register(OpDef(
-    "avg_pool", _avg_pool_impl, _pool_infer,
+    "avg_pool", _avg_pool_impl, _avg_pool_infer,
     vjp=(lambda g, out, x: apply(AVG_POOL_GRAD, g, x, **out.attrs),), jvp=linear_jvp,
     kind="pool", fresh_result=True, contiguous_operands=True, onnx=_onnx_avg_pool,
     backend_impls=_dask("avg_pool", (True,)), attrs=_POOL,
