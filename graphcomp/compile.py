@@ -357,7 +357,7 @@ class Function:
         where = "".join(f"\n  {line}" for line in lines)
         kind = LinAlgExecutionError if isinstance(error, LinAlgError) else ExecutionError
         return kind(f"{label} failed on inputs of shapes [{shapes}]: "
-                              f"{type(error).__name__}: {error}{where}")
+                    f"{type(error).__name__}: {error}{where}")
 
     @property
     def stats(self):
