@@ -7,6 +7,15 @@ import time
 from collections.abc import Mapping
 
 
+def duration(seconds):
+    """A time as a table cell: seconds, milliseconds or microseconds."""
+    if seconds >= 1:
+        return f"{seconds:.2f} s"
+    if seconds >= 1e-3:
+        return f"{seconds * 1e3:.2f} ms"
+    return f"{seconds * 1e6:.1f} µs"
+
+
 def interleaved_medians(cases, repeats, warmup=1, inner=1):
     """Median seconds per call of each case, timing one sample of every case in turn per round.
 

@@ -675,6 +675,7 @@ def merge(passes):
 
 
 def format_table(merged):
+    from _timing import duration  # noqa: PLC0415
     rows = merged["rows"]
     present = {key for row in rows.values() for key in row}
     columns = [(key, heading) for key, heading in COLUMNS if key in present]
@@ -717,7 +718,7 @@ def format_table(merged):
                 if cell.get("note"):
                     text += f" ({cell['note']})"
                 cells.append(text)
-            lines.append(f"| {label} | " + " | ".join(cells) + f" | {_duration(base)} |")
+            lines.append(f"| {label} | " + " | ".join(cells) + f" | {duration(base)} |")
     if "W5" in rows:
         cells = []
         for key, _ in columns:
@@ -752,14 +753,6 @@ def format_table(merged):
     lines.append("Correctness: W1 loss/gradient and W2 HVP match NumPy to 1e-8 (relative) for: "
                  + ", ".join(merged["checked"]))
     return "\n".join(lines)
-
-
-def _duration(seconds):
-    if seconds >= 1:
-        return f"{seconds:.2f} s"
-    if seconds >= 1e-3:
-        return f"{seconds * 1e3:.2f} ms"
-    return f"{seconds * 1e6:.1f} µs"
 
 
 # main -------------------------------------------------------------------------------------------------

@@ -269,6 +269,7 @@ def _array(value):
 
 
 def run(settings, with_peers=True, only=ROWS):
+    from _timing import duration  # noqa: PLC0415
     jax, jax_note = import_jax(with_peers)
     import numpy as np  # noqa: PLC0415
 
@@ -320,7 +321,7 @@ def run(settings, with_peers=True, only=ROWS):
     for label, medians in rows:
         base = medians["numpy"]
         cells = ["—" if key not in medians else f"{medians[key] / base:.2f}" for key, _ in COLUMNS]
-        lines.append(f"| {label} | " + " | ".join(cells) + f" | {_duration(base)} |")
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {duration(base)} |")
     if "solve" in only:
         lines.append("SciPy, one LU reused: lu_factor once, lu_solve for x and (trans=1) for the gradient; "
                      "unbatched only (SciPy's LU is for one matrix); for reference, not the baseline.")
@@ -328,14 +329,6 @@ def run(settings, with_peers=True, only=ROWS):
     lines.append("Correctness: every row's results match hand-written NumPy's to 1e-8 (relative) for: "
                  + ", ".join(checked))
     print("\n".join(lines))
-
-
-def _duration(seconds):
-    if seconds >= 1:
-        return f"{seconds:.2f} s"
-    if seconds >= 1e-3:
-        return f"{seconds * 1e3:.2f} ms"
-    return f"{seconds * 1e6:.1f} µs"
 
 
 def main(argv=None):
