@@ -1,0 +1,437 @@
+"""Loops and branches in the graph: `gc.scan`, `gc.fori_loop`, `gc.while_loop`, `gc.cond`, `gc.switch`.
+
+Each call is one node holding its body graph(s) (a `Body`), built by calling the user's Python
+function once on placeholders. Tensors from outside that a body uses (placeholders, variables,
+work that does not depend on the body's own inputs) are captured: they become inputs of the
+node, so they are computed once, before the loop, and gradients reach them. A body is compiled
+once, with `gc.function` (optimised), the first time its node runs; its node's kernel runs that
+program once per iteration (or once, for the taken branch).
+
+A node has one result: its results (carries, then each stacked ys; or a branch's outputs)
+packed, raveled, into one vector of their common dtype; the tensors the caller gets are slices
+of it, reshaped and cast back. Their shapes must be known when the graph is built.
+
+Derivatives are nodes of the same kinds, built by inlining a body's graph and differentiating
+it with graphcomp's own reverse and forward modes, so they can be differentiated again:
+- the jvp of a scan is a scan carrying the tangents beside the carries;
+- the vjp of a scan is a scan running the other way over the carries a forward scan stored
+  (one that also emits them), accumulating the gradients of captured tensors in its carry;
+- the jvp and vjp of a switch are a switch over the branches' jvps and vjps;
+- the jvp of a while_loop is a while_loop carrying the tangents. A while_loop has no reverse
+  mode (as in JAX): its vjp raises a GradientError saying so; use forward mode (gc.jvp, or
+  gc.hvp(..., mode='rev-rev') is refused too), or a fori_loop/scan with a fixed trip count.
+
+`gc.save` refuses a graph holding one of these nodes (a SaveError naming the attribute `body`
+or `branches`, which the file format cannot hold); pickle and copy keep them.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+
+import numpy as np
+
+from graphcomp.autodiff import backpropagate, is_float
+from graphcomp.compile import Function
+from graphcomp.errors import GradientError, ShapeError
+from graphcomp.forward import push_forward
+from graphcomp.ir import Graph, substitute, topological_order, user_source_location
+from graphcomp.ops import OpDef, checks, register
+from graphcomp.ops import elementwise as ew
+from graphcomp.ops import shape as sh
+from graphcomp.shapes import format_shape, is_static, size_of
+from graphcomp.tensor import Tensor, apply, as_tensor, placeholder
+
+__all__ = ["scan", "fori_loop", "while_loop", "cond", "switch", "Body"]
+
+
+# bodies ---------------------------------------------------------------------------------------
+
+class Body:
+    """A body graph: placeholders in (`inputs`), tensors out (`outputs`), compiled on first use."""
+
+    def __init__(self, inputs, outputs, label="body"):
+        self.inputs = list(inputs)
+        self.outputs = list(outputs)
+        self.label = label
+        self.graph = Graph(self.outputs) if self.outputs else None
+        self._function = None
+        self._lock = threading.Lock()
+
+    def function(self):
+        """The compiled body (gc.function, optimised): one per Body, shared by every call."""
+        compiled = self._function
+        if compiled is None:
+            with self._lock:
+                if self._function is None:
+                    self._function = Function(self.inputs, self.outputs, optimize=True)
+                compiled = self._function
+        return compiled
+
+    def run(self, arrays):
+        if not self.outputs:
+            return []
+        return self.function()(*arrays)
+
+    def __repr__(self):
+        return f"<{self.label}: {len(self.inputs)} inputs, {len(self.outputs)} outputs>"
+
+    def __reduce__(self):
+        return Body, (self.inputs, self.outputs, self.label)
+
+    def __deepcopy__(self, memo):
+        return self
+
+
+def _is_body(value, inputs, attrs):
+    return None if isinstance(value, Body) else "must be a graphcomp.loops.Body"
+
+
+def _are_bodies(value, inputs, attrs):
+    if isinstance(value, tuple) and value and all(isinstance(b, Body) for b in value):
+        return None
+    return "must be a non-empty tuple of graphcomp.loops.Body"
+
+
+def _inline(body, arguments):
+    """The body's outputs computed from `arguments` (tensors, one per body input)."""
+    return substitute(body.outputs, dict(zip(body.inputs, arguments)))
+
+
+# trees of tensors -----------------------------------------------------------------------------
+
+def _flatten(tree):
+    """(leaves, rebuild) for a tensor, an array-like, None, or nested tuples/lists of them."""
+    if tree is None:
+        return [], lambda leaves: None
+    if isinstance(tree, (tuple, list)):
+        parts = [_flatten(item) for item in tree]
+        kind = type(tree)
+        counts = [len(leaves) for leaves, _ in parts]
+
+        def rebuild(leaves):
+            out, start = [], 0
+            for (_, rebuild_part), count in zip(parts, counts):
+                out.append(rebuild_part(leaves[start:start + count]))
+                start += count
+            return kind(out)
+        return [leaf for leaves, _ in parts for leaf in leaves], rebuild
+    return [as_tensor(tree)], lambda leaves: leaves[0]
+
+
+def _structure(tree):
+    if tree is None:
+        return None
+    if isinstance(tree, (tuple, list)):
+        return (type(tree).__name__, tuple(_structure(item) for item in tree))
+    return "*"
+
+
+def _spec(tensor):
+    return f"shape {format_shape(tensor.shape)} and dtype {tensor.dtype}"
+
+
+def _placeholder_like(tensor, shape=None, name=None):
+    return placeholder(tensor.shape if shape is None else shape, dtype=tensor.dtype, name=name)
+
+
+def _capture(own_inputs, output_lists):
+    """(captured outer tensors, output lists with them replaced by new placeholders).
+
+    A node is the body's own when it depends on one of `own_inputs`; every other node a body
+    node (or a body output) reads, constants aside, is captured."""
+    own = set(own_inputs)
+    outputs = [out for outs in output_lists for out in outs]
+    for node in topological_order(outputs):
+        if node not in own and any(parent in own for parent in node.inputs):
+            own.add(node)
+    captured = []
+    seen = set()
+
+    def consider(node):
+        if node in own or node in seen or node.op.leaf == "baked":
+            return
+        seen.add(node)
+        captured.append(node)
+
+    for node in topological_order(outputs):
+        if node in own:
+            for parent in node.inputs:
+                consider(parent)
+    for out in outputs:
+        consider(out)
+    stand_ins = {node: _placeholder_like(node) for node in captured}
+    return captured, [substitute(outs, stand_ins) for outs in output_lists], [stand_ins[n] for n in captured]
+
+
+# packing several results into one node --------------------------------------------------------
+
+def _layout(shapes, dtypes, caller):
+    for shape in shapes:
+        if not is_static(shape):
+            raise ShapeError(f"{caller}: every carry, y and branch output needs a shape known when the graph is "
+                             f"built; got {format_shape(shape)}")
+    sizes = [int(size_of(shape)) for shape in shapes]
+    offsets = list(np.cumsum([0] + sizes[:-1])) if sizes else []
+    dtype = np.result_type(*dtypes) if dtypes else np.dtype(np.float64)
+    return [int(o) for o in offsets], sizes, sum(sizes), dtype
+
+
+def _unpack(packed, shapes, dtypes):
+    """The tensors a packed vector holds (slices, reshaped and cast back)."""
+    out, offset = [], 0
+    for shape, dtype in zip(shapes, dtypes):
+        size = int(size_of(shape))
+        part = sh.reshape(packed[offset:offset + size], tuple(shape))
+        if part.dtype != dtype:
+            part = ew.cast(part, dtype)
+        out.append(part)
+        offset += size
+    return out
+
+
+def _pack(tensors, dtype):
+    flat = [sh.reshape(t if t.dtype == dtype else ew.cast(t, dtype), (int(size_of(t.shape)),)) for t in tensors]
+    if not flat:
+        return as_tensor(np.zeros(0, dtype))
+    return flat[0] if len(flat) == 1 else sh.concatenate(flat, axis=0)
+
+
+def _write_packed(packed, offset, value):
+    packed[offset:offset + value.size] = np.ravel(value)
+
+
+# scan -----------------------------------------------------------------------------------------
+
+def _scan_shapes(body, carries, length):
+    """(shapes, dtypes) of a scan's results: its carries, then each ys stacked."""
+    carry_out, y_out = body.outputs[:carries], body.outputs[carries:]
+    shapes = [c.shape for c in carry_out] + [(length,) + tuple(y.shape) for y in y_out]
+    dtypes = [c.dtype for c in carry_out] + [y.dtype for y in y_out]
+    return shapes, dtypes
+
+
+def _scan_infer(*inputs, body, length, reverse, carries, sequences):
+    shapes, dtypes = _scan_shapes(body, carries, length)
+    _, _, total, dtype = _layout(shapes, dtypes, "scan")
+    return (total,), dtype
+
+
+def _scan_impl(*arrays, body, length, reverse, carries, sequences):
+    shapes, dtypes = _scan_shapes(body, carries, length)
+    offsets, sizes, total, dtype = _layout(shapes, dtypes, "scan")
+    packed = np.empty(total, dtype)
+    carry = list(arrays[:carries])
+    xs = arrays[carries:carries + sequences]
+    consts = list(arrays[carries + sequences:])
+    y_offsets = offsets[carries:]
+    y_sizes = [size // length if length else 0 for size in sizes[carries:]]
+    for t in (range(length - 1, -1, -1) if reverse else range(length)):
+        outs = body.run(carry + [x[t, ...] for x in xs] + consts)
+        carry = outs[:carries]
+        for y, offset, size in zip(outs[carries:], y_offsets, y_sizes):
+            _write_packed(packed, offset + t * size, y)
+    for value, offset in zip(carry, offsets[:carries]):
+        _write_packed(packed, offset, value)
+    return packed
+
+
+def _scan_parts(node):
+    body = node.attrs["body"]
+    shapes, dtypes = _scan_shapes(body, node.attrs["carries"], node.attrs["length"])
+    return _unpack(node, shapes, dtypes)
+
+
+def _scan_flat(trace, init, xs, consts, length, reverse, caller="scan", where=None):
+    """Build a scan node from flat lists; `trace(carry, x, consts)` (lists of placeholders)
+    returns (new carries, ys) as lists. Returns (final carries, stacked ys)."""
+    where = where or user_source_location()
+    carry_in = [_placeholder_like(c) for c in init]
+    x_in = [_placeholder_like(x, tuple(x.shape[1:])) for x in xs]
+    const_in = [_placeholder_like(k) for k in consts]
+    new_carry, ys = trace(carry_in, x_in, const_in)
+    new_carry = [as_tensor(c) for c in new_carry]
+    ys = [as_tensor(y) for y in ys]
+    _check_carries(init, new_carry, caller, where)
+    captured, (outs,), stand_ins = _capture(carry_in + x_in + const_in, [new_carry + ys])
+    body = Body(carry_in + x_in + const_in + stand_ins, outs, f"{caller} body")
+    node = apply(SCAN, *init, *xs, *consts, *captured, body=body, length=int(length), reverse=bool(reverse),
+                 carries=len(init), sequences=len(xs))
+    parts = _scan_parts(node)
+    return parts[:len(init)], parts[len(init):]
+
+
+def _check_carries(init, new_carry, caller, where, names=None):
+    if len(new_carry) != len(init):
+        raise ShapeError(f"{caller}: the body returns {len(new_carry)} carries for {len(init)} initial ones "
+                         f"(built at {where})")
+    for position, (before, after) in enumerate(zip(init, new_carry)):
+        if tuple(before.shape) != tuple(after.shape) or before.dtype != after.dtype:
+            name = names[position] if names else f"carry {position}"
+            raise ShapeError(f"{caller}: {name} enters the body with {_spec(before)} and leaves it with "
+                             f"{_spec(after)}; a carry must keep its shape and dtype (built at {where})")
+
+
+def scan(f, init, xs=None, length=None, reverse=False):
+    """JAX's lax.scan: `f(carry, x) -> (carry, y)` over the leading axis of `xs`.
+
+    Returns `(carry, ys)`, ys stacked along a new axis 0 (in the order of `xs`, also with
+    `reverse=True`, which runs from the last element to the first). `init`, `xs` and the ys
+    are tensors (or arrays), or tuples/lists of them; `xs=None` needs `length`. `f` is called
+    once, on placeholders. Each carry must keep its shape and dtype (a ShapeError names it).
+    """
+    where = user_source_location()
+    init_leaves, rebuild_carry = _flatten(init)
+    x_leaves, rebuild_x = _flatten(xs)
+    for x in x_leaves:
+        if x.ndim == 0:
+            raise ShapeError(f"scan: an xs entry has no leading axis to scan over ({x.describe()}; built at {where})")
+    lengths = {x.shape[0] for x in x_leaves}
+    if length is not None:
+        lengths.add(int(length))
+    if not lengths:
+        raise ValueError("scan: xs is None, so length must be given")
+    if len(lengths) != 1 or None in lengths:
+        raise ShapeError(f"scan: xs have leading axes of lengths {sorted(lengths, key=str)} (and length={length}); "
+                         f"they must all be one known length (built at {where})")
+    n = lengths.pop()
+    y_structure = []
+
+    def trace(carry_in, x_in, const_in):
+        result = f(rebuild_carry(carry_in), rebuild_x(x_in) if xs is not None else None)
+        if not (isinstance(result, (tuple, list)) and len(result) == 2):
+            raise TypeError(f"scan: the body must return a pair (carry, y), got {type(result).__name__} "
+                            f"(built at {where})")
+        new_carry, y = result
+        if _structure(new_carry) != _structure(init):
+            raise ShapeError(f"scan: the body returns a carry of structure {_structure(new_carry)}, the initial "
+                             f"carry has {_structure(init)} (built at {where})")
+        new_leaves, _ = _flatten(new_carry)
+        y_leaves, rebuild_y = _flatten(y)
+        y_structure.append(rebuild_y)
+        return new_leaves, y_leaves
+
+    final, ys = _scan_flat(trace, init_leaves, x_leaves, [], n, reverse, "scan", where)
+    return rebuild_carry(final), y_structure[0](ys)
+
+
+def _scan_jvp(tangents, out, *inputs):
+    a = out.attrs
+    body, nc, nx = a["body"], a["carries"], a["sequences"]
+    init, xs, consts = list(inputs[:nc]), list(inputs[nc:nc + nx]), list(inputs[nc + nx:])
+    t_init, t_xs, t_consts = tangents[:nc], tangents[nc:nc + nx], tangents[nc + nx:]
+    float_carries = [i for i, c in enumerate(init) if is_float(c.dtype)]
+    moving_x = [i for i, t in enumerate(t_xs) if t is not None and is_float(xs[i].dtype)]
+    moving_k = [i for i, t in enumerate(t_consts) if t is not None and is_float(consts[i].dtype)]
+    nfc = len(float_carries)
+    y_out = body.outputs[nc:]
+    float_ys = [i for i, y in enumerate(y_out) if is_float(y.dtype)]
+
+    def trace(carry, x, k):
+        c, dc = carry[:nc], carry[nc:]
+        xx, dx = x[:nx], x[nx:]
+        kk, dk = k[:len(consts)], k[len(consts):]
+        outs = _inline(body, c + xx + kk)
+        wrt = [c[i] for i in float_carries] + [xx[i] for i in moving_x] + [kk[i] for i in moving_k]
+        touts = push_forward(outs, wrt, dc + dx + dk) if wrt else [ew.zeros_like(o) for o in outs]
+        return (outs[:nc] + [touts[i] for i in float_carries],
+                outs[nc:] + [touts[nc + i] for i in float_ys])
+
+    t_carry0 = [t_init[i] if t_init[i] is not None else ew.zeros_like(init[i]) for i in float_carries]
+    final, ys = _scan_flat(trace, init + t_carry0, xs + [t_xs[i] for i in moving_x],
+                           consts + [t_consts[i] for i in moving_k], a["length"], a["reverse"], "scan jvp")
+    d_final, d_ys = final[nc:], ys[len(y_out):]
+    shapes, dtypes = _scan_shapes(body, nc, a["length"])
+    parts = []
+    for i in range(nc):
+        parts.append(d_final[float_carries.index(i)] if i in float_carries else as_tensor(np.zeros(shapes[i], dtypes[i])))
+    for j in range(len(y_out)):
+        parts.append(d_ys[float_ys.index(j)] if j in float_ys else as_tensor(np.zeros(shapes[nc + j], dtypes[nc + j])))
+    return _pack(parts, out.dtype)
+
+
+_vjp_cache = weakref.WeakKeyDictionary()  # scan/switch node -> {cotangent node: gradients per input}
+_vjp_lock = threading.Lock()
+
+
+def _cached_vjp(build):
+    def rule_for(index):
+        def rule(g, out, *inputs):
+            with _vjp_lock:
+                per_node = _vjp_cache.setdefault(out, {})
+                if g not in per_node:
+                    per_node[g] = build(g, out, *inputs)
+                return per_node[g][index]
+        return rule
+    return rule_for
+
+
+def _scan_vjp(g, out, *inputs):
+    a = out.attrs
+    body, nc, nx, length, reverse = a["body"], a["carries"], a["sequences"], a["length"], a["reverse"]
+    init, xs, consts = list(inputs[:nc]), list(inputs[nc:nc + nx]), list(inputs[nc + nx:])
+    y_out = body.outputs[nc:]
+    ny = len(y_out)
+    fc = [i for i, c in enumerate(init) if is_float(c.dtype)]
+    fx = [i for i, x in enumerate(xs) if is_float(x.dtype)]
+    fk = [i for i, k in enumerate(consts) if is_float(k.dtype)]
+    fy = [i for i, y in enumerate(y_out) if is_float(y.dtype)]
+    shapes, dtypes = _scan_shapes(body, nc, length)
+    g_parts = _unpack(g, shapes, [d if is_float(d) else out.dtype for d in dtypes])
+    g_final, g_ys = g_parts[:nc], g_parts[nc:]
+
+    # the forward scan once more, emitting the carry each step starts from
+    def record(carry, x, k):
+        outs = _inline(body, carry + x + k)
+        return outs[:nc], outs[nc:] + list(carry)
+    _, stacked = _scan_flat(record, init, xs, consts, length, reverse, "scan vjp")
+    carries_seen = stacked[ny:]
+
+    def backward(carry, x, k):
+        ct_c, acc = carry[:len(fc)], carry[len(fc):]
+        g_y = x[:len(fy)]
+        c_t = x[len(fy):len(fy) + nc]
+        x_t = x[len(fy) + nc:]
+        outs = _inline(body, c_t + x_t + k)
+        selected = [outs[i] for i in fc] + [outs[nc + j] for j in fy]
+        wrt = [c_t[i] for i in fc] + [x_t[i] for i in fx] + [k[i] for i in fk]
+        if not wrt:
+            return [], []
+        grads = backpropagate(selected, ct_c + g_y, wrt, disconnected="zero", caller="scan vjp")
+        gc_, gx, gk = grads[:len(fc)], grads[len(fc):len(fc) + len(fx)], grads[len(fc) + len(fx):]
+        return gc_ + [s + t for s, t in zip(acc, gk)], gx
+
+    start = [ew.cast(g_final[i], init[i].dtype) for i in fc] + [ew.zeros_like(consts[i]) for i in fk]
+    final, gxs = _scan_flat(backward, start, [ew.cast(g_ys[j], y_out[j].dtype) for j in fy] + carries_seen + xs,
+                            consts, length, not reverse, "scan vjp")
+    results = [None] * len(inputs)
+    for position, i in enumerate(fc):
+        results[i] = final[position]
+    for position, i in enumerate(fk):
+        results[nc + nx + i] = final[len(fc) + position]
+    for position, i in enumerate(fx):
+        results[nc + i] = gxs[position]
+    return results
+
+
+def _scan_vjp_rules(index):
+    return _cached_vjp(_scan_vjp)(index)
+
+
+SCAN = register(OpDef(
+    "scan", _scan_impl, _scan_infer, vjp=_scan_vjp_rules, jvp=_scan_jvp, fresh_result=True,
+    attrs={"body": _is_body, "length": checks.integer(0), "reverse": checks.boolean,
+           "carries": checks.integer(0), "sequences": checks.integer(0)},
+    doc="a loop over the leading axis of its sequences running a body graph; its carries and stacked ys packed",
+))
+
+
+def fori_loop(lower, upper, body, init):
+    """JAX's lax.fori_loop with Python int bounds: `body(i, carry) -> carry` for i in
+    range(lower, upper) (`i` an int64 scalar tensor). A scan with no xs."""
+    if not all(isinstance(b, (int, np.integer)) for b in (lower, upper)):
+        raise TypeError(f"fori_loop: lower and upper must be Python ints, got {lower!r} and {upper!r}")
+    steps = np.arange(int(lower), max(int(lower), int(upper)), dtype=np.int64)
+    carry, _ = scan(lambda c, i: (body(i, c), None), init, xs=as_tensor(steps), length=len(steps))
+    return carry
