@@ -435,3 +435,146 @@ def fori_loop(lower, upper, body, init):
     steps = np.arange(int(lower), max(int(lower), int(upper)), dtype=np.int64)
     carry, _ = scan(lambda c, i: (body(i, c), None), init, xs=as_tensor(steps), length=len(steps))
     return carry
+
+
+# switch and cond ------------------------------------------------------------------------------
+
+def _switch_infer(index, *operands, branches):
+    outs = branches[0].outputs
+    _, _, total, dtype = _layout([o.shape for o in outs], [o.dtype for o in outs], "switch")
+    return (total,), dtype
+
+
+def _switch_impl(index, *operands, branches):
+    outs = branches[0].outputs
+    offsets, _, total, dtype = _layout([o.shape for o in outs], [o.dtype for o in outs], "switch")
+    taken = branches[min(max(int(index), 0), len(branches) - 1)]  # clamped, as JAX's switch
+    packed = np.empty(total, dtype)
+    for value, offset in zip(taken.run(list(operands)), offsets):
+        _write_packed(packed, offset, value)
+    return packed
+
+
+def _switch_parts(node):
+    outs = node.attrs["branches"][0].outputs
+    return _unpack(node, [o.shape for o in outs], [o.dtype for o in outs])
+
+
+def _switch_flat(index, traces, operands, caller="switch", where=None):
+    """A switch node over `traces` (each `trace(operand placeholders) -> list of tensors`);
+    returns the list of its outputs."""
+    where = where or user_source_location()
+    own = [_placeholder_like(o) for o in operands]
+    output_lists = []
+    for position, trace in enumerate(traces):
+        output_lists.append([as_tensor(out) for out in trace(own)])
+    first = output_lists[0]
+    for position, outs in enumerate(output_lists[1:], start=1):
+        if len(outs) != len(first):
+            raise ShapeError(f"{caller}: branch {position} returns {len(outs)} outputs, branch 0 returns "
+                             f"{len(first)} (built at {where})")
+        for k, (a, b) in enumerate(zip(first, outs)):
+            if tuple(a.shape) != tuple(b.shape) or a.dtype != b.dtype:
+                raise ShapeError(f"{caller}: output {k} of branch {position} has {_spec(b)}, of branch 0 "
+                                 f"{_spec(a)}; every branch must return the same shapes and dtypes (built at {where})")
+    captured, output_lists, stand_ins = _capture(own, output_lists)
+    bodies = tuple(Body(own + stand_ins, outs, f"{caller} branch {i}") for i, outs in enumerate(output_lists))
+    node = apply(SWITCH, index, *operands, *captured, branches=bodies)
+    return _switch_parts(node)
+
+
+def _as_index(index, caller, where):
+    index = as_tensor(index)
+    if index.shape != ():
+        raise ShapeError(f"{caller}: the {'predicate' if caller == 'cond' else 'index'} must be a scalar, got "
+                         f"{index.describe()} of shape {format_shape(index.shape)} (built at {where})")
+    if index.dtype.kind not in "biu":
+        raise ShapeError(f"{caller}: the {'predicate' if caller == 'cond' else 'index'} must be boolean or "
+                         f"integer, got dtype {index.dtype} (built at {where})")
+    return index
+
+
+def switch(index, branches, *operands):
+    """JAX's lax.switch: `branches[index](*operands)`, the index clamped to the branches;
+    only that branch runs. Every branch returns the same structure, shapes and dtypes."""
+    where = user_source_location()
+    index = _as_index(index, "switch", where)
+    branches = list(branches)
+    if not branches:
+        raise ValueError("switch: no branches")
+    operand_leaves, rebuild = _flatten(list(operands))
+    structures = []
+
+    def tracer(branch):
+        def trace(own):
+            result = branch(*rebuild(own))
+            leaves, rebuild_out = _flatten(result)
+            structures.append((_structure(result), rebuild_out))
+            return leaves
+        return trace
+
+    outs = _switch_flat(index if index.dtype.kind != "b" else ew.cast(index, np.int64),
+                        [tracer(b) for b in branches], operand_leaves, "switch", where)
+    for position, (structure, _) in enumerate(structures[1:], start=1):
+        if structure != structures[0][0]:
+            raise ShapeError(f"switch: branch {position} returns {structure}, branch 0 {structures[0][0]} "
+                             f"(built at {where})")
+    return structures[0][1](outs)
+
+
+def cond(pred, true_fn, false_fn, *operands):
+    """JAX's lax.cond: `true_fn(*operands)` if `pred` else `false_fn(*operands)`; only the
+    taken branch runs. `pred` a boolean (or integer) scalar tensor."""
+    where = user_source_location()
+    pred = _as_index(pred, "cond", where)
+    index = ew.cast(ew.not_equal(pred, as_tensor(np.zeros((), pred.dtype))), np.int64)
+    return switch(index, [false_fn, true_fn], *operands)
+
+
+def _switch_jvp(tangents, out, index, *operands):
+    branches = out.attrs["branches"]
+    moving = [i for i, t in enumerate(tangents[1:]) if t is not None and is_float(operands[i].dtype)]
+    n = len(operands)
+
+    def derivative(body):
+        def trace(own):
+            outs = _inline(body, own[:n])
+            touts = push_forward(outs, [own[i] for i in moving], own[n:])
+            return [_pack([t if is_float(o.dtype) else as_tensor(np.zeros(o.shape, o.dtype))
+                           for t, o in zip(touts, outs)], out.dtype)]
+        return trace
+
+    (result,) = _switch_flat(index, [derivative(b) for b in branches],
+                             list(operands) + [tangents[1 + i] for i in moving], "switch jvp")
+    return result
+
+
+def _switch_vjp(g, out, index, *operands):
+    branches = out.attrs["branches"]
+    n = len(operands)
+    outs0 = branches[0].outputs
+    floating = [k for k, o in enumerate(outs0) if is_float(o.dtype)]
+    wanted = [i for i, o in enumerate(operands) if is_float(o.dtype)]
+    if not wanted:
+        return [None] * (n + 1)
+
+    def derivative(body):
+        def trace(own):
+            outs = _inline(body, own[:n])
+            cts = _unpack(own[n], [o.shape for o in outs0], [o.dtype if is_float(o.dtype) else out.dtype for o in outs0])
+            return backpropagate([outs[k] for k in floating], [cts[k] for k in floating], [own[i] for i in wanted],
+                                 disconnected="zero", caller="switch vjp")
+        return trace
+
+    grads = _switch_flat(index, [derivative(b) for b in branches], list(operands) + [g], "switch vjp")
+    results = [None] * (n + 1)
+    for position, i in enumerate(wanted):
+        results[1 + i] = grads[position]
+    return results
+
+
+SWITCH = register(OpDef(
+    "switch", _switch_impl, _switch_infer, vjp=_cached_vjp(_switch_vjp), jvp=_switch_jvp, fresh_result=True,
+    attrs={"branches": _are_bodies},
+    doc="runs the branch graph its index (an int scalar, clamped) picks; that branch's outputs packed",
+))
