@@ -18,8 +18,9 @@ it with graphcomp's own reverse and forward modes, so they can be differentiated
   (one that also emits them), accumulating the gradients of captured tensors in its carry;
 - the jvp and vjp of a switch are a switch over the branches' jvps and vjps;
 - the jvp of a while_loop is a while_loop carrying the tangents. A while_loop has no reverse
-  mode (as in JAX): its vjp raises a GradientError saying so; use forward mode (gc.jvp, or
-  gc.hvp(..., mode='rev-rev') is refused too), or a fori_loop/scan with a fixed trip count.
+  mode (as in JAX): gc.grad, gc.vjp and gc.hvp through one raise a GradientError saying so;
+  forward mode (gc.jvp, to any order) works, and a fori_loop or scan with a fixed trip count
+  differentiates in both modes.
 
 `gc.save` refuses a graph holding one of these nodes (a SaveError naming the attribute `body`
 or `branches`, which the file format cannot hold); pickle and copy keep them.
@@ -37,7 +38,7 @@ from graphcomp.compile import Function
 from graphcomp.errors import GradientError, ShapeError
 from graphcomp.forward import push_forward
 from graphcomp.ir import Graph, substitute, topological_order, user_source_location
-from graphcomp.ops import OpDef, checks, register
+from graphcomp.ops import DASK_WHOLE_ARRAYS, OpDef, checks, register
 from graphcomp.ops import elementwise as ew
 from graphcomp.ops import shape as sh
 from graphcomp.shapes import format_shape, is_static, size_of
@@ -92,6 +93,19 @@ def _are_bodies(value, inputs, attrs):
     if isinstance(value, tuple) and value and all(isinstance(b, Body) for b in value):
         return None
     return "must be a non-empty tuple of graphcomp.loops.Body"
+
+
+def _as_declared(body, arrays, sequences=range(0)):
+    """The node's operands with the shapes its body's placeholders declare (the operands at
+    positions `sequences` keep their leading axis): a scalar may come as a 1-element array."""
+    out = []
+    for position, (array, declared) in enumerate(zip(arrays, body.inputs)):
+        array = np.asarray(array)
+        ndim = len(declared.shape) + (position in sequences)
+        if array.ndim != ndim and array.size == 1 and position not in sequences:
+            array = array.reshape(declared.shape)
+        out.append(array)
+    return out + list(arrays[len(out):])
 
 
 def _inline(body, arguments):
@@ -222,6 +236,7 @@ def _scan_impl(*arrays, body, length, reverse, carries, sequences):
     shapes, dtypes = _scan_shapes(body, carries, length)
     offsets, sizes, total, dtype = _layout(shapes, dtypes, "scan")
     packed = np.empty(total, dtype)
+    arrays = _as_declared(body, arrays, range(carries, carries + sequences))
     carry = list(arrays[:carries])
     xs = arrays[carries:carries + sequences]
     consts = list(arrays[carries + sequences:])
@@ -352,7 +367,7 @@ def _scan_jvp(tangents, out, *inputs):
 
 
 _vjp_cache = weakref.WeakKeyDictionary()  # scan/switch node -> {cotangent node: gradients per input}
-_vjp_lock = threading.Lock()
+_vjp_lock = threading.RLock()  # a vjp being built may build the vjp of a loop in its body
 
 
 def _cached_vjp(build):
@@ -420,7 +435,7 @@ def _scan_vjp_rules(index):
 
 
 SCAN = register(OpDef(
-    "scan", _scan_impl, _scan_infer, vjp=_scan_vjp_rules, jvp=_scan_jvp, fresh_result=True,
+    "scan", _scan_impl, _scan_infer, vjp=_scan_vjp_rules, jvp=_scan_jvp, fresh_result=True, backend_impls=DASK_WHOLE_ARRAYS,
     attrs={"body": _is_body, "length": checks.integer(0), "reverse": checks.boolean,
            "carries": checks.integer(0), "sequences": checks.integer(0)},
     doc="a loop over the leading axis of its sequences running a body graph; its carries and stacked ys packed",
@@ -448,9 +463,9 @@ def _switch_infer(index, *operands, branches):
 def _switch_impl(index, *operands, branches):
     outs = branches[0].outputs
     offsets, _, total, dtype = _layout([o.shape for o in outs], [o.dtype for o in outs], "switch")
-    taken = branches[min(max(int(index), 0), len(branches) - 1)]  # clamped, as JAX's switch
+    taken = branches[min(max(int(np.asarray(index).item()), 0), len(branches) - 1)]  # clamped, as JAX's switch
     packed = np.empty(total, dtype)
-    for value, offset in zip(taken.run(list(operands)), offsets):
+    for value, offset in zip(taken.run(_as_declared(taken, operands)), offsets):
         _write_packed(packed, offset, value)
     return packed
 
@@ -460,7 +475,7 @@ def _switch_parts(node):
     return _unpack(node, [o.shape for o in outs], [o.dtype for o in outs])
 
 
-def _switch_flat(index, traces, operands, caller="switch", where=None):
+def _switch_flat(index, traces, operands, caller="switch", where=None, names=None):
     """A switch node over `traces` (each `trace(operand placeholders) -> list of tensors`);
     returns the list of its outputs."""
     where = where or user_source_location()
@@ -469,13 +484,14 @@ def _switch_flat(index, traces, operands, caller="switch", where=None):
     for position, trace in enumerate(traces):
         output_lists.append([as_tensor(out) for out in trace(own)])
     first = output_lists[0]
+    names = names or [f"branch {i}" for i in range(len(traces))]
     for position, outs in enumerate(output_lists[1:], start=1):
         if len(outs) != len(first):
-            raise ShapeError(f"{caller}: branch {position} returns {len(outs)} outputs, branch 0 returns "
+            raise ShapeError(f"{caller}: the {names[position]} returns {len(outs)} outputs, the {names[0]} returns "
                              f"{len(first)} (built at {where})")
         for k, (a, b) in enumerate(zip(first, outs)):
             if tuple(a.shape) != tuple(b.shape) or a.dtype != b.dtype:
-                raise ShapeError(f"{caller}: output {k} of branch {position} has {_spec(b)}, of branch 0 "
+                raise ShapeError(f"{caller}: output {k} of the {names[position]} has {_spec(b)}, of the {names[0]} "
                                  f"{_spec(a)}; every branch must return the same shapes and dtypes (built at {where})")
     captured, output_lists, stand_ins = _capture(own, output_lists)
     bodies = tuple(Body(own + stand_ins, outs, f"{caller} branch {i}") for i, outs in enumerate(output_lists))
@@ -497,8 +513,11 @@ def _as_index(index, caller, where):
 def switch(index, branches, *operands):
     """JAX's lax.switch: `branches[index](*operands)`, the index clamped to the branches;
     only that branch runs. Every branch returns the same structure, shapes and dtypes."""
-    where = user_source_location()
-    index = _as_index(index, "switch", where)
+    return _switch(index, branches, operands, "switch", user_source_location())
+
+
+def _switch(index, branches, operands, caller, where, names=None):
+    index = _as_index(index, caller, where)
     branches = list(branches)
     if not branches:
         raise ValueError("switch: no branches")
@@ -514,11 +533,12 @@ def switch(index, branches, *operands):
         return trace
 
     outs = _switch_flat(index if index.dtype.kind != "b" else ew.cast(index, np.int64),
-                        [tracer(b) for b in branches], operand_leaves, "switch", where)
+                        [tracer(b) for b in branches], operand_leaves, caller, where, names)
+    names = names or [f"branch {i}" for i in range(len(branches))]
     for position, (structure, _) in enumerate(structures[1:], start=1):
         if structure != structures[0][0]:
-            raise ShapeError(f"switch: branch {position} returns {structure}, branch 0 {structures[0][0]} "
-                             f"(built at {where})")
+            raise ShapeError(f"{caller}: the {names[position]} returns {structure}, the {names[0]} "
+                             f"{structures[0][0]} (built at {where})")
     return structures[0][1](outs)
 
 
@@ -528,7 +548,7 @@ def cond(pred, true_fn, false_fn, *operands):
     where = user_source_location()
     pred = _as_index(pred, "cond", where)
     index = ew.cast(ew.not_equal(pred, as_tensor(np.zeros((), pred.dtype))), np.int64)
-    return switch(index, [false_fn, true_fn], *operands)
+    return _switch(index, [false_fn, true_fn], operands, "cond", where, ["false branch", "true branch"])
 
 
 def _switch_jvp(tangents, out, index, *operands):
@@ -574,7 +594,106 @@ def _switch_vjp(g, out, index, *operands):
 
 
 SWITCH = register(OpDef(
-    "switch", _switch_impl, _switch_infer, vjp=_cached_vjp(_switch_vjp), jvp=_switch_jvp, fresh_result=True,
+    "switch", _switch_impl, _switch_infer, vjp=_cached_vjp(_switch_vjp), jvp=_switch_jvp, fresh_result=True, backend_impls=DASK_WHOLE_ARRAYS,
     attrs={"branches": _are_bodies},
     doc="runs the branch graph its index (an int scalar, clamped) picks; that branch's outputs packed",
+))
+
+
+# while_loop -------------------------------------------------------------------------------------
+
+def _while_infer(*inputs, test, body, carries):
+    outs = body.outputs
+    _, _, total, dtype = _layout([o.shape for o in outs], [o.dtype for o in outs], "while_loop")
+    return (total,), dtype
+
+
+def _while_impl(*arrays, test, body, carries):
+    outs = body.outputs
+    offsets, _, total, dtype = _layout([o.shape for o in outs], [o.dtype for o in outs], "while_loop")
+    arrays = _as_declared(body, arrays)
+    carry, consts = list(arrays[:carries]), list(arrays[carries:])
+    while bool(test.run(carry + consts)[0]):
+        carry = body.run(carry + consts)
+    packed = np.empty(total, dtype)
+    for value, offset in zip(carry, offsets):
+        _write_packed(packed, offset, value)
+    return packed
+
+
+def _while_flat(test_trace, body_trace, init, consts, caller="while_loop", where=None):
+    where = where or user_source_location()
+    carry_in = [_placeholder_like(c) for c in init]
+    const_in = [_placeholder_like(k) for k in consts]
+    decision = as_tensor(test_trace(carry_in, const_in))
+    if decision.shape != () or decision.dtype.kind != "b":
+        raise ShapeError(f"{caller}: cond must return a boolean scalar, got {_spec(decision)} (built at {where})")
+    new_carry = [as_tensor(c) for c in body_trace(carry_in, const_in)]
+    _check_carries(init, new_carry, caller, where)
+    own = carry_in + const_in
+    captured, (test_outs, body_outs), stand_ins = _capture(own, [[decision], new_carry])
+    test = Body(own + stand_ins, test_outs, f"{caller} cond")
+    body = Body(own + stand_ins, body_outs, f"{caller} body")
+    node = apply(WHILE_LOOP, *init, *consts, *captured, test=test, body=body, carries=len(init))
+    return _unpack(node, [c.shape for c in init], [c.dtype for c in init])
+
+
+def while_loop(cond_fun, body_fun, init):
+    """JAX's lax.while_loop: `while cond_fun(carry): carry = body_fun(carry)`, the trip count
+    decided at run time. `cond_fun` returns a boolean scalar tensor; each carry keeps its shape
+    and dtype. Forward mode (gc.jvp, to any order) works; reverse mode (gc.grad, gc.vjp,
+    gc.hvp) raises a GradientError, as in JAX: write a fori_loop or scan with a fixed trip
+    count to differentiate in reverse mode."""
+    where = user_source_location()
+    leaves, rebuild = _flatten(init)
+
+    def body_trace(carry, consts):
+        result = body_fun(rebuild(carry))
+        if _structure(result) != _structure(init):
+            raise ShapeError(f"while_loop: the body returns a carry of structure {_structure(result)}, the "
+                             f"initial carry has {_structure(init)} (built at {where})")
+        return _flatten(result)[0]
+
+    return rebuild(_while_flat(lambda carry, consts: cond_fun(rebuild(carry)), body_trace, leaves, [],
+                               "while_loop", where))
+
+
+def _while_jvp(tangents, out, *inputs):
+    a = out.attrs
+    test, body, nc = a["test"], a["body"], a["carries"]
+    init, consts = list(inputs[:nc]), list(inputs[nc:])
+    fc = [i for i, c in enumerate(init) if is_float(c.dtype)]
+    moving = [i for i, t in enumerate(tangents[nc:]) if t is not None and is_float(consts[i].dtype)]
+    nk = len(consts)
+
+    def test_trace(carry, k):
+        return _inline(test, carry[:nc] + k[:nk])[0]
+
+    def body_trace(carry, k):
+        c, dc = carry[:nc], carry[nc:]
+        outs = _inline(body, c + k[:nk])
+        wrt = [c[i] for i in fc] + [k[i] for i in moving]
+        touts = push_forward(outs, wrt, dc + k[nk:])
+        return outs + [touts[i] for i in fc]
+
+    start = [tangents[i] if tangents[i] is not None else ew.zeros_like(init[i]) for i in fc]
+    final = _while_flat(test_trace, body_trace, init + start, consts + [tangents[nc + i] for i in moving],
+                        "while_loop jvp")
+    parts = [final[nc + fc.index(i)] if i in fc else as_tensor(np.zeros(init[i].shape, init[i].dtype))
+             for i in range(nc)]
+    return _pack(parts, out.dtype)
+
+
+def _while_vjp(index):
+    def refuse(g, out, *inputs):
+        raise GradientError(
+            f"while_loop has no reverse mode (as in JAX): its trip count is decided at run time. Use forward "
+            f"mode (gc.jvp), or a gc.fori_loop/gc.scan with a fixed trip count (node {out.describe()})")
+    return refuse
+
+
+WHILE_LOOP = register(OpDef(
+    "while_loop", _while_impl, _while_infer, vjp=_while_vjp, jvp=_while_jvp, fresh_result=True, backend_impls=DASK_WHOLE_ARRAYS,
+    attrs={"test": _is_body, "body": _is_body, "carries": checks.integer(0)},
+    doc="runs its body graph while its cond graph says so; the final carries packed (no reverse mode)",
 ))

@@ -41,6 +41,9 @@ LAYERS = [
 LAYERS[3] = LAYERS[3] + ("graphcomp.ops.indexing", "graphcomp.ops.random")
 # numpy.linalg: the records and gc.linalg, the namespace over them (the op-module layer, as nn).
 LAYERS[3] = LAYERS[3] + ("graphcomp.ops.linear_algebra", "graphcomp.linalg")
+# Loops and branches: records whose kernels run compiled body graphs, and whose derivatives
+# differentiate those graphs (above gc.function and both modes of differentiation).
+LAYERS[8] = LAYERS[8] + ("graphcomp.loops",)
 
 
 def _module_name(path):
