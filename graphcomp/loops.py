@@ -17,10 +17,11 @@ it with graphcomp's own reverse and forward modes, so they can be differentiated
 - the vjp of a scan is a scan running the other way over the carries a forward scan stored
   (one that also emits them), accumulating the gradients of captured tensors in its carry;
 - the jvp and vjp of a switch are a switch over the branches' jvps and vjps;
-- the jvp of a while_loop is a while_loop carrying the tangents. A while_loop has no reverse
-  mode (as in JAX): gc.grad, gc.vjp and gc.hvp through one raise a GradientError saying so;
-  forward mode (gc.jvp, to any order) works, and a fori_loop or scan with a fixed trip count
-  differentiates in both modes.
+- the jvp of a while_loop is a while_loop carrying the tangents; its vjp (which JAX does not
+  have) is a while_loop counting the trip count n, then a while_loop stepping back from n,
+  recomputing each carry from the initial one and pulling the cotangent back through one body
+  step: no carries stored, quadratic in n (fine for iterations to convergence; a long loop of
+  fixed length is a fori_loop).
 
 `gc.save` refuses a graph holding one of these nodes (a SaveError naming the attribute `body`
 or `branches`, which the file format cannot hold); pickle and copy keep them.
@@ -35,7 +36,7 @@ import numpy as np
 
 from graphcomp.autodiff import backpropagate, is_float
 from graphcomp.compile import Function
-from graphcomp.errors import GradientError, ShapeError
+from graphcomp.errors import ShapeError
 from graphcomp.forward import push_forward
 from graphcomp.ir import Graph, substitute, topological_order, user_source_location
 from graphcomp.ops import DASK_WHOLE_ARRAYS, OpDef, checks, register
@@ -641,9 +642,9 @@ def _while_flat(test_trace, body_trace, init, consts, caller="while_loop", where
 def while_loop(cond_fun, body_fun, init):
     """JAX's lax.while_loop: `while cond_fun(carry): carry = body_fun(carry)`, the trip count
     decided at run time. `cond_fun` returns a boolean scalar tensor; each carry keeps its shape
-    and dtype. Forward mode (gc.jvp, to any order) works; reverse mode (gc.grad, gc.vjp,
-    gc.hvp) raises a GradientError, as in JAX: write a fori_loop or scan with a fixed trip
-    count to differentiate in reverse mode."""
+    and dtype. Differentiable in both modes, to any order (unlike JAX's, in reverse mode too:
+    the trip count is counted at run time and each carry recomputed, so reverse mode costs
+    O(n^2) body steps for n iterations; use fori_loop or scan for a long loop of fixed length)."""
     where = user_source_location()
     leaves, rebuild = _flatten(init)
 
@@ -684,16 +685,57 @@ def _while_jvp(tangents, out, *inputs):
     return _pack(parts, out.dtype)
 
 
-def _while_vjp(index):
-    def refuse(g, out, *inputs):
-        raise GradientError(
-            f"while_loop has no reverse mode (as in JAX): its trip count is decided at run time. Use forward "
-            f"mode (gc.jvp), or a gc.fori_loop/gc.scan with a fixed trip count (node {out.describe()})")
-    return refuse
+def _while_vjp(g, out, *inputs):
+    """Reverse mode without storing carries: the trip count n is counted by a while_loop; then a
+    while_loop steps j = n-1, ..., 0, recomputing carry j from the initial one (a while_loop of
+    j body steps) and pulling the cotangent back through one body step. Quadratic in n, so for
+    the short loops iterations to convergence are. Built of while_loops, it is differentiable
+    again in both modes."""
+    a = out.attrs
+    test, body, nc = a["test"], a["body"], a["carries"]
+    init, consts = list(inputs[:nc]), list(inputs[nc:])
+    nk = len(consts)
+    fc = [i for i, c in enumerate(init) if is_float(c.dtype)]
+    fk = [i for i, k in enumerate(consts) if is_float(k.dtype)]
+    if not fc and not fk:
+        return [None] * len(inputs)
+    g_final = _unpack(g, [c.shape for c in init], [c.dtype if is_float(c.dtype) else out.dtype for c in init])
+    zero = as_tensor(np.int64(0))
+
+    def stepped(carry, k):  # one more body step, counted
+        return _inline(body, carry[:nc] + k[:nk]) + [carry[nc] + 1]
+
+    trips = _while_flat(lambda carry, k: _inline(test, carry[:nc] + k[:nk])[0], stepped, init + [zero], consts,
+                        "while_loop vjp")[nc]
+
+    def backward_test(carry, k):
+        return carry[0] > 0
+
+    def backward_step(carry, k):
+        j = carry[0] - 1
+        ct_c, acc = carry[1:1 + len(fc)], carry[1 + len(fc):]
+        start, again, own = k[:nc], k[nc:nc + nk], k[nc + nk:]
+        recomputed = _while_flat(lambda c, kk: c[nc] < kk[0], lambda c, kk: _inline(body, c[:nc] + kk[1:]) + [c[nc] + 1],
+                                 list(start) + [zero], [j] + list(again), "while_loop vjp")[:nc]
+        here = [_placeholder_like(c) for c in recomputed]  # stand-ins: nothing flows back into the recomputation
+        outs = _inline(body, here + own)
+        grads = backpropagate([outs[i] for i in fc], ct_c, [here[i] for i in fc] + [own[i] for i in fk],
+                              disconnected="zero", caller="while_loop vjp")
+        grads = substitute(grads, dict(zip(here, recomputed)))
+        return [j] + grads[:len(fc)] + [s + t for s, t in zip(acc, grads[len(fc):])]
+
+    start = [trips] + [g_final[i] for i in fc] + [ew.zeros_like(consts[i]) for i in fk]
+    final = _while_flat(backward_test, backward_step, start, init + consts + consts, "while_loop vjp")
+    results = [None] * len(inputs)
+    for position, i in enumerate(fc):
+        results[i] = final[1 + position]
+    for position, i in enumerate(fk):
+        results[nc + i] = final[1 + len(fc) + position]
+    return results
 
 
 WHILE_LOOP = register(OpDef(
-    "while_loop", _while_impl, _while_infer, vjp=_while_vjp, jvp=_while_jvp, fresh_result=True, backend_impls=DASK_WHOLE_ARRAYS,
+    "while_loop", _while_impl, _while_infer, vjp=_cached_vjp(_while_vjp), jvp=_while_jvp, fresh_result=True, backend_impls=DASK_WHOLE_ARRAYS,
     attrs={"test": _is_body, "body": _is_body, "carries": checks.integer(0)},
-    doc="runs its body graph while its cond graph says so; the final carries packed (no reverse mode)",
+    doc="runs its body graph while its cond graph says so; the final carries packed",
 ))

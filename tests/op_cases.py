@@ -721,10 +721,7 @@ CASES += _linalg_cases()
 
 
 def _loop_cases():
-    """Loops and branches (graphcomp/loops.py). The while_loop case carries integers only and
-    reads its float input in its cond, so its result is piecewise constant: reverse mode, which
-    a while_loop refuses (as JAX does), has nothing to differentiate there. Its derivatives are
-    tested in forward mode in tests/test_loops.py. Loops need shapes known when the graph is
+    """Loops and branches (graphcomp/loops.py). Loops need shapes known when the graph is
     built, so each case fixes its inputs' shapes (the ONNX tests feed placeholders of unknown
     sizes); loops have no ONNX form yet."""
 
@@ -749,6 +746,10 @@ def _loop_cases():
         while total < x.sum():
             count, total = count + 1, total + 0.5
         return np.float64(count)
+
+    def newton_root(a):
+        a = _fixed(a, (3,))
+        return gc.while_loop(lambda r: gc.any(gc.abs(r * r - a) > 1e-13), lambda r: 0.5 * (r + a / r), a + 1.0)
 
     def _fixed(t, shape):
         return gc.reshape(t, shape)
@@ -775,6 +776,7 @@ def _loop_cases():
                lambda p, a, b: np.sin(a) * b if p > 0 else a + b,
                [np.array(0.5), _normal((3,), 155), _normal((3,), 156)], "cond-captures"),
         OpCase("while_loop", steps_below, steps_below_reference, [np.array([1.2, 0.9])], "count"),
+        OpCase("while_loop", newton_root, np.sqrt, [_positive((3,), 157)], "newton"),
     ]
 
 

@@ -233,7 +233,7 @@ def test_only_the_taken_branch_runs():
     np.testing.assert_array_equal(g(np.array(1), singular), 3 * singular)
 
 
-def test_while_loop_newton_square_root_and_forward_derivative():
+def test_while_loop_newton_square_root_and_its_derivatives_in_both_modes():
     a = gc.placeholder(())
 
     def step(carry):
@@ -242,13 +242,20 @@ def test_while_loop_newton_square_root_and_forward_derivative():
 
     root, steps = gc.while_loop(lambda c: gc.logical_and(gc.abs(c[0] * c[0] - a) > 1e-13, c[1] < 50),
                                 step, (a + 1.0, gc.constant(np.int64(0))))
-    f = gc.function([a], [root, steps, gc.jvp(root, a, gc.constant(1.0))])
+    one = gc.constant(1.0)
+    f = gc.function([a], [root, steps, gc.jvp(root, a, one), gc.grad(root, a), gc.hvp(root, a, one),
+                          gc.hvp(root, a, one, mode="rev-rev")])
     for value in (2.0, 9.0, 0.25):
-        r, k, d = f(np.array(value))
+        r, k, forward, reverse, hv, hv_rev = f(np.array(value))
         assert np.isclose(r, np.sqrt(value), rtol=1e-14) and 0 < k < 50
-        assert np.isclose(d, 0.5 / np.sqrt(value), rtol=1e-9)
-    with pytest.raises(gc.GradientError, match="while_loop has no reverse mode"):
-        gc.grad(root, a)
+        assert np.isclose(forward, 0.5 / np.sqrt(value), rtol=1e-9)
+        assert np.isclose(reverse, 0.5 / np.sqrt(value), rtol=1e-9)
+        assert np.isclose(hv, -0.25 * value ** -1.5, rtol=1e-8) and np.isclose(hv_rev, hv, rtol=1e-10)
+
+    def scaled_newton(a, w):
+        r = gc.while_loop(lambda r: gc.any(gc.abs(r * r - a) > 1e-12), lambda r: 0.5 * (r + a / r) * w / w, a)
+        return (r * w) ** 2
+    gc.testing.check_grads(scaled_newton, [np.array([2.0, 3.0]), np.array([1.0, 2.0])], order=2)
 
 
 # threads, errors, pickling --------------------------------------------------------------------------
