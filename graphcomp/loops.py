@@ -595,7 +595,8 @@ def _switch_vjp(g, out, index, *operands):
 
 
 SWITCH = register(OpDef(
-    "switch", _switch_impl, _switch_infer, vjp=_cached_vjp(_switch_vjp), jvp=_switch_jvp, fresh_result=True, backend_impls=DASK_WHOLE_ARRAYS,
+    "switch", _switch_impl, _switch_infer, vjp=_cached_vjp(_switch_vjp), jvp=_switch_jvp, fresh_result=True,
+    backend_impls=DASK_WHOLE_ARRAYS,
     attrs={"branches": _are_bodies},
     doc="runs the branch graph its index (an int scalar, clamped) picks; that branch's outputs packed",
 ))
@@ -735,7 +736,8 @@ def _while_vjp(g, out, *inputs):
 
 
 WHILE_LOOP = register(OpDef(
-    "while_loop", _while_impl, _while_infer, vjp=_cached_vjp(_while_vjp), jvp=_while_jvp, fresh_result=True, backend_impls=DASK_WHOLE_ARRAYS,
+    "while_loop", _while_impl, _while_infer, vjp=_cached_vjp(_while_vjp), jvp=_while_jvp, fresh_result=True,
+    backend_impls=DASK_WHOLE_ARRAYS,
     attrs={"test": _is_body, "body": _is_body, "carries": checks.integer(0)},
     doc="runs its body graph while its cond graph says so; the final carries packed",
 ))
