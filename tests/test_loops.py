@@ -315,3 +315,27 @@ def test_pickle_keeps_a_function_with_loops_and_gc_save_refuses_clearly(tmp_path
         np.testing.assert_array_equal(a, b)
     with pytest.raises(gc.SaveError, match="attribute 'body'"):
         gc.save(f, str(tmp_path / "loop.gcz"))
+
+
+def test_variables_read_in_bodies_are_captured_and_get_gradients_in_both_optimize_modes():
+    w = gc.variable(W, name="w")
+    x = gc.placeholder((6, 3))
+    carry, ys = gc.scan(lambda h, xt: (gc.tanh(w @ h + xt), h.sum()), gc.constant(H0), x)
+    branch = gc.cond(carry.sum() > 0, lambda u: u * w[0], lambda u: gc.exp(u), carry)
+    settled = gc.while_loop(lambda r: gc.any(gc.abs(r * r - w[1] ** 2 - 1.0) > 1e-12),
+                            lambda r: 0.5 * (r + (w[1] ** 2 + 1.0) / r), w[1] ** 2 + 2.0)
+    loss = (branch ** 2).sum() + (ys ** 2).sum() + settled.sum()
+    outs = [loss, gc.grad(loss, w)]
+    plain, optimized = (gc.function([x], outs, optimize=flag)(X) for flag in (False, True))
+    for a, b in zip(plain, optimized):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+
+    def numpy_loss(wv):
+        h, ys_ = H0, []
+        for t in range(6):
+            ys_.append(h.sum())
+            h = np.tanh(wv @ h + X[t])
+        branch_ = h * wv[0] if h.sum() > 0 else np.exp(h)
+        return (branch_ ** 2).sum() + (np.array(ys_) ** 2).sum() + np.sqrt(wv[1] ** 2 + 1.0).sum()
+    assert np.isclose(plain[0], numpy_loss(W), rtol=1e-12)
+    np.testing.assert_allclose(plain[1], central_gradient(numpy_loss, W), rtol=1e-6, atol=1e-8)
