@@ -86,3 +86,6 @@ _name_public_functions(["argpartition", "argwhere", "astype", "conj", "conjugate
 from graphcomp import linalg  # noqa: E402
 from graphcomp.tensor import dispatch_numpy_linalg_to as _dispatch_numpy_linalg_to  # noqa: E402
 _dispatch_numpy_linalg_to(vars(linalg))
+# loops and branches (graphcomp/loops.py): one node each, holding its body graphs
+from graphcomp.loops import cond, fori_loop, scan, switch, while_loop  # noqa: E402
+_name_public_functions(["cond", "fori_loop", "scan", "switch", "while_loop"])

@@ -928,3 +928,68 @@ def _tuple(value, count):
 
 
 CASES += _conv_cases()
+
+
+# loops and branches (graphcomp/loops.py) -----------------------------------------------------------
+
+def _loop_cases():
+    """Loops and branches (graphcomp/loops.py). Loops need shapes known when the graph is
+    built, so each case fixes its inputs' shapes (the ONNX tests feed placeholders of unknown
+    sizes); loops have no ONNX form yet."""
+
+    def rnn(h0, xs, w):
+        h0, xs, w = _fixed(h0, (3,)), _fixed(xs, (4, 3)), _fixed(w, (3, 3))
+        return gc.scan(lambda h, x: (gc.tanh(w @ h + x), gc.sin(h).sum()), h0, xs)
+
+    def rnn_reference(h0, xs, w, reverse=False):
+        h, ys = h0, [None] * len(xs)
+        for t in (reversed(range(len(xs))) if reverse else range(len(xs))):
+            ys[t] = np.sin(h).sum()
+            h = np.tanh(w @ h + xs[t])
+        return h, np.array(ys)
+
+    def steps_below(x):
+        count, _ = gc.while_loop(lambda c: c[1] * 0.5 < x.sum(), lambda c: (c[0] + 1, c[1] + 1),
+                                 (gc.constant(np.int64(0)), gc.constant(np.int64(0))))
+        return gc.cast(count, "float64")
+
+    def steps_below_reference(x):
+        count, total = 0, 0.0
+        while total < x.sum():
+            count, total = count + 1, total + 0.5
+        return np.float64(count)
+
+    def newton_root(a):
+        a = _fixed(a, (3,))
+        return gc.while_loop(lambda r: gc.any(gc.abs(r * r - a) > 1e-13), lambda r: 0.5 * (r + a / r), a + 1.0)
+
+    def _fixed(t, shape):
+        return gc.reshape(t, shape)
+
+    def rnn_reversed(h0, xs, w):
+        h0, xs, w = _fixed(h0, (3,)), _fixed(xs, (4, 3)), _fixed(w, (3, 3))
+        return gc.scan(lambda h, x: (gc.tanh(w @ h + x), gc.sin(h).sum()), h0, xs, reverse=True)[0]
+
+    h0, xs, w = _normal((3,), 150), _normal((4, 3), 151), 0.5 * _normal((3, 3), 152)
+    return [
+        OpCase("scan", lambda h0, xs, w: rnn(h0, xs, w)[0], lambda h0, xs, w: rnn_reference(h0, xs, w)[0],
+               [h0, xs, w], "carry"),
+        OpCase("scan", lambda h0, xs, w: rnn(h0, xs, w)[1], lambda h0, xs, w: rnn_reference(h0, xs, w)[1],
+               [h0, xs, w], "ys"),
+        OpCase("scan", rnn_reversed, lambda h0, xs, w: rnn_reference(h0, xs, w, reverse=True)[0], [h0, xs, w],
+               "reverse"),
+        OpCase("scan", lambda a: gc.fori_loop(0, 3, lambda i, c: c * a + i, _fixed(a, (2,))),
+               lambda a: ((a * a + 0) * a + 1) * a + 2, [_normal((2,), 153)], "fori_loop"),
+        OpCase("switch", lambda i, a: gc.switch(gc.cast(i > 0.5, "int64") + gc.cast(i > 1.5, "int64"),
+                                                [gc.sin, gc.exp, lambda v: v * v], _fixed(a, (3,))),
+               lambda i, a: [np.sin, np.exp, np.square][int(np.round(i))](a), [np.array(1.3), _normal((3,), 154)],
+               "switch"),
+        OpCase("switch", lambda p, a, b: gc.cond(p > 0, lambda u: gc.sin(u) * b, lambda u: u + b, _fixed(a, (3,))),
+               lambda p, a, b: np.sin(a) * b if p > 0 else a + b,
+               [np.array(0.5), _normal((3,), 155), _normal((3,), 156)], "cond-captures"),
+        OpCase("while_loop", steps_below, steps_below_reference, [np.array([1.2, 0.9])], "count"),
+        OpCase("while_loop", newton_root, np.sqrt, [_positive((3,), 157)], "newton"),
+    ]
+
+
+CASES += _loop_cases()

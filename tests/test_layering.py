@@ -43,6 +43,9 @@ LAYERS[3] = LAYERS[3] + ("graphcomp.ops.indexing", "graphcomp.ops.random")
 LAYERS[3] = LAYERS[3] + ("graphcomp.ops.linear_algebra", "graphcomp.linalg")
 # Convolution and pooling records (gc.nn builds the layers over them).
 LAYERS[3] = LAYERS[3] + ("graphcomp.ops.conv",)
+# Loops and branches: records whose kernels run compiled body graphs, and whose derivatives
+# differentiate those graphs (above gc.function and both modes of differentiation).
+LAYERS[8] = LAYERS[8] + ("graphcomp.loops",)
 
 
 def _module_name(path):

@@ -1,0 +1,743 @@
+"""Loops and branches in the graph: `gc.scan`, `gc.fori_loop`, `gc.while_loop`, `gc.cond`, `gc.switch`.
+
+Each call is one node holding its body graph(s) (a `Body`), built by calling the user's Python
+function once on placeholders. Tensors from outside that a body uses (placeholders, variables,
+work that does not depend on the body's own inputs) are captured: they become inputs of the
+node, so they are computed once, before the loop, and gradients reach them. A body is compiled
+once, with `gc.function` (optimised), the first time its node runs; its node's kernel runs that
+program once per iteration (or once, for the taken branch).
+
+A node has one result: its results (carries, then each stacked ys; or a branch's outputs)
+packed, raveled, into one vector of their common dtype; the tensors the caller gets are slices
+of it, reshaped and cast back. Their shapes must be known when the graph is built.
+
+Derivatives are nodes of the same kinds, built by inlining a body's graph and differentiating
+it with graphcomp's own reverse and forward modes, so they can be differentiated again:
+- the jvp of a scan is a scan carrying the tangents beside the carries;
+- the vjp of a scan is a scan running the other way over the carries a forward scan stored
+  (one that also emits them), accumulating the gradients of captured tensors in its carry;
+- the jvp and vjp of a switch are a switch over the branches' jvps and vjps;
+- the jvp of a while_loop is a while_loop carrying the tangents; its vjp (which JAX does not
+  have) is a while_loop counting the trip count n, then a while_loop stepping back from n,
+  recomputing each carry from the initial one and pulling the cotangent back through one body
+  step: no carries stored, quadratic in n (fine for iterations to convergence; a long loop of
+  fixed length is a fori_loop).
+
+`gc.save` refuses a graph holding one of these nodes (a SaveError naming the attribute `body`
+or `branches`, which the file format cannot hold); pickle and copy keep them.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+
+import numpy as np
+
+from graphcomp.autodiff import backpropagate, is_float
+from graphcomp.compile import Function
+from graphcomp.errors import ShapeError
+from graphcomp.forward import push_forward
+from graphcomp.ir import Graph, substitute, topological_order, user_source_location
+from graphcomp.ops import DASK_WHOLE_ARRAYS, OpDef, checks, register
+from graphcomp.ops import elementwise as ew
+from graphcomp.ops import shape as sh
+from graphcomp.shapes import format_shape, is_static, size_of
+from graphcomp.tensor import Tensor, apply, as_tensor, placeholder
+
+__all__ = ["scan", "fori_loop", "while_loop", "cond", "switch", "Body"]
+
+
+# bodies ---------------------------------------------------------------------------------------
+
+class Body:
+    """A body graph: placeholders in (`inputs`), tensors out (`outputs`), compiled on first use."""
+
+    def __init__(self, inputs, outputs, label="body"):
+        self.inputs = list(inputs)
+        self.outputs = list(outputs)
+        self.label = label
+        self.graph = Graph(self.outputs) if self.outputs else None
+        self._function = None
+        self._lock = threading.Lock()
+
+    def function(self):
+        """The compiled body (gc.function, optimised): one per Body, shared by every call."""
+        compiled = self._function
+        if compiled is None:
+            with self._lock:
+                if self._function is None:
+                    self._function = Function(self.inputs, self.outputs, optimize=True)
+                compiled = self._function
+        return compiled
+
+    def run(self, arrays):
+        if not self.outputs:
+            return []
+        return self.function()(*arrays)
+
+    def __repr__(self):
+        return f"<{self.label}: {len(self.inputs)} inputs, {len(self.outputs)} outputs>"
+
+    def __reduce__(self):
+        return Body, (self.inputs, self.outputs, self.label)
+
+    def __deepcopy__(self, memo):
+        return self
+
+
+def _is_body(value, inputs, attrs):
+    return None if isinstance(value, Body) else "must be a graphcomp.loops.Body"
+
+
+def _are_bodies(value, inputs, attrs):
+    if isinstance(value, tuple) and value and all(isinstance(b, Body) for b in value):
+        return None
+    return "must be a non-empty tuple of graphcomp.loops.Body"
+
+
+def _as_declared(body, arrays, sequences=range(0)):
+    """The node's operands with the shapes its body's placeholders declare (the operands at
+    positions `sequences` keep their leading axis): a scalar may come as a 1-element array."""
+    out = []
+    for position, (array, declared) in enumerate(zip(arrays, body.inputs)):
+        array = np.asarray(array)
+        ndim = len(declared.shape) + (position in sequences)
+        if array.ndim != ndim and array.size == 1 and position not in sequences:
+            array = array.reshape(declared.shape)
+        out.append(array)
+    return out + list(arrays[len(out):])
+
+
+def _inline(body, arguments):
+    """The body's outputs computed from `arguments` (tensors, one per body input)."""
+    return substitute(body.outputs, dict(zip(body.inputs, arguments)))
+
+
+# trees of tensors -----------------------------------------------------------------------------
+
+def _flatten(tree):
+    """(leaves, rebuild) for a tensor, an array-like, None, or nested tuples/lists of them."""
+    if tree is None:
+        return [], lambda leaves: None
+    if isinstance(tree, (tuple, list)):
+        parts = [_flatten(item) for item in tree]
+        kind = type(tree)
+        counts = [len(leaves) for leaves, _ in parts]
+
+        def rebuild(leaves):
+            out, start = [], 0
+            for (_, rebuild_part), count in zip(parts, counts):
+                out.append(rebuild_part(leaves[start:start + count]))
+                start += count
+            return kind(out)
+        return [leaf for leaves, _ in parts for leaf in leaves], rebuild
+    return [as_tensor(tree)], lambda leaves: leaves[0]
+
+
+def _structure(tree):
+    if tree is None:
+        return None
+    if isinstance(tree, (tuple, list)):
+        return (type(tree).__name__, tuple(_structure(item) for item in tree))
+    return "*"
+
+
+def _spec(tensor):
+    return f"shape {format_shape(tensor.shape)} and dtype {tensor.dtype}"
+
+
+def _placeholder_like(tensor, shape=None, name=None):
+    return placeholder(tensor.shape if shape is None else shape, dtype=tensor.dtype, name=name)
+
+
+def _capture(own_inputs, output_lists):
+    """(captured outer tensors, output lists with them replaced by new placeholders).
+
+    A node is the body's own when it depends on one of `own_inputs`; every other node a body
+    node (or a body output) reads, constants aside, is captured."""
+    own = set(own_inputs)
+    outputs = [out for outs in output_lists for out in outs]
+    for node in topological_order(outputs):
+        if node not in own and any(parent in own for parent in node.inputs):
+            own.add(node)
+    captured = []
+    seen = set()
+
+    def consider(node):
+        if node in own or node in seen or node.op.leaf == "baked":
+            return
+        seen.add(node)
+        captured.append(node)
+
+    for node in topological_order(outputs):
+        if node in own:
+            for parent in node.inputs:
+                consider(parent)
+    for out in outputs:
+        consider(out)
+    stand_ins = {node: _placeholder_like(node) for node in captured}
+    return captured, [substitute(outs, stand_ins) for outs in output_lists], [stand_ins[n] for n in captured]
+
+
+# packing several results into one node --------------------------------------------------------
+
+def _layout(shapes, dtypes, caller):
+    for shape in shapes:
+        if not is_static(shape):
+            raise ShapeError(f"{caller}: every carry, y and branch output needs a shape known when the graph is "
+                             f"built; got {format_shape(shape)}")
+    sizes = [int(size_of(shape)) for shape in shapes]
+    offsets = list(np.cumsum([0] + sizes[:-1])) if sizes else []
+    dtype = np.result_type(*dtypes) if dtypes else np.dtype(np.float64)
+    return [int(o) for o in offsets], sizes, sum(sizes), dtype
+
+
+def _unpack(packed, shapes, dtypes):
+    """The tensors a packed vector holds (slices, reshaped and cast back)."""
+    out, offset = [], 0
+    for shape, dtype in zip(shapes, dtypes):
+        size = int(size_of(shape))
+        part = sh.reshape(packed[offset:offset + size], tuple(shape))
+        if part.dtype != dtype:
+            part = ew.cast(part, dtype)
+        out.append(part)
+        offset += size
+    return out
+
+
+def _pack(tensors, dtype):
+    flat = [sh.reshape(t if t.dtype == dtype else ew.cast(t, dtype), (int(size_of(t.shape)),)) for t in tensors]
+    if not flat:
+        return as_tensor(np.zeros(0, dtype))
+    return flat[0] if len(flat) == 1 else sh.concatenate(flat, axis=0)
+
+
+def _write_packed(packed, offset, value):
+    packed[offset:offset + value.size] = np.ravel(value)
+
+
+# scan -----------------------------------------------------------------------------------------
+
+def _scan_shapes(body, carries, length):
+    """(shapes, dtypes) of a scan's results: its carries, then each ys stacked."""
+    carry_out, y_out = body.outputs[:carries], body.outputs[carries:]
+    shapes = [c.shape for c in carry_out] + [(length,) + tuple(y.shape) for y in y_out]
+    dtypes = [c.dtype for c in carry_out] + [y.dtype for y in y_out]
+    return shapes, dtypes
+
+
+def _scan_infer(*inputs, body, length, reverse, carries, sequences):
+    shapes, dtypes = _scan_shapes(body, carries, length)
+    _, _, total, dtype = _layout(shapes, dtypes, "scan")
+    return (total,), dtype
+
+
+def _scan_impl(*arrays, body, length, reverse, carries, sequences):
+    shapes, dtypes = _scan_shapes(body, carries, length)
+    offsets, sizes, total, dtype = _layout(shapes, dtypes, "scan")
+    packed = np.empty(total, dtype)
+    arrays = _as_declared(body, arrays, range(carries, carries + sequences))
+    carry = list(arrays[:carries])
+    xs = arrays[carries:carries + sequences]
+    consts = list(arrays[carries + sequences:])
+    y_offsets = offsets[carries:]
+    y_sizes = [size // length if length else 0 for size in sizes[carries:]]
+    for t in (range(length - 1, -1, -1) if reverse else range(length)):
+        outs = body.run(carry + [x[t, ...] for x in xs] + consts)
+        carry = outs[:carries]
+        for y, offset, size in zip(outs[carries:], y_offsets, y_sizes):
+            _write_packed(packed, offset + t * size, y)
+    for value, offset in zip(carry, offsets[:carries]):
+        _write_packed(packed, offset, value)
+    return packed
+
+
+def _scan_parts(node):
+    body = node.attrs["body"]
+    shapes, dtypes = _scan_shapes(body, node.attrs["carries"], node.attrs["length"])
+    return _unpack(node, shapes, dtypes)
+
+
+def _scan_flat(trace, init, xs, consts, length, reverse, caller="scan", where=None):
+    """Build a scan node from flat lists; `trace(carry, x, consts)` (lists of placeholders)
+    returns (new carries, ys) as lists. Returns (final carries, stacked ys)."""
+    where = where or user_source_location()
+    carry_in = [_placeholder_like(c) for c in init]
+    x_in = [_placeholder_like(x, tuple(x.shape[1:])) for x in xs]
+    const_in = [_placeholder_like(k) for k in consts]
+    new_carry, ys = trace(carry_in, x_in, const_in)
+    new_carry = [as_tensor(c) for c in new_carry]
+    ys = [as_tensor(y) for y in ys]
+    _check_carries(init, new_carry, caller, where)
+    captured, (outs,), stand_ins = _capture(carry_in + x_in + const_in, [new_carry + ys])
+    body = Body(carry_in + x_in + const_in + stand_ins, outs, f"{caller} body")
+    node = apply(SCAN, *init, *xs, *consts, *captured, body=body, length=int(length), reverse=bool(reverse),
+                 carries=len(init), sequences=len(xs))
+    parts = _scan_parts(node)
+    return parts[:len(init)], parts[len(init):]
+
+
+def _check_carries(init, new_carry, caller, where, names=None):
+    if len(new_carry) != len(init):
+        raise ShapeError(f"{caller}: the body returns {len(new_carry)} carries for {len(init)} initial ones "
+                         f"(built at {where})")
+    for position, (before, after) in enumerate(zip(init, new_carry)):
+        if tuple(before.shape) != tuple(after.shape) or before.dtype != after.dtype:
+            name = names[position] if names else f"carry {position}"
+            raise ShapeError(f"{caller}: {name} enters the body with {_spec(before)} and leaves it with "
+                             f"{_spec(after)}; a carry must keep its shape and dtype (built at {where})")
+
+
+def scan(f, init, xs=None, length=None, reverse=False):
+    """JAX's lax.scan: `f(carry, x) -> (carry, y)` over the leading axis of `xs`.
+
+    Returns `(carry, ys)`, ys stacked along a new axis 0 (in the order of `xs`, also with
+    `reverse=True`, which runs from the last element to the first). `init`, `xs` and the ys
+    are tensors (or arrays), or tuples/lists of them; `xs=None` needs `length`. `f` is called
+    once, on placeholders. Each carry must keep its shape and dtype (a ShapeError names it).
+    """
+    where = user_source_location()
+    init_leaves, rebuild_carry = _flatten(init)
+    x_leaves, rebuild_x = _flatten(xs)
+    for x in x_leaves:
+        if x.ndim == 0:
+            raise ShapeError(f"scan: an xs entry has no leading axis to scan over ({x.describe()}; built at {where})")
+    lengths = {x.shape[0] for x in x_leaves}
+    if length is not None:
+        lengths.add(int(length))
+    if not lengths:
+        raise ValueError("scan: xs is None, so length must be given")
+    if len(lengths) != 1 or None in lengths:
+        raise ShapeError(f"scan: xs have leading axes of lengths {sorted(lengths, key=str)} (and length={length}); "
+                         f"they must all be one known length (built at {where})")
+    n = lengths.pop()
+    y_structure = []
+
+    def trace(carry_in, x_in, const_in):
+        result = f(rebuild_carry(carry_in), rebuild_x(x_in) if xs is not None else None)
+        if not (isinstance(result, (tuple, list)) and len(result) == 2):
+            raise TypeError(f"scan: the body must return a pair (carry, y), got {type(result).__name__} "
+                            f"(built at {where})")
+        new_carry, y = result
+        if _structure(new_carry) != _structure(init):
+            raise ShapeError(f"scan: the body returns a carry of structure {_structure(new_carry)}, the initial "
+                             f"carry has {_structure(init)} (built at {where})")
+        new_leaves, _ = _flatten(new_carry)
+        y_leaves, rebuild_y = _flatten(y)
+        y_structure.append(rebuild_y)
+        return new_leaves, y_leaves
+
+    final, ys = _scan_flat(trace, init_leaves, x_leaves, [], n, reverse, "scan", where)
+    return rebuild_carry(final), y_structure[0](ys)
+
+
+def _scan_jvp(tangents, out, *inputs):
+    a = out.attrs
+    body, nc, nx = a["body"], a["carries"], a["sequences"]
+    init, xs, consts = list(inputs[:nc]), list(inputs[nc:nc + nx]), list(inputs[nc + nx:])
+    t_init, t_xs, t_consts = tangents[:nc], tangents[nc:nc + nx], tangents[nc + nx:]
+    float_carries = [i for i, c in enumerate(init) if is_float(c.dtype)]
+    moving_x = [i for i, t in enumerate(t_xs) if t is not None and is_float(xs[i].dtype)]
+    moving_k = [i for i, t in enumerate(t_consts) if t is not None and is_float(consts[i].dtype)]
+    nfc = len(float_carries)
+    y_out = body.outputs[nc:]
+    float_ys = [i for i, y in enumerate(y_out) if is_float(y.dtype)]
+
+    def trace(carry, x, k):
+        c, dc = carry[:nc], carry[nc:]
+        xx, dx = x[:nx], x[nx:]
+        kk, dk = k[:len(consts)], k[len(consts):]
+        outs = _inline(body, c + xx + kk)
+        wrt = [c[i] for i in float_carries] + [xx[i] for i in moving_x] + [kk[i] for i in moving_k]
+        touts = push_forward(outs, wrt, dc + dx + dk) if wrt else [ew.zeros_like(o) for o in outs]
+        return (outs[:nc] + [touts[i] for i in float_carries],
+                outs[nc:] + [touts[nc + i] for i in float_ys])
+
+    t_carry0 = [t_init[i] if t_init[i] is not None else ew.zeros_like(init[i]) for i in float_carries]
+    final, ys = _scan_flat(trace, init + t_carry0, xs + [t_xs[i] for i in moving_x],
+                           consts + [t_consts[i] for i in moving_k], a["length"], a["reverse"], "scan jvp")
+    d_final, d_ys = final[nc:], ys[len(y_out):]
+    shapes, dtypes = _scan_shapes(body, nc, a["length"])
+    parts = []
+    for i in range(nc):
+        parts.append(d_final[float_carries.index(i)] if i in float_carries else as_tensor(np.zeros(shapes[i], dtypes[i])))
+    for j in range(len(y_out)):
+        parts.append(d_ys[float_ys.index(j)] if j in float_ys else as_tensor(np.zeros(shapes[nc + j], dtypes[nc + j])))
+    return _pack(parts, out.dtype)
+
+
+_vjp_cache = weakref.WeakKeyDictionary()  # scan/switch node -> {cotangent node: gradients per input}
+_vjp_lock = threading.RLock()  # a vjp being built may build the vjp of a loop in its body
+
+
+def _cached_vjp(build):
+    def rule_for(index):
+        def rule(g, out, *inputs):
+            with _vjp_lock:
+                per_node = _vjp_cache.setdefault(out, {})
+                if g not in per_node:
+                    per_node[g] = build(g, out, *inputs)
+                return per_node[g][index]
+        return rule
+    return rule_for
+
+
+def _scan_vjp(g, out, *inputs):
+    a = out.attrs
+    body, nc, nx, length, reverse = a["body"], a["carries"], a["sequences"], a["length"], a["reverse"]
+    init, xs, consts = list(inputs[:nc]), list(inputs[nc:nc + nx]), list(inputs[nc + nx:])
+    y_out = body.outputs[nc:]
+    ny = len(y_out)
+    fc = [i for i, c in enumerate(init) if is_float(c.dtype)]
+    fx = [i for i, x in enumerate(xs) if is_float(x.dtype)]
+    fk = [i for i, k in enumerate(consts) if is_float(k.dtype)]
+    fy = [i for i, y in enumerate(y_out) if is_float(y.dtype)]
+    shapes, dtypes = _scan_shapes(body, nc, length)
+    g_parts = _unpack(g, shapes, [d if is_float(d) else out.dtype for d in dtypes])
+    g_final, g_ys = g_parts[:nc], g_parts[nc:]
+
+    # the forward scan once more, emitting the carry each step starts from
+    def record(carry, x, k):
+        outs = _inline(body, carry + x + k)
+        return outs[:nc], outs[nc:] + list(carry)
+    _, stacked = _scan_flat(record, init, xs, consts, length, reverse, "scan vjp")
+    carries_seen = stacked[ny:]
+
+    def backward(carry, x, k):
+        ct_c, acc = carry[:len(fc)], carry[len(fc):]
+        g_y = x[:len(fy)]
+        c_t = x[len(fy):len(fy) + nc]
+        x_t = x[len(fy) + nc:]
+        outs = _inline(body, c_t + x_t + k)
+        selected = [outs[i] for i in fc] + [outs[nc + j] for j in fy]
+        wrt = [c_t[i] for i in fc] + [x_t[i] for i in fx] + [k[i] for i in fk]
+        if not wrt:
+            return [], []
+        grads = backpropagate(selected, ct_c + g_y, wrt, disconnected="zero", caller="scan vjp")
+        gc_, gx, gk = grads[:len(fc)], grads[len(fc):len(fc) + len(fx)], grads[len(fc) + len(fx):]
+        return gc_ + [s + t for s, t in zip(acc, gk)], gx
+
+    start = [ew.cast(g_final[i], init[i].dtype) for i in fc] + [ew.zeros_like(consts[i]) for i in fk]
+    final, gxs = _scan_flat(backward, start, [ew.cast(g_ys[j], y_out[j].dtype) for j in fy] + carries_seen + xs,
+                            consts, length, not reverse, "scan vjp")
+    results = [None] * len(inputs)
+    for position, i in enumerate(fc):
+        results[i] = final[position]
+    for position, i in enumerate(fk):
+        results[nc + nx + i] = final[len(fc) + position]
+    for position, i in enumerate(fx):
+        results[nc + i] = gxs[position]
+    return results
+
+
+def _scan_vjp_rules(index):
+    return _cached_vjp(_scan_vjp)(index)
+
+
+SCAN = register(OpDef(
+    "scan", _scan_impl, _scan_infer, vjp=_scan_vjp_rules, jvp=_scan_jvp, fresh_result=True, backend_impls=DASK_WHOLE_ARRAYS,
+    attrs={"body": _is_body, "length": checks.integer(0), "reverse": checks.boolean,
+           "carries": checks.integer(0), "sequences": checks.integer(0)},
+    doc="a loop over the leading axis of its sequences running a body graph; its carries and stacked ys packed",
+))
+
+
+def fori_loop(lower, upper, body, init):
+    """JAX's lax.fori_loop with Python int bounds: `body(i, carry) -> carry` for i in
+    range(lower, upper) (`i` an int64 scalar tensor). A scan with no xs."""
+    if not all(isinstance(b, (int, np.integer)) for b in (lower, upper)):
+        raise TypeError(f"fori_loop: lower and upper must be Python ints, got {lower!r} and {upper!r}")
+    steps = np.arange(int(lower), max(int(lower), int(upper)), dtype=np.int64)
+    carry, _ = scan(lambda c, i: (body(i, c), None), init, xs=as_tensor(steps), length=len(steps))
+    return carry
+
+
+# switch and cond ------------------------------------------------------------------------------
+
+def _switch_infer(index, *operands, branches):
+    outs = branches[0].outputs
+    _, _, total, dtype = _layout([o.shape for o in outs], [o.dtype for o in outs], "switch")
+    return (total,), dtype
+
+
+def _switch_impl(index, *operands, branches):
+    outs = branches[0].outputs
+    offsets, _, total, dtype = _layout([o.shape for o in outs], [o.dtype for o in outs], "switch")
+    taken = branches[min(max(int(np.asarray(index).item()), 0), len(branches) - 1)]  # clamped, as JAX's switch
+    packed = np.empty(total, dtype)
+    for value, offset in zip(taken.run(_as_declared(taken, operands)), offsets):
+        _write_packed(packed, offset, value)
+    return packed
+
+
+def _switch_parts(node):
+    outs = node.attrs["branches"][0].outputs
+    return _unpack(node, [o.shape for o in outs], [o.dtype for o in outs])
+
+
+def _switch_flat(index, traces, operands, caller="switch", where=None, names=None):
+    """A switch node over `traces` (each `trace(operand placeholders) -> list of tensors`);
+    returns the list of its outputs."""
+    where = where or user_source_location()
+    own = [_placeholder_like(o) for o in operands]
+    output_lists = []
+    for position, trace in enumerate(traces):
+        output_lists.append([as_tensor(out) for out in trace(own)])
+    first = output_lists[0]
+    names = names or [f"branch {i}" for i in range(len(traces))]
+    for position, outs in enumerate(output_lists[1:], start=1):
+        if len(outs) != len(first):
+            raise ShapeError(f"{caller}: the {names[position]} returns {len(outs)} outputs, the {names[0]} returns "
+                             f"{len(first)} (built at {where})")
+        for k, (a, b) in enumerate(zip(first, outs)):
+            if tuple(a.shape) != tuple(b.shape) or a.dtype != b.dtype:
+                raise ShapeError(f"{caller}: output {k} of the {names[position]} has {_spec(b)}, of the {names[0]} "
+                                 f"{_spec(a)}; every branch must return the same shapes and dtypes (built at {where})")
+    captured, output_lists, stand_ins = _capture(own, output_lists)
+    bodies = tuple(Body(own + stand_ins, outs, f"{caller} branch {i}") for i, outs in enumerate(output_lists))
+    node = apply(SWITCH, index, *operands, *captured, branches=bodies)
+    return _switch_parts(node)
+
+
+def _as_index(index, caller, where):
+    index = as_tensor(index)
+    if index.shape != ():
+        raise ShapeError(f"{caller}: the {'predicate' if caller == 'cond' else 'index'} must be a scalar, got "
+                         f"{index.describe()} of shape {format_shape(index.shape)} (built at {where})")
+    if index.dtype.kind not in "biu":
+        raise ShapeError(f"{caller}: the {'predicate' if caller == 'cond' else 'index'} must be boolean or "
+                         f"integer, got dtype {index.dtype} (built at {where})")
+    return index
+
+
+def switch(index, branches, *operands):
+    """JAX's lax.switch: `branches[index](*operands)`, the index clamped to the branches;
+    only that branch runs. Every branch returns the same structure, shapes and dtypes."""
+    return _switch(index, branches, operands, "switch", user_source_location())
+
+
+def _switch(index, branches, operands, caller, where, names=None):
+    index = _as_index(index, caller, where)
+    branches = list(branches)
+    if not branches:
+        raise ValueError("switch: no branches")
+    operand_leaves, rebuild = _flatten(list(operands))
+    structures = []
+
+    def tracer(branch):
+        def trace(own):
+            result = branch(*rebuild(own))
+            leaves, rebuild_out = _flatten(result)
+            structures.append((_structure(result), rebuild_out))
+            return leaves
+        return trace
+
+    outs = _switch_flat(index if index.dtype.kind != "b" else ew.cast(index, np.int64),
+                        [tracer(b) for b in branches], operand_leaves, caller, where, names)
+    names = names or [f"branch {i}" for i in range(len(branches))]
+    for position, (structure, _) in enumerate(structures[1:], start=1):
+        if structure != structures[0][0]:
+            raise ShapeError(f"{caller}: the {names[position]} returns {structure}, the {names[0]} "
+                             f"{structures[0][0]} (built at {where})")
+    return structures[0][1](outs)
+
+
+def cond(pred, true_fn, false_fn, *operands):
+    """JAX's lax.cond: `true_fn(*operands)` if `pred` else `false_fn(*operands)`; only the
+    taken branch runs. `pred` a boolean (or integer) scalar tensor."""
+    where = user_source_location()
+    pred = _as_index(pred, "cond", where)
+    index = ew.cast(ew.not_equal(pred, as_tensor(np.zeros((), pred.dtype))), np.int64)
+    return _switch(index, [false_fn, true_fn], operands, "cond", where, ["false branch", "true branch"])
+
+
+def _switch_jvp(tangents, out, index, *operands):
+    branches = out.attrs["branches"]
+    moving = [i for i, t in enumerate(tangents[1:]) if t is not None and is_float(operands[i].dtype)]
+    n = len(operands)
+
+    def derivative(body):
+        def trace(own):
+            outs = _inline(body, own[:n])
+            touts = push_forward(outs, [own[i] for i in moving], own[n:])
+            return [_pack([t if is_float(o.dtype) else as_tensor(np.zeros(o.shape, o.dtype))
+                           for t, o in zip(touts, outs)], out.dtype)]
+        return trace
+
+    (result,) = _switch_flat(index, [derivative(b) for b in branches],
+                             list(operands) + [tangents[1 + i] for i in moving], "switch jvp")
+    return result
+
+
+def _switch_vjp(g, out, index, *operands):
+    branches = out.attrs["branches"]
+    n = len(operands)
+    outs0 = branches[0].outputs
+    floating = [k for k, o in enumerate(outs0) if is_float(o.dtype)]
+    wanted = [i for i, o in enumerate(operands) if is_float(o.dtype)]
+    if not wanted:
+        return [None] * (n + 1)
+
+    def derivative(body):
+        def trace(own):
+            outs = _inline(body, own[:n])
+            cts = _unpack(own[n], [o.shape for o in outs0], [o.dtype if is_float(o.dtype) else out.dtype for o in outs0])
+            return backpropagate([outs[k] for k in floating], [cts[k] for k in floating], [own[i] for i in wanted],
+                                 disconnected="zero", caller="switch vjp")
+        return trace
+
+    grads = _switch_flat(index, [derivative(b) for b in branches], list(operands) + [g], "switch vjp")
+    results = [None] * (n + 1)
+    for position, i in enumerate(wanted):
+        results[1 + i] = grads[position]
+    return results
+
+
+SWITCH = register(OpDef(
+    "switch", _switch_impl, _switch_infer, vjp=_cached_vjp(_switch_vjp), jvp=_switch_jvp, fresh_result=True,
+    backend_impls=DASK_WHOLE_ARRAYS,
+    attrs={"branches": _are_bodies},
+    doc="runs the branch graph its index (an int scalar, clamped) picks; that branch's outputs packed",
+))
+
+
+# while_loop -------------------------------------------------------------------------------------
+
+def _while_infer(*inputs, test, body, carries):
+    outs = body.outputs
+    _, _, total, dtype = _layout([o.shape for o in outs], [o.dtype for o in outs], "while_loop")
+    return (total,), dtype
+
+
+def _while_impl(*arrays, test, body, carries):
+    outs = body.outputs
+    offsets, _, total, dtype = _layout([o.shape for o in outs], [o.dtype for o in outs], "while_loop")
+    arrays = _as_declared(body, arrays)
+    carry, consts = list(arrays[:carries]), list(arrays[carries:])
+    while bool(test.run(carry + consts)[0]):
+        carry = body.run(carry + consts)
+    packed = np.empty(total, dtype)
+    for value, offset in zip(carry, offsets):
+        _write_packed(packed, offset, value)
+    return packed
+
+
+def _while_flat(test_trace, body_trace, init, consts, caller="while_loop", where=None):
+    where = where or user_source_location()
+    carry_in = [_placeholder_like(c) for c in init]
+    const_in = [_placeholder_like(k) for k in consts]
+    decision = as_tensor(test_trace(carry_in, const_in))
+    if decision.shape != () or decision.dtype.kind != "b":
+        raise ShapeError(f"{caller}: cond must return a boolean scalar, got {_spec(decision)} (built at {where})")
+    new_carry = [as_tensor(c) for c in body_trace(carry_in, const_in)]
+    _check_carries(init, new_carry, caller, where)
+    own = carry_in + const_in
+    captured, (test_outs, body_outs), stand_ins = _capture(own, [[decision], new_carry])
+    test = Body(own + stand_ins, test_outs, f"{caller} cond")
+    body = Body(own + stand_ins, body_outs, f"{caller} body")
+    node = apply(WHILE_LOOP, *init, *consts, *captured, test=test, body=body, carries=len(init))
+    return _unpack(node, [c.shape for c in init], [c.dtype for c in init])
+
+
+def while_loop(cond_fun, body_fun, init):
+    """JAX's lax.while_loop: `while cond_fun(carry): carry = body_fun(carry)`, the trip count
+    decided at run time. `cond_fun` returns a boolean scalar tensor; each carry keeps its shape
+    and dtype. Differentiable in both modes, to any order (unlike JAX's, in reverse mode too:
+    the trip count is counted at run time and each carry recomputed, so reverse mode costs
+    O(n^2) body steps for n iterations; use fori_loop or scan for a long loop of fixed length)."""
+    where = user_source_location()
+    leaves, rebuild = _flatten(init)
+
+    def body_trace(carry, consts):
+        result = body_fun(rebuild(carry))
+        if _structure(result) != _structure(init):
+            raise ShapeError(f"while_loop: the body returns a carry of structure {_structure(result)}, the "
+                             f"initial carry has {_structure(init)} (built at {where})")
+        return _flatten(result)[0]
+
+    return rebuild(_while_flat(lambda carry, consts: cond_fun(rebuild(carry)), body_trace, leaves, [],
+                               "while_loop", where))
+
+
+def _while_jvp(tangents, out, *inputs):
+    a = out.attrs
+    test, body, nc = a["test"], a["body"], a["carries"]
+    init, consts = list(inputs[:nc]), list(inputs[nc:])
+    fc = [i for i, c in enumerate(init) if is_float(c.dtype)]
+    moving = [i for i, t in enumerate(tangents[nc:]) if t is not None and is_float(consts[i].dtype)]
+    nk = len(consts)
+
+    def test_trace(carry, k):
+        return _inline(test, carry[:nc] + k[:nk])[0]
+
+    def body_trace(carry, k):
+        c, dc = carry[:nc], carry[nc:]
+        outs = _inline(body, c + k[:nk])
+        wrt = [c[i] for i in fc] + [k[i] for i in moving]
+        touts = push_forward(outs, wrt, dc + k[nk:])
+        return outs + [touts[i] for i in fc]
+
+    start = [tangents[i] if tangents[i] is not None else ew.zeros_like(init[i]) for i in fc]
+    final = _while_flat(test_trace, body_trace, init + start, consts + [tangents[nc + i] for i in moving],
+                        "while_loop jvp")
+    parts = [final[nc + fc.index(i)] if i in fc else as_tensor(np.zeros(init[i].shape, init[i].dtype))
+             for i in range(nc)]
+    return _pack(parts, out.dtype)
+
+
+def _while_vjp(g, out, *inputs):
+    """Reverse mode without storing carries: the trip count n is counted by a while_loop; then a
+    while_loop steps j = n-1, ..., 0, recomputing carry j from the initial one (a while_loop of
+    j body steps) and pulling the cotangent back through one body step. Quadratic in n, so for
+    the short loops iterations to convergence are. Built of while_loops, it is differentiable
+    again in both modes."""
+    a = out.attrs
+    test, body, nc = a["test"], a["body"], a["carries"]
+    init, consts = list(inputs[:nc]), list(inputs[nc:])
+    nk = len(consts)
+    fc = [i for i, c in enumerate(init) if is_float(c.dtype)]
+    fk = [i for i, k in enumerate(consts) if is_float(k.dtype)]
+    if not fc and not fk:
+        return [None] * len(inputs)
+    g_final = _unpack(g, [c.shape for c in init], [c.dtype if is_float(c.dtype) else out.dtype for c in init])
+    zero = as_tensor(np.int64(0))
+
+    def stepped(carry, k):  # one more body step, counted
+        return _inline(body, carry[:nc] + k[:nk]) + [carry[nc] + 1]
+
+    trips = _while_flat(lambda carry, k: _inline(test, carry[:nc] + k[:nk])[0], stepped, init + [zero], consts,
+                        "while_loop vjp")[nc]
+
+    def backward_test(carry, k):
+        return carry[0] > 0
+
+    def backward_step(carry, k):
+        j = carry[0] - 1
+        ct_c, acc = carry[1:1 + len(fc)], carry[1 + len(fc):]
+        start, again, own = k[:nc], k[nc:nc + nk], k[nc + nk:]
+        recomputed = _while_flat(lambda c, kk: c[nc] < kk[0], lambda c, kk: _inline(body, c[:nc] + kk[1:]) + [c[nc] + 1],
+                                 list(start) + [zero], [j] + list(again), "while_loop vjp")[:nc]
+        here = [_placeholder_like(c) for c in recomputed]  # stand-ins: nothing flows back into the recomputation
+        outs = _inline(body, here + own)
+        grads = backpropagate([outs[i] for i in fc], ct_c, [here[i] for i in fc] + [own[i] for i in fk],
+                              disconnected="zero", caller="while_loop vjp")
+        grads = substitute(grads, dict(zip(here, recomputed)))
+        return [j] + grads[:len(fc)] + [s + t for s, t in zip(acc, grads[len(fc):])]
+
+    start = [trips] + [g_final[i] for i in fc] + [ew.zeros_like(consts[i]) for i in fk]
+    final = _while_flat(backward_test, backward_step, start, init + consts + consts, "while_loop vjp")
+    results = [None] * len(inputs)
+    for position, i in enumerate(fc):
+        results[i] = final[1 + position]
+    for position, i in enumerate(fk):
+        results[nc + i] = final[1 + len(fc) + position]
+    return results
+
+
+WHILE_LOOP = register(OpDef(
+    "while_loop", _while_impl, _while_infer, vjp=_cached_vjp(_while_vjp), jvp=_while_jvp, fresh_result=True,
+    backend_impls=DASK_WHOLE_ARRAYS,
+    attrs={"test": _is_body, "body": _is_body, "carries": checks.integer(0)},
+    doc="runs its body graph while its cond graph says so; the final carries packed",
+))
