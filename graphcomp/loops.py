@@ -151,6 +151,21 @@ def _placeholder_like(tensor, shape=None, name=None):
     return placeholder(tensor.shape if shape is None else shape, dtype=tensor.dtype, name=name)
 
 
+def _refuse_draws_made_in_body(own_inputs, outputs):
+    """A random draw the body function made (a node newer than the body's own placeholders)
+    would draw anew at every step, and again, other values, when a derivative recomputes the
+    body: refused, naming it. A draw made outside and read by the body is an ordinary input."""
+    if not own_inputs:
+        return
+    first = min(node.id for node in own_inputs)
+    for node in topological_order(outputs):
+        if node.op.stateful and node.id > first:
+            raise NotImplementedError(
+                f"{node.describe()} is a random draw made inside a loop or branch body, which is not "
+                "supported (a derivative recomputes the body and would draw other values): draw it "
+                "outside, as xs of a scan or an operand, and pass it in")
+
+
 def _capture(own_inputs, output_lists):
     """(captured outer tensors, output lists with them replaced by new placeholders).
 
@@ -158,6 +173,7 @@ def _capture(own_inputs, output_lists):
     node (or a body output) reads, constants aside, is captured."""
     own = set(own_inputs)
     outputs = [out for outs in output_lists for out in outs]
+    _refuse_draws_made_in_body(own_inputs, outputs)
     for node in topological_order(outputs):
         if node not in own and any(parent in own for parent in node.inputs):
             own.add(node)

@@ -339,3 +339,17 @@ def test_variables_read_in_bodies_are_captured_and_get_gradients_in_both_optimiz
         return (branch_ ** 2).sum() + (np.array(ys_) ** 2).sum() + np.sqrt(wv[1] ** 2 + 1.0).sum()
     assert np.isclose(plain[0], numpy_loss(W), rtol=1e-12)
     np.testing.assert_allclose(plain[1], central_gradient(numpy_loss, W), rtol=1e-6, atol=1e-8)
+
+
+def test_a_random_draw_made_inside_a_body_is_refused_and_one_made_outside_is_an_input():
+    rng = gc.random.Generator(0)
+    x = gc.placeholder((3,), name="x")
+    with pytest.raises(NotImplementedError, match="random draw made inside a loop or branch body"):
+        gc.scan(lambda c, xi: (c + rng.normal(size=c) * xi, c), x, xs=gc.constant(np.ones(4)))
+    with pytest.raises(NotImplementedError, match="random draw made inside a loop or branch body"):
+        gc.cond(gc.sum(x) > 0, lambda a: a * rng.random((3,)), lambda a: a, x)
+    noise = rng.normal(size=(4, 3))  # drawn outside: one draw per call, read at every step
+    carry, _ = gc.scan(lambda c, n: (c + n, c), x, xs=noise)
+    f = gc.function([x], [carry, noise])
+    total, drawn = f(np.zeros(3))
+    np.testing.assert_allclose(total, drawn.sum(axis=0))
