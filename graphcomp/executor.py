@@ -351,7 +351,7 @@ def generate(graph, inputs, backend=None, shape_of=static_shape, kernels=None):
         return _generate(graph, inputs, backend, shape_of, kernels)
 
 
-def workspace_nodes(graph, plan, shape_of=static_shape):
+def workspace_nodes(plan, shape_of=static_shape):
     """The nodes whose arrays can live in a workspace kept between calls: each allocates an
     array of known size through `out=`, and no result of the program is that array or a view
     of it, whatever chain of in-place writes, reused buffers and views (ops whose record does
@@ -364,7 +364,7 @@ def _generate(graph, inputs, backend, shape_of, kernels):
     plan = plan_memory(graph, shape_of) if backend is None or backend.plans_memory else MemoryPlan()
     workspace, specs = {}, []  # node -> its array's index in the workspace; (shape, dtype) per array
     if plan.allocations and 2 * len(graph.nodes) + len(inputs) <= SEGMENT_LINES:  # one segment
-        nodes = workspace_nodes(graph, plan, shape_of)
+        nodes = workspace_nodes(plan, shape_of)
         wanted = [(tuple(shape_of(node)), node.dtype) for node in nodes]
         if _nbytes(wanted) <= WORKSPACE_MAX_BYTES:
             workspace, specs = {node: k for k, node in enumerate(nodes)}, wanted

@@ -85,7 +85,7 @@ def test_the_memory_plan_keeps_every_array_a_result_may_view_out_of_the_workspac
     f = gc.function(inputs, gradient)
     f(np.ones(4), np.ones(4))
     program = f.current_program()
-    kept = set(executor.workspace_nodes(f.graph, program.plan, executor.concrete_shapes(
+    kept = set(executor.workspace_nodes(program.plan, executor.concrete_shapes(
         f.graph, f.inputs, [(4,), (4,)]).get))
     assert kept and not kept & program.plan.returned
     assert program.plan.returned  # the result is an array the program allocated

@@ -183,14 +183,30 @@ def new_shape(value, inputs, attrs):
     return None
 
 
-def per_axis(of=0, low=0):
-    """One int of at least `low` for each axis of input `of` (tile's reps)."""
+def _counted_axes(inputs, of, spatial):
+    """(how many axes of input `of` an attribute gives a value for, the problem or None): every
+    axis, or with `spatial` the axes after the batch and channel axes (convolution, pooling)."""
+    ndim = _ndim(inputs, of)
+    if ndim is None:
+        return None, _no_input(of)
+    if not spatial:
+        return ndim, None
+    if ndim < 3:
+        return None, f"is checked against input {of}, which must have a batch, a channel and spatial axes"
+    return ndim - 2, None
+
+
+def per_axis(of=0, low=0, spatial=False):
+    """One int of at least `low` for each axis of input `of` (tile's reps), or for each spatial
+    axis with `spatial` (a convolution's stride, dilation and kernel)."""
+    axis = "spatial axis" if spatial else "axis"
+
     def check(value, inputs, attrs):
-        ndim = _ndim(inputs, of)
-        if ndim is None:
-            return _no_input(of)
-        if not _ints(value) or len(value) != ndim or any(r < low for r in value):
-            return f"must be a tuple of {ndim} ints of at least {low}, one for each axis"
+        count, problem = _counted_axes(inputs, of, spatial)
+        if problem is not None:
+            return problem
+        if not _ints(value) or len(value) != count or any(r < low for r in value):
+            return f"must be a tuple of {count} ints of at least {low}, one for each {axis}"
         return None
     return check
 
@@ -206,15 +222,18 @@ def as_many_as(attribute):
     return check
 
 
-def pad_widths(of=0):
-    """((before, after), ...): a pair of non-negative ints for each axis of input `of`."""
+def pad_widths(of=0, spatial=False):
+    """((before, after), ...): a pair of non-negative ints for each axis of input `of`, or for
+    each spatial axis with `spatial` (a convolution's or pooling's padding)."""
+    axis = "spatial axis" if spatial else "axis"
+
     def check(value, inputs, attrs):
-        ndim = _ndim(inputs, of)
-        if ndim is None:
-            return _no_input(of)
-        if not (isinstance(value, tuple) and len(value) == ndim and all(
+        count, problem = _counted_axes(inputs, of, spatial)
+        if problem is not None:
+            return problem
+        if not (isinstance(value, tuple) and len(value) == count and all(
                 _ints(pair) and len(pair) == 2 and min(pair) >= 0 for pair in value)):
-            return f"must be a tuple of {ndim} pairs (before, after) of non-negative ints, one for each axis"
+            return f"must be a tuple of {count} pairs (before, after) of non-negative ints, one for each {axis}"
         return None
     return check
 

@@ -37,40 +37,6 @@ UNFOLD_BYTES = 64 * 2**20  # the largest unfolded (im2col) array a kernel alloca
 
 # attribute checkers ------------------------------------------------------------------------------
 
-def _spatial(inputs, of):
-    try:
-        return inputs[of].ndim - 2
-    except IndexError:
-        return None
-
-
-def per_spatial_axis(of=0, low=1):
-    """One int of at least `low` for each spatial axis of input `of` (stride, dilation, kernel)."""
-    def check(value, inputs, attrs):
-        count = _spatial(inputs, of)
-        if count is None or count < 1:
-            return f"is checked against input {of}, which must have a batch, a channel and spatial axes"
-        if not (isinstance(value, tuple) and len(value) == count and all(checks.is_int(v) and v >= low
-                                                                           for v in value)):
-            return f"must be a tuple of {count} ints of at least {low}, one for each spatial axis"
-        return None
-    return check
-
-
-def spatial_pads(of=0):
-    """((before, after), ...): a pair of non-negative ints for each spatial axis of input `of`."""
-    def check(value, inputs, attrs):
-        count = _spatial(inputs, of)
-        if count is None or count < 1:
-            return f"is checked against input {of}, which must have a batch, a channel and spatial axes"
-        if not (isinstance(value, tuple) and len(value) == count and all(
-                isinstance(pair, tuple) and len(pair) == 2 and all(checks.is_int(p) and p >= 0 for p in pair)
-                for pair in value)):
-            return f"must be a tuple of {count} pairs (before, after) of non-negative ints, one for each spatial axis"
-        return None
-    return check
-
-
 def below_stride(value, inputs, attrs):
     """output_padding: one int from 0 to stride - 1 for each spatial axis."""
     stride = attrs.get("stride")
@@ -449,7 +415,7 @@ def _filter_grad_cotangent_vjp(gw, out, x, g):
     return apply(CONV, x, gw, **_geometry(out.attrs))
 
 
-_GEOMETRY = {"stride": per_spatial_axis(), "padding": spatial_pads(), "dilation": per_spatial_axis(),
+_GEOMETRY = {"stride": checks.per_axis(low=1, spatial=True), "padding": checks.pad_widths(spatial=True), "dilation": checks.per_axis(low=1, spatial=True),
              "groups": checks.integer(low=1)}
 
 CONV = register(OpDef(
@@ -468,7 +434,7 @@ CONV_FILTER_GRAD = register(OpDef(
     vjp=(_filter_grad_input_vjp, _filter_grad_cotangent_vjp), jvp=_bilinear_jvp,
     kind="conv", fresh_result=True, contiguous_operands=True,
     backend_impls=_dask("conv_filter_grad", (True, True), summed=True),
-    attrs={**_GEOMETRY, "kernel": per_spatial_axis()},
+    attrs={**_GEOMETRY, "kernel": checks.per_axis(low=1, spatial=True)},
     doc="conv's filter gradient: the input correlated with the cotangent, summed over the batch"))
 
 
@@ -557,8 +523,8 @@ def _gather_infer(t, x, kernel, stride, padding):
     return shape, np.result_type(t.dtype, x.dtype)
 
 
-_POOL = {"kernel": per_spatial_axis(), "stride": per_spatial_axis(), "padding": spatial_pads()}
-_POOL_OF_X = {"kernel": per_spatial_axis(of=1), "stride": per_spatial_axis(of=1), "padding": spatial_pads(of=1)}
+_POOL = {"kernel": checks.per_axis(low=1, spatial=True), "stride": checks.per_axis(low=1, spatial=True), "padding": checks.pad_widths(spatial=True)}
+_POOL_OF_X = {"kernel": checks.per_axis(of=1, low=1, spatial=True), "stride": checks.per_axis(of=1, low=1, spatial=True), "padding": checks.pad_widths(of=1, spatial=True)}
 
 MAX_POOL = register(OpDef(
     "max_pool", _max_pool_impl, _pool_infer,
