@@ -23,7 +23,7 @@
 
 A record runs on every backend through the NumPy names its kernel calls, which Dask and CuPy
 arrays take over (NumPy's `__array_function__` and `__array_ufunc__` protocols). Where that
-does not hold, the record says so in `backend_impls` (graphcomp.ops.OpDef): its kernel for
+does not hold, the record says so in `backend_impls` (graphcomp.registry.OpDef): its kernel for
 that backend, WHOLE_ARRAYS (on Dask: one task on whole arrays, for ops with no blockwise form),
 BLOCKWISE (on Dask: one task per chunk, as for elementwise ops), or None when the op cannot run
 there. A kernel that fails inside a Dask task (a run-time check of values, say) fails when the
@@ -40,7 +40,7 @@ import numpy as np
 
 from graphcomp.errors import ExecutionError
 from graphcomp.kernels import threads_here
-from graphcomp.ops import BLOCKWISE, WHOLE_ARRAYS
+from graphcomp.registry import BLOCKWISE, WHOLE_ARRAYS
 from graphcomp.shapes import format_shape
 
 BACKEND_NAMES = ("numpy", "dask", "cupy")
@@ -428,5 +428,3 @@ def resolve(backend, compute=False, to_numpy=False):
     if to_numpy and chosen.name != "cupy":
         raise ValueError("function: to_numpy=True is for backend='cupy'")
     return chosen
-
-

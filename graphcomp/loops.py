@@ -39,9 +39,10 @@ from graphcomp.compile import Function
 from graphcomp.errors import ShapeError
 from graphcomp.forward import push_forward
 from graphcomp.ir import Graph, substitute, topological_order, user_source_location
-from graphcomp.ops import DASK_WHOLE_ARRAYS, OpDef, checks, register
+from graphcomp.ops import checks
 from graphcomp.ops import elementwise as ew
 from graphcomp.ops import shape as sh
+from graphcomp.registry import DASK_WHOLE_ARRAYS, OpDef, register
 from graphcomp.shapes import format_shape, is_static, size_of
 from graphcomp.tensor import Tensor, apply, as_tensor, placeholder
 

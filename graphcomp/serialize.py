@@ -61,11 +61,11 @@ import zipfile
 
 import numpy as np
 
-from graphcomp import ops as op_registry
+from graphcomp import registry as op_registry
 from graphcomp.compile import Function
 from graphcomp.errors import OpAttributeError
 from graphcomp.ir import Graph, Node, SourceLocation, dependency_order, restore_node
-from graphcomp.passes.fuse import ExpressionText, FusedOp, restore_fused_op
+from graphcomp.passes.fuse import FUSED_OP_NAME, ExpressionText, restore_fused_op
 from graphcomp.tensor import Tensor, VariableStorage
 
 FORMAT = "graphcomp"
@@ -368,7 +368,7 @@ class _Writer:
             return SaveError(f"gc.save: node {position} ({node.describe()}): {problem}")
 
         op = node.op
-        fused = isinstance(op, FusedOp)
+        fused = bool(op.members)
         if not fused and op_registry.REGISTRY.get(op.name) is not op:
             raise fail(f"op {op.name!r} is not the registered op of that name")
         try:
@@ -711,12 +711,13 @@ class _Reader:
         name = entry["op"]
         if not isinstance(name, str):
             raise fail(f"an op name is a string, got {_short(name)}", "op")
-        fused = name == "fused"
-        extra = {"members"} if fused else {"variable"} if name == "variable" else set()
+        fused = name == FUSED_OP_NAME
+        record = None if fused else op_registry.REGISTRY.get(name)
+        extra = {"members"} if fused else {"variable"} if record is not None and record.leaf == "read" else set()
         for key in entry:
             if key not in NODE_FIELDS and key not in extra:
                 raise fail("unexpected field", key)
-        if not fused and name not in op_registry.REGISTRY:
+        if not fused and record is None:
             raise fail(f"unknown op {name!r} (not in this graphcomp's registry)", "op")
         if not isinstance(entry["inputs"], list):
             raise fail("must be a list of node indices", "inputs")
@@ -751,7 +752,7 @@ class _Reader:
             except Exception as error:  # noqa: BLE001 - members that cannot be fused
                 raise fail(f"its members cannot be fused again: {error}", "members") from None
         else:
-            op = op_registry.REGISTRY[name]
+            op = record
         try:
             op.check_attrs(attrs, inputs)  # the one check building a node makes
         except OpAttributeError as error:
@@ -759,10 +760,10 @@ class _Reader:
         if op.leaf:
             if inputs:
                 raise fail(f"op {name!r} is a leaf and takes no inputs", "inputs")
-            if name == "constant":
+            if op.leaf == "baked":
                 payload = self.array(arrays, f"constant_{position}", shape, dtype, node=position)
                 payload.flags.writeable = False
-            elif name == "variable":
+            elif op.leaf == "read":
                 if "variable" not in entry:
                     raise fail("a variable node names its variable", "variable")
                 storage = storages[self.reference(entry["variable"], len(storages), position, "variable",
@@ -771,7 +772,7 @@ class _Reader:
                     raise fail(f"the variable has shape {storage.shape} and dtype {storage.dtype}, the node "
                                f"{shape} and {dtype}", "variable")
                 payload = storage
-            elif name != "placeholder":
+            elif op.leaf != "fed":
                 raise fail(f"the leaf op {name!r} cannot be loaded from a file", "op")
         else:
             self.check_inference(op, inputs, attrs, shape, dtype, position)

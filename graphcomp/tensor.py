@@ -6,9 +6,8 @@ import numbers
 
 import numpy as np
 
-from graphcomp import ops as op_registry
-from graphcomp.ops import builder
 from graphcomp.ir import Node, user_source_location
+from graphcomp.ops.leaves import CONSTANT, PLACEHOLDER, VARIABLE
 from graphcomp.shapes import format_shape
 
 
@@ -30,8 +29,7 @@ NUMPY_SPELLINGS = {"amax": "max", "amin": "min", "true_divide": "divide", "conca
 REFLECTED_OPERATORS = {"add": "__radd__", "subtract": "__rsub__", "multiply": "__rmul__",
                        "divide": "__rtruediv__", "true_divide": "__rtruediv__", "power": "__rpow__",
                        "matmul": "__rmatmul__", "less": "__gt__", "less_equal": "__ge__",
-                       "greater": "__lt__", "greater_equal": "__le__"}
-REFLECTED_OPERATORS["remainder"] = "__rmod__"  # `array % tensor`
+                       "greater": "__lt__", "greater_equal": "__le__", "remainder": "__rmod__"}
 
 
 def name_public_functions(names):
@@ -163,8 +161,14 @@ class Tensor(Node):
 
     # attributes -----------------------------------------------------------------------------
     @property
-    def T(self):
-        return builder("transpose")(self)
+    def size(self):
+        """The number of elements, or None when a size is unknown until run time."""
+        total = 1
+        for d in self.shape:
+            if d is None:
+                return None
+            total *= d
+        return total
 
     @property
     def value(self):
@@ -205,94 +209,22 @@ class Tensor(Node):
         return self.shape[0]
 
     # operators ------------------------------------------------------------------------------
-    # The builder functions live with their op records (graphcomp/ops/*.py, which import this
-    # module), so they are looked up by name in the registry when called.
-    def __add__(self, other): return builder("add")(self, other)
-    def __radd__(self, other): return builder("add")(other, self)
-    def __sub__(self, other): return builder("subtract")(self, other)
-    def __rsub__(self, other): return builder("subtract")(other, self)
-    def __mul__(self, other): return builder("multiply")(self, other)
-    def __rmul__(self, other): return builder("multiply")(other, self)
-    def __truediv__(self, other): return builder("divide")(self, other)
-    def __rtruediv__(self, other): return builder("divide")(other, self)
-    def __pow__(self, other): return builder("power")(self, other)
-    def __rpow__(self, other): return builder("power")(other, self)
-    def __matmul__(self, other): return builder("matmul")(self, other)
-    def __rmatmul__(self, other): return builder("matmul")(other, self)
-    def __neg__(self): return builder("negative")(self)
+    # The operators and methods that build nodes (x + y, x[i], x.T, x.sum(), ...) call builder
+    # functions that live with their op records in graphcomp/ops/, above this module:
+    # graphcomp.ops.operators binds them here (see bind_operators).
     def __pos__(self): return self
-    def __abs__(self): return builder("abs")(self)
-    def __lt__(self, other): return builder("less")(self, other)
-    def __le__(self, other): return builder("less_equal")(self, other)
-    def __gt__(self, other): return builder("greater")(self, other)
-    def __ge__(self, other): return builder("greater_equal")(self, other)
     __hash__ = Node.__hash__
 
-    def __getitem__(self, index):
-        return builder("getitem")(self, index)
 
-    # methods --------------------------------------------------------------------------------
-    def sum(self, axis=None, keepdims=False): return builder("sum")(self, axis=axis, keepdims=keepdims)
-    def mean(self, axis=None, keepdims=False): return builder("mean")(self, axis=axis, keepdims=keepdims)
-    def max(self, axis=None, keepdims=False): return builder("max")(self, axis=axis, keepdims=keepdims)
-    def min(self, axis=None, keepdims=False): return builder("min")(self, axis=axis, keepdims=keepdims)
-    def astype(self, dtype): return builder("cast")(self, dtype)
-    def dot(self, other): return builder("dot")(self, other)
-
-    def transpose(self, *axes):
-        """Permute the axes: x.transpose(), x.transpose((1, 0)) or x.transpose(1, 0), as in NumPy."""
-        if len(axes) == 1 and (axes[0] is None or not isinstance(axes[0], numbers.Integral)):
-            axes = axes[0]
-        return builder("transpose")(self, axes or None)
-
-    def reshape(self, *shape):
-        if len(shape) == 1 and not isinstance(shape[0], numbers.Integral):
-            shape = shape[0]
-        return builder("reshape")(self, shape)
-
-    # more of NumPy's operators, methods and attributes ----------------------------------------
-    def __mod__(self, other): return builder("remainder")(self, other)
-    def __rmod__(self, other): return builder("remainder")(other, self)
-
-    @property
-    def size(self):
-        """The number of elements, or None when a size is unknown until run time."""
-        total = 1
-        for d in self.shape:
-            if d is None:
-                return None
-            total *= d
-        return total
-
-    def ravel(self): return builder("reshape")(self, (-1,))
-    def flatten(self): return builder("reshape")(self, (-1,))
-    def squeeze(self, axis=None): return builder("squeeze")(self, axis)
-    def clip(self, *args, **kwargs): return builder("clip")(self, *args, **kwargs)
-
-    def var(self, axis=None, ddof=0, keepdims=False):
-        return builder("var")(self, axis=axis, ddof=ddof, keepdims=keepdims)
-
-    def std(self, axis=None, ddof=0, keepdims=False):
-        return builder("std")(self, axis=axis, ddof=ddof, keepdims=keepdims)
-
-    def prod(self, axis=None, keepdims=False): return builder("prod")(self, axis=axis, keepdims=keepdims)
-    def argmax(self, axis=None, keepdims=False): return builder("argmax")(self, axis=axis, keepdims=keepdims)
-    def argmin(self, axis=None, keepdims=False): return builder("argmin")(self, axis=axis, keepdims=keepdims)
-    def cumsum(self, axis=None): return builder("cumsum")(self, axis=axis)
-    def cumprod(self, axis=None): return builder("cumprod")(self, axis=axis)
-    def all(self, axis=None, keepdims=False): return builder("all")(self, axis=axis, keepdims=keepdims)
-    def any(self, axis=None, keepdims=False): return builder("any")(self, axis=axis, keepdims=keepdims)
-    def round(self, decimals=0): return builder("round")(self, decimals)
-    def swapaxes(self, axis1, axis2): return builder("swapaxes")(self, axis1, axis2)
-    def repeat(self, repeats, axis=None): return builder("repeat")(self, repeats, axis=axis)
-    def take(self, indices, axis=None): return builder("take")(self, indices, axis=axis)
-    def nonzero(self): return builder("nonzero")(self)
-
-    def diagonal(self, offset=0, axis1=0, axis2=1):
-        return builder("diagonal")(self, offset=offset, axis1=axis1, axis2=axis2)
-
-    def trace(self, offset=0, axis1=0, axis2=1, dtype=None):
-        return builder("trace")(self, offset=offset, axis1=axis1, axis2=axis2, dtype=dtype)
+def bind_operators(operators):
+    """Give `Tensor` the operators and methods defined on the class `operators` (graphcomp.ops.
+    operators calls this once, with methods that call the op modules' builder functions)."""
+    for name, member in vars(operators).items():
+        if name in ("__module__", "__qualname__", "__doc__", "__dict__", "__weakref__"):
+            continue
+        if name in vars(Tensor):
+            raise ValueError(f"Tensor already has {name!r}: bind its operators once")
+        setattr(Tensor, name, member)
 
 
 class VariableStorage:
@@ -352,8 +284,6 @@ class VariableStorage:
 
 def apply(op, *inputs, **attrs):
     """Build the node `op(*inputs, **attrs)`, inferring its shape and dtype now."""
-    if isinstance(op, str):
-        op = op_registry.get(op)
     source = user_source_location()
     op.check_attrs(attrs, inputs)
     shape, dtype = op.infer(*inputs, **attrs)  # a ShapeError names the user's line itself
@@ -415,7 +345,7 @@ def placeholder(shape, dtype="float64", name=None):
     if name is not None and not isinstance(name, str):
         raise TypeError(f"placeholder name must be a string, got {name!r}")
     refuse_complex(dtype, "placeholder" + (f" {name!r}" if name else ""))
-    return Tensor(op_registry.get("placeholder"), (), {}, shape, dtype, name=name)
+    return Tensor(PLACEHOLDER, (), {}, shape, dtype, name=name)
 
 
 def constant(value, dtype=None, name=None):
@@ -429,7 +359,7 @@ def constant(value, dtype=None, name=None):
         raise TypeError(f"constant(): cannot make a numeric array from {type(value).__name__}")
     refuse_complex(array.dtype, f"constant {value!r}" if array.size <= 8 else "constant" + (f" {name!r}" if name else ""))
     array.flags.writeable = False
-    return Tensor(op_registry.get("constant"), (), {}, array.shape, array.dtype, name=name, payload=array)
+    return Tensor(CONSTANT, (), {}, array.shape, array.dtype, name=name, payload=array)
 
 
 def variable(value, dtype=None, name=None):
@@ -440,11 +370,11 @@ def variable(value, dtype=None, name=None):
         raise TypeError("variable() needs an initial value (an array or a number), got None")
     refuse_complex(np.asarray(value).dtype if dtype is None else np.dtype(dtype), "variable" + (f" {name!r}" if name else ""))
     storage = VariableStorage(value, dtype, name)
-    return Tensor(op_registry.get("variable"), (), {}, storage.shape, storage.dtype, name=name, payload=storage)
+    return Tensor(VARIABLE, (), {}, storage.shape, storage.dtype, name=name, payload=storage)
 
 
 
-# complex numbers (appended) -------------------------------------------------------------------
+# complex numbers -----------------------------------------------------------------------------
 
 def refuse_complex(dtype, what):
     """A TypeError for a complex value: graphcomp computes with real numbers only."""

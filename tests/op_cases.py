@@ -14,11 +14,12 @@ from typing import Callable
 import numpy as np
 
 import graphcomp as gc
+from graphcomp.ops import indexing as ix
 from graphcomp.ops import reduce as rd
 from graphcomp.ops import shape as sh
 from graphcomp.tensor import apply
 
-LEAVES = {name for name, op in gc.ops.REGISTRY.items() if op.leaf}
+LEAVES = {name for name, op in gc.registry.REGISTRY.items() if op.leaf}
 
 
 @dataclass
@@ -196,8 +197,8 @@ def _shape_cases():
         OpCase("matmul", gc.matmul, np.matmul, [_normal((2, 1, 3, 4), 28), _normal((5, 4, 2), 29)], "batch-broadcast"),
         OpCase("matmul", gc.matmul, np.matmul, [_normal((2, 3, 4), 30), _normal((4,), 31)], "batch-vector"),
     ]
-    index = sh._encode_index(gc.placeholder((3, 4)), (slice(1, 3), None))
-    cases.append(OpCase("getitem_grad", lambda g, x: apply(sh.GETITEM_GRAD, g, x, index=index),
+    index = ix._encode_index(gc.placeholder((3, 4)), (slice(1, 3), None))
+    cases.append(OpCase("getitem_grad", lambda g, x: apply(ix.GETITEM_GRAD, g, x, index=index),
                         lambda g, x: _placed(g, x.shape, (slice(1, 3), None)),
                         [_normal((2, 1, 4), 32), _normal((3, 4), 33)]))
     cases.append(OpCase("concatenate_part",
@@ -452,7 +453,6 @@ def _added_at(g, shape, index):
 
 
 def _indexing_cases():
-    from graphcomp.ops import indexing as ix
     mask = _rng(40).random((3, 4)) > 0.4
     picks = np.array([[0, 3], [2, 2], [1, 0]])
     cases = [
@@ -609,7 +609,7 @@ def case_with_gradients(case):
     out = case.build(*inputs)
     outputs = [out]
     floats = [p for p, a in zip(inputs, case.args) if np.asarray(a).dtype.kind == "f"]
-    if gc.ops.REGISTRY[case.op].differentiable and out.dtype.kind == "f" and floats:
+    if gc.registry.REGISTRY[case.op].differentiable and out.dtype.kind == "f" and floats:
         weights = np.random.default_rng(1).standard_normal(out.shape) if out.shape else 1.3
         outputs += gc.grad(gc.sum(out * weights), floats, disconnected="zero")
     return inputs, outputs

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import graphcomp as gc
-from graphcomp.ops import OpDef
+from graphcomp.registry import OpDef
 from graphcomp.tensor import apply
 from finite_differences import central_gradient
 

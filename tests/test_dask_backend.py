@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import graphcomp as gc
-from graphcomp.ops import REGISTRY
+from graphcomp.registry import REGISTRY
 from op_cases import CASES, case_with_gradients
 
 dask = pytest.importorskip("dask")
@@ -363,7 +363,7 @@ def test_draws_shaped_like_a_chunked_array_are_drawn_chunk_by_chunk():
 
 
 def test_a_kernel_that_would_compute_while_building_the_graph_is_refused_and_named():
-    from graphcomp.ops import OpDef
+    from graphcomp.registry import OpDef
     from graphcomp.tensor import apply
 
     def to_numpy_then_double(x):  # np.asarray of a Dask array computes it
@@ -378,7 +378,7 @@ def test_a_kernel_that_would_compute_while_building_the_graph_is_refused_and_nam
 
 
 def test_an_op_whose_record_refuses_a_backend_names_itself_when_compiling():
-    from graphcomp.ops import OpDef
+    from graphcomp.registry import OpDef
     from graphcomp.tensor import apply
 
     host_only = OpDef("host_only", lambda x: x + 1, lambda x: (x.shape, x.dtype), backend_impls={"dask": None})

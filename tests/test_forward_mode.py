@@ -13,7 +13,7 @@ import pytest
 
 import graphcomp as gc
 from graphcomp.errors import GradientError
-from graphcomp.ops import REGISTRY, OpDef
+from graphcomp.registry import REGISTRY, OpDef
 from graphcomp.tensor import apply
 from op_cases import CASES, LEAVES
 

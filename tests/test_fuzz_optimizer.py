@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 import graphcomp as gc
 import op_cases
-from graphcomp.ops import REGISTRY
+from graphcomp.registry import REGISTRY
 
 SHAPES = [(), (3,), (2, 3), (1, 3), (2, 1)]
 

@@ -13,7 +13,7 @@ import pytest
 
 import graphcomp as gc
 from graphcomp import executor
-from graphcomp.ops import OpDef
+from graphcomp.registry import OpDef
 from graphcomp.tensor import apply
 
 THIS_FILE = os.path.basename(__file__)

@@ -13,39 +13,39 @@ from pathlib import Path
 import networkx as nx
 
 import graphcomp
+from graphcomp.passes.fuse import FUSED_OP_NAME
+from graphcomp.registry import REGISTRY
 
 PACKAGE_DIR = Path(graphcomp.__file__).resolve().parent
 
 # Lowest first; a module may import modules of its own layer or below, never above. A module
 # belongs to the most specific entry naming it or a package above it ("graphcomp" is only the
-# package's __init__). The op modules build nodes with tensor.py, whose operators find their
-# builders through the registry in graphcomp.ops.
+# package's __init__). The op registry sits below graphcomp.tensor, the op modules above it:
+# they build nodes with tensor.py, and graphcomp.ops.operators gives Tensor its operators.
 LAYERS = [
     ("graphcomp.ir", "graphcomp.errors", "graphcomp.shapes", "graphcomp.progress"),
-    ("graphcomp.ops", "graphcomp.ops.steps"),  # the op registry (OpDef, register, builder), ufunc spellings
+    # the op registry (OpDef, register), the leaf records, attribute checkers, ufunc spellings
+    ("graphcomp.registry", "graphcomp.ops", "graphcomp.ops.leaves", "graphcomp.ops.checks", "graphcomp.ops.steps"),
     ("graphcomp.tensor", "graphcomp.kernels"),
-    ("graphcomp.ops.elementwise", "graphcomp.ops.leaves", "graphcomp.ops.linalg", "graphcomp.ops.reduce",
-     "graphcomp.ops.rules", "graphcomp.ops.shape", "graphcomp.nn",
-     "graphcomp.ops.products"),
+    ("graphcomp.ops.rules", "graphcomp.ops.elementwise", "graphcomp.ops.indexing", "graphcomp.ops.shape",
+     "graphcomp.ops.reduce", "graphcomp.ops.linalg", "graphcomp.ops.products", "graphcomp.ops.random",
+     "graphcomp.ops.conv", "graphcomp.ops.linear_algebra", "graphcomp.ops.operators",
+     "graphcomp.nn", "graphcomp.linalg"),  # gc.nn and gc.linalg: namespaces over the records
     ("graphcomp.passes",),  # autodiff differentiates the stabiliser's forms
     ("graphcomp.autodiff", "graphcomp.forward"),
     ("graphcomp.executor", "graphcomp.backends"),  # backends: the kernels a line calls on Dask or CuPy
     ("graphcomp.compile", "graphcomp.numeric_check"),
+    # loops and branches: records whose kernels run compiled body graphs, and whose derivatives
+    # differentiate those graphs (above gc.function and both modes of differentiation)
     ("graphcomp.linearize", "graphcomp.krylov", "graphcomp.testing", "graphcomp.onnx_export",
-     "graphcomp.serialize"),
+     "graphcomp.serialize", "graphcomp.loops"),
     ("graphcomp.viz",),
     ("graphcomp",),  # graphcomp/__init__.py: the public API
     ("graphcomp.cli", "graphcomp.__main__", "graphcomp.demos"),
 ]
-# Op modules added with the indexing work (the op-module layer).
-LAYERS[3] = LAYERS[3] + ("graphcomp.ops.indexing", "graphcomp.ops.random")
-# numpy.linalg: the records and gc.linalg, the namespace over them (the op-module layer, as nn).
-LAYERS[3] = LAYERS[3] + ("graphcomp.ops.linear_algebra", "graphcomp.linalg")
-# Convolution and pooling records (gc.nn builds the layers over them).
-LAYERS[3] = LAYERS[3] + ("graphcomp.ops.conv",)
-# Loops and branches: records whose kernels run compiled body graphs, and whose derivatives
-# differentiate those graphs (above gc.function and both modes of differentiation).
-LAYERS[8] = LAYERS[8] + ("graphcomp.loops",)
+
+
+OP_MODULES = "graphcomp.ops"  # the one place that names ops: their records and builders
 
 
 def _module_name(path):
@@ -226,3 +226,150 @@ def test_the_scan_sees_lazy_relative_submodule_and_private_imports():
     assert list(_packages_entered("graphcomp.passes.fuse", "graphcomp.passes.rewrite")) == []
     graph = import_graph()
     assert graph.has_edge("graphcomp", "graphcomp.viz") and graph.has_edge("graphcomp.compile", "graphcomp.passes")
+
+
+# Ops are identified by their records ----------------------------------------------------------------
+# Outside graphcomp/ops/, code holds an op's record (`node.op is NEGATIVE`, `make_node(NEGATIVE, ...)`,
+# `Rule(..., (NEGATIVE,), ...)`) and asks it for its facts; an op's name is for files and messages.
+# Builders are called as the functions they are, never looked up by a name.
+
+OP_NAMES = frozenset(REGISTRY) | {FUSED_OP_NAME}
+# Calls that take an op (or look one up): an op name given to them is an op identified by name.
+CALLS_TAKING_AN_OP = {"builder", "get", "make_node", "apply", "Rule", "register_builders"}
+TABLES_OF_OPS = {"REGISTRY", "BUILDERS"}  # a subscript of one of these with an op name looks the op up
+
+
+def _op_name_literals(node):
+    """The registered op names among the string literals of `node` (a literal or a tuple, list
+    or set of them, nested)."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return [node.value] if node.value in OP_NAMES else []
+    if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+        return [name for item in node.elts for name in _op_name_literals(item)]
+    return []
+
+
+def _table(node):
+    """The name `node` is spelled with (`get`, `REGISTRY`, `op_registry.REGISTRY` -> `REGISTRY`)."""
+    return node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else None
+
+
+def _callee(call):
+    return _table(call.func)
+
+
+def op_names_used(module, tree=None):
+    """Places in `module` (or in `tree`) that identify an op by its name: an op name compared with
+    a `.name` or `.kind`, given to a call that takes or looks up an op, or used as a subscript
+    (`REGISTRY["add"]`); and any builder looked up by name (`builder(...)`)."""
+    tree = _parse(module) if tree is None else tree
+    found = []
+    for node in ast.walk(tree):
+        names = []
+        if isinstance(node, ast.Compare):
+            sides = [node.left, *node.comparators]
+            if any(isinstance(side, ast.Attribute) and side.attr in ("name", "kind") for side in sides):
+                names = [name for side in sides for name in _op_name_literals(side)]
+        elif isinstance(node, ast.Call) and _callee(node) in CALLS_TAKING_AN_OP:
+            names = [name for argument in [*node.args, *(k.value for k in node.keywords)]
+                     for name in _op_name_literals(argument)]
+            if _callee(node) == "builder":
+                found.append(f"line {node.lineno}: a builder looked up by name")
+        elif isinstance(node, ast.Subscript) and _table(node.value) in TABLES_OF_OPS:
+            names = _op_name_literals(node.slice)
+        elif isinstance(node, ast.keyword) and node.arg == "kind":
+            names = _op_name_literals(node.value)
+        found += [f"line {getattr(node, 'lineno', '?')}: the op name {name!r}" for name in names]
+    return found
+
+
+def test_no_op_is_identified_by_its_name_outside_the_op_modules():
+    offenders = [f"{module} {use}" for module in MODULES
+                 if not (module == OP_MODULES or module.startswith(OP_MODULES + "."))
+                 for use in op_names_used(module)]
+    assert not offenders, "ops identified by name (use their records):\n  " + "\n  ".join(offenders)
+
+
+def test_no_builder_is_looked_up_by_name_anywhere():
+    offenders = [f"{module} {use}" for module in MODULES for use in op_names_used(module)
+                 if "builder looked up by name" in use]
+    assert not offenders, "builders looked up by name (import the function):\n  " + "\n  ".join(offenders)
+
+
+# Each module reads as one piece ------------------------------------------------------------------
+
+def export_lists(module, tree=None):
+    """Lines of `module` that declare what it exports: `__all__ = ...` (or `+=`) and
+    `register_builders(...)` calls."""
+    tree = _parse(module) if tree is None else tree
+    lines = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and _callee(node) == "register_builders":
+            lines.append(node.lineno)
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] \
+            if isinstance(node, (ast.AugAssign, ast.AnnAssign)) else []
+        if any(isinstance(target, ast.Name) and target.id == "__all__" for target in targets):
+            lines.append(node.lineno)
+    return lines
+
+
+def test_each_module_has_at_most_one_export_list():
+    offenders = [f"{module} (lines {', '.join(map(str, lines))})"
+                 for module in MODULES if len(lines := export_lists(module)) > 1]
+    assert not offenders, "modules that export in several places (keep one list):\n  " + "\n  ".join(offenders)
+
+
+def after_the_fact_patches(tree):
+    """Lines where a module's top level changes one of its constants after defining it:
+    `TABLE[key] = ...`, `TABLE += ...`, `TABLE = TABLE + ...`, `TABLE.update(...)`."""
+    defined, lines = set(), []
+    for statement in tree.body:
+        targets = statement.targets if isinstance(statement, ast.Assign) else [statement.target] \
+            if isinstance(statement, (ast.AugAssign, ast.AnnAssign)) else []
+        for target in [t for target in targets for t in (target.elts if isinstance(target, ast.Tuple) else [target])]:
+            if isinstance(target, ast.Subscript) and isinstance(target.value, ast.Name) and target.value.id.isupper():
+                lines.append(statement.lineno)
+            elif isinstance(target, ast.Name) and target.id.isupper():
+                if target.id in defined or isinstance(statement, ast.AugAssign):
+                    lines.append(statement.lineno)
+                defined.add(target.id)
+        call = statement.value if isinstance(statement, ast.Expr) else None
+        if isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute) \
+                and isinstance(call.func.value, ast.Name) and call.func.value.id.isupper():
+            lines.append(statement.lineno)
+    return lines
+
+
+def test_no_constant_is_patched_after_its_definition():
+    offenders = [f"{module} line {line}" for module in MODULES for line in after_the_fact_patches(_parse(module))]
+    offenders += [f"{__file__} line {line}" for line in after_the_fact_patches(ast.parse(Path(__file__).read_text()))]
+    assert not offenders, "constants changed after their definition (define them whole):\n  " + "\n  ".join(offenders)
+
+
+VIOLATIONS = """
+TABLE = {"add": "__radd__"}
+TABLE["remainder"] = "__rmod__"
+LAYERS = [("a",), ("b",)]
+LAYERS[1] = LAYERS[1] + ("c",)
+NAMES = ("x",)
+NAMES += ("y",)
+TABLE.update(more=1)
+__all__ = ["f"]
+register_builders(f)
+
+def rewrite(node):
+    if node.op.name == "negative" or node.op.kind == "fused":
+        return make_node("subtract", node.inputs)
+    return builder("add")(node, get("exp")), Rule("x", ("log", "log1p"), rewrite), REGISTRY["sum"]
+"""
+
+
+def test_the_scans_find_each_kind_of_violation():
+    # The checks above, on code that breaks each rule once.
+    tree = ast.parse(VIOLATIONS)
+    assert after_the_fact_patches(tree) == [3, 5, 7, 8]
+    assert export_lists("graphcomp.tensor", tree) == [9, 10]
+    assert sorted(op_names_used("graphcomp.tensor", tree)) == sorted([
+        "line 13: the op name 'negative'", "line 13: the op name 'fused'", "line 14: the op name 'subtract'",
+        "line 15: a builder looked up by name", "line 15: the op name 'add'", "line 15: the op name 'exp'",
+        "line 15: the op name 'log'", "line 15: the op name 'log1p'", "line 15: the op name 'sum'"])

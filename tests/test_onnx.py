@@ -11,8 +11,9 @@ import pytest
 
 import graphcomp as gc
 from graphcomp import onnx_export
-from graphcomp.ops import REGISTRY, OpDef
+from graphcomp.ops import indexing as ix
 from graphcomp.ops import shape as sh
+from graphcomp.registry import REGISTRY, OpDef
 from graphcomp.tensor import apply
 from op_cases import CASES
 from tool_requirements import import_or_skip
@@ -227,7 +228,7 @@ def test_concatenate_part_and_getitem_grad_with_unknown_sizes(ort):
     a, b = gc.placeholder((None, None), name="a"), gc.placeholder((None, None), name="b")
     part = apply(sh.CONCATENATE_PART, g, a, b, axis=1, index=1)
     picked = b[:, 1::2]
-    placed = apply(sh.GETITEM_GRAD, picked, b, index=picked.attrs["index"])
+    placed = apply(ix.GETITEM_GRAD, picked, b, index=picked.attrs["index"])
     f = gc.function([g, a, b], [part, placed])
     rng = np.random.default_rng(3)
     G, A, B = rng.normal(size=(2, 7)), rng.normal(size=(2, 3)), rng.normal(size=(2, 4))

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import graphcomp as gc
-from graphcomp.ops import REGISTRY
+from graphcomp.registry import REGISTRY
 from op_cases import CASES, LEAVES
 
 

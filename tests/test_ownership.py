@@ -30,7 +30,7 @@ import op_cases
 import test_fuzz_optimizer as fuzz
 from graphcomp import compile as compile_module
 from graphcomp import executor
-from graphcomp.ops import REGISTRY
+from graphcomp.registry import REGISTRY
 
 ROWS = (1, 2, 3, 5, 8, 13, 4)  # more batch sizes than compile.SPECIALIZATIONS programs are kept
 assert len(ROWS) > compile_module.SPECIALIZATIONS

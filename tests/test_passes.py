@@ -11,6 +11,8 @@ from graphcomp.numeric_check import NumericCheck, NumericMismatchError
 from graphcomp.passes import (
     eliminate_common_subexpressions, eliminate_dead_code, fold_constants, simplify, stabilize,
 )
+from graphcomp.ops.elementwise import EXP, EXPM1, NEGATIVE, SIN
+from graphcomp.ops.reduce import SUM
 from graphcomp.passes.rewrite import Rule, RewriteLimitError, apply_rules, make_node
 from graphcomp.passes.validate import GraphValidationError, validate
 
@@ -225,16 +227,16 @@ def test_stabilize_rewrites_by_name():
 # the rewrite driver and the validator --------------------------------------------------------------
 
 def test_rules_that_undo_each_other_hit_the_bound():
-    flip = Rule("exp -> sin", ("exp",), lambda n: make_node("sin", n.inputs, like=n))
-    flop = Rule("sin -> exp", ("sin",), lambda n: make_node("exp", n.inputs, like=n))
+    flip = Rule("exp -> sin", (EXP,), lambda n: make_node(SIN, n.inputs, like=n))
+    flop = Rule("sin -> exp", (SIN,), lambda n: make_node(EXP, n.inputs, like=n))
     x = gc.placeholder((2,))
     with pytest.raises(RewriteLimitError, match="exp -> sin|sin -> exp"):
         apply_rules(Graph.from_outputs([gc.exp(x)]), [flip, flop])
 
 
 def test_a_rule_that_grows_the_graph_is_stopped():
-    grow = Rule("x -> -(-x)", ("negative",),
-                lambda n: make_node("negative", [make_node("negative", [n], like=n)], like=n))
+    grow = Rule("x -> -(-x)", (NEGATIVE,),
+                lambda n: make_node(NEGATIVE, [make_node(NEGATIVE, [n], like=n)], like=n))
     x = gc.placeholder((2,))
     graph = Graph.from_outputs([-x])
     result = apply_rules(graph, [grow])
@@ -246,7 +248,7 @@ def test_validator_names_the_pass_that_broke_the_graph():
 
     def break_shapes(graph):
         # Claims (2, 3) for a sum over axis 0, whose rule gives (3,).
-        node = make_node("sum", [x], {"axis": (0,), "keepdims": False})
+        node = make_node(SUM, [x], {"axis": (0,), "keepdims": False})
         bad = gc.Tensor(node.op, node.inputs, node.attrs, (2, 3), node.dtype)
         return Graph([bad])
     with pytest.raises(GraphValidationError, match="break_shapes.*declared shape"):
@@ -265,7 +267,7 @@ def test_numeric_check_names_the_first_pass_that_changed_a_value():
     x = gc.placeholder((3,), name="x")
 
     def wrong_exp(graph):
-        rule = Rule("exp -> expm1 (wrong)", ("exp",), lambda n: make_node("expm1", n.inputs, like=n))
+        rule = Rule("exp -> expm1 (wrong)", (EXP,), lambda n: make_node(EXPM1, n.inputs, like=n))
         return apply_rules(graph, [rule])
     graph = Graph.from_outputs([gc.exp(x) * 2.0])
     check = NumericCheck(graph, [x], pipeline=[simplify, wrong_exp, eliminate_dead_code])

@@ -13,7 +13,7 @@ import sympy
 
 import graphcomp as gc
 from graphcomp import viz
-from graphcomp.ops import OpDef
+from graphcomp.registry import OpDef
 from graphcomp.tensor import Tensor
 
 from tool_requirements import require_graphviz

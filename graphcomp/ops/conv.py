@@ -27,8 +27,9 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from graphcomp.errors import ShapeError
-from graphcomp.ops import OpDef, checks, get, register
+from graphcomp.ops import checks
 from graphcomp.ops.rules import add_tangents, linear_jvp
+from graphcomp.registry import OpDef, get, register
 from graphcomp.shapes import format_shape
 from graphcomp.tensor import apply
 

@@ -10,10 +10,10 @@ import functools
 
 import numpy as np
 
-from graphcomp.ops import OpDef, builder, onnx_node, register, register_builders
 from graphcomp.ops.rules import symmetric_jvp
 from graphcomp.ops import checks
 from graphcomp.ops.steps import kernel_from_steps, single_ufunc_steps
+from graphcomp.registry import OpDef, onnx_node, register
 from graphcomp.shapes import broadcast_shapes
 from graphcomp.tensor import apply, constant, promote_operands, refuse_complex
 
@@ -95,6 +95,38 @@ def _cast(x, dtype):
 
 def _zeros_like(x):
     return np.zeros_like(x)
+
+
+def _rounding_steps(function):
+    def steps(emit, x):
+        return emit(function, x)
+    return steps
+
+
+def _round_steps(emit, x, decimals=0):
+    """np.round: rint(x) for decimals == 0, else as NumPy scales, rounds and scales back."""
+    if decimals == 0:
+        return emit("rint", x)
+    if decimals > 0:
+        factor = 10.0 ** decimals
+        return emit("divide", emit("rint", emit("multiply", x, factor)), factor)
+    factor = 10.0 ** -decimals
+    return emit("multiply", emit("rint", emit("divide", x, factor)), factor)
+
+
+_FLOAT64_MAX = float(np.finfo(np.float64).max)
+
+
+def _nan_to_num_steps(emit, x, nan=0.0, posinf=_FLOAT64_MAX, neginf=-_FLOAT64_MAX):
+    kept = emit("where", emit("equal", x, -np.inf), neginf, x)
+    kept = emit("where", emit("equal", x, np.inf), posinf, kept)
+    return emit("where", emit("isnan", x), nan, kept)
+
+
+def _sinc_steps(emit, x):
+    """np.sinc: sin(pi y) / (pi y) with y = x, or 1e-20 where x == 0 (NumPy's own spelling)."""
+    y = emit("multiply", np.pi, emit("where", emit("equal", x, 0), 1.0e-20, x))
+    return emit("divide", emit("sin", y), y)
 
 
 # ONNX forms (see OpDef.onnx) of the ops that are not one ONNX node -----------------------------
@@ -202,6 +234,36 @@ def _onnx_logaddexp(b, node, x, y):
     return b.emit("Where", b.emit("Equal", x, y), tied, apart)
 
 
+def _onnx_scaled(factor):
+    def spelling(b, x, dtype):
+        return b.emit("Mul", x, b.constant(factor, dtype))
+    return _onnx_unary(spelling)
+
+
+def _onnx_nan_to_num(b, node, x):
+    (x,) = b.operands(node, [x])
+    dtype, attrs = node.dtype, node.attrs
+    posinf, neginf = attrs.get("posinf", _FLOAT64_MAX), attrs.get("neginf", -_FLOAT64_MAX)
+    kept = b.emit("Where", b.emit("IsInf", x, detect_positive=0), b.constant(neginf, dtype), x)
+    kept = b.emit("Where", b.emit("IsInf", x, detect_negative=0), b.constant(posinf, dtype), kept)
+    return b.emit("Where", b.emit("IsNaN", x), b.constant(attrs.get("nan", 0.0), dtype), kept)
+
+
+def _onnx_not_equal(b, node, x, y):
+    x, y = b.operands(node, [x, y], np.result_type(*(i.dtype for i in node.inputs)))
+    return b.emit("Not", b.emit("Equal", x, y))
+
+
+def _onnx_isfinite(b, node, x):
+    return b.emit("Not", b.emit("Or", b.emit("IsNaN", x), b.emit("IsInf", x)))
+
+
+def _onnx_logical(op_type):
+    def form(b, node, *xs):
+        return b.emit(op_type, *(b.cast(name, source.dtype, np.bool_) for name, source in zip(xs, node.inputs)))
+    return form
+
+
 # scalar forms (SymPy): each op's definition, which tests differentiate as an oracle -------------
 # SymPy is imported only when a scalar form is asked for.
 
@@ -221,6 +283,52 @@ def _stable_sigmoid(x):
     sympy = _sympy()
     e = sympy.exp(-sympy.Abs(x))
     return sympy.Piecewise((1, x >= 0), (e, True)) / (1 + e)
+
+
+# derivatives that divide --------------------------------------------------------------------
+# Derivatives are defined as NumPy autodiff libraries (autograd, JAX) define them: rounding ops
+# have a zero gradient, boolean ops none, and rules never compute 0 * inf where the derivative
+# exists (divisions by a quantity that may be zero go through `_nonzero`).
+
+_LN2, _LN10 = float(np.log(2.0)), float(np.log(10.0))
+
+
+def _nonzero(t):
+    """`t` with its zeros replaced by ones (the selected-away branch of a `where` stays finite,
+    so that its cotangent of zero never meets an infinity)."""
+    return where(equal(t, zero_like_scalar(t)), constant(1, dtype=t.dtype), t)
+
+
+def _sinc_vjp(g, out, x):
+    # sinc'(x) = (cos(pi x) - sinc(x)) / x, 0 at x == 0; there it is written -pi^2/3 * x, whose
+    # value is 0 and whose derivative is sinc''(0), so second derivatives are right at 0 too.
+    zero = equal(x, zero_like_scalar(x))
+    safe = _nonzero(x)
+    away = (cos(np.pi * safe) - sinc(safe)) / safe
+    return g * where(zero, (-np.pi ** 2 / 3) * x, away)
+
+
+def _remainder_vjp_divisor(g, out, x, y):
+    # x % y = x - floor(x / y) * y
+    return -g * floor(x / _nonzero(y))
+
+
+def _fmod_vjp_divisor(g, out, x, y):
+    return -g * trunc(x / _nonzero(y))
+
+
+def _fselect_vjp(first_wins):
+    """fmax/fmin: as maximum/minimum, except that a NaN loses to a number."""
+    def picks(x, y, larger):
+        beats = greater(x, y) if larger else less(x, y)
+        return logical_or(beats, logical_and(isnan(y), logical_not(isnan(x))))
+
+    def rule_first(g, out, x, y):
+        return g * (mask(picks(x, y, first_wins), g) + 0.5 * mask(equal(x, y), g))
+
+    def rule_second(g, out, x, y):
+        return g * (mask(picks(y, x, first_wins), g) + 0.5 * mask(equal(x, y), g))
+    return (rule_first, rule_second)
 
 
 # arithmetic -----------------------------------------------------------------------------------
@@ -396,6 +504,90 @@ EQUAL = _elementwise("equal", np.equal, differentiable=False, infix="==", commut
                      onnx=onnx_node("Equal", operands="common"))
 
 
+# hyperbolic, inverse trigonometric, logarithmic, rounding and testing functions ---------------
+
+SINH = _elementwise("sinh", np.sinh, vjp=(lambda g, out, x: g * cosh(x),), jvp=symmetric_jvp,
+                    scalar=lambda x: _sympy().sinh(x))
+COSH = _elementwise("cosh", np.cosh, vjp=(lambda g, out, x: g * sinh(x),), jvp=symmetric_jvp,
+                    scalar=lambda x: _sympy().cosh(x))
+ARCSIN = _elementwise("arcsin", np.arcsin, vjp=(lambda g, out, x: g / sqrt(1 - square(x)),), jvp=symmetric_jvp,
+                      scalar=lambda x: _sympy().asin(x))
+ARCCOS = _elementwise("arccos", np.arccos, vjp=(lambda g, out, x: -g / sqrt(1 - square(x)),), jvp=symmetric_jvp,
+                      scalar=lambda x: _sympy().acos(x))
+ARCTAN = _elementwise("arctan", np.arctan, vjp=(lambda g, out, x: g / (1 + square(x)),), jvp=symmetric_jvp,
+                      scalar=lambda x: _sympy().atan(x))
+ARCSINH = _elementwise("arcsinh", np.arcsinh, vjp=(lambda g, out, x: g / sqrt(square(x) + 1),), jvp=symmetric_jvp,
+                       scalar=lambda x: _sympy().asinh(x))
+ARCCOSH = _elementwise("arccosh", np.arccosh, vjp=(lambda g, out, x: g / sqrt(square(x) - 1),), jvp=symmetric_jvp,
+                       scalar=lambda x: _sympy().acosh(x))
+ARCTANH = _elementwise("arctanh", np.arctanh, vjp=(lambda g, out, x: g / (1 - square(x)),), jvp=symmetric_jvp,
+                       scalar=lambda x: _sympy().atanh(x))
+ARCTAN2 = _elementwise("arctan2", np.arctan2,
+                       vjp=(lambda g, out, y, x: g * x / _nonzero(square(x) + square(y)),
+                            lambda g, out, y, x: -g * y / _nonzero(square(x) + square(y))),
+                       jvp=symmetric_jvp, scalar=lambda y, x: _sympy().atan2(y, x))
+HYPOT = _elementwise("hypot", np.hypot,
+                     vjp=(lambda g, out, x, y: g * x / _nonzero(out), lambda g, out, x, y: g * y / _nonzero(out)),
+                     jvp=symmetric_jvp, commutative=True, scalar=lambda x, y: _sympy().sqrt(x ** 2 + y ** 2))
+LOG2 = _elementwise("log2", np.log2, vjp=(lambda g, out, x: g / (x * _LN2),), jvp=symmetric_jvp,
+                    scalar=lambda x: _sympy().log(x) / _sympy().log(2))
+LOG10 = _elementwise("log10", np.log10, vjp=(lambda g, out, x: g / (x * _LN10),), jvp=symmetric_jvp,
+                     scalar=lambda x: _sympy().log(x) / _sympy().log(10))
+EXP2 = _elementwise("exp2", np.exp2, vjp=(lambda g, out, x: g * out * _LN2,), jvp=symmetric_jvp,
+                    scalar=lambda x: 2 ** x)
+RECIPROCAL = _elementwise("reciprocal", np.reciprocal, vjp=(lambda g, out, x: -g * square(out),),
+                          jvp=symmetric_jvp, scalar=lambda x: 1 / x, onnx=onnx_node("Reciprocal"))
+REMAINDER = _elementwise("remainder", np.remainder, vjp=(lambda g, out, x, y: g, _remainder_vjp_divisor),
+                         jvp=symmetric_jvp, infix="%", scalar=lambda x, y: x - _sympy().floor(x / y) * y)
+FMOD = _elementwise("fmod", np.fmod, vjp=(lambda g, out, x, y: g, _fmod_vjp_divisor), jvp=symmetric_jvp,
+                    scalar=lambda x, y: x - _sympy().sign(x / y) * _sympy().floor(_sympy().Abs(x / y)) * y,
+                    onnx=onnx_node("Mod", fmod=1))
+FMAX = _elementwise("fmax", np.fmax, vjp=_fselect_vjp(True), jvp=symmetric_jvp,
+                    scalar=lambda x, y: _sympy().Max(x, y))
+FMIN = _elementwise("fmin", np.fmin, vjp=_fselect_vjp(False), jvp=symmetric_jvp,
+                    scalar=lambda x, y: _sympy().Min(x, y))
+LOGADDEXP2 = _elementwise("logaddexp2", np.logaddexp2,
+                          vjp=(lambda g, out, x, y: g * exp2(x - out), lambda g, out, x, y: g * exp2(y - out)),
+                          jvp=symmetric_jvp, tolerates={"under"},
+                          scalar=lambda x, y: _sympy().log(2 ** x + 2 ** y) / _sympy().log(2))
+# rounding: piecewise constant, so a zero gradient (NumPy autodiff libraries' convention)
+FLOOR = _elementwise("floor", np.floor, differentiable=False, scalar=lambda x: _sympy().floor(x),
+                     onnx=onnx_node("Floor"))
+CEIL = _elementwise("ceil", np.ceil, differentiable=False, scalar=lambda x: _sympy().ceiling(x),
+                    onnx=onnx_node("Ceil"))
+TRUNC = _elementwise("trunc", np.trunc, differentiable=False,
+                     scalar=lambda x: _sympy().sign(x) * _sympy().floor(_sympy().Abs(x)))
+ROUND = _elementwise("round", steps=_round_steps, differentiable=False,
+                     scalar=lambda x, decimals=0: _sympy().Float(float(np.round(float(x), decimals))),
+                     attrs={"decimals": checks.integer()})
+NAN_TO_NUM = _elementwise("nan_to_num", steps=_nan_to_num_steps,
+                          vjp=(lambda g, out, x: where(isfinite(x), g, zero_like_scalar(g)),), jvp=symmetric_jvp,
+                          scalar=lambda x, nan=0.0, posinf=_FLOAT64_MAX, neginf=-_FLOAT64_MAX: x,
+                          onnx=_onnx_nan_to_num,
+                          attrs={"nan": checks.number, "posinf": checks.number, "neginf": checks.number})
+DEG2RAD = _elementwise("deg2rad", np.deg2rad, vjp=(lambda g, out, x: g * (np.pi / 180),), jvp=symmetric_jvp,
+                       scalar=lambda x: x * _sympy().pi / 180)
+RAD2DEG = _elementwise("rad2deg", np.rad2deg, vjp=(lambda g, out, x: g * (180 / np.pi),), jvp=symmetric_jvp,
+                       scalar=lambda x: x * 180 / _sympy().pi)
+SINC = _elementwise("sinc", steps=_sinc_steps, vjp=(_sinc_vjp,), jvp=symmetric_jvp,
+                    scalar=lambda x: _sympy().sin(_sympy().pi * x) / (_sympy().pi * x))
+# boolean results, no gradient
+ISNAN = _elementwise("isnan", np.isnan, differentiable=False, scalar=lambda x: _sympy().false,
+                     onnx=onnx_node("IsNaN", operands=None))
+ISINF = _elementwise("isinf", np.isinf, differentiable=False, scalar=lambda x: _sympy().false,
+                     onnx=onnx_node("IsInf", operands=None))
+ISFINITE = _elementwise("isfinite", np.isfinite, differentiable=False, scalar=lambda x: _sympy().true,
+                        onnx=_onnx_isfinite)
+LOGICAL_AND = _elementwise("logical_and", np.logical_and, differentiable=False, commutative=True,
+                           scalar=lambda x, y: _sympy().And(x != 0, y != 0), onnx=_onnx_logical("And"))
+LOGICAL_OR = _elementwise("logical_or", np.logical_or, differentiable=False, commutative=True,
+                          scalar=lambda x, y: _sympy().Or(x != 0, y != 0), onnx=_onnx_logical("Or"))
+LOGICAL_NOT = _elementwise("logical_not", np.logical_not, differentiable=False,
+                           scalar=lambda x: _sympy().Eq(x, 0), onnx=_onnx_logical("Not"))
+NOT_EQUAL = _elementwise("not_equal", np.not_equal, differentiable=False, commutative=True, infix="!=",
+                         scalar=lambda x, y: _sympy().Ne(x, y, evaluate=False), onnx=_onnx_not_equal)
+
+
 # builder functions (the public API) -----------------------------------------------------------
 
 def _binary(op):
@@ -446,17 +638,9 @@ relu = _unary(RELU)
 zeros_like = _unary(ZEROS_LIKE)
 
 
-_NOT_GIVEN = object()
-
-
-def where(condition, x=_NOT_GIVEN, y=_NOT_GIVEN, /):
-    """Elementwise `x` where `condition` is true, else `y` (NumPy's three-argument where).
-    With `condition` alone, np.where(condition): gc.nonzero(condition), the positions of its
-    true (nonzero) elements, one integer tensor per axis, of a size known at run time."""
-    if x is _NOT_GIVEN and y is _NOT_GIVEN:
-        return builder("nonzero")(condition)
-    if x is _NOT_GIVEN or y is _NOT_GIVEN:
-        raise ValueError("where: either both or neither of x and y should be given")
+def where(condition, x, y):
+    """Elementwise `x` where `condition` is true, else `y` (NumPy's three-argument where; gc.where,
+    in graphcomp.ops.indexing, also takes the one-argument form)."""
     condition, x, y = promote_operands(condition, x, y)
     if condition.dtype != np.bool_:
         condition = cast(condition, np.bool_)
@@ -518,203 +702,6 @@ def cast(x, dtype):
         return x
     return apply(CAST, x, dtype=dtype.str)
 
-
-abs = absolute  # noqa: A001 - NumPy's name for it
-
-
-register_builders(add, subtract, multiply, divide, power, negative, absolute, less, less_equal,
-                  greater, greater_equal, cast)  # Tensor's operators and astype
-
-
-# more of NumPy's elementwise functions ----------------------------------------------------------
-# Derivatives are defined as NumPy autodiff libraries (autograd, JAX) define them: rounding ops
-# have a zero gradient, boolean ops none, and rules never compute 0 * inf where the derivative
-# exists (divisions by a quantity that may be zero go through `_nonzero`).
-
-_LN2, _LN10 = float(np.log(2.0)), float(np.log(10.0))
-
-
-def _nonzero(t):
-    """`t` with its zeros replaced by ones (the selected-away branch of a `where` stays finite,
-    so that its cotangent of zero never meets an infinity)."""
-    return where(equal(t, zero_like_scalar(t)), constant(1, dtype=t.dtype), t)
-
-
-def _rounding_steps(function):
-    def steps(emit, x):
-        return emit(function, x)
-    return steps
-
-
-def _round_steps(emit, x, decimals=0):
-    """np.round: rint(x) for decimals == 0, else as NumPy scales, rounds and scales back."""
-    if decimals == 0:
-        return emit("rint", x)
-    if decimals > 0:
-        factor = 10.0 ** decimals
-        return emit("divide", emit("rint", emit("multiply", x, factor)), factor)
-    factor = 10.0 ** -decimals
-    return emit("multiply", emit("rint", emit("divide", x, factor)), factor)
-
-
-_FLOAT64_MAX = float(np.finfo(np.float64).max)
-
-
-def _nan_to_num_steps(emit, x, nan=0.0, posinf=_FLOAT64_MAX, neginf=-_FLOAT64_MAX):
-    kept = emit("where", emit("equal", x, -np.inf), neginf, x)
-    kept = emit("where", emit("equal", x, np.inf), posinf, kept)
-    return emit("where", emit("isnan", x), nan, kept)
-
-
-def _sinc_steps(emit, x):
-    """np.sinc: sin(pi y) / (pi y) with y = x, or 1e-20 where x == 0 (NumPy's own spelling)."""
-    y = emit("multiply", np.pi, emit("where", emit("equal", x, 0), 1.0e-20, x))
-    return emit("divide", emit("sin", y), y)
-
-
-def _sinc_vjp(g, out, x):
-    # sinc'(x) = (cos(pi x) - sinc(x)) / x, 0 at x == 0; there it is written -pi^2/3 * x, whose
-    # value is 0 and whose derivative is sinc''(0), so second derivatives are right at 0 too.
-    zero = equal(x, zero_like_scalar(x))
-    safe = _nonzero(x)
-    away = (cos(np.pi * safe) - sinc(safe)) / safe
-    return g * where(zero, (-np.pi ** 2 / 3) * x, away)
-
-
-def _remainder_vjp_divisor(g, out, x, y):
-    # x % y = x - floor(x / y) * y
-    return -g * floor(x / _nonzero(y))
-
-
-def _fmod_vjp_divisor(g, out, x, y):
-    return -g * trunc(x / _nonzero(y))
-
-
-def _fselect_vjp(first_wins):
-    """fmax/fmin: as maximum/minimum, except that a NaN loses to a number."""
-    def picks(x, y, larger):
-        beats = greater(x, y) if larger else less(x, y)
-        return logical_or(beats, logical_and(isnan(y), logical_not(isnan(x))))
-
-    def rule_first(g, out, x, y):
-        return g * (mask(picks(x, y, first_wins), g) + 0.5 * mask(equal(x, y), g))
-
-    def rule_second(g, out, x, y):
-        return g * (mask(picks(y, x, first_wins), g) + 0.5 * mask(equal(x, y), g))
-    return (rule_first, rule_second)
-
-
-def _onnx_scaled(factor):
-    def spelling(b, x, dtype):
-        return b.emit("Mul", x, b.constant(factor, dtype))
-    return _onnx_unary(spelling)
-
-
-def _onnx_nan_to_num(b, node, x):
-    (x,) = b.operands(node, [x])
-    dtype, attrs = node.dtype, node.attrs
-    posinf, neginf = attrs.get("posinf", _FLOAT64_MAX), attrs.get("neginf", -_FLOAT64_MAX)
-    kept = b.emit("Where", b.emit("IsInf", x, detect_positive=0), b.constant(neginf, dtype), x)
-    kept = b.emit("Where", b.emit("IsInf", x, detect_negative=0), b.constant(posinf, dtype), kept)
-    return b.emit("Where", b.emit("IsNaN", x), b.constant(attrs.get("nan", 0.0), dtype), kept)
-
-
-def _onnx_not_equal(b, node, x, y):
-    x, y = b.operands(node, [x, y], np.result_type(*(i.dtype for i in node.inputs)))
-    return b.emit("Not", b.emit("Equal", x, y))
-
-
-def _onnx_isfinite(b, node, x):
-    return b.emit("Not", b.emit("Or", b.emit("IsNaN", x), b.emit("IsInf", x)))
-
-
-def _onnx_logical(op_type):
-    def form(b, node, *xs):
-        return b.emit(op_type, *(b.cast(name, source.dtype, np.bool_) for name, source in zip(xs, node.inputs)))
-    return form
-
-
-_sp = _sympy
-SINH = _elementwise("sinh", np.sinh, vjp=(lambda g, out, x: g * cosh(x),), jvp=symmetric_jvp,
-                    scalar=lambda x: _sp().sinh(x))
-COSH = _elementwise("cosh", np.cosh, vjp=(lambda g, out, x: g * sinh(x),), jvp=symmetric_jvp,
-                    scalar=lambda x: _sp().cosh(x))
-ARCSIN = _elementwise("arcsin", np.arcsin, vjp=(lambda g, out, x: g / sqrt(1 - square(x)),), jvp=symmetric_jvp,
-                      scalar=lambda x: _sp().asin(x))
-ARCCOS = _elementwise("arccos", np.arccos, vjp=(lambda g, out, x: -g / sqrt(1 - square(x)),), jvp=symmetric_jvp,
-                      scalar=lambda x: _sp().acos(x))
-ARCTAN = _elementwise("arctan", np.arctan, vjp=(lambda g, out, x: g / (1 + square(x)),), jvp=symmetric_jvp,
-                      scalar=lambda x: _sp().atan(x))
-ARCSINH = _elementwise("arcsinh", np.arcsinh, vjp=(lambda g, out, x: g / sqrt(square(x) + 1),), jvp=symmetric_jvp,
-                       scalar=lambda x: _sp().asinh(x))
-ARCCOSH = _elementwise("arccosh", np.arccosh, vjp=(lambda g, out, x: g / sqrt(square(x) - 1),), jvp=symmetric_jvp,
-                       scalar=lambda x: _sp().acosh(x))
-ARCTANH = _elementwise("arctanh", np.arctanh, vjp=(lambda g, out, x: g / (1 - square(x)),), jvp=symmetric_jvp,
-                       scalar=lambda x: _sp().atanh(x))
-ARCTAN2 = _elementwise("arctan2", np.arctan2,
-                       vjp=(lambda g, out, y, x: g * x / _nonzero(square(x) + square(y)),
-                            lambda g, out, y, x: -g * y / _nonzero(square(x) + square(y))),
-                       jvp=symmetric_jvp, scalar=lambda y, x: _sp().atan2(y, x))
-HYPOT = _elementwise("hypot", np.hypot,
-                     vjp=(lambda g, out, x, y: g * x / _nonzero(out), lambda g, out, x, y: g * y / _nonzero(out)),
-                     jvp=symmetric_jvp, commutative=True, scalar=lambda x, y: _sp().sqrt(x ** 2 + y ** 2))
-LOG2 = _elementwise("log2", np.log2, vjp=(lambda g, out, x: g / (x * _LN2),), jvp=symmetric_jvp,
-                    scalar=lambda x: _sp().log(x) / _sp().log(2))
-LOG10 = _elementwise("log10", np.log10, vjp=(lambda g, out, x: g / (x * _LN10),), jvp=symmetric_jvp,
-                     scalar=lambda x: _sp().log(x) / _sp().log(10))
-EXP2 = _elementwise("exp2", np.exp2, vjp=(lambda g, out, x: g * out * _LN2,), jvp=symmetric_jvp,
-                    scalar=lambda x: 2 ** x)
-RECIPROCAL = _elementwise("reciprocal", np.reciprocal, vjp=(lambda g, out, x: -g * square(out),),
-                          jvp=symmetric_jvp, scalar=lambda x: 1 / x, onnx=onnx_node("Reciprocal"))
-REMAINDER = _elementwise("remainder", np.remainder, vjp=(lambda g, out, x, y: g, _remainder_vjp_divisor),
-                         jvp=symmetric_jvp, infix="%", scalar=lambda x, y: x - _sp().floor(x / y) * y)
-FMOD = _elementwise("fmod", np.fmod, vjp=(lambda g, out, x, y: g, _fmod_vjp_divisor), jvp=symmetric_jvp,
-                    scalar=lambda x, y: x - _sp().sign(x / y) * _sp().floor(_sp().Abs(x / y)) * y,
-                    onnx=onnx_node("Mod", fmod=1))
-FMAX = _elementwise("fmax", np.fmax, vjp=_fselect_vjp(True), jvp=symmetric_jvp,
-                    scalar=lambda x, y: _sp().Max(x, y))
-FMIN = _elementwise("fmin", np.fmin, vjp=_fselect_vjp(False), jvp=symmetric_jvp,
-                    scalar=lambda x, y: _sp().Min(x, y))
-LOGADDEXP2 = _elementwise("logaddexp2", np.logaddexp2,
-                          vjp=(lambda g, out, x, y: g * exp2(x - out), lambda g, out, x, y: g * exp2(y - out)),
-                          jvp=symmetric_jvp, tolerates={"under"},
-                          scalar=lambda x, y: _sp().log(2 ** x + 2 ** y) / _sp().log(2))
-# rounding: piecewise constant, so a zero gradient (NumPy autodiff libraries' convention)
-FLOOR = _elementwise("floor", np.floor, differentiable=False, scalar=lambda x: _sp().floor(x),
-                     onnx=onnx_node("Floor"))
-CEIL = _elementwise("ceil", np.ceil, differentiable=False, scalar=lambda x: _sp().ceiling(x),
-                    onnx=onnx_node("Ceil"))
-TRUNC = _elementwise("trunc", np.trunc, differentiable=False,
-                     scalar=lambda x: _sp().sign(x) * _sp().floor(_sp().Abs(x)))
-ROUND = _elementwise("round", steps=_round_steps, differentiable=False,
-                     scalar=lambda x, decimals=0: _sp().Float(float(np.round(float(x), decimals))),
-                     attrs={"decimals": checks.integer()})
-NAN_TO_NUM = _elementwise("nan_to_num", steps=_nan_to_num_steps,
-                          vjp=(lambda g, out, x: where(isfinite(x), g, zero_like_scalar(g)),), jvp=symmetric_jvp,
-                          scalar=lambda x, nan=0.0, posinf=_FLOAT64_MAX, neginf=-_FLOAT64_MAX: x,
-                          onnx=_onnx_nan_to_num,
-                          attrs={"nan": checks.number, "posinf": checks.number, "neginf": checks.number})
-DEG2RAD = _elementwise("deg2rad", np.deg2rad, vjp=(lambda g, out, x: g * (np.pi / 180),), jvp=symmetric_jvp,
-                       scalar=lambda x: x * _sp().pi / 180)
-RAD2DEG = _elementwise("rad2deg", np.rad2deg, vjp=(lambda g, out, x: g * (180 / np.pi),), jvp=symmetric_jvp,
-                       scalar=lambda x: x * 180 / _sp().pi)
-SINC = _elementwise("sinc", steps=_sinc_steps, vjp=(_sinc_vjp,), jvp=symmetric_jvp,
-                    scalar=lambda x: _sp().sin(_sp().pi * x) / (_sp().pi * x))
-# boolean results, no gradient
-ISNAN = _elementwise("isnan", np.isnan, differentiable=False, scalar=lambda x: _sp().false,
-                     onnx=onnx_node("IsNaN", operands=None))
-ISINF = _elementwise("isinf", np.isinf, differentiable=False, scalar=lambda x: _sp().false,
-                     onnx=onnx_node("IsInf", operands=None))
-ISFINITE = _elementwise("isfinite", np.isfinite, differentiable=False, scalar=lambda x: _sp().true,
-                        onnx=_onnx_isfinite)
-LOGICAL_AND = _elementwise("logical_and", np.logical_and, differentiable=False, commutative=True,
-                           scalar=lambda x, y: _sp().And(x != 0, y != 0), onnx=_onnx_logical("And"))
-LOGICAL_OR = _elementwise("logical_or", np.logical_or, differentiable=False, commutative=True,
-                          scalar=lambda x, y: _sp().Or(x != 0, y != 0), onnx=_onnx_logical("Or"))
-LOGICAL_NOT = _elementwise("logical_not", np.logical_not, differentiable=False,
-                           scalar=lambda x: _sp().Eq(x, 0), onnx=_onnx_logical("Not"))
-NOT_EQUAL = _elementwise("not_equal", np.not_equal, differentiable=False, commutative=True, infix="!=",
-                         scalar=lambda x, y: _sp().Ne(x, y, evaluate=False), onnx=_onnx_not_equal)
 
 sinh = _unary(SINH)
 cosh = _unary(COSH)
@@ -779,8 +766,7 @@ degrees = rad2deg
 acos, asin, atan, atan2 = arccos, arcsin, arctan, arctan2
 acosh, asinh, atanh = arccosh, arcsinh, arctanh
 pow = power  # noqa: A001
-
-register_builders(remainder, clip, round)  # Tensor's %, .clip and .round
+abs = absolute  # noqa: A001 - NumPy's name for it
 
 
 # NumPy's names that are compositions of the records above ------------------------------------

@@ -1,7 +1,10 @@
-"""Advanced indexing: integer-array and boolean-mask indices (NumPy's rules, mixed with ints,
-slices, None and '...'), `take`, `take_along_axis`, `one_hot`, and `check_labels`.
+"""Indexing: `x[index]` with ints, slices, None and '...' (basic indexing: one record that
+takes a view, and its transpose), and with integer arrays and boolean masks (advanced
+indexing: NumPy's rules, mixed with the basic items); np.where, nonzero and argwhere;
+`one_hot` and `check_labels`.
 
-One record gathers (`gather`: `x[index]`), one scatters with accumulation (`scatter_add`: zeros
+Basic indexing stores its index as a hashable tuple: ints, None and ("slice", start, stop, step).
+For advanced indexing, one record gathers (`gather`: `x[index]`), one scatters with accumulation (`scatter_add`: zeros
 shaped like x with g added at `index` the way `np.add.at` adds, so repeated indices sum); each
 is the other's gradient. The index is stored as a hashable tuple; index arrays are the nodes'
 inputs after x (constants for NumPy arrays, integer or boolean tensors for graph inputs):
@@ -23,14 +26,168 @@ import numbers
 
 import numpy as np
 
-from graphcomp.errors import ShapeError
-from graphcomp.ops import BLOCKWISE, DASK_WHOLE_ARRAYS, OpDef, checks, register, register_builders
+from graphcomp.ops import checks
+from graphcomp.ops import elementwise
 from graphcomp.ops.elementwise import cast, equal
 from graphcomp.ops.rules import linear_jvp
-from graphcomp.ops.shape import getitem, reshape
+from graphcomp.registry import BLOCKWISE, DASK_WHOLE_ARRAYS, OpDef, register
 from graphcomp.shapes import broadcast_shapes, format_shape
 from graphcomp.tensor import Tensor, apply, constant, promote_operands
 
+
+# basic indexing -------------------------------------------------------------------------------
+
+INT64_MAX, INT64_MIN = 2 ** 63 - 1, -2 ** 63
+
+
+def _encode_index(x, index):
+    if not isinstance(index, tuple):
+        index = (index,)
+    if sum(item is Ellipsis for item in index) > 1:
+        raise IndexError("an index can only have a single ellipsis ('...')")
+    consumed = sum(1 for item in index if item is not None and item is not Ellipsis)
+    if consumed > x.ndim:
+        raise IndexError(f"too many indices for a tensor of shape {format_shape(x.shape)}: {consumed} given")
+    encoded = []
+    for item in index:
+        if item is Ellipsis:
+            encoded.extend([("slice", None, None, None)] * (x.ndim - consumed))
+        elif item is None:
+            encoded.append(None)
+        elif isinstance(item, slice):
+            encoded.append(("slice", item.start, item.stop, item.step))
+        elif isinstance(item, numbers.Integral) and not isinstance(item, bool):
+            encoded.append(int(item))
+        else:
+            raise TypeError(f"tensor indices must be ints, slices, None or '...'; got {type(item).__name__} "
+                            "(index with arrays through gc.where or reshaping instead)")
+    return tuple(encoded)
+
+
+def decode_index(encoded):
+    return tuple(slice(*item[1:]) if isinstance(item, tuple) else item for item in encoded)
+
+
+def _getitem_shape(x, index):
+    shape = []
+    axis = 0
+    for item in index:
+        if item is None:
+            shape.append(1)
+            continue
+        size = x.shape[axis]
+        if isinstance(item, int):
+            if size is not None and not -size <= item < size:
+                raise IndexError(f"index {item} is out of bounds for axis {axis} with size {size}")
+        else:
+            part = slice(*item[1:])
+            if size is not None:
+                shape.append(len(range(size)[part]))
+            elif part == slice(None):
+                shape.append(None)
+            else:
+                shape.append(None)
+        axis += 1
+    shape.extend(x.shape[axis:])
+    return tuple(shape)
+
+
+def _getitem_impl(x, index):
+    return x[decode_index(index)]
+
+
+def _getitem_grad_impl(g, x, index):
+    result = np.zeros_like(g, shape=x.shape)  # of g's kind (on g's device)
+    result[decode_index(index)] = g
+    return result
+
+
+def onnx_index(b, x, shape, index):
+    """`x[index]` in ONNX, for an encoded basic index on a value of static `shape`: one Slice
+    (bounds resolved exactly where a size is known, NumPy's defaults otherwise), a Squeeze of
+    the axes an int picked, an Unsqueeze for each None."""
+    starts, ends, steps, axes, picked, added = [], [], [], [], [], []
+    axis = position = 0
+    for item in index:
+        if item is None:
+            added.append(position)
+            position += 1
+            continue
+        size = shape[axis]
+        if isinstance(item, int):
+            start = item + size if item < 0 and size is not None else item
+            bounds = (start, INT64_MAX if start == -1 else start + 1, 1)
+            picked.append(axis)
+        else:
+            start, stop, step = item[1], item[2], 1 if item[3] is None else item[3]
+            if size is not None:
+                chosen = range(size)[slice(start, stop, step)]
+                if not chosen:
+                    start, stop, step = 0, 0, 1
+                else:
+                    start, stop = chosen.start, chosen[-1] + step
+                    stop = INT64_MIN if stop < 0 else stop  # a negative step ran past the first element
+            else:
+                start = (0 if step > 0 else INT64_MAX) if start is None else start
+                stop = (INT64_MAX if step > 0 else INT64_MIN) if stop is None else stop
+            bounds = (start, stop, step)
+            position += 1
+            if bounds in ((0, INT64_MAX, 1), (0, size, 1)):
+                axis += 1
+                continue
+        for values, value in zip((starts, ends, steps), bounds):
+            values.append(value)
+        axes.append(axis)
+        axis += 1
+    if axes:
+        x = b.emit("Slice", x, b.ints(starts), b.ints(ends), b.ints(axes), b.ints(steps))
+    if picked:
+        x = b.emit("Squeeze", x, b.ints(picked))
+    if added:
+        x = b.emit("Unsqueeze", x, b.ints(added))
+    return x
+
+
+def _onnx_getitem(b, node, x):
+    return onnx_index(b, x, node.inputs[0].shape, node.attrs["index"])
+
+
+def _onnx_getitem_grad(b, node, g, x):
+    """Zeros shaped like x with g scattered (ScatterND) to the flat positions the same index
+    picks from an array of positions 0, 1, ... shaped like x."""
+    size = b.emit("Size", x)
+    positions = b.emit("Range", b.constant(0, np.int64), size, b.constant(1, np.int64))
+    positions = b.emit("Reshape", positions, b.emit("Shape", x), allowzero=1)
+    chosen = onnx_index(b, positions, node.inputs[1].shape, node.attrs["index"])
+    updates = b.emit("Reshape", b.emit("Expand", g, b.emit("Shape", chosen)), b.ints([-1]))
+    zeros = b.emit("ConstantOfShape", b.emit("Reshape", size, b.ints([1])), value=b.tensor([0], node.dtype))
+    placed = b.emit("ScatterND", zeros, b.emit("Reshape", chosen, b.ints([-1, 1])), updates)
+    return b.emit("Reshape", placed, b.emit("Shape", x), allowzero=1)
+
+
+GETITEM = register(OpDef("getitem", _getitem_impl, lambda x, index: (_getitem_shape(x, index), x.dtype),
+                         vjp=(lambda g, out, x: apply(GETITEM_GRAD, g, x, index=out.attrs["index"]),),
+                         jvp=linear_jvp, kind="shape", onnx=_onnx_getitem, attrs={"index": checks.basic_index()}))
+GETITEM_GRAD = register(OpDef("getitem_grad", _getitem_grad_impl,
+                              lambda g, x, index: (x.shape, g.dtype),
+                              vjp=(lambda g, out, gi, x: apply(GETITEM, g, index=out.attrs["index"]), None),
+                              jvp=linear_jvp, backend_impls=DASK_WHOLE_ARRAYS, kind="shape", doc="zeros shaped like x with g placed at `index`", shape_from_last_input=True, fresh_result=True,
+                              onnx=_onnx_getitem_grad, attrs={"index": checks.basic_index(of=1)}))
+
+
+def getitem(x, index):
+    """`x[index]` with ints, slices, None and '...' (NumPy basic indexing)."""
+    (x,) = promote_operands(x)
+    if any(isinstance(item, (list, np.ndarray, Tensor, bool, np.bool_))
+           for item in (index if isinstance(index, tuple) else (index,))):
+        return advanced_getitem(x, index)  # arrays, masks, index tensors
+    encoded = _encode_index(x, index)
+    if all(item == ("slice", None, None, None) for item in encoded):
+        return x
+    return apply(GETITEM, x, index=encoded)
+
+
+# advanced indexing ----------------------------------------------------------------------------
 
 def _decode(index, arrays, shape):
     """The NumPy index for the encoded `index`, with the index arrays and x's run-time shape,
@@ -212,7 +369,7 @@ def _is_advanced(item):
     return isinstance(item, (list, np.ndarray, Tensor, bool, np.bool_))
 
 
-def _index_array(item, size, axis):
+def index_array(item, size, axis):
     """A constant index array (NumPy's) as a graph constant, checked against the axis size."""
     array = np.asarray(item)
     if array.dtype == bool:
@@ -275,7 +432,7 @@ def _encode_advanced(x, index):
                                  f"{item.describe()}")
             tensors.append(item)
         elif isinstance(item, (list, np.ndarray)):
-            array = _index_array(item, x.shape[axis] if axis < x.ndim else None, axis)
+            array = index_array(item, x.shape[axis] if axis < x.ndim else None, axis)
             if array.dtype == bool:
                 # A constant mask: its True positions as integer arrays (the result size is known).
                 if array.ndim == 0:
@@ -313,46 +470,6 @@ def scatter_add(values, index, like):
     return apply(SCATTER_ADD, values, *tensors, like, index=encoded)
 
 
-def take(x, indices, axis=None):
-    """Elements of `x` at `indices` along `axis` (of the flattened `x` when axis is None), as np.take."""
-    (x,) = promote_operands(x)
-    if axis is None:
-        x, axis = reshape(x, (-1,)), 0
-    axis = int(axis)
-    if not -x.ndim <= axis < x.ndim:
-        raise ShapeError(f"take: axis {axis} is out of bounds for a tensor of shape {format_shape(x.shape)}")
-    axis %= x.ndim
-    selector = (slice(None),) * axis
-    if isinstance(indices, numbers.Integral) and not isinstance(indices, bool):
-        return getitem(x, selector + (int(indices),))
-    if not isinstance(indices, Tensor):
-        indices = np.asarray(indices)
-        if indices.dtype == bool or not np.issubdtype(indices.dtype, np.integer):
-            raise IndexError(f"take: indices must be integers, got dtype {indices.dtype}")
-    return advanced_getitem(x, selector + (indices,))
-
-
-def take_along_axis(x, indices, axis):
-    """`np.take_along_axis`: pick along `axis` with `indices` of x's number of dimensions."""
-    (x,) = promote_operands(x)
-    if not isinstance(indices, Tensor):
-        indices = constant(_index_array(indices, None, axis))
-    if not np.issubdtype(indices.dtype, np.integer):
-        raise IndexError(f"take_along_axis: indices must be integers, got {indices.describe()}")
-    if axis is None:
-        x, indices, axis = reshape(x, (-1,)), reshape(indices, (-1,)), 0
-    if indices.ndim != x.ndim:
-        raise ShapeError(f"take_along_axis: indices {format_shape(indices.shape)} and x {format_shape(x.shape)} "
-                         "need the same number of dimensions")
-    axis = int(axis)
-    if not -x.ndim <= axis < x.ndim:
-        raise ShapeError(f"take_along_axis: axis {axis} is out of bounds for a tensor of shape "
-                         f"{format_shape(x.shape)}")
-    axis %= x.ndim
-    encoded = tuple(("array", 0) if i == axis else ("arange", i, x.ndim) for i in range(x.ndim))
-    return apply(GATHER, x, indices, index=encoded)
-
-
 def check_labels(labels, classes):
     """`labels` (integers) checked to be class indices in [0, classes): at run time, by the
     kernel, where a label out of range raises naming the user's line; constants at once."""
@@ -381,9 +498,6 @@ def one_hot(labels, depth, dtype="float64"):
 def reshape_last(labels):
     """`labels` with a new last axis of size 1."""
     return getitem(labels, (Ellipsis, None))
-
-
-register_builders(advanced_getitem, take)  # Tensor's x[array] (through shape.getitem) and .take
 
 
 # positions of nonzero elements: a size known only at run time --------------------------------
@@ -428,11 +542,15 @@ def nonzero(a):
     return tuple(getitem(positions, (slice(None), axis)) for axis in range(a.ndim))
 
 
-def flatnonzero(a):
-    """The positions of `a`'s nonzero (true) elements in the flattened `a` (np.flatnonzero),
-    of the run-time size None."""
-    (a,) = promote_operands(a)
-    return nonzero(reshape(a, (-1,)))[0]
+_NOT_GIVEN = object()
 
 
-register_builders(nonzero)  # one-argument gc.where and Tensor.nonzero
+def where(condition, x=_NOT_GIVEN, y=_NOT_GIVEN, /):
+    """Elementwise `x` where `condition` is true, else `y` (NumPy's three-argument where).
+    With `condition` alone, np.where(condition): gc.nonzero(condition), the positions of its
+    true (nonzero) elements, one integer tensor per axis, of a size known at run time."""
+    if x is _NOT_GIVEN and y is _NOT_GIVEN:
+        return nonzero(condition)
+    if x is _NOT_GIVEN or y is _NOT_GIVEN:
+        raise ValueError("where: either both or neither of x and y should be given")
+    return elementwise.where(condition, x, y)

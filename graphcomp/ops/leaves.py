@@ -1,6 +1,6 @@
 """Graph leaves: placeholders (fed per call), constants (baked in), variables (read per call)."""
 
-from graphcomp.ops import OpDef, register
+from graphcomp.registry import OpDef, register
 
 
 def _no_inputs(*inputs, **attrs):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from graphcomp.errors import ShapeError
-from graphcomp.ops import OpDef, c_contiguous, onnx_node, register, register_builders
 from graphcomp.ops import shape as sh
 from graphcomp.ops.rules import add_tangents
+from graphcomp.registry import OpDef, c_contiguous, onnx_node, register
 from graphcomp.shapes import broadcast_shapes, format_shape
 from graphcomp.tensor import apply, promote_operands
 
@@ -79,6 +79,3 @@ MATMUL = register(OpDef("matmul", _matmul_impl, _matmul_infer,
 def matmul(a, b):
     """Matrix product with NumPy's rules for vectors and broadcast batches."""
     return apply(MATMUL, *promote_operands(a, b))
-
-
-register_builders(matmul)  # Tensor's @

@@ -27,13 +27,14 @@ import string
 import numpy as np
 
 from graphcomp.errors import GradientError, ShapeError
-from graphcomp.ops import OpDef, checks, register
+from graphcomp.ops import checks
 from graphcomp.ops import shape as sh
 from graphcomp.ops.elementwise import equal, where, zeros_like
 from graphcomp.ops.linalg import matmul
 from graphcomp.ops.products import EMBED_DIAGONAL, diagonal
 from graphcomp.ops.reduce import sum_
 from graphcomp.ops.rules import add_tangents
+from graphcomp.registry import OpDef, register
 from graphcomp.shapes import broadcast_shapes, format_shape
 from graphcomp.tensor import apply
 

@@ -12,12 +12,13 @@ import string
 import numpy as np
 
 from graphcomp.errors import ShapeError
-from graphcomp.ops import DASK_WHOLE_ARRAYS, OpDef, checks, register, register_builders
+from graphcomp.ops import checks
 from graphcomp.ops import shape as sh
 from graphcomp.ops.elementwise import multiply, subtract, zeros_like
 from graphcomp.ops.linalg import matmul
 from graphcomp.ops.reduce import sum_
 from graphcomp.ops.rules import add_tangents, linear_jvp
+from graphcomp.registry import DASK_WHOLE_ARRAYS, OpDef, register
 from graphcomp.shapes import format_shape
 from graphcomp.tensor import apply, constant, promote_operands
 
@@ -547,6 +548,3 @@ def moveaxis(a, source, destination):
     for dest, src in sorted(zip(destination, source)):
         order.insert(dest, src)
     return sh.transpose(a, order)
-
-
-register_builders(dot, diagonal, trace, swapaxes)  # Tensor's methods

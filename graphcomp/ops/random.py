@@ -16,9 +16,10 @@ import numbers
 import numpy as np
 
 from graphcomp.errors import ShapeError
-from graphcomp.ops import OpDef, checks, register
+from graphcomp.ops import checks
 from graphcomp.ops.elementwise import cast, less
-from graphcomp.ops.indexing import take
+from graphcomp.ops.shape import take
+from graphcomp.registry import OpDef, register
 from graphcomp.shapes import format_shape
 from graphcomp.tensor import Tensor, apply, promote_operands
 

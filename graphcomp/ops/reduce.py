@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from graphcomp.ops import DASK_WHOLE_ARRAYS, OpDef, register, register_builders
 from graphcomp.ops import checks
-from graphcomp.ops import BUILDERS as _BUILDERS
 from graphcomp.ops import elementwise as ew
+from graphcomp.ops import indexing
 from graphcomp.ops import shape as sh
 from graphcomp.ops.rules import add_tangents, linear_jvp, symmetric_jvp
+from graphcomp.registry import DASK_WHOLE_ARRAYS, OpDef, register
 from graphcomp.shapes import normalize_axis, reduced_shape, size_of
 from graphcomp.tensor import apply, constant, promote_operands
 
@@ -205,52 +205,7 @@ def element_count(x, axis, dtype):
     return apply(ELEMENT_COUNT, x, axis=tuple(axis), dtype=np.dtype(dtype).str)
 
 
-# builder functions ----------------------------------------------------------------------------
-
-def _reduction(op, name):
-    def build(x, axis=None, keepdims=False):
-        (x,) = promote_operands(x)
-        axes = normalize_axis(axis, x.ndim, op=name)
-        if op in (MAX, MIN) and any(x.shape[a] == 0 for a in axes):
-            raise ValueError(f"{name}: zero-size axis has no {name}imum")
-        return apply(op, x, axis=axes, keepdims=bool(keepdims))
-    build.__name__ = name
-    build.__doc__ = f"{name} over `axis` (int, tuple, negative or None for all), NumPy semantics."
-    return build
-
-
-sum_ = _reduction(SUM, "sum")
-mean = _reduction(MEAN, "mean")
-max_ = _reduction(MAX, "max")
-min_ = _reduction(MIN, "min")
-logsumexp = _reduction(LOGSUMEXP, "logsumexp")
-logsumexp.__doc__ = "log(sum(exp(x))) over `axis`, computed without overflow."
-
-
-def softmax(x, axis=-1):
-    """exp(x) / sum(exp(x)) along `axis`, computed without overflow."""
-    (x,) = promote_operands(x)
-    return apply(SOFTMAX, x, axis=_softmax_axis(axis, x, "softmax"))
-
-
-def log_softmax(x, axis=-1):
-    """x - logsumexp(x) along `axis`, computed without overflow."""
-    (x,) = promote_operands(x)
-    return apply(LOG_SOFTMAX, x, axis=_softmax_axis(axis, x, "log_softmax"))
-
-
-def _softmax_axis(axis, x, name):
-    """One axis as an int (ONNX's Softmax takes it), several (a tuple, or None: all) as a tuple."""
-    axes = normalize_axis(axis, x.ndim, op=name)
-    if len(axes) == 1 and (isinstance(axis, int) or x.ndim == 1):
-        return axes[0]
-    return axes
-
-
-register_builders(sum_, mean, max_, min_)  # Tensor's methods
-
-
-# more of NumPy's reductions and scans ---------------------------------------------------------
+# products and logical reductions ------------------------------------------------------------
 
 def _prod_partials(x, out):
     """d prod(x) / dx: the product of the other elements of each element's slice, exact with
@@ -545,7 +500,47 @@ PERMUTE = register(OpDef("permute_along_axis", _permute_impl, lambda x, permutat
                          doc="x gathered along `axis` by a permutation (np.take_along_axis)"))
 
 
-# builders
+# builder functions ----------------------------------------------------------------------------
+
+def _reduction(op, name):
+    def build(x, axis=None, keepdims=False):
+        (x,) = promote_operands(x)
+        axes = normalize_axis(axis, x.ndim, op=name)
+        if op in (MAX, MIN) and any(x.shape[a] == 0 for a in axes):
+            raise ValueError(f"{name}: zero-size axis has no {name}imum")
+        return apply(op, x, axis=axes, keepdims=bool(keepdims))
+    build.__name__ = name
+    build.__doc__ = f"{name} over `axis` (int, tuple, negative or None for all), NumPy semantics."
+    return build
+
+
+sum_ = _reduction(SUM, "sum")
+mean = _reduction(MEAN, "mean")
+max_ = _reduction(MAX, "max")
+min_ = _reduction(MIN, "min")
+logsumexp = _reduction(LOGSUMEXP, "logsumexp")
+logsumexp.__doc__ = "log(sum(exp(x))) over `axis`, computed without overflow."
+
+
+def softmax(x, axis=-1):
+    """exp(x) / sum(exp(x)) along `axis`, computed without overflow."""
+    (x,) = promote_operands(x)
+    return apply(SOFTMAX, x, axis=_softmax_axis(axis, x, "softmax"))
+
+
+def log_softmax(x, axis=-1):
+    """x - logsumexp(x) along `axis`, computed without overflow."""
+    (x,) = promote_operands(x)
+    return apply(LOG_SOFTMAX, x, axis=_softmax_axis(axis, x, "log_softmax"))
+
+
+def _softmax_axis(axis, x, name):
+    """One axis as an int (ONNX's Softmax takes it), several (a tuple, or None: all) as a tuple."""
+    axes = normalize_axis(axis, x.ndim, op=name)
+    if len(axes) == 1 and (isinstance(axis, int) or x.ndim == 1):
+        return axes[0]
+    return axes
+
 
 def _flat_axis(x, axis, name):
     """(x, axis) for a function taking one axis, None meaning the flattened array (NumPy's rule)."""
@@ -604,7 +599,7 @@ def diff(x, n=1, axis=-1, prepend=None, append=None):
     if n < 0:
         raise ValueError(f"diff: order must be non-negative, got {n}")
     if n and (prepend is not None or append is not None):
-        first = sh.getitem(x, tuple(slice(0, 1) if a == axis else slice(None) for a in range(x.ndim)))
+        first = indexing.getitem(x, tuple(slice(0, 1) if a == axis else slice(None) for a in range(x.ndim)))
         parts = []
         for values in (prepend, x, append):
             if values is None:
@@ -615,8 +610,8 @@ def diff(x, n=1, axis=-1, prepend=None, append=None):
     for _ in range(n):
         upper = tuple(slice(1, None) if a == axis else slice(None) for a in range(x.ndim))
         lower = tuple(slice(None, -1) if a == axis else slice(None) for a in range(x.ndim))
-        x = ew.not_equal(sh.getitem(x, upper), sh.getitem(x, lower)) if x.dtype == np.bool_ \
-            else sh.getitem(x, upper) - sh.getitem(x, lower)
+        x = ew.not_equal(indexing.getitem(x, upper), indexing.getitem(x, lower)) if x.dtype == np.bool_ \
+            else indexing.getitem(x, upper) - indexing.getitem(x, lower)
     return x
 
 
@@ -652,12 +647,6 @@ def sort(x, axis=-1):
     (x,) = promote_operands(x)
     x, axis = _flat_axis(x, axis, "sort")
     return apply(SORT, x, axis=axis)
-
-
-all_.__name__, any_.__name__ = "all", "any"
-register_builders(prod, var, std, cumsum, cumprod, argmax, argmin, all_, any_)  # Tensor's methods
-if "squeeze" not in _BUILDERS:
-    register_builders(sh.squeeze)  # Tensor.squeeze (unless shape.py offers it itself)
 
 
 # NumPy's names that are compositions of the records above -------------------------------------
@@ -764,7 +753,7 @@ def gradient(f, *varargs, axis=None, edge_order=1):
 def _gradient_along(f, axis, dx, edge_order):
     """np.gradient's formulas along one axis, in NumPy's order of operations."""
     def part(start, stop):
-        return sh.getitem(f, (slice(None),) * axis + (slice(start, stop),))
+        return indexing.getitem(f, (slice(None),) * axis + (slice(start, stop),))
 
     def along(coefficients):  # an array of coefficients, laid along `axis`
         return constant(np.asarray(coefficients).reshape((-1,) + (1,) * (f.ndim - axis - 1)))

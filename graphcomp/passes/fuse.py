@@ -21,10 +21,11 @@ from dataclasses import dataclass
 from graphcomp.errors import GradientError
 from graphcomp.ir import Graph
 from graphcomp.kernels import Kernel, UnsupportedExpression, record_program
-from graphcomp.ops import OpDef
 from graphcomp.passes.rewrite import is_constant, make_node
+from graphcomp.registry import OpDef
 from graphcomp.shapes import broadcast_shapes
 
+FUSED_OP_NAME = "fused"  # the name of every fused record: what files and messages call the op
 MAX_GROUP_DEPTH = 64     # bounds the nesting of a group's expression text
 MAX_GROUP_MEMBERS = 256  # bounds a kernel's size
 EXPRESSION_TEXT_LIMIT = 400
@@ -245,7 +246,7 @@ def _fused_op(members, compute_dtype):
     def infer(*operands, **attrs):
         return broadcast_shapes(*(x.shape for x in operands), op="fused"), dtype
 
-    op = FusedOp("fused", kernel, infer, vjp=_no_gradient, kind="fused", doc="fused elementwise kernel",
+    op = FusedOp(FUSED_OP_NAME, kernel, infer, vjp=_no_gradient, doc="fused elementwise kernel",
                  fresh_result=True, writes_out=True, overwrites_operand=kernel.in_place_safe,
                  members=tuple(members), program=program, attrs={"expression": _expression_text})
     return op, inputs, literals

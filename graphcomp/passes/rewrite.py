@@ -15,8 +15,9 @@ from typing import Callable
 
 import numpy as np
 
-from graphcomp import ops as op_registry
 from graphcomp.ir import Graph
+from graphcomp.ops.leaves import CONSTANT
+from graphcomp.ops.shape import BROADCAST_TO
 from graphcomp.shapes import is_static
 from graphcomp.tensor import Tensor
 
@@ -29,12 +30,16 @@ MAX_GROWTH = 2.0  # a rewritten graph may hold at most this many times the origi
 class Rule:
     """A local rewrite: `rewrite(node)` returns a replacement for `node` or None.
 
-    `ops` names the op names the rule looks at (the driver only offers it those nodes).
+    `ops` holds the op records the rule looks at (the driver only offers it nodes of those
+    ops), or is ANY_OP for a rule that looks at every node.
     """
 
     name: str
     ops: tuple
     rewrite: Callable
+
+
+ANY_OP = ("any op",)  # a Rule's `ops` for a rule that looks at every node
 
 
 class RewriteLimitError(RuntimeError):
@@ -46,8 +51,6 @@ class RewriteLimitError(RuntimeError):
 def make_node(op, inputs, attrs=None, like=None, name=None):
     """The node `op(*inputs, **attrs)` built by a pass: shape and dtype inferred, and the user's
     source line, name scope and derivative order taken from `like` (the node it replaces)."""
-    if isinstance(op, str):
-        op = op_registry.get(op)
     attrs = dict(attrs or {})
     op.check_attrs(attrs, inputs)
     shape, dtype = op.infer(*inputs, **attrs)
@@ -62,7 +65,7 @@ def make_constant(value, dtype, like=None):
     """A constant node holding `value` (copied, read-only) of `dtype`."""
     array = np.array(value, dtype=dtype, copy=True)
     array.flags.writeable = False
-    node = Tensor(op_registry.get("constant"), (), {}, array.shape, array.dtype,
+    node = Tensor(CONSTANT, (), {}, array.shape, array.dtype,
                   source=like.source if like is not None else None, payload=array)
     if like is not None:
         _inherit_context(node, like)
@@ -80,7 +83,7 @@ def zeros(shape, dtype, like=None):
     zero = make_constant(0, dtype, like)
     if shape == ():
         return zero
-    return make_node("broadcast_to", [zero], {"shape": tuple(shape)}, like=like)
+    return make_node(BROADCAST_TO, [zero], {"shape": tuple(shape)}, like=like)
 
 
 # shape questions rules ask ---------------------------------------------------------------------
@@ -112,7 +115,7 @@ def constant_value(node):
     """The array a constant node holds (a broadcast of a constant counts), else None."""
     if is_constant(node):
         return node.payload
-    if node.op.name == "broadcast_to" and is_constant(node.inputs[0]):
+    if node.op is BROADCAST_TO and is_constant(node.inputs[0]):
         return np.broadcast_to(node.inputs[0].payload, node.attrs["shape"])
     return None
 
@@ -130,17 +133,18 @@ def is_constant_equal_to(node, number):
 # the driver -------------------------------------------------------------------------------------
 
 def index_rules(rules):
-    """op name -> the rules that look at it, in the order given ("*" rules look at every op)."""
+    """op record -> the rules that look at it, in the order given (ANY_OP: the rules that look
+    at every op)."""
     table = {}
     for rule in rules:
-        for name in rule.ops:
-            table[name] = table.get(name, ()) + (rule,)
+        for op in (ANY_OP,) if rule.ops is ANY_OP else rule.ops:
+            table[op] = table.get(op, ()) + (rule,)
     return table
 
 
-def rules_for(table, name):
-    """The rules for op `name`, then the rules for every op."""
-    return table.get(name, ()) + table.get("*", ())
+def rules_for(table, op):
+    """The rules for the op record `op`, then the rules for every op."""
+    return table.get(op, ()) + table.get(ANY_OP, ())
 
 
 class _Sweep:
@@ -202,7 +206,7 @@ class _Sweep:
         return order
 
     def first_rewrite(self, node):
-        for rule in rules_for(self.table, node.op.name):
+        for rule in rules_for(self.table, node.op):
             replacement = rule.rewrite(node)
             if replacement is not None and replacement is not node:
                 self.fired.append(rule.name)

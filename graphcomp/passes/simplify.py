@@ -10,9 +10,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from graphcomp.ops.elementwise import ADD, DIVIDE, MULTIPLY, NEGATIVE, SUBTRACT, ZEROS_LIKE
+from graphcomp.ops.reduce import ELEMENT_COUNT, MEAN, SUM
+from graphcomp.ops.shape import (
+    BROADCAST_LIKE, BROADCAST_TO, EXPAND_DIMS, RESHAPE, RESHAPE_LIKE, SQUEEZE, SUM_TO, TRANSPOSE,
+)
 from graphcomp.passes.constant_folding import MAX_FOLDED_ELEMENTS, evaluate, foldable
 from graphcomp.passes.rewrite import (
-    Rule, apply_rules, broadcasts_into, constant_value, is_constant_equal_to, make_constant,
+    ANY_OP, Rule, apply_rules, broadcasts_into, constant_value, is_constant_equal_to, make_constant,
     make_node, same_static_shape, zeros,
 )
 from graphcomp.shapes import is_static, size_of
@@ -52,47 +57,47 @@ def _zero_minus(node):
     """-0.0 - x -> -x (with +0.0, 0.0 - 0.0 is 0.0 where -x is -0.0)."""
     x, y = node.inputs
     if _is_neutral_zero(x, sign_bit=True) and _keeps_result(y, x, node):
-        return make_node("negative", [y], like=node)
+        return make_node(NEGATIVE, [y], like=node)
     return None
 
 
 def _times_minus_one(node):
     x, y = node.inputs
     if is_constant_equal_to(y, -1) and _keeps_result(x, y, node):
-        return make_node("negative", [x], like=node)
+        return make_node(NEGATIVE, [x], like=node)
     if is_constant_equal_to(x, -1) and _keeps_result(y, x, node):
-        return make_node("negative", [y], like=node)
+        return make_node(NEGATIVE, [y], like=node)
     return None
 
 
 def _double_negation(node):
     (x,) = node.inputs
-    return x.inputs[0] if x.op.name == "negative" else None
+    return x.inputs[0] if x.op is NEGATIVE else None
 
 
 def _add_negated(node):
     """x + (-y) -> x - y and (-x) + y -> y - x."""
     x, y = node.inputs
-    if y.op.name == "negative":
-        return make_node("subtract", [x, y.inputs[0]], like=node)
-    if x.op.name == "negative":
-        return make_node("subtract", [y, x.inputs[0]], like=node)
+    if y.op is NEGATIVE:
+        return make_node(SUBTRACT, [x, y.inputs[0]], like=node)
+    if x.op is NEGATIVE:
+        return make_node(SUBTRACT, [y, x.inputs[0]], like=node)
     return None
 
 
 def _subtract_negated(node):
     """x - (-y) -> x + y."""
     x, y = node.inputs
-    if y.op.name == "negative":
-        return make_node("add", [x, y.inputs[0]], like=node)
+    if y.op is NEGATIVE:
+        return make_node(ADD, [x, y.inputs[0]], like=node)
     return None
 
 
 def _product_of_negations(node):
     """(-x) * (-y) -> x * y, and (-x) / (-y) likewise."""
     x, y = node.inputs
-    if x.op.name == "negative" and y.op.name == "negative":
-        return make_node(node.op.name, [x.inputs[0], y.inputs[0]], like=node)
+    if x.op is NEGATIVE and y.op is NEGATIVE:
+        return make_node(node.op, [x.inputs[0], y.inputs[0]], like=node)
     return None
 
 
@@ -121,23 +126,23 @@ def _uniform_constant_to_scalar(node):
 
 def _double_transpose(node):
     (inner,) = node.inputs
-    if inner.op.name != "transpose":
+    if inner.op is not TRANSPOSE:
         return None
     outer_axes, inner_axes = node.attrs["axes"], inner.attrs["axes"]
     composed = tuple(inner_axes[a] for a in outer_axes)
     source = inner.inputs[0]
     if composed == tuple(range(len(composed))):
         return source
-    return make_node("transpose", [source], {"axes": composed}, like=node)
+    return make_node(TRANSPOSE, [source], {"axes": composed}, like=node)
 
 
 def _reshape_chain(node):
     (inner,) = node.inputs
-    if inner.op.name in ("reshape", "reshape_like", "expand_dims", "squeeze"):
+    if inner.op in (RESHAPE, RESHAPE_LIKE, EXPAND_DIMS, SQUEEZE):
         source = inner.inputs[0]
         if same_static_shape(source.shape, node.shape):
             return source
-        return make_node("reshape", [source], dict(node.attrs), like=node)
+        return make_node(RESHAPE, [source], dict(node.attrs), like=node)
     if same_static_shape(inner.shape, node.shape):
         return inner
     return None
@@ -145,7 +150,7 @@ def _reshape_chain(node):
 
 def _expand_then_squeeze(node):
     (inner,) = node.inputs
-    if inner.op.name == "expand_dims" and tuple(inner.attrs["axis"]) == tuple(node.attrs["axis"]):
+    if inner.op is EXPAND_DIMS and tuple(inner.attrs["axis"]) == tuple(node.attrs["axis"]):
         return inner.inputs[0]
     return None
 
@@ -157,7 +162,7 @@ def _static_broadcast_like(node):
         return None
     if same_static_shape(x.shape, node.shape):
         return x
-    return make_node("broadcast_to", [x], {"shape": tuple(node.shape)}, like=node)
+    return make_node(BROADCAST_TO, [x], {"shape": tuple(node.shape)}, like=node)
 
 
 def _static_reshape_like(node):
@@ -166,7 +171,7 @@ def _static_reshape_like(node):
         return None
     if same_static_shape(x.shape, like.shape):
         return x
-    return make_node("reshape", [x], {"shape": tuple(like.shape)}, like=node)
+    return make_node(RESHAPE, [x], {"shape": tuple(like.shape)}, like=node)
 
 
 def _static_sum_to(node):
@@ -179,10 +184,10 @@ def _static_sum_to(node):
     leading = x.ndim - like.ndim
     axes = tuple(range(leading)) + tuple(
         leading + i for i, d in enumerate(like.shape) if d == 1 and x.shape[leading + i] != 1)
-    summed = make_node("sum", [x], {"axis": axes, "keepdims": False}, like=node)
+    summed = make_node(SUM, [x], {"axis": axes, "keepdims": False}, like=node)
     if tuple(summed.shape) == tuple(like.shape):
         return summed
-    return make_node("reshape", [summed], {"shape": tuple(like.shape)}, like=node)
+    return make_node(RESHAPE, [summed], {"shape": tuple(like.shape)}, like=node)
 
 
 def _broadcast_to_own_shape(node):
@@ -199,8 +204,8 @@ def _mean_as_sum(node):
     count = size_of(tuple(x.shape[a] for a in node.attrs["axis"]))
     if count is None or count == 0:
         return None
-    total = make_node("sum", [x], dict(node.attrs), like=node)
-    return make_node("divide", [total, make_constant(count, node.dtype, like=node)], like=node)
+    total = make_node(SUM, [x], dict(node.attrs), like=node)
+    return make_node(DIVIDE, [total, make_constant(count, node.dtype, like=node)], like=node)
 
 
 # leaves that only depend on shapes -------------------------------------------------------------
@@ -225,28 +230,28 @@ def _fold(node):
 
 
 RULES = [
-    Rule("fold constants", ("*",), _fold),
-    Rule("x + (-0.0) -> x", ("add",), _drop_identity_operand(lambda c: _is_neutral_zero(c, True), (0, 1))),
-    Rule("x - 0.0 -> x", ("subtract",), _drop_identity_operand(lambda c: _is_neutral_zero(c, False), (1,))),
-    Rule("-0.0 - x -> -x", ("subtract",), _zero_minus),
-    Rule("x * 1 -> x", ("multiply",), _drop_identity_operand(lambda c: is_constant_equal_to(c, 1), (0, 1))),
-    Rule("x / 1 -> x", ("divide",), _drop_identity_operand(lambda c: is_constant_equal_to(c, 1), (1,))),
-    Rule("x * -1 -> -x", ("multiply",), _times_minus_one),
-    Rule("-(-x) -> x", ("negative",), _double_negation),
-    Rule("x + (-y) -> x - y", ("add",), _add_negated),
-    Rule("x - (-y) -> x + y", ("subtract",), _subtract_negated),
-    Rule("(-x) * (-y) -> x * y", ("multiply", "divide"), _product_of_negations),
-    Rule("uniform constant -> scalar", ("*",), _uniform_constant_to_scalar),
-    Rule("transpose(transpose(x)) -> transpose(x)", ("transpose",), _double_transpose),
-    Rule("reshape chain -> one reshape", ("reshape",), _reshape_chain),
-    Rule("squeeze(expand_dims(x)) -> x", ("squeeze",), _expand_then_squeeze),
-    Rule("broadcast_like with a known shape -> broadcast_to", ("broadcast_like",), _static_broadcast_like),
-    Rule("reshape_like with a known shape -> reshape", ("reshape_like",), _static_reshape_like),
-    Rule("sum_to with known shapes -> sum", ("sum_to",), _static_sum_to),
-    Rule("broadcast_to own shape -> x", ("broadcast_to",), _broadcast_to_own_shape),
-    Rule("mean(x) -> sum(x) / n", ("mean",), _mean_as_sum),
-    Rule("zeros_like with a known shape -> structural zero", ("zeros_like",), _static_zeros_like),
-    Rule("element_count with known sizes -> constant", ("element_count",), _static_element_count),
+    Rule("fold constants", ANY_OP, _fold),
+    Rule("x + (-0.0) -> x", (ADD,), _drop_identity_operand(lambda c: _is_neutral_zero(c, True), (0, 1))),
+    Rule("x - 0.0 -> x", (SUBTRACT,), _drop_identity_operand(lambda c: _is_neutral_zero(c, False), (1,))),
+    Rule("-0.0 - x -> -x", (SUBTRACT,), _zero_minus),
+    Rule("x * 1 -> x", (MULTIPLY,), _drop_identity_operand(lambda c: is_constant_equal_to(c, 1), (0, 1))),
+    Rule("x / 1 -> x", (DIVIDE,), _drop_identity_operand(lambda c: is_constant_equal_to(c, 1), (1,))),
+    Rule("x * -1 -> -x", (MULTIPLY,), _times_minus_one),
+    Rule("-(-x) -> x", (NEGATIVE,), _double_negation),
+    Rule("x + (-y) -> x - y", (ADD,), _add_negated),
+    Rule("x - (-y) -> x + y", (SUBTRACT,), _subtract_negated),
+    Rule("(-x) * (-y) -> x * y", (MULTIPLY, DIVIDE), _product_of_negations),
+    Rule("uniform constant -> scalar", ANY_OP, _uniform_constant_to_scalar),
+    Rule("transpose(transpose(x)) -> transpose(x)", (TRANSPOSE,), _double_transpose),
+    Rule("reshape chain -> one reshape", (RESHAPE,), _reshape_chain),
+    Rule("squeeze(expand_dims(x)) -> x", (SQUEEZE,), _expand_then_squeeze),
+    Rule("broadcast_like with a known shape -> broadcast_to", (BROADCAST_LIKE,), _static_broadcast_like),
+    Rule("reshape_like with a known shape -> reshape", (RESHAPE_LIKE,), _static_reshape_like),
+    Rule("sum_to with known shapes -> sum", (SUM_TO,), _static_sum_to),
+    Rule("broadcast_to own shape -> x", (BROADCAST_TO,), _broadcast_to_own_shape),
+    Rule("mean(x) -> sum(x) / n", (MEAN,), _mean_as_sum),
+    Rule("zeros_like with a known shape -> structural zero", (ZEROS_LIKE,), _static_zeros_like),
+    Rule("element_count with known sizes -> constant", (ELEMENT_COUNT,), _static_element_count),
 ]
 
 
@@ -265,8 +270,8 @@ def _times_zero(node):
 
 
 FINITE_MATH_RULES = [
-    Rule("x - x -> 0 (finite x)", ("subtract",), _self_difference),
-    Rule("x * 0 -> 0 (finite x)", ("multiply",), _times_zero),
+    Rule("x - x -> 0 (finite x)", (SUBTRACT,), _self_difference),
+    Rule("x * 0 -> 0 (finite x)", (MULTIPLY,), _times_zero),
 ]
 
 

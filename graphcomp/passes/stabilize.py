@@ -10,22 +10,24 @@ differentiates these stable forms too (`stable_outputs`), so the gradient of
 from __future__ import annotations
 
 from graphcomp.ir import Graph, topological_order
+from graphcomp.ops.elementwise import ABS, ADD, EXP, EXPM1, LOG, LOG1P, NEGATIVE, SIGMOID, SOFTPLUS, SUBTRACT
+from graphcomp.ops.reduce import LOG_SOFTMAX, LOGSUMEXP, SOFTMAX, SUM
 from graphcomp.passes.rewrite import Rule, apply_rules, broadcasts_into, is_constant_equal_to, make_node
 
 
 def _log_of_sigmoid(node):
     """log(sigmoid(x)) = -softplus(-x): no log(0) for very negative x."""
     (inner,) = node.inputs
-    if inner.op.name != "sigmoid":
+    if inner.op is not SIGMOID:
         return None
     x = inner.inputs[0]
-    return make_node("negative", [make_node("softplus", [make_node("negative", [x], like=node)], like=node)],
+    return make_node(NEGATIVE, [make_node(SOFTPLUS, [make_node(NEGATIVE, [x], like=node)], like=node)],
                      like=node)
 
 
 def _one_minus(node):
     """The y of a node computing 1 - y (None otherwise)."""
-    if node.op.name != "subtract":
+    if node.op is not SUBTRACT:
         return None
     one, y = node.inputs
     if is_constant_equal_to(one, 1) and broadcasts_into(one.shape, y.shape) and one.dtype == y.dtype:
@@ -36,21 +38,21 @@ def _one_minus(node):
 def _log_of_one_minus_sigmoid(node):
     """log(1 - sigmoid(x)) = -softplus(x)."""
     y = _one_minus(node.inputs[0])
-    if y is None or y.op.name != "sigmoid":
+    if y is None or y.op is not SIGMOID:
         return None
-    return make_node("negative", [make_node("softplus", [y.inputs[0]], like=node)], like=node)
+    return make_node(NEGATIVE, [make_node(SOFTPLUS, [y.inputs[0]], like=node)], like=node)
 
 
 def _log_of_softmax(node):
     (inner,) = node.inputs
-    if inner.op.name != "softmax":
+    if inner.op is not SOFTMAX:
         return None
-    return make_node("log_softmax", [inner.inputs[0]], dict(inner.attrs), like=node)
+    return make_node(LOG_SOFTMAX, [inner.inputs[0]], dict(inner.attrs), like=node)
 
 
 def _one_plus(node):
     """The x of a node computing 1 + x or x + 1 (None otherwise)."""
-    if node.op.name != "add":
+    if node.op is not ADD:
         return None
     a, b = node.inputs
     for one, x in ((a, b), (b, a)):
@@ -62,46 +64,46 @@ def _one_plus(node):
 def _log_of_one_plus(node):
     """log(1 + x) = log1p(x): exact for small x."""
     x = _one_plus(node.inputs[0])
-    return make_node("log1p", [x], like=node) if x is not None else None
+    return make_node(LOG1P, [x], like=node) if x is not None else None
 
 
 def _log1p_of_exp(node):
     """log1p(exp(x)) = softplus(x): no overflow for large x (kept when x = -|y| cannot overflow)."""
     (inner,) = node.inputs
-    if inner.op.name != "exp":
+    if inner.op is not EXP:
         return None
     x = inner.inputs[0]
-    if x.op.name == "negative" and x.inputs[0].op.name == "abs":
+    if x.op is NEGATIVE and x.inputs[0].op is ABS:
         return None
-    return make_node("softplus", [x], like=node)
+    return make_node(SOFTPLUS, [x], like=node)
 
 
 def _exp_minus_one(node):
     """exp(x) - 1 = expm1(x): exact for small x."""
     e, one = node.inputs
-    if e.op.name == "exp" and is_constant_equal_to(one, 1) and broadcasts_into(one.shape, e.shape) \
+    if e.op is EXP and is_constant_equal_to(one, 1) and broadcasts_into(one.shape, e.shape) \
             and one.dtype == e.dtype:
-        return make_node("expm1", [e.inputs[0]], like=node)
+        return make_node(EXPM1, [e.inputs[0]], like=node)
     return None
 
 
 def _log_of_sum_of_exp(node):
     """log(sum(exp(x), axis)) = logsumexp(x, axis): no overflow."""
     (total,) = node.inputs
-    if total.op.name != "sum" or total.inputs[0].op.name != "exp":
+    if total.op is not SUM or total.inputs[0].op is not EXP:
         return None
     x = total.inputs[0].inputs[0]
-    return make_node("logsumexp", [x], dict(total.attrs), like=node)
+    return make_node(LOGSUMEXP, [x], dict(total.attrs), like=node)
 
 
 RULES = [
-    Rule("log(sigmoid(x)) -> -softplus(-x)", ("log",), _log_of_sigmoid),
-    Rule("log(1 - sigmoid(x)) -> -softplus(x)", ("log",), _log_of_one_minus_sigmoid),
-    Rule("log(softmax(x)) -> log_softmax(x)", ("log",), _log_of_softmax),
-    Rule("log(1 + x) -> log1p(x)", ("log",), _log_of_one_plus),
-    Rule("log1p(exp(x)) -> softplus(x)", ("log1p",), _log1p_of_exp),
-    Rule("exp(x) - 1 -> expm1(x)", ("subtract",), _exp_minus_one),
-    Rule("log(sum(exp(x))) -> logsumexp(x)", ("log",), _log_of_sum_of_exp),
+    Rule("log(sigmoid(x)) -> -softplus(-x)", (LOG,), _log_of_sigmoid),
+    Rule("log(1 - sigmoid(x)) -> -softplus(x)", (LOG,), _log_of_one_minus_sigmoid),
+    Rule("log(softmax(x)) -> log_softmax(x)", (LOG,), _log_of_softmax),
+    Rule("log(1 + x) -> log1p(x)", (LOG,), _log_of_one_plus),
+    Rule("log1p(exp(x)) -> softplus(x)", (LOG1P,), _log1p_of_exp),
+    Rule("exp(x) - 1 -> expm1(x)", (SUBTRACT,), _exp_minus_one),
+    Rule("log(sum(exp(x))) -> logsumexp(x)", (LOG,), _log_of_sum_of_exp),
 ]
 
 
@@ -134,7 +136,7 @@ def _keeping(rule, keep):
     return Rule(rule.name, rule.ops, rewrite)
 
 
-_RULE_OPS = frozenset(name for rule in RULES for name in rule.ops)
+_RULE_OPS = frozenset(op for rule in RULES for op in rule.ops)
 
 
 def stable_outputs(outputs, keep=()):
@@ -142,7 +144,7 @@ def stable_outputs(outputs, keep=()):
     mode to differentiate. A rewrite that would stop reading a node of `keep` (a tensor being
     differentiated with respect to) is not made."""
     outputs = list(outputs)
-    if not any(node.op.name in _RULE_OPS for node in topological_order(outputs)):
+    if not any(node.op in _RULE_OPS for node in topological_order(outputs)):
         return outputs
     keep = frozenset(keep)
     graph = apply_rules(Graph(outputs), [_keeping(rule, keep) for rule in RULES])
