@@ -67,7 +67,8 @@ class OpDef:
       returning the result operand or None when it has no such spelling. When `steps` is given,
       `impl` is built from it, so the unfused kernel and every fused kernel run the same calls.
     - `infix`: the operator a readable expression writes between the operands (`+`), if any.
-    - `members`: for a record that stands for several nodes (a fused kernel), those nodes.
+    - `members`: for a record that stands for several nodes (a fused kernel), those nodes; a
+      record is fused exactly when its `members` are not empty (the one way to ask).
     - `onnx`: the op's ONNX form (opset 18), or None when it has none: `onnx(b, node, *names)`
       emits ONNX nodes through the exporter's builder `b` (see `graphcomp.onnx_export.Builder`:
       `b.emit("Add", x, y)`, `b.constant(1.0, dtype)`, `b.ints([0, 1])`, `b.operands(node,

@@ -1,13 +1,14 @@
-"""Indexing: `x[index]` with ints, slices, None and '...' (basic indexing: one record that
-takes a view, and its transpose), and with integer arrays and boolean masks (advanced
-indexing: NumPy's rules, mixed with the basic items); np.where, nonzero and argwhere;
-`one_hot` and `check_labels`.
+"""Indexing, basic and advanced: `x[index]` with ints, slices, None and '...' (NumPy's basic
+indexing), and with integer arrays and boolean masks among them (advanced indexing, NumPy's
+rules); np.where, nonzero and argwhere; `one_hot` and `check_labels`.
 
-Basic indexing stores its index as a hashable tuple: ints, None and ("slice", start, stop, step).
-For advanced indexing, one record gathers (`gather`: `x[index]`), one scatters with accumulation (`scatter_add`: zeros
-shaped like x with g added at `index` the way `np.add.at` adds, so repeated indices sum); each
-is the other's gradient. The index is stored as a hashable tuple; index arrays are the nodes'
-inputs after x (constants for NumPy arrays, integer or boolean tensors for graph inputs):
+Basic indexing is one record (`getitem`, a view of x) and its transpose (`getitem_grad`); its
+index is stored as a hashable tuple of ints, None and ("slice", start, stop, step). Advanced
+indexing is one record that gathers (`gather`: `x[index]`) and one that scatters with
+accumulation (`scatter_add`: zeros shaped like x with g added at `index` the way `np.add.at`
+adds, so repeated indices sum); each is the other's gradient. Their index is stored as a
+hashable tuple too; index arrays are the nodes' inputs after x (constants for NumPy arrays,
+integer or boolean tensors for graph inputs):
 
 - ints, None and ("slice", start, stop, step), as in basic indexing;
 - ("array", k): the integer tensor input k;
