@@ -99,7 +99,7 @@ class Function:
         self.unoptimized_graph = graph
         self.optimize = optimize
         self._numeric_check = None
-        if optimize == "check" and self.backend is not backends.NUMPY:
+        if optimize == "check" and not self.backend.host_arrays:
             raise ValueError(f"function: optimize='check' runs on the NumPy backend only, not {self.backend.name!r}")
         if optimize == "check":  # every pass's result is compared on the actual inputs at each call
             self._numeric_check = NumericCheck(graph, self.inputs)
@@ -117,9 +117,7 @@ class Function:
         # the general one and those specialised to argument shapes, shares these kernels.
         self._state_kernels = {node: node.op.kernel(dict(node.attrs)) for node in self.graph.nodes
                                if node.op.stateful}
-        self._program = executor.generate(self.graph, self.inputs,
-                                          None if self.backend is backends.NUMPY else self.backend,
-                                          kernels=self._state_kernels)
+        self._program = executor.generate(self.graph, self.inputs, self.backend, kernels=self._state_kernels)
         self._run = self._program.run
         self._last_shapes = None
         # What a call checks on its fast path: each argument an ndarray of exactly its
@@ -129,7 +127,7 @@ class Function:
                                                             if d is not None])
                        for node in self.inputs]
         self._sizes_unknown = not all(is_static(node.shape) for node in self.graph.nodes)
-        self._specialize = (self.backend is backends.NUMPY and self._sizes_unknown
+        self._specialize = (self.backend.plans_memory and self._sizes_unknown
                             and len(self.graph) <= SPECIALIZE_MAX_NODES)
         self._specialized = {}  # argument shapes -> Program, most recently used last
         self._specialized_lock = threading.Lock()
@@ -143,22 +141,23 @@ class Function:
 
     # calling --------------------------------------------------------------------------------
     def __call__(self, *args, **kwargs):
-        # The fast path takes NumPy arrays as they are: only the NumPy backend runs on them unchanged.
-        arrays = self._exact_arguments(args) if not kwargs and self.backend is backends.NUMPY else None
+        # The fast path takes NumPy arrays as they are: only a backend of host arrays runs on them unchanged.
+        backend = self.backend
+        host = backend.host_arrays
+        arrays = self._exact_arguments(args) if not kwargs and host else None
         if arrays is None:
             arrays = self._bind(args, kwargs)
         if self._numeric_check is not None:
             self._numeric_check.check(arrays)
         if self._sizes_unknown:
             self._last_shapes = [array.shape for array in arrays]  # for f.stats
-        backend = self.backend
         program = self._program_for(arrays) if self._specialize else self._program
         try:
-            results = program.run(*arrays) if backend is backends.NUMPY else backend.run(program.run, arrays)
+            results = program.run(*arrays) if host else backend.run(program.run, arrays)
         except Exception as error:  # re-raised with the graph's context
             raise self._explain(error, program) from error
-        if backend is not backends.NUMPY:
-            results = backend.finish(results)
+        if not host:
+            results = backend.from_backend(results)
         if self.single_output and not self.updates:  # the common case, one call fewer
             return _unshared(results[0], arrays, backend)
         return self._finish(backend, arrays, results)
@@ -281,7 +280,7 @@ class Function:
     def _check_argument(self, index, value):
         node = self.inputs[index]
         if type(value) is np.ndarray and value.dtype == node.dtype and _fits(value.shape, node.shape):
-            return value if self.backend is backends.NUMPY else self.backend.adopt(value, node)
+            return value if self.backend.host_arrays else self.backend.to_backend(value, node)
         label = self._label(index)
         if node.source is not None:  # where the user built the placeholder
             label += f" (built at {os.path.basename(node.source.filename)}:{node.source.lineno})"
@@ -314,7 +313,7 @@ class Function:
                                      ) from None
         if not _fits(array.shape, node.shape):
             raise ValueError(f"{label} expects shape {format_shape(node.shape)}, got {array.shape}")
-        return array if self.backend is backends.NUMPY else self.backend.adopt(array, node)
+        return array if self.backend.host_arrays else self.backend.to_backend(array, node)
 
     def _check_backend_array(self, index, label, node, array):
         array = _cast_safely(array, node, label)
@@ -403,7 +402,7 @@ def _fits(shape, expected):
     return len(shape) == len(expected) and all(d is None or d == s for d, s in zip(expected, shape))
 
 
-def _unshared(value, held, backend=backends.NUMPY):
+def _unshared(value, held, backend):
     """`value` as an array nothing else holds: views, read-only arrays and the arrays in `held`
     are copied, so results never alias the caller's inputs, constants or variables. A
     backend's own arrays (Dask's, immutable; CuPy's, fresh unless a kernel passed one through)

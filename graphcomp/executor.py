@@ -52,6 +52,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from graphcomp import backends
 from graphcomp.ir import garbage_collection_paused
 from graphcomp.shapes import format_shape, is_static, size_of
 
@@ -241,7 +242,7 @@ class Program:
 class _Emitter:
     """Collects lines with what they define, use and delete, then writes segment functions."""
 
-    def __init__(self, backend=None, kernels=None):
+    def __init__(self, backend, kernels=None):
         self.lines = []  # (text, node or None, input names, defined name or None, deleted names)
         self.bindings = {}
         self.backend = backend
@@ -255,8 +256,7 @@ class _Emitter:
         every node of the op shares one kernel object (`impl`), else `<op name>_<position>`."""
         op = node.op
         kernel = self.kernels.get(node) or op.kernel(dict(node.attrs))
-        if self.backend is not None:
-            kernel = self.backend.kernel(node, kernel)
+        kernel = self.backend.kernel(node, kernel)
         base = _identifier(op.name)
         if kernel is not op.impl or op.members:  # one kernel per fused node
             base = f"{base}_{position}"
@@ -343,12 +343,12 @@ def _describe_input(name, node):
 
 def generate(graph, inputs, backend=None, shape_of=static_shape, kernels=None):
     """Write the straight-line Python function(s) that evaluate `graph`; returns a Program.
-    `backend` (graphcomp.backends; NumPy when None) supplies the kernels the lines call and
+    `backend` (a graphcomp.backends object or name; NumPy when None) supplies the kernels the lines call and
     says whether arrays may be written into (the memory plan); `shape_of` as for plan_memory.
     `kernels` ({node: kernel}) gives the kernels of some nodes ready made: the compiled
     function's own kernels of stateful ops, which every program it generates shares."""
     with garbage_collection_paused():
-        return _generate(graph, inputs, backend, shape_of, kernels)
+        return _generate(graph, inputs, backends.resolve(backend), shape_of, kernels)
 
 
 def workspace_nodes(plan, shape_of=static_shape):
@@ -361,7 +361,7 @@ def workspace_nodes(plan, shape_of=static_shape):
 
 
 def _generate(graph, inputs, backend, shape_of, kernels):
-    plan = plan_memory(graph, shape_of) if backend is None or backend.plans_memory else MemoryPlan()
+    plan = plan_memory(graph, shape_of) if backend.plans_memory else MemoryPlan()
     workspace, specs = {}, []  # node -> its array's index in the workspace; (shape, dtype) per array
     if plan.allocations and 2 * len(graph.nodes) + len(inputs) <= SEGMENT_LINES:  # one segment
         nodes = workspace_nodes(plan, shape_of)
@@ -390,11 +390,10 @@ def _generate(graph, inputs, backend, shape_of, kernels):
             continue
         if leaf == "baked":  # a constant: its array is bound by name
             names[node] = f"c{position}"
-            emitter.bindings[names[node]] = node.payload if backend is None else backend.constant(node.payload)
+            emitter.bindings[names[node]] = backend.constant(node.payload)
             continue
         if leaf == "read":  # a variable: its storage is read at every call
-            emitter.bindings[f"s{position}"] = (node.payload if backend is None
-                                                else backend.storage(node.payload))
+            emitter.bindings[f"s{position}"] = backend.storage(node.payload)
             copy = ".copy()" if node in outputs else ""
             label = f"variable {node.name!r}" if node.name else "variable"
             emitter.add(f"{name} = s{position}.value{copy}{_comment(label, node)}", node, (), name,

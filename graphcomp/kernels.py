@@ -33,7 +33,7 @@ is made again when the limit changes. NumPy releases the GIL inside ufunc loops,
 runs in a copy of the caller's context, so its np.errstate holds there too. Every range and
 block makes the same ufunc calls as the whole array, so the values are the same bits for any
 number of threads; when ranges raise, the first range's error is raised (the one a single
-thread meets first), after every range has finished. Under the "auto" backend numexpr only
+thread meets first), after every range has finished. Under the "auto" engine numexpr only
 sees arrays below 2 * numexpr's block size (2,048 elements), which it runs on the calling
 thread whatever its own thread count: its pool never wakes for a fused kernel's small arrays
 (waking it cost 20-40 us per call on two cores, more than the work; from a few hundred
@@ -52,6 +52,7 @@ import itertools
 import os
 import re
 import threading
+import warnings
 
 import numpy as np
 
@@ -64,10 +65,10 @@ except ImportError:  # pragma: no cover - depends on the environment
     numexpr = None
     _numexpr_lock = threading.Lock()
 
-BACKENDS = ("auto", "numpy", "numexpr")
-_backend = [os.environ.get("GRAPHCOMP_KERNELS", "auto")]
-if _backend[0] not in BACKENDS or (_backend[0] == "numexpr" and numexpr is None):
-    _backend[0] = "auto"
+ENGINES = ("auto", "numpy", "numexpr")
+_engine = [os.environ.get("GRAPHCOMP_KERNELS", "auto")]
+if _engine[0] not in ENGINES or (_engine[0] == "numexpr" and numexpr is None):
+    _engine[0] = "auto"
 NUMEXPR_MAX_ELEMENTS = 512       # above this, NumPy's SIMD loops beat numexpr's interpreter; keep it
                                  # below 2 * numexpr's block size (2,048), where numexpr stays on one thread
 MIN_NUMEXPR_STEPS = 6            # below this, a few ufunc calls cost less than starting numexpr's machine
@@ -77,20 +78,33 @@ QUIET_ERROR_MODES = ("ignore", "warn")  # IEEE handling modes under which numexp
 _kernel_counter = itertools.count()
 
 
-def set_backend(name):
-    """Choose how fused kernels run: "auto" (numexpr for small arrays where installed, NumPy
-    code otherwise), "numpy" (always the generated NumPy code) or "numexpr". The environment
-    variable GRAPHCOMP_KERNELS sets the choice a process starts with."""
-    if name not in BACKENDS:
-        raise ValueError(f"unknown kernel backend {name!r}; choose one of {BACKENDS}")
+def set_kernel_engine(name):
+    """Choose how fused kernels run in this process: "auto" (numexpr for small arrays where
+    installed, NumPy code otherwise), "numpy" (always the generated NumPy code) or "numexpr".
+    The environment variable GRAPHCOMP_KERNELS sets the choice a process starts with."""
+    if name not in ENGINES:
+        raise ValueError(f"unknown kernel engine {name!r}; choose one of {ENGINES}")
     if name == "numexpr" and numexpr is None:
-        raise ValueError("the numexpr backend needs numexpr installed (pip install numexpr)")
-    _backend[0] = name
+        raise ValueError("the numexpr kernel engine needs numexpr installed (pip install numexpr)")
+    _engine[0] = name
+
+
+def kernel_engine():
+    """The kernel engine in use ("auto", "numpy" or "numexpr")."""
+    return _engine[0]
+
+
+def set_backend(name):
+    """Deprecated name of set_kernel_engine ("backend" is gc.function's choice of arrays)."""
+    warnings.warn("graphcomp.kernels.set_backend is deprecated; use set_kernel_engine",
+                  DeprecationWarning, stacklevel=2)
+    set_kernel_engine(name)
 
 
 def get_backend():
-    """The kernel backend in use ("auto", "numpy" or "numexpr")."""
-    return _backend[0]
+    """Deprecated name of kernel_engine."""
+    warnings.warn("graphcomp.kernels.get_backend is deprecated; use kernel_engine", DeprecationWarning, stacklevel=2)
+    return kernel_engine()
 
 
 class UnsupportedExpression(ValueError):
@@ -620,9 +634,9 @@ class Kernel:
         else:  # the node's array, or one block of it on the Dask backend
             shape = out.shape
         size = out.size
-        backend = _backend[0]
-        if self._numexpr is not False and backend != "numpy" and (
-                backend == "numexpr" or size <= NUMEXPR_MAX_ELEMENTS) and _numexpr_may_run():
+        engine = _engine[0]
+        if self._numexpr is not False and engine != "numpy" and (
+                engine == "numexpr" or size <= NUMEXPR_MAX_ELEMENTS) and _numexpr_may_run():
             program = self.numexpr_program
             if program is not None:
                 try:

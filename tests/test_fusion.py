@@ -204,8 +204,8 @@ def test_pure_numpy_kernel_writes_into_preallocated_buffers():
     assert ", out)" in kernel.source and "_tanh" in kernel.source  # the last step writes into `out`
     values = RNG.standard_normal(10)
     out = np.empty(10)
-    previous = kernels.get_backend()
-    kernels.set_backend("numpy")
+    previous = kernels.kernel_engine()
+    kernels.set_kernel_engine("numpy")
     try:
         assert kernel(values, out=out) is out
         assert_relative(out, np.tanh(values) * np.exp(-values) + values ** 2)
@@ -213,7 +213,7 @@ def test_pure_numpy_kernel_writes_into_preallocated_buffers():
         kernel(alias, out=alias)  # writing over its own input gives the same values
         assert_relative(alias, out)
     finally:
-        kernels.set_backend(previous)
+        kernels.set_kernel_engine(previous)
 
 
 def test_blocked_threaded_path_handles_broadcast_inputs():
@@ -263,18 +263,18 @@ def test_execution_error_names_the_fused_expression_and_each_original_line():
 
 
 def test_numexpr_is_optional():
-    previous = kernels.get_backend()
+    previous = kernels.kernel_engine()
     try:
-        kernels.set_backend("numpy")
+        kernels.set_kernel_engine("numpy")
         x = gc.placeholder((3,))
         np.testing.assert_allclose(gc.function([x], gc.exp(x) + 1.0)(np.zeros(3)), [2.0, 2.0, 2.0])
         if kernels.numexpr is None:
             with pytest.raises(ValueError, match="numexpr"):
-                kernels.set_backend("numexpr")
-        with pytest.raises(ValueError, match="unknown kernel backend"):
-            kernels.set_backend("cuda")
+                kernels.set_kernel_engine("numexpr")
+        with pytest.raises(ValueError, match="unknown kernel engine"):
+            kernels.set_kernel_engine("cuda")
     finally:
-        kernels.set_backend(previous)
+        kernels.set_kernel_engine(previous)
 
 
 def test_kernels_work_when_numexpr_is_not_installed(monkeypatch):
@@ -308,12 +308,12 @@ def test_numexpr_programs_split_at_shared_and_deeply_nested_values(monkeypatch):
         kernel.body(values, expected, *[np.empty(16, d) for d in kernel.slot_dtypes])
         assert_relative(program((values,), np.empty(16)), expected)
         alias = values.copy()
-        previous = kernels.get_backend()
-        kernels.set_backend("numexpr")
+        previous = kernels.kernel_engine()
+        kernels.set_kernel_engine("numexpr")
         try:
             kernel(alias, out=alias)  # `out` is also the input
         finally:
-            kernels.set_backend(previous)
+            kernels.set_kernel_engine(previous)
         assert_relative(alias, expected)
 
 
