@@ -1,6 +1,10 @@
 """Where a compiled function's arrays live and how its kernels run: the array backends.
 
-`gc.function(..., backend=...)` takes one of:
+Every backend is an object (a `Backend`): `gc.backends.NumPy()`, `gc.backends.Dask(compute=...)`
+or `gc.backends.CuPy(to_numpy=...)`. It owns its options, how arrays enter (`to_backend`) and
+leave (`from_backend`, `persist`), and which kernel each line calls (`kernel`); the rest of
+graphcomp asks it rather than its name. `gc.function(..., backend=...)` takes an object or a
+name with its keywords (`backend="dask", compute=True` is `backend=gc.backends.Dask(compute=True)`):
 
 * "numpy" (the default): arrays in this process. The executor plans memory (in-place writes,
   buffer reuse) and fused kernels run as NumPy code or numexpr programs (graphcomp.kernels).

@@ -399,8 +399,8 @@ def test_fused_kernels_in_dask_tasks_keep_to_their_task_thread(monkeypatch):
 
     def no_pool():
         raise AssertionError("a fused kernel inside a Dask task started its own threads")
-    monkeypatch.setattr(kernels, "_pool", no_pool)
-    monkeypatch.setattr(kernels, "CPUS", 4)
+    monkeypatch.setattr(kernels.threads, "_pool", no_pool)
+    monkeypatch.setattr(kernels.threads, "CPUS", 4)
     np.testing.assert_array_equal(f(da.from_array(values, chunks=(2048, 256))), expected)
 
 

@@ -278,7 +278,7 @@ def test_numexpr_is_optional():
 
 
 def test_kernels_work_when_numexpr_is_not_installed(monkeypatch):
-    monkeypatch.setattr(kernels, "numexpr", None)
+    monkeypatch.setattr(kernels.numexpr_engine, "numexpr", None)
     kernel = kernel_of(lambda x: gc.exp(x) * x + 1 + gc.sin(x) * gc.cos(x) - gc.tanh(x), (5,))
     assert kernel.numexpr_program is None
     values = RNG.standard_normal(5)
@@ -288,7 +288,7 @@ def test_kernels_work_when_numexpr_is_not_installed(monkeypatch):
 
 @pytest.mark.skipif(kernels.numexpr is None, reason="numexpr is not installed")
 def test_numexpr_programs_split_at_shared_and_deeply_nested_values(monkeypatch):
-    monkeypatch.setattr(kernels, "MAX_NUMEXPR_NESTING", 20)  # stands for Python parser's limit
+    monkeypatch.setattr(kernels.numexpr_engine, "MAX_NUMEXPR_NESTING", 20)  # stands for Python parser's limit
 
     def shared_value(x):
         shared = gc.sqrt(gc.abs(x) * 2 + 1)
@@ -332,7 +332,7 @@ def test_set_num_threads_limits_the_kernels_numexpr_and_blas():
     previous = gc.set_num_threads(1)
     try:
         assert gc.get_num_threads() == 1
-        assert kernels._pool() is None  # one thread: large fused kernels stay in the caller's thread
+        assert kernels.threads._pool() is None  # one thread: large fused kernels stay in the caller's thread
         if kernels.numexpr is not None:
             assert kernels.numexpr.get_num_threads() == 1
         try:

@@ -21,7 +21,7 @@ PACKAGE_DIR = Path(graphcomp.__file__).resolve().parent
 # package's __init__). The op modules build nodes with tensor.py, whose operators find their
 # builders through the registry in graphcomp.ops.
 LAYERS = [
-    ("graphcomp.ir", "graphcomp.errors", "graphcomp.shapes", "graphcomp.progress"),
+    ("graphcomp.ir", "graphcomp.errors", "graphcomp.shapes", "graphcomp.progress", "graphcomp.liveness"),
     ("graphcomp.ops", "graphcomp.ops.steps"),  # the op registry (OpDef, register, builder), ufunc spellings
     ("graphcomp.tensor", "graphcomp.kernels"),
     ("graphcomp.ops.elementwise", "graphcomp.ops.leaves", "graphcomp.ops.linalg", "graphcomp.ops.reduce",
