@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from graphcomp.autodiff import as_list, grad, vjp
 from graphcomp import backends
+from graphcomp.autodiff import as_list, grad, vjp
 from graphcomp.backends import is_dask_array
 from graphcomp.compile import function
 from graphcomp.forward import hvp, push_forward
