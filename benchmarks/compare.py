@@ -161,7 +161,7 @@ def machine_line():
             pass
     from graphcomp import kernels  # noqa: PLC0415
     return (f"{cpu}, {os.cpu_count()} cores; Python {platform.python_version()}; NumPy {np.__version__} "
-            f"(BLAS: {blas}); graphcomp kernels: {kernels.get_backend()} "
+            f"(BLAS: {blas}); graphcomp kernels: {kernels.kernel_engine()} "
             f"(numexpr {'installed' if kernels.numexpr is not None else 'not installed'})")
 
 

@@ -132,7 +132,7 @@ def main():
     rows += big_elementwise_rows(max(3, repeats // 3))
     rows += tiny_chain_rows(repeats)
     rows += compile_rows(max(5, repeats // 2))
-    print(f"kernel backend: {kernels.get_backend()} (numexpr {'installed' if kernels.numexpr else 'not installed'}); "
+    print(f"kernel engine: {kernels.kernel_engine()} (numexpr {'installed' if kernels.numexpr else 'not installed'}); "
           f"{os.cpu_count()} cores; importing SymPy took {first_import:.2f} s once; the first MLP gradient "
           f"compile (no kernel cached) took {first_compile * 1e3:.1f} ms")
     print(f"MLP gradient: {gradient.stats}")

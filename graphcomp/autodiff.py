@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from graphcomp.errors import GradientError
-from graphcomp.ir import derivative_order, garbage_collection_paused, topological_order
+from graphcomp.ir import derivative_order, differentiating, garbage_collection_paused, topological_order
 from graphcomp.ops import elementwise as ew
 from graphcomp.passes.stabilize import stable_outputs
 from graphcomp.ops import shape as sh
@@ -153,8 +153,9 @@ def _backpropagate(outputs, cotangents, wrt, disconnected, caller):
                 rule = node.op.vjp_rule(index)
                 if rule is None:
                     continue  # this input only lends its shape (or has no gradient by definition)
-                contribution = rule(gradient, node, *node.inputs)
-                grad_table.setdefault(parent, []).append(_fit_to_input(contribution, parent, node))
+                with differentiating(node):  # the lines of its derivative cite the forward op
+                    contribution = _fit_to_input(rule(gradient, node, *node.inputs), parent, node)
+                grad_table.setdefault(parent, []).append(contribution)
         return [results[w] if w in results else ew.zeros_like(w) for w in wrt]
 
 

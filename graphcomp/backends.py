@@ -1,6 +1,10 @@
 """Where a compiled function's arrays live and how its kernels run: the array backends.
 
-`gc.function(..., backend=...)` takes one of:
+Every backend is an object (a `Backend`): `gc.backends.NumPy()`, `gc.backends.Dask(compute=...)`
+or `gc.backends.CuPy(to_numpy=...)`. It owns its options, how arrays enter (`to_backend`) and
+leave (`from_backend`, `persist`), and which kernel each line calls (`kernel`); the rest of
+graphcomp asks it rather than its name. `gc.function(..., backend=...)` takes an object or a
+name with its keywords (`backend="dask", compute=True` is `backend=gc.backends.Dask(compute=True)`):
 
 * "numpy" (the default): arrays in this process. The executor plans memory (in-place writes,
   buffer reuse) and fused kernels run as NumPy code or numexpr programs (graphcomp.kernels).
@@ -43,22 +47,26 @@ from graphcomp.kernels import threads_here
 from graphcomp.registry import BLOCKWISE, WHOLE_ARRAYS
 from graphcomp.shapes import format_shape
 
-BACKEND_NAMES = ("numpy", "dask", "cupy")
-
-
 class Backend:
-    """The NumPy backend, and the interface the others share."""
+    """Where a compiled function's arrays live: the interface every backend implements. The
+    NumPy backend's methods are the identities; Dask and CuPy override what differs."""
 
     name = "numpy"
+    keywords = ()        # gc.function's keywords this backend takes (`compute=`, `to_numpy=`)
     plans_memory = True  # the executor may write into given arrays (`out=`) and reuse buffers
+    host_arrays = True   # arguments and results are NumPy arrays in this process, taken as they are
 
     def owns(self, value):
         """True when `value` is one of this backend's own arrays (checked without converting)."""
         return False
 
-    def adopt(self, array, node):
+    def to_backend(self, array, node):
         """A checked NumPy argument for placeholder `node`, as the generated code gets it."""
         return array
+
+    def from_backend(self, results):
+        """The results as the caller gets them (outputs first, then new variable values)."""
+        return list(results)
 
     def kernel(self, node, kernel):
         """The callable a generated line calls for `node`, given the record's NumPy kernel."""
@@ -76,13 +84,18 @@ class Backend:
         """Run the generated program on the arguments."""
         return run(*arrays)
 
-    def finish(self, results):
-        """The results as the caller gets them (outputs first, then new variable values)."""
+    def store(self, storage, value):
+        """Make `value` (a result of `from_backend`) the variable's new value."""
+        storage.value = value
+
+    def persist(self, results, fetch):
+        """`results` kept where they live for reuse by later calls, the first `fetch` of them
+        as host arrays (how gc.linearize keeps a point's values between products)."""
         return list(results)
 
-    def store(self, storage, value):
-        """Make `value` (a result of `finish`) the variable's new value."""
-        storage.value = value
+    def returning_host_arrays(self):
+        """This backend with results that come back as NumPy arrays."""
+        return self
 
     def is_host_array(self, value):
         return isinstance(value, np.ndarray) or np.isscalar(value)
@@ -92,10 +105,16 @@ class Backend:
         return {}
 
     def __repr__(self):
-        return f"<backend {self.name}>"
+        options = ", ".join(f"{key}={value!r}" for key, value in self.options().items() if key != "backend")
+        return f"<backend {self.name}{' ' + options if options else ''}>"
 
 
-NUMPY = Backend()
+class NumPy(Backend):
+    """NumPy arrays in this process (the default): memory planned, kernels run as generated
+    NumPy code or numexpr programs (graphcomp.kernels)."""
+
+
+_DEFAULT = NumPy()
 
 
 def unsupported(node, backend):
@@ -153,11 +172,13 @@ def _refuse_compute(*args, **kwargs):
                                "its record needs a Dask kernel (backend_impls)")
 
 
-class DaskBackend(Backend):
+class Dask(Backend):
     """Dask arrays: building the graph is lazy; `compute=True` computes all results at once."""
 
     name = "dask"
+    keywords = ("compute",)
     plans_memory = False
+    host_arrays = False
 
     def __init__(self, compute=False):
         self.dask, self.da = _import_dask()
@@ -225,7 +246,7 @@ class DaskBackend(Backend):
         with self.dask.config.set(scheduler=_refuse_compute):  # building the graph computes nothing
             return run(*arrays)
 
-    def finish(self, results):
+    def from_backend(self, results):
         if not self.compute:
             return list(results)
         lazy = [i for i, value in enumerate(results) if isinstance(value, self.da.Array)]
@@ -234,6 +255,16 @@ class DaskBackend(Backend):
         for i, value in zip(lazy, computed):
             results[i] = value
         return results
+
+    def persist(self, results, fetch):
+        # One submission of one graph computes every result; they then stay in the workers'
+        # memory, and the first `fetch` are brought back.
+        results = list(self.dask.persist(*results))
+        results[:fetch] = self.dask.compute(*results[:fetch])
+        return results
+
+    def returning_host_arrays(self):
+        return self if self.compute else Dask(compute=True)
 
     def store(self, storage, value):
         if isinstance(value, self.da.Array):  # an update is a value, not a graph
@@ -318,12 +349,14 @@ def cupy_emit(xp):
     return emit
 
 
-class CupyBackend(Backend):
+class CuPy(Backend):
     """CuPy arrays on the GPU. `xp` is the array namespace (cupy; tests of the plumbing may
     pass another one with CuPy's names)."""
 
     name = "cupy"
+    keywords = ("to_numpy",)
     plans_memory = False
+    host_arrays = False
 
     def __init__(self, to_numpy=False, xp=None):
         self.xp = xp if xp is not None else _import_cupy()
@@ -336,7 +369,7 @@ class CupyBackend(Backend):
     def owns(self, value):
         return isinstance(value, self.xp.ndarray) and self.xp.ndarray is not np.ndarray
 
-    def adopt(self, array, node):
+    def to_backend(self, array, node):
         return self.xp.asarray(array)
 
     def kernel(self, node, kernel):
@@ -383,7 +416,10 @@ class CupyBackend(Backend):
     def storage(self, storage):
         return _DeviceStorage(storage, self.xp)
 
-    def finish(self, results):
+    def returning_host_arrays(self):
+        return self if self.to_numpy else CuPy(to_numpy=True, xp=self.xp)
+
+    def from_backend(self, results):
         if not self.to_numpy:
             return [self.xp.asarray(value) for value in results]
         return [value.get() if hasattr(value, "get") else np.asarray(value) for value in results]
@@ -411,20 +447,38 @@ class _DeviceStorage:
 
 # choosing -------------------------------------------------------------------------------------------
 
-def resolve(backend, compute=False, to_numpy=False):
-    """The Backend object for gc.function's `backend=` (a name or a Backend)."""
+BY_NAME = {"numpy": NumPy, "dask": Dask, "cupy": CuPy}
+BACKEND_NAMES = tuple(BY_NAME)
+DaskBackend, CupyBackend = Dask, CuPy  # the names these classes had before
+
+
+def option_keywords():
+    """Every keyword of gc.function that a backend takes (`compute`, `to_numpy`)."""
+    return tuple(dict.fromkeys(key for backend in BY_NAME.values() for key in backend.keywords))
+
+
+def resolve(backend=None, **options):
+    """The Backend object for gc.function's `backend=` (a Backend, or a name with its keywords
+    set to true; None: NumPy)."""
+    given = {key: value for key, value in options.items() if value}
     if isinstance(backend, Backend):
-        chosen = backend
-    elif backend == "numpy" or backend is None:
-        chosen = NUMPY
-    elif backend == "dask":
-        chosen = DaskBackend(compute=compute)
-    elif backend == "cupy":
-        chosen = CupyBackend(to_numpy=to_numpy)
-    else:
-        raise ValueError(f"function: backend must be one of {BACKEND_NAMES}, got {backend!r}")
-    if compute and chosen.name != "dask":
-        raise ValueError("function: compute=True is for backend='dask' (its outputs are otherwise lazy)")
-    if to_numpy and chosen.name != "cupy":
-        raise ValueError("function: to_numpy=True is for backend='cupy'")
-    return chosen
+        if given:
+            raise ValueError(f"function: give {', '.join(given)} to the backend object, not to gc.function")
+        return backend
+    if backend is None:
+        backend = "numpy"
+    if not isinstance(backend, str) or backend not in BY_NAME:
+        raise ValueError(f"function: backend must be one of {BACKEND_NAMES} or a gc.backends.Backend, "
+                         f"got {backend!r}")
+    chosen = BY_NAME[backend]
+    for key in given:
+        if key not in chosen.keywords:
+            owner = next((name for name, cls in BY_NAME.items() if key in cls.keywords), None)
+            raise ValueError(f"function: {key}=True is for backend={owner!r}" if owner
+                             else f"function: unknown backend keyword {key!r}")
+    return chosen(**given) if given or chosen is not NumPy else _DEFAULT
+
+
+def for_arrays(values):
+    """The backend whose arrays `values` are: Dask when any is a Dask array, else NumPy."""
+    return Dask() if any(is_dask_array(value) for value in values) else _DEFAULT

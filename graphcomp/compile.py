@@ -78,115 +78,24 @@ SPECIALIZE_MAX_NODES = 5000
 SPECIALIZATIONS = 4
 
 
-class Function:
-    """A compiled graph: call it with arrays for its placeholders, positionally (`f(X, T)`), by
-    name (`f(x=X, t=T)`) or as one feed dictionary keyed by placeholder or name (`f({x: X})`)."""
+class Signature:
+    """The placeholders a compiled function takes, and how a call's arguments bind to them:
+    positionally, by name or as one feed dictionary, each checked against its placeholder."""
 
-    def __init__(self, inputs, outputs, updates=None, optimize=True, backend="numpy", compute=False,
-                 to_numpy=False):
-        self.backend = backends.resolve(backend, compute=compute, to_numpy=to_numpy)
+    def __init__(self, inputs, backend):
         self.inputs = _normalize_inputs(inputs)
-        if outputs is None:
-            raise TypeError("function: outputs must be a tensor or a list of tensors, got None")
-        self.single_output = isinstance(outputs, Tensor)
-        output_list = [outputs] if self.single_output else list(outputs)
-        for position, out in enumerate(output_list):
-            if not isinstance(out, Tensor):
-                raise TypeError(f"function: outputs[{position}] is a {type(out).__name__}, not a tensor")
-        self.outputs = output_list
-        self.updates = _normalize_updates(updates)
-        graph = Graph.from_outputs(output_list + [expression for _, expression in self.updates])
-        self.unoptimized_graph = graph
-        self.optimize = optimize
-        self._numeric_check = None
-        if optimize == "check" and self.backend is not backends.NUMPY:
-            raise ValueError(f"function: optimize='check' runs on the NumPy backend only, not {self.backend.name!r}")
-        if optimize == "check":  # every pass's result is compared on the actual inputs at each call
-            self._numeric_check = NumericCheck(graph, self.inputs)
-            self.graph = self._numeric_check.optimized
-        elif optimize in (True, "debug"):
-            self.graph = passes.optimize(graph, debug=optimize == "debug")
-        elif optimize is False:
-            self.graph = graph
-        else:
-            raise ValueError(f"function: optimize must be True, False, 'debug' or 'check', got {optimize!r}")
-        self._check_inputs_cover(self.graph)
-        self._storages = [node.payload for node in self.graph.variables]
+        self.backend = backend
         self._names = {node.name: i for i, node in enumerate(self.inputs) if node.name is not None}
-        # State (a random draw's generator) belongs to the function: every program it generates,
-        # the general one and those specialised to argument shapes, shares these kernels.
-        self._state_kernels = {node: node.op.kernel(dict(node.attrs)) for node in self.graph.nodes
-                               if node.op.stateful}
-        self._program = executor.generate(self.graph, self.inputs,
-                                          None if self.backend is backends.NUMPY else self.backend,
-                                          kernels=self._state_kernels)
-        self._run = self._program.run
-        self._last_shapes = None
         # What a call checks on its fast path: each argument an ndarray of exactly its
-        # placeholder's dtype and shape (None: any length); and whether f.stats needs the sizes.
+        # placeholder's dtype and shape (None: any length).
         self._exact = [(node.dtype, tuple(node.shape), len(node.shape),
                         None if is_static(node.shape) else [(axis, d) for axis, d in enumerate(node.shape)
                                                             if d is not None])
                        for node in self.inputs]
-        self._sizes_unknown = not all(is_static(node.shape) for node in self.graph.nodes)
-        self._specialize = (self.backend is backends.NUMPY and self._sizes_unknown
-                            and len(self.graph) <= SPECIALIZE_MAX_NODES)
-        self._specialized = {}  # argument shapes -> Program, most recently used last
-        self._specialized_lock = threading.Lock()
 
-    def _check_inputs_cover(self, graph):
-        listed = set(self.inputs)
-        for node in graph.placeholders:
-            if node not in listed:
-                raise ValueError(f"function: the outputs depend on {node.describe()}, "
-                                 "which is not listed in inputs")
-
-    # calling --------------------------------------------------------------------------------
-    def __call__(self, *args, **kwargs):
-        # The fast path takes NumPy arrays as they are: only the NumPy backend runs on them unchanged.
-        arrays = self._exact_arguments(args) if not kwargs and self.backend is backends.NUMPY else None
-        if arrays is None:
-            arrays = self._bind(args, kwargs)
-        if self._numeric_check is not None:
-            self._numeric_check.check(arrays)
-        if self._sizes_unknown:
-            self._last_shapes = [array.shape for array in arrays]  # for f.stats
-        backend = self.backend
-        program = self._program_for(arrays) if self._specialize else self._program
-        try:
-            results = program.run(*arrays) if backend is backends.NUMPY else backend.run(program.run, arrays)
-        except Exception as error:  # re-raised with the graph's context
-            raise self._explain(error, program) from error
-        if backend is not backends.NUMPY:
-            results = backend.finish(results)
-        if self.single_output and not self.updates:  # the common case, one call fewer
-            return _unshared(results[0], arrays, backend)
-        return self._finish(backend, arrays, results)
-
-    def _finish(self, backend, arrays, results):
-        """The outputs, after the updates are stored. Every returned array and every new
-        variable value is its own array: an output listed twice, outputs merged by the optimizer
-        and two variables updated from one expression never share memory with each other, the
-        inputs, constants or variables (on every backend: see _unshared)."""
-        held = list(arrays)
-        values = []
-        for position, result in enumerate(results):
-            if position == len(self.outputs):  # a new value may be an output or another variable's current array
-                held += [backend.storage(storage).value for storage in self._storages]
-            values.append(_unshared(result, held, backend))
-            held.append(values[-1])
-        outputs, new_values = values[:len(self.outputs)], values[len(self.outputs):]
-        for (target, _), value in zip(self.updates, new_values):
-            if tuple(value.shape) != target.payload.shape:  # a None dimension let it through at build time
-                raise ValueError(f"updates: {target.describe()} has shape {target.payload.shape}, "
-                                 f"the new value {tuple(value.shape)}; no variable was updated")
-        for (target, _), value in zip(self.updates, new_values):
-            backend.store(target.payload, value)
-        return outputs[0] if self.single_output else outputs
-
-    def _exact_arguments(self, args):
+    def exact_arguments(self, args):
         """`args` as a list when each is an ndarray of exactly its placeholder's dtype and shape
-        (what _check_argument returns unchanged), else None (then _bind checks them in full)."""
+        (what check_argument returns unchanged), else None (then `bind` checks them in full)."""
         exact = self._exact
         if len(args) != len(exact):
             return None
@@ -205,7 +114,8 @@ class Function:
                         return None
         return list(args)
 
-    def _bind(self, args, kwargs):
+    def bind(self, args, kwargs):
+        """The checked arrays, one per placeholder, from a call's arguments."""
         if any(isinstance(a, dict) for a in args):
             if len(args) != 1 or kwargs:
                 raise TypeError("function: a feed dictionary must be the only argument "
@@ -224,13 +134,13 @@ class Function:
                 if args[index] is not _NOT_FED:
                     raise TypeError(f"function got multiple values for argument {name!r}")
                 args[index] = value
-            missing = [self._label(i) for i, a in enumerate(args) if a is _NOT_FED]
+            missing = [self.label(i) for i, a in enumerate(args) if a is _NOT_FED]
             if missing:
                 raise TypeError(f"function is missing arguments for {', '.join(missing)}")
         elif len(args) != len(self.inputs):
             raise TypeError(f"function takes {len(self.inputs)} arguments "
-                            f"({', '.join(self._label(i) for i in range(len(self.inputs)))}) but {len(args)} were given")
-        return [self._check_argument(i, a) for i, a in enumerate(args)]
+                            f"({', '.join(self.label(i) for i in range(len(self.inputs)))}) but {len(args)} were given")
+        return [self.check_argument(i, a) for i, a in enumerate(args)]
 
     def _from_feed_dict(self, feeds):
         """The positional arguments a feed dictionary {placeholder or name: array} gives."""
@@ -260,94 +170,232 @@ class Function:
             else:
                 raise TypeError(f"function: feed dictionary keys must be placeholders or their names, got {key!r}")
             if args[index] is not _NOT_FED:
-                raise TypeError(f"function: the feed dictionary gives {self._label(index)} twice "
+                raise TypeError(f"function: the feed dictionary gives {self.label(index)} twice "
                                 "(by placeholder and by name)")
             args[index] = value
         if unknown:
             raise TypeError(f"function: the feed dictionary has keys that are not inputs of this function: "
-                            f"{', '.join(unknown)}; its inputs are {self._input_list()}")
-        missing = [self._label(i) for i, a in enumerate(args) if a is _NOT_FED]
+                            f"{', '.join(unknown)}; its inputs are {self.input_list()}")
+        missing = [self.label(i) for i, a in enumerate(args) if a is _NOT_FED]
         if missing:
             raise TypeError(f"function: the feed dictionary has no value for {', '.join(missing)}")
         return args
 
-    def _input_list(self):
-        return ", ".join(self._label(i) for i in range(len(self.inputs)))
+    def input_list(self):
+        """The placeholders, as error messages name them."""
+        return ", ".join(self.label(i) for i in range(len(self.inputs)))
 
-    def _label(self, index):
+    def label(self, index):
+        """`placeholder 'x'` (or `placeholder #2` when it has no name)."""
         node = self.inputs[index]
         return f"placeholder {node.name!r}" if node.name else f"placeholder #{index}"
 
-    def _check_argument(self, index, value):
+    def check_argument(self, index, value):
+        """`value` as the array placeholder `index` takes, or an error naming the placeholder
+        and the user's line that built it."""
         node = self.inputs[index]
+        backend = self.backend
         if type(value) is np.ndarray and value.dtype == node.dtype and _fits(value.shape, node.shape):
-            return value if self.backend is backends.NUMPY else self.backend.adopt(value, node)
-        label = self._label(index)
+            return value if backend.host_arrays else backend.to_backend(value, node)
+        label = self.label(index)
         if node.source is not None:  # where the user built the placeholder
             label += f" (built at {os.path.basename(node.source.filename)}:{node.source.lineno})"
         if isinstance(value, Tensor):
             raise tensor_as_value_error(f"function: {label}", value)
         if value is None:
             raise ValueError(f"{label} got None; pass an array of shape {format_shape(node.shape)}")
-        if self.backend.owns(value):  # a Dask or CuPy array: checked by its dtype and shape only
-            return self._check_backend_array(index, label, node, value)
+        if backend.owns(value):  # a Dask or CuPy array: checked by its dtype and shape only
+            return _check_backend_array(label, node, value)
         if isinstance(value, np.ma.MaskedArray):
             raise ValueError(f"{label} got a masked array; graphcomp ignores masks, so pass "
                              "value.filled(fill) or value.data explicitly")
         if isinstance(value, np.ndarray):
             array = _cast_safely(value, node, label)
         else:
-            try:
-                array = np.asarray(value)
-            except ValueError as error:  # a ragged nested list, say
-                raise ValueError(f"{label} expects an array of shape {format_shape(node.shape)}; "
-                                 f"{type(value).__name__} is not one: {error}") from None
-            if array.dtype == object or not np.can_cast(array.dtype, node.dtype, casting="same_kind"):
-                raise ValueError(f"{label} expects dtype {node.dtype}, got {type(value).__name__} "
-                                 f"of dtype {array.dtype}")
-            with np.errstate(over="raise", invalid="raise"):
-                try:
-                    array = array.astype(node.dtype, copy=False)
-                except FloatingPointError:
-                    raise ValueError(f"{label} expects dtype {node.dtype}: the values given overflow it "
-                                     f"(largest magnitude {np.max(np.abs(array[np.isfinite(array)]), initial=0):.3g})"
-                                     ) from None
+            array = _converted(value, node, label)
         if not _fits(array.shape, node.shape):
             raise ValueError(f"{label} expects shape {format_shape(node.shape)}, got {array.shape}")
-        return array if self.backend is backends.NUMPY else self.backend.adopt(array, node)
+        return array if backend.host_arrays else backend.to_backend(array, node)
 
-    def _check_backend_array(self, index, label, node, array):
-        array = _cast_safely(array, node, label)
-        shape = tuple(array.shape)
-        if any(not isinstance(s, (int, np.integer)) or s != s for s in shape):  # Dask's unknown sizes are NaN
-            raise ValueError(f"{label} has chunks of unknown size (shape {shape}); call "
-                             "array.compute_chunk_sizes() first")
-        if not _fits(shape, node.shape):
-            raise ValueError(f"{label} expects shape {format_shape(node.shape)}, got {shape}")
-        return array
 
-    def _program_for(self, arrays):
+def _converted(value, node, label):
+    """A non-array argument (a list, a number) as an array of placeholder `node`'s dtype."""
+    try:
+        array = np.asarray(value)
+    except ValueError as error:  # a ragged nested list, say
+        raise ValueError(f"{label} expects an array of shape {format_shape(node.shape)}; "
+                         f"{type(value).__name__} is not one: {error}") from None
+    if array.dtype == object or not np.can_cast(array.dtype, node.dtype, casting="same_kind"):
+        raise ValueError(f"{label} expects dtype {node.dtype}, got {type(value).__name__} "
+                         f"of dtype {array.dtype}")
+    with np.errstate(over="raise", invalid="raise"):
+        try:
+            return array.astype(node.dtype, copy=False)
+        except FloatingPointError:
+            raise ValueError(f"{label} expects dtype {node.dtype}: the values given overflow it "
+                             f"(largest magnitude {np.max(np.abs(array[np.isfinite(array)]), initial=0):.3g})"
+                             ) from None
+
+
+def _check_backend_array(label, node, array):
+    """A backend's own array (Dask, CuPy) for placeholder `node`, checked by dtype and shape."""
+    array = _cast_safely(array, node, label)
+    shape = tuple(array.shape)
+    if any(not isinstance(s, (int, np.integer)) or s != s for s in shape):  # Dask's unknown sizes are NaN
+        raise ValueError(f"{label} has chunks of unknown size (shape {shape}); call "
+                         "array.compute_chunk_sizes() first")
+    if not _fits(shape, node.shape):
+        raise ValueError(f"{label} expects shape {format_shape(node.shape)}, got {shape}")
+    return array
+
+
+class ProgramCache:
+    """The generated programs of a compiled graph: the general one, and, for a graph whose
+    sizes depend on the arguments, one per shape of the arguments (see SPECIALIZATIONS)."""
+
+    def __init__(self, graph, inputs, backend, state_kernels):
+        self.graph, self.inputs = graph, inputs
+        # State (a random draw's generator) belongs to the function: every program it generates,
+        # the general one and those specialised to argument shapes, shares these kernels.
+        self._state_kernels = state_kernels
+        self.general = executor.generate(graph, inputs, backend, kernels=state_kernels)
+        self.sizes_unknown = not all(is_static(node.shape) for node in graph.nodes)
+        self.specializes = backend.plans_memory and self.sizes_unknown and len(graph) <= SPECIALIZE_MAX_NODES
+        self.by_shapes = {}  # argument shapes -> Program, most recently used last
+        self.last_shapes = None  # the last call's argument shapes, where sizes are unknown (for f.stats)
+        self._lock = threading.Lock()
+
+    def program_for(self, arrays):
         """The program specialised to these arguments' shapes (made on first use)."""
         key = tuple(array.shape for array in arrays)
-        specialized = self._specialized
-        with self._specialized_lock:
-            program = specialized.pop(key, None)
+        by_shapes = self.by_shapes
+        with self._lock:
+            program = by_shapes.pop(key, None)
             if program is not None:
-                specialized[key] = program
+                by_shapes[key] = program
                 return program
         try:
             shapes = executor.concrete_shapes(self.graph, self.inputs, key)
         except Exception:  # noqa: BLE001 - shapes that do not fit: the general program reports it
-            return self._program
+            return self.general
         program = executor.generate(self.graph, self.inputs, shape_of=shapes.get, kernels=self._state_kernels)
-        with self._specialized_lock:
-            while len(specialized) >= SPECIALIZATIONS:
-                specialized.pop(next(iter(specialized)))
-            specialized[key] = program
+        with self._lock:
+            while len(by_shapes) >= SPECIALIZATIONS:
+                by_shapes.pop(next(iter(by_shapes)))
+            by_shapes[key] = program
         return program
 
-    def _explain(self, error, program=None):
-        located = (program or self._program).locate(error)
+    def current(self):
+        """The program of the last call, or the general one."""
+        with self._lock:
+            return next(reversed(self.by_shapes.values()), self.general)
+
+
+class Results:
+    """What a call hands back and stores: the outputs, each its own array, after the new
+    values of the updated variables are stored."""
+
+    def __init__(self, output_count, single_output, updates, storages, backend):
+        self.output_count, self.single_output = output_count, single_output
+        self.updates, self.storages, self.backend = updates, storages, backend
+
+    def deliver(self, arrays, results):
+        """The outputs, after the updates are stored. Every returned array and every new
+        variable value is its own array: an output listed twice, outputs merged by the optimizer
+        and two variables updated from one expression never share memory with each other, the
+        inputs (`arrays`), constants or variables (on every backend: see _unshared)."""
+        backend = self.backend
+        if self.single_output and not self.updates:  # the common case
+            return _unshared(results[0], arrays, backend)
+        held = list(arrays)
+        values = []
+        for position, result in enumerate(results):
+            if position == self.output_count:  # a new value may be an output or another variable's current array
+                held += [backend.storage(storage).value for storage in self.storages]
+            values.append(_unshared(result, held, backend))
+            held.append(values[-1])
+        outputs, new_values = values[:self.output_count], values[self.output_count:]
+        for (target, _), value in zip(self.updates, new_values):
+            if tuple(value.shape) != target.payload.shape:  # a None dimension let it through at build time
+                raise ValueError(f"updates: {target.describe()} has shape {target.payload.shape}, "
+                                 f"the new value {tuple(value.shape)}; no variable was updated")
+        for (target, _), value in zip(self.updates, new_values):
+            backend.store(target.payload, value)
+        return outputs[0] if self.single_output else outputs
+
+
+class Function:
+    """A compiled graph: call it with arrays for its placeholders, positionally (`f(X, T)`), by
+    name (`f(x=X, t=T)`) or as one feed dictionary keyed by placeholder or name (`f({x: X})`).
+    Its parts: `signature` (binding and checking arguments), `programs` (the generated code,
+    per argument shapes) and the results and updates of a call."""
+
+    def __init__(self, inputs, outputs, updates=None, optimize=True, backend="numpy", compute=False,
+                 to_numpy=False):
+        self.backend = backends.resolve(backend, compute=compute, to_numpy=to_numpy)
+        self.signature = Signature(inputs, self.backend)
+        self.inputs = self.signature.inputs
+        if outputs is None:
+            raise TypeError("function: outputs must be a tensor or a list of tensors, got None")
+        self.single_output = isinstance(outputs, Tensor)
+        output_list = [outputs] if self.single_output else list(outputs)
+        for position, out in enumerate(output_list):
+            if not isinstance(out, Tensor):
+                raise TypeError(f"function: outputs[{position}] is a {type(out).__name__}, not a tensor")
+        self.outputs = output_list
+        self.updates = _normalize_updates(updates)
+        graph = Graph.from_outputs(output_list + [expression for _, expression in self.updates])
+        self.unoptimized_graph = graph
+        self.optimize = optimize
+        self._numeric_check = None
+        if optimize == "check" and not self.backend.host_arrays:
+            raise ValueError(f"function: optimize='check' runs on the NumPy backend only, not {self.backend.name!r}")
+        if optimize == "check":  # every pass's result is compared on the actual inputs at each call
+            self._numeric_check = NumericCheck(graph, self.inputs)
+            self.graph = self._numeric_check.optimized
+        elif optimize in (True, "debug"):
+            self.graph = passes.optimize(graph, debug=optimize == "debug")
+        elif optimize is False:
+            self.graph = graph
+        else:
+            raise ValueError(f"function: optimize must be True, False, 'debug' or 'check', got {optimize!r}")
+        self._check_inputs_cover(self.graph)
+        state_kernels = {node: node.op.kernel(dict(node.attrs)) for node in self.graph.nodes if node.op.stateful}
+        self.programs = ProgramCache(self.graph, self.inputs, self.backend, state_kernels)
+        self.results = Results(len(self.outputs), self.single_output, self.updates,
+                               [node.payload for node in self.graph.variables], self.backend)
+
+    def _check_inputs_cover(self, graph):
+        listed = set(self.inputs)
+        for node in graph.placeholders:
+            if node not in listed:
+                raise ValueError(f"function: the outputs depend on {node.describe()}, "
+                                 "which is not listed in inputs")
+
+    # calling --------------------------------------------------------------------------------
+    def __call__(self, *args, **kwargs):
+        # The fast path takes NumPy arrays as they are: only a backend of host arrays runs on them unchanged.
+        backend = self.backend
+        host = backend.host_arrays
+        arrays = self.signature.exact_arguments(args) if not kwargs and host else None
+        if arrays is None:
+            arrays = self.signature.bind(args, kwargs)
+        if self._numeric_check is not None:
+            self._numeric_check.check(arrays)
+        programs = self.programs
+        if programs.sizes_unknown:
+            programs.last_shapes = [array.shape for array in arrays]  # for f.stats
+        program = programs.program_for(arrays) if programs.specializes else programs.general
+        try:
+            results = program.run(*arrays) if host else backend.run(program.run, arrays)
+        except Exception as error:  # re-raised with the graph's context
+            raise self._explain(error, program) from error
+        if not host:
+            results = backend.from_backend(results)
+        return self.results.deliver(arrays, results)
+
+    def _explain(self, error, program):
+        located = program.locate(error)
         if located is None:
             return ExecutionError(f"compiled function failed: {type(error).__name__}: {error}")
         node, input_names, frame_locals = located
@@ -374,8 +422,7 @@ class Function:
 
     def current_program(self):
         """The generated program of the last call (executor.Program), or the general one."""
-        with self._specialized_lock:
-            return next(reversed(self._specialized.values()), self._program)
+        return self.programs.current()
 
     def __repr__(self):
         return f"<Function: {len(self.inputs)} inputs, {len(self.outputs)} outputs, {len(self.graph)} nodes>"
@@ -403,7 +450,7 @@ def _fits(shape, expected):
     return len(shape) == len(expected) and all(d is None or d == s for d, s in zip(expected, shape))
 
 
-def _unshared(value, held, backend=backends.NUMPY):
+def _unshared(value, held, backend):
     """`value` as an array nothing else holds: views, read-only arrays and the arrays in `held`
     are copied, so results never alias the caller's inputs, constants or variables. A
     backend's own arrays (Dask's, immutable; CuPy's, fresh unless a kernel passed one through)

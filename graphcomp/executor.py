@@ -1,11 +1,16 @@
 """The executor: schedule, memory plan, and one generated straight-line Python function.
 
-Every node becomes one line naming its op and the user's line that built it,
-`v7 = add(v3, v5)  # model.py:12`, with its kernel bound as a default argument, so each step
-costs one call. A kernel shared by every node of its op is bound under the op's name; one with
-attributes bound, or a fused kernel, under `<op>_<position>` (`v8 = sum_8(v7)  # sum(axis=(1,),
-keepdims=False); model.py:13`, `v9 = fused_9(v8)  # fused tanh, add; model.py:14`). The text
-is `Program.source` (`f.source`) and is registered with linecache, so tracebacks show it.
+Every node becomes one line binding its value, with its dtype and shape, to a call of its
+op's kernel, and naming the user's line that built it: `v7: "f64[128,256]" = add(v3, v5)  #
+model.py:12` (the annotation is text Python does not evaluate). Kernels live in the program's
+namespace, so each step costs one call and the `def` line lists only the arguments. A kernel
+shared by every node of its op is bound under the op's name; one with attributes bound under
+`<op>_<position>` (`v8: "f64[128]" = sum_8(v7)  # sum(axis=(1,), keepdims=False); model.py:13`);
+a fused kernel under its own name, whose NumPy code follows the program (`v9: "f64[128,256]" =
+fused_3(v8)  # fused tanh, add; model.py:14`, then `def fused_3(x0, out): ...`). A derivative's
+line also cites the forward op it differentiates (`# grad of tanh at model.py:14; model.py:20`,
+the last place being the gc.grad call). The text is `Program.source` (`f.source`); the program
+part is registered with linecache, so tracebacks show it.
 The memory plan decides, for nodes whose kernels can write into a given array (NumPy ufuncs,
 matmul, fused kernels) and whose shape is known:
 
@@ -52,7 +57,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from graphcomp import backends
 from graphcomp.ir import garbage_collection_paused
+from graphcomp.liveness import FreeSlots, last_reads
 from graphcomp.shapes import format_shape, is_static, size_of
 
 SEGMENT_LINES = 2000
@@ -117,17 +124,11 @@ def plan_memory(graph, shape_of=static_shape):
     `shape_of(node)` gives the shapes to plan with (concrete ones, for a program specialised
     to its arguments' shapes); by default the nodes' static shapes."""
     nodes = graph.nodes
-    position = {node: i for i, node in enumerate(nodes)}
-    never = len(nodes)
-    outputs = set(graph.outputs)
-    last_use = {node: (never if node in outputs else position[node]) for node in nodes}
-    for node in nodes:
-        for parent in node.inputs:
-            if last_use[parent] != never:
-                last_use[parent] = max(last_use[parent], position[node])
+    last_read = last_reads([node.inputs for node in nodes], live_out=graph.outputs)
+    last_use = {node: last_read.get(node, i) for i, node in enumerate(nodes)}  # read nowhere: dead at once
     plan = MemoryPlan()
     aliases = {}  # node -> buffers its value may share memory with
-    pool = {}
+    pool = FreeSlots()  # dead buffers by (shape, dtype)
     dying_at = {}
     for node in nodes:
         dying_at.setdefault(last_use[node], []).append(node)
@@ -167,8 +168,8 @@ def _choose_buffer(node, shape, i, aliases, last_use, pool, plan):
                 buffer = owned[0]
                 buffer.holder = node
                 return buffer
-    if writes_out and pool.get(key):
-        buffer = pool[key].pop()
+    buffer = pool.take(key) if writes_out else None
+    if buffer is not None:
         plan.out_of[node] = buffer.holder
         buffer.free_event[2] = True
         plan.keep_until[buffer.holder] = i
@@ -184,7 +185,7 @@ def _release(buffer, i, pool, plan):
     plan.frees.append(event)
     if buffer.key is not None:
         buffer.free_event = event
-        pool.setdefault(buffer.key, []).append(buffer)
+        pool.give(buffer.key, buffer)
 
 
 def peak_bytes(graph, plan, shape_of=static_shape):
@@ -225,6 +226,7 @@ class Program:
     line_to_node: dict          # (code object, line number) -> (node, names of its inputs)
     plan: MemoryPlan
     segments: int = 1
+    bindings: tuple = ()        # the names of the kernels, constants and variables the code reads
 
     def locate(self, error):
         """(node, input names, frame locals) of the line an exception came from, or None."""
@@ -241,39 +243,45 @@ class Program:
 class _Emitter:
     """Collects lines with what they define, use and delete, then writes segment functions."""
 
-    def __init__(self, backend=None, kernels=None):
+    def __init__(self, backend, kernels=None):
         self.lines = []  # (text, node or None, input names, defined name or None, deleted names)
-        self.bindings = {}
+        self.bindings = {}  # the names the lines call and read: the program's namespace
+        self.fused = {}  # identifier -> fused kernel whose NumPy code the program prints
         self.backend = backend
         self.kernels = kernels or {}
 
-    def add(self, text, node=None, inputs=(), defines=None, deletes=(), bound=()):
-        self.lines.append((text, node, list(inputs), defines, list(deletes), bound))
+    def add(self, text, node=None, inputs=(), defines=None, deletes=()):
+        self.lines.append((text, node, list(inputs), defines, list(deletes)))
 
     def bind_kernel(self, node, position):
         """Bind the node's kernel under a readable identifier and return it: the op's name when
-        every node of the op shares one kernel object (`impl`), else `<op name>_<position>`."""
+        every node of the op shares one kernel object (`impl`), a fused kernel's own name (the
+        one its NumPy code has), else `<op name>_<position>`."""
         op = node.op
         kernel = self.kernels.get(node) or op.kernel(dict(node.attrs))
-        if self.backend is not None:
-            kernel = self.backend.kernel(node, kernel)
+        kernel = self.backend.kernel(node, kernel)
         base = _identifier(op.name)
-        if kernel is not op.impl or op.members:  # one kernel per fused node
+        if op.members:  # one kernel per fused node, under its own name
+            base = _identifier(getattr(op.impl, "name", f"{base}_{position}"))
+        elif kernel is not op.impl:
             base = f"{base}_{position}"
         candidate, suffix = base, 1
         while True:  # another object (or a generated name) may hold the name already
             held = self.bindings.get(candidate, _FREE)
             if held is kernel or (held is _FREE and not _RESERVED.match(candidate)):
                 self.bindings[candidate] = kernel
+                if op.members and isinstance(getattr(op.impl, "source", None), str):
+                    self.fused[candidate] = (op.impl, node)
                 return candidate
             suffix += 1
             candidate = f"{base}_{suffix}"
 
 
 _FREE = object()
-# Names the generated code defines itself: values (v7, p0, c3, s4), k7 (the old kernel names)
-# and the functions (run, segment_2); dunders stay Python's.
-_RESERVED = re.compile(r"(?:[vpcsk]\d+|run|segment_\d+|__.*)\Z")
+# Names the generated code defines itself: values (v7, p0, c3, s4), k7 (the old kernel names),
+# the functions (run, segment_2), the workspace and the values between segments (ws, env);
+# dunders stay Python's.
+_RESERVED = re.compile(r"(?:[vpcsk]\d+|run|segment_\d+|ws|env|__.*)\Z")
 _COMMENT_LIMIT = 80      # characters describing an op in a line's comment (its location follows)
 _FUSED_OPS_LISTED = 6    # distinct member ops a fused kernel's comment names
 
@@ -290,7 +298,11 @@ def _identifier(name):
 
 def _where(node):
     """`model.py:12`: the file (base name) and line that built the node, or ''."""
-    source = node.source
+    return _where_source(node.source)
+
+
+def _where_source(source):
+    """`model.py:12` for a SourceLocation, or '' for None."""
     if source is None:
         return ""
     return f"{os.path.basename(str(source.filename))}:{source.lineno}"
@@ -301,9 +313,30 @@ def _short(text, limit=_COMMENT_LIMIT):
 
 
 def _comment(what, node):
-    """`  # what; model.py:12` (empty when there is nothing to say)."""
-    text = _printable("; ".join(part for part in (_short(what), _where(node)) if part))
+    """`  # what; model.py:12` (empty when there is nothing to say); a derivative's line also
+    cites the forward op it differentiates: `  # what; grad of tanh at model.py:9; model.py:12`
+    (the last place is where the gradient was asked for)."""
+    forward = node.differentiates
+    if forward is None and node.op.members:  # a fused kernel: its members' forward op, when they share one
+        forwards = {member.differentiates for member in node.op.members}
+        forward = forwards.pop() if len(forwards) == 1 else None
+    cited = f"grad of {forward[0]}" + (f" at {_where_source(forward[1])}" if forward[1] is not None else "") \
+        if forward is not None else ""
+    text = _printable("; ".join(part for part in (_short(what), cited, _where(node)) if part))
     return f"  # {text}" if text else ""
+
+
+def _binder(name, node, shape):
+    """`v7: "f64[128,256]"`: the value's name with its shape and dtype (an annotation Python
+    does not evaluate in a function's body)."""
+    return f'{name}: "{type_text(node.dtype, shape)}"'
+
+
+def type_text(dtype, shape):
+    """`f64[128,256]`, `bool[?,3]`, `i64[]`: a dtype and shape as the program prints them."""
+    dtype = np.dtype(dtype)
+    kind = "bool" if dtype.kind == "b" else f"{dtype.kind}{dtype.itemsize * 8}"
+    return f"{kind}[{','.join('?' if d is None else str(d) for d in shape)}]"
 
 
 def _printable(text):
@@ -343,12 +376,12 @@ def _describe_input(name, node):
 
 def generate(graph, inputs, backend=None, shape_of=static_shape, kernels=None):
     """Write the straight-line Python function(s) that evaluate `graph`; returns a Program.
-    `backend` (graphcomp.backends; NumPy when None) supplies the kernels the lines call and
+    `backend` (a graphcomp.backends object or name; NumPy when None) supplies the kernels the lines call and
     says whether arrays may be written into (the memory plan); `shape_of` as for plan_memory.
     `kernels` ({node: kernel}) gives the kernels of some nodes ready made: the compiled
     function's own kernels of stateful ops, which every program it generates shares."""
     with garbage_collection_paused():
-        return _generate(graph, inputs, backend, shape_of, kernels)
+        return _generate(graph, inputs, backends.resolve(backend), shape_of, kernels)
 
 
 def workspace_nodes(plan, shape_of=static_shape):
@@ -361,7 +394,7 @@ def workspace_nodes(plan, shape_of=static_shape):
 
 
 def _generate(graph, inputs, backend, shape_of, kernels):
-    plan = plan_memory(graph, shape_of) if backend is None or backend.plans_memory else MemoryPlan()
+    plan = plan_memory(graph, shape_of) if backend.plans_memory else MemoryPlan()
     workspace, specs = {}, []  # node -> its array's index in the workspace; (shape, dtype) per array
     if plan.allocations and 2 * len(graph.nodes) + len(inputs) <= SEGMENT_LINES:  # one segment
         nodes = workspace_nodes(plan, shape_of)
@@ -372,10 +405,7 @@ def _generate(graph, inputs, backend, shape_of, kernels):
     names = {}
     index_of_input = {node: i for i, node in enumerate(inputs)}
     outputs = set(graph.outputs)
-    last_use = {}
-    for position, node in enumerate(graph.nodes):
-        for parent in node.inputs:
-            last_use[parent] = position
+    last_use = last_reads([node.inputs for node in graph.nodes])
     keep_until = plan.keep_until
     release_after = {}
     for holder, position in keep_until.items():
@@ -390,15 +420,14 @@ def _generate(graph, inputs, backend, shape_of, kernels):
             continue
         if leaf == "baked":  # a constant: its array is bound by name
             names[node] = f"c{position}"
-            emitter.bindings[names[node]] = node.payload if backend is None else backend.constant(node.payload)
+            emitter.bindings[names[node]] = backend.constant(node.payload)
             continue
         if leaf == "read":  # a variable: its storage is read at every call
-            emitter.bindings[f"s{position}"] = (node.payload if backend is None
-                                                else backend.storage(node.payload))
+            emitter.bindings[f"s{position}"] = backend.storage(node.payload)
             copy = ".copy()" if node in outputs else ""
             label = f"variable {node.name!r}" if node.name else "variable"
-            emitter.add(f"{name} = s{position}.value{copy}{_comment(label, node)}", node, (), name,
-                        bound=(f"s{position}",))
+            emitter.add(f"{_binder(name, node, shape_of(node))} = s{position}.value{copy}{_comment(label, node)}",
+                        node, (), name)
         else:
             kernel = emitter.bind_kernel(node, position)
             arguments = [names[parent] for parent in node.inputs]
@@ -408,9 +437,8 @@ def _generate(graph, inputs, backend, shape_of, kernels):
             else:
                 into = [f"out={names[target]}"] if target is not None else []
             call = ", ".join(arguments + into)
-            constants = tuple(a for a in arguments if a[0] == "c")
             comment = _comment(_describe(node, kernel), node)
-            emitter.add(f"{name} = {kernel}({call}){comment}", node, arguments, name, bound=(kernel,) + constants)
+            emitter.add(f"{_binder(name, node, shape_of(node))} = {kernel}({call}){comment}", node, arguments, name)
         names[node] = name
         dead = {names[p] for p in node.inputs
                 if last_use.get(p) == position and p not in outputs and not p.op.leaf
@@ -422,7 +450,20 @@ def _generate(graph, inputs, backend, shape_of, kernels):
     run, source, line_to_node, segments = _compile_segments(emitter, len(inputs), returned, bool(specs))
     if specs:
         run = _with_workspace(run, specs)
-    return Program(run, source, line_to_node, plan, segments)
+    return Program(run, source + _fused_sources(emitter.fused), line_to_node, plan, segments,
+                   tuple(emitter.bindings))
+
+
+def _fused_sources(fused):
+    """The NumPy code of each fused kernel the program calls, under the name it calls it by."""
+    parts = []
+    for identifier, (kernel, node) in fused.items():
+        source = kernel.source
+        if identifier != kernel.name:  # another op held the kernel's name: print it under the one called
+            source = source.replace(f"def {kernel.name}(", f"def {identifier}(", 1)
+        literals = "".join(f"; {name} = {value!r}" for name, value in kernel.literals.items())
+        parts.append(f"\n# {identifier}: {_printable(_describe(node, identifier) + literals)}\n{source}")
+    return "".join(parts)
 
 
 def _with_workspace(body, specs):
@@ -475,15 +516,13 @@ def _compile_segments(emitter, arity, returned, workspace=False):
 
 def _segment_source(function_name, parameters, chunk, loads, stores, result):
     """(source of one def, [(line number, (node, input names))]) for a chunk of lines."""
-    body, used_bindings, located = list(loads), [], []
-    for text, node, arguments, defines, deletes, bindings in chunk:
+    body, located = list(loads), []
+    for text, node, arguments, defines, deletes in chunk:
         body.append(text)
-        used_bindings.extend(bindings)
         if node is not None:
             located.append((len(body) + 1, (node, arguments)))
     body += stores
-    defaults = [f"{key}={key}" for key in dict.fromkeys(used_bindings)]
-    header = f"def {function_name}({', '.join(parameters + defaults)}):"
+    header = f"def {function_name}({', '.join(parameters)}):"
     if result is not None:
         body.append(f"return ({', '.join(result)}{',' if len(result) == 1 else ''})")
     source = header + "\n" + "\n".join("    " + line for line in body or ["pass"]) + "\n"
@@ -501,11 +540,11 @@ def _compile_long(chunks, parameters, returned, filename, namespace):
     for number, chunk in enumerate(chunks):
         read, defined, kept = {}, set(parameters) if number == 0 else set(), []  # read: an ordered set
         for line in chunk:
-            text, node, arguments, defines, deletes, bindings = line
+            text, node, arguments, defines, deletes = line
             if deletes:  # only names this chunk holds; the others leave `env` at their last read
                 local = [name for name in deletes if name in defined or name in read]
                 if local:
-                    kept.append((f"del {', '.join(local)}", None, [], None, local, ()))
+                    kept.append((f"del {', '.join(local)}", None, [], None, local))
                 continue
             code = text.split("#", 1)[0]
             for name in _VALUE_NAME.findall(code.split("=", 1)[1] if defines else code):
@@ -618,9 +657,9 @@ def function_stats(function):
     """The FunctionStats of a compiled gc.function (sizes from its last call where unknown)."""
     program, graph = function.current_program(), function.graph
     peak = peak_bytes(graph, program.plan)
-    if peak is None and function._last_shapes is not None:
+    if peak is None and function.programs.last_shapes is not None:
         try:
-            shapes = concrete_shapes(graph, function.inputs, function._last_shapes)
+            shapes = concrete_shapes(graph, function.inputs, function.programs.last_shapes)
             peak = peak_bytes(graph, program.plan, shapes.get)
         except Exception:  # noqa: BLE001 - a shape rule that needs more than shapes: size unknown
             peak = None

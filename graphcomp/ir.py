@@ -25,6 +25,8 @@ _node_counter = itertools.count()
 # The name scope and derivative order new nodes get: per thread (and per asyncio task).
 _scope = contextvars.ContextVar("graphcomp_scope", default=())
 _derivative_order = contextvars.ContextVar("graphcomp_derivative_order", default=0)
+# The forward node whose derivative new nodes compute: (its op's name, where the user built it).
+_differentiating = contextvars.ContextVar("graphcomp_differentiating", default=None)
 
 
 class SourceLocation:
@@ -94,6 +96,16 @@ def derivative_order(order):
 
 
 @contextlib.contextmanager
+def differentiating(node):
+    """Tag nodes built inside the block as computing a derivative of the forward `node`."""
+    token = _differentiating.set((str(node.op.name), node.source))
+    try:
+        yield
+    finally:
+        _differentiating.reset(token)
+
+
+@contextlib.contextmanager
 def garbage_collection_paused():
     """Pause Python's cyclic garbage collector while a graph is compiled: compiling builds many
     objects and no cycles, and the collector's repeated scans would cost more than the work."""
@@ -116,7 +128,7 @@ class Node:
 
     __slots__ = (
         "op", "inputs", "attrs", "shape", "dtype", "name", "source", "scope",
-        "derivative_order", "payload", "id", "__weakref__",
+        "derivative_order", "differentiates", "payload", "id", "__weakref__",
     )
 
     def __init__(self, op, inputs, attrs, shape, dtype, name=None, source=None, payload=None):
@@ -130,6 +142,7 @@ class Node:
         set_(self, "source", source if source is not None else user_source_location())
         set_(self, "scope", current_scope())
         set_(self, "derivative_order", _derivative_order.get())
+        set_(self, "differentiates", _differentiating.get())  # (op name, source) of a forward node, or None
         set_(self, "payload", payload)
         set_(self, "id", next(_node_counter))
 
@@ -327,7 +340,7 @@ def _node_reduction(node):
     payload = node.payload
     frozen = isinstance(payload, np.ndarray) and not payload.flags.writeable
     fields = (type(node), node.op, node.inputs, dict(node.attrs), node.shape, node.dtype, node.name,
-              node.source, node.scope, node.derivative_order, payload, frozen)
+              node.source, node.scope, node.derivative_order, payload, frozen, node.differentiates)
     mark = _emission_marks.pop(node, None)
     if mark is not None and mark[1] >= mark[0].cursor:
         mark[0].cursor = mark[1] + 1
@@ -340,7 +353,7 @@ def _node_reduction(node):
 
 
 def restore_node(cls, op, inputs, attrs, shape, dtype, name=None, source=None, scope="",
-                 derivative_order=0, payload=None, frozen_payload=False):
+                 derivative_order=0, payload=None, frozen_payload=False, differentiates=None):
     """A node of class `cls` with every field given (nothing taken from the current context);
     a fresh id. How pickled and loaded nodes come back."""
     if frozen_payload and isinstance(payload, np.ndarray) and payload.flags.writeable:
@@ -356,6 +369,7 @@ def restore_node(cls, op, inputs, attrs, shape, dtype, name=None, source=None, s
     set_(node, "source", source)
     set_(node, "scope", scope)
     set_(node, "derivative_order", derivative_order)
+    set_(node, "differentiates", differentiates)
     set_(node, "payload", payload)
     set_(node, "id", next(_node_counter))
     return node

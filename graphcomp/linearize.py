@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from graphcomp import backends
 from graphcomp.autodiff import as_list, grad, vjp
 from graphcomp.backends import is_dask_array
 from graphcomp.compile import function
@@ -158,11 +159,10 @@ class LinearizedOperator:
         self._point_inputs = Graph.from_outputs(point_outputs).placeholders
         self._check_fed(list(self._point_inputs) + [b for b, fed in zip(boundary, self._fed_boundary) if fed],
                         parameters, self._feeds)
-        self.backend = "dask" if any(is_dask_array(v) for v in self._feeds.values()) else "numpy"
+        self.backend = backends.for_arrays(self._feeds.values())
         self._point_function = function(self._point_inputs, point_outputs, optimize=optimize, backend=self.backend)
         self._product_function = function(cached + vectors, substitute(products, dict(zip(boundary, cached))),
-                                          optimize=optimize, backend=self.backend,
-                                          compute=self.backend == "dask")
+                                          optimize=optimize, backend=self.backend.returning_host_arrays())
         self.boundary_size = len(boundary)
         self.matvec_count = 0
         self.point_evaluations = 0
@@ -189,14 +189,10 @@ class LinearizedOperator:
         known.update(zip(self.parameters, self._values))
         results = self._point_function(*[known[node] for node in self._point_inputs])
         count = len(self.parameters)
-        if self.backend == "dask":
-            # One pass computes the cost, the gradient and the cached values, which then stay in
-            # the workers' memory. Fed values (the data itself) are not kept: each product reads
-            # them again, as the point pass did, so the data need not fit in the cluster's memory.
-            import dask  # noqa: PLC0415 - the feeds are Dask arrays, so Dask is there
-
-            results = list(dask.persist(*results))  # one submission of one graph
-            results[:1 + count] = dask.compute(*results[:1 + count])  # fetched from the workers
+        # On Dask, one pass computes the cost, the gradient and the cached values, which then stay
+        # in the workers' memory. Fed values (the data itself) are not kept: each product reads
+        # them again, as the point pass did, so the data need not fit in the cluster's memory.
+        results = self.backend.persist(results, fetch=1 + count)
         self.value = float(results[0])
         self.gradient = results[1:1 + count]
         computed = iter(results[1 + count:])

@@ -61,6 +61,7 @@ import zipfile
 
 import numpy as np
 
+from graphcomp import backends
 from graphcomp import registry as op_registry
 from graphcomp.compile import Function
 from graphcomp.errors import OpAttributeError
@@ -79,10 +80,10 @@ NODE_FIELDS = ("op", "inputs", "attrs", "shape", "dtype", "name", "scope", "deri
 SOURCE_FIELDS = ("file", "line", "function")
 VARIABLE_FIELDS = ("name", "shape", "dtype")
 FUNCTION_FIELDS = ("inputs", "outputs", "single_output", "updates", "optimize")
-# Optional: gc.function's backend keywords, {"backend": "dask", "compute": bool} or
-# {"backend": "cupy", "to_numpy": bool}; absent for NumPy.
+# Optional: gc.function's backend keywords as the backend object gives them (`options()`):
+# {"backend": "dask", "compute": bool} or {"backend": "cupy", "to_numpy": bool}; absent for NumPy.
 BACKEND_FIELD = "backend"
-BACKEND_FLAGS = ("compute", "to_numpy")
+BACKEND_FLAGS = backends.option_keywords()
 OPTIMIZE_FLAGS = (True, False, "debug", "check")
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed, so that saving the same thing twice gives the same bytes
 MAX_BYTES = 2 ** 30    # the most bytes gc.load inflates from one file unless told otherwise (1 GiB)

@@ -29,7 +29,7 @@ ENGINES = ["numpy"] + (["numexpr"] if kernels.numexpr is not None else [])
 @pytest.fixture(params=ENGINES)
 def engine(request):
     """Each kernel engine installed, in turn, for one test (the previous one restored after)."""
-    previous = kernels.get_backend()
-    kernels.set_backend(request.param)
+    previous = kernels.kernel_engine()
+    kernels.set_kernel_engine(request.param)
     yield request.param
-    kernels.set_backend(previous)
+    kernels.set_kernel_engine(previous)

@@ -113,8 +113,8 @@ def test_deep_chains_and_an_unrolled_lstm_compile_in_proportion_to_their_size(na
     from graphcomp import kernels
     if engine == "numexpr" and kernels.numexpr is None:
         pytest.skip("numexpr is not installed")
-    previous = kernels.get_backend()
-    kernels.set_backend(engine)
+    previous = kernels.kernel_engine()
+    kernels.set_kernel_engine(engine)
     try:
         inputs, out = DEEP[name]()
         outputs = [out] + gc.grad(out if out.shape == () else gc.sum(out), inputs)
@@ -141,4 +141,4 @@ def test_deep_chains_and_an_unrolled_lstm_compile_in_proportion_to_their_size(na
         with capsys.disabled():
             print(f"\n{name} ({engine}): {nodes} nodes, both modes compiled and run in {elapsed:.2f} s")
     finally:
-        kernels.set_backend(previous)
+        kernels.set_kernel_engine(previous)

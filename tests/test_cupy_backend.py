@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import graphcomp as gc
-from graphcomp.backends import CupyBackend
+from graphcomp.backends import CuPy
 from op_cases import CASES, case_with_gradients
 
 
@@ -146,7 +146,7 @@ def _device_case(case, backend):
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
 def test_every_op_and_its_gradient_runs_on_device_arrays_only(case):
-    backend = CupyBackend(xp=_stand_in())
+    backend = CuPy(xp=_stand_in())
     for expected, got in _device_case(case, backend):
         for value, reference in zip(got, expected):
             assert isinstance(value, DeviceArray)
@@ -160,7 +160,7 @@ def test_fused_groups_replay_their_steps_as_one_fused_function_with_the_same_bit
     y = gc.tanh(x) * gc.sigmoid(x) + gc.log1p(gc.exp(-gc.abs(x)))
     values = np.concatenate([np.linspace(-40, 40, 801), [0.0, -0.0, np.inf, -np.inf, np.nan, 1e-310]])
     expected = gc.function([x], y, optimize=False)(values)
-    f = gc.function([x], y, backend=CupyBackend(xp=stand_in))
+    f = gc.function([x], y, backend=CuPy(xp=stand_in))
     assert f.stats.fused_kernels == 1 and len(stand_in.fusions) == 1
     got = f(values)
     np.testing.assert_array_equal(got.get(), expected)
@@ -176,7 +176,7 @@ def test_variables_stay_on_the_device_and_read_back_on_demand():
     w = gc.variable(rng.standard_normal(3), name="w")
     loss = gc.mean(gc.square(x @ w - t))
     (g,) = gc.grad(loss, [w])
-    step = gc.function([x, t], loss, updates=[(w, w - 0.1 * g)], backend=CupyBackend(xp=stand_in))
+    step = gc.function([x, t], loss, updates=[(w, w - 0.1 * g)], backend=CuPy(xp=stand_in))
     X, T = rng.standard_normal((20, 3)), rng.standard_normal(20)
     start = w.value.copy()
     reference = start.copy()
@@ -193,14 +193,14 @@ def test_variables_stay_on_the_device_and_read_back_on_demand():
 
 def test_to_numpy_returns_host_arrays():
     x = gc.placeholder((None,), name="x")
-    f = gc.function([x], [gc.exp(x), gc.sum(x)], backend=CupyBackend(xp=_stand_in(), to_numpy=True))
+    f = gc.function([x], [gc.exp(x), gc.sum(x)], backend=CuPy(xp=_stand_in(), to_numpy=True))
     first, total = f(np.arange(4.0))
     assert type(first) is np.ndarray and type(total) is np.ndarray
     np.testing.assert_allclose(first, np.exp(np.arange(4.0)))
 
 
 def test_run_time_checks_of_masks_labels_and_positions_run_on_device_arrays():
-    backend = CupyBackend(xp=_stand_in())
+    backend = CuPy(xp=_stand_in())
     x = gc.placeholder((None, 4), name="x")
     m = gc.placeholder((None,), dtype="bool", name="m")
     i = gc.placeholder((None,), dtype="int64", name="i")
@@ -269,7 +269,7 @@ def test_a_variable_updated_to_another_variables_value_gets_its_own_device_array
     x = gc.placeholder((None,), name="x")
     a = gc.variable(np.zeros(3), name="a")
     b = gc.variable(np.arange(3.0), name="b")
-    step = gc.function([x], gc.sum(x), updates=[(a, b)], backend=CupyBackend(xp=stand_in))
+    step = gc.function([x], gc.sum(x), updates=[(a, b)], backend=CuPy(xp=stand_in))
     step(np.ones(4))
     assert a.payload.device_value(stand_in) is not b.payload.device_value(stand_in)
     np.testing.assert_array_equal(a.value, [0.0, 1.0, 2.0])

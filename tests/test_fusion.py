@@ -204,8 +204,8 @@ def test_pure_numpy_kernel_writes_into_preallocated_buffers():
     assert ", out)" in kernel.source and "_tanh" in kernel.source  # the last step writes into `out`
     values = RNG.standard_normal(10)
     out = np.empty(10)
-    previous = kernels.get_backend()
-    kernels.set_backend("numpy")
+    previous = kernels.kernel_engine()
+    kernels.set_kernel_engine("numpy")
     try:
         assert kernel(values, out=out) is out
         assert_relative(out, np.tanh(values) * np.exp(-values) + values ** 2)
@@ -213,7 +213,7 @@ def test_pure_numpy_kernel_writes_into_preallocated_buffers():
         kernel(alias, out=alias)  # writing over its own input gives the same values
         assert_relative(alias, out)
     finally:
-        kernels.set_backend(previous)
+        kernels.set_kernel_engine(previous)
 
 
 def test_blocked_threaded_path_handles_broadcast_inputs():
@@ -263,22 +263,22 @@ def test_execution_error_names_the_fused_expression_and_each_original_line():
 
 
 def test_numexpr_is_optional():
-    previous = kernels.get_backend()
+    previous = kernels.kernel_engine()
     try:
-        kernels.set_backend("numpy")
+        kernels.set_kernel_engine("numpy")
         x = gc.placeholder((3,))
         np.testing.assert_allclose(gc.function([x], gc.exp(x) + 1.0)(np.zeros(3)), [2.0, 2.0, 2.0])
         if kernels.numexpr is None:
             with pytest.raises(ValueError, match="numexpr"):
-                kernels.set_backend("numexpr")
-        with pytest.raises(ValueError, match="unknown kernel backend"):
-            kernels.set_backend("cuda")
+                kernels.set_kernel_engine("numexpr")
+        with pytest.raises(ValueError, match="unknown kernel engine"):
+            kernels.set_kernel_engine("cuda")
     finally:
-        kernels.set_backend(previous)
+        kernels.set_kernel_engine(previous)
 
 
 def test_kernels_work_when_numexpr_is_not_installed(monkeypatch):
-    monkeypatch.setattr(kernels, "numexpr", None)
+    monkeypatch.setattr(kernels.numexpr_engine, "numexpr", None)
     kernel = kernel_of(lambda x: gc.exp(x) * x + 1 + gc.sin(x) * gc.cos(x) - gc.tanh(x), (5,))
     assert kernel.numexpr_program is None
     values = RNG.standard_normal(5)
@@ -288,7 +288,7 @@ def test_kernels_work_when_numexpr_is_not_installed(monkeypatch):
 
 @pytest.mark.skipif(kernels.numexpr is None, reason="numexpr is not installed")
 def test_numexpr_programs_split_at_shared_and_deeply_nested_values(monkeypatch):
-    monkeypatch.setattr(kernels, "MAX_NUMEXPR_NESTING", 20)  # stands for Python parser's limit
+    monkeypatch.setattr(kernels.numexpr_engine, "MAX_NUMEXPR_NESTING", 20)  # stands for Python parser's limit
 
     def shared_value(x):
         shared = gc.sqrt(gc.abs(x) * 2 + 1)
@@ -308,12 +308,12 @@ def test_numexpr_programs_split_at_shared_and_deeply_nested_values(monkeypatch):
         kernel.body(values, expected, *[np.empty(16, d) for d in kernel.slot_dtypes])
         assert_relative(program((values,), np.empty(16)), expected)
         alias = values.copy()
-        previous = kernels.get_backend()
-        kernels.set_backend("numexpr")
+        previous = kernels.kernel_engine()
+        kernels.set_kernel_engine("numexpr")
         try:
             kernel(alias, out=alias)  # `out` is also the input
         finally:
-            kernels.set_backend(previous)
+            kernels.set_kernel_engine(previous)
         assert_relative(alias, expected)
 
 
@@ -332,7 +332,7 @@ def test_set_num_threads_limits_the_kernels_numexpr_and_blas():
     previous = gc.set_num_threads(1)
     try:
         assert gc.get_num_threads() == 1
-        assert kernels._pool() is None  # one thread: large fused kernels stay in the caller's thread
+        assert kernels.threads._pool() is None  # one thread: large fused kernels stay in the caller's thread
         if kernels.numexpr is not None:
             assert kernels.numexpr.get_num_threads() == 1
         try:

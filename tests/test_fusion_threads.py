@@ -20,7 +20,7 @@ LIMITS = [1, 2, 3, 4]
 def threads(request, monkeypatch):
     """A thread limit for one test, with each thread's minimum lowered so that arrays of a few
     blocks are already cut into one range per thread (the previous limit restored after)."""
-    monkeypatch.setattr(kernels, "THREAD_MIN_ELEMENTS", kernels.BLOCK_ELEMENTS // 4)
+    monkeypatch.setattr(kernels.threads, "THREAD_MIN_ELEMENTS", kernels.BLOCK_ELEMENTS // 4)
     previous = gc.set_num_threads(request.param)
     yield request.param
     gc.set_num_threads(previous)
@@ -29,14 +29,14 @@ def threads(request, monkeypatch):
 @pytest.fixture
 def ranges(monkeypatch):
     """The (start, stop, thread) of every row range the kernels run."""
-    seen, lock, original = [], threading.Lock(), kernels.Kernel._run_rows
+    seen, lock, original = [], threading.Lock(), kernels.threads.run_rows
 
-    def recording(self, body, inputs, sliced, out, start, stop, block):
+    def recording(body, slot_dtypes, inputs, sliced, out, start, stop, block):
         with lock:
             seen.append((start, stop, threading.get_ident()))
-        return original(self, body, inputs, sliced, out, start, stop, block)
+        return original(body, slot_dtypes, inputs, sliced, out, start, stop, block)
 
-    monkeypatch.setattr(kernels.Kernel, "_run_rows", recording)
+    monkeypatch.setattr(kernels.threads, "run_rows", recording)
     return seen
 
 
@@ -80,7 +80,7 @@ def test_large_fused_kernels_give_the_same_bits_for_every_thread_limit(engine, t
         spans = sorted((start, stop) for start, stop, _ in ranges)
         assert spans[0][0] == 0 and spans[-1][1] == rows  # every row once, in contiguous ranges
         assert all(high == low for (_, high), (low, _) in zip(spans, spans[1:]))
-        assert len(spans) == min(threads, rows, got.size // kernels.THREAD_MIN_ELEMENTS)
+        assert len(spans) == min(threads, rows, got.size // kernels.threads.THREAD_MIN_ELEMENTS)
         caller = threading.get_ident()  # the caller runs the first range, the pool the others
         assert all((thread == caller) == (start == 0) for start, _, thread in ranges)
 
@@ -107,9 +107,9 @@ def test_random_programs_on_special_values_for_every_thread_limit(engine, thread
 def test_small_arrays_stay_on_the_calling_thread(ranges):
     previous = gc.set_num_threads(4)
     try:
-        x = gc.placeholder((kernels.THREAD_MIN_ELEMENTS + 1,), name="x")
-        gc.function([x], gc.tanh(x) * 2.0 + 1.0)(np.ones(kernels.THREAD_MIN_ELEMENTS + 1))
-        assert [(start, stop) for start, stop, _ in ranges] == [(0, kernels.THREAD_MIN_ELEMENTS + 1)]
+        x = gc.placeholder((kernels.threads.THREAD_MIN_ELEMENTS + 1,), name="x")
+        gc.function([x], gc.tanh(x) * 2.0 + 1.0)(np.ones(kernels.threads.THREAD_MIN_ELEMENTS + 1))
+        assert [(start, stop) for start, stop, _ in ranges] == [(0, kernels.threads.THREAD_MIN_ELEMENTS + 1)]
         assert ranges[0][2] == threading.get_ident()
     finally:
         gc.set_num_threads(previous)
@@ -121,14 +121,14 @@ def test_the_pool_follows_set_num_threads_and_previous_limits_come_back():
     previous = gc.set_num_threads(3)
     try:
         assert gc.get_num_threads() == 3 and kernels.thread_count() == 3
-        assert kernels._pool()._max_workers == 2  # the caller runs the first of three ranges
+        assert kernels.threads._pool()._max_workers == 2  # the caller runs the first of three ranges
         if kernels.numexpr is not None:
             assert kernels.numexpr.get_num_threads() == min(3, kernels.numexpr.MAX_THREADS)
         assert all(count <= 3 for count in _blas_threads())  # a BLAS may run fewer threads than asked
         assert gc.set_num_threads(5) == 3
-        assert kernels._pool()._max_workers == 4
+        assert kernels.threads._pool()._max_workers == 4
         assert gc.set_num_threads(1) == 5
-        assert kernels._pool() is None and kernels._pool_holder == [None, 0]  # no pool at all
+        assert kernels.threads._pool() is None and kernels.threads._pool_holder == [None, 0]  # no pool at all
         with pytest.raises(ValueError, match="positive int"):
             gc.set_num_threads(0)
         with pytest.raises(ValueError, match="positive int"):
@@ -138,7 +138,7 @@ def test_the_pool_follows_set_num_threads_and_previous_limits_come_back():
         assert gc.set_num_threads(previous) == 1
     assert gc.get_num_threads() == previous
     if previous is None:  # the limit is gone: every CPU, and numexpr's and BLAS's own counts again
-        assert kernels.thread_count() == kernels.CPUS
+        assert kernels.thread_count() == kernels.threads.CPUS
         assert _blas_threads() == blas_before
         if numexpr_before is not None:
             assert kernels.numexpr.get_num_threads() == numexpr_before

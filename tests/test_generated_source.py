@@ -48,7 +48,7 @@ def test_source_names_every_op_and_the_line_that_built_it():
     peaks = gc.max(h, axis=1)
     f = gc.function([x, w, b], [total, peaks], optimize=False)
     source = f.source
-    assert source == f._program.source
+    assert source == f.programs.general.source
     assert not OLD_KERNEL_CALL.search(source)
     assert f"# p0: placeholder 'x' (?, 3) float64; {THIS_FILE}:{line}" in source
     assert f"# p1: placeholder 'w' (3, 4) float64; {THIS_FILE}:{line + 1}" in source
@@ -73,7 +73,7 @@ def test_variables_and_constants_keep_their_bound_names():
     v = gc.variable(np.arange(3.0), name="weights")
     f = gc.function([], v * 2.0, optimize=False)
     source = f.source
-    assert re.search(rf"v\d+ = s\d+\.value  # variable 'weights'; {THIS_FILE}:{line}\n", source)
+    assert re.search(rf"v\d+: \"f64\[3\]\" = s\d+\.value  # variable 'weights'; {THIS_FILE}:{line}\n", source)
     assert re.search(r"= multiply\(v\d+, c\d+\)", source)
     np.testing.assert_array_equal(f(), np.arange(3.0) * 2)
 
@@ -130,8 +130,8 @@ def test_odd_op_names_become_distinct_identifiers():
     f = gc.function([x], y, optimize=False)
     value = np.array([0.5, -0.25])
     np.testing.assert_allclose(f(value), np.sum(np.tanh(value) + sum(range(len(names)))))
-    header = f.source.splitlines()[0]
-    defaults = re.findall(r"(\w+)=\1", header)
+    assert f.source.splitlines()[0] in ("def run(p0):", "def run(p0, ws):")  # kernels live in the namespace
+    defaults = list(f.current_program().bindings)
     assert len(defaults) == len(set(defaults)) == len(names) + 2  # + tanh and the sum's kernel
     assert all(name.isascii() and name.isidentifier() for name in defaults)
     for reserved in ("lambda", "None", "v3", "p0", "c1", "s2", "k4", "run", "segment_0", "__class__"):
@@ -152,7 +152,7 @@ def test_long_graphs_are_split_into_segments_that_still_name_their_ops():
     f = gc.function([x], out, optimize=False)
     assert len(f.graph) > executor.SEGMENT_LINES and f.stats.segments > 1
     source = f.source
-    assert "def segment_1(" in source and "sin=sin" in source
+    assert "def segment_1(env):" in source and "def run(p0):" in source
     assert not OLD_KERNEL_CALL.search(source)
     assert "= sin(" in source and f"  # {THIS_FILE}:{line}" in source
     assert _line_calling(source, "log").endswith(f"  # {THIS_FILE}:{line_of_log}")
@@ -180,8 +180,8 @@ def test_traceback_of_a_failing_op_shows_the_generated_line():
     assert "'log'" in str(caught.value) and f"{THIS_FILE}:{line}" in str(caught.value)
     linecache.checkcache()
     text = _traceback_text(caught.value)
-    assert re.search(rf"v1 = log\(p0(, out=ws\[0\])?\)  # {re.escape(THIS_FILE)}:{line}", text), text
-    assert re.search(rf"v1 = log\(p0(, out=ws\[0\])?\)  # {re.escape(THIS_FILE)}:{line}", f.source)
+    assert re.search(rf"v1: \"f64\[2\]\" = log\(p0(, out=ws\[0\])?\)  # {re.escape(THIS_FILE)}:{line}", text), text
+    assert re.search(rf"v1: \"f64\[2\]\" = log\(p0(, out=ws\[0\])?\)  # {re.escape(THIS_FILE)}:{line}", f.source)
     assert "<graphcomp-function-" in text
 
 
@@ -203,9 +203,48 @@ def test_traceback_of_a_run_time_shape_mismatch_shows_the_fused_line():
 def test_generated_lines_leave_linecache_with_their_function():
     x = gc.placeholder((2,), name="x")
     f = gc.function([x], gc.exp(x), optimize=False)
-    filenames = {code.co_filename for code, _ in f._program.line_to_node}
+    filenames = {code.co_filename for code, _ in f.programs.general.line_to_node}
     assert filenames and all(linecache.getline(name, 2).strip() for name in filenames)
     assert all(linecache.cache[name][1] is None for name in filenames)
     del f
     garbage_collector.collect()
     assert not any(name in linecache.cache for name in filenames)
+
+
+def test_the_mlp_program_reads_like_a_typed_listing():
+    """f.source of an MLP's loss and gradient: a short header, every value typed, each fused
+    kernel's NumPy code under the name the program calls it by, and gradient lines citing the
+    forward op they differentiate and the gc.grad call."""
+    x = gc.placeholder((None, 6), name="x")
+    t = gc.placeholder((None, 3), name="t")
+    w1 = gc.variable(np.linspace(-0.5, 0.5, 24).reshape(6, 4), name="w1")
+    b1 = gc.variable(np.zeros(4), name="b1")
+    w2 = gc.variable(np.linspace(-0.3, 0.3, 12).reshape(4, 3), name="w2")
+    line_of_hidden = _next_line()
+    hidden = gc.tanh(x @ w1 + b1)
+    loss = gc.mean(-gc.sum(t * gc.log_softmax(hidden @ w2, axis=1), axis=1))
+    line_of_grad = _next_line()
+    grads = gc.grad(loss, [w1, b1, w2])
+    f = gc.function([x, t], [loss, *grads])
+    X = np.linspace(-1.0, 1.0, 48).reshape(8, 6)
+    T = np.eye(3)[np.arange(8) % 3]
+    f(X, T)  # the program of these shapes: every size known
+    source = f.source
+    lines = source.splitlines()
+    assert lines[0] in ("def run(p0, p1):", "def run(p0, p1, ws):")
+    values = [line for line in lines if re.match(r"    v\d+\b", line)]
+    assert values and all(re.match(r'    v\d+: "(f64|bool|i64)\[[0-9,]*\]" = ', line) for line in values), values
+    hidden_lines = [line for line in values if re.search(r"= matmul\(p0, ", line)]
+    assert len(hidden_lines) == 1 and hidden_lines[0].startswith('    v') and '"f64[8,4]"' in hidden_lines[0]
+    assert any('"f64[]"' in line for line in values)  # the loss
+    fused = [node for node in f.graph.nodes if node.op.members]
+    assert fused
+    for node in fused:
+        name = node.op.impl.name
+        assert re.search(rf"= {name}\(", source)                       # called by its own name
+        assert f"\ndef {name}(" in source                               # its NumPy code follows
+        assert node.op.impl.source.startswith(f"def {name}(")           # the same name in its own source
+    cited = f"grad of matmul at {THIS_FILE}:{line_of_hidden}; {THIS_FILE}:{line_of_grad}"
+    assert any(line.endswith(cited) for line in values), source
+    forward_lines = [line for line in values if line.endswith(f"  # {THIS_FILE}:{line_of_hidden}")]
+    assert forward_lines and not any("grad of" in line for line in forward_lines)

@@ -23,7 +23,7 @@ PACKAGE_DIR = Path(graphcomp.__file__).resolve().parent
 # package's __init__). The op registry sits below graphcomp.tensor, the op modules above it:
 # they build nodes with tensor.py, and graphcomp.ops.operators gives Tensor its operators.
 LAYERS = [
-    ("graphcomp.ir", "graphcomp.errors", "graphcomp.shapes", "graphcomp.progress"),
+    ("graphcomp.ir", "graphcomp.errors", "graphcomp.shapes", "graphcomp.progress", "graphcomp.liveness"),
     # the op registry (OpDef, register), the leaf records, attribute checkers, ufunc spellings
     ("graphcomp.registry", "graphcomp.ops", "graphcomp.ops.leaves", "graphcomp.ops.checks", "graphcomp.ops.steps"),
     ("graphcomp.tensor", "graphcomp.kernels"),
@@ -373,3 +373,71 @@ def test_the_scans_find_each_kind_of_violation():
         "line 13: the op name 'negative'", "line 13: the op name 'fused'", "line 14: the op name 'subtract'",
         "line 15: a builder looked up by name", "line 15: the op name 'add'", "line 15: the op name 'exp'",
         "line 15: the op name 'log'", "line 15: the op name 'log1p'", "line 15: the op name 'sum'"])
+
+# Backends are objects: only graphcomp.backends (or a backends package) knows which one is which.
+BACKEND_MODULES = ("graphcomp.backends",)
+BACKEND_NAMES = ("numpy", "dask", "cupy")
+
+
+def _is_backend_module(module):
+    return any(module == name or module.startswith(name + ".") for name in BACKEND_MODULES)
+
+
+def _mentions_backend(node):
+    """True when the expression names a backend (`backend`, `self.backend`, `_backend[0]`)."""
+    return any((isinstance(part, ast.Name) and "backend" in part.id.lower())
+               or (isinstance(part, ast.Attribute) and "backend" in part.attr.lower())
+               for part in ast.walk(node))
+
+
+def backend_special_cases(tree):
+    """Lines that single out one backend: `backends.NUMPY` (or importing NUMPY from the
+    backends), `backend is None`, and comparing a backend (or anything, for "dask" and
+    "cupy") with a backend's name."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr == "NUMPY":
+            found.append(f"line {node.lineno}: {ast.unparse(node)}")
+        elif isinstance(node, ast.ImportFrom) and "backends" in (node.module or "") \
+                and any(alias.name == "NUMPY" for alias in node.names):
+            found.append(f"line {node.lineno}: imports NUMPY from {node.module}")
+        elif isinstance(node, ast.Compare):
+            operands = [node.left, *node.comparators]
+            names = [o.value for o in operands if isinstance(o, ast.Constant) and o.value in BACKEND_NAMES]
+            names += [e.value for o in operands if isinstance(o, (ast.Tuple, ast.List, ast.Set))
+                      for e in o.elts if isinstance(e, ast.Constant) and e.value in BACKEND_NAMES]
+            none = any(isinstance(o, ast.Constant) and o.value is None for o in operands)
+            about_backend = any(_mentions_backend(o) for o in operands)
+            if (names and (about_backend or set(names) - {"numpy"})) or (none and about_backend):
+                found.append(f"line {node.lineno}: {ast.unparse(node)}")
+    return found
+
+
+def test_no_backend_special_cases_outside_the_backends():
+    offenders = [f"{module} {case}" for module in MODULES if not _is_backend_module(module)
+                 for case in backend_special_cases(_parse(module))]
+    assert not offenders, ("backend special cases outside graphcomp.backends (ask the Backend object "
+                           "instead):\n  " + "\n  ".join(offenders))
+
+
+BACKEND_SAMPLE = """
+from graphcomp.backends import NUMPY
+def run(f, backend, module):
+    if f.backend is backends.NUMPY or backend is None:
+        pass
+    if backend == "dask" or self._backend[0] != "numpy" or "cupy" in (f.kind, 2):
+        pass
+    return module == "numpy" or backend.name is not None
+"""
+
+
+def test_the_backend_scan_sees_each_kind_of_special_case():
+    assert sorted(backend_special_cases(ast.parse(BACKEND_SAMPLE))) == [
+        "line 2: imports NUMPY from graphcomp.backends",
+        "line 4: backend is None",
+        "line 4: backends.NUMPY",
+        "line 6: 'cupy' in (f.kind, 2)",
+        "line 6: backend == 'dask'",
+        "line 6: self._backend[0] != 'numpy'",
+        "line 8: backend.name is not None",
+    ]

@@ -141,7 +141,7 @@ def _batch_network():
 def test_a_batch_of_any_size_gets_a_planned_program_with_the_same_results():
     x, params, outputs = _batch_network()
     f = gc.function([x], outputs)
-    assert f._specialize
+    assert f.programs.specializes
     reference = gc.function([x], outputs, optimize=False)
     rng = np.random.default_rng(1)
     for rows in (3, 5, 3, 7, 9, 11, 1, 3):  # more shapes than are kept, and some again
@@ -150,9 +150,9 @@ def test_a_batch_of_any_size_gets_a_planned_program_with_the_same_results():
         for got, expected in zip(f(X), reference(X)):
             np.testing.assert_array_equal(got, expected)
         np.testing.assert_array_equal(X, X_before)  # never written into
-    assert len(f._specialized) == gc.compile.SPECIALIZATIONS
-    program = f._specialized[(3, 6),]
-    assert program.plan.in_place and not f._program.plan.in_place  # sizes known: in-place writes
+    assert len(f.programs.by_shapes) == gc.compile.SPECIALIZATIONS
+    program = f.programs.by_shapes[(3, 6),]
+    assert program.plan.in_place and not f.programs.general.plan.in_place  # sizes known: in-place writes
     with pytest.raises(ValueError, match=r"expects shape \(\?, 6\)"):
         f(np.zeros((3, 4)))
 
@@ -198,7 +198,7 @@ def test_results_never_share_memory_with_the_kept_intermediates():
     X1, X2 = rng.standard_normal((5, 6)), rng.standard_normal((5, 6))
     first = f(X1)
     kept = [a.copy() for a in first]
-    program = f._specialized[(5, 6),]
+    program = f.programs.by_shapes[(5, 6),]
     assert getattr(program.run, "workspace_bytes", 0) > 0  # the intermediates are kept
     assert f.stats.workspace_bytes == program.run.workspace_bytes and "kept between calls" in str(f.stats)
     second = f(X2)
@@ -230,4 +230,4 @@ def test_a_workspace_above_the_limit_is_not_kept(monkeypatch):
     x, outputs = _kept_intermediates_network()
     f = gc.function([x], outputs)
     f(np.ones((5, 6)))
-    assert not hasattr(f._specialized[(5, 6),].run, "workspace_bytes")
+    assert not hasattr(f.programs.by_shapes[(5, 6),].run, "workspace_bytes")
