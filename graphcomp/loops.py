@@ -59,6 +59,7 @@ class Body:
         self.label = label
         self.graph = Graph(self.outputs) if self.outputs else None
         self._function = None
+        self._runner = None
         self._lock = threading.Lock()
 
     def function(self):
@@ -72,9 +73,25 @@ class Body:
         return compiled
 
     def run(self, arrays):
+        """The body's outputs (a list of arrays) for `arrays`, one per input, of the dtypes and
+        shapes its placeholders declare: the compiled program runs without a call's checks of
+        its arguments (a loop's own arrays need none; its results are never written to)."""
         if not self.outputs:
             return []
-        return self.function()(*arrays)
+        run = self._runner or self._make_runner()
+        return run(arrays)
+
+    def _make_runner(self):
+        compiled = self.function()
+        program_run = compiled.current_program().run
+
+        def run(arrays):
+            try:
+                return program_run(*arrays)
+            except Exception:  # noqa: BLE001 - the checked call raises it again, explained
+                return compiled(*arrays)
+        self._runner = run
+        return run
 
     def __repr__(self):
         return f"<{self.label}: {len(self.inputs)} inputs, {len(self.outputs)} outputs>"
@@ -257,13 +274,15 @@ def _scan_impl(*arrays, body, length, reverse, carries, sequences):
     carry = list(arrays[:carries])
     xs = arrays[carries:carries + sequences]
     consts = list(arrays[carries + sequences:])
-    y_offsets = offsets[carries:]
-    y_sizes = [size // length if length else 0 for size in sizes[carries:]]
+    run = body.run
+    # each stacked ys as a view of its part of the packed result, written one step at a time
+    y_rows = [packed[offset:offset + size].reshape(shape) for offset, size, shape in
+              zip(offsets[carries:], sizes[carries:], shapes[carries:])]
     for t in (range(length - 1, -1, -1) if reverse else range(length)):
-        outs = body.run(carry + [x[t, ...] for x in xs] + consts)
-        carry = outs[:carries]
-        for y, offset, size in zip(outs[carries:], y_offsets, y_sizes):
-            _write_packed(packed, offset + t * size, y)
+        outs = run(carry + [x[t] for x in xs] + consts)
+        carry = list(outs[:carries])
+        for rows, y in zip(y_rows, outs[carries:]):
+            rows[t] = y
     for value, offset in zip(carry, offsets[:carries]):
         _write_packed(packed, offset, value)
     return packed
@@ -632,7 +651,7 @@ def _while_impl(*arrays, test, body, carries):
     arrays = _as_declared(body, arrays)
     carry, consts = list(arrays[:carries]), list(arrays[carries:])
     while bool(test.run(carry + consts)[0]):
-        carry = body.run(carry + consts)
+        carry = list(body.run(carry + consts))
     packed = np.empty(total, dtype)
     for value, offset in zip(carry, offsets):
         _write_packed(packed, offset, value)
