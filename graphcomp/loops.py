@@ -16,6 +16,8 @@ it with graphcomp's own reverse and forward modes, so they can be differentiated
 - the jvp of a scan is a scan carrying the tangents beside the carries;
 - the vjp of a scan is a scan running the other way over the carries a forward scan stored
   (one that also emits them), accumulating the gradients of captured tensors in its carry;
+  with `checkpoint=k`, a forward scan over segments of k steps stores the carry each segment
+  starts from, and the backward scan over segments recomputes one segment's carries at a time;
 - the jvp and vjp of a switch are a switch over the branches' jvps and vjps;
 - the jvp of a while_loop is a while_loop carrying the tangents; its vjp (which JAX does not
   have) is a while_loop counting the trip count n, then a while_loop stepping back from n,
@@ -29,6 +31,7 @@ or `branches`, which the file format cannot hold); pickle and copy keep them.
 
 from __future__ import annotations
 
+import functools
 import threading
 import weakref
 
@@ -216,14 +219,20 @@ def _capture(own_inputs, output_lists):
 # packing several results into one node --------------------------------------------------------
 
 def _layout(shapes, dtypes, caller):
+    """(offsets, sizes, total size, dtype) of results of these shapes and dtypes packed."""
+    return _packed_layout(tuple(tuple(shape) for shape in shapes), tuple(np.dtype(d) for d in dtypes), caller)
+
+
+@functools.lru_cache(maxsize=1024)
+def _packed_layout(shapes, dtypes, caller):
     for shape in shapes:
         if not is_static(shape):
             raise ShapeError(f"{caller}: every carry, y and branch output needs a shape known when the graph is "
                              f"built; got {format_shape(shape)}")
-    sizes = [int(size_of(shape)) for shape in shapes]
-    offsets = list(np.cumsum([0] + sizes[:-1])) if sizes else []
+    sizes = tuple(int(size_of(shape)) for shape in shapes)
+    offsets = tuple(int(offset) for offset in np.cumsum((0,) + sizes[:-1])) if sizes else ()
     dtype = np.result_type(*dtypes) if dtypes else np.dtype(np.float64)
-    return [int(o) for o in offsets], sizes, sum(sizes), dtype
+    return offsets, sizes, sum(sizes), dtype
 
 
 def _unpack(packed, shapes, dtypes):
@@ -260,13 +269,13 @@ def _scan_shapes(body, carries, length):
     return shapes, dtypes
 
 
-def _scan_infer(*inputs, body, length, reverse, carries, sequences):
+def _scan_infer(*inputs, body, length, reverse, carries, sequences, checkpoint=0):
     shapes, dtypes = _scan_shapes(body, carries, length)
     _, _, total, dtype = _layout(shapes, dtypes, "scan")
     return (total,), dtype
 
 
-def _scan_impl(*arrays, body, length, reverse, carries, sequences):
+def _scan_impl(*arrays, body, length, reverse, carries, sequences, checkpoint=0):
     shapes, dtypes = _scan_shapes(body, carries, length)
     offsets, sizes, total, dtype = _layout(shapes, dtypes, "scan")
     packed = np.empty(total, dtype)
@@ -294,7 +303,7 @@ def _scan_parts(node):
     return _unpack(node, shapes, dtypes)
 
 
-def _scan_flat(trace, init, xs, consts, length, reverse, caller="scan", where=None):
+def _scan_flat(trace, init, xs, consts, length, reverse, caller="scan", where=None, checkpoint=0):
     """Build a scan node from flat lists; `trace(carry, x, consts)` (lists of placeholders)
     returns (new carries, ys) as lists. Returns (final carries, stacked ys)."""
     where = where or user_source_location()
@@ -308,7 +317,7 @@ def _scan_flat(trace, init, xs, consts, length, reverse, caller="scan", where=No
     captured, (outs,), stand_ins = _capture(carry_in + x_in + const_in, [new_carry + ys])
     body = Body(carry_in + x_in + const_in + stand_ins, outs, f"{caller} body")
     node = apply(SCAN, *init, *xs, *consts, *captured, body=body, length=int(length), reverse=bool(reverse),
-                 carries=len(init), sequences=len(xs))
+                 carries=len(init), sequences=len(xs), checkpoint=int(checkpoint or 0))
     parts = _scan_parts(node)
     return parts[:len(init)], parts[len(init):]
 
@@ -324,15 +333,21 @@ def _check_carries(init, new_carry, caller, where, names=None):
                              f"{_spec(after)}; a carry must keep its shape and dtype (built at {where})")
 
 
-def scan(f, init, xs=None, length=None, reverse=False):
+def scan(f, init, xs=None, length=None, reverse=False, checkpoint=None):
     """JAX's lax.scan: `f(carry, x) -> (carry, y)` over the leading axis of `xs`.
 
     Returns `(carry, ys)`, ys stacked along a new axis 0 (in the order of `xs`, also with
     `reverse=True`, which runs from the last element to the first). `init`, `xs` and the ys
     are tensors (or arrays), or tuples/lists of them; `xs=None` needs `length`. `f` is called
     once, on placeholders. Each carry must keep its shape and dtype (a ShapeError names it).
+    `checkpoint=k` (a positive int): reverse mode stores the carries of every k-th step only
+    and recomputes the steps in between, segment by segment (about length/k + k carries held
+    instead of length, for one more forward pass); the results are the same bits.
     """
     where = user_source_location()
+    if checkpoint is not None and (isinstance(checkpoint, bool) or not isinstance(checkpoint, (int, np.integer))
+                                   or checkpoint < 1):
+        raise ValueError(f"scan: checkpoint must be None or a positive int, got {checkpoint!r} (built at {where})")
     init_leaves, rebuild_carry = _flatten(init)
     x_leaves, rebuild_x = _flatten(xs)
     for x in x_leaves:
@@ -363,7 +378,7 @@ def scan(f, init, xs=None, length=None, reverse=False):
         y_structure.append(rebuild_y)
         return new_leaves, y_leaves
 
-    final, ys = _scan_flat(trace, init_leaves, x_leaves, [], n, reverse, "scan", where)
+    final, ys = _scan_flat(trace, init_leaves, x_leaves, [], n, reverse, "scan", where, checkpoint)
     return rebuild_carry(final), y_structure[0](ys)
 
 
@@ -391,7 +406,8 @@ def _scan_jvp(tangents, out, *inputs):
 
     t_carry0 = [t_init[i] if t_init[i] is not None else ew.zeros_like(init[i]) for i in float_carries]
     final, ys = _scan_flat(trace, init + t_carry0, xs + [t_xs[i] for i in moving_x],
-                           consts + [t_consts[i] for i in moving_k], a["length"], a["reverse"], "scan jvp")
+                           consts + [t_consts[i] for i in moving_k], a["length"], a["reverse"], "scan jvp",
+                           checkpoint=a.get("checkpoint", 0))
     d_final, d_ys = final[nc:], ys[len(y_out):]
     shapes, dtypes = _scan_shapes(body, nc, a["length"])
     parts = []
@@ -418,29 +434,30 @@ def _cached_vjp(build):
     return rule_for
 
 
-def _scan_vjp(g, out, *inputs):
-    a = out.attrs
-    body, nc, nx, length, reverse = a["body"], a["carries"], a["sequences"], a["length"], a["reverse"]
-    init, xs, consts = list(inputs[:nc]), list(inputs[nc:nc + nx]), list(inputs[nc + nx:])
+def _scan_backward(body, nc, init, xs, consts, ct_final, acc, g_ys, length, reverse):
+    """The reverse pass of `length` steps of a scan's body from the carries `init`.
+
+    `ct_final`: cotangents of the final floating carries; `acc`: the values the gradients of
+    the floating consts add to; `g_ys`: cotangents of the floating ys, stacked. Returns (their
+    cotangents at `init`, acc plus the consts' gradients, the floating xs' gradients stacked).
+    A forward scan recomputes the carry each step starts from; a scan running the other way
+    pulls the cotangents back through one step at a time."""
+    nx = len(xs)
     y_out = body.outputs[nc:]
     ny = len(y_out)
     fc = [i for i, c in enumerate(init) if is_float(c.dtype)]
     fx = [i for i, x in enumerate(xs) if is_float(x.dtype)]
     fk = [i for i, k in enumerate(consts) if is_float(k.dtype)]
     fy = [i for i, y in enumerate(y_out) if is_float(y.dtype)]
-    shapes, dtypes = _scan_shapes(body, nc, length)
-    g_parts = _unpack(g, shapes, [d if is_float(d) else out.dtype for d in dtypes])
-    g_final, g_ys = g_parts[:nc], g_parts[nc:]
 
-    # the forward scan once more, emitting the carry each step starts from
-    def record(carry, x, k):
+    def record(carry, x, k):  # the forward steps once more, emitting the carry each starts from
         outs = _inline(body, carry + x + k)
         return outs[:nc], outs[nc:] + list(carry)
     _, stacked = _scan_flat(record, init, xs, consts, length, reverse, "scan vjp")
     carries_seen = stacked[ny:]
 
     def backward(carry, x, k):
-        ct_c, acc = carry[:len(fc)], carry[len(fc):]
+        ct_c, total = carry[:len(fc)], carry[len(fc):]
         g_y = x[:len(fy)]
         c_t = x[len(fy):len(fy) + nc]
         x_t = x[len(fy) + nc:]
@@ -451,16 +468,73 @@ def _scan_vjp(g, out, *inputs):
             return [], []
         grads = backpropagate(selected, ct_c + g_y, wrt, disconnected="zero", caller="scan vjp")
         gc_, gx, gk = grads[:len(fc)], grads[len(fc):len(fc) + len(fx)], grads[len(fc) + len(fx):]
-        return gc_ + [s + t for s, t in zip(acc, gk)], gx
+        return gc_ + [s + t for s, t in zip(total, gk)], gx
 
-    start = [ew.cast(g_final[i], init[i].dtype) for i in fc] + [ew.zeros_like(consts[i]) for i in fk]
-    final, gxs = _scan_flat(backward, start, [ew.cast(g_ys[j], y_out[j].dtype) for j in fy] + carries_seen + xs,
-                            consts, length, not reverse, "scan vjp")
+    final, gxs = _scan_flat(backward, list(ct_final) + list(acc), list(g_ys) + carries_seen + list(xs), consts,
+                            length, not reverse, "scan vjp")
+    return final[:len(fc)], final[len(fc):], gxs
+
+
+def _segments(tensors, start, stop, k):
+    """Steps start..stop-1 of each stacked tensor, as (segments, k, ...) for a scan over segments."""
+    return [sh.reshape(t[start:stop], ((stop - start) // k, k) + tuple(t.shape[1:])) for t in tensors]
+
+
+def _scan_vjp(g, out, *inputs):
+    a = out.attrs
+    body, nc, nx, length, reverse = a["body"], a["carries"], a["sequences"], a["length"], a["reverse"]
+    init, xs, consts = list(inputs[:nc]), list(inputs[nc:nc + nx]), list(inputs[nc + nx:])
+    y_out = body.outputs[nc:]
+    fc = [i for i, c in enumerate(init) if is_float(c.dtype)]
+    fx = [i for i, x in enumerate(xs) if is_float(x.dtype)]
+    fk = [i for i, k in enumerate(consts) if is_float(k.dtype)]
+    fy = [i for i, y in enumerate(y_out) if is_float(y.dtype)]
+    shapes, dtypes = _scan_shapes(body, nc, length)
+    g_parts = _unpack(g, shapes, [d if is_float(d) else out.dtype for d in dtypes])
+    ct_final = [ew.cast(g_parts[i], init[i].dtype) for i in fc]
+    g_ys = [ew.cast(g_parts[nc + j], y_out[j].dtype) for j in fy]
+    acc = [ew.zeros_like(consts[i]) for i in fk]
+    k = a.get("checkpoint", 0) or length
+    segments = length // k if k < length else 0
+    if not segments:
+        ct_init, acc, gxs = _scan_backward(body, nc, init, xs, consts, ct_final, acc, g_ys, length, reverse)
+    else:
+        # Checkpoints: the steps run in segments of k (in the order they run); the carries each
+        # segment starts from are stored, and the reverse pass recomputes one segment's carries
+        # at a time. The `tail` steps that do not fill a segment run last, so come back first.
+        tail = length - segments * k
+        main = (tail, length) if reverse else (0, segments * k)
+        rest = (0, tail) if reverse else (segments * k, length)
+        x_main = _segments(xs, *main, k)
+
+        def forward_segment(carry, x, kk):
+            final, _ = _scan_flat(lambda c, xx, kkk: (_inline(body, c + xx + kkk)[:nc], []), carry, x, kk, k,
+                                  reverse, "scan vjp")
+            return final, list(carry)
+        middle, starts = _scan_flat(forward_segment, init, x_main, consts, segments, reverse, "scan vjp")
+        if tail:
+            ct_final, acc, gx_rest = _scan_backward(body, nc, middle, [x[rest[0]:rest[1]] for x in xs], consts,
+                                                    ct_final, acc, g_ys and [y[rest[0]:rest[1]] for y in g_ys],
+                                                    tail, reverse)
+
+        def backward_segment(carry, x, kk):
+            ct, total = carry[:len(fc)], carry[len(fc):]
+            start, x_seg, g_seg = x[:nc], x[nc:nc + nx], x[nc + nx:]
+            ct, total, gx = _scan_backward(body, nc, start, x_seg, kk, ct, total, g_seg, k, reverse)
+            return ct + total, gx
+        final, gx_main = _scan_flat(backward_segment, ct_final + acc,
+                                    starts + x_main + _segments(g_ys, *main, k), consts, segments, not reverse,
+                                    "scan vjp")
+        ct_init, acc = final[:len(fc)], final[len(fc):]
+        gx_main = [sh.reshape(gx, (segments * k,) + tuple(gx.shape[2:])) for gx in gx_main]
+        gxs = gx_main
+        if tail:
+            gxs = [sh.concatenate([r, m] if reverse else [m, r], axis=0) for m, r in zip(gx_main, gx_rest)]
     results = [None] * len(inputs)
     for position, i in enumerate(fc):
-        results[i] = final[position]
+        results[i] = ct_init[position]
     for position, i in enumerate(fk):
-        results[nc + nx + i] = final[len(fc) + position]
+        results[nc + nx + i] = acc[position]
     for position, i in enumerate(fx):
         results[nc + i] = gxs[position]
     return results
@@ -473,7 +547,7 @@ def _scan_vjp_rules(index):
 SCAN = register(OpDef(
     "scan", _scan_impl, _scan_infer, vjp=_scan_vjp_rules, jvp=_scan_jvp, fresh_result=True, backend_impls=DASK_WHOLE_ARRAYS,
     attrs={"body": _is_body, "length": checks.integer(0), "reverse": checks.boolean,
-           "carries": checks.integer(0), "sequences": checks.integer(0)},
+           "carries": checks.integer(0), "sequences": checks.integer(0), "checkpoint": checks.integer(0)},
     doc="a loop over the leading axis of its sequences running a body graph; its carries and stacked ys packed",
 ))
 
