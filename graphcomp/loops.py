@@ -25,8 +25,9 @@ it with graphcomp's own reverse and forward modes, so they can be differentiated
   step: no carries stored, quadratic in n (fine for iterations to convergence; a long loop of
   fixed length is a fori_loop).
 
-`gc.save` refuses a graph holding one of these nodes (a SaveError naming the attribute `body`
-or `branches`, which the file format cannot hold); pickle and copy keep them.
+`gc.save` writes each body as a graph of its own in the file (graphcomp/serialize.py), and
+`gc.load` checks it as it checks any node (each record's shape rule checks the operands against
+its body's inputs); pickle and copy keep them.
 """
 
 from __future__ import annotations
@@ -127,6 +128,39 @@ def _as_declared(body, arrays, sequences=range(0)):
             array = array.reshape(declared.shape)
         out.append(array)
     return out + list(arrays[len(out):])
+
+
+def _fits(declared, given):
+    return len(declared) == len(given) and all(a is None or b is None or a == b for a, b in zip(declared, given))
+
+
+def _check_operands(body, operands, caller, sequences=range(0), length=None):
+    """A ShapeError unless `operands` match the body's placeholders one to one (the ones at
+    positions `sequences` with a leading axis of `length` more): what a node built by hand,
+    or read from a file, must satisfy before its body can run."""
+    if len(operands) != len(body.inputs):
+        raise ShapeError(f"{caller}: {len(operands)} operands for a body of {len(body.inputs)} inputs")
+    for position, (given, declared) in enumerate(zip(operands, body.inputs)):
+        shape = tuple(given.shape)
+        if position in sequences:
+            if not shape or not _fits((length,), shape[:1]):
+                raise ShapeError(f"{caller}: operand {position} needs a leading axis of length {length}, got "
+                                 f"{format_shape(shape)}")
+            shape = shape[1:]
+        if given.dtype != declared.dtype or not _fits(tuple(declared.shape), shape):
+            raise ShapeError(f"{caller}: operand {position} has {_spec(given)}; the body's input {position} "
+                             f"{_spec(declared)}")
+
+
+def _check_carried(body, carries, caller):
+    """A ShapeError unless the body's first `carries` outputs match its first inputs."""
+    if len(body.outputs) < carries:
+        raise ShapeError(f"{caller}: the body returns {len(body.outputs)} outputs for {carries} carries")
+    for position in range(carries):
+        before, after = body.inputs[position], body.outputs[position]
+        if before.dtype != after.dtype or tuple(before.shape) != tuple(after.shape):
+            raise ShapeError(f"{caller}: carry {position} enters the body with {_spec(before)} and leaves it with "
+                             f"{_spec(after)}")
 
 
 def _inline(body, arguments):
@@ -270,6 +304,8 @@ def _scan_shapes(body, carries, length):
 
 
 def _scan_infer(*inputs, body, length, reverse, carries, sequences, checkpoint=0):
+    _check_operands(body, inputs, "scan", range(carries, carries + sequences), length)
+    _check_carried(body, carries, "scan")
     shapes, dtypes = _scan_shapes(body, carries, length)
     _, _, total, dtype = _layout(shapes, dtypes, "scan")
     return (total,), dtype
@@ -565,6 +601,12 @@ def fori_loop(lower, upper, body, init):
 # switch and cond ------------------------------------------------------------------------------
 
 def _switch_infer(index, *operands, branches):
+    if tuple(index.shape) != () or index.dtype.kind not in "iu":
+        raise ShapeError(f"switch: the index must be an integer scalar, got {_spec(index)}")
+    for branch in branches:
+        _check_operands(branch, operands, "switch")
+        if [(tuple(o.shape), o.dtype) for o in branch.outputs] != [(tuple(o.shape), o.dtype) for o in branches[0].outputs]:
+            raise ShapeError(f"switch: the branches return different shapes or dtypes ({branch.label})")
     outs = branches[0].outputs
     _, _, total, dtype = _layout([o.shape for o in outs], [o.dtype for o in outs], "switch")
     return (total,), dtype
@@ -714,6 +756,12 @@ SWITCH = register(OpDef(
 # while_loop -------------------------------------------------------------------------------------
 
 def _while_infer(*inputs, test, body, carries):
+    _check_operands(body, inputs, "while_loop")
+    _check_operands(test, inputs, "while_loop")
+    _check_carried(body, carries, "while_loop")
+    if len(body.outputs) != carries or len(test.outputs) != 1 or tuple(test.outputs[0].shape) != () \
+            or test.outputs[0].dtype != np.bool_:
+        raise ShapeError(f"while_loop: the body must return its {carries} carries and the cond one boolean scalar")
     outs = body.outputs
     _, _, total, dtype = _layout([o.shape for o in outs], [o.dtype for o in outs], "while_loop")
     return (total,), dtype

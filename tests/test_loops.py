@@ -306,15 +306,13 @@ def test_a_carry_that_changes_shape_or_dtype_names_it_and_the_line():
         gc.cond(h > 0, lambda u: u, lambda u: u, h)
 
 
-def test_pickle_keeps_a_function_with_loops_and_gc_save_refuses_clearly(tmp_path):
+def test_pickle_keeps_a_function_with_loops():
     h, x, w = gc.placeholder((3,)), gc.placeholder((6, 3)), gc.placeholder((3, 3))
     loss = rnn_graph(h, x, w)
     f = gc.function([h, x, w], [loss] + gc.grad(loss, [w]))
     copy = pickle.loads(pickle.dumps(f))
     for a, b in zip(copy(H0, X, W), f(H0, X, W)):
         np.testing.assert_array_equal(a, b)
-    with pytest.raises(gc.SaveError, match="attribute 'body'"):
-        gc.save(f, str(tmp_path / "loop.gcz"))
 
 
 def test_variables_read_in_bodies_are_captured_and_get_gradients_in_both_optimize_modes():
