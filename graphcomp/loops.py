@@ -476,37 +476,52 @@ def _scan_backward(body, nc, init, xs, consts, ct_final, acc, g_ys, length, reve
     `ct_final`: cotangents of the final floating carries; `acc`: the values the gradients of
     the floating consts add to; `g_ys`: cotangents of the floating ys, stacked. Returns (their
     cotangents at `init`, acc plus the consts' gradients, the floating xs' gradients stacked).
-    A forward scan recomputes the carry each step starts from; a scan running the other way
-    pulls the cotangents back through one step at a time."""
-    nx = len(xs)
+    One step's reverse pass is differentiated once, on placeholders; the values of the forward
+    step it reads (the residuals: activations, the carry it started from, ...) are emitted by a
+    forward scan that runs the steps once more, and a scan running the other way reads them
+    while it pulls the cotangents back one step at a time."""
     y_out = body.outputs[nc:]
-    ny = len(y_out)
     fc = [i for i, c in enumerate(init) if is_float(c.dtype)]
     fx = [i for i, x in enumerate(xs) if is_float(x.dtype)]
     fk = [i for i, k in enumerate(consts) if is_float(k.dtype)]
     fy = [i for i, y in enumerate(y_out) if is_float(y.dtype)]
+    c_in = [_placeholder_like(c) for c in init]
+    x_in = [_placeholder_like(x, tuple(x.shape[1:])) for x in xs]
+    k_in = [_placeholder_like(k) for k in consts]
+    ct_in = [_placeholder_like(init[i]) for i in fc]
+    gy_in = [_placeholder_like(y_out[j]) for j in fy]
+    outs = _inline(body, c_in + x_in + k_in)
+    wrt = [c_in[i] for i in fc] + [x_in[i] for i in fx] + [k_in[i] for i in fk]
+    if not wrt:
+        return [], [], []
+    grads = backpropagate([outs[i] for i in fc] + [outs[nc + j] for j in fy], ct_in + gy_in, wrt,
+                          disconnected="zero", caller="scan vjp")
+    # the step's own forward values (those depending on its carry or x) the gradients read
+    step_own, pulled_back = set(c_in + x_in), set(ct_in + gy_in)
+    for node in topological_order(outs + grads):
+        if node not in pulled_back and any(parent in pulled_back for parent in node.inputs):
+            pulled_back.add(node)
+        elif node not in step_own and any(parent in step_own for parent in node.inputs):
+            step_own.add(node)
+    reverse_nodes = [n for n in topological_order(grads) if n not in step_own]
+    residuals = list(dict.fromkeys([parent for n in reverse_nodes for parent in n.inputs if parent in step_own]
+                                   + [g for g in grads if g in step_own]))
 
-    def record(carry, x, k):  # the forward steps once more, emitting the carry each starts from
-        outs = _inline(body, carry + x + k)
-        return outs[:nc], outs[nc:] + list(carry)
-    _, stacked = _scan_flat(record, init, xs, consts, length, reverse, "scan vjp")
-    carries_seen = stacked[ny:]
+    def record(carry, x, k):  # the forward steps once more, emitting the residuals of each
+        mapping = dict(zip(c_in + x_in + k_in, list(carry) + list(x) + list(k)))
+        stepped = substitute(outs[:nc] + residuals, mapping)
+        return stepped[:nc], stepped[nc:]
+    _, stored = _scan_flat(record, init, xs, consts, length, reverse, "scan vjp")
 
     def backward(carry, x, k):
         ct_c, total = carry[:len(fc)], carry[len(fc):]
-        g_y = x[:len(fy)]
-        c_t = x[len(fy):len(fy) + nc]
-        x_t = x[len(fy) + nc:]
-        outs = _inline(body, c_t + x_t + k)
-        selected = [outs[i] for i in fc] + [outs[nc + j] for j in fy]
-        wrt = [c_t[i] for i in fc] + [x_t[i] for i in fx] + [k[i] for i in fk]
-        if not wrt:
-            return [], []
-        grads = backpropagate(selected, ct_c + g_y, wrt, disconnected="zero", caller="scan vjp")
-        gc_, gx, gk = grads[:len(fc)], grads[len(fc):len(fc) + len(fx)], grads[len(fc) + len(fx):]
+        g_y, r_t = x[:len(fy)], x[len(fy):]
+        mapping = dict(zip(ct_in + gy_in + k_in + residuals, list(ct_c) + list(g_y) + list(k) + list(r_t)))
+        step = substitute(grads, mapping)
+        gc_, gx, gk = step[:len(fc)], step[len(fc):len(fc) + len(fx)], step[len(fc) + len(fx):]
         return gc_ + [s + t for s, t in zip(total, gk)], gx
 
-    final, gxs = _scan_flat(backward, list(ct_final) + list(acc), list(g_ys) + carries_seen + list(xs), consts,
+    final, gxs = _scan_flat(backward, list(ct_final) + list(acc), list(g_ys) + stored, consts,
                             length, not reverse, "scan vjp")
     return final[:len(fc)], final[len(fc):], gxs
 
