@@ -44,6 +44,7 @@ from graphcomp.errors import ShapeError
 from graphcomp.forward import push_forward
 from graphcomp.ir import Graph, substitute, topological_order, user_source_location
 from graphcomp.ops import DASK_WHOLE_ARRAYS, OpDef, checks, register
+from graphcomp.onnx_export import OnnxExportError
 from graphcomp.ops import elementwise as ew
 from graphcomp.ops import shape as sh
 from graphcomp.shapes import format_shape, is_static, size_of
@@ -291,6 +292,56 @@ def _pack(tensors, dtype):
 
 def _write_packed(packed, offset, value):
     packed[offset:offset + value.size] = np.ravel(value)
+
+
+# ONNX forms: a scan and a while_loop are ONNX Loops, a switch nested Ifs -------------------------
+
+def _onnx_body(b, body, names):
+    """Emit `body`'s graph with builder `b`, its inputs holding the ONNX values `names`; the
+    names of its outputs."""
+    values = dict(zip(body.inputs, names))
+    outer = b.current
+    for node in topological_order(body.outputs):
+        if node in values:
+            continue
+        if node.op.leaf == "baked":
+            values[node] = b.initializer(node.value, node.name or "const")
+            continue
+        if node.op.leaf or node.op.onnx is None:
+            raise OnnxExportError(f"ONNX export: op {node.op.name!r} in the {body.label} has no ONNX form; "
+                                  f"the node is {node.describe()} (the loop is {outer.describe()})")
+        b.current = node
+        values[node] = node.op.onnx(b, node, *(values[parent] for parent in node.inputs))
+    b.current = outer
+    return [values[out] for out in body.outputs]
+
+
+def _onnx_pack(b, names, tensors, dtype, shapes=None):
+    """The values `names` (of the dtypes of `tensors`) raveled, cast to `dtype` and concatenated."""
+    flat = [b.emit("Reshape", b.cast(name, t.dtype, dtype), b.ints([-1])) for name, t in zip(names, tensors)]
+    if not flat:
+        return b.constant(np.zeros(0, dtype))
+    return flat[0] if len(flat) == 1 else b.emit("Concat", *flat, axis=0)
+
+
+def _onnx_loop(b, trip_count, first_test, carries, carry_nodes, step, label, scanned=()):
+    """An ONNX Loop over `carries` (values of the placeholders `carry_nodes`): `step(sub,
+    iteration, carry names)` emits one iteration in the nested builder `sub` and returns (the
+    test's value or None, new carries, values to stack). The final carries, then the stacked
+    values (whose nodes are `scanned`)."""
+    sub = b.nested()
+    iteration, test_in = sub.fresh("iteration"), sub.fresh("cond")
+    carry_in = [sub.fresh("carry") for _ in carries]
+    test_out, new_carries, stacked = step(sub, iteration, carry_in)
+    inputs = [(iteration, np.int64, []), (test_in, np.bool_, [])]
+    inputs += [(name, c.dtype, list(c.shape)) for name, c in zip(carry_in, carry_nodes)]
+    outputs = [(test_in if test_out is None else test_out, np.bool_, [])]
+    outputs += [(name, c.dtype, list(c.shape)) for name, c in zip(new_carries, carry_nodes)]
+    outputs += [(name, y.dtype, list(y.shape)) for name, y in zip(stacked, scanned)]
+    graph = sub.graph(label, inputs, outputs)
+    count = len(carries) + len(stacked)
+    results = b.emit("Loop", trip_count, first_test, *carries, outputs=count, body=graph)
+    return [results] if count == 1 else list(results)
 
 
 # scan -----------------------------------------------------------------------------------------
@@ -595,8 +646,29 @@ def _scan_vjp_rules(index):
     return _cached_vjp(_scan_vjp)(index)
 
 
+def _scan_onnx(b, node, *names):
+    a = node.attrs
+    body, nc, nx, length, reverse = a["body"], a["carries"], a["sequences"], a["length"], a["reverse"]
+    init, xs, consts = list(names[:nc]), list(names[nc:nc + nx]), list(names[nc + nx:])
+
+    def step(sub, iteration, carry):
+        t = sub.emit("Sub", sub.constant(np.int64(length - 1)), iteration) if reverse else iteration
+        rows = [sub.emit("Gather", x, t, axis=0) for x in xs]
+        outs = _onnx_body(sub, body, carry + rows + consts)
+        return None, outs[:nc], outs[nc:]
+    results = _onnx_loop(b, b.constant(np.int64(length)), None, init, body.inputs[:nc], step, "scan_body",
+                         body.outputs[nc:])
+    ys = results[nc:]
+    if reverse:  # Loop stacks in the order the steps ran
+        ys = [b.emit("Slice", y, b.ints([-1]), b.ints([np.iinfo(np.int64).min]), b.ints([0]), b.ints([-1]))
+              for y in ys]
+    shapes, dtypes = _scan_shapes(body, nc, length)
+    return _onnx_pack(b, results[:nc] + ys, [np.empty(0, d) for d in dtypes], node.dtype)
+
+
 SCAN = register(OpDef(
     "scan", _scan_impl, _scan_infer, vjp=_scan_vjp_rules, jvp=_scan_jvp, fresh_result=True, backend_impls=DASK_WHOLE_ARRAYS,
+    onnx=_scan_onnx,
     attrs={"body": _is_body, "length": checks.integer(0), "reverse": checks.boolean,
            "carries": checks.integer(0), "sequences": checks.integer(0), "checkpoint": checks.integer(0)},
     doc="a loop over the leading axis of its sequences running a body graph; its carries and stacked ys packed",
@@ -760,10 +832,29 @@ def _switch_vjp(g, out, index, *operands):
     return results
 
 
+def _switch_onnx(b, node, index, *operands):
+    """Nested Ifs: branch i when index <= i (the first such), else the last branch (clamped)."""
+    branches = node.attrs["branches"]
+
+    def taken_from(builder, i):
+        if i == len(branches) - 1:
+            outs = _onnx_body(builder, branches[i], list(operands))
+            return _onnx_pack(builder, outs, branches[i].outputs, node.dtype)
+        here, rest = builder.nested(), builder.nested()
+        then_value = _onnx_body(here, branches[i], list(operands))
+        then_value = _onnx_pack(here, then_value, branches[i].outputs, node.dtype)
+        else_value = taken_from(rest, i + 1)
+        result = [(node.dtype, list(node.shape))]
+        return builder.emit("If", builder.emit("LessOrEqual", index, builder.constant(np.array(i, node.inputs[0].dtype))),
+                            then_branch=here.graph(f"branch_{i}", [], [(then_value, *result[0])]),
+                            else_branch=rest.graph(f"branches_after_{i}", [], [(else_value, *result[0])]))
+    return taken_from(b, 0)
+
+
 SWITCH = register(OpDef(
     "switch", _switch_impl, _switch_infer, vjp=_cached_vjp(_switch_vjp), jvp=_switch_jvp, fresh_result=True,
     backend_impls=DASK_WHOLE_ARRAYS,
-    attrs={"branches": _are_bodies},
+    attrs={"branches": _are_bodies}, onnx=_switch_onnx,
     doc="runs the branch graph its index (an int scalar, clamped) picks; that branch's outputs packed",
 ))
 
@@ -907,9 +998,21 @@ def _while_vjp(g, out, *inputs):
     return results
 
 
+def _while_onnx(b, node, *names):
+    test, body, nc = node.attrs["test"], node.attrs["body"], node.attrs["carries"]
+    carries, consts = list(names[:nc]), list(names[nc:])
+
+    def step(sub, iteration, carry):
+        new = _onnx_body(sub, body, carry + consts)
+        return _onnx_body(sub, test, new + consts)[0], new, []
+    first = _onnx_body(b, test, carries + consts)[0]
+    finals = _onnx_loop(b, None, first, carries, body.inputs[:nc], step, "while_body")
+    return _onnx_pack(b, finals, body.outputs, node.dtype)
+
+
 WHILE_LOOP = register(OpDef(
     "while_loop", _while_impl, _while_infer, vjp=_cached_vjp(_while_vjp), jvp=_while_jvp, fresh_result=True,
     backend_impls=DASK_WHOLE_ARRAYS,
-    attrs={"test": _is_body, "body": _is_body, "carries": checks.integer(0)},
+    attrs={"test": _is_body, "body": _is_body, "carries": checks.integer(0)}, onnx=_while_onnx,
     doc="runs its body graph while its cond graph says so; the final carries packed",
 ))
