@@ -287,10 +287,10 @@ def _decode_bodies(data, refer, fail):
             raise fail(f"a body's {key} are a list of node indices")
     inputs = [refer(i, f"inputs[{k}]") for k, i in enumerate(body["inputs"])]
     outputs = [refer(i, f"outputs[{k}]") for k, i in enumerate(body["outputs"])]
-    if any(node.op.name != "placeholder" for node in inputs) or len(set(inputs)) != len(inputs):
+    if any(node.op.leaf != "fed" for node in inputs) or len(set(inputs)) != len(inputs):
         raise fail("a body's inputs are distinct placeholders")
     for node in topological_order(outputs):
-        if node.op.name == "placeholder" and node not in inputs:
+        if node.op.leaf == "fed" and node not in inputs:
             raise fail(f"the body reads {node.describe()}, which is not one of its inputs")
         if node.op.stateful or node.op.leaf == "read":
             raise fail(f"the body holds {node.describe()}; a body reads its inputs and constants only")
