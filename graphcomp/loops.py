@@ -316,9 +316,9 @@ def _onnx_body(b, body, names):
     return [values[out] for out in body.outputs]
 
 
-def _onnx_pack(b, names, tensors, dtype, shapes=None):
-    """The values `names` (of the dtypes of `tensors`) raveled, cast to `dtype` and concatenated."""
-    flat = [b.emit("Reshape", b.cast(name, t.dtype, dtype), b.ints([-1])) for name, t in zip(names, tensors)]
+def _onnx_pack(b, names, dtypes, dtype):
+    """The values `names` (of `dtypes`) raveled, cast to `dtype` and concatenated: a packed result."""
+    flat = [b.emit("Reshape", b.cast(name, source, dtype), b.ints([-1])) for name, source in zip(names, dtypes)]
     if not flat:
         return b.constant(np.zeros(0, dtype))
     return flat[0] if len(flat) == 1 else b.emit("Concat", *flat, axis=0)
@@ -662,8 +662,8 @@ def _scan_onnx(b, node, *names):
     if reverse:  # Loop stacks in the order the steps ran
         ys = [b.emit("Slice", y, b.ints([-1]), b.ints([np.iinfo(np.int64).min]), b.ints([0]), b.ints([-1]))
               for y in ys]
-    shapes, dtypes = _scan_shapes(body, nc, length)
-    return _onnx_pack(b, results[:nc] + ys, [np.empty(0, d) for d in dtypes], node.dtype)
+    _, dtypes = _scan_shapes(body, nc, length)
+    return _onnx_pack(b, results[:nc] + ys, dtypes, node.dtype)
 
 
 SCAN = register(OpDef(
@@ -839,15 +839,15 @@ def _switch_onnx(b, node, index, *operands):
     def taken_from(builder, i):
         if i == len(branches) - 1:
             outs = _onnx_body(builder, branches[i], list(operands))
-            return _onnx_pack(builder, outs, branches[i].outputs, node.dtype)
+            return _onnx_pack(builder, outs, [o.dtype for o in branches[i].outputs], node.dtype)
         here, rest = builder.nested(), builder.nested()
         then_value = _onnx_body(here, branches[i], list(operands))
-        then_value = _onnx_pack(here, then_value, branches[i].outputs, node.dtype)
+        then_value = _onnx_pack(here, then_value, [o.dtype for o in branches[i].outputs], node.dtype)
         else_value = taken_from(rest, i + 1)
-        result = [(node.dtype, list(node.shape))]
-        return builder.emit("If", builder.emit("LessOrEqual", index, builder.constant(np.array(i, node.inputs[0].dtype))),
-                            then_branch=here.graph(f"branch_{i}", [], [(then_value, *result[0])]),
-                            else_branch=rest.graph(f"branches_after_{i}", [], [(else_value, *result[0])]))
+        packed = (node.dtype, list(node.shape))
+        at_most_i = builder.emit("LessOrEqual", index, builder.constant(np.array(i, node.inputs[0].dtype)))
+        return builder.emit("If", at_most_i, then_branch=here.graph(f"branch_{i}", [], [(then_value, *packed)]),
+                            else_branch=rest.graph(f"branches_after_{i}", [], [(else_value, *packed)]))
     return taken_from(b, 0)
 
 
@@ -1007,7 +1007,7 @@ def _while_onnx(b, node, *names):
         return _onnx_body(sub, test, new + consts)[0], new, []
     first = _onnx_body(b, test, carries + consts)[0]
     finals = _onnx_loop(b, None, first, carries, body.inputs[:nc], step, "while_body")
-    return _onnx_pack(b, finals, body.outputs, node.dtype)
+    return _onnx_pack(b, finals, [o.dtype for o in body.outputs], node.dtype)
 
 
 WHILE_LOOP = register(OpDef(
