@@ -409,3 +409,16 @@ def test_checkpoint_must_be_a_positive_int():
     for bad in (0, -2, 1.5, True):
         with pytest.raises(ValueError, match="checkpoint must be None or a positive int"):
             gc.scan(lambda c, x: (c + x, None), gc.constant(0.0), gc.constant(np.ones(3)), checkpoint=bad)
+
+
+def test_the_dask_backend_runs_loops_and_their_gradients_with_the_same_bits():
+    pytest.importorskip("dask")
+    h, x, w = gc.placeholder((3,)), gc.placeholder((6, 3)), gc.placeholder((3, 3))
+    loss = rnn_graph(h, x, w)
+    root = gc.while_loop(lambda r: gc.abs(r * r - 2.0) > 1e-12, lambda r: 0.5 * (r + 2.0 / r), (w * w).sum())
+    loss = loss + gc.cond(loss > 0, lambda u: u * 2.0, lambda u: -u, root)
+    outs = [loss] + gc.grad(loss, [h, x, w])
+    expected = gc.function([h, x, w], outs)(H0, X, W)
+    got = gc.function([h, x, w], outs, backend="dask", compute=True)(H0, X, W)
+    for a, b in zip(got, expected):
+        np.testing.assert_array_equal(np.asarray(a), b)
