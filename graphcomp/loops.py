@@ -16,6 +16,8 @@ it with graphcomp's own reverse and forward modes, so they can be differentiated
 - the jvp of a scan is a scan carrying the tangents beside the carries;
 - the vjp of a scan is a scan running the other way over the carries a forward scan stored
   (one that also emits them), accumulating the gradients of captured tensors in its carry;
+  with `checkpoint=k`, a forward scan over segments of k steps stores the carry each segment
+  starts from, and the backward scan over segments recomputes one segment's carries at a time;
 - the jvp and vjp of a switch are a switch over the branches' jvps and vjps;
 - the jvp of a while_loop is a while_loop carrying the tangents; its vjp (which JAX does not
   have) is a while_loop counting the trip count n, then a while_loop stepping back from n,
@@ -23,12 +25,14 @@ it with graphcomp's own reverse and forward modes, so they can be differentiated
   step: no carries stored, quadratic in n (fine for iterations to convergence; a long loop of
   fixed length is a fori_loop).
 
-`gc.save` refuses a graph holding one of these nodes (a SaveError naming the attribute `body`
-or `branches`, which the file format cannot hold); pickle and copy keep them.
+`gc.save` writes each body as a graph of its own in the file (graphcomp/serialize.py), and
+`gc.load` checks it as it checks any node (each record's shape rule checks the operands against
+its body's inputs); pickle and copy keep them.
 """
 
 from __future__ import annotations
 
+import functools
 import threading
 import weakref
 
@@ -40,11 +44,12 @@ from graphcomp.errors import ShapeError
 from graphcomp.forward import push_forward
 from graphcomp.ir import Graph, substitute, topological_order, user_source_location
 from graphcomp.ops import checks
+from graphcomp.onnx_export import OnnxExportError
 from graphcomp.ops import elementwise as ew
 from graphcomp.ops import shape as sh
 from graphcomp.registry import DASK_WHOLE_ARRAYS, OpDef, register
 from graphcomp.shapes import format_shape, is_static, size_of
-from graphcomp.tensor import Tensor, apply, as_tensor, placeholder
+from graphcomp.tensor import apply, as_tensor, placeholder
 
 __all__ = ["scan", "fori_loop", "while_loop", "cond", "switch", "Body"]
 
@@ -60,6 +65,7 @@ class Body:
         self.label = label
         self.graph = Graph(self.outputs) if self.outputs else None
         self._function = None
+        self._runner = None
         self._lock = threading.Lock()
 
     def function(self):
@@ -73,9 +79,25 @@ class Body:
         return compiled
 
     def run(self, arrays):
+        """The body's outputs (a list of arrays) for `arrays`, one per input, of the dtypes and
+        shapes its placeholders declare: the compiled program runs without a call's checks of
+        its arguments (a loop's own arrays need none; its results are never written to)."""
         if not self.outputs:
             return []
-        return self.function()(*arrays)
+        run = self._runner or self._make_runner()
+        return run(arrays)
+
+    def _make_runner(self):
+        compiled = self.function()
+        program_run = compiled.current_program().run
+
+        def run(arrays):
+            try:
+                return program_run(*arrays)
+            except Exception:  # noqa: BLE001 - the checked call raises it again, explained
+                return compiled(*arrays)
+        self._runner = run
+        return run
 
     def __repr__(self):
         return f"<{self.label}: {len(self.inputs)} inputs, {len(self.outputs)} outputs>"
@@ -108,6 +130,39 @@ def _as_declared(body, arrays, sequences=range(0)):
             array = array.reshape(declared.shape)
         out.append(array)
     return out + list(arrays[len(out):])
+
+
+def _fits(declared, given):
+    return len(declared) == len(given) and all(a is None or b is None or a == b for a, b in zip(declared, given))
+
+
+def _check_operands(body, operands, caller, sequences=range(0), length=None):
+    """A ShapeError unless `operands` match the body's placeholders one to one (the ones at
+    positions `sequences` with a leading axis of `length` more): what a node built by hand,
+    or read from a file, must satisfy before its body can run."""
+    if len(operands) != len(body.inputs):
+        raise ShapeError(f"{caller}: {len(operands)} operands for a body of {len(body.inputs)} inputs")
+    for position, (given, declared) in enumerate(zip(operands, body.inputs)):
+        shape = tuple(given.shape)
+        if position in sequences:
+            if not shape or not _fits((length,), shape[:1]):
+                raise ShapeError(f"{caller}: operand {position} needs a leading axis of length {length}, got "
+                                 f"{format_shape(shape)}")
+            shape = shape[1:]
+        if given.dtype != declared.dtype or not _fits(tuple(declared.shape), shape):
+            raise ShapeError(f"{caller}: operand {position} has {_spec(given)}; the body's input {position} "
+                             f"{_spec(declared)}")
+
+
+def _check_carried(body, carries, caller):
+    """A ShapeError unless the body's first `carries` outputs match its first inputs."""
+    if len(body.outputs) < carries:
+        raise ShapeError(f"{caller}: the body returns {len(body.outputs)} outputs for {carries} carries")
+    for position in range(carries):
+        before, after = body.inputs[position], body.outputs[position]
+        if before.dtype != after.dtype or tuple(before.shape) != tuple(after.shape):
+            raise ShapeError(f"{caller}: carry {position} enters the body with {_spec(before)} and leaves it with "
+                             f"{_spec(after)}")
 
 
 def _inline(body, arguments):
@@ -200,14 +255,20 @@ def _capture(own_inputs, output_lists):
 # packing several results into one node --------------------------------------------------------
 
 def _layout(shapes, dtypes, caller):
+    """(offsets, sizes, total size, dtype) of results of these shapes and dtypes packed."""
+    return _packed_layout(tuple(tuple(shape) for shape in shapes), tuple(np.dtype(d) for d in dtypes), caller)
+
+
+@functools.lru_cache(maxsize=1024)
+def _packed_layout(shapes, dtypes, caller):
     for shape in shapes:
         if not is_static(shape):
             raise ShapeError(f"{caller}: every carry, y and branch output needs a shape known when the graph is "
                              f"built; got {format_shape(shape)}")
-    sizes = [int(size_of(shape)) for shape in shapes]
-    offsets = list(np.cumsum([0] + sizes[:-1])) if sizes else []
+    sizes = tuple(int(size_of(shape)) for shape in shapes)
+    offsets = tuple(int(offset) for offset in np.cumsum((0,) + sizes[:-1])) if sizes else ()
     dtype = np.result_type(*dtypes) if dtypes else np.dtype(np.float64)
-    return [int(o) for o in offsets], sizes, sum(sizes), dtype
+    return offsets, sizes, sum(sizes), dtype
 
 
 def _unpack(packed, shapes, dtypes):
@@ -234,6 +295,56 @@ def _write_packed(packed, offset, value):
     packed[offset:offset + value.size] = np.ravel(value)
 
 
+# ONNX forms: a scan and a while_loop are ONNX Loops, a switch nested Ifs -------------------------
+
+def _onnx_body(b, body, names):
+    """Emit `body`'s graph with builder `b`, its inputs holding the ONNX values `names`; the
+    names of its outputs."""
+    values = dict(zip(body.inputs, names))
+    outer = b.current
+    for node in topological_order(body.outputs):
+        if node in values:
+            continue
+        if node.op.leaf == "baked":
+            values[node] = b.initializer(node.value, node.name or "const")
+            continue
+        if node.op.leaf or node.op.onnx is None:
+            raise OnnxExportError(f"ONNX export: op {node.op.name!r} in the {body.label} has no ONNX form; "
+                                  f"the node is {node.describe()} (the loop is {outer.describe()})")
+        b.current = node
+        values[node] = node.op.onnx(b, node, *(values[parent] for parent in node.inputs))
+    b.current = outer
+    return [values[out] for out in body.outputs]
+
+
+def _onnx_pack(b, names, dtypes, dtype):
+    """The values `names` (of `dtypes`) raveled, cast to `dtype` and concatenated: a packed result."""
+    flat = [b.emit("Reshape", b.cast(name, source, dtype), b.ints([-1])) for name, source in zip(names, dtypes)]
+    if not flat:
+        return b.constant(np.zeros(0, dtype))
+    return flat[0] if len(flat) == 1 else b.emit("Concat", *flat, axis=0)
+
+
+def _onnx_loop(b, trip_count, first_test, carries, carry_nodes, step, label, scanned=()):
+    """An ONNX Loop over `carries` (values of the placeholders `carry_nodes`): `step(sub,
+    iteration, carry names)` emits one iteration in the nested builder `sub` and returns (the
+    test's value or None, new carries, values to stack). The final carries, then the stacked
+    values (whose nodes are `scanned`)."""
+    sub = b.nested()
+    iteration, test_in = sub.fresh("iteration"), sub.fresh("cond")
+    carry_in = [sub.fresh("carry") for _ in carries]
+    test_out, new_carries, stacked = step(sub, iteration, carry_in)
+    inputs = [(iteration, np.int64, []), (test_in, np.bool_, [])]
+    inputs += [(name, c.dtype, list(c.shape)) for name, c in zip(carry_in, carry_nodes)]
+    outputs = [(test_in if test_out is None else test_out, np.bool_, [])]
+    outputs += [(name, c.dtype, list(c.shape)) for name, c in zip(new_carries, carry_nodes)]
+    outputs += [(name, y.dtype, list(y.shape)) for name, y in zip(stacked, scanned)]
+    graph = sub.graph(label, inputs, outputs)
+    count = len(carries) + len(stacked)
+    results = b.emit("Loop", trip_count, first_test, *carries, outputs=count, body=graph)
+    return [results] if count == 1 else list(results)
+
+
 # scan -----------------------------------------------------------------------------------------
 
 def _scan_shapes(body, carries, length):
@@ -244,13 +355,15 @@ def _scan_shapes(body, carries, length):
     return shapes, dtypes
 
 
-def _scan_infer(*inputs, body, length, reverse, carries, sequences):
+def _scan_infer(*inputs, body, length, reverse, carries, sequences, checkpoint=0):
+    _check_operands(body, inputs, "scan", range(carries, carries + sequences), length)
+    _check_carried(body, carries, "scan")
     shapes, dtypes = _scan_shapes(body, carries, length)
     _, _, total, dtype = _layout(shapes, dtypes, "scan")
     return (total,), dtype
 
 
-def _scan_impl(*arrays, body, length, reverse, carries, sequences):
+def _scan_impl(*arrays, body, length, reverse, carries, sequences, checkpoint=0):
     shapes, dtypes = _scan_shapes(body, carries, length)
     offsets, sizes, total, dtype = _layout(shapes, dtypes, "scan")
     packed = np.empty(total, dtype)
@@ -258,13 +371,15 @@ def _scan_impl(*arrays, body, length, reverse, carries, sequences):
     carry = list(arrays[:carries])
     xs = arrays[carries:carries + sequences]
     consts = list(arrays[carries + sequences:])
-    y_offsets = offsets[carries:]
-    y_sizes = [size // length if length else 0 for size in sizes[carries:]]
+    run = body.run
+    # each stacked ys as a view of its part of the packed result, written one step at a time
+    y_rows = [packed[offset:offset + size].reshape(shape) for offset, size, shape in
+              zip(offsets[carries:], sizes[carries:], shapes[carries:])]
     for t in (range(length - 1, -1, -1) if reverse else range(length)):
-        outs = body.run(carry + [x[t, ...] for x in xs] + consts)
-        carry = outs[:carries]
-        for y, offset, size in zip(outs[carries:], y_offsets, y_sizes):
-            _write_packed(packed, offset + t * size, y)
+        outs = run(carry + [x[t] for x in xs] + consts)
+        carry = list(outs[:carries])
+        for rows, y in zip(y_rows, outs[carries:]):
+            rows[t] = y
     for value, offset in zip(carry, offsets[:carries]):
         _write_packed(packed, offset, value)
     return packed
@@ -276,7 +391,7 @@ def _scan_parts(node):
     return _unpack(node, shapes, dtypes)
 
 
-def _scan_flat(trace, init, xs, consts, length, reverse, caller="scan", where=None):
+def _scan_flat(trace, init, xs, consts, length, reverse, caller="scan", where=None, checkpoint=0):
     """Build a scan node from flat lists; `trace(carry, x, consts)` (lists of placeholders)
     returns (new carries, ys) as lists. Returns (final carries, stacked ys)."""
     where = where or user_source_location()
@@ -290,7 +405,7 @@ def _scan_flat(trace, init, xs, consts, length, reverse, caller="scan", where=No
     captured, (outs,), stand_ins = _capture(carry_in + x_in + const_in, [new_carry + ys])
     body = Body(carry_in + x_in + const_in + stand_ins, outs, f"{caller} body")
     node = apply(SCAN, *init, *xs, *consts, *captured, body=body, length=int(length), reverse=bool(reverse),
-                 carries=len(init), sequences=len(xs))
+                 carries=len(init), sequences=len(xs), checkpoint=int(checkpoint or 0))
     parts = _scan_parts(node)
     return parts[:len(init)], parts[len(init):]
 
@@ -306,15 +421,21 @@ def _check_carries(init, new_carry, caller, where, names=None):
                              f"{_spec(after)}; a carry must keep its shape and dtype (built at {where})")
 
 
-def scan(f, init, xs=None, length=None, reverse=False):
+def scan(f, init, xs=None, length=None, reverse=False, checkpoint=None):
     """JAX's lax.scan: `f(carry, x) -> (carry, y)` over the leading axis of `xs`.
 
     Returns `(carry, ys)`, ys stacked along a new axis 0 (in the order of `xs`, also with
     `reverse=True`, which runs from the last element to the first). `init`, `xs` and the ys
     are tensors (or arrays), or tuples/lists of them; `xs=None` needs `length`. `f` is called
     once, on placeholders. Each carry must keep its shape and dtype (a ShapeError names it).
+    `checkpoint=k` (a positive int): reverse mode stores the carries of every k-th step only
+    and recomputes the steps in between, segment by segment (about length/k + k carries held
+    instead of length, for one more forward pass); the results are the same bits.
     """
     where = user_source_location()
+    if checkpoint is not None and (isinstance(checkpoint, bool) or not isinstance(checkpoint, (int, np.integer))
+                                   or checkpoint < 1):
+        raise ValueError(f"scan: checkpoint must be None or a positive int, got {checkpoint!r} (built at {where})")
     init_leaves, rebuild_carry = _flatten(init)
     x_leaves, rebuild_x = _flatten(xs)
     for x in x_leaves:
@@ -345,7 +466,7 @@ def scan(f, init, xs=None, length=None, reverse=False):
         y_structure.append(rebuild_y)
         return new_leaves, y_leaves
 
-    final, ys = _scan_flat(trace, init_leaves, x_leaves, [], n, reverse, "scan", where)
+    final, ys = _scan_flat(trace, init_leaves, x_leaves, [], n, reverse, "scan", where, checkpoint)
     return rebuild_carry(final), y_structure[0](ys)
 
 
@@ -357,7 +478,6 @@ def _scan_jvp(tangents, out, *inputs):
     float_carries = [i for i, c in enumerate(init) if is_float(c.dtype)]
     moving_x = [i for i, t in enumerate(t_xs) if t is not None and is_float(xs[i].dtype)]
     moving_k = [i for i, t in enumerate(t_consts) if t is not None and is_float(consts[i].dtype)]
-    nfc = len(float_carries)
     y_out = body.outputs[nc:]
     float_ys = [i for i, y in enumerate(y_out) if is_float(y.dtype)]
 
@@ -373,7 +493,8 @@ def _scan_jvp(tangents, out, *inputs):
 
     t_carry0 = [t_init[i] if t_init[i] is not None else ew.zeros_like(init[i]) for i in float_carries]
     final, ys = _scan_flat(trace, init + t_carry0, xs + [t_xs[i] for i in moving_x],
-                           consts + [t_consts[i] for i in moving_k], a["length"], a["reverse"], "scan jvp")
+                           consts + [t_consts[i] for i in moving_k], a["length"], a["reverse"], "scan jvp",
+                           checkpoint=a.get("checkpoint", 0))
     d_final, d_ys = final[nc:], ys[len(y_out):]
     shapes, dtypes = _scan_shapes(body, nc, a["length"])
     parts = []
@@ -400,49 +521,122 @@ def _cached_vjp(build):
     return rule_for
 
 
+def _scan_backward(body, nc, init, xs, consts, ct_final, acc, g_ys, length, reverse):
+    """The reverse pass of `length` steps of a scan's body from the carries `init`.
+
+    `ct_final`: cotangents of the final floating carries; `acc`: the values the gradients of
+    the floating consts add to; `g_ys`: cotangents of the floating ys, stacked. Returns (their
+    cotangents at `init`, acc plus the consts' gradients, the floating xs' gradients stacked).
+    One step's reverse pass is differentiated once, on placeholders; the values of the forward
+    step it reads (the residuals: activations, the carry it started from, ...) are emitted by a
+    forward scan that runs the steps once more, and a scan running the other way reads them
+    while it pulls the cotangents back one step at a time."""
+    y_out = body.outputs[nc:]
+    fc = [i for i, c in enumerate(init) if is_float(c.dtype)]
+    fx = [i for i, x in enumerate(xs) if is_float(x.dtype)]
+    fk = [i for i, k in enumerate(consts) if is_float(k.dtype)]
+    fy = [i for i, y in enumerate(y_out) if is_float(y.dtype)]
+    c_in = [_placeholder_like(c) for c in init]
+    x_in = [_placeholder_like(x, tuple(x.shape[1:])) for x in xs]
+    k_in = [_placeholder_like(k) for k in consts]
+    ct_in = [_placeholder_like(init[i]) for i in fc]
+    gy_in = [_placeholder_like(y_out[j]) for j in fy]
+    outs = _inline(body, c_in + x_in + k_in)
+    wrt = [c_in[i] for i in fc] + [x_in[i] for i in fx] + [k_in[i] for i in fk]
+    if not wrt:
+        return [], [], []
+    grads = backpropagate([outs[i] for i in fc] + [outs[nc + j] for j in fy], ct_in + gy_in, wrt,
+                          disconnected="zero", caller="scan vjp")
+    # the step's own forward values (those depending on its carry or x) the gradients read
+    step_own, pulled_back = set(c_in + x_in), set(ct_in + gy_in)
+    for node in topological_order(outs + grads):
+        if node not in pulled_back and any(parent in pulled_back for parent in node.inputs):
+            pulled_back.add(node)
+        elif node not in step_own and any(parent in step_own for parent in node.inputs):
+            step_own.add(node)
+    reverse_nodes = [n for n in topological_order(grads) if n not in step_own]
+    residuals = list(dict.fromkeys([parent for n in reverse_nodes for parent in n.inputs if parent in step_own]
+                                   + [g for g in grads if g in step_own]))
+
+    def record(carry, x, k):  # the forward steps once more, emitting the residuals of each
+        mapping = dict(zip(c_in + x_in + k_in, list(carry) + list(x) + list(k)))
+        stepped = substitute(outs[:nc] + residuals, mapping)
+        return stepped[:nc], stepped[nc:]
+    _, stored = _scan_flat(record, init, xs, consts, length, reverse, "scan vjp")
+
+    def backward(carry, x, k):
+        ct_c, total = carry[:len(fc)], carry[len(fc):]
+        g_y, r_t = x[:len(fy)], x[len(fy):]
+        mapping = dict(zip(ct_in + gy_in + k_in + residuals, list(ct_c) + list(g_y) + list(k) + list(r_t)))
+        step = substitute(grads, mapping)
+        gc_, gx, gk = step[:len(fc)], step[len(fc):len(fc) + len(fx)], step[len(fc) + len(fx):]
+        return gc_ + [s + t for s, t in zip(total, gk)], gx
+
+    final, gxs = _scan_flat(backward, list(ct_final) + list(acc), list(g_ys) + stored, consts,
+                            length, not reverse, "scan vjp")
+    return final[:len(fc)], final[len(fc):], gxs
+
+
+def _segments(tensors, start, stop, k):
+    """Steps start..stop-1 of each stacked tensor, as (segments, k, ...) for a scan over segments."""
+    return [sh.reshape(t[start:stop], ((stop - start) // k, k) + tuple(t.shape[1:])) for t in tensors]
+
+
 def _scan_vjp(g, out, *inputs):
     a = out.attrs
     body, nc, nx, length, reverse = a["body"], a["carries"], a["sequences"], a["length"], a["reverse"]
     init, xs, consts = list(inputs[:nc]), list(inputs[nc:nc + nx]), list(inputs[nc + nx:])
     y_out = body.outputs[nc:]
-    ny = len(y_out)
     fc = [i for i, c in enumerate(init) if is_float(c.dtype)]
     fx = [i for i, x in enumerate(xs) if is_float(x.dtype)]
     fk = [i for i, k in enumerate(consts) if is_float(k.dtype)]
     fy = [i for i, y in enumerate(y_out) if is_float(y.dtype)]
     shapes, dtypes = _scan_shapes(body, nc, length)
     g_parts = _unpack(g, shapes, [d if is_float(d) else out.dtype for d in dtypes])
-    g_final, g_ys = g_parts[:nc], g_parts[nc:]
+    ct_final = [ew.cast(g_parts[i], init[i].dtype) for i in fc]
+    g_ys = [ew.cast(g_parts[nc + j], y_out[j].dtype) for j in fy]
+    acc = [ew.zeros_like(consts[i]) for i in fk]
+    k = a.get("checkpoint", 0) or length
+    segments = length // k if k < length else 0
+    if not segments:
+        ct_init, acc, gxs = _scan_backward(body, nc, init, xs, consts, ct_final, acc, g_ys, length, reverse)
+    else:
+        # Checkpoints: the steps run in segments of k (in the order they run); the carries each
+        # segment starts from are stored, and the reverse pass recomputes one segment's carries
+        # at a time. The `tail` steps that do not fill a segment run last, so come back first.
+        tail = length - segments * k
+        main = (tail, length) if reverse else (0, segments * k)
+        rest = (0, tail) if reverse else (segments * k, length)
+        x_main = _segments(xs, *main, k)
 
-    # the forward scan once more, emitting the carry each step starts from
-    def record(carry, x, k):
-        outs = _inline(body, carry + x + k)
-        return outs[:nc], outs[nc:] + list(carry)
-    _, stacked = _scan_flat(record, init, xs, consts, length, reverse, "scan vjp")
-    carries_seen = stacked[ny:]
+        def forward_segment(carry, x, kk):
+            final, _ = _scan_flat(lambda c, xx, kkk: (_inline(body, c + xx + kkk)[:nc], []), carry, x, kk, k,
+                                  reverse, "scan vjp")
+            return final, list(carry)
+        middle, starts = _scan_flat(forward_segment, init, x_main, consts, segments, reverse, "scan vjp")
+        if tail:
+            ct_final, acc, gx_rest = _scan_backward(body, nc, middle, [x[rest[0]:rest[1]] for x in xs], consts,
+                                                    ct_final, acc, g_ys and [y[rest[0]:rest[1]] for y in g_ys],
+                                                    tail, reverse)
 
-    def backward(carry, x, k):
-        ct_c, acc = carry[:len(fc)], carry[len(fc):]
-        g_y = x[:len(fy)]
-        c_t = x[len(fy):len(fy) + nc]
-        x_t = x[len(fy) + nc:]
-        outs = _inline(body, c_t + x_t + k)
-        selected = [outs[i] for i in fc] + [outs[nc + j] for j in fy]
-        wrt = [c_t[i] for i in fc] + [x_t[i] for i in fx] + [k[i] for i in fk]
-        if not wrt:
-            return [], []
-        grads = backpropagate(selected, ct_c + g_y, wrt, disconnected="zero", caller="scan vjp")
-        gc_, gx, gk = grads[:len(fc)], grads[len(fc):len(fc) + len(fx)], grads[len(fc) + len(fx):]
-        return gc_ + [s + t for s, t in zip(acc, gk)], gx
-
-    start = [ew.cast(g_final[i], init[i].dtype) for i in fc] + [ew.zeros_like(consts[i]) for i in fk]
-    final, gxs = _scan_flat(backward, start, [ew.cast(g_ys[j], y_out[j].dtype) for j in fy] + carries_seen + xs,
-                            consts, length, not reverse, "scan vjp")
+        def backward_segment(carry, x, kk):
+            ct, total = carry[:len(fc)], carry[len(fc):]
+            start, x_seg, g_seg = x[:nc], x[nc:nc + nx], x[nc + nx:]
+            ct, total, gx = _scan_backward(body, nc, start, x_seg, kk, ct, total, g_seg, k, reverse)
+            return ct + total, gx
+        final, gx_main = _scan_flat(backward_segment, ct_final + acc,
+                                    starts + x_main + _segments(g_ys, *main, k), consts, segments, not reverse,
+                                    "scan vjp")
+        ct_init, acc = final[:len(fc)], final[len(fc):]
+        gx_main = [sh.reshape(gx, (segments * k,) + tuple(gx.shape[2:])) for gx in gx_main]
+        gxs = gx_main
+        if tail:
+            gxs = [sh.concatenate([r, m] if reverse else [m, r], axis=0) for m, r in zip(gx_main, gx_rest)]
     results = [None] * len(inputs)
     for position, i in enumerate(fc):
-        results[i] = final[position]
+        results[i] = ct_init[position]
     for position, i in enumerate(fk):
-        results[nc + nx + i] = final[len(fc) + position]
+        results[nc + nx + i] = acc[position]
     for position, i in enumerate(fx):
         results[nc + i] = gxs[position]
     return results
@@ -452,10 +646,31 @@ def _scan_vjp_rules(index):
     return _cached_vjp(_scan_vjp)(index)
 
 
+def _scan_onnx(b, node, *names):
+    a = node.attrs
+    body, nc, nx, length, reverse = a["body"], a["carries"], a["sequences"], a["length"], a["reverse"]
+    init, xs, consts = list(names[:nc]), list(names[nc:nc + nx]), list(names[nc + nx:])
+
+    def step(sub, iteration, carry):
+        t = sub.emit("Sub", sub.constant(np.int64(length - 1)), iteration) if reverse else iteration
+        rows = [sub.emit("Gather", x, t, axis=0) for x in xs]
+        outs = _onnx_body(sub, body, carry + rows + consts)
+        return None, outs[:nc], outs[nc:]
+    results = _onnx_loop(b, b.constant(np.int64(length)), None, init, body.inputs[:nc], step, "scan_body",
+                         body.outputs[nc:])
+    ys = results[nc:]
+    if reverse:  # Loop stacks in the order the steps ran
+        ys = [b.emit("Slice", y, b.ints([-1]), b.ints([np.iinfo(np.int64).min]), b.ints([0]), b.ints([-1]))
+              for y in ys]
+    _, dtypes = _scan_shapes(body, nc, length)
+    return _onnx_pack(b, results[:nc] + ys, dtypes, node.dtype)
+
+
 SCAN = register(OpDef(
     "scan", _scan_impl, _scan_infer, vjp=_scan_vjp_rules, jvp=_scan_jvp, fresh_result=True, backend_impls=DASK_WHOLE_ARRAYS,
+    onnx=_scan_onnx,
     attrs={"body": _is_body, "length": checks.integer(0), "reverse": checks.boolean,
-           "carries": checks.integer(0), "sequences": checks.integer(0)},
+           "carries": checks.integer(0), "sequences": checks.integer(0), "checkpoint": checks.integer(0)},
     doc="a loop over the leading axis of its sequences running a body graph; its carries and stacked ys packed",
 ))
 
@@ -473,6 +688,12 @@ def fori_loop(lower, upper, body, init):
 # switch and cond ------------------------------------------------------------------------------
 
 def _switch_infer(index, *operands, branches):
+    if tuple(index.shape) != () or index.dtype.kind not in "iu":
+        raise ShapeError(f"switch: the index must be an integer scalar, got {_spec(index)}")
+    for branch in branches:
+        _check_operands(branch, operands, "switch")
+        if [(tuple(o.shape), o.dtype) for o in branch.outputs] != [(tuple(o.shape), o.dtype) for o in branches[0].outputs]:
+            raise ShapeError(f"switch: the branches return different shapes or dtypes ({branch.label})")
     outs = branches[0].outputs
     _, _, total, dtype = _layout([o.shape for o in outs], [o.dtype for o in outs], "switch")
     return (total,), dtype
@@ -611,10 +832,29 @@ def _switch_vjp(g, out, index, *operands):
     return results
 
 
+def _switch_onnx(b, node, index, *operands):
+    """Nested Ifs: branch i when index <= i (the first such), else the last branch (clamped)."""
+    branches = node.attrs["branches"]
+
+    def taken_from(builder, i):
+        if i == len(branches) - 1:
+            outs = _onnx_body(builder, branches[i], list(operands))
+            return _onnx_pack(builder, outs, [o.dtype for o in branches[i].outputs], node.dtype)
+        here, rest = builder.nested(), builder.nested()
+        then_value = _onnx_body(here, branches[i], list(operands))
+        then_value = _onnx_pack(here, then_value, [o.dtype for o in branches[i].outputs], node.dtype)
+        else_value = taken_from(rest, i + 1)
+        packed = (node.dtype, list(node.shape))
+        at_most_i = builder.emit("LessOrEqual", index, builder.constant(np.array(i, node.inputs[0].dtype)))
+        return builder.emit("If", at_most_i, then_branch=here.graph(f"branch_{i}", [], [(then_value, *packed)]),
+                            else_branch=rest.graph(f"branches_after_{i}", [], [(else_value, *packed)]))
+    return taken_from(b, 0)
+
+
 SWITCH = register(OpDef(
     "switch", _switch_impl, _switch_infer, vjp=_cached_vjp(_switch_vjp), jvp=_switch_jvp, fresh_result=True,
     backend_impls=DASK_WHOLE_ARRAYS,
-    attrs={"branches": _are_bodies},
+    attrs={"branches": _are_bodies}, onnx=_switch_onnx,
     doc="runs the branch graph its index (an int scalar, clamped) picks; that branch's outputs packed",
 ))
 
@@ -622,6 +862,12 @@ SWITCH = register(OpDef(
 # while_loop -------------------------------------------------------------------------------------
 
 def _while_infer(*inputs, test, body, carries):
+    _check_operands(body, inputs, "while_loop")
+    _check_operands(test, inputs, "while_loop")
+    _check_carried(body, carries, "while_loop")
+    if len(body.outputs) != carries or len(test.outputs) != 1 or tuple(test.outputs[0].shape) != () \
+            or test.outputs[0].dtype != np.bool_:
+        raise ShapeError(f"while_loop: the body must return its {carries} carries and the cond one boolean scalar")
     outs = body.outputs
     _, _, total, dtype = _layout([o.shape for o in outs], [o.dtype for o in outs], "while_loop")
     return (total,), dtype
@@ -633,7 +879,7 @@ def _while_impl(*arrays, test, body, carries):
     arrays = _as_declared(body, arrays)
     carry, consts = list(arrays[:carries]), list(arrays[carries:])
     while bool(test.run(carry + consts)[0]):
-        carry = body.run(carry + consts)
+        carry = list(body.run(carry + consts))
     packed = np.empty(total, dtype)
     for value, offset in zip(carry, offsets):
         _write_packed(packed, offset, value)
@@ -752,9 +998,21 @@ def _while_vjp(g, out, *inputs):
     return results
 
 
+def _while_onnx(b, node, *names):
+    test, body, nc = node.attrs["test"], node.attrs["body"], node.attrs["carries"]
+    carries, consts = list(names[:nc]), list(names[nc:])
+
+    def step(sub, iteration, carry):
+        new = _onnx_body(sub, body, carry + consts)
+        return _onnx_body(sub, test, new + consts)[0], new, []
+    first = _onnx_body(b, test, carries + consts)[0]
+    finals = _onnx_loop(b, None, first, carries, body.inputs[:nc], step, "while_body")
+    return _onnx_pack(b, finals, [o.dtype for o in body.outputs], node.dtype)
+
+
 WHILE_LOOP = register(OpDef(
     "while_loop", _while_impl, _while_infer, vjp=_cached_vjp(_while_vjp), jvp=_while_jvp, fresh_result=True,
     backend_impls=DASK_WHOLE_ARRAYS,
-    attrs={"test": _is_body, "body": _is_body, "carries": checks.integer(0)},
+    attrs={"test": _is_body, "body": _is_body, "carries": checks.integer(0)}, onnx=_while_onnx,
     doc="runs its body graph while its cond graph says so; the final carries packed",
 ))

@@ -53,6 +53,7 @@ class Builder:
     """
 
     def __init__(self, onnx, reserved=()):
+        self._onnx = onnx
         self._helper = onnx.helper
         self._numpy_helper = onnx.numpy_helper
         self.nodes = []
@@ -114,6 +115,30 @@ class Builder:
     def tensor(self, value, dtype):
         """A TensorProto for an attribute (ConstantOfShape's `value`)."""
         return self._numpy_helper.from_array(np.asarray(value, dtype=dtype))
+
+    # subgraphs (a loop's body, a branch) -----------------------------------------------------
+    def nested(self):
+        """A Builder for a subgraph: its own nodes and initializers, names unique with this one's."""
+        sub = Builder(self._onnx)
+        sub._used, sub._counter = self._used, self._counter
+        sub.current = self.current
+        return sub
+
+    def value_info(self, name, dtype, shape):
+        """The ValueInfoProto of a value `name` of `dtype` and `shape` (None: any length)."""
+        return self._helper.make_tensor_value_info(name, self.element_type(dtype), list(shape))
+
+    def graph(self, name, inputs, outputs):
+        """The GraphProto of this (nested) builder's nodes: `inputs` and `outputs` are lists of
+        (value name, dtype, shape); each output is written by an Identity of its own."""
+        nodes = list(self.nodes)
+        infos = []
+        for value, dtype, shape in outputs:
+            out = self.fresh(f"{name}_out")
+            nodes.append(self._helper.make_node("Identity", [value], [out], name=self.fresh("Identity_node")))
+            infos.append(self.value_info(out, dtype, shape))
+        return self._helper.make_graph(nodes, self.fresh(name), [self.value_info(*i) for i in inputs], infos,
+                                       self.initializers)
 
     # types -----------------------------------------------------------------------------------
     def element_type(self, dtype):
@@ -242,7 +267,7 @@ def to_onnx(obj, inputs=None, input_names=None, output_names=None, graph_name="g
         values[node] = node.op.onnx(builder, node, *(values[i] for i in node.inputs))
     builder.current = None
 
-    used = {name for onnx_node in builder.nodes for name in onnx_node.input}
+    used = _names_read(builder.nodes)
     initializers = [tensor for tensor in builder.initializers if tensor.name in used]  # e.g. a `like` of static shape
     graph_outputs = []
     for node, name in zip(outputs, output_names):
@@ -255,6 +280,18 @@ def to_onnx(obj, inputs=None, input_names=None, output_names=None, graph_name="g
     model.ir_version = IR_VERSION
     onnx.checker.check_model(model)
     return model
+
+
+def _names_read(nodes):
+    """The value names `nodes` read, and the nodes of their subgraphs (a Loop's body, an If's
+    branches: they may read the enclosing graph's values)."""
+    names = set()
+    for node in nodes:
+        names.update(node.input)
+        for attribute in node.attribute:
+            for graph in [attribute.g] * attribute.HasField("g") + list(attribute.graphs):
+                names |= _names_read(graph.node)
+    return names
 
 
 def export_onnx(obj, path, **options):

@@ -31,7 +31,11 @@ Attribute values are JSON strings, ints, booleans, `null` and lists, or one-key 
 what JSON does not tell apart: `{"float": repr}` (exact: "inf", "nan", "-0.0"),
 `{"tuple": [...]}`, `{"dtype": "float32"}`, `{"scalar": dtype, "value": v}` (a NumPy scalar),
 `{"slice": [start, stop, step]}`, `{"ellipsis": true}`, `{"dict": {...}}` and
-`{"expression": text}` (a fused node's readable expression).
+`{"expression": text}` (a fused node's readable expression). A loop's or branch's body graph
+(the `body`, `test` and `branches` attributes of scan, while_loop and switch nodes) is
+`{"body": {"label": str, "inputs": [i, ...], "outputs": [i, ...]}}`: its nodes stand in the
+node list before the node that holds it, its inputs are placeholders, and it reads nothing
+but them, constants and its own nodes (no variables, no random draws).
 
 A function is saved as what it was compiled from (its unoptimised graph, inputs, outputs,
 updates, `optimize` flag and backend keywords) and compiled again on load. Loading never runs code from the file:
@@ -65,7 +69,8 @@ from graphcomp import backends
 from graphcomp import registry as op_registry
 from graphcomp.compile import Function
 from graphcomp.errors import OpAttributeError
-from graphcomp.ir import Graph, Node, SourceLocation, dependency_order, restore_node
+from graphcomp.ir import Graph, Node, SourceLocation, dependency_order, restore_node, topological_order
+from graphcomp.loops import Body
 from graphcomp.passes.fuse import FUSED_OP_NAME, ExpressionText, restore_fused_op
 from graphcomp.tensor import Tensor, VariableStorage
 
@@ -233,6 +238,66 @@ def _short(data, limit=80):
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
+# loop and branch bodies -----------------------------------------------------------------------
+
+def _bodies_of(node):
+    return [item for value in node.attrs.values()
+            for item in (value if isinstance(value, tuple) else (value,)) if isinstance(item, Body)]
+
+
+def _with_bodies(order):
+    """`order` with the nodes of every body (its inputs first) placed before the node holding it."""
+    out, seen = [], set()
+
+    def add(nodes):
+        for node in nodes:
+            if node not in seen:
+                for body in _bodies_of(node):
+                    add(dependency_order(body.inputs + body.outputs))
+                seen.add(node)
+                out.append(node)
+    add(order)
+    return out
+
+
+def _encode_bodies(value, index):
+    """The JSON form of a Body, or of a tuple of them (None for any other value)."""
+    if isinstance(value, Body):
+        return {"body": {"label": str(value.label), "inputs": [index[n] for n in value.inputs],
+                         "outputs": [index[n] for n in value.outputs]}}
+    if isinstance(value, tuple) and value and all(isinstance(item, Body) for item in value):
+        return {"tuple": [_encode_bodies(item, index) for item in value]}
+    return None
+
+
+def _is_body_data(data):
+    if isinstance(data, dict) and set(data) == {"tuple"} and isinstance(data["tuple"], list) and data["tuple"]:
+        return all(_is_body_data(item) for item in data["tuple"])
+    return isinstance(data, dict) and set(data) == {"body"}
+
+
+def _decode_bodies(data, refer, fail):
+    """The Body (or tuple of them) `data` spells; `refer(i, field)` gives an earlier node."""
+    if "tuple" in data:
+        return tuple(_decode_bodies(item, refer, fail) for item in data["tuple"])
+    body = data["body"]
+    if not isinstance(body, dict) or set(body) != {"label", "inputs", "outputs"} or not isinstance(body["label"], str):
+        raise fail('a body is {"label": str, "inputs": [node, ...], "outputs": [node, ...]}')
+    for key in ("inputs", "outputs"):
+        if not isinstance(body[key], list):
+            raise fail(f"a body's {key} are a list of node indices")
+    inputs = [refer(i, f"inputs[{k}]") for k, i in enumerate(body["inputs"])]
+    outputs = [refer(i, f"outputs[{k}]") for k, i in enumerate(body["outputs"])]
+    if any(node.op.leaf != "fed" for node in inputs) or len(set(inputs)) != len(inputs):
+        raise fail("a body's inputs are distinct placeholders")
+    for node in topological_order(outputs):
+        if node.op.leaf == "fed" and node not in inputs:
+            raise fail(f"the body reads {node.describe()}, which is not one of its inputs")
+        if node.op.stateful or node.op.leaf == "read":
+            raise fail(f"the body holds {node.describe()}; a body reads its inputs and constants only")
+    return Body(inputs, outputs, body["label"])
+
+
 # saving ---------------------------------------------------------------------------------------
 
 def save(obj, path):
@@ -333,7 +398,7 @@ class _Writer:
                             "a compiled Function, or a list, tuple or dict of them")
 
     def document(self, obj):
-        for node in dependency_order(self.starts):
+        for node in _with_bodies(dependency_order(self.starts)):
             self.index[node] = len(self.nodes)
             self.nodes.append(self.encode_node(node, len(self.nodes)))
         return {
@@ -379,7 +444,7 @@ class _Writer:
         attrs = {}
         for key, value in node.attrs.items():
             try:
-                attrs[key] = encode_value(value)
+                attrs[key] = _encode_bodies(value, self.index) or encode_value(value)
             except TypeError as error:
                 raise fail(f"attribute {key!r} holds {error}, which the file format cannot hold") from None
         if node.name is not None and not isinstance(node.name, str):
@@ -727,6 +792,11 @@ class _Reader:
             raise fail("must be a JSON object", "attrs")
         attrs = {}
         for key, data in entry["attrs"].items():
+            if _is_body_data(data):
+                def refer(i, field, key=key):
+                    return nodes[self.reference(i, position, position, f"attrs.{key}.{field}")]
+                attrs[key] = _decode_bodies(data, refer, lambda problem, key=key: fail(problem, f"attrs.{key}"))
+                continue
             try:
                 attrs[key] = decode_value(data)
             except ValueError as error:

@@ -246,10 +246,24 @@ def _boolean_reduction_infer(x, axis, keepdims):
     return reduced_shape(x.shape, axis, keepdims), np.dtype(np.bool_)
 
 
+def _onnx_boolean_reduction(op_type):
+    """x != 0 as int64 0/1, reduced by `op_type` (ReduceSum for any, ReduceMin for all: their
+    values over no elements, 0 and the largest int, are NumPy's False and True), as bool."""
+    def form(b, node, x):
+        source = node.inputs[0].dtype
+        nonzero = x if source == np.bool_ else b.emit("Not", b.emit("Equal", x, b.constant(0, source)))
+        if not node.attrs["axis"]:
+            return nonzero
+        counted = b.emit(op_type, b.cast(nonzero, np.bool_, np.int64), b.ints(node.attrs["axis"]),
+                         keepdims=int(node.attrs["keepdims"]))
+        return b.cast(counted, np.int64, np.bool_)
+    return form
+
+
 ALL = register(OpDef("all", np.all, _boolean_reduction_infer, kind="reduce", differentiable=False,
-                     fresh_result=True, attrs=REDUCTION_ATTRS))
+                     fresh_result=True, onnx=_onnx_boolean_reduction("ReduceMin"), attrs=REDUCTION_ATTRS))
 ANY = register(OpDef("any", np.any, _boolean_reduction_infer, kind="reduce", differentiable=False,
-                     fresh_result=True, attrs=REDUCTION_ATTRS))
+                     fresh_result=True, onnx=_onnx_boolean_reduction("ReduceSum"), attrs=REDUCTION_ATTRS))
 
 
 # scans along one axis (an int attribute)

@@ -4,7 +4,7 @@ several graphs side by side, chosen nodes highlighted."""
 from __future__ import annotations
 
 from graphcomp.viz.model import (
-    ROLE_COLORS, ROLE_TITLES, ROLES, all_scopes, as_panels, collapsed_scope_of, format_shape,
+    ROLE_COLORS, ROLE_TITLES, ROLES, all_scopes, as_panels, bodies_of, body_graph, collapsed_scope_of, format_shape,
     new_nodes, node_role, normalize_captions, normalize_collapse, numbering, scope_prefixes, source_short, label_lines,
 )
 
@@ -120,6 +120,25 @@ class _PanelWriter:
         pairs = _node_style(node, is_output, is_new, self.highlight.get(node), self.captions.get(node))
         pairs.append(("tooltip", _tooltip(node, number)))
         self.by_scope.setdefault(node.scope, []).append(f"{self.prefix}n{number} {_attributes(pairs)};")
+        for k, body in enumerate(bodies_of(node)):
+            self.by_scope[node.scope].extend(self._body_cluster(node, f"{self.prefix}n{number}b{k}_", body))
+
+    def _body_cluster(self, node, prefix, body):
+        """A loop's or branch's body graph as a cluster of its own (bodies inside it nested
+        again), tied to the node that runs it by a dotted edge."""
+        graph = body_graph(body)
+        statements, edges = _PanelWriter(graph, prefix, set(), {}, None, {}).write()
+        cluster = f"cluster_{prefix}body"
+        lines = [f"subgraph {quote(cluster)} {{",
+                 f"  label={quote(body.label)}; style=\"rounded,filled\"; fillcolor=\"#f8fafc\"; "
+                 f"color=\"#6366f1\"; fontcolor=\"#3730a3\";"]
+        lines += ["  " + line for line in statements] + ["  " + edge for edge in edges] + ["}"]
+        if not graph.nodes:
+            return lines
+        anchor = f"{prefix}n{len(graph.nodes) - 1}"  # the body's last node: an output
+        lines.append(f"{self.prefix}n{self.numbers[node]} -> {anchor} [style=dotted, arrowhead=odot, "
+                     f"color=\"#6366f1\", lhead={quote(cluster)}, constraint=false];")
+        return lines
 
     def _edges(self):
         lines, seen = [], set()
@@ -186,7 +205,7 @@ def to_dot(obj, compare=False, collapse=None, highlight=None, legend=False, capt
     collapsed = normalize_collapse(collapse, scopes)
     colors = normalize_highlight(highlight)
     lines = ["digraph graphcomp {",
-             '  graph [rankdir=TB, newrank=true, nodesep=0.25, ranksep=0.35, fontname="Helvetica", fontsize=11];',
+             '  graph [rankdir=TB, newrank=true, compound=true, nodesep=0.25, ranksep=0.35, fontname="Helvetica", fontsize=11];',
              '  node [fontname="Helvetica", fontsize=10, margin="0.12,0.04", height=0.3];',
              '  edge [arrowsize=0.6, fontname="Helvetica", fontsize=8, fontcolor="#6b7280"];']
     several = len(panels.graphs) > 1

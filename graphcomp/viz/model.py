@@ -12,7 +12,8 @@ from collections import Counter
 
 import numpy as np
 
-from graphcomp.ir import Graph, Node
+from graphcomp.ir import Graph, Node, topological_order
+from graphcomp.loops import Body
 
 ROLES = ("placeholder", "variable", "constant", "forward", "first_derivative",
          "second_derivative", "fused")
@@ -146,6 +147,18 @@ def display_attrs(node):
     return {key: format_attr(value, key) for key, value in sorted(node.attrs.items()) if key != "expression"}
 
 
+def bodies_of(node):
+    """The body graphs a loop or branch node holds (a scan's body, a while_loop's cond and
+    body, a switch's branches), in attribute order; [] for any other node."""
+    return [item for _, value in sorted(node.attrs.items())
+            for item in (value if isinstance(value, tuple) else (value,)) if isinstance(item, Body)]
+
+
+def body_graph(body):
+    """A body as a Graph: its inputs (placeholders) and everything its outputs compute."""
+    return Graph(body.outputs, topological_order(list(body.inputs) + list(body.outputs)))
+
+
 def expression_text(node):
     """A fused kernel's expression as text, or None."""
     expression = node.attrs.get("expression")
@@ -249,6 +262,10 @@ def node_record(node, number, is_output, is_new=None, caption=None):
     }
     if is_new is not None:
         record["new"] = is_new
+    bodies = bodies_of(node)
+    if bodies:  # a loop or branch: its body graphs, nested (each numbered on its own)
+        record["bodies"] = [{"label": body.label, "inputs": len(body.inputs), "outputs": len(body.outputs),
+                             "graph": node_link_data(body_graph(body))} for body in bodies]
     return record
 
 

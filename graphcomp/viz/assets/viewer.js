@@ -662,6 +662,7 @@
       box.appendChild(el("div", { "class": "muted", text: "replaces " + node.fused_members.length + " nodes" }));
       box.appendChild(el("pre", { text: node.fused_members.join("\n") }));
     }
+    (node.bodies || []).forEach(function (body) { box.appendChild(bodyDetails(body)); });
     box.appendChild(el("div", { "class": "muted", text: "built at" }));
     if (node.source) {
       box.appendChild(el("div", {}, [el("code", { text: baseName(node.source.file) + ":" + node.source.line + " in " + node.source.function, title: node.source.file })]));
@@ -684,6 +685,26 @@
       actions.appendChild(el("button", { text: "Collapse scope " + lastPart(scope), onclick: function () { setCollapsed(scope, true); } }));
     });
     box.appendChild(actions);
+  }
+
+  // A loop's or branch's body graph: a collapsible list of its nodes (closed at first), each
+  // with its inputs; the bodies of loops inside it nest the same way.
+  function bodyDetails(body) {
+    var nodes = body.graph.nodes, inputsOf = nodes.map(function () { return []; });
+    body.graph.links.forEach(function (link) { inputsOf[link.target][link.key] = link.source; });
+    var list = el("ol", { "class": "body-nodes", start: "0" });
+    nodes.forEach(function (n) {
+      var text = n.op + (n.name ? " '" + n.name + "'" : "") + " " + shapeText(n.shape) + " " + n.dtype;
+      if (inputsOf[n.id].length) text += "  ← " + inputsOf[n.id].map(function (i) { return "#" + i; }).join(", ");
+      if (n.output) text += "  (output)";
+      var item = el("li", { text: text });
+      (n.bodies || []).forEach(function (inner) { item.appendChild(bodyDetails(inner)); });
+      list.appendChild(item);
+    });
+    return el("details", { "class": "body" }, [
+      el("summary", { text: body.label + ": " + nodes.length + " nodes, " + body.inputs + " inputs, " + body.outputs + " outputs" }),
+      list
+    ]);
   }
 
   function showScopeDetails(box, vertex) {

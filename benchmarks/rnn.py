@@ -1,0 +1,333 @@
+"""Recurrent networks with gc.scan against JAX's lax.scan and PyTorch, one thread, float64.
+
+Rows: an Elman RNN (h = tanh(x W_ih^T + h W_hh^T + b)) and an LSTM (PyTorch's gate order
+i, f, g, o), T steps over a batch of B sequences, hidden size H, input size D. The loss is
+mean(h_t^2) over every step plus sum(h_T); each system computes the loss and its gradient with
+respect to every weight. Columns:
+  graphcomp      gc.scan, gc.grad, gc.function (optimize=True)
+  JAX lax.scan   jax.jit(jax.value_and_grad(...)) of a lax.scan (the baseline)
+  PyTorch nn.X   torch.nn.RNN / torch.nn.LSTM, loss.backward()
+  PyTorch cell   a Python loop over torch.nn.RNNCell / LSTMCell, loss.backward()
+Cells are a system's median time divided by JAX's median time in the same run (interleaved
+samples; lower is better; target <= 1). Before anything is timed, every system's loss and
+gradients must match graphcomp's to 1e-8 (relative to the largest entry).
+
+Also printed: seconds to build and compile (gc.function of value and gradient) a 1,000-step
+scan of an LSTM cell, against the same cell unrolled in the graph (measured at fewer steps,
+said in the line); and the time per step of a scan whose body is one scalar addition.
+
+BLAS, graphcomp and PyTorch are held to one thread (threadpoolctl, gc.set_num_threads,
+torch.set_num_threads), JAX through XLA_FLAGS, set before it is imported.
+
+Run: python benchmarks/rnn.py [--tiny] [--only-graphcomp]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, ROOT)  # the repository's graphcomp, when run from a checkout
+sys.path.insert(0, HERE)
+
+ONE_THREAD_XLA = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+TOLERANCE = 1e-8
+COLUMNS = [("gc", "graphcomp gc.scan"), ("torch", "PyTorch nn.RNN / nn.LSTM"), ("cell", "PyTorch cell loop")]
+CELLS = ("elman", "lstm")
+
+
+def log(message):
+    print(message, file=sys.stderr, flush=True)
+
+
+class Settings:
+    def __init__(self, tiny):
+        self.tiny = tiny
+        self.steps, self.batch, self.hidden, self.inputs = (4, 2, 3, 2) if tiny else (100, 32, 128, 32)
+        self.repeats = 3 if tiny else 15
+        self.compile_steps = 20 if tiny else 1000
+        self.unrolled_steps = 5 if tiny else 100
+        self.overhead_steps = 200 if tiny else 20000
+
+
+def make_weights(rng, cell, settings):
+    """{name: array}: PyTorch's parameter names and shapes, scaled to keep the cell stable."""
+    gates = 4 if cell == "lstm" else 1
+    h, d = settings.hidden, settings.inputs
+    scale = 1.0 / h ** 0.5
+    return {"weight_ih": scale * rng.standard_normal((gates * h, d)),
+            "weight_hh": scale * rng.standard_normal((gates * h, h)),
+            "bias": 0.1 * rng.standard_normal(gates * h)}
+
+
+NAMES = ("weight_ih", "weight_hh", "bias")
+
+
+# graphcomp --------------------------------------------------------------------------------------
+
+def gc_step(gc, cell, w_ih, w_hh, b):
+    """The cell as a scan body: carry, x -> carry, h."""
+    if cell == "elman":
+        def step(h, x):
+            h = gc.tanh(x @ w_ih.T + h @ w_hh.T + b)
+            return h, h
+        return step
+    hidden = w_hh.shape[1]
+
+    def step(carry, x):
+        h, c = carry
+        z = x @ w_ih.T + h @ w_hh.T + b
+        i, f = gc.sigmoid(z[:, :hidden]), gc.sigmoid(z[:, hidden:2 * hidden])
+        g, o = gc.tanh(z[:, 2 * hidden:3 * hidden]), gc.sigmoid(z[:, 3 * hidden:])
+        c = f * c + i * g
+        h = o * gc.tanh(c)
+        return (h, c), h
+    return step
+
+
+def gc_loss(gc, cell, xs, weights, unrolled=False):
+    """The loss graph over placeholders: xs (T, B, D) and the weights."""
+    batch, hidden = xs.shape[1], weights[1].shape[1]
+    h0 = gc.constant(__import__("numpy").zeros((batch, hidden)))
+    init = h0 if cell == "elman" else (h0, h0)
+    step = gc_step(gc, cell, *weights)
+    if unrolled:
+        carry, hs = init, []
+        for t in range(xs.shape[0]):
+            carry, h = step(carry, xs[t])
+            hs.append(h)
+        hs = gc.stack(hs)
+    else:
+        carry, hs = gc.scan(step, init, xs)
+    last = carry if cell == "elman" else carry[0]
+    return gc.mean(hs * hs) + gc.sum(last)
+
+
+def gc_build(gc, cell, shapes, unrolled=False):
+    """gc.function of the loss and its gradients (built, compiled, not yet called)."""
+    xs = gc.placeholder(shapes["xs"], name="xs")
+    weights = [gc.placeholder(shapes[name], name=name) for name in NAMES]
+    loss = gc_loss(gc, cell, xs, weights, unrolled)
+    return gc.function([xs] + weights, [loss] + gc.grad(loss, weights))
+
+
+def gc_case(gc, cell, xs, weights):
+    shapes = {"xs": xs.shape, **{name: weights[name].shape for name in NAMES}}
+    f = gc_build(gc, cell, shapes)
+    args = [xs] + [weights[name] for name in NAMES]
+    return lambda: f(*args)
+
+
+# JAX --------------------------------------------------------------------------------------------
+
+def jax_case(jax, cell, xs, weights):
+    jnp = jax.numpy
+    batch, hidden = xs.shape[1], weights["weight_hh"].shape[1]
+
+    def loss(params, xs):
+        w_ih, w_hh, b = params
+
+        def step(carry, x):
+            if cell == "elman":
+                h = jnp.tanh(x @ w_ih.T + carry @ w_hh.T + b)
+                return h, h
+            h, c = carry
+            z = x @ w_ih.T + h @ w_hh.T + b
+            i, f = jax.nn.sigmoid(z[:, :hidden]), jax.nn.sigmoid(z[:, hidden:2 * hidden])
+            g, o = jnp.tanh(z[:, 2 * hidden:3 * hidden]), jax.nn.sigmoid(z[:, 3 * hidden:])
+            c = f * c + i * g
+            h = o * jnp.tanh(c)
+            return (h, c), h
+        h0 = jnp.zeros((batch, hidden))
+        carry, hs = jax.lax.scan(step, h0 if cell == "elman" else (h0, h0), xs)
+        last = carry if cell == "elman" else carry[0]
+        return jnp.mean(hs * hs) + jnp.sum(last)
+    run = jax.jit(jax.value_and_grad(loss))
+    params = tuple(jnp.asarray(weights[name]) for name in NAMES)
+    jxs = jnp.asarray(xs)
+
+    def call():
+        value, grads = jax.block_until_ready(run(params, jxs))
+        return [value, *grads]
+    return call
+
+
+# PyTorch ----------------------------------------------------------------------------------------
+
+def torch_cases(torch, cell, xs, weights):
+    """(nn.RNN/nn.LSTM call, cell-loop call), each returning [loss, *gradients]."""
+    steps, batch, inputs = xs.shape
+    hidden = weights["weight_hh"].shape[1]
+    layer_kind = torch.nn.RNN if cell == "elman" else torch.nn.LSTM
+    cell_kind = torch.nn.RNNCell if cell == "elman" else torch.nn.LSTMCell
+    layer = layer_kind(inputs, hidden, dtype=torch.float64)
+    unit = cell_kind(inputs, hidden, dtype=torch.float64)
+    with torch.no_grad():  # graphcomp's one bias is PyTorch's bias_ih, with bias_hh zero (and frozen)
+        for module, suffix in ((layer, "_l0"), (unit, "")):
+            for name in ("weight_ih", "weight_hh"):
+                getattr(module, name + suffix).copy_(torch.from_numpy(weights[name]))
+            getattr(module, "bias_ih" + suffix).copy_(torch.from_numpy(weights["bias"]))
+            getattr(module, "bias_hh" + suffix).zero_()
+            getattr(module, "bias_hh" + suffix).requires_grad_(False)
+    txs = torch.from_numpy(xs)
+
+    def gradients(module, loss, suffix):
+        grads = torch.autograd.grad(loss, [getattr(module, name + suffix) for name in ("weight_ih", "weight_hh", "bias_ih")])
+        return [loss.detach().numpy()] + [g.numpy() for g in grads]
+
+    def whole():
+        hs, state = layer(txs)
+        last = state if cell == "elman" else state[0]
+        return gradients(layer, (hs * hs).mean() + last.sum(), "_l0")
+
+    def looped():
+        h = torch.zeros(batch, hidden, dtype=torch.float64)
+        state = h if cell == "elman" else (h, h)
+        hs = []
+        for t in range(steps):
+            state = unit(txs[t], state)
+            hs.append(state if cell == "elman" else state[0])
+        hs = torch.stack(hs)
+        return gradients(unit, (hs * hs).mean() + hs[-1].sum(), "")
+    return whole, looped
+
+
+# the run ----------------------------------------------------------------------------------------
+
+def import_peers(wanted):
+    """({name: module}, [notes]) for JAX and PyTorch, skipping any that is absent or not wanted."""
+    peers, notes = {}, []
+    if not wanted:
+        return peers, ["none; skipped: JAX, PyTorch (not asked for: --only-graphcomp)"]
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + ONE_THREAD_XLA).strip()
+    try:
+        import jax  # noqa: PLC0415
+        jax.config.update("jax_enable_x64", True)
+        import jax.numpy  # noqa: F401, PLC0415
+        peers["jax"] = jax
+        notes.append(f"JAX {jax.__version__}")
+    except Exception as error:  # noqa: BLE001 - a peer that fails to import is skipped
+        notes.append(f"JAX skipped ({type(error).__name__})")
+    try:
+        import torch  # noqa: PLC0415
+        torch.set_num_threads(1)
+        peers["torch"] = torch
+        notes.append(f"PyTorch {torch.__version__}")
+    except Exception as error:  # noqa: BLE001
+        notes.append(f"PyTorch skipped ({type(error).__name__})")
+    return peers, notes
+
+
+def checked(label, cases, repeats):
+    """Check every case against graphcomp's results, then time them interleaved: {case: seconds}."""
+    import numpy as np  # noqa: PLC0415
+
+    from _timing import interleaved_medians  # noqa: PLC0415
+    expected = [np.asarray(v) for v in cases["gc"]()]
+    for key, run in cases.items():
+        got = [np.asarray(v) for v in run()]
+        for position, (a, b) in enumerate(zip(got, expected)):
+            scale = max(float(np.abs(b).max()), 1e-300)
+            if a.shape != b.shape or float(np.abs(a - b).max()) > TOLERANCE * scale:
+                raise SystemExit(f"{label}: {key} output {position} differs from graphcomp's")
+    log(f"  {label}: checked {', '.join(k for k in cases if k != 'gc')}; timing ({repeats} rounds)")
+    return interleaved_medians(cases, repeats, warmup=2)
+
+
+def compile_seconds(gc, settings):
+    """(seconds to build + compile value and gradient of an LSTM scan, the same unrolled)."""
+    b, h, d = settings.batch, settings.hidden, settings.inputs
+    shapes = {"weight_ih": (4 * h, d), "weight_hh": (4 * h, h), "bias": (4 * h,)}
+    start = time.perf_counter()
+    gc_build(gc, "lstm", {"xs": (settings.compile_steps, b, d), **shapes})
+    scanned = time.perf_counter() - start
+    start = time.perf_counter()
+    gc_build(gc, "lstm", {"xs": (settings.unrolled_steps, b, d), **shapes}, unrolled=True)
+    return scanned, time.perf_counter() - start
+
+
+def step_overhead(gc, np, settings):
+    """Seconds per step of a scan whose body adds one scalar (median of 5)."""
+    import statistics  # noqa: PLC0415
+    xs = gc.placeholder((settings.overhead_steps,))
+    total, _ = gc.scan(lambda c, x: (c + x, None), gc.constant(0.0), xs)
+    f = gc.function([xs], total)
+    values = np.random.default_rng(1).standard_normal(settings.overhead_steps)
+    f(values)
+    samples = []
+    for _ in range(5):
+        start = time.perf_counter()
+        f(values)
+        samples.append((time.perf_counter() - start) / settings.overhead_steps)
+    return statistics.median(samples)
+
+
+def run(settings, with_peers=True):
+    peers, notes = import_peers(with_peers)
+    import numpy as np  # noqa: PLC0415
+
+    import graphcomp as gc  # noqa: PLC0415
+    from _timing import duration  # noqa: PLC0415
+    from compare import machine_line  # noqa: PLC0415
+    from linalg import pin_one_thread  # noqa: PLC0415
+
+    pinned = pin_one_thread()
+    log(f"graphcomp from {os.path.dirname(gc.__file__)}")
+    rng = np.random.default_rng(0)
+    t, b, h, d = settings.steps, settings.batch, settings.hidden, settings.inputs
+    rows = []
+    for cell in CELLS:
+        weights = make_weights(rng, cell, settings)
+        xs = rng.standard_normal((t, b, d))
+        cases = {"gc": gc_case(gc, cell, xs, weights)}
+        if "jax" in peers:
+            cases["jax"] = jax_case(peers["jax"], cell, xs, weights)
+        if "torch" in peers:
+            cases["torch"], cases["cell"] = torch_cases(peers["torch"], cell, xs, weights)
+        label = f"{'Elman RNN' if cell == 'elman' else 'LSTM'} loss + gradient, T={t}, B={b}, H={h}, D={d}"
+        rows.append((label, checked(label, cases, settings.repeats)))
+    scanned, unrolled = compile_seconds(gc, settings)
+    overhead = step_overhead(gc, np, settings)
+
+    lines = [f"Machine: {machine_line()}"]
+    lines.append(f"Threads: 1 ({'BLAS through threadpoolctl' if pinned else 'BLAS unpinned: no threadpoolctl'}, "
+                 "gc.set_num_threads(1), torch.set_num_threads(1), XLA_FLAGS)")
+    lines.append("Peers: " + ", ".join(notes))
+    lines.append("Cells: median time / JAX lax.scan's median time in the same run (lower is better; target <= 1). "
+                 "The last column is JAX's median.")
+    lines.append("")
+    lines.append("| workload | " + " | ".join(heading for _, heading in COLUMNS) + " | JAX median |")
+    lines.append("|---" * (len(COLUMNS) + 2) + "|")
+    for label, medians in rows:
+        base = medians.get("jax")
+        cells = ["—" if key not in medians or base is None else f"{medians[key] / base:.2f}" for key, _ in COLUMNS]
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {'—' if base is None else duration(base)} |")
+    lines.append("")
+    graphcomp_times = ", ".join(f"{label.split(' loss')[0]} {duration(medians['gc'])}" for label, medians in rows)
+    lines.append(f"graphcomp medians: {graphcomp_times}")
+    lines.append(f"Compile (build + gc.function of value and gradient), LSTM B={b} H={h}: "
+                 f"{settings.compile_steps}-step gc.scan {duration(scanned)}; the cell unrolled in the graph, "
+                 f"{settings.unrolled_steps} steps, {duration(unrolled)}")
+    lines.append(f"Per-step overhead: a scan whose body adds one scalar, {settings.overhead_steps} steps: "
+                 f"{duration(overhead)} a step")
+    lines.append("")
+    lines.append("Correctness: every system's loss and gradients match graphcomp's to 1e-8 (relative) for: "
+                 + ", ".join(["graphcomp"] + [dict(COLUMNS + [("jax", "JAX lax.scan")])[k]
+                                               for k in ("jax", "torch", "cell") if k in rows[0][1]]))
+    print("\n".join(lines))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tiny", action="store_true", help="tiny sizes and few rounds (what the tests run)")
+    parser.add_argument("--only-graphcomp", action="store_true", help="time graphcomp alone, no peers")
+    args = parser.parse_args(argv)
+    run(Settings(args.tiny), with_peers=not args.only_graphcomp)
+
+
+if __name__ == "__main__":
+    main()
