@@ -328,8 +328,8 @@ def _comment(what, node):
 
 def _binder(name, node, shape):
     """`v7: "f64[128,256]"`: the value's name with its shape and dtype (an annotation Python
-    does not evaluate in a function's body)."""
-    return f'{name}: "{type_text(node.dtype, shape)}"'
+    does not evaluate in a function's body); `shape` None: the node's own."""
+    return f'{name}: "{type_text(node.dtype, node.shape if shape is None else shape)}"'
 
 
 def type_text(dtype, shape):
