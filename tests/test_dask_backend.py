@@ -284,6 +284,7 @@ def test_a_dataset_four_times_a_workers_memory_streams_through_loss_and_gradient
     np.testing.assert_allclose(gradient, total_grad / rows, rtol=1e-9)
 
 
+@pytest.mark.slow
 def test_the_dask_hessian_demo_finds_the_top_eigenvalues_of_the_full_dataset(capsys):
     from graphcomp.demos import hessian
 
