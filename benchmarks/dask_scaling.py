@@ -272,7 +272,7 @@ def run(args):
         name = f"{n} worker{'s' if n > 1 else ''}"
         begun = time.perf_counter()
         with distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                      dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+                                      dashboard_address=None, silence_logs=40) as cluster, distributed.Client(cluster) as client:
             print(f"{name}: cluster up in {time.perf_counter() - begun:.1f} s", flush=True)
             kept_X, kept_T = client.persist([dask_X, dask_T])
             distributed.wait([kept_X, kept_T])

@@ -6,6 +6,7 @@ GRAPHCOMP_FUZZ=long multiplies every random search by ten, for local runs:
     GRAPHCOMP_FUZZ=long python -m pytest tests/test_fuzz_optimizer.py tests/test_optimizer_exactness.py
 """
 
+import logging
 import os
 
 import pytest
@@ -22,6 +23,11 @@ settings.register_profile("long", max_examples=20000, deadline=None, derandomize
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 settings.load_profile("long" if PROFILE == "long" else "ci")
 
+
+# Dask's cluster logs (connections opened and closed, workers started and stopped) say nothing a
+# test checks; keep errors only, so that a failing test's captured output shows its own story.
+for _name in ("distributed", "dask", "tornado", "bokeh"):
+    logging.getLogger(_name).setLevel(logging.ERROR)
 
 ENGINES = ["numpy"] + (["numexpr"] if kernels.numexpr is not None else [])
 

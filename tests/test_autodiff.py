@@ -137,6 +137,7 @@ def test_gradient_of_a_float32_cost_is_float32_and_accurate():
 
 # deep graphs: no recursion anywhere ---------------------------------------------------------------
 
+@pytest.mark.slow
 def test_ten_thousand_deep_chain_builds_differentiates_compiles_and_runs():
     depth = 10_000
     x = gc.placeholder((), name="x")

@@ -17,6 +17,8 @@ from graphcomp.demos import xor
 
 from tool_requirements import missing
 
+pytestmark = pytest.mark.slow  # drives a headless browser
+
 CANVAS_PIXELS = """(async () => {
   const image = new Image();
   image.src = "data:image/png;base64,%s";

@@ -10,6 +10,8 @@ import pytest
 
 import graphcomp as gc
 
+pytestmark = pytest.mark.slow  # trains the README's classifier
+
 pytest.importorskip("sklearn", reason="the digits come with scikit-learn (pip install -e '.[sklearn]')")
 
 README = Path(__file__).resolve().parent.parent / "README.md"

@@ -21,6 +21,8 @@ import pytest
 
 from graphcomp import cli, demos, viz
 
+pytestmark = pytest.mark.slow  # runs the command line's demos in subprocesses
+
 REPO = Path(__file__).resolve().parent.parent
 HAS_SKLEARN = importlib.util.find_spec("sklearn") is not None
 HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None

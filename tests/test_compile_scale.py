@@ -9,6 +9,8 @@ import pytest
 
 import graphcomp as gc
 
+pytestmark = pytest.mark.slow  # compiles graphs of a hundred thousand nodes
+
 
 def _layered(layers, width=4):
     """A residual stack: each layer is a matmul and a few elementwise ops (about 23 nodes with

@@ -242,6 +242,7 @@ def _worker_pids(client):
     return client.run(lambda: __import__("os").getpid())
 
 
+@pytest.mark.slow  # a local cluster of worker processes
 def test_mlp_gradient_and_hessian_on_a_local_cluster(client):
     x, t, params, loss = _mlp(features=5, hidden=4, classes=3)
     grads = gc.grad(loss, params)
@@ -257,6 +258,7 @@ def test_mlp_gradient_and_hessian_on_a_local_cluster(client):
     np.testing.assert_allclose(H.matvec(v), exact.matvec(v), rtol=1e-10, atol=1e-13)
 
 
+@pytest.mark.slow  # a local cluster of worker processes
 def test_a_dataset_four_times_a_workers_memory_streams_through_loss_and_gradient(client):
     features = 40
     rows = 4 * WORKER_MEMORY // (8 * features)  # float64: four workers' memory limits of data
@@ -282,6 +284,7 @@ def test_a_dataset_four_times_a_workers_memory_streams_through_loss_and_gradient
     np.testing.assert_allclose(gradient, total_grad / rows, rtol=1e-9)
 
 
+@pytest.mark.slow
 def test_the_dask_hessian_demo_finds_the_top_eigenvalues_of_the_full_dataset(capsys):
     from graphcomp.demos import hessian
 
@@ -312,6 +315,7 @@ def test_gauss_newton_operator_on_a_chunked_dataset():
     assert v @ chunked.matvec(v) >= 0  # positive semi-definite
 
 
+@pytest.mark.slow  # a local cluster of worker processes
 def test_a_second_call_on_other_data_never_reuses_the_first_calls_keys(client):
     """Values persisted on a cluster by one call must not stand in for another call's."""
     x = gc.placeholder((None,), name="x")
@@ -325,6 +329,7 @@ def test_a_second_call_on_other_data_never_reuses_the_first_calls_keys(client):
     np.testing.assert_array_equal(first.compute(), np.ones(8))
 
 
+@pytest.mark.slow  # a local cluster of worker processes
 def test_a_new_point_on_the_cluster_gives_that_points_products(client):
     x, t, params, loss = _mlp(features=5, hidden=4, classes=3)
     X, T = _data(1200, features=5)

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # runs a benchmark script on local clusters
+
 pytest.importorskip("dask.array")
 pytest.importorskip("distributed")
 

@@ -3,6 +3,8 @@
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.slow  # runs the curvature demo
+
 pytest.importorskip("sklearn")
 
 from graphcomp import demos  # noqa: E402

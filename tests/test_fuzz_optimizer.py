@@ -8,6 +8,7 @@ two minutes. NaN and inf positions are compared too.
 """
 
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -139,6 +140,7 @@ structures = st.tuples(
 )
 
 
+@pytest.mark.slow  # a random search over many programs
 @given(structure=structures, seed=st.integers(0, 2**32 - 1))
 def test_optimised_graphs_match_unoptimised_values_and_derivatives(structure, seed):
     optimised, plain = _functions(structure)

@@ -6,6 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # runs a benchmark script
+
 SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "linalg.py"
 SIZES = [(16, "unbatched"), (16, "batch 4"), (32, "unbatched"), (32, "batch 4"), (64, "unbatched"), (64, "batch 2")]
 

@@ -13,6 +13,8 @@ import pytest
 
 from tool_requirements import missing
 
+pytestmark = pytest.mark.slow  # runs every notebook in a kernel
+
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 CELL_TIMEOUT = 300  # seconds per cell; the notebooks take a few seconds each

@@ -110,6 +110,7 @@ def check_programs(engine, seed, count, shape, dtype="float64"):
     return compared
 
 
+@pytest.mark.slow  # a random search over many programs
 def test_random_elementwise_programs_on_special_values(engine):
     check_programs(engine, seed=1, count=1500 * FUZZ_SCALE, shape=(SMALL,))
 
@@ -170,6 +171,7 @@ def random_mixed_program(rng):
     return [a, b, v], values[-1]
 
 
+@pytest.mark.slow  # a random search over many programs
 def test_random_programs_with_matmul_broadcasting_and_reductions(engine):
     rng = np.random.default_rng(11)
     compared = 0
@@ -191,6 +193,7 @@ def test_random_programs_with_matmul_broadcasting_and_reductions(engine):
     assert compared >= 0.7 * count
 
 
+@pytest.mark.slow  # a random search over many programs
 def test_gradients_of_random_programs_match_unoptimised_ones(engine):
     """Values, gradients and Hessian-vector products of random programs at special values."""
     rng = np.random.default_rng(21)
@@ -291,6 +294,7 @@ def random_smooth_program(rng):
     return fresh_build
 
 
+@pytest.mark.slow  # a random search over many programs
 def test_derivatives_of_random_programs_match_finite_differences():
     """Gradients, forward mode and both Hessian-vector product modes of random smooth programs
     against central differences (graphcomp.testing.check_grads), at ordinary values."""

@@ -335,6 +335,7 @@ def _calls(seed, count):
     return [(ROWS[(seed + k) % len(ROWS)], seed * 100 + k) for k in range(count)]
 
 
+@pytest.mark.slow  # a random search over many programs
 @settings(max_examples=200)
 @given(structure=structures, seed=st.integers(0, 2**16))
 def test_kept_results_of_random_programs_survive_later_calls_of_every_shape(structure, seed):
@@ -355,6 +356,7 @@ def test_kept_results_of_random_programs_survive_later_calls_of_every_shape(stru
             _assert_same(got, want, f"{structure} at {arguments[0].shape}")
 
 
+@pytest.mark.slow  # a random search over many programs
 @settings(max_examples=150)
 @given(structure=structures, seed=st.integers(0, 2**16))
 def test_random_programs_interleaving_shapes_agree_with_fresh_functions(structure, seed):
@@ -372,6 +374,7 @@ def test_random_programs_interleaving_shapes_agree_with_fresh_functions(structur
             np.testing.assert_array_equal(p, w)  # the same unoptimised program, any call history
 
 
+@pytest.mark.slow  # a random search over many programs
 @settings(max_examples=150)
 @given(structure=structures, seed=st.integers(0, 2**16))
 def test_random_programs_called_from_eight_threads_keep_every_result(structure, seed):
