@@ -8,6 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # runs a benchmark script
+
 SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "rnn.py"
 NUMBER = r"\d+\.\d\d"
 DURATION = r"\d+(\.\d+)? (µs|ms|s)"
