@@ -8,6 +8,8 @@ importing a submodule runs first. Edges go from importer to imported module.
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import networkx as nx
@@ -441,3 +443,10 @@ def test_the_backend_scan_sees_each_kind_of_special_case():
         "line 6: self._backend[0] != 'numpy'",
         "line 8: backend.name is not None",
     ]
+
+
+def test_the_drawing_of_the_module_layers_is_up_to_date():
+    """docs/module_layers.dot is drawn from the package's imports; regenerate it when they change."""
+    script = PACKAGE_DIR.parent / "docs" / "module_layers.py"
+    done = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
