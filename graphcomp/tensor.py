@@ -216,11 +216,14 @@ class Tensor(Node):
     __hash__ = Node.__hash__
 
 
+_CLASS_BOOKKEEPING = frozenset(vars(type("Empty", (), {})))  # __module__, __dict__, __doc__, ...
+
+
 def bind_operators(operators):
     """Give `Tensor` the operators and methods defined on the class `operators` (graphcomp.ops.
     operators calls this once, with methods that call the op modules' builder functions)."""
     for name, member in vars(operators).items():
-        if name in ("__module__", "__qualname__", "__doc__", "__dict__", "__weakref__"):
+        if name in _CLASS_BOOKKEEPING:
             continue
         if name in vars(Tensor):
             raise ValueError(f"Tensor already has {name!r}: bind its operators once")

@@ -263,7 +263,8 @@ def _callee(call):
 def op_names_used(module, tree=None):
     """Places in `module` (or in `tree`) that identify an op by its name: an op name compared with
     a `.name` or `.kind`, given to a call that takes or looks up an op, or used as a subscript
-    (`REGISTRY["add"]`); and any builder looked up by name (`builder(...)`)."""
+    (`REGISTRY["add"]`); any builder looked up by name (`builder(...)`); and a fused record
+    recognised otherwise than by its `members` (`isinstance(op, FusedOp)`)."""
     tree = _parse(module) if tree is None else tree
     found = []
     for node in ast.walk(tree):
@@ -277,6 +278,9 @@ def op_names_used(module, tree=None):
                      for name in _op_name_literals(argument)]
             if _callee(node) == "builder":
                 found.append(f"line {node.lineno}: a builder looked up by name")
+        elif isinstance(node, ast.Call) and _callee(node) == "isinstance" and len(node.args) == 2 \
+                and _table(node.args[1]) == "FusedOp":
+            found.append(f"line {node.lineno}: a fused record recognised by its class (ask op.members)")
         elif isinstance(node, ast.Subscript) and _table(node.value) in TABLES_OF_OPS:
             names = _op_name_literals(node.slice)
         elif isinstance(node, ast.keyword) and node.arg == "kind":
@@ -363,6 +367,9 @@ def rewrite(node):
     if node.op.name == "negative" or node.op.kind == "fused":
         return make_node("subtract", node.inputs)
     return builder("add")(node, get("exp")), Rule("x", ("log", "log1p"), rewrite), REGISTRY["sum"]
+
+def fused(op):
+    return isinstance(op, FusedOp)
 """
 
 
@@ -374,7 +381,8 @@ def test_the_scans_find_each_kind_of_violation():
     assert sorted(op_names_used("graphcomp.tensor", tree)) == sorted([
         "line 13: the op name 'negative'", "line 13: the op name 'fused'", "line 14: the op name 'subtract'",
         "line 15: a builder looked up by name", "line 15: the op name 'add'", "line 15: the op name 'exp'",
-        "line 15: the op name 'log'", "line 15: the op name 'log1p'", "line 15: the op name 'sum'"])
+        "line 15: the op name 'log'", "line 15: the op name 'log1p'", "line 15: the op name 'sum'",
+        "line 18: a fused record recognised by its class (ask op.members)"])
 
 # Backends are objects: only graphcomp.backends (or a backends package) knows which one is which.
 BACKEND_MODULES = ("graphcomp.backends",)

@@ -240,3 +240,26 @@ def test_every_kernel_gives_the_same_bits_whatever_the_layout_of_its_operands():
                 if not np.array_equal(got, expected, equal_nan=True):
                     differing.add(f"{case.id} with operand {position} in {layout}")
     assert not differing, sorted(differing)
+
+
+def test_tensor_operators_build_the_nodes_of_their_records():
+    from graphcomp.ops import elementwise as ew
+    from graphcomp.ops import indexing as ix
+    from graphcomp.ops import linalg, reduce
+    from graphcomp.ops import shape as sh
+    from graphcomp.ops.operators import TensorOperators
+
+    x, y = gc.placeholder((3, 3), name="x"), gc.placeholder((3, 3), name="y")
+    built = {
+        "x + y": (x + y, ew.ADD), "1 - x": (1 - x, ew.SUBTRACT), "x * y": (x * y, ew.MULTIPLY),
+        "2 / x": (2 / x, ew.DIVIDE), "x ** 2": (x ** 2, ew.POWER), "x @ y": (x @ y, linalg.MATMUL),
+        "x % y": (x % y, ew.REMAINDER), "-x": (-x, ew.NEGATIVE), "abs(x)": (abs(x), ew.ABS),
+        "x < y": (x < y, ew.LESS), "x >= y": (x >= y, ew.GREATER_EQUAL), "x[0]": (x[0], ix.GETITEM),
+        "x[[0, 2]]": (x[[0, 2]], ix.GATHER), "x.T": (x.T, sh.TRANSPOSE), "x.sum(0)": (x.sum(0), reduce.SUM),
+        "x.reshape(9)": (x.reshape(9), sh.RESHAPE), "x.astype(int)": (x.astype("int64"), ew.CAST),
+    }
+    for spelling, (node, record) in built.items():
+        assert node.op is record, f"{spelling} built {node.op.name}, not {record.name}"
+    assert (x + y).inputs == (x, y) and (1 - x).inputs[1] is x
+    with pytest.raises(ValueError, match="bind its operators once"):
+        gc.tensor.bind_operators(TensorOperators)

@@ -638,7 +638,7 @@ relu = _unary(RELU)
 zeros_like = _unary(ZEROS_LIKE)
 
 
-def where(condition, x, y):
+def where(condition, x, y, /):
     """Elementwise `x` where `condition` is true, else `y` (NumPy's three-argument where; gc.where,
     in graphcomp.ops.indexing, also takes the one-argument form)."""
     condition, x, y = promote_operands(condition, x, y)
