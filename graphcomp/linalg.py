@@ -78,8 +78,15 @@ def _solve_with(solver, a, b, name, **attrs):
 
 
 def solve(a, b):
-    """x with a @ x = b, as np.linalg.solve (b a vector when 1-D, else a stack of matrices)."""
-    return _solve_with(la.solve, a, b, "solve")
+    """x with a @ x = b, as np.linalg.solve (b a vector when 1-D, else a stack of matrices).
+    With SciPy, one matrix is factored once (LU) for the solve and all its derivatives."""
+    a, b = _tensors(a, b)
+    la.square_size(a, "solve")
+    if a.ndim == 2 and la.lu_available():
+        dtype = la.linalg_dtype(a.dtype, b.dtype, op="solve")
+        a = a if a.dtype == dtype else a.astype(dtype)
+        return la.lu_solve(la.lu_factor(a), a, b)
+    return la.solve(a, b)
 
 
 def solve_triangular(a, b, lower=False):

@@ -657,6 +657,7 @@ def _linalg_cases():
         ("solve", L.solve, nl.solve, [w((3, 3), 104), _normal((3,), 105)], "vector-b"),
         ("solve", L.solve, nl.solve, [w((2, 3, 3), 106), _normal((3, 2), 107)], "batched-a"),
         ("solve", L.solve, nl.solve, [w((3, 3), 108), _normal((2, 3, 1), 109)], "batched-b"),
+        ("solve", L.solve, nl.solve, [w((2, 3, 3), 147), _normal((3,), 148)], "batched-a-vector-b"),
         ("det", L.det, nl.det, [w((3, 3), 110)], ""),
         ("det", L.det, nl.det, [w((2, 3, 3), 111) * np.array([1.0, -1.0])[:, None, None]], "batched"),
         ("slogdet", lambda a: L.slogdet(a)[1], lambda a: nl.slogdet(a)[1], [w((3, 3), 112)], "logabsdet"),
@@ -716,6 +717,23 @@ def _linalg_cases():
         factor = np.linalg.cholesky(_spd(shape, seed)) + np.triu(_normal(shape, seed + 1), 1)
         cases.append(OpCase("cholesky_grad", lambda lower, g: la.cholesky_grad(lower, g), cholesky_grad_reference,
                             [factor, _normal(shape, seed + 2)], label))
+    # lu_factor's packed factors are checked against SciPy in test_linalg.py; here the solves it
+    # makes (with and without A transposed, vector, matrix and batched right-hand sides)
+    def lu_case(a, b, transpose, label):
+        def build(a, b):
+            return la.lu_solve(la.lu_factor(a), a, b, transpose=transpose)
+
+        def reference(a, b):
+            matrix = a.T if transpose else a
+            if b.ndim <= 2:
+                return np.linalg.solve(matrix, b)
+            return np.linalg.solve(matrix, b.reshape(-1, *b.shape[-2:])).reshape(b.shape)
+        return [OpCase("lu_factor", build, reference, [a, b], label), OpCase("lu_solve", build, reference, [a, b], label)]
+
+    cases += lu_case(w((3, 3), 149), _normal((3,), 150), False, "vector-b")
+    cases += lu_case(w((3, 3), 151), _normal((3, 2), 152), True, "transposed")
+    cases += lu_case(w((3, 3), 153), _normal((2, 3, 2), 154), False, "batched-b")
+    cases += lu_case(w((3, 3), 155), _normal((3,), 156), True, "transposed-vector-b")
     like = gc.constant(np.zeros((3, 2)))  # the factored matrix: m = 3 rows, n = 2 columns
     bounds = {("svd", 0): slice(0, 3), ("svd", 1): 3, ("svd", 2): slice(4, None),
               ("qr", 0): slice(0, 3), ("qr", 1): slice(3, None)}
