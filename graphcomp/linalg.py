@@ -35,9 +35,11 @@ from graphcomp.errors import ShapeError
 from graphcomp.ops import linear_algebra as la
 from graphcomp.ops import shape as sh
 from graphcomp.ops.elementwise import abs as _abs
+from graphcomp.ops.elementwise import sign as _sign
 from graphcomp.ops.elementwise import sqrt as _sqrt
 from graphcomp.ops.linalg import matmul
-from graphcomp.ops.reduce import max_, min_, sum_
+from graphcomp.ops.indexing import take_along_axis
+from graphcomp.ops.reduce import argsort, max_, min_, sort, sum_
 from graphcomp.shapes import format_shape
 from graphcomp.tensor import as_tensor, constant, promote_operands
 
@@ -132,7 +134,7 @@ def svd(a, full_matrices=True, compute_uv=True, hermitian=False):
     (full_matrices=False, or a square matrix): inf or nan where singular values repeat or are 0."""
     a = _tensor(a)
     if hermitian:
-        raise NotImplementedError("svd: hermitian=True is not supported; use eigh")
+        return _hermitian_svd(a, compute_uv)
     if not compute_uv:
         return svdvals(a)
     m, n = la.matrix_sizes(a, "svd")
@@ -148,22 +150,41 @@ def svd(a, full_matrices=True, compute_uv=True, hermitian=False):
     return SVDResult(u, s, la.mT(v))
 
 
+def _hermitian_svd(a, compute_uv):
+    """NumPy's svd(hermitian=True): from eigh (the lower triangle), singular values |w| in
+    descending order, U the eigenvectors in that order, Vh = (U sign(w))^T. Equal |w| may come
+    in another order than NumPy's (graphcomp's argsort is stable, NumPy's need not be)."""
+    la.square_size(a, "svd")
+    if not compute_uv:
+        return sh.flip(sort(_abs(eigvalsh(a)), axis=-1), axis=-1)
+    w, v = eigh(a)
+    order = sh.flip(argsort(_abs(w), axis=-1), axis=-1)
+    w = take_along_axis(w, order, axis=-1)
+    u = take_along_axis(v, sh.broadcast_to(sh.expand_dims(order, order.ndim - 1), v.shape), axis=-1)
+    return SVDResult(u, _abs(w), la.mT(u * sh.expand_dims(_sign(w), w.ndim - 1)))
+
+
 def svdvals(x):
     """The singular values, descending, as np.linalg.svdvals."""
     return la.svdvals(_tensor(x))
 
 
 def qr(a, mode="reduced"):
-    """(Q, R) as np.linalg.qr with mode "reduced" (or "complete" when m <= n), or R with "r"."""
+    """(Q, R) as np.linalg.qr with mode "reduced" or "complete", or R with "r". Derivatives of
+    the reduced factors; with "complete" and more rows than columns, Q's extra columns (a basis
+    of the complement, not unique) have none: a derivative through them is a GradientError."""
     a = _tensor(a)
     m, n = la.matrix_sizes(a, "qr")
     if mode not in ("reduced", "complete", "r"):
         raise ValueError(f"qr: mode must be 'reduced', 'complete' or 'r', got {mode!r}")
-    if mode == "complete" and not (m is not None and n is not None and m <= n):
-        raise NotImplementedError("qr: mode='complete' with more rows than columns is not supported; "
-                                  "use mode='reduced'")
     q, r = la.qr_parts(la.qr_packed(a), a)
-    return r if mode == "r" else QRResult(q, r)
+    if mode == "r":
+        return r
+    if mode == "complete" and not (m is not None and n is not None and m <= n):
+        m, n = la.known_matrix_sizes(a, "qr(mode='complete')")
+        q = sh.concatenate([q, la.qr_complement(a)], axis=-1)
+        r = sh.concatenate([r, la.zeros_like(a[..., n:, :])], axis=-2)
+    return QRResult(q, r)
 
 
 # compositions ---------------------------------------------------------------------------------

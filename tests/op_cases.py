@@ -29,6 +29,7 @@ class OpCase:
     args: list
     label: str = ""
     check_options: dict = field(default_factory=dict)  # for gc.testing.check_grads
+    has_derivatives: bool = True  # False: asking for them is a GradientError (checked instead)
 
     @property
     def id(self):
@@ -734,6 +735,9 @@ def _linalg_cases():
     cases += lu_case(w((3, 3), 151), _normal((3, 2), 152), True, "transposed")
     cases += lu_case(w((3, 3), 153), _normal((2, 3, 2), 154), False, "batched-b")
     cases += lu_case(w((3, 3), 155), _normal((3,), 156), True, "transposed-vector-b")
+    for shape, seed in (((4, 2), 157), ((2, 3, 1), 158)):
+        cases.append(OpCase("qr_complement", la.qr_complement, lambda a: np.linalg.qr(a, mode="complete")[0][..., a.shape[-1]:],
+                            [_normal(shape, seed)], has_derivatives=False))
     like = gc.constant(np.zeros((3, 2)))  # the factored matrix: m = 3 rows, n = 2 columns
     bounds = {("svd", 0): slice(0, 3), ("svd", 1): 3, ("svd", 2): slice(4, None),
               ("qr", 0): slice(0, 3), ("qr", 1): slice(3, None)}

@@ -451,3 +451,42 @@ def test_slogdet_gradient_and_hvp_need_no_scatter_of_the_packed_result():
     grad, hvp = f(x, d)
     np.testing.assert_allclose(grad, inverse.T, rtol=1e-12)
     np.testing.assert_allclose(hvp, -(inverse @ d @ inverse).T, rtol=1e-10)
+
+
+# qr(mode="complete") with m > n and svd(hermitian=True) ---------------------------------------------
+
+@pytest.mark.parametrize("shape", [(5, 3), (2, 4, 2), (3, 3), (2, 5)])
+def test_complete_qr_matches_numpy(shape):
+    x = RNG.standard_normal(shape)
+    a = gc.placeholder(shape)
+    q, r = L.qr(a, mode="complete")
+    got = gc.function([a], [q, r])(x)
+    for g, e in zip(got, np.linalg.qr(x, mode="complete")):
+        assert g.shape == e.shape
+        np.testing.assert_allclose(g, e, rtol=1e-12, atol=1e-12)
+
+
+def test_complete_qr_differentiates_r_and_refuses_the_complement_of_q():
+    x = RNG.standard_normal((5, 3))
+    gc.testing.check_grads(lambda a: L.qr(a, mode="complete").R, [x], order=2)
+    a = gc.placeholder((5, 3))
+    with pytest.raises(gc.GradientError, match="mode='reduced'"):
+        gc.grad(gc.sum(L.qr(a, mode="complete").Q), a)
+    with pytest.raises(gc.ShapeError, match="known"):
+        L.qr(gc.placeholder((None, 3)), mode="complete")
+
+
+@pytest.mark.parametrize("shape", [(4, 4), (2, 3, 3)])
+def test_hermitian_svd_matches_numpy_with_gradients(shape):
+    m = RNG.standard_normal(shape)
+    x = m + np.swapaxes(m, -1, -2) + 0.5 * np.eye(shape[-1])
+    a = gc.placeholder(shape)
+    got = gc.function([a], [*L.svd(a, hermitian=True), L.svd(a, compute_uv=False, hermitian=True)])(x)
+    expected = [*np.linalg.svd(x, hermitian=True), np.linalg.svd(x, compute_uv=False, hermitian=True)]
+    for g, e in zip(got, expected):
+        assert g.shape == e.shape
+        np.testing.assert_allclose(g, e, rtol=1e-12, atol=1e-12)
+    gc.testing.check_grads(lambda a: L.svd(a, compute_uv=False, hermitian=True), [x], order=2)
+    # U Vh = sum_i sign(w_i) v_i v_i^T (the matrix sign of what the kernel reads): free of the
+    # eigenvectors' signs, smooth where the eigenvalues are distinct and nonzero
+    gc.testing.check_grads(lambda a: gc.matmul(*L.svd(a, hermitian=True)[::2]), [x], order=2)

@@ -909,6 +909,35 @@ def qr_packed(a):
     return apply(QR, a)
 
 
+# qr(mode="complete") with more rows than columns: the reduced Q's orthonormal complement ----------
+
+def _qr_complement_impl(a):
+    return np.linalg.qr(a, mode="complete")[0][..., a.shape[-1]:]
+
+
+def _qr_complement_infer(a):
+    m, n = known_matrix_sizes(a, "qr")
+    if m <= n:
+        raise ShapeError(f"qr_complement: needs more rows than columns, got shape {format_shape(a.shape)}")
+    return a.shape[:-1] + (m - n,), linalg_dtype(a.dtype, op="qr")
+
+
+def _no_complement_derivative(*args):
+    raise GradientError("qr: the last m - n columns of Q with mode='complete' (a basis of the complement of "
+                        "A's column space) are not unique, and have no derivative; use mode='reduced'")
+
+
+QR_COMPLEMENT = _record("qr_complement", _qr_complement_impl, _qr_complement_infer, signature="(m,n)->(m,p)",
+                        sizes=lambda shape: {"p": shape[-2] - shape[-1]},
+                        vjp=(_no_complement_derivative,), jvp=_no_complement_derivative,
+                        doc="the last m - n columns of np.linalg.qr(a, mode='complete')'s Q for m > n; "
+                            "derivatives raise GradientError (the basis is not unique)")
+
+
+def qr_complement(a):
+    return apply(QR_COMPLEMENT, a)
+
+
 # the parts of a packed svd or qr (row ranges that depend on the rows m of `a`) -----------------
 
 def _part_bounds(a_shape, factorization, index):
