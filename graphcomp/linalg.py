@@ -35,6 +35,7 @@ from graphcomp.errors import ShapeError
 from graphcomp.ops import linear_algebra as la
 from graphcomp.ops import shape as sh
 from graphcomp.ops.elementwise import abs as _abs
+from graphcomp.ops.elementwise import cast
 from graphcomp.ops.elementwise import sign as _sign
 from graphcomp.ops.elementwise import sqrt as _sqrt
 from graphcomp.ops.linalg import matmul
@@ -263,26 +264,23 @@ def _matrix_norm(x, ord, axes):  # noqa: A002
 
 
 def pinv(a, rcond=None, hermitian=False):
-    """The pseudo-inverse, as np.linalg.pinv for a matrix of full rank: through the SVD
-    (singular values below rcond * max are dropped, as NumPy does)."""
+    """The pseudo-inverse, as np.linalg.pinv (singular values at most rcond * the largest are
+    dropped; rcond 1e-15 by default, as NumPy); first derivatives at any rank (where it is
+    locally constant), higher ones at full rank (LinAlgError at run time otherwise)."""
     a = _tensor(a)
     if hermitian:
         raise NotImplementedError("pinv: hermitian=True is not supported")
-    m, n = la.known_matrix_sizes(a, "pinv")
-    if rcond is None:
-        rcond = 10 * max(m, n) * np.finfo(la.linalg_dtype(a.dtype)).eps
-    u, s, vh = svd(a, full_matrices=False)
-    from graphcomp.ops.elementwise import where  # noqa: PLC0415
-    cutoff = rcond * max_(s, axis=-1, keepdims=True)
-    keep = s > cutoff
-    inverse = where(keep, 1 / where(keep, s, 1), 0)
-    return matmul(la.mT(vh) * sh.expand_dims(inverse, inverse.ndim - 1), la.mT(u))
+    la.matrix_sizes(a, "pinv")
+    return la.pinv(a, 1e-15 if rcond is None else rcond)
 
 
 def lstsq(a, b, rcond=None):
-    """(solution, residuals, rank, singular_values) as np.linalg.lstsq for a 2-D matrix of full
-    column rank: the solution through pinv; residuals as NumPy gives them (empty unless m > n);
-    rank is a Python int (the full rank this assumes)."""
+    """(solution, residuals, rank, singular_values) as np.linalg.lstsq for a 2-D matrix: the
+    minimum-norm solution through pinv (singular values at most rcond * the largest count as
+    zero; rcond eps * max(m, n) by default, as NumPy), with first derivatives at any rank and
+    higher ones at full rank (LinAlgError at run time otherwise); rank a
+    run-time int32; residuals as NumPy gives them when m > n, which needs full rank (a
+    rank-deficient a raises LinAlgError at run time where the residuals are computed), else empty."""
     a, b = _tensors(a, b)
     if a.ndim != 2:
         raise ShapeError(f"lstsq: a must be 2-D, got shape {format_shape(a.shape)}")
@@ -290,15 +288,19 @@ def lstsq(a, b, rcond=None):
     if b.shape[0] is not None and b.shape[0] != m:
         raise ShapeError(f"lstsq: a of shape {format_shape(a.shape)} and b of shape {format_shape(b.shape)} "
                          "do not match")
-    solution = matmul(pinv(a, rcond=1e-15 if rcond is None else rcond), b)
+    eps = float(np.finfo(la.linalg_dtype(a.dtype, b.dtype, op="lstsq")).eps)
+    rcond = eps * max(m, n) if rcond is None else (eps if rcond < 0 else float(rcond))
+    solution = matmul(la.pinv(a, rcond), b)
+    singular_values = svdvals(a)
     if m > n:
         residual = b - matmul(a, solution)
-        residuals = sum_(residual * residual, axis=0)
+        residuals = la.full_rank(sum_(residual * residual, axis=0), singular_values, rcond, "residuals")
         if b.ndim == 1:
             residuals = sh.reshape(residuals, (1,))
     else:
         residuals = constant(np.zeros((0,) + tuple(b.shape[1:]), solution.dtype))
-    return LstsqResult(solution, residuals, min(m, n), svdvals(a))
+    rank = cast(sum_(singular_values > rcond * max_(singular_values, axis=-1, keepdims=True), axis=-1), "int32")
+    return LstsqResult(solution, residuals, rank, singular_values)
 
 
 def matrix_power(a, n):

@@ -738,6 +738,13 @@ def _linalg_cases():
     for shape, seed in (((4, 2), 157), ((2, 3, 1), 158)):
         cases.append(OpCase("qr_complement", la.qr_complement, lambda a: np.linalg.qr(a, mode="complete")[0][..., a.shape[-1]:],
                             [_normal(shape, seed)], has_derivatives=False))
+    cases.append(OpCase("pinv", lambda a: la.pinv(a, 1e-15), np.linalg.pinv, [_normal((4, 3), 159)], "tall"))
+    cases.append(OpCase("pinv", lambda a: la.pinv(a, 1e-15), np.linalg.pinv, [_normal((2, 2, 3), 160)], "wide-batched"))
+    singular_values = np.array([3.0, 2.0, 0.5])
+    for reason in ("residuals", "second derivatives"):
+        cases.append(OpCase("full_rank", lambda x, s, r=reason: la.full_rank(x, s, 1e-10, r), lambda x, s: x,
+                            [_normal((3, 2), 161), singular_values], reason))
+    cases.append(OpCase("rank_guard", lambda a: la.rank_guard(a, 1e-10), lambda a: a, [_normal((4, 3), 162)]))
     like = gc.constant(np.zeros((3, 2)))  # the factored matrix: m = 3 rows, n = 2 columns
     bounds = {("svd", 0): slice(0, 3), ("svd", 1): 3, ("svd", 2): slice(4, None),
               ("qr", 0): slice(0, 3), ("qr", 1): slice(3, None)}

@@ -313,11 +313,52 @@ def test_lstsq_returns_numpys_fields():
     x, y = RNG.standard_normal((5, 3)), RNG.standard_normal((5, 2))
     a, b = gc.placeholder((5, 3)), gc.placeholder((5, 2))
     result = L.lstsq(a, b)
-    assert result.rank == 3 and result._fields == ("solution", "residuals", "rank", "singular_values")
-    got = gc.function([a, b], [result.solution, result.residuals, result.singular_values])(x, y)
+    assert result._fields == ("solution", "residuals", "rank", "singular_values")
+    got = gc.function([a, b], list(result))(x, y)
     expected = np.linalg.lstsq(x, y)
-    for g, e in zip(got, [expected[0], expected[1], expected[3]]):
+    for g, e in zip(got, expected):
+        assert np.shape(g) == np.shape(e) and np.asarray(g).dtype == np.asarray(e).dtype
         np.testing.assert_allclose(g, e, rtol=1e-10)
+
+
+def _rank_two(shape):
+    return RNG.standard_normal((shape[0], 2)) @ RNG.standard_normal((2, shape[1]))
+
+
+@pytest.mark.parametrize("a_shape, b_shape", [((5, 3), (5, 2)), ((5, 3), (5,)), ((3, 4), (3,))])
+def test_lstsq_below_full_rank_gives_numpys_minimum_norm_solution_and_its_gradient(a_shape, b_shape):
+    x, y = _rank_two(a_shape), RNG.standard_normal(b_shape)
+    a, b = gc.placeholder(a_shape), gc.placeholder(b_shape)
+    result = L.lstsq(a, b)
+    solution, rank, singular_values = gc.function([a, b], [result.solution, result.rank, result.singular_values])(x, y)
+    expected = np.linalg.lstsq(x, y)
+    np.testing.assert_allclose(solution, expected[0], rtol=1e-10, atol=1e-12)
+    assert rank == expected[2] == 2 and rank.dtype == np.asarray(expected[2]).dtype
+    np.testing.assert_allclose(singular_values, expected[3], rtol=1e-10, atol=1e-12)
+    # first derivatives, against differences of NumPy's solution (a cutoff above the steps,
+    # so that the dropped singular value stays dropped, as it does for a perturbation below
+    # NumPy's own cutoff)
+    weights = RNG.standard_normal(expected[0].shape)
+    (grad,) = gc.grad(gc.sum(L.lstsq(a, b, rcond=1e-4).solution * weights), [a])
+    got = gc.function([a, b], grad)(x, y)
+    d, h = RNG.standard_normal(a_shape), 1e-6
+    value = lambda m: np.sum(np.linalg.lstsq(m, y, rcond=1e-4)[0] * weights)  # noqa: E731
+    np.testing.assert_allclose(np.sum(got * d), (value(x + h * d) - value(x - h * d)) / (2 * h), rtol=1e-6)
+
+
+def test_below_full_rank_second_derivatives_and_residuals_raise_at_run_time():
+    x, y, d = _rank_two((5, 3)), RNG.standard_normal(5), RNG.standard_normal((5, 3))
+    a, b, t = gc.placeholder((5, 3)), gc.placeholder(5), gc.placeholder((5, 3))
+    result = L.lstsq(a, b)
+    residuals = gc.function([a, b], result.residuals)
+    with pytest.raises(np.linalg.LinAlgError, match=r"lstsq: a has rank 2 < 3; NumPy then returns no residuals"):
+        residuals(x, y)
+    np.testing.assert_allclose(residuals(x + 0.1 * d, y), np.linalg.lstsq(x + 0.1 * d, y)[1], rtol=1e-10)
+    cost = gc.sum(result.solution)
+    hvp = gc.function([a, b, t], gc.hvp(cost, [a], [t]))
+    with pytest.raises(np.linalg.LinAlgError, match=r"second and higher ones are computed at full rank only"):
+        hvp(x, y, d)
+    hvp(x + 0.1 * d, y, d)  # full rank: runs (and matches differences: the registry's pinv cases)
 
 
 # independent oracles, where installed ----------------------------------------------------------------

@@ -27,7 +27,7 @@ import string
 import numpy as np
 
 from graphcomp.errors import GradientError, ShapeError
-from graphcomp.ops import OpDef, checks, register
+from graphcomp.ops import DASK_WHOLE_ARRAYS, OpDef, checks, register
 from graphcomp.ops import shape as sh
 from graphcomp.ops.elementwise import equal, where, zeros_like
 from graphcomp.ops.linalg import matmul
@@ -907,6 +907,94 @@ QR = _record("qr", _qr_impl, _qr_infer, signature="(m,n)->(p,k)",
 
 def qr_packed(a):
     return apply(QR, a)
+
+
+# pinv: NumPy's pseudo-inverse (singular values at most rcond * the largest dropped) ------------------
+#
+# Where the rank is locally constant (always, for perturbations below the cutoff) X = A^+ has
+# dX = -X dA X + X X^T dA^T (I - A X) + (I - X A) dA^T X^T X (Golub and Pereyra), at full rank
+# and below it alike; both rules are products of X and A, so every order is a graph.
+
+def _pinv_infer(a, rcond):
+    m, n = matrix_sizes(a, "pinv")
+    return a.shape[:-2] + (n, m), linalg_dtype(a.dtype, op="pinv")
+
+
+def _pinv_vjp(g, out, a):
+    a = rank_guard(a, out.attrs["rcond"])
+    x, gt = out, mT(g)
+    left = matmul(gt, matmul(x, mT(x)))  # G^T X X^T, then (I - A X) times it
+    right = matmul(matmul(mT(x), x), gt)  # X^T X G^T, then times (I - X A)
+    return (-matmul(matmul(mT(x), g), mT(x)) + left - matmul(a, matmul(x, left))
+            + right - matmul(matmul(right, x), a))
+
+
+def _pinv_jvp(tangents, out, a):
+    a = rank_guard(a, out.attrs["rcond"])
+    x, dat = out, mT(tangents[0])
+    w = matmul(dat, matmul(mT(x), x))  # dA^T X^T X, then (I - X A) times it
+    return (-matmul(matmul(x, tangents[0]), x) + matmul(matmul(x, mT(x)), dat - matmul(matmul(dat, a), x))
+            + w - matmul(x, matmul(a, w)))
+
+
+PINV = _record("pinv", lambda a, rcond: np.linalg.pinv(a, rcond=rcond), _pinv_infer, signature="(m,n)->(n,m)",
+               vjp=(_pinv_vjp,), jvp=_pinv_jvp, attrs={"rcond": checks.number},
+               doc="np.linalg.pinv; first derivatives at any rank (singular values at most rcond * the largest "
+                   "are zero, and stay so for small perturbations), higher ones at full rank")
+
+
+def pinv(a, rcond):
+    return apply(PINV, a, rcond=float(rcond))
+
+
+# Below full rank, pinv's first derivative holds (the dropped singular values stay dropped) but
+# its rule, differentiated again, misses how the kept singular vectors turn towards the dropped
+# ones: the second derivative needs full rank, checked at run time where it is computed.
+
+_NEEDS_FULL_RANK = {"residuals": "lstsq: a has rank {rank} < {k}; NumPy then returns no residuals (an empty "
+                                 "array, a shape known only at run time): use the solution",
+                    "second derivatives": "pinv (or lstsq): a has rank {rank} < {k}; first derivatives exist "
+                                          "there, second and higher ones are computed at full rank only"}
+
+
+def _full_rank_impl(x, s, rcond, reason):
+    """x, after checking that the singular values s (..., k) have none at most rcond * the largest."""
+    large = s > rcond * np.max(s, axis=-1, keepdims=True) if s.shape[-1] else s > 0
+    if not np.all(large):
+        rank = int(np.min(np.count_nonzero(large, axis=-1)))
+        raise np.linalg.LinAlgError(_NEEDS_FULL_RANK[reason].format(rank=rank, k=s.shape[-1]))
+    return x
+
+
+def _full_rank_vjp(g, out, x, s):
+    return full_rank(g, s, **out.attrs)
+
+
+FULL_RANK_ATTRS = {"rcond": checks.number, "reason": checks.one_of(*_NEEDS_FULL_RANK)}
+FULL_RANK = register(OpDef("full_rank", _full_rank_impl, lambda x, s, rcond, reason: (x.shape, x.dtype),
+                           kind="linalg", vjp=(_full_rank_vjp, None),
+                           jvp=lambda tangents, out, x, s: None if tangents[0] is None else
+                           full_rank(tangents[0], s, **out.attrs),
+                           backend_impls=DASK_WHOLE_ARRAYS, attrs=FULL_RANK_ATTRS,
+                           doc="x itself once the singular values s show full rank (no value at most rcond * the "
+                               "largest); LinAlgError otherwise, naming the `reason` full rank is needed"))
+
+
+def full_rank(x, s, rcond, reason):
+    return apply(FULL_RANK, x, s, rcond=float(rcond), reason=reason)
+
+
+RANK_GUARD = register(OpDef("rank_guard", lambda a, rcond: a, lambda a, rcond: (a.shape, a.dtype), kind="linalg",
+                            vjp=(lambda g, out, a: full_rank(g, svdvals(a), out.attrs["rcond"], "second derivatives"),),
+                            jvp=lambda tangents, out, a: full_rank(tangents[0], svdvals(a), out.attrs["rcond"],
+                                                                   "second derivatives"),
+                            attrs={"rcond": checks.number},
+                            doc="a itself; its derivatives check that a has full rank (pinv's rules hold "
+                                "below it to first order only)"))
+
+
+def rank_guard(a, rcond):
+    return apply(RANK_GUARD, a, rcond=float(rcond))
 
 
 # qr(mode="complete") with more rows than columns: the reduced Q's orthonormal complement ----------
