@@ -20,8 +20,15 @@ Limits:
 - svd: derivatives of the reduced form (full_matrices=False, or a square matrix) where the
   singular values are distinct and nonzero, inf or nan otherwise; svdvals' first derivatives
   need distinct singular values only;
-- qr: mode "reduced", "r" or "complete" (as "reduced" when m <= n); derivatives for m >= n
-  with R of full rank.
+- qr: mode "reduced", "r" or "complete"; derivatives for m >= n with R of full rank; with
+  "complete" and m > n, Q's last m - n columns (a basis of the complement, not unique) have
+  none: a derivative through them is a GradientError when it is built;
+- svd(hermitian=True) goes through eigh (reads the lower triangle, as NumPy);
+- solve: with SciPy, one matrix (a 2-D a) is LU-factored once (lu_factor) and the solve and
+  every derivative reuse the factors (lu_solve); a batch, or no SciPy, uses NumPy's solve;
+- pinv and lstsq: first derivatives at any rank, where the rank is locally constant (the
+  dropped singular values stay below the cutoff); second and higher ones need full rank, and
+  lstsq's residuals too (NumPy returns none below it): a LinAlgError at run time otherwise.
 """
 
 from __future__ import annotations

@@ -37,7 +37,8 @@ THIRD_ORDER = [
     ("inv-batched", L.inv, np.linalg.inv, _well_conditioned(2, 3, 3)),
     ("solve", lambda a: L.solve(a, B), lambda a: np.linalg.solve(a, B), _well_conditioned(3, 3)),
     ("solve-batched", lambda a: L.solve(a, B), lambda a: np.linalg.solve(a, B), _well_conditioned(2, 3, 3)),
-    ("solve-vector", lambda a: L.solve(a, B[:, 0]), lambda a: np.linalg.solve(a, B[:, 0]), _well_conditioned(3, 3)),
+    ("solve-vector", lambda a: L.solve(a, B[:, 0]), lambda a: np.linalg.solve(a, B[:, 0]),
+     _well_conditioned(3, 3)),
     ("solve-vector-batched", lambda a: L.solve(a, B[:, 0]), lambda a: np.linalg.solve(a, B[:, 0]),
      _well_conditioned(2, 3, 3) + np.eye(3)),  # further from singular: the difference's error stays small
     ("slogdet", lambda a: L.slogdet(a)[1], lambda a: np.linalg.slogdet(a)[1], _well_conditioned(3, 3)),
@@ -156,11 +157,12 @@ def test_singular_input_raises_linalgerror_naming_the_op_and_the_line(build, val
 def test_a_singular_matrix_names_the_op_that_failed():
     a = gc.placeholder((3, 3))
     f = gc.function([a], L.solve(a, np.ones(3)) + 1.0)  # one matrix: factored by lu_factor (SciPy)
-    with pytest.raises(gc.ExecutionError, match=r"op 'lu_factor'.*LinAlgError: Singular matrix.*\n  built at .*test_linalg.py"):
+    message = r"op '{}'.*LinAlgError: Singular matrix.*\n  built at .*test_linalg.py"
+    with pytest.raises(gc.ExecutionError, match=message.format("lu_factor")):
         f(np.ones((3, 3)))
     batch = gc.placeholder((2, 3, 3))
     f = gc.function([batch], L.solve(batch, np.ones(3)) + 1.0)  # a batch: NumPy's solve
-    with pytest.raises(gc.ExecutionError, match=r"op 'solve'.*LinAlgError: Singular matrix.*\n  built at .*test_linalg.py"):
+    with pytest.raises(gc.ExecutionError, match=message.format("solve")):
         f(np.ones((2, 3, 3)))
 
 
@@ -330,7 +332,8 @@ def test_lstsq_below_full_rank_gives_numpys_minimum_norm_solution_and_its_gradie
     x, y = _rank_two(a_shape), RNG.standard_normal(b_shape)
     a, b = gc.placeholder(a_shape), gc.placeholder(b_shape)
     result = L.lstsq(a, b)
-    solution, rank, singular_values = gc.function([a, b], [result.solution, result.rank, result.singular_values])(x, y)
+    outputs = [result.solution, result.rank, result.singular_values]
+    solution, rank, singular_values = gc.function([a, b], outputs)(x, y)
     expected = np.linalg.lstsq(x, y)
     np.testing.assert_allclose(solution, expected[0], rtol=1e-10, atol=1e-12)
     assert rank == expected[2] == 2 and rank.dtype == np.asarray(expected[2]).dtype

@@ -1,9 +1,10 @@
 """numpy.linalg in the graph: one record per factorization or solve, with vjp and jvp rules
 written with graphcomp's builders (so derivatives of every order are graph nodes).
 
-Kernels are NumPy's gufunc-based linalg (batched over leading axes in C, no Python loop) and
-scipy.linalg.solve_triangular for one triangular matrix when SciPy is installed. On CuPy arrays
-the same NumPy calls dispatch to cupy.linalg. On Dask each record runs per batch chunk
+Kernels are NumPy's gufunc-based linalg (batched over leading axes in C, no Python loop) and,
+when SciPy is installed, scipy.linalg.solve_triangular for one triangular matrix and LAPACK's
+getrf/getrs for lu_factor/lu_solve (one matrix factored once for a solve and its derivatives).
+On CuPy arrays the same NumPy calls dispatch to cupy.linalg. On Dask each record runs per batch chunk
 (dask.array.apply_gufunc with the matrix axes gathered into one chunk).
 
 A record with several results (slogdet, eigh, svd, qr) returns them packed in one array along
@@ -384,7 +385,8 @@ def _lu_factor_impl(a):
     packed = np.empty((n, n + 1), dtype=dtype, order="F")
     packed[:, :n] = a
     getrf = _lapack("getrf", packed)
-    _, pivots, info = getrf(packed[:, :n], overwrite_a=True)  # in place: the first n columns are Fortran-contiguous
+    # in place: the first n columns of a Fortran-ordered (n, n + 1) array are Fortran-contiguous
+    _, pivots, info = getrf(packed[:, :n], overwrite_a=True)
     if info > 0:
         raise np.linalg.LinAlgError("Singular matrix")
     packed[:, n] = pivots
@@ -413,7 +415,8 @@ def _lu_solve_impl(lu, a, b, transpose):
     dtype = linalg_dtype(lu.dtype, b.dtype)
     columns = b if b.ndim <= 2 else np.moveaxis(b, -2, 0).reshape(n, -1)  # every right-hand side
     getrs = _lapack("getrs", lu)
-    solved, info = getrs(lu[:, :n], lu[:, n].astype(np.int32), columns.astype(dtype, copy=False), trans=int(transpose))
+    pivots = lu[:, n].astype(np.int32)
+    solved, info = getrs(lu[:, :n], pivots, columns.astype(dtype, copy=False), trans=int(transpose))
     if info != 0:  # pragma: no cover - only for illegal arguments
         raise np.linalg.LinAlgError(f"lu_solve: LAPACK getrs returned {info}")
     if b.ndim > 2:
@@ -442,8 +445,8 @@ def _lu_solve_dask(lu, a, b, transpose):
 LU_SOLVE = register(OpDef("lu_solve", _lu_solve_impl, _lu_solve_infer, kind="linalg", fresh_result=True,
                           backend_impls={"dask": _lu_solve_dask}, attrs={"transpose": checks.boolean},
                           vjp=(None, _LU_SOLVE_VJP_A, _LU_SOLVE_VJP_B), jvp=_LU_SOLVE_JVP,
-                          doc="op(A)^-1 b (op(A) = A, or A^T with transpose=True) from lu = lu_factor(a) (LAPACK getrs); "
-                              "b a vector when 1-D; derivatives through a and b, reusing lu"))
+                          doc="op(A)^-1 b (op(A) = A, or A^T with transpose=True) from lu = lu_factor(a) "
+                              "(LAPACK getrs); b a vector when 1-D; derivatives through a and b, reusing lu"))
 
 
 def lu_solve(lu, a, b, transpose=False):
@@ -959,7 +962,9 @@ _NEEDS_FULL_RANK = {"residuals": "lstsq: a has rank {rank} < {k}; NumPy then ret
 
 def _full_rank_impl(x, s, rcond, reason):
     """x, after checking that the singular values s (..., k) have none at most rcond * the largest."""
-    large = s > rcond * np.max(s, axis=-1, keepdims=True) if s.shape[-1] else s > 0
+    if s.shape[-1] == 0:
+        return x
+    large = s > rcond * np.max(s, axis=-1, keepdims=True)
     if not np.all(large):
         rank = int(np.min(np.count_nonzero(large, axis=-1)))
         raise np.linalg.LinAlgError(_NEEDS_FULL_RANK[reason].format(rank=rank, k=s.shape[-1]))
@@ -984,10 +989,13 @@ def full_rank(x, s, rcond, reason):
     return apply(FULL_RANK, x, s, rcond=float(rcond), reason=reason)
 
 
+def _checked_at_full_rank(g, out, a):
+    return full_rank(g, svdvals(a), out.attrs["rcond"], "second derivatives")
+
+
 RANK_GUARD = register(OpDef("rank_guard", lambda a, rcond: a, lambda a, rcond: (a.shape, a.dtype), kind="linalg",
-                            vjp=(lambda g, out, a: full_rank(g, svdvals(a), out.attrs["rcond"], "second derivatives"),),
-                            jvp=lambda tangents, out, a: full_rank(tangents[0], svdvals(a), out.attrs["rcond"],
-                                                                   "second derivatives"),
+                            vjp=(_checked_at_full_rank,),
+                            jvp=lambda tangents, out, a: _checked_at_full_rank(tangents[0], out, a),
                             attrs={"rcond": checks.number},
                             doc="a itself; its derivatives check that a has full rank (pinv's rules hold "
                                 "below it to first order only)"))
