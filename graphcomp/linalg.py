@@ -282,12 +282,13 @@ def pinv(a, rcond=None, hermitian=False):
 
 
 def lstsq(a, b, rcond=None):
-    """(solution, residuals, rank, singular_values) as np.linalg.lstsq for a 2-D matrix: the
-    minimum-norm solution through pinv (singular values at most rcond * the largest count as
-    zero; rcond eps * max(m, n) by default, as NumPy), with first derivatives at any rank and
-    higher ones at full rank (LinAlgError at run time otherwise); rank a
-    run-time int32; residuals as NumPy gives them when m > n, which needs full rank (a
-    rank-deficient a raises LinAlgError at run time where the residuals are computed), else empty."""
+    """(solution, residuals, rank, singular_values) as np.linalg.lstsq for a 2-D matrix.
+
+    The minimum-norm solution through pinv (singular values at most rcond * the largest count
+    as zero; rcond eps * max(m, n) by default, as NumPy), with first derivatives at any rank and
+    higher ones at full rank (LinAlgError at run time otherwise); rank is a run-time int32;
+    residuals as NumPy gives them when m > n, which needs full rank (below it NumPy returns an
+    empty array, and computing them raises LinAlgError at run time), else empty."""
     a, b = _tensors(a, b)
     if a.ndim != 2:
         raise ShapeError(f"lstsq: a must be 2-D, got shape {format_shape(a.shape)}")

@@ -654,10 +654,11 @@ def _linalg_cases():
     rows = [
         ("inv", L.inv, nl.inv, [w((3, 3), 100)], ""),
         ("inv", L.inv, nl.inv, [w((2, 3, 3), 101)], "batched"),
-        ("solve", L.solve, nl.solve, [w((3, 3), 102), _normal((3, 2), 103)], ""),
-        ("solve", L.solve, nl.solve, [w((3, 3), 104), _normal((3,), 105)], "vector-b"),
+        # one matrix a: gc.linalg.solve factors it (lu_factor) and solves with the factors (lu_solve)
+        ("lu_solve", L.solve, nl.solve, [w((3, 3), 102), _normal((3, 2), 103)], "gc.linalg.solve"),
+        ("lu_solve", L.solve, nl.solve, [w((3, 3), 104), _normal((3,), 105)], "gc.linalg.solve-vector-b"),
         ("solve", L.solve, nl.solve, [w((2, 3, 3), 106), _normal((3, 2), 107)], "batched-a"),
-        ("solve", L.solve, nl.solve, [w((3, 3), 108), _normal((2, 3, 1), 109)], "batched-b"),
+        ("lu_solve", L.solve, nl.solve, [w((3, 3), 108), _normal((2, 3, 1), 109)], "gc.linalg.solve-batched-b"),
         ("solve", L.solve, nl.solve, [w((2, 3, 3), 147), _normal((3,), 148)], "batched-a-vector-b"),
         ("det", L.det, nl.det, [w((3, 3), 110)], ""),
         ("det", L.det, nl.det, [w((2, 3, 3), 111) * np.array([1.0, -1.0])[:, None, None]], "batched"),

@@ -44,6 +44,7 @@ THIRD_ORDER = [
     ("slogdet", lambda a: L.slogdet(a)[1], lambda a: np.linalg.slogdet(a)[1], _well_conditioned(3, 3)),
     ("slogdet-batched", lambda a: L.slogdet(a)[1], lambda a: np.linalg.slogdet(a)[1], _well_conditioned(2, 3, 3)),
     ("det", L.det, np.linalg.det, _well_conditioned(3, 3)),
+    ("pinv-tall", L.pinv, np.linalg.pinv, np.random.default_rng(11).standard_normal((3, 2))),
     ("cholesky", L.cholesky, np.linalg.cholesky, _spd(3, 3)),
     ("cholesky-batched", L.cholesky, np.linalg.cholesky, _spd(2, 3, 3)),
     ("solve_triangular", lambda a: L.solve_triangular(a, B, lower=True),

@@ -1012,10 +1012,11 @@ def _qr_complement_impl(a):
 
 
 def _qr_complement_infer(a):
-    m, n = known_matrix_sizes(a, "qr")
-    if m <= n:
+    m, n = matrix_sizes(a, "qr")
+    known = m is not None and n is not None
+    if known and m <= n:
         raise ShapeError(f"qr_complement: needs more rows than columns, got shape {format_shape(a.shape)}")
-    return a.shape[:-1] + (m - n,), linalg_dtype(a.dtype, op="qr")
+    return a.shape[:-1] + (m - n if known else None,), linalg_dtype(a.dtype, op="qr")
 
 
 def _no_complement_derivative(*args):
