@@ -184,6 +184,8 @@ def _solve_triangular_impl(a, b, lower):
 
 def _slogdet_impl(a):
     sign, logabsdet = np.linalg.slogdet(a)
+    if np.ndim(sign) == 0 and _is_numpy(a):  # one matrix: a 2-vector, without np.stack's cost
+        return np.array([sign, logabsdet])
     return np.stack([sign, logabsdet], axis=-1)
 
 
