@@ -20,8 +20,15 @@ Limits:
 - svd: derivatives of the reduced form (full_matrices=False, or a square matrix) where the
   singular values are distinct and nonzero, inf or nan otherwise; svdvals' first derivatives
   need distinct singular values only;
-- qr: mode "reduced", "r" or "complete" (as "reduced" when m <= n); derivatives for m >= n
-  with R of full rank.
+- qr: mode "reduced", "r" or "complete"; derivatives for m >= n with R of full rank; with
+  "complete" and m > n, Q's last m - n columns (a basis of the complement, not unique) have
+  none: a derivative through them is a GradientError when it is built;
+- svd(hermitian=True) goes through eigh (reads the lower triangle, as NumPy);
+- solve: with SciPy, one matrix (a 2-D a) is LU-factored once (lu_factor) and the solve and
+  every derivative reuse the factors (lu_solve); a batch, or no SciPy, uses NumPy's solve;
+- pinv and lstsq: first derivatives at any rank, where the rank is locally constant (the
+  dropped singular values stay below the cutoff); second and higher ones need full rank, and
+  lstsq's residuals too (NumPy returns none below it): a LinAlgError at run time otherwise.
 """
 
 from __future__ import annotations
@@ -35,9 +42,12 @@ from graphcomp.errors import ShapeError
 from graphcomp.ops import linear_algebra as la
 from graphcomp.ops import shape as sh
 from graphcomp.ops.elementwise import abs as _abs
+from graphcomp.ops.elementwise import cast
+from graphcomp.ops.elementwise import sign as _sign
 from graphcomp.ops.elementwise import sqrt as _sqrt
 from graphcomp.ops.linalg import matmul
-from graphcomp.ops.reduce import max_, min_, sum_
+from graphcomp.ops.indexing import take_along_axis
+from graphcomp.ops.reduce import argsort, max_, min_, sort, sum_
 from graphcomp.shapes import format_shape
 from graphcomp.tensor import as_tensor, constant, promote_operands
 
@@ -78,8 +88,15 @@ def _solve_with(solver, a, b, name, **attrs):
 
 
 def solve(a, b):
-    """x with a @ x = b, as np.linalg.solve (b a vector when 1-D, else a stack of matrices)."""
-    return _solve_with(la.solve, a, b, "solve")
+    """x with a @ x = b, as np.linalg.solve (b a vector when 1-D, else a stack of matrices).
+    With SciPy, one matrix is factored once (LU) for the solve and all its derivatives."""
+    a, b = _tensors(a, b)
+    la.square_size(a, "solve")
+    if a.ndim == 2 and la.lu_available():
+        dtype = la.linalg_dtype(a.dtype, b.dtype, op="solve")
+        a = a if a.dtype == dtype else a.astype(dtype)
+        return la.lu_solve(la.lu_factor(a), a, b)
+    return la.solve(a, b)
 
 
 def solve_triangular(a, b, lower=False):
@@ -125,7 +142,7 @@ def svd(a, full_matrices=True, compute_uv=True, hermitian=False):
     (full_matrices=False, or a square matrix): inf or nan where singular values repeat or are 0."""
     a = _tensor(a)
     if hermitian:
-        raise NotImplementedError("svd: hermitian=True is not supported; use eigh")
+        return _hermitian_svd(a, compute_uv)
     if not compute_uv:
         return svdvals(a)
     m, n = la.matrix_sizes(a, "svd")
@@ -141,22 +158,41 @@ def svd(a, full_matrices=True, compute_uv=True, hermitian=False):
     return SVDResult(u, s, la.mT(v))
 
 
+def _hermitian_svd(a, compute_uv):
+    """NumPy's svd(hermitian=True): from eigh (the lower triangle), singular values |w| in
+    descending order, U the eigenvectors in that order, Vh = (U sign(w))^T. Equal |w| may come
+    in another order than NumPy's (graphcomp's argsort is stable, NumPy's need not be)."""
+    la.square_size(a, "svd")
+    if not compute_uv:
+        return sh.flip(sort(_abs(eigvalsh(a)), axis=-1), axis=-1)
+    w, v = eigh(a)
+    order = sh.flip(argsort(_abs(w), axis=-1), axis=-1)
+    w = take_along_axis(w, order, axis=-1)
+    u = take_along_axis(v, sh.broadcast_to(sh.expand_dims(order, order.ndim - 1), v.shape), axis=-1)
+    return SVDResult(u, _abs(w), la.mT(u * sh.expand_dims(_sign(w), w.ndim - 1)))
+
+
 def svdvals(x):
     """The singular values, descending, as np.linalg.svdvals."""
     return la.svdvals(_tensor(x))
 
 
 def qr(a, mode="reduced"):
-    """(Q, R) as np.linalg.qr with mode "reduced" (or "complete" when m <= n), or R with "r"."""
+    """(Q, R) as np.linalg.qr with mode "reduced" or "complete", or R with "r". Derivatives of
+    the reduced factors; with "complete" and more rows than columns, Q's extra columns (a basis
+    of the complement, not unique) have none: a derivative through them is a GradientError."""
     a = _tensor(a)
     m, n = la.matrix_sizes(a, "qr")
     if mode not in ("reduced", "complete", "r"):
         raise ValueError(f"qr: mode must be 'reduced', 'complete' or 'r', got {mode!r}")
-    if mode == "complete" and not (m is not None and n is not None and m <= n):
-        raise NotImplementedError("qr: mode='complete' with more rows than columns is not supported; "
-                                  "use mode='reduced'")
     q, r = la.qr_parts(la.qr_packed(a), a)
-    return r if mode == "r" else QRResult(q, r)
+    if mode == "r":
+        return r
+    if mode == "complete" and not (m is not None and n is not None and m <= n):
+        m, n = la.known_matrix_sizes(a, "qr(mode='complete')")
+        q = sh.concatenate([q, la.qr_complement(a)], axis=-1)
+        r = sh.concatenate([r, la.zeros_like(a[..., n:, :])], axis=-2)
+    return QRResult(q, r)
 
 
 # compositions ---------------------------------------------------------------------------------
@@ -235,26 +271,24 @@ def _matrix_norm(x, ord, axes):  # noqa: A002
 
 
 def pinv(a, rcond=None, hermitian=False):
-    """The pseudo-inverse, as np.linalg.pinv for a matrix of full rank: through the SVD
-    (singular values below rcond * max are dropped, as NumPy does)."""
+    """The pseudo-inverse, as np.linalg.pinv (singular values at most rcond * the largest are
+    dropped; rcond 1e-15 by default, as NumPy); first derivatives at any rank (where it is
+    locally constant), higher ones at full rank (LinAlgError at run time otherwise)."""
     a = _tensor(a)
     if hermitian:
         raise NotImplementedError("pinv: hermitian=True is not supported")
-    m, n = la.known_matrix_sizes(a, "pinv")
-    if rcond is None:
-        rcond = 10 * max(m, n) * np.finfo(la.linalg_dtype(a.dtype)).eps
-    u, s, vh = svd(a, full_matrices=False)
-    from graphcomp.ops.elementwise import where  # noqa: PLC0415
-    cutoff = rcond * max_(s, axis=-1, keepdims=True)
-    keep = s > cutoff
-    inverse = where(keep, 1 / where(keep, s, 1), 0)
-    return matmul(la.mT(vh) * sh.expand_dims(inverse, inverse.ndim - 1), la.mT(u))
+    la.matrix_sizes(a, "pinv")
+    return la.pinv(a, 1e-15 if rcond is None else rcond)
 
 
 def lstsq(a, b, rcond=None):
-    """(solution, residuals, rank, singular_values) as np.linalg.lstsq for a 2-D matrix of full
-    column rank: the solution through pinv; residuals as NumPy gives them (empty unless m > n);
-    rank is a Python int (the full rank this assumes)."""
+    """(solution, residuals, rank, singular_values) as np.linalg.lstsq for a 2-D matrix.
+
+    The minimum-norm solution through pinv (singular values at most rcond * the largest count
+    as zero; rcond eps * max(m, n) by default, as NumPy), with first derivatives at any rank and
+    higher ones at full rank (LinAlgError at run time otherwise); rank is a run-time int32;
+    residuals as NumPy gives them when m > n, which needs full rank (below it NumPy returns an
+    empty array, and computing them raises LinAlgError at run time), else empty."""
     a, b = _tensors(a, b)
     if a.ndim != 2:
         raise ShapeError(f"lstsq: a must be 2-D, got shape {format_shape(a.shape)}")
@@ -262,15 +296,19 @@ def lstsq(a, b, rcond=None):
     if b.shape[0] is not None and b.shape[0] != m:
         raise ShapeError(f"lstsq: a of shape {format_shape(a.shape)} and b of shape {format_shape(b.shape)} "
                          "do not match")
-    solution = matmul(pinv(a, rcond=1e-15 if rcond is None else rcond), b)
+    eps = float(np.finfo(la.linalg_dtype(a.dtype, b.dtype, op="lstsq")).eps)
+    rcond = eps * max(m, n) if rcond is None else (eps if rcond < 0 else float(rcond))
+    solution = matmul(la.pinv(a, rcond), b)
+    singular_values = svdvals(a)
     if m > n:
         residual = b - matmul(a, solution)
-        residuals = sum_(residual * residual, axis=0)
+        residuals = la.full_rank(sum_(residual * residual, axis=0), singular_values, rcond, "residuals")
         if b.ndim == 1:
             residuals = sh.reshape(residuals, (1,))
     else:
         residuals = constant(np.zeros((0,) + tuple(b.shape[1:]), solution.dtype))
-    return LstsqResult(solution, residuals, min(m, n), svdvals(a))
+    rank = cast(sum_(singular_values > rcond * max_(singular_values, axis=-1, keepdims=True), axis=-1), "int32")
+    return LstsqResult(solution, residuals, rank, singular_values)
 
 
 def matrix_power(a, n):

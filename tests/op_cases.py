@@ -30,6 +30,7 @@ class OpCase:
     args: list
     label: str = ""
     check_options: dict = field(default_factory=dict)  # for gc.testing.check_grads
+    has_derivatives: bool = True  # False: asking for them is a GradientError (checked instead)
 
     @property
     def id(self):
@@ -609,7 +610,7 @@ def case_with_gradients(case):
     out = case.build(*inputs)
     outputs = [out]
     floats = [p for p, a in zip(inputs, case.args) if np.asarray(a).dtype.kind == "f"]
-    if gc.registry.REGISTRY[case.op].differentiable and out.dtype.kind == "f" and floats:
+    if gc.registry.REGISTRY[case.op].differentiable and case.has_derivatives and out.dtype.kind == "f" and floats:
         weights = np.random.default_rng(1).standard_normal(out.shape) if out.shape else 1.3
         outputs += gc.grad(gc.sum(out * weights), floats, disconnected="zero")
     return inputs, outputs
@@ -653,10 +654,12 @@ def _linalg_cases():
     rows = [
         ("inv", L.inv, nl.inv, [w((3, 3), 100)], ""),
         ("inv", L.inv, nl.inv, [w((2, 3, 3), 101)], "batched"),
-        ("solve", L.solve, nl.solve, [w((3, 3), 102), _normal((3, 2), 103)], ""),
-        ("solve", L.solve, nl.solve, [w((3, 3), 104), _normal((3,), 105)], "vector-b"),
+        # one matrix a: gc.linalg.solve factors it (lu_factor) and solves with the factors (lu_solve)
+        ("lu_solve", L.solve, nl.solve, [w((3, 3), 102), _normal((3, 2), 103)], "gc.linalg.solve"),
+        ("lu_solve", L.solve, nl.solve, [w((3, 3), 104), _normal((3,), 105)], "gc.linalg.solve-vector-b"),
         ("solve", L.solve, nl.solve, [w((2, 3, 3), 106), _normal((3, 2), 107)], "batched-a"),
-        ("solve", L.solve, nl.solve, [w((3, 3), 108), _normal((2, 3, 1), 109)], "batched-b"),
+        ("lu_solve", L.solve, nl.solve, [w((3, 3), 108), _normal((2, 3, 1), 109)], "gc.linalg.solve-batched-b"),
+        ("solve", L.solve, nl.solve, [w((2, 3, 3), 147), _normal((3,), 148)], "batched-a-vector-b"),
         ("det", L.det, nl.det, [w((3, 3), 110)], ""),
         ("det", L.det, nl.det, [w((2, 3, 3), 111) * np.array([1.0, -1.0])[:, None, None]], "batched"),
         ("slogdet", lambda a: L.slogdet(a)[1], lambda a: nl.slogdet(a)[1], [w((3, 3), 112)], "logabsdet"),
@@ -716,6 +719,35 @@ def _linalg_cases():
         factor = np.linalg.cholesky(_spd(shape, seed)) + np.triu(_normal(shape, seed + 1), 1)
         cases.append(OpCase("cholesky_grad", lambda lower, g: la.cholesky_grad(lower, g), cholesky_grad_reference,
                             [factor, _normal(shape, seed + 2)], label))
+    # lu_factor's packed factors are checked against SciPy in test_linalg.py; here the solves it
+    # makes (with and without A transposed, vector, matrix and batched right-hand sides)
+    def lu_case(a, b, transpose, label):
+        def build(a, b):
+            return la.lu_solve(la.lu_factor(a), a, b, transpose=transpose)
+
+        def reference(a, b):
+            matrix = a.T if transpose else a
+            if b.ndim <= 2:
+                return np.linalg.solve(matrix, b)
+            return np.linalg.solve(matrix, b.reshape(-1, *b.shape[-2:])).reshape(b.shape)
+        return [OpCase(op, build, reference, [a, b], label) for op in ("lu_factor", "lu_solve")]
+
+    cases += lu_case(w((3, 3), 149), _normal((3,), 150), False, "vector-b")
+    cases += lu_case(w((3, 3), 151), _normal((3, 2), 152), True, "transposed")
+    cases += lu_case(w((3, 3), 153), _normal((2, 3, 2), 154), False, "batched-b")
+    cases += lu_case(w((3, 3), 155), _normal((3,), 156), True, "transposed-vector-b")
+    for shape, seed in (((4, 2), 157), ((2, 3, 1), 158)):
+        cases.append(OpCase("qr_complement", la.qr_complement,
+                            lambda a: np.linalg.qr(a, mode="complete")[0][..., a.shape[-1]:],
+                            [_normal(shape, seed)], has_derivatives=False))
+    cases.append(OpCase("pinv", lambda a: la.pinv(a, 1e-15), np.linalg.pinv, [_normal((4, 3), 159)], "tall"))
+    cases.append(OpCase("pinv", lambda a: la.pinv(a, 1e-15), np.linalg.pinv, [_normal((2, 2, 3), 160)],
+                        "wide-batched"))
+    singular_values = np.array([3.0, 2.0, 0.5])
+    for reason in ("residuals", "second derivatives"):
+        cases.append(OpCase("full_rank", lambda x, s, r=reason: la.full_rank(x, s, 1e-10, r), lambda x, s: x,
+                            [_normal((3, 2), 161), singular_values], reason))
+    cases.append(OpCase("rank_guard", lambda a: la.rank_guard(a, 1e-10), lambda a: a, [_normal((4, 3), 162)]))
     like = gc.constant(np.zeros((3, 2)))  # the factored matrix: m = 3 rows, n = 2 columns
     bounds = {("svd", 0): slice(0, 3), ("svd", 1): 3, ("svd", 2): slice(4, None),
               ("qr", 0): slice(0, 3), ("qr", 1): slice(3, None)}

@@ -37,9 +37,14 @@ THIRD_ORDER = [
     ("inv-batched", L.inv, np.linalg.inv, _well_conditioned(2, 3, 3)),
     ("solve", lambda a: L.solve(a, B), lambda a: np.linalg.solve(a, B), _well_conditioned(3, 3)),
     ("solve-batched", lambda a: L.solve(a, B), lambda a: np.linalg.solve(a, B), _well_conditioned(2, 3, 3)),
+    ("solve-vector", lambda a: L.solve(a, B[:, 0]), lambda a: np.linalg.solve(a, B[:, 0]),
+     _well_conditioned(3, 3)),
+    ("solve-vector-batched", lambda a: L.solve(a, B[:, 0]), lambda a: np.linalg.solve(a, B[:, 0]),
+     _well_conditioned(2, 3, 3) + np.eye(3)),  # further from singular: the difference's error stays small
     ("slogdet", lambda a: L.slogdet(a)[1], lambda a: np.linalg.slogdet(a)[1], _well_conditioned(3, 3)),
     ("slogdet-batched", lambda a: L.slogdet(a)[1], lambda a: np.linalg.slogdet(a)[1], _well_conditioned(2, 3, 3)),
     ("det", L.det, np.linalg.det, _well_conditioned(3, 3)),
+    ("pinv-tall", L.pinv, np.linalg.pinv, np.random.default_rng(11).standard_normal((3, 2))),
     ("cholesky", L.cholesky, np.linalg.cholesky, _spd(3, 3)),
     ("cholesky-batched", L.cholesky, np.linalg.cholesky, _spd(2, 3, 3)),
     ("solve_triangular", lambda a: L.solve_triangular(a, B, lower=True),
@@ -146,15 +151,20 @@ def test_singular_input_raises_linalgerror_naming_the_op_and_the_line(build, val
     message = str(error.value)
     assert isinstance(error.value, gc.ExecutionError)
     assert "LinAlgError" in message and "built at" in message
-    assert any(f"'{name}'" in message for name in ("inv", "solve", "cholesky", "solve_triangular"))
+    assert any(f"'{name}'" in message for name in ("inv", "solve", "lu_factor", "cholesky", "solve_triangular"))
     assert "test_linalg.py" in message
 
 
 def test_a_singular_matrix_names_the_op_that_failed():
     a = gc.placeholder((3, 3))
-    f = gc.function([a], L.solve(a, np.ones(3)) + 1.0)
-    with pytest.raises(gc.ExecutionError, match=r"op 'solve'.*LinAlgError: Singular matrix.*\n  built at .*test_linalg.py"):
+    f = gc.function([a], L.solve(a, np.ones(3)) + 1.0)  # one matrix: factored by lu_factor (SciPy)
+    message = r"op '{}'.*LinAlgError: Singular matrix.*\n  built at .*test_linalg.py"
+    with pytest.raises(gc.ExecutionError, match=message.format("lu_factor")):
         f(np.ones((3, 3)))
+    batch = gc.placeholder((2, 3, 3))
+    f = gc.function([batch], L.solve(batch, np.ones(3)) + 1.0)  # a batch: NumPy's solve
+    with pytest.raises(gc.ExecutionError, match=message.format("solve")):
+        f(np.ones((2, 3, 3)))
 
 
 # NumPy's names, dtypes and results ---------------------------------------------------------------
@@ -306,11 +316,53 @@ def test_lstsq_returns_numpys_fields():
     x, y = RNG.standard_normal((5, 3)), RNG.standard_normal((5, 2))
     a, b = gc.placeholder((5, 3)), gc.placeholder((5, 2))
     result = L.lstsq(a, b)
-    assert result.rank == 3 and result._fields == ("solution", "residuals", "rank", "singular_values")
-    got = gc.function([a, b], [result.solution, result.residuals, result.singular_values])(x, y)
+    assert result._fields == ("solution", "residuals", "rank", "singular_values")
+    got = gc.function([a, b], list(result))(x, y)
     expected = np.linalg.lstsq(x, y)
-    for g, e in zip(got, [expected[0], expected[1], expected[3]]):
+    for g, e in zip(got, expected):
+        assert np.shape(g) == np.shape(e) and np.asarray(g).dtype == np.asarray(e).dtype
         np.testing.assert_allclose(g, e, rtol=1e-10)
+
+
+def _rank_two(shape):
+    return RNG.standard_normal((shape[0], 2)) @ RNG.standard_normal((2, shape[1]))
+
+
+@pytest.mark.parametrize("a_shape, b_shape", [((5, 3), (5, 2)), ((5, 3), (5,)), ((3, 4), (3,))])
+def test_lstsq_below_full_rank_gives_numpys_minimum_norm_solution_and_its_gradient(a_shape, b_shape):
+    x, y = _rank_two(a_shape), RNG.standard_normal(b_shape)
+    a, b = gc.placeholder(a_shape), gc.placeholder(b_shape)
+    result = L.lstsq(a, b)
+    outputs = [result.solution, result.rank, result.singular_values]
+    solution, rank, singular_values = gc.function([a, b], outputs)(x, y)
+    expected = np.linalg.lstsq(x, y)
+    np.testing.assert_allclose(solution, expected[0], rtol=1e-10, atol=1e-12)
+    assert rank == expected[2] == 2 and rank.dtype == np.asarray(expected[2]).dtype
+    np.testing.assert_allclose(singular_values, expected[3], rtol=1e-10, atol=1e-12)
+    # first derivatives, against differences of NumPy's solution (a cutoff above the steps,
+    # so that the dropped singular value stays dropped, as it does for a perturbation below
+    # NumPy's own cutoff)
+    weights = RNG.standard_normal(expected[0].shape)
+    (grad,) = gc.grad(gc.sum(L.lstsq(a, b, rcond=1e-4).solution * weights), [a])
+    got = gc.function([a, b], grad)(x, y)
+    d, h = RNG.standard_normal(a_shape), 1e-6
+    value = lambda m: np.sum(np.linalg.lstsq(m, y, rcond=1e-4)[0] * weights)  # noqa: E731
+    np.testing.assert_allclose(np.sum(got * d), (value(x + h * d) - value(x - h * d)) / (2 * h), rtol=1e-6)
+
+
+def test_below_full_rank_second_derivatives_and_residuals_raise_at_run_time():
+    x, y, d = _rank_two((5, 3)), RNG.standard_normal(5), RNG.standard_normal((5, 3))
+    a, b, t = gc.placeholder((5, 3)), gc.placeholder(5), gc.placeholder((5, 3))
+    result = L.lstsq(a, b)
+    residuals = gc.function([a, b], result.residuals)
+    with pytest.raises(np.linalg.LinAlgError, match=r"lstsq: a has rank 2 < 3; NumPy then returns no residuals"):
+        residuals(x, y)
+    np.testing.assert_allclose(residuals(x + 0.1 * d, y), np.linalg.lstsq(x + 0.1 * d, y)[1], rtol=1e-10)
+    cost = gc.sum(result.solution)
+    hvp = gc.function([a, b, t], gc.hvp(cost, [a], [t]))
+    with pytest.raises(np.linalg.LinAlgError, match=r"second and higher ones are computed at full rank only"):
+        hvp(x, y, d)
+    hvp(x + 0.1 * d, y, d)  # full rank: runs (and matches differences: the registry's pinv cases)
 
 
 # independent oracles, where installed ----------------------------------------------------------------
@@ -350,3 +402,136 @@ def test_against_autograd_to_second_order():
     (hvp,) = gc.hvp(cost, [a], [constant(d)])
     expected = autograd.grad(lambda m: anp.sum(autograd.grad(reference)(m) * d))(x)
     np.testing.assert_allclose(gc.function([a], hvp)(x), expected, rtol=1e-8)
+
+
+# solve: NumPy's vector rule, one LU factorization shared by the derivatives, and no SciPy ----------
+
+@pytest.mark.parametrize("a_shape, b_shape", [((3, 3), (3,)), ((2, 3, 3), (3,)), ((3, 3), (3, 1)),
+                                              ((2, 3, 3), (2, 3, 1)), ((3, 3), (2, 3, 2)), ((2, 3, 3), (3, 2))])
+def test_solve_follows_numpys_rule_for_a_vector_b(a_shape, b_shape):
+    x, y = _well_conditioned(*a_shape), RNG.standard_normal(b_shape)
+    a, b = gc.placeholder(a_shape), gc.placeholder(b_shape)
+    expected = np.linalg.solve(x, y)
+    node = L.solve(a, b)
+    assert node.shape == expected.shape
+    np.testing.assert_allclose(gc.function([a, b], node)(x, y), expected, rtol=1e-12)
+
+
+def test_solve_refuses_a_stack_of_vectors_as_numpy_2_does():
+    with pytest.raises(ValueError):
+        np.linalg.solve(_well_conditioned(2, 3, 3), RNG.standard_normal((2, 3)))  # (2, 3) is a 2x3 matrix
+    with pytest.raises(gc.ShapeError, match="solve"):
+        L.solve(gc.placeholder((2, 3, 3)), gc.placeholder((2, 3)))
+
+
+def test_lu_factor_packs_scipys_factors_and_pivots():
+    scipy_linalg = pytest.importorskip("scipy.linalg")
+    from graphcomp.ops import linear_algebra as la
+    x = RNG.standard_normal((5, 5))
+    a = gc.placeholder((5, 5))
+    packed = gc.function([a], la.lu_factor(a))(x)
+    lu, pivots = scipy_linalg.lu_factor(x)
+    assert packed.shape == (5, 6)
+    np.testing.assert_allclose(packed[:, :5], lu, rtol=1e-14)
+    np.testing.assert_array_equal(packed[:, 5], pivots)
+
+
+def _solve_oracle(x, y, v):
+    """loss = 0.5 |solve(A, b)|^2 by hand: value, dloss/dA, dloss/db, and the HVP wrt A along v
+    by a central difference of the hand-written gradient."""
+    def grads(m):
+        s = np.linalg.solve(m, y)
+        gb = np.linalg.solve(m.T, s)
+        return -np.outer(gb, s), gb
+    s = np.linalg.solve(x, y)
+    h = 1e-5
+    hvp = (grads(x + h * v)[0] - grads(x - h * v)[0]) / (2 * h)
+    return [0.5 * s @ s, *grads(x), hvp]
+
+
+def _solve_graph():
+    a, b, v = gc.placeholder((4, 4)), gc.placeholder((4,)), gc.placeholder((4, 4))
+    x = L.solve(a, b)
+    loss = 0.5 * gc.sum(x * x)
+    return gc.function([a, b, v], [loss, *gc.grad(loss, [a, b]), gc.hvp(loss, [a], [v])[0]])
+
+
+def test_solve_factors_one_matrix_once_for_the_solve_and_its_derivatives():
+    pytest.importorskip("scipy.linalg")
+    f = _solve_graph()
+    ops = [node.op.name for node in f.graph.nodes]
+    assert ops.count("lu_factor") == 1 and ops.count("lu_solve") >= 3
+    assert "solve" not in ops and "inv" not in ops
+    x, y, v = _well_conditioned(4, 4), RNG.standard_normal(4), RNG.standard_normal((4, 4))
+    for got, expected in zip(f(x, y, v), _solve_oracle(x, y, v)):
+        np.testing.assert_allclose(got, expected, rtol=1e-7, atol=1e-9)
+
+
+def test_solve_without_scipy_uses_numpys_solve(monkeypatch):
+    from graphcomp.ops import linear_algebra as la
+    x, y, v = _well_conditioned(4, 4), RNG.standard_normal(4), RNG.standard_normal((4, 4))
+    built_with_scipy = _solve_graph() if la.lu_available() else None
+    monkeypatch.setattr(la, "_get_lapack_funcs", None)  # as where SciPy is not installed
+    assert not la.lu_available()
+    f = _solve_graph()
+    ops = [node.op.name for node in f.graph.nodes]
+    assert "lu_factor" not in ops and "lu_solve" not in ops and "solve" in ops
+    expected = _solve_oracle(x, y, v)
+    for got in (f(x, y, v), None if built_with_scipy is None else built_with_scipy(x, y, v)):
+        # a graph built with SciPy and run without it (saved, then loaded elsewhere): the
+        # factorization records fall back to np.linalg.solve with the matrix itself
+        for g, e in zip(got or [], expected):
+            np.testing.assert_allclose(g, e, rtol=1e-7, atol=1e-9)
+    gc.testing.check_grads(lambda a, b: L.solve(a, b), [x, y], order=2)
+
+
+def test_slogdet_gradient_and_hvp_need_no_scatter_of_the_packed_result():
+    a, v = gc.placeholder((4, 4)), gc.placeholder((4, 4))
+    logdet = L.slogdet(a)[1]
+    f = gc.function([a, v], [gc.grad(logdet, a), gc.hvp(logdet, a, v)])
+    ops = [node.op.name for node in f.graph.nodes]
+    assert "getitem_grad" not in ops and "expand_dims" not in ops and ops.count("inv") == 1
+    x, d = _well_conditioned(4, 4), RNG.standard_normal((4, 4))
+    inverse = np.linalg.inv(x)
+    grad, hvp = f(x, d)
+    np.testing.assert_allclose(grad, inverse.T, rtol=1e-12)
+    np.testing.assert_allclose(hvp, -(inverse @ d @ inverse).T, rtol=1e-10)
+
+
+# qr(mode="complete") with m > n and svd(hermitian=True) ---------------------------------------------
+
+@pytest.mark.parametrize("shape", [(5, 3), (2, 4, 2), (3, 3), (2, 5)])
+def test_complete_qr_matches_numpy(shape):
+    x = RNG.standard_normal(shape)
+    a = gc.placeholder(shape)
+    q, r = L.qr(a, mode="complete")
+    got = gc.function([a], [q, r])(x)
+    for g, e in zip(got, np.linalg.qr(x, mode="complete")):
+        assert g.shape == e.shape
+        np.testing.assert_allclose(g, e, rtol=1e-12, atol=1e-12)
+
+
+def test_complete_qr_differentiates_r_and_refuses_the_complement_of_q():
+    x = RNG.standard_normal((5, 3))
+    gc.testing.check_grads(lambda a: L.qr(a, mode="complete").R, [x], order=2)
+    a = gc.placeholder((5, 3))
+    with pytest.raises(gc.GradientError, match="mode='reduced'"):
+        gc.grad(gc.sum(L.qr(a, mode="complete").Q), a)
+    with pytest.raises(gc.ShapeError, match="known"):
+        L.qr(gc.placeholder((None, 3)), mode="complete")
+
+
+@pytest.mark.parametrize("shape", [(4, 4), (2, 3, 3)])
+def test_hermitian_svd_matches_numpy_with_gradients(shape):
+    m = RNG.standard_normal(shape)
+    x = m + np.swapaxes(m, -1, -2) + 0.5 * np.eye(shape[-1])
+    a = gc.placeholder(shape)
+    got = gc.function([a], [*L.svd(a, hermitian=True), L.svd(a, compute_uv=False, hermitian=True)])(x)
+    expected = [*np.linalg.svd(x, hermitian=True), np.linalg.svd(x, compute_uv=False, hermitian=True)]
+    for g, e in zip(got, expected):
+        assert g.shape == e.shape
+        np.testing.assert_allclose(g, e, rtol=1e-12, atol=1e-12)
+    gc.testing.check_grads(lambda a: L.svd(a, compute_uv=False, hermitian=True), [x], order=2)
+    # U Vh = sum_i sign(w_i) v_i v_i^T (the matrix sign of what the kernel reads): free of the
+    # eigenvectors' signs, smooth where the eigenvalues are distinct and nonzero
+    gc.testing.check_grads(lambda a: gc.matmul(*L.svd(a, hermitian=True)[::2]), [x], order=2)

@@ -1,9 +1,10 @@
 """numpy.linalg in the graph: one record per factorization or solve, with vjp and jvp rules
 written with graphcomp's builders (so derivatives of every order are graph nodes).
 
-Kernels are NumPy's gufunc-based linalg (batched over leading axes in C, no Python loop) and
-scipy.linalg.solve_triangular for one triangular matrix when SciPy is installed. On CuPy arrays
-the same NumPy calls dispatch to cupy.linalg. On Dask each record runs per batch chunk
+Kernels are NumPy's gufunc-based linalg (batched over leading axes in C, no Python loop) and,
+when SciPy is installed, scipy.linalg.solve_triangular for one triangular matrix and LAPACK's
+getrf/getrs for lu_factor/lu_solve (one matrix factored once for a solve and its derivatives).
+On CuPy arrays the same NumPy calls dispatch to cupy.linalg. On Dask each record runs per batch chunk
 (dask.array.apply_gufunc with the matrix axes gathered into one chunk).
 
 A record with several results (slogdet, eigh, svd, qr) returns them packed in one array along
@@ -31,10 +32,10 @@ from graphcomp.ops import checks
 from graphcomp.ops import shape as sh
 from graphcomp.ops.elementwise import equal, where, zeros_like
 from graphcomp.ops.linalg import matmul
-from graphcomp.ops.products import EMBED_DIAGONAL, diagonal
+from graphcomp.ops.products import EMBED_DIAGONAL, diagonal, einsum
 from graphcomp.ops.reduce import sum_
 from graphcomp.ops.rules import add_tangents
-from graphcomp.registry import OpDef, register
+from graphcomp.registry import DASK_WHOLE_ARRAYS, OpDef, register
 from graphcomp.shapes import broadcast_shapes, format_shape
 from graphcomp.tensor import apply
 
@@ -73,15 +74,23 @@ def square_size(x, op):
     return rows if rows is not None else columns
 
 
-def _solve_infer(a, b, op):
+def _solve_infer(a, b, op, vector_b=False):
+    """x = solve(a, b): b is one vector (..., n) when it is 1-D and `vector_b` (NumPy >= 2's
+    rule), else a stack of matrices (..., n, k)."""
     n = square_size(a, op)
+    dtype = linalg_dtype(a.dtype, b.dtype, op=op)
+    if vector_b and b.ndim == 1:
+        if n is not None and b.shape[0] is not None and b.shape[0] != n:
+            raise ShapeError(f"{op}: a of shape {format_shape(a.shape)} and b of shape {format_shape(b.shape)} "
+                             f"do not match ({n} != {b.shape[0]})")
+        return a.shape[:-2] + (n if n is not None else b.shape[0],), dtype
     if b.ndim < 2:
         raise ShapeError(f"{op}: b must be a matrix (…, n, k) here, got shape {format_shape(b.shape)}")
     if n is not None and b.shape[-2] is not None and b.shape[-2] != n:
         raise ShapeError(f"{op}: a of shape {format_shape(a.shape)} and b of shape {format_shape(b.shape)} "
                          f"do not match ({n} != {b.shape[-2]})")
     batch = broadcast_shapes(a.shape[:-2], b.shape[:-2], op=op)
-    return batch + (n if n is not None else b.shape[-2], b.shape[-1]), linalg_dtype(a.dtype, b.dtype, op=op)
+    return batch + (n if n is not None else b.shape[-2], b.shape[-1]), dtype
 
 
 def _plus(*sizes):
@@ -176,6 +185,8 @@ def _solve_triangular_impl(a, b, lower):
 
 def _slogdet_impl(a):
     sign, logabsdet = np.linalg.slogdet(a)
+    if np.ndim(sign) == 0 and _is_numpy(a):  # one matrix: a 2-vector, without np.stack's cost
+        return np.array([sign, logabsdet])
     return np.stack([sign, logabsdet], axis=-1)
 
 
@@ -269,29 +280,180 @@ def inv(a):
     return apply(INV, a)
 
 
-# solve (b a matrix or a stack of them; graphcomp.linalg.solve handles a vector b) ----------------
+# solve (b a vector when 1-D, as NumPy >= 2, else a stack of matrices) ---------------------------
+#
+# The rules below serve both `solve` (NumPy's gufunc) and `lu_solve` (one LU factorization
+# shared by the solve and its derivatives): `solver(a, rhs, transpose)` solves op(A) X = rhs.
 
-def _solve_vjp_b(g, out, a, b):
-    return _fit(solve(mT(a), g), b)  # A^-T G: a solve with the same matrix
-
-
-def _solve_vjp_a(g, out, a, b):
-    return _fit(-matmul(solve(mT(a), g), mT(out)), a)  # -A^-T G X^T
-
-
-def _solve_jvp(tangents, out, a, b):
-    da, db = tangents
-    rhs = add_tangents(db, None if da is None else -matmul(da, out))
-    return None if rhs is None else solve(a, rhs)
+def _as_rhs(solver, rhs, vector, transpose):
+    """solver(rhs) where rhs has the result's shape: a vector rhs that a batch of matrices made
+    a stack of vectors (..., n) is solved as the columns (..., n, 1) it stands for."""
+    if vector and rhs.ndim > 1:
+        return solver(_expand_last(rhs), transpose)[..., 0]
+    return solver(rhs, transpose)
 
 
-SOLVE = _record("solve", np.linalg.solve, lambda a, b: _solve_infer(a, b, "solve"), signature="(n,n),(n,k)->(n,k)",
-                vjp=(_solve_vjp_a, _solve_vjp_b), jvp=_solve_jvp,
-                doc="np.linalg.solve with b a stack of matrices; LinAlgError on a singular matrix")
+def _outer(p, q, vector):
+    """p q^T for stacks of vectors (..., n) or sums of column products for matrices (..., n, k)."""
+    return einsum("...i,...j->...ij", p, q) if vector else matmul(p, mT(q))
+
+
+def _times(m, x, vector):
+    """m @ x for the columns x of a solve: a vector x (..., n) is one column."""
+    return matmul(m, _expand_last(x))[..., 0] if vector and x.ndim > 1 else matmul(m, x)
+
+
+def solve_rules(solver_of):
+    """(vjp wrt a, vjp wrt b, jvp) of x = op(A)^-1 b, where `solver_of(out)` returns
+    `solve(rhs, transpose)`: op(A)^-1 rhs (transpose=False) or op(A)^-T rhs (transpose=True)."""
+    def gradient_b(g, out):
+        b = out.inputs[-1]
+        return _as_rhs(solver_of(out), g, b.ndim == 1, True)  # op(A)^-T G
+
+    def vjp_b(g, out, *inputs):
+        return _fit(gradient_b(g, out), out.inputs[-1])
+
+    def vjp_a(g, out, *inputs):
+        vector = out.inputs[-1].ndim == 1
+        gb = gradient_b(g, out)  # dL/dA = -op(A)^-T G X^T, or its transpose for op(A) = A^T
+        grad = _outer(-gb, out, vector) if not out.attrs.get("transpose") else _outer(-out, gb, vector)
+        return _fit(grad, out.inputs[-2])
+
+    def jvp(tangents, out, *inputs):
+        da, db = tangents[-2:]
+        vector = out.inputs[-1].ndim == 1
+        if da is not None and out.attrs.get("transpose"):
+            da = mT(da)
+        rhs = add_tangents(db, None if da is None else -_times(da, out, vector))
+        return None if rhs is None else _as_rhs(solver_of(out), rhs, vector, False)
+    return vjp_a, vjp_b, jvp
+
+
+def _plain_solver(out):
+    a = out.inputs[0]
+    return lambda rhs, transpose: solve(mT(a) if transpose else a, rhs)
+
+
+def _solve_impl(a, b):
+    return np.linalg.solve(a, b)
+
+
+_SOLVE_VJP_A, _SOLVE_VJP_B, _SOLVE_JVP = solve_rules(_plain_solver)
+
+
+def _solve_dask(a, b):
+    signature = "(n,n),(n)->(n)" if b.ndim == 1 else "(n,n),(n,k)->(n,k)"
+    return per_batch(signature)(_solve_impl, lambda a, b: _solve_infer(a, b, "solve", True))(a, b)
+
+
+SOLVE = register(OpDef("solve", _solve_impl, lambda a, b: _solve_infer(a, b, "solve", vector_b=True),
+                       kind="linalg", fresh_result=True, backend_impls={"dask": _solve_dask},
+                       vjp=(_SOLVE_VJP_A, _SOLVE_VJP_B), jvp=_SOLVE_JVP,
+                       doc="np.linalg.solve (b a vector when 1-D, else a stack of matrices); LinAlgError on a "
+                           "singular matrix"))
 
 
 def solve(a, b):
     return apply(SOLVE, a, b)
+
+
+# LU: one factorization for a solve and its derivatives (SciPy's LAPACK getrf/getrs) -------------
+#
+# lu_factor(a) is (n, n + 1) = [LU, pivots]: the combined unit-lower and upper factors of
+# A = P L U and LAPACK's 0-based row interchanges (as floats), in Fortran order so that the
+# factors go to getrs without a copy. lu_solve(lu, a, b, transpose) is op(A)^-1 b with op(A) = A
+# or A^T: its value and its derivatives depend on a and b only, `lu` being lu_factor(a) (it gets
+# no gradient: the rules differentiate through `a`, and every solve they build reuses `lu`).
+# Without SciPy, or on arrays SciPy cannot take (CuPy), lu_factor returns the matrix itself
+# unfactored and lu_solve solves with `a` through np.linalg.solve.
+
+def lu_available():
+    """Whether SciPy's LAPACK is there to factor a matrix once for a solve and its derivatives."""
+    return _get_lapack_funcs is not None
+
+
+def _lapack(name, *arrays):
+    return _get_lapack_funcs((name,), arrays)[0]
+
+
+def _uses_lapack(*arrays):
+    return _get_lapack_funcs is not None and _is_numpy(*arrays)
+
+
+def _lu_factor_impl(a):
+    dtype = linalg_dtype(a.dtype)
+    n = a.shape[-1]
+    if not _uses_lapack(a) or a.ndim != 2 or n == 0:
+        return np.concatenate([a.astype(dtype), np.zeros_like(a, dtype=dtype, shape=a.shape[:-1] + (1,))], axis=-1)
+    packed = np.empty((n, n + 1), dtype=dtype, order="F")
+    packed[:, :n] = a
+    getrf = _lapack("getrf", packed)
+    # in place: the first n columns of a Fortran-ordered (n, n + 1) array are Fortran-contiguous
+    _, pivots, info = getrf(packed[:, :n], overwrite_a=True)
+    if info > 0:
+        raise np.linalg.LinAlgError("Singular matrix")
+    packed[:, n] = pivots
+    return packed
+
+
+def _lu_factor_infer(a):
+    n = square_size(a, "lu_factor")
+    return a.shape[:-1] + (_plus(n, 1),), linalg_dtype(a.dtype, op="lu_factor")
+
+
+LU_FACTOR = _record("lu_factor", _lu_factor_impl, _lu_factor_infer, signature="(n,n)->(n,p)",
+                    sizes=lambda shape: {"p": shape[-1] + 1}, differentiable=False,
+                    doc="LU factorization with partial pivoting packed as (n, n + 1) = [LU, pivots] "
+                        "(LAPACK getrf through SciPy); what lu_solve reuses; LinAlgError on a singular matrix")
+
+
+def lu_factor(a):
+    return apply(LU_FACTOR, a)
+
+
+def _lu_solve_impl(lu, a, b, transpose):
+    n = a.shape[-1]
+    if not (_uses_lapack(lu, b) and lu.ndim == 2) or n == 0:
+        return np.linalg.solve(np.swapaxes(a, -1, -2) if transpose else a, b)
+    dtype = linalg_dtype(lu.dtype, b.dtype)
+    columns = b if b.ndim <= 2 else np.moveaxis(b, -2, 0).reshape(n, -1)  # every right-hand side
+    getrs = _lapack("getrs", lu)
+    pivots = lu[:, n].astype(np.int32)
+    solved, info = getrs(lu[:, :n], pivots, columns.astype(dtype, copy=False), trans=int(transpose))
+    if info != 0:  # pragma: no cover - only for illegal arguments
+        raise np.linalg.LinAlgError(f"lu_solve: LAPACK getrs returned {info}")
+    if b.ndim > 2:
+        solved = np.moveaxis(solved.reshape((n,) + b.shape[:-2] + b.shape[-1:]), 0, -2)
+    return solved
+
+
+def _lu_solve_infer(lu, a, b, transpose):
+    return _solve_infer(a, b, "lu_solve", vector_b=True)
+
+
+def _lu_solver(out):
+    lu, a = out.inputs[0], out.inputs[1]
+    transposed = out.attrs["transpose"]
+    return lambda rhs, transpose: lu_solve(lu, a, rhs, transpose=transposed != transpose)
+
+
+_LU_SOLVE_VJP_A, _LU_SOLVE_VJP_B, _LU_SOLVE_JVP = solve_rules(_lu_solver)
+
+
+def _lu_solve_dask(lu, a, b, transpose):
+    signature = "(n,p),(n,n),(n)->(n)" if b.ndim == 1 else "(n,p),(n,n),(n,k)->(n,k)"
+    return per_batch(signature)(_lu_solve_impl, _lu_solve_infer)(lu, a, b, transpose=transpose)
+
+
+LU_SOLVE = register(OpDef("lu_solve", _lu_solve_impl, _lu_solve_infer, kind="linalg", fresh_result=True,
+                          backend_impls={"dask": _lu_solve_dask}, attrs={"transpose": checks.boolean},
+                          vjp=(None, _LU_SOLVE_VJP_A, _LU_SOLVE_VJP_B), jvp=_LU_SOLVE_JVP,
+                          doc="op(A)^-1 b (op(A) = A, or A^T with transpose=True) from lu = lu_factor(a) "
+                              "(LAPACK getrs); b a vector when 1-D; derivatives through a and b, reusing lu"))
+
+
+def lu_solve(lu, a, b, transpose=False):
+    return apply(LU_SOLVE, lu, a, b, transpose=bool(transpose))
 
 
 # solve_triangular --------------------------------------------------------------------------------
@@ -345,7 +507,7 @@ _onnx_det.accepts = lambda dtype: np.dtype(dtype) in (np.float32, np.float16)  #
 
 
 DET = _record("det", np.linalg.det, _det_infer, signature="(n,n)->()",
-              vjp=(lambda g, out, a: _expand_last(g * out, 2) * mT(inv(a)),),  # det(A) A^-T
+              vjp=(lambda g, out, a: _times_matrices(g * out, mT(inv(a))),),  # det(A) A^-T
               jvp=lambda tangents, out, a: out * trace_last(solve(a, tangents[0])),
               onnx=_onnx_det,
               doc="np.linalg.det; its derivatives go through inv (LinAlgError at a singular matrix)")
@@ -360,8 +522,23 @@ def _slogdet_infer(a):
     return shape + (2,), dtype
 
 
+def _packed_entry(g, out, entry):
+    """g[..., entry] for a cotangent g of a packed result `out` (..., t). When g is the gradient
+    of that entry alone (getitem_grad putting a cotangent there, zeros elsewhere), the same
+    values are that cotangent itself: no scatter and gather at run time."""
+    whole = ("slice", None, None, None)
+    if g.op is sh.GETITEM_GRAD and g.inputs[1] is out and g.attrs["index"] == (whole,) * (out.ndim - 1) + (entry,):
+        return g.inputs[0]
+    return g[..., entry]
+
+
+def _times_matrices(g, matrices):
+    """g (...) times matrices (..., n, n), one factor per matrix (a scalar g broadcasts as it is)."""
+    return (g if g.ndim == 0 else _expand_last(g, 2)) * matrices
+
+
 def _slogdet_vjp(g, out, a):
-    return _expand_last(g[..., 1], 2) * mT(inv(a))  # the sign is locally constant
+    return _times_matrices(_packed_entry(g, out, 1), mT(inv(a)))  # the sign is locally constant
 
 
 def _slogdet_jvp(tangents, out, a):
@@ -736,6 +913,129 @@ QR = _record("qr", _qr_impl, _qr_infer, signature="(m,n)->(p,k)",
 
 def qr_packed(a):
     return apply(QR, a)
+
+
+# pinv: NumPy's pseudo-inverse (singular values at most rcond * the largest dropped) ------------------
+#
+# Where the rank is locally constant (always, for perturbations below the cutoff) X = A^+ has
+# dX = -X dA X + X X^T dA^T (I - A X) + (I - X A) dA^T X^T X (Golub and Pereyra), at full rank
+# and below it alike; both rules are products of X and A, so every order is a graph.
+
+def _pinv_infer(a, rcond):
+    m, n = matrix_sizes(a, "pinv")
+    return a.shape[:-2] + (n, m), linalg_dtype(a.dtype, op="pinv")
+
+
+def _pinv_vjp(g, out, a):
+    a = rank_guard(a, out.attrs["rcond"])
+    x, gt = out, mT(g)
+    left = matmul(gt, matmul(x, mT(x)))  # G^T X X^T, then (I - A X) times it
+    right = matmul(matmul(mT(x), x), gt)  # X^T X G^T, then times (I - X A)
+    return (-matmul(matmul(mT(x), g), mT(x)) + left - matmul(a, matmul(x, left))
+            + right - matmul(matmul(right, x), a))
+
+
+def _pinv_jvp(tangents, out, a):
+    a = rank_guard(a, out.attrs["rcond"])
+    x, dat = out, mT(tangents[0])
+    w = matmul(dat, matmul(mT(x), x))  # dA^T X^T X, then (I - X A) times it
+    return (-matmul(matmul(x, tangents[0]), x) + matmul(matmul(x, mT(x)), dat - matmul(matmul(dat, a), x))
+            + w - matmul(x, matmul(a, w)))
+
+
+PINV = _record("pinv", lambda a, rcond: np.linalg.pinv(a, rcond=rcond), _pinv_infer, signature="(m,n)->(n,m)",
+               vjp=(_pinv_vjp,), jvp=_pinv_jvp, attrs={"rcond": checks.number},
+               doc="np.linalg.pinv; first derivatives at any rank (singular values at most rcond * the largest "
+                   "are zero, and stay so for small perturbations), higher ones at full rank")
+
+
+def pinv(a, rcond):
+    return apply(PINV, a, rcond=float(rcond))
+
+
+# Below full rank, pinv's first derivative holds (the dropped singular values stay dropped) but
+# its rule, differentiated again, misses how the kept singular vectors turn towards the dropped
+# ones: the second derivative needs full rank, checked at run time where it is computed.
+
+_NEEDS_FULL_RANK = {"residuals": "lstsq: a has rank {rank} < {k}; NumPy then returns no residuals (an empty "
+                                 "array, a shape known only at run time): use the solution",
+                    "second derivatives": "pinv (or lstsq): a has rank {rank} < {k}; first derivatives exist "
+                                          "there, second and higher ones are computed at full rank only"}
+
+
+def _full_rank_impl(x, s, rcond, reason):
+    """x, after checking that the singular values s (..., k) have none at most rcond * the largest."""
+    if s.shape[-1] == 0:
+        return x
+    large = s > rcond * np.max(s, axis=-1, keepdims=True)
+    if not np.all(large):
+        rank = int(np.min(np.count_nonzero(large, axis=-1)))
+        raise np.linalg.LinAlgError(_NEEDS_FULL_RANK[reason].format(rank=rank, k=s.shape[-1]))
+    return x
+
+
+def _full_rank_vjp(g, out, x, s):
+    return full_rank(g, s, **out.attrs)
+
+
+FULL_RANK_ATTRS = {"rcond": checks.number, "reason": checks.one_of(*_NEEDS_FULL_RANK)}
+FULL_RANK = register(OpDef("full_rank", _full_rank_impl, lambda x, s, rcond, reason: (x.shape, x.dtype),
+                           kind="linalg", vjp=(_full_rank_vjp, None),
+                           jvp=lambda tangents, out, x, s: None if tangents[0] is None else
+                           full_rank(tangents[0], s, **out.attrs),
+                           backend_impls=DASK_WHOLE_ARRAYS, attrs=FULL_RANK_ATTRS,
+                           doc="x itself once the singular values s show full rank (no value at most rcond * the "
+                               "largest); LinAlgError otherwise, naming the `reason` full rank is needed"))
+
+
+def full_rank(x, s, rcond, reason):
+    return apply(FULL_RANK, x, s, rcond=float(rcond), reason=reason)
+
+
+def _checked_at_full_rank(g, out, a):
+    return full_rank(g, svdvals(a), out.attrs["rcond"], "second derivatives")
+
+
+RANK_GUARD = register(OpDef("rank_guard", lambda a, rcond: a, lambda a, rcond: (a.shape, a.dtype), kind="linalg",
+                            vjp=(_checked_at_full_rank,),
+                            jvp=lambda tangents, out, a: _checked_at_full_rank(tangents[0], out, a),
+                            attrs={"rcond": checks.number},
+                            doc="a itself; its derivatives check that a has full rank (pinv's rules hold "
+                                "below it to first order only)"))
+
+
+def rank_guard(a, rcond):
+    return apply(RANK_GUARD, a, rcond=float(rcond))
+
+
+# qr(mode="complete") with more rows than columns: the reduced Q's orthonormal complement ----------
+
+def _qr_complement_impl(a):
+    return np.linalg.qr(a, mode="complete")[0][..., a.shape[-1]:]
+
+
+def _qr_complement_infer(a):
+    m, n = matrix_sizes(a, "qr")
+    known = m is not None and n is not None
+    if known and m <= n:
+        raise ShapeError(f"qr_complement: needs more rows than columns, got shape {format_shape(a.shape)}")
+    return a.shape[:-1] + (m - n if known else None,), linalg_dtype(a.dtype, op="qr")
+
+
+def _no_complement_derivative(*args):
+    raise GradientError("qr: the last m - n columns of Q with mode='complete' (a basis of the complement of "
+                        "A's column space) are not unique, and have no derivative; use mode='reduced'")
+
+
+QR_COMPLEMENT = _record("qr_complement", _qr_complement_impl, _qr_complement_infer, signature="(m,n)->(m,p)",
+                        sizes=lambda shape: {"p": shape[-2] - shape[-1]},
+                        vjp=(_no_complement_derivative,), jvp=_no_complement_derivative,
+                        doc="the last m - n columns of np.linalg.qr(a, mode='complete')'s Q for m > n; "
+                            "derivatives raise GradientError (the basis is not unique)")
+
+
+def qr_complement(a):
+    return apply(QR_COMPLEMENT, a)
 
 
 # the parts of a packed svd or qr (row ranges that depend on the rows m of `a`) -----------------

@@ -116,7 +116,15 @@ def _onnx_softmax(op_type):
     return form
 
 
-SUM = register(OpDef("sum", np.sum, _reduction_infer(np.sum), vjp=(_sum_vjp,), jvp=linear_jvp,
+def _sum_impl(x, axis, keepdims):
+    """np.sum; on a NumPy array the ufunc reduction np.sum calls, without np.sum's Python layers
+    (the same result, a few microseconds sooner)."""
+    if type(x) is np.ndarray:
+        return np.add.reduce(x, axis=axis, keepdims=keepdims)
+    return np.sum(x, axis=axis, keepdims=keepdims)
+
+
+SUM = register(OpDef("sum", _sum_impl, _reduction_infer(np.sum), vjp=(_sum_vjp,), jvp=linear_jvp,
                      kind="reduce", fresh_result=True, contiguous_operands=True, onnx=_onnx_reduction("ReduceSum"), attrs=REDUCTION_ATTRS))
 MEAN = register(OpDef("mean", np.mean, _reduction_infer(np.mean), vjp=(_mean_vjp,), jvp=linear_jvp,
                       kind="reduce", fresh_result=True, contiguous_operands=True, onnx=_onnx_reduction("ReduceMean"), attrs=REDUCTION_ATTRS))
