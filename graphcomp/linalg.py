@@ -46,7 +46,7 @@ from graphcomp.ops.elementwise import cast
 from graphcomp.ops.elementwise import sign as _sign
 from graphcomp.ops.elementwise import sqrt as _sqrt
 from graphcomp.ops.linalg import matmul
-from graphcomp.ops.indexing import take_along_axis
+from graphcomp.ops.shape import take_along_axis
 from graphcomp.ops.reduce import argsort, max_, min_, sort, sum_
 from graphcomp.shapes import format_shape
 from graphcomp.tensor import as_tensor, constant, promote_operands

@@ -31,6 +31,7 @@ from graphcomp.errors import GradientError, ShapeError
 from graphcomp.ops import checks
 from graphcomp.ops import shape as sh
 from graphcomp.ops.elementwise import equal, where, zeros_like
+from graphcomp.ops.indexing import GETITEM_GRAD
 from graphcomp.ops.linalg import matmul
 from graphcomp.ops.products import EMBED_DIAGONAL, diagonal, einsum
 from graphcomp.ops.reduce import sum_
@@ -527,7 +528,7 @@ def _packed_entry(g, out, entry):
     of that entry alone (getitem_grad putting a cotangent there, zeros elsewhere), the same
     values are that cotangent itself: no scatter and gather at run time."""
     whole = ("slice", None, None, None)
-    if g.op is sh.GETITEM_GRAD and g.inputs[1] is out and g.attrs["index"] == (whole,) * (out.ndim - 1) + (entry,):
+    if g.op is GETITEM_GRAD and g.inputs[1] is out and g.attrs["index"] == (whole,) * (out.ndim - 1) + (entry,):
         return g.inputs[0]
     return g[..., entry]
 
