@@ -106,9 +106,9 @@ class ResNet:
         for name in values:
             if name.endswith(".gamma"):
                 layer = name[:-len(".gamma")]
-                channels = values[name].shape[0]
-                self.running[layer] = (gc.variable(np.zeros(channels), name=f"{layer}.running_mean"),
-                                       gc.variable(np.ones(channels), name=f"{layer}.running_var"))
+                channels, dtype = values[name].shape[0], values[name].dtype
+                self.running[layer] = (gc.variable(np.zeros(channels, dtype), name=f"{layer}.running_mean"),
+                                       gc.variable(np.ones(channels, dtype), name=f"{layer}.running_var"))
 
     def logits(self, x, training):
         """(logits, batch-norm updates) for images x (N, 1, 8, 8); `training` picks batch norm's mode."""
@@ -134,12 +134,12 @@ class ResNet:
         return gc.nn.dense(features, p["head.w"], p["head.b"]), updates
 
 
-def build(values):
-    """The network and its graphs: a dict with the model, placeholders `x` and `labels`, the
-    training-mode `loss` (batch statistics) and its batch-norm `updates`, and the
-    evaluation-mode `eval_logits` (running statistics)."""
+def build(values, size=8):
+    """The network and its graphs for size x size images, in the dtype of `values`: a dict with
+    the model, placeholders `x` and `labels`, the training-mode `loss` (batch statistics) and its
+    batch-norm `updates`, and the evaluation-mode `eval_logits` (running statistics)."""
     model = ResNet(values)
-    x = gc.placeholder((None, 1, 8, 8), name="images")
+    x = gc.placeholder((None, 1, size, size), dtype=values["stem.w"].dtype, name="images")
     labels = gc.placeholder((None,), dtype="int64", name="labels")
     logits, updates = model.logits(x, training=True)
     loss = gc.nn.softmax_cross_entropy(logits, labels)
