@@ -244,6 +244,16 @@ def test_layer_norm_matches_numpy_and_its_derivatives():
 
 # kernels -----------------------------------------------------------------------------------------
 
+def test_global_pool_flatten_and_evaluation_batch_norm_to_second_order():
+    x = RNG.standard_normal((2, 3, 3, 2))
+    gamma, beta = RNG.random(3) + 0.5, RNG.standard_normal(3)
+    mean, var = RNG.standard_normal(3), RNG.random(3) + 0.5
+    gc.testing.check_grads(lambda a: gc.sin(gc.nn.flatten(gc.nn.global_avg_pool(gc.square(a)))), [x])
+    gc.testing.check_grads(lambda a: gc.square(gc.nn.flatten(gc.sin(a), 2)), [x])
+    gc.testing.check_grads(lambda a, g, b: gc.sin(gc.nn.batch_norm(a, g, b, mean, var, training=False)[0]),
+                           [x, gamma, beta])
+
+
 def test_kernels_chunk_over_the_batch_with_the_same_values(monkeypatch):
     x, w = RNG.standard_normal((5, 4, 6, 5)), RNG.standard_normal((6, 2, 3, 2))
     geometry = dict(stride=(2, 1), padding=((1, 1), (1, 0)), dilation=(1, 2), groups=2)
