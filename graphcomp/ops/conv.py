@@ -102,12 +102,12 @@ def _contiguous(array):
 
 
 def _columns(xp, kernel, stride, dilation, outs, groups):
-    """im2col with the batch inside the columns: (groups, C // groups * K, n * P) contiguous, K
-    the kernel's and P the output's size, so that one matmul per group covers the whole chunk."""
-    win = _windows(xp, kernel, stride, dilation, outs)  # (n, C, *outs, *kernel)
-    count = len(kernel)
-    order = (1,) + tuple(range(2 + count, 2 + 2 * count)) + (0,) + tuple(range(2, 2 + count))
-    return _contiguous(win.transpose(order)).reshape(groups, -1, win.shape[0] * math.prod(outs))
+    """im2col: (n, groups, C // groups * K, P) contiguous, K the kernel's and P the output's size."""
+    win = _windows(xp, kernel, stride, dilation, outs)
+    n, channels, count = win.shape[0], win.shape[1], len(kernel)
+    order = (0, 1) + tuple(range(2 + count, 2 + 2 * count)) + tuple(range(2, 2 + count))
+    cols = _contiguous(win.transpose(order))
+    return cols.reshape(n, groups, channels // groups * math.prod(kernel), math.prod(outs))
 
 
 def _batch_chunk(per_example_bytes):
@@ -129,9 +129,9 @@ def _conv_impl(x, w, stride, padding, dilation, groups):
     filters = w.reshape(groups, out_channels // groups, -1)  # (G, O/G, C/G * K)
     chunk = _batch_chunk(channels * math.prod(kernel) * math.prod(outs) * dtype.itemsize)
     for start in range(0, n, chunk):
-        cols = _columns(xp[start:start + chunk], kernel, stride, dilation, outs, groups)  # (G, CK, nP)
-        part = np.matmul(filters, cols).reshape((out_channels, -1) + outs)  # (O, n, *outs)
-        result[start:start + chunk] = part.swapaxes(0, 1)
+        cols = _columns(xp[start:start + chunk], kernel, stride, dilation, outs, groups)  # (n, G, CK, P)
+        part = np.matmul(filters, cols)  # (n, G, O/G, P)
+        result[start:start + chunk] = part.reshape((part.shape[0], out_channels) + outs)
     return result
 
 
@@ -177,10 +177,8 @@ def _conv_transpose_impl(y, w, stride, padding, output_padding, dilation, groups
     for start in range(0, n, chunk):
         part = y[start:start + chunk]
         m = part.shape[0]
-        # (G, I/G, n * P): the batch inside the columns, one matmul per group
-        rows = _contiguous(part.reshape(m, groups, in_channels // groups, -1).transpose(1, 2, 0, 3))
-        cols = np.matmul(filters, rows.reshape(groups, in_channels // groups, -1))  # (G, C/G * K, n * P)
-        cols = np.moveaxis(cols.reshape((channels,) + tuple(kernel) + (m,) + tuple(outs)), 1 + len(kernel), 0)
+        cols = np.matmul(filters, part.reshape(m, groups, in_channels // groups, -1))  # (n, G, C/G*K, P)
+        cols = cols.reshape((m, channels) + tuple(kernel) + tuple(outs))
         result[start:start + chunk] = _fold(cols, (m, channels) + spatial, kernel, stride, dilation, padding)
     return result
 
@@ -207,16 +205,19 @@ def _conv_filter_grad_impl(x, g, stride, padding, dilation, groups, kernel):
     x, g = x.astype(dtype, copy=False), g.astype(dtype, copy=False)
     n, channels = x.shape[:2]
     out_channels, outs = g.shape[1], g.shape[2:]
+    count = len(kernel)
     per_group = (groups, out_channels // groups, channels // groups * math.prod(kernel))
     result = np.zeros_like(x, shape=per_group, dtype=dtype)
     if n and math.prod(outs):
         xp = _padded(x, padding)
         chunk = _batch_chunk(channels * math.prod(kernel) * math.prod(outs) * dtype.itemsize)
         for start in range(0, n, chunk):
-            # the batch and the positions are one axis, summed by one matmul per group:
-            # (O/G, nP) @ (nP, C/G * K)
-            cols = _columns(xp[start:start + chunk], kernel, stride, dilation, outs, groups)
-            m = cols.shape[-1] // math.prod(outs)
+            win = _windows(xp[start:start + chunk], kernel, stride, dilation, outs)  # (n, C, *outs, *kernel)
+            m = win.shape[0]
+            # im2col as (C, *kernel, n, *outs): the batch and the positions are one axis, summed
+            # by one matmul per group: (O/G, nP) @ (nP, C/G * K)
+            order = (1,) + tuple(range(2 + count, 2 + 2 * count)) + (0,) + tuple(range(2, 2 + count))
+            cols = _contiguous(win.transpose(order)).reshape(groups, -1, m * math.prod(outs))
             part = g[start:start + chunk].reshape(m, out_channels, -1).transpose(1, 0, 2)
             left = _contiguous(part).reshape(groups, out_channels // groups, -1)
             result += np.matmul(left, cols.swapaxes(-1, -2))
