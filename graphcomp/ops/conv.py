@@ -14,8 +14,8 @@ Pooling: `max_pool(x)`, whose vjp scatters the cotangent to each window's first 
 (`max_pool_grad(g, x)`) and whose jvp gathers the tangent there (`max_pool_gather(t, x)`, the
 transpose of the scatter); `avg_pool(x)` (padding counted) and its transpose `avg_pool_grad`.
 
-Kernels unfold (im2col, one strided copy per kernel offset) and multiply with one matmul per
-chunk of the batch, the chunk sized so that the unfolded array stays under `UNFOLD_BYTES`; the
+Kernels unfold (im2col) with `sliding_window_view` and multiply with one matmul per chunk of
+the batch, the chunk sized so that the unfolded array stays under `UNFOLD_BYTES`; the
 transposes fold back with one strided add per kernel offset. None loops over the batch.
 """
 
@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from graphcomp.errors import ShapeError
 from graphcomp.ops import OpDef, checks, get, register
@@ -85,37 +86,28 @@ def _padded(x, padding, value=0):
     return np.pad(x, ((0, 0), (0, 0)) + tuple(padding), constant_values=value)
 
 
+def _windows(xp, kernel, stride, dilation, outs):
+    """(N, C, *outs, *kernel): a view of the padded input's windows."""
+    count = len(kernel)
+    extents = tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation))
+    view = sliding_window_view(xp, extents, axis=tuple(range(2, 2 + count)))
+    index = (slice(None), slice(None)) + tuple(slice(0, (o - 1) * s + 1, s) for o, s in zip(outs, stride)) + \
+        tuple(slice(None, None, d) for d in dilation)
+    return view[index]
+
+
 def _contiguous(array):
     """A C-contiguous copy of a view (of the same array type: NumPy's, CuPy's)."""
     return array if array.flags.c_contiguous else array.copy(order="C")
 
 
-def _offset_slices(offset, stride, dilation, outs):
-    """The strided slices of the padded input that kernel offset `offset` reads, one per spatial axis."""
-    return tuple(slice(k * d, k * d + (o - 1) * s + 1, s) for k, d, o, s in zip(offset, dilation, outs, stride))
-
-
 def _columns(xp, kernel, stride, dilation, outs, groups):
-    """im2col: (n, groups, C // groups * K, P) contiguous, K the kernel's and P the output's size;
-    filled with one strided copy per kernel offset (rows of the output stay contiguous, which
-    copies about twice as fast as transposing the window view)."""
-    n, channels = xp.shape[:2]
-    cols = np.empty_like(xp, shape=(n, channels) + tuple(kernel) + tuple(outs))
-    for offset in np.ndindex(*kernel):
-        cols[(slice(None), slice(None)) + offset] = xp[(slice(None), slice(None))
-                                                       + _offset_slices(offset, stride, dilation, outs)]
+    """im2col: (n, groups, C // groups * K, P) contiguous, K the kernel's and P the output's size."""
+    win = _windows(xp, kernel, stride, dilation, outs)
+    n, channels, count = win.shape[0], win.shape[1], len(kernel)
+    order = (0, 1) + tuple(range(2 + count, 2 + 2 * count)) + tuple(range(2, 2 + count))
+    cols = _contiguous(win.transpose(order))
     return cols.reshape(n, groups, channels // groups * math.prod(kernel), math.prod(outs))
-
-
-def _columns_batch_inside(xp, kernel, stride, dilation, outs, groups):
-    """im2col with the batch inside the columns: (groups, C // groups * K, n * P), one strided
-    copy per kernel offset."""
-    n, channels = xp.shape[:2]
-    cols = np.empty_like(xp, shape=(channels,) + tuple(kernel) + (n,) + tuple(outs))
-    for offset in np.ndindex(*kernel):
-        window = xp[(slice(None), slice(None)) + _offset_slices(offset, stride, dilation, outs)]
-        cols[(slice(None),) + offset] = window.swapaxes(0, 1)
-    return cols.reshape(groups, -1, n * math.prod(outs))
 
 
 def _batch_chunk(per_example_bytes):
@@ -213,16 +205,19 @@ def _conv_filter_grad_impl(x, g, stride, padding, dilation, groups, kernel):
     x, g = x.astype(dtype, copy=False), g.astype(dtype, copy=False)
     n, channels = x.shape[:2]
     out_channels, outs = g.shape[1], g.shape[2:]
+    count = len(kernel)
     per_group = (groups, out_channels // groups, channels // groups * math.prod(kernel))
     result = np.zeros_like(x, shape=per_group, dtype=dtype)
     if n and math.prod(outs):
         xp = _padded(x, padding)
         chunk = _batch_chunk(channels * math.prod(kernel) * math.prod(outs) * dtype.itemsize)
         for start in range(0, n, chunk):
+            win = _windows(xp[start:start + chunk], kernel, stride, dilation, outs)  # (n, C, *outs, *kernel)
+            m = win.shape[0]
             # im2col as (C, *kernel, n, *outs): the batch and the positions are one axis, summed
             # by one matmul per group: (O/G, nP) @ (nP, C/G * K)
-            cols = _columns_batch_inside(xp[start:start + chunk], kernel, stride, dilation, outs, groups)
-            m = cols.shape[-1] // math.prod(outs)
+            order = (1,) + tuple(range(2 + count, 2 + 2 * count)) + (0,) + tuple(range(2, 2 + count))
+            cols = _contiguous(win.transpose(order)).reshape(groups, -1, m * math.prod(outs))
             part = g[start:start + chunk].reshape(m, out_channels, -1).transpose(1, 0, 2)
             left = _contiguous(part).reshape(groups, out_channels // groups, -1)
             result += np.matmul(left, cols.swapaxes(-1, -2))
