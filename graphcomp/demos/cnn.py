@@ -345,7 +345,7 @@ def run(args, torch=None):
             print(f"\ntrained for {args.epochs} epochs in {time.perf_counter() - began:.1f} s: last epoch's mean "
                   f"loss {last_loss:.4f}, test accuracy {results['accuracy']:.1%} (batch norm in evaluation mode)")
             hessian.set_point([p.value for p in params])
-        test_accuracy = accuracy(net, test_images, test_labels)
+        test_accuracy = results["accuracy"] if label == "trained" else accuracy(net, test_images, test_labels)
         curvature = describe_curvature(hessian, args)
         report(label, hessian.value, test_accuracy, curvature)
         summary = dict(loss=hessian.value, accuracy=test_accuracy, top=curvature["top"], trace=curvature["trace"],
