@@ -3,6 +3,7 @@
     graphcomp demo --list                 the demos and what they show
     graphcomp demo xor [--out DIR]        train the lecture's XOR network, draw its graphs
     graphcomp demo hessian [--text]       the Hessian's spectrum before and after training
+    graphcomp demo cnn [--check-torch]    a small ResNet on the digits and its Hessian, vs PyTorch
     graphcomp export model.py:build g.html [--compare] [--collapse SCOPE]
 """
 

@@ -244,6 +244,16 @@ def test_layer_norm_matches_numpy_and_its_derivatives():
 
 # kernels -----------------------------------------------------------------------------------------
 
+def test_global_pool_flatten_and_evaluation_batch_norm_to_second_order():
+    x = RNG.standard_normal((2, 3, 3, 2))
+    gamma, beta = RNG.random(3) + 0.5, RNG.standard_normal(3)
+    mean, var = RNG.standard_normal(3), RNG.random(3) + 0.5
+    gc.testing.check_grads(lambda a: gc.sin(gc.nn.flatten(gc.nn.global_avg_pool(gc.square(a)))), [x])
+    gc.testing.check_grads(lambda a: gc.square(gc.nn.flatten(gc.sin(a), 2)), [x])
+    gc.testing.check_grads(lambda a, g, b: gc.sin(gc.nn.batch_norm(a, g, b, mean, var, training=False)[0]),
+                           [x, gamma, beta])
+
+
 def test_kernels_chunk_over_the_batch_with_the_same_values(monkeypatch):
     x, w = RNG.standard_normal((5, 4, 6, 5)), RNG.standard_normal((6, 2, 3, 2))
     geometry = dict(stride=(2, 1), padding=((1, 1), (1, 0)), dilation=(1, 2), groups=2)
@@ -464,6 +474,84 @@ def test_normalisation_layers_match_pytorch(torch):
     got = gc.function([], gc.nn.layer_norm(gc.constant(x), (2, 3), g2, b2))()
     expected = F.layer_norm(torch.tensor(x), (2, 3), torch.tensor(g2), torch.tensor(b2)).numpy()
     np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+
+
+TRANSPOSE_GRID = [  # (input shape, filter shape (C_in, C_out / groups, *kernel), stride, padding, output padding,
+    #                   dilation, groups)
+    ((2, 2, 5), (2, 3, 3), 2, 1, 1, 1, 1),
+    ((1, 4, 4), (4, 1, 2), 3, 0, 2, 2, 2),
+    ((2, 2, 3, 4), (2, 2, 3, 2), (2, 1), (1, 0), (1, 0), 1, 1),
+    ((1, 4, 3, 3), (4, 1, 2, 2), 2, 1, 0, (2, 1), 4),
+    ((1, 2, 2, 3, 2), (2, 2, 2, 2, 3), (1, 2, 2), (0, 1, 1), (0, 1, 0), 1, 2),
+]
+
+
+@pytest.mark.parametrize("ys, ws, stride, padding, extra, dilation, groups", TRANSPOSE_GRID)
+def test_conv_transpose_gradient_and_hvp_match_pytorch(torch, ys, ws, stride, padding, extra, dilation, groups):
+    F = torch.nn.functional
+    transposed = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}[len(ys) - 2]
+    y, w, b = RNG.standard_normal(ys), RNG.standard_normal(ws), RNG.standard_normal(ws[1] * groups)
+    vectors = [RNG.standard_normal(a.shape) for a in (y, w, b)]
+    ours = _hvp_of(lambda a, f, c: gc.sum(gc.sin(gc.nn.conv_transpose(a, f, c, stride, padding, extra, dilation,
+                                                                       groups))), [y, w, b], vectors)
+    value, grads, hvps = _torch_hvp(torch, lambda a, f, c: torch.sin(
+        transposed(a, f, c, stride, padding, extra, groups, dilation)).sum(), [y, w, b], vectors)
+    np.testing.assert_allclose(ours[0], value, rtol=1e-12)
+    for mine, theirs in zip(ours[1:], grads + hvps + hvps):
+        np.testing.assert_allclose(mine, theirs, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("shape, kernel, stride, padding", [
+    ((2, 3, 9), 3, 2, 1), ((1, 2, 7), 2, None, 0), ((1, 2, 4, 5, 6), 2, None, 0),
+    ((2, 1, 5, 4, 6), (3, 2, 2), (2, 1, 2), (1, 0, 1)),
+])
+def test_1d_and_3d_pools_match_pytorch(torch, shape, kernel, stride, padding):
+    F = torch.nn.functional
+    count = len(shape) - 2
+    max_pool = {1: F.max_pool1d, 3: F.max_pool3d}[count]
+    avg_pool = {1: F.avg_pool1d, 3: F.avg_pool3d}[count]
+    x = distinct(shape, 5)
+    v = RNG.standard_normal(shape)
+    got = _hvp_of(lambda a: gc.sum(gc.sin(gc.nn.max_pool(a, kernel, stride, padding))
+                                   * gc.nn.avg_pool(a, kernel, stride, padding)), [x], [v])
+    value, grads, hvps = _torch_hvp(torch, lambda a: (torch.sin(max_pool(a, kernel, stride, padding))
+                                                      * avg_pool(a, kernel, stride, padding)).sum(), [x], [v])
+    np.testing.assert_allclose(got[0], value, rtol=1e-12)
+    for mine, expected in zip(got[1:], grads + hvps + hvps):
+        np.testing.assert_allclose(mine, expected, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 5), (2, 3, 4, 5), (1, 2, 3, 2, 4)], ids=["1d", "2d", "3d"])
+def test_global_pool_flatten_and_normalisations_match_pytorch(torch, shape):
+    F = torch.nn.functional
+    channels = shape[1]
+    x = RNG.standard_normal(shape)
+    gamma, beta = RNG.random(channels) + 0.5, RNG.standard_normal(channels)
+    mean, var = RNG.standard_normal(channels), RNG.random(channels) + 0.5
+    ln_gamma, ln_beta = RNG.standard_normal(shape[2:]), RNG.standard_normal(shape[2:])
+    args = [x, gamma, beta, ln_gamma, ln_beta]
+    vectors = [RNG.standard_normal(a.shape) for a in args]
+    weights = RNG.standard_normal(channels)
+
+    def ours(a, g, b, lg, lb):
+        train, _ = gc.nn.batch_norm(a, g, b, np.zeros(channels), np.ones(channels), training=True)
+        evaluate, _ = gc.nn.batch_norm(a, g, b, mean, var, training=False)
+        normed = gc.nn.layer_norm(gc.sin(train) + evaluate, shape[2:], lg, lb)
+        pooled = gc.nn.flatten(gc.nn.global_avg_pool(gc.square(normed)))
+        return gc.sum(gc.tanh(pooled) * weights) + gc.sum(gc.nn.flatten(normed, 2) ** 3) / 10
+
+    def theirs(a, g, b, lg, lb):
+        t = torch.tensor
+        train = F.batch_norm(a, None, None, g, b, training=True)
+        evaluate = F.batch_norm(a, t(mean), t(var), g, b, training=False)
+        normed = F.layer_norm(torch.sin(train) + evaluate, shape[2:], lg, lb)
+        pooled = torch.flatten(F.adaptive_avg_pool1d(normed.square().flatten(2), 1), 1)
+        return (torch.tanh(pooled) * t(weights)).sum() + (torch.flatten(normed, 2) ** 3).sum() / 10
+    got = _hvp_of(ours, args, vectors)
+    value, grads, hvps = _torch_hvp(torch, theirs, args, vectors)
+    np.testing.assert_allclose(got[0], value, rtol=1e-12)
+    for mine, expected in zip(got[1:], grads + hvps + hvps):
+        np.testing.assert_allclose(mine, expected, rtol=1e-9, atol=1e-11)
 
 
 # ONNX --------------------------------------------------------------------------------------------

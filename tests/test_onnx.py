@@ -268,3 +268,53 @@ def test_det_exports_as_onnx_det_in_float32_and_refuses_float64(ort):
         onnx_export.to_onnx(gc.function([b], gc.linalg.det(b)))
     with pytest.raises(onnx_export.OnnxExportError, match="'inv'"):
         onnx_export.to_onnx(gc.function([b], gc.linalg.inv(b)))
+
+
+@pytest.mark.parametrize("dtype, tolerance", [("float32", 1e-5), ("float64", 1e-12)])
+@pytest.mark.parametrize("training", [False, True], ids=["running-statistics", "batch-statistics"])
+def test_batch_norm_exports_as_elementwise_and_reduce_ops(ort, dtype, tolerance, training):
+    rng = np.random.default_rng(0)
+    x = gc.placeholder((None, 3, 4, 5), dtype=dtype, name="x")
+    gamma, beta, mean, var = (gc.variable((rng.random(3) + shift).astype(dtype)) for shift in (0.5, 0, 0, 0.5))
+    y, _ = gc.nn.batch_norm(x, gamma, beta, mean, var, training=training)
+    f = gc.function([x], y)
+    model = onnx_export.to_onnx(f)
+    kinds = {node.op_type for node in model.graph.node}
+    assert ("ReduceMean" in kinds) == training  # batch statistics are computed in the model
+    X = rng.standard_normal((6, 3, 4, 5)).astype(dtype)
+    (got,) = run_onnx(ort, model, X)
+    assert got.dtype == np.dtype(dtype)
+    np.testing.assert_allclose(got, f(X), rtol=tolerance, atol=tolerance)
+    scale = np.sqrt((X.var(axis=(0, 2, 3)) if training else var.value) + 1e-5)
+    centre = X.mean(axis=(0, 2, 3)) if training else mean.value
+    expected = (X - centre[:, None, None]) / scale[:, None, None] * gamma.value[:, None, None] + beta.value[:, None, None]
+    np.testing.assert_allclose(got, expected, rtol=10 * tolerance, atol=10 * tolerance)
+
+
+@pytest.mark.parametrize("dtype, tolerance", [("float32", 1e-5), ("float64", 1e-12)])
+def test_layer_norm_exports_as_elementwise_and_reduce_ops(ort, dtype, tolerance):
+    rng = np.random.default_rng(1)
+    x = gc.placeholder((None, 3, 4), dtype=dtype, name="x")
+    gamma, beta = gc.variable(rng.random((3, 4)).astype(dtype)), gc.variable(rng.random((3, 4)).astype(dtype))
+    f = gc.function([x], gc.nn.layer_norm(x, (3, 4), gamma, beta))
+    X = rng.standard_normal((5, 3, 4)).astype(dtype)
+    (got,) = run_onnx(ort, onnx_export.to_onnx(f), X)
+    centred = X - X.mean(axis=(1, 2), keepdims=True)
+    expected = centred / np.sqrt((centred ** 2).mean(axis=(1, 2), keepdims=True) + 1e-5) * gamma.value + beta.value
+    np.testing.assert_allclose(got, expected, rtol=10 * tolerance, atol=10 * tolerance)
+    np.testing.assert_allclose(got, f(X), rtol=tolerance, atol=tolerance)
+
+
+def test_the_cnn_demos_resnet_exports_in_evaluation_mode_as_float32(ort):
+    pytest.importorskip("sklearn")
+    from graphcomp.demos import cnn
+
+    values = {name: value.astype(np.float32) for name, value in cnn.initial_values(0).items()}
+    net = cnn.build(values)
+    for layer, (mean, var) in net["model"].running.items():  # running statistics away from 0 and 1
+        mean.value = np.linspace(-0.2, 0.2, mean.shape[0], dtype=np.float32)
+        var.value = np.linspace(0.5, 2.0, var.shape[0], dtype=np.float32)
+    f = gc.function([net["x"]], net["eval_logits"])
+    images = np.random.default_rng(2).random((7, 1, 8, 8)).astype(np.float32)
+    (got,) = run_onnx(ort, onnx_export.to_onnx(f), images)
+    np.testing.assert_allclose(got, f(images), rtol=1e-4, atol=1e-5)

@@ -347,3 +347,25 @@ def test_fused_kernels_from_the_optimiser_show_their_expression_and_members():
     if records[0]["fused_members"] is not None:  # the op records the nodes it replaced
         assert {"exp", "tanh"} <= {line.split()[0] for line in records[0]["fused_members"]}
     assert str(fused[0].attrs["expression"])[:20] in viz.to_dot(f, compare=True)
+
+
+def test_conv_and_pool_nodes_show_their_kernel_stride_and_padding():
+    x = gc.placeholder((None, 2, 9, 9), name="x")
+    w = gc.variable(np.ones((4, 1, 3, 2)), name="w")
+    y = gc.nn.conv2d(x, w, stride=(2, 1), padding=1, dilation=2, groups=2)
+    z = gc.nn.avg_pool2d(gc.nn.max_pool2d(y, 2, padding=1), 3, stride=1)
+    t = gc.nn.conv_transpose(z, gc.variable(np.ones((4, 2, 2, 2))), stride=2, output_padding=1)
+    loss = gc.sum(t)
+    graph = gc.Graph.from_outputs([loss] + gc.grad(loss, [w]))
+    shown = {}
+    for record in viz.node_link_data(graph)["nodes"]:
+        shown.setdefault(record["op"], set()).add(record["geometry"])
+        if record["geometry"] is not None:
+            assert record["label"][1] == record["geometry"]  # drawn in the node's box, under its op
+    assert shown["conv"] >= {"kernel 3x2, stride 2x1, padding 1, dilation 2, groups 2"}
+    assert shown["max_pool"] == {"kernel 2x2, stride 2, padding 1"}
+    assert shown["avg_pool"] == {"kernel 3x3, stride 1, padding 0"}
+    assert shown["conv_transpose"] == {"kernel 2x2, stride 2, padding 0, output padding 1"}
+    assert shown["conv_filter_grad"] == {"kernel 3x2, stride 2x1, padding 1, dilation 2, groups 2"}
+    assert shown["max_pool_grad"] == {"kernel 2x2, stride 2, padding 1"}
+    assert shown["sum"] == {None}

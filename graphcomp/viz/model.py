@@ -207,6 +207,40 @@ def _shorten(text, limit):
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
+def _per_axis_text(values):
+    """(2, 2) -> '2'; (3, 1) -> '3x1'."""
+    values = ["?" if v is None else str(v) for v in values]
+    return values[0] if len(set(values)) == 1 else "x".join(values)
+
+
+def geometry_text(node):
+    """'kernel 3x3, stride 2, padding 1' for a convolution or pooling node (None for any other):
+    the kernel (from the attributes or the filter's shape), stride and padding, then dilation,
+    groups and output padding where they are not the defaults."""
+    if node.op.kind not in ("conv", "pool"):
+        return None
+    attrs = node.attrs
+    kernel = attrs.get("kernel")
+    if kernel is None and len(node.inputs) > 1:
+        kernel = node.inputs[1].shape[2:]
+    parts = [] if kernel is None else ["kernel " + "x".join("?" if k is None else str(k) for k in kernel)]
+    if "stride" in attrs:
+        parts.append("stride " + _per_axis_text(attrs["stride"]))
+    if "padding" in attrs:
+        pads = attrs["padding"]
+        if all(before == after for before, after in pads):
+            parts.append("padding " + _per_axis_text(before for before, _ in pads))
+        else:
+            parts.append("padding " + "x".join(f"{before}/{after}" for before, after in pads))
+    if any(d != 1 for d in attrs.get("dilation", ())):
+        parts.append("dilation " + _per_axis_text(attrs["dilation"]))
+    if attrs.get("groups", 1) != 1:
+        parts.append(f"groups {attrs['groups']}")
+    if any(attrs.get("output_padding", ())):
+        parts.append("output padding " + _per_axis_text(attrs["output_padding"]))
+    return ", ".join(parts)
+
+
 def label_lines(node, caption=None):
     """The lines drawn in a node's box: [a caption], what it is, [its expression], shape, dtype."""
     op = node.op.name
@@ -216,6 +250,9 @@ def label_lines(node, caption=None):
         if node.name and value is not None:
             title = f"{node.name} = {value}"
         kind = op
+    elif geometry_text(node) is not None:  # a convolution or pooling: its geometry on a line of its own
+        title = f"{node.name}: {op}" if node.name else op
+        kind = None
     else:
         # Attributes left at False/None (keepdims=False, ...) are defaults: the label skips them.
         attrs = {k: v for k, v in display_attrs(node).items() if node.attrs[k] is not False and node.attrs[k] is not None}
@@ -225,6 +262,9 @@ def label_lines(node, caption=None):
             title = f"{node.name}: {title}"
         kind = None
     lines = ([_shorten(caption, 48)] if caption else []) + [_shorten(title, 48)]
+    geometry = None if node.op.leaf else geometry_text(node)
+    if geometry:
+        lines.append(geometry)
     expression = expression_text(node)
     if expression is not None:
         lines.append(_shorten(expression, 48))
@@ -255,6 +295,7 @@ def node_record(node, number, is_output, is_new=None, caption=None):
         "label": label_lines(node, caption),
         "attrs": display_attrs(node),
         "expression": expression_text(node),
+        "geometry": geometry_text(node),
         "fused_members": fused_members(node),
         "value": constant_value_text(node),
         "output": is_output,

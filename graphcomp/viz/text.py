@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from graphcomp.viz.model import as_panels, expression_text, format_shape, label_lines, numbering
+from graphcomp.viz.model import as_panels, expression_text, format_shape, geometry_text, label_lines, numbering
 
 
 def describe_line(node, number):
@@ -12,6 +12,9 @@ def describe_line(node, number):
     title = label_lines(node)[0]
     text = f"#{number} {title} {format_shape(node.shape)} {node.dtype}"
     extras = []
+    geometry = None if node.op.leaf else geometry_text(node)
+    if geometry:
+        extras.append(geometry)
     if node.scope:
         extras.append(f"scope {node.scope}")
     if node.derivative_order:
