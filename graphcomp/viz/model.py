@@ -217,7 +217,7 @@ def geometry_text(node):
     """'kernel 3x3, stride 2, padding 1' for a convolution or pooling node (None for any other):
     the kernel (from the attributes or the filter's shape), stride and padding, then dilation,
     groups and output padding where they are not the defaults."""
-    if node.op.kind not in ("conv", "pool"):
+    if "stride" not in (node.op.attrs or ()):  # the records of convolutions and pools declare one
         return None
     attrs = node.attrs
     kernel = attrs.get("kernel")
