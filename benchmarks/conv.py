@@ -48,6 +48,7 @@ TOLERANCE = {"float64": 1e-8, "float32": 1e-3}
 
 
 def log(message):
+    """A progress line on stderr."""
     print(message, file=sys.stderr, flush=True)
 
 
@@ -85,6 +86,7 @@ def gc_functions(values):
 
 
 def torch_functions(values):
+    """(loss + gradient, HVP) callables of PyTorch, as gc_functions."""
     import torch  # noqa: PLC0415
 
     from graphcomp.demos import cnn  # noqa: PLC0415
@@ -136,6 +138,7 @@ def jax_loss_function(jax, names):
 
 
 def jax_functions(jax, values):
+    """(loss + gradient, HVP) callables of JAX jit, as gc_functions."""
     import numpy as np  # noqa: PLC0415
     loss = jax_loss_function(jax, list(values))
     params = [jax.numpy.asarray(v) for v in values.values()]
@@ -157,6 +160,7 @@ def jax_functions(jax, values):
 # one thread count: timing, in this process --------------------------------------------------------
 
 def import_jax(wanted, threads):
+    """(jax or None, its version or why it was skipped); one thread through XLA_FLAGS."""
     if not wanted:
         return None, "not asked for: --only-graphcomp"
     if threads == 1:
@@ -171,6 +175,7 @@ def import_jax(wanted, threads):
 
 
 def import_torch(wanted):
+    """(torch or None, its version or why it was skipped)."""
     if not wanted:
         return None, "not asked for: --only-graphcomp"
     try:
@@ -196,6 +201,7 @@ def set_threads(threads, torch):
 
 
 def check(label, system, results, expected, dtype):
+    """Stop naming the system when its results differ from graphcomp's by more than the dtype's tolerance."""
     import numpy as np  # noqa: PLC0415
     for position, (got, want) in enumerate(zip(results, expected)):
         scale = max(float(np.max(np.abs(want))), 1e-30) if dtype == "float32" else 1.0
@@ -238,6 +244,7 @@ def time_one_thread_count(settings, threads, with_peers):
 # peak memory: one system in a fresh process -------------------------------------------------------
 
 def resident_bytes(field):
+    """A memory field of /proc/self/status (VmRSS, VmHWM) in bytes."""
     with open("/proc/self/status", encoding="utf-8") as handle:
         for line in handle:
             if line.startswith(field + ":"):
@@ -265,6 +272,7 @@ def measure_peak(system, dtype, batch, threads):
 
 
 def peak_in_fresh_process(system, dtype, batch, threads):
+    """measure_peak run in a new Python process (glibc's mmap threshold fixed)."""
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072", PYTHONPATH=os.pathsep.join(
         filter(None, [ROOT, os.environ.get("PYTHONPATH")])))
     done = subprocess.run([sys.executable, __file__, "--memory-of", system, dtype, str(batch), str(threads)],
@@ -285,6 +293,7 @@ def ratio(value, baseline):
 
 
 def main(argv=None):
+    """Run the thread counts and the memory measures, print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny batches and three rounds (for the tests)")
     parser.add_argument("--only-graphcomp", action="store_true", help="no peers")

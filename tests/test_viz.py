@@ -369,3 +369,6 @@ def test_conv_and_pool_nodes_show_their_kernel_stride_and_padding():
     assert shown["conv_filter_grad"] == {"kernel 3x2, stride 2x1, padding 1, dilation 2, groups 2"}
     assert shown["max_pool_grad"] == {"kernel 2x2, stride 2, padding 1"}
     assert shown["sum"] == {None}
+    tree = viz.format_tree(t)
+    assert "conv_transpose (?, 2, 3, 7) float64  [kernel 2x2, stride 2, padding 0, output padding 1]" in tree
+    assert "conv (?, 4, 4, 9) float64  [kernel 3x2, stride 2x1, padding 1, dilation 2, groups 2]" in tree

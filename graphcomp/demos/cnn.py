@@ -1,7 +1,7 @@
 """A small ResNet on the 8x8 digits, and its loss Hessian's spectrum at initialisation and trained.
 
 The network (float64, PyTorch's NCHW layout): a 3x3 conv - batch norm - ReLU stem with
-WIDTH channels; a residual block of two 3x3 conv - batch norm layers around an identity
+8 channels; a residual block of two 3x3 conv - batch norm layers around an identity
 shortcut; a second block whose first conv has stride 2 and doubles the channels, with a strided
 1x1 conv - batch norm projection as its shortcut; global average pooling; a linear head. It is
 trained with minibatch SGD with momentum on scikit-learn's bundled digits (no download), batch
@@ -191,6 +191,7 @@ def describe_curvature(hessian, args):
 
 
 def report(label, loss_value, test_accuracy, curvature):
+    """Print one point's loss, accuracy, top eigenvalues and trace estimates."""
     print(f"\n== {label}: loss on the Hessian batch {loss_value:.4f}, test accuracy {test_accuracy:.1%} ==")
     print("top Hessian eigenvalues (Lanczos): " + "  ".join(f"{v:.5g}" for v in curvature["top"])
           + ("" if curvature["converged"] else "  (not converged)"))
@@ -258,6 +259,7 @@ def check_against_torch(hessian, names, images, labels, seed):
 
 
 def print_torch_check(label, differences):
+    """Print the differences from PyTorch, each against its limit."""
     limits = {"loss": TORCH_ABSOLUTE, "gradient": TORCH_ABSOLUTE, "hvp": TORCH_ABSOLUTE,
               "top eigenvalue": TORCH_RELATIVE_EIGENVALUE}
     print(f"\nPyTorch (float64, same weights, {label}): largest differences")
@@ -270,6 +272,7 @@ def print_torch_check(label, differences):
 # the command -------------------------------------------------------------------------------------
 
 def parse_arguments(argv):
+    """The demo's options (the command line's when argv is None)."""
     parser = argparse.ArgumentParser(prog="graphcomp demo cnn", description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=10, help="training epochs (default 10)")
     parser.add_argument("--batch-size", type=int, default=64, help="training batch size (default 64)")
