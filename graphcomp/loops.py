@@ -45,6 +45,7 @@ from graphcomp.forward import push_forward
 from graphcomp.ir import Graph, substitute, topological_order, user_source_location
 from graphcomp.ops import checks
 from graphcomp.onnx_export import OnnxExportError
+from graphcomp.passes.rewrite import make_node
 from graphcomp.ops import elementwise as ew
 from graphcomp.ops import shape as sh
 from graphcomp.registry import DASK_WHOLE_ARRAYS, OpDef, register
@@ -646,6 +647,36 @@ def _scan_vjp_rules(index):
     return _cached_vjp(_scan_vjp)(index)
 
 
+def _scan_narrow(node, read):
+    """The scan computing only its carries and the ys the slices `read` reach, and where each
+    slice lands in its result; None when every ys is read (or a slice spans two parts)."""
+    a = node.attrs
+    body, nc = a["body"], a["carries"]
+    shapes, dtypes = _scan_shapes(body, nc, a["length"])
+    if not all(is_static(shape) for shape in shapes):
+        return None
+    offsets, sizes, _, _ = _layout(shapes, dtypes, "scan")
+    part_of = {}
+    for start, stop in read:
+        parts = [j for j, (offset, size) in enumerate(zip(offsets, sizes)) if offset <= start and stop <= offset + size]
+        if not parts:
+            return None
+        part_of[start, stop] = parts[-1]  # an empty slice at a boundary: the later part holds it
+    kept = list(range(nc)) + sorted({j for j in part_of.values() if j >= nc})
+    if len(kept) == len(shapes):
+        return None
+    narrowed_body = Body(body.inputs, [body.outputs[j] for j in kept], body.label)
+    narrowed = make_node(node.op, node.inputs, {**a, "body": narrowed_body}, like=node, name=node.name)
+    if narrowed.dtype != node.dtype:  # the parts left pack into another dtype: keep them all
+        return None
+    new_offsets = dict(zip(kept, _layout([shapes[j] for j in kept], [dtypes[j] for j in kept], "scan")[0]))
+
+    def place(start, stop):
+        j = part_of[start, stop]
+        return start - offsets[j] + new_offsets[j], stop - offsets[j] + new_offsets[j]
+    return narrowed, place
+
+
 def _scan_onnx(b, node, *names):
     a = node.attrs
     body, nc, nx, length, reverse = a["body"], a["carries"], a["sequences"], a["length"], a["reverse"]
@@ -668,7 +699,7 @@ def _scan_onnx(b, node, *names):
 
 SCAN = register(OpDef(
     "scan", _scan_impl, _scan_infer, vjp=_scan_vjp_rules, jvp=_scan_jvp, fresh_result=True, backend_impls=DASK_WHOLE_ARRAYS,
-    onnx=_scan_onnx,
+    onnx=_scan_onnx, narrow=_scan_narrow,
     attrs={"body": _is_body, "length": checks.integer(0), "reverse": checks.boolean,
            "carries": checks.integer(0), "sequences": checks.integer(0), "checkpoint": checks.integer(0)},
     doc="a loop over the leading axis of its sequences running a body graph; its carries and stacked ys packed",

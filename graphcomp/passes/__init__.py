@@ -12,10 +12,12 @@ from graphcomp.passes.dead_code import eliminate_dead_code
 from graphcomp.passes.fuse import fuse_elementwise
 from graphcomp.passes.simplify import simplify
 from graphcomp.passes.stabilize import stabilize
+from graphcomp.passes.unread_parts import drop_unread_parts
 from graphcomp.passes.validate import GraphValidationError, validate
 
 # Merge first (so rules see shared nodes), then canonicalise, stabilise, clean up, and fuse last
-# (fusion consumes the elementwise nodes the other passes look at).
+# (fusion consumes the elementwise nodes the other passes look at); loops drop the parts of their
+# results nobody reads once the graph is clean.
 PIPELINE: list = [
     eliminate_common_subexpressions,
     fold_constants,
@@ -24,6 +26,7 @@ PIPELINE: list = [
     simplify,
     eliminate_common_subexpressions,
     eliminate_dead_code,
+    drop_unread_parts,
     fuse_elementwise,
 ]
 
