@@ -45,6 +45,7 @@ from graphcomp.forward import push_forward
 from graphcomp.ir import Graph, substitute, topological_order, user_source_location
 from graphcomp.ops import checks
 from graphcomp.onnx_export import OnnxExportError
+from graphcomp.passes.common_subexpressions import eliminate_common_subexpressions
 from graphcomp.passes.rewrite import make_node
 from graphcomp.ops import elementwise as ew
 from graphcomp.ops import shape as sh
@@ -677,6 +678,58 @@ def _scan_narrow(node, read):
     return narrowed, place
 
 
+def _part_places(offsets, sizes, new_offsets, part_map):
+    """place(start, stop): the slice [start, stop) of a packed result, moved to where its parts
+    (part j to part part_map[j] of a new packed result whose parts start at `new_offsets`) lie;
+    None when they do not lie side by side there."""
+    ends = [offset + size for offset, size in zip(offsets, sizes)]
+
+    def place(start, stop):
+        if start == stop:
+            return 0, 0
+        first = max(j for j, offset in enumerate(offsets) if offset <= start and start < ends[j])
+        last = min(j for j, end in enumerate(ends) if offsets[j] < stop <= end)
+        if any(part_map[j + 1] != part_map[j] + 1 for j in range(first, last)):
+            return None
+        shift = new_offsets[part_map[first]] - offsets[first]
+        return start + shift, stop + shift
+    return place
+
+
+def _scan_merge(a, b):
+    """One scan computing the results of scans `a` and `b` (same inputs and steps), when their
+    bodies compute the same carries (a scan's and the one its vjp records residuals with): its
+    results are a's carries and ys, then b's ys."""
+    attrs_a, attrs_b = dict(a.attrs), dict(b.attrs)
+    body_a, body_b = attrs_a.pop("body"), attrs_b.pop("body")
+    attrs_a.pop("checkpoint", None), attrs_b.pop("checkpoint", None)
+    nc = attrs_a["carries"]
+    if attrs_a != attrs_b or list(a.inputs) != list(b.inputs) or a.dtype != b.dtype:
+        return None
+    if [(p.shape, p.dtype) for p in body_a.inputs] != [(p.shape, p.dtype) for p in body_b.inputs]:
+        return None
+    shared = [_placeholder_like(p, name=p.name) for p in body_a.inputs]
+    outs_a = substitute(body_a.outputs, dict(zip(body_a.inputs, shared)))
+    outs_b = substitute(body_b.outputs, dict(zip(body_b.inputs, shared)))
+    merged = list(eliminate_common_subexpressions(Graph(outs_a + outs_b)).outputs)
+    both_a, both_b = merged[:len(outs_a)], merged[len(outs_a):]
+    if any(x is not y for x, y in zip(both_a[:nc], both_b[:nc])):
+        return None
+    body = Body(shared, both_a + both_b[nc:], body_a.label)
+    node = make_node(a.op, a.inputs, {**a.attrs, "body": body}, like=a, name=a.name)
+    if node.dtype != a.dtype:
+        return None
+    shapes_a, dtypes_a = _scan_shapes(body_a, nc, a.attrs["length"])
+    shapes_b, dtypes_b = _scan_shapes(body_b, nc, a.attrs["length"])
+    shapes, dtypes = _scan_shapes(body, nc, a.attrs["length"])
+    offsets, _, _, _ = _layout(shapes, dtypes, "scan")
+    offsets_a, sizes_a, _, _ = _layout(shapes_a, dtypes_a, "scan")
+    offsets_b, sizes_b, _, _ = _layout(shapes_b, dtypes_b, "scan")
+    into_b = list(range(nc)) + [len(outs_a) + j for j in range(len(outs_b) - nc)]
+    return (node, _part_places(offsets_a, sizes_a, offsets, range(len(outs_a))),
+            _part_places(offsets_b, sizes_b, offsets, into_b))
+
+
 def _scan_onnx(b, node, *names):
     a = node.attrs
     body, nc, nx, length, reverse = a["body"], a["carries"], a["sequences"], a["length"], a["reverse"]
@@ -699,7 +752,7 @@ def _scan_onnx(b, node, *names):
 
 SCAN = register(OpDef(
     "scan", _scan_impl, _scan_infer, vjp=_scan_vjp_rules, jvp=_scan_jvp, fresh_result=True, backend_impls=DASK_WHOLE_ARRAYS,
-    onnx=_scan_onnx, narrow=_scan_narrow,
+    onnx=_scan_onnx, narrow=_scan_narrow, merge=_scan_merge,
     attrs={"body": _is_body, "length": checks.integer(0), "reverse": checks.boolean,
            "carries": checks.integer(0), "sequences": checks.integer(0), "checkpoint": checks.integer(0)},
     doc="a loop over the leading axis of its sequences running a body graph; its carries and stacked ys packed",

@@ -1,5 +1,6 @@
-"""Optimizer passes that know loops: a scan stops computing the stacked ys nobody reads (the
-gradient of a sequence nobody asked for, above all), with the same bits as before."""
+"""Optimizer passes that know loops, with the same bits as without them: a scan stops computing
+the stacked ys nobody reads (the gradient of a sequence nobody asked for, above all), and the
+scan a vjp records the forward steps with merges with the scan that computed the value."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from finite_differences import central_gradient
 from graphcomp import passes
 from graphcomp.ir import Graph
 from graphcomp.loops import SCAN
+from graphcomp.passes.siblings import merge_siblings
 from graphcomp.passes.unread_parts import drop_unread_parts
 
 RNG = np.random.default_rng(5)
@@ -53,11 +55,12 @@ def test_the_backward_scan_drops_the_gradient_of_an_unread_sequence_with_the_sam
     h0, xs, w = gc.placeholder(H0.shape), gc.placeholder(XS.shape), gc.placeholder(W.shape)
     loss = elman_loss(h0, xs, w)
     outputs = [loss] + gc.grad(loss, [h0, w])
-    narrowed, graph = _compiled_with(None, [h0, xs, w], outputs)
-    full, full_graph = _compiled_with(_without(drop_unread_parts), [h0, xs, w], outputs)
+    without_merging = [p for p in passes.PIPELINE if p is not merge_siblings]
+    narrowed, graph = _compiled_with(without_merging, [h0, xs, w], outputs)
+    full, full_graph = _compiled_with([p for p in without_merging if p is not drop_unread_parts], [h0, xs, w], outputs)
     # the reverse scan's ys held the gradient of xs: gone, and the forward scans untouched
     assert len(_scan_ys(graph)) == len(_scan_ys(full_graph)) == 3
-    assert sum(_scan_ys(graph)) < sum(_scan_ys(full_graph))
+    assert _scan_ys(graph)[:2] == _scan_ys(full_graph)[:2] and _scan_ys(graph)[2] < _scan_ys(full_graph)[2]
     got, expected = narrowed(H0, XS, W), full(H0, XS, W)
     for a, b in zip(got, expected):
         np.testing.assert_array_equal(a, b)
@@ -114,3 +117,60 @@ def test_a_middle_y_dropped_moves_the_slices_after_it():
     np.testing.assert_array_equal(got[0], h_np)
     np.testing.assert_array_equal(got[1], np.array(firsts))
     np.testing.assert_array_equal(got[2], np.array(thirds))
+
+
+@pytest.mark.parametrize("cell", ["elman", "two carries"])
+def test_the_recording_scan_of_a_vjp_merges_with_the_forward_scan(cell):
+    h0, xs, w = gc.placeholder(H0.shape), gc.placeholder(XS.shape), gc.placeholder(W.shape)
+    if cell == "elman":
+        loss = elman_loss(h0, xs, w)
+    else:
+        def step(carry, x):
+            h, c = carry
+            c = gc.sigmoid(h @ w) * c + gc.tanh(x)
+            return (gc.tanh(c) * h, c), c
+        (h, _), cs = gc.scan(step, (h0, h0 * 0.5), xs)
+        loss = gc.mean(cs * cs) + gc.sum(h)
+    outputs = [loss] + gc.grad(loss, [h0, w])
+    merged, graph = _compiled_with(None, [h0, xs, w], outputs)
+    apart, apart_graph = _compiled_with(_without(merge_siblings), [h0, xs, w], outputs)
+    assert len(_scan_ys(apart_graph)) == 3 and len(_scan_ys(graph)) == 2  # the forward steps run once
+    got = merged(H0, XS, W)
+    for a, b in zip(got, apart(H0, XS, W)):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(got, gc.function([h0, xs, w], outputs, optimize=False)(H0, XS, W)):
+        np.testing.assert_array_equal(a, b)
+    loss_of_w = gc.function([h0, xs, w], loss, optimize=False)
+    np.testing.assert_allclose(got[2], central_gradient(lambda v: loss_of_w(H0, XS, v), W), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(got[1], central_gradient(lambda v: loss_of_w(v, XS, W), H0), rtol=1e-6, atol=1e-8)
+
+
+def test_scans_whose_carries_differ_do_not_merge():
+    h0, xs = gc.placeholder(H0.shape), gc.placeholder(XS.shape)
+    first, _ = gc.scan(lambda c, x: (c + x, None), h0, xs)
+    second, _ = gc.scan(lambda c, x: (c * x, None), h0, xs)
+    f = gc.function([h0, xs], [first, second])
+    assert len(_scan_ys(f.graph)) == 2
+    added, multiplied = H0, H0
+    for x in XS:
+        added, multiplied = added + x, multiplied * x
+    np.testing.assert_array_equal(f(H0, XS)[0], added)
+    np.testing.assert_array_equal(f(H0, XS)[1], multiplied)
+
+
+def test_two_scans_of_the_same_steps_share_one():
+    h0, xs = gc.placeholder(H0.shape), gc.placeholder(XS.shape)
+    final, doubled = gc.scan(lambda c, x: (c + x, c * 2.0), h0, xs)
+    again, halved = gc.scan(lambda c, x: (c + x, c * 0.5), h0, xs)
+    f = gc.function([h0, xs], [final, doubled, again, halved])
+    assert _scan_ys(f.graph) == [3]
+    carries = [H0]
+    for x in XS:
+        carries.append(carries[-1] + x)
+    carries = np.array(carries)
+    got = f(H0, XS)
+    expected = [carries[-1], 2.0 * carries[:-1], carries[-1], 0.5 * carries[:-1]]
+    for a, b in zip(got, expected):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(got, gc.function([h0, xs], [final, doubled, again, halved], optimize=False)(H0, XS)):
+        np.testing.assert_array_equal(a, b)

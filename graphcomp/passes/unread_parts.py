@@ -8,7 +8,7 @@ from graphcomp.ops.indexing import GETITEM
 from graphcomp.passes.rewrite import make_node
 
 
-def _slice_read(reader, node):
+def slice_read(reader, node):
     """(start, stop) when `reader` takes one static slice of the vector `node`, else None."""
     if reader.op is not GETITEM or reader.inputs[0] is not node or len(node.shape) != 1:
         return None
@@ -38,7 +38,7 @@ def drop_unread_parts(graph):
         readers = graph.consumers.get(node, [])
         if node.op.narrow is None or node in outputs or not readers:
             continue
-        slices = [_slice_read(reader, node) for reader in readers]
+        slices = [slice_read(reader, node) for reader in readers]
         if any(read is None for read in slices):
             continue
         narrowed = node.op.narrow(current, set(slices))
