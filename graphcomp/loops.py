@@ -704,7 +704,8 @@ def _scan_merge(a, b):
     body_a, body_b = attrs_a.pop("body"), attrs_b.pop("body")
     attrs_a.pop("checkpoint", None), attrs_b.pop("checkpoint", None)
     nc = attrs_a["carries"]
-    if attrs_a != attrs_b or list(a.inputs) != list(b.inputs) or a.dtype != b.dtype:
+    same_inputs = len(a.inputs) == len(b.inputs) and all(x is y for x, y in zip(a.inputs, b.inputs))
+    if attrs_a != attrs_b or not same_inputs or a.dtype != b.dtype:
         return None
     if [(p.shape, p.dtype) for p in body_a.inputs] != [(p.shape, p.dtype) for p in body_b.inputs]:
         return None

@@ -35,8 +35,10 @@ def _merged(graph, a, reads_a, b, reads_b):
             where = place(*(read if read is not None else (0, old.shape[0])))
             if where is None:
                 return None
-            # a slice moves onto the merged node; a reader of the whole reads its part of it
-            replacements[reader if read is not None else old] = _slice(new_node, *where, like=reader if read else old)
+            if read is not None:  # a slice moves onto the merged node
+                replacements[reader] = _slice(new_node, *where, like=reader)
+            elif old not in replacements:  # a reader of the whole reads its part of the merged node
+                replacements[old] = _slice(new_node, *where, like=old)
     return Graph(substitute(graph.outputs, replacements))
 
 
