@@ -7,7 +7,7 @@ import pytest
 
 import graphcomp as gc
 from graphcomp import onnx_export
-from graphcomp.ops import REGISTRY
+from graphcomp.registry import REGISTRY
 from tool_requirements import import_or_skip
 
 INSTALL = 'pip install "graphcomp[onnx]"'
