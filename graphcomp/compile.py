@@ -9,6 +9,7 @@ an op is re-raised naming the op, its input shapes and the user's line that buil
 from __future__ import annotations
 
 import os
+import re
 import threading
 
 import numpy as np
@@ -417,8 +418,11 @@ class Function:
         """The generated Python program: one line per node, calling its op's kernel by name, with
         a comment naming the user's line that built the node (tracebacks show these lines). For
         a graph whose sizes depend on the arguments: the program of the last call's shapes
-        (`out=` where its memory plan writes into an array), the general one before any call."""
-        return self.current_program().source
+        (`out=` where its memory plan writes into an array), the general one before any call.
+        A loop's or branch's line is followed by the program of each body it holds, indented, as
+        a def named after the line's kernel and the attribute (`scan_3_body`, `switch_7_branches_1`)
+        whose parameters are typed like the values."""
+        return _with_bodies(self.current_program().source, self.graph)
 
     def current_program(self):
         """The generated program of the last call (executor.Program), or the general one."""
@@ -433,6 +437,44 @@ class Function:
         outputs = self.outputs[0] if self.single_output else list(self.outputs)
         return restore_function, (self.unoptimized_graph, self.inputs, outputs, self.updates, self.optimize,
                                   self.backend.options())
+
+
+_VALUE_LINE = re.compile(r'(\s+)v(\d+): "[^"]*" = (\w+)\(')
+
+
+def _with_bodies(source, graph):
+    """`source` (a program of `graph`) with the program of each body a node holds (a loop's or
+    branch's: an attribute value with its own inputs and compiled `function()`) indented under
+    the node's line."""
+    lines = []
+    for line in source.splitlines():
+        lines.append(line)
+        found = _VALUE_LINE.match(line)
+        if found is None:
+            continue
+        indent, position, kernel = found.groups()
+        node = graph.nodes[int(position)]
+        for label, body in _bodies(node):
+            lines.extend(f"{indent}    {text}" if text else text
+                         for text in _body_source(body, f"{kernel}_{label}").splitlines())
+    return "\n".join(lines) + "\n"
+
+
+def _bodies(node):
+    """(attribute label, body) for each body graph `node` holds, in attribute order."""
+    for name, value in node.attrs.items():
+        items = value if isinstance(value, tuple) else (value,)
+        for index, item in enumerate(items):
+            if callable(getattr(item, "function", None)) and hasattr(item, "inputs"):
+                yield (f"{name}_{index}" if isinstance(value, tuple) else name), item
+
+
+def _body_source(body, name):
+    """A body's program as `def <name>(p0: "f64[3]", ...):`, its placeholders typed."""
+    source = body.function().source if body.outputs else "def run():\n    return ()\n"
+    typed = [f'p{i}: "{executor.type_text(p.dtype, p.shape)}"' for i, p in enumerate(body.inputs)]
+    header = re.compile(r"def run\((p\d+(, )?)*(ws)?\):")
+    return header.sub(lambda m: f"def {name}({', '.join(typed + (['ws'] if m.group(3) else []))}):", source, count=1)
 
 
 def _cast_safely(array, node, label):

@@ -45,6 +45,8 @@ from graphcomp.forward import push_forward
 from graphcomp.ir import Graph, substitute, topological_order, user_source_location
 from graphcomp.ops import checks
 from graphcomp.onnx_export import OnnxExportError
+from graphcomp.passes.common_subexpressions import eliminate_common_subexpressions
+from graphcomp.passes.rewrite import make_node
 from graphcomp.ops import elementwise as ew
 from graphcomp.ops import shape as sh
 from graphcomp.registry import DASK_WHOLE_ARRAYS, OpDef, register
@@ -646,6 +648,89 @@ def _scan_vjp_rules(index):
     return _cached_vjp(_scan_vjp)(index)
 
 
+def _scan_narrow(node, read):
+    """The scan computing only its carries and the ys the slices `read` reach, and where each
+    slice lands in its result; None when every ys is read (or a slice spans two parts)."""
+    a = node.attrs
+    body, nc = a["body"], a["carries"]
+    shapes, dtypes = _scan_shapes(body, nc, a["length"])
+    if not all(is_static(shape) for shape in shapes):
+        return None
+    offsets, sizes, _, _ = _layout(shapes, dtypes, "scan")
+    part_of = {}
+    for start, stop in read:
+        parts = [j for j, (offset, size) in enumerate(zip(offsets, sizes)) if offset <= start and stop <= offset + size]
+        if not parts:
+            return None
+        part_of[start, stop] = parts[-1]  # an empty slice at a boundary: the later part holds it
+    kept = list(range(nc)) + sorted({j for j in part_of.values() if j >= nc})
+    if len(kept) == len(shapes):
+        return None
+    narrowed_body = Body(body.inputs, [body.outputs[j] for j in kept], body.label)
+    narrowed = make_node(node.op, node.inputs, {**a, "body": narrowed_body}, like=node, name=node.name)
+    if narrowed.dtype != node.dtype:  # the parts left pack into another dtype: keep them all
+        return None
+    new_offsets = dict(zip(kept, _layout([shapes[j] for j in kept], [dtypes[j] for j in kept], "scan")[0]))
+
+    def place(start, stop):
+        j = part_of[start, stop]
+        return start - offsets[j] + new_offsets[j], stop - offsets[j] + new_offsets[j]
+    return narrowed, place
+
+
+def _part_places(offsets, sizes, new_offsets, part_map):
+    """place(start, stop): the slice [start, stop) of a packed result, moved to where its parts
+    (part j to part part_map[j] of a new packed result whose parts start at `new_offsets`) lie;
+    None when they do not lie side by side there."""
+    ends = [offset + size for offset, size in zip(offsets, sizes)]
+
+    def place(start, stop):
+        if start == stop:
+            return 0, 0
+        first = max(j for j, offset in enumerate(offsets) if offset <= start and start < ends[j])
+        last = min(j for j, end in enumerate(ends) if offsets[j] < stop <= end)
+        if any(part_map[j + 1] != part_map[j] + 1 for j in range(first, last)):
+            return None
+        shift = new_offsets[part_map[first]] - offsets[first]
+        return start + shift, stop + shift
+    return place
+
+
+def _scan_merge(a, b):
+    """One scan computing the results of scans `a` and `b` (same inputs and steps), when their
+    bodies compute the same carries (a scan's and the one its vjp records residuals with): its
+    results are a's carries and ys, then b's ys."""
+    attrs_a, attrs_b = dict(a.attrs), dict(b.attrs)
+    body_a, body_b = attrs_a.pop("body"), attrs_b.pop("body")
+    attrs_a.pop("checkpoint", None), attrs_b.pop("checkpoint", None)
+    nc = attrs_a["carries"]
+    same_inputs = len(a.inputs) == len(b.inputs) and all(x is y for x, y in zip(a.inputs, b.inputs))
+    if attrs_a != attrs_b or not same_inputs or a.dtype != b.dtype:
+        return None
+    if [(p.shape, p.dtype) for p in body_a.inputs] != [(p.shape, p.dtype) for p in body_b.inputs]:
+        return None
+    shared = [_placeholder_like(p, name=p.name) for p in body_a.inputs]
+    outs_a = substitute(body_a.outputs, dict(zip(body_a.inputs, shared)))
+    outs_b = substitute(body_b.outputs, dict(zip(body_b.inputs, shared)))
+    merged = list(eliminate_common_subexpressions(Graph(outs_a + outs_b)).outputs)
+    both_a, both_b = merged[:len(outs_a)], merged[len(outs_a):]
+    if any(x is not y for x, y in zip(both_a[:nc], both_b[:nc])):
+        return None
+    body = Body(shared, both_a + both_b[nc:], body_a.label)
+    node = make_node(a.op, a.inputs, {**a.attrs, "body": body}, like=a, name=a.name)
+    if node.dtype != a.dtype:
+        return None
+    shapes_a, dtypes_a = _scan_shapes(body_a, nc, a.attrs["length"])
+    shapes_b, dtypes_b = _scan_shapes(body_b, nc, a.attrs["length"])
+    shapes, dtypes = _scan_shapes(body, nc, a.attrs["length"])
+    offsets, _, _, _ = _layout(shapes, dtypes, "scan")
+    offsets_a, sizes_a, _, _ = _layout(shapes_a, dtypes_a, "scan")
+    offsets_b, sizes_b, _, _ = _layout(shapes_b, dtypes_b, "scan")
+    into_b = list(range(nc)) + [len(outs_a) + j for j in range(len(outs_b) - nc)]
+    return (node, _part_places(offsets_a, sizes_a, offsets, range(len(outs_a))),
+            _part_places(offsets_b, sizes_b, offsets, into_b))
+
+
 def _scan_onnx(b, node, *names):
     a = node.attrs
     body, nc, nx, length, reverse = a["body"], a["carries"], a["sequences"], a["length"], a["reverse"]
@@ -668,7 +753,7 @@ def _scan_onnx(b, node, *names):
 
 SCAN = register(OpDef(
     "scan", _scan_impl, _scan_infer, vjp=_scan_vjp_rules, jvp=_scan_jvp, fresh_result=True, backend_impls=DASK_WHOLE_ARRAYS,
-    onnx=_scan_onnx,
+    onnx=_scan_onnx, narrow=_scan_narrow, merge=_scan_merge,
     attrs={"body": _is_body, "length": checks.integer(0), "reverse": checks.boolean,
            "carries": checks.integer(0), "sequences": checks.integer(0), "checkpoint": checks.integer(0)},
     doc="a loop over the leading axis of its sequences running a body graph; its carries and stacked ys packed",

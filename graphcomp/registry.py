@@ -94,6 +94,13 @@ class OpDef:
       for it then names the op and the user's line), WHOLE_ARRAYS that the NumPy kernel
       runs once on whole arrays there (an op with no blockwise form: sort, kron, ...), and
       BLOCKWISE that it runs on each chunk (a check of each element: check_labels).
+    - `narrow`: for an op whose result packs several parts into one vector (a loop's carries and
+      stacked ys), `narrow(node, read) -> (node, place) or None`: given the (start, stop) slices
+      of the result its consumers read, a node computing only the parts those slices need, and
+      `place(start, stop)` giving a slice's place in the new result; None when nothing can go.
+    - `merge`: for such an op, `merge(a, b) -> (node, place_a, place_b) or None`: for two nodes
+      of the op reading the same inputs, one node computing both results, and where a slice of
+      each lands in its result; None when they cannot share one (a loop's carries differ).
     """
 
     name: str
@@ -120,6 +127,8 @@ class OpDef:
     stateful: bool = False
     backend_impls: dict = None
     attrs: dict = None
+    narrow: Callable | None = None
+    merge: Callable | None = None
 
     def __post_init__(self):
         self.backend_impls = dict(self.backend_impls or {})

@@ -14,6 +14,7 @@ import pytest
 import graphcomp as gc
 from graphcomp import viz
 from graphcomp.demos import xor
+from graphcomp.viz.model import bodies_of, body_graph
 
 from tool_requirements import missing
 
@@ -221,3 +222,36 @@ def test_a_graph_of_more_than_5000_nodes_stays_usable(browser, tmp_path):
     assert browser.errors() == []
     data = json.loads(browser.evaluate("document.getElementById('graph-data').textContent"))
     assert len(data["panels"][0]["graph"]["nodes"]) == len(graph)
+
+
+def test_loop_bodies_are_clusters_in_the_drawing_that_expand_and_collapse(browser, tmp_path):
+    xs, h0 = gc.placeholder((4, 3), name="xs"), gc.placeholder((3,), name="h0")
+
+    def cell(h, x):
+        inner, _ = gc.scan(lambda c, y: (c * y + 1.0, None), h, gc.stack([x, x]))
+        return gc.tanh(inner), h
+    h, ys = gc.scan(cell, h0, xs)
+    loss = gc.sum(ys) + gc.sum(h)
+    page = tmp_path / "loops.html"
+    gc.export(loss, page)
+    open_page(browser, page)
+    graph = gc.Graph.from_outputs([loss])
+    (outer,) = [body_graph(b) for n in graph.nodes for b in bodies_of(n)]
+    (inner,) = [body_graph(b) for n in outer.nodes for b in bodies_of(n)]
+    count = "window.graphcompViewer.vertexCount()"
+    scopes = browser.evaluate("Array.from(document.querySelectorAll('#scopes input')).map(i => i.dataset.scope)")
+    (outer_scope,) = [s for s in scopes if "/" not in s]
+    (inner_scope,) = [s for s in scopes if "/" in s]
+    assert outer_scope.startswith("scan #") and outer_scope.endswith(" scan body")
+    assert inner_scope.startswith(outer_scope + "/scan #")
+    assert browser.evaluate(count) == len(graph) + 1  # the body drawn as one collapsed box
+    browser.evaluate(f"window.graphcompViewer.setCollapsed({json.dumps(outer_scope)}, false)")
+    assert browser.evaluate(count) == len(graph) + len(outer) + 1  # its nodes, the inner body one box
+    browser.evaluate(f"window.graphcompViewer.setCollapsed({json.dumps(inner_scope)}, false)")
+    assert browser.evaluate(count) == len(graph) + len(outer) + len(inner)
+    assert browser.evaluate(LAYOUT_PROBLEMS) == []
+    ink = canvas_ink(browser)
+    assert ink["inked"] > 0.01 and ink["colours"] > 3
+    browser.evaluate(f"window.graphcompViewer.setCollapsed({json.dumps(outer_scope)}, true)")
+    assert browser.evaluate(count) == len(graph) + 1
+    assert browser.errors() == []

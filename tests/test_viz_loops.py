@@ -1,6 +1,6 @@
 """Drawings of loops and branches: each body graph is a cluster of its own in DOT (nested for a
-loop inside a body), and nested node-link data in the JSON the HTML viewer reads (where the
-details of a loop node list its bodies, collapsed until opened)."""
+loop inside a body), and nested node-link data in the JSON the HTML viewer reads (which draws
+each body as a cluster that expands and collapses, and lists them in a loop node's details)."""
 
 from __future__ import annotations
 
@@ -90,3 +90,17 @@ def test_the_html_viewer_embeds_the_bodies_and_lists_them_collapsed():
     (loop,) = [n for n in data["panels"][0]["graph"]["nodes"] if "bodies" in n]
     assert loop["bodies"][0]["label"] == "scan body"
     assert 'el("details", { "class": "body" }' in page and "bodyDetails(inner)" in page
+
+
+def test_the_viewer_draws_bodies_as_collapsed_clusters_tied_to_their_loops():
+    # The drawing puts each body's nodes under a scope of their own (collapsed at first) and ties
+    # the body's outputs to its loop node: it reads which body nodes are outputs from the JSON.
+    page = viz.to_html(nested_loops())
+    data = json.loads(re.search(r'<script type="application/json" id="graph-data">(.*?)</script>', page, re.S).group(1))
+    (loop,) = [n for n in data["panels"][0]["graph"]["nodes"] if "bodies" in n]
+    body = loop["bodies"][0]["graph"]
+    flagged = [n["id"] for n in body["nodes"] if n["output"]]
+    assert flagged and flagged == body["graph"]["outputs"]
+    assert "function graphNodes(graph, panelIndex, prefix, scope, out)" in page
+    assert "new Set((DATA.collapsed || []).concat(bodyScopes))" in page  # collapsed until expanded
+    assert "node.inputs.concat(node.ties)" in page  # the tie is drawn as an edge into the loop node

@@ -10,12 +10,15 @@ from graphcomp.passes.common_subexpressions import eliminate_common_subexpressio
 from graphcomp.passes.constant_folding import fold_constants
 from graphcomp.passes.dead_code import eliminate_dead_code
 from graphcomp.passes.fuse import fuse_elementwise
+from graphcomp.passes.siblings import merge_siblings
 from graphcomp.passes.simplify import simplify
 from graphcomp.passes.stabilize import stabilize
+from graphcomp.passes.unread_parts import drop_unread_parts
 from graphcomp.passes.validate import GraphValidationError, validate
 
 # Merge first (so rules see shared nodes), then canonicalise, stabilise, clean up, and fuse last
-# (fusion consumes the elementwise nodes the other passes look at).
+# (fusion consumes the elementwise nodes the other passes look at). Once the graph is clean, sibling
+# loops merge and loops drop the parts of their results nobody reads.
 PIPELINE: list = [
     eliminate_common_subexpressions,
     fold_constants,
@@ -24,6 +27,8 @@ PIPELINE: list = [
     simplify,
     eliminate_common_subexpressions,
     eliminate_dead_code,
+    merge_siblings,
+    drop_unread_parts,
     fuse_elementwise,
 ]
 

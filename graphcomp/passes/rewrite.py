@@ -76,6 +76,7 @@ def _inherit_context(node, like):
     # Node fields are frozen for users; a pass sets the replaced node's context once, at birth.
     object.__setattr__(node, "scope", like.scope)
     object.__setattr__(node, "derivative_order", like.derivative_order)
+    object.__setattr__(node, "differentiates", like.differentiates)
 
 
 def zeros(shape, dtype, like=None):

@@ -20,20 +20,44 @@
   var $ = function (id) { return document.getElementById(id); };
 
   // ---- model ---------------------------------------------------------------------------------
-  var panels = DATA.panels.map(function (panel, panelIndex) {
-    var nodes = panel.graph.nodes.map(function (record) {
+  var bodyScopes = [];       // the scopes holding loop bodies: drawn collapsed at first
+  // A graph's nodes (a body's nodes, `id` prefixed with its loop's), each loop's or branch's
+  // body graphs placed before it under a scope of their own, nested as the bodies nest; a body's
+  // outputs are tied to its loop node, so its cluster is drawn above it.
+  function graphNodes(graph, panelIndex, prefix, scope, out) {
+    var nodes = graph.nodes.map(function (record) {
       var node = Object.assign({}, record);
+      node.id = prefix ? prefix + record.id : record.id;
+      node.scope = [scope, record.scope].filter(Boolean).join("/");
       node.panel = panelIndex;
-      node.key = panelIndex + ":" + record.id;
+      node.key = panelIndex + ":" + node.id;
       node.inputs = [];
       node.consumers = [];
+      node.ties = [];
       return node;
     });
-    panel.graph.links.forEach(function (link) {
+    graph.links.forEach(function (link) {
       var source = nodes[link.source], target = nodes[link.target];
       target.inputs.push({ node: source, position: link.key });
       if (source.consumers.indexOf(target) < 0) source.consumers.push(target);
     });
+    nodes.forEach(function (node) {
+      (node.bodies || []).forEach(function (body, b) {
+        var bodyScope = [node.scope, node.op + " #" + node.id + " " + body.label].filter(Boolean).join("/");
+        bodyScopes.push(bodyScope);
+        graphNodes(body.graph, panelIndex, node.id + "." + b + ".", bodyScope, out).forEach(function (inner) {
+          if (inner.output) node.ties.push({ node: inner });
+        });
+      });
+      node.order = out.length;
+      out.push(node);
+    });
+    return nodes;
+  }
+
+  var panels = DATA.panels.map(function (panel, panelIndex) {
+    var nodes = [];
+    graphNodes(panel.graph, panelIndex, "", "", nodes);
     nodes.forEach(function (node) {
       node.inputs.sort(function (a, b) { return a.position - b.position; });
       node.searchText = [
@@ -47,7 +71,7 @@
   var allNodes = [].concat.apply([], panels.map(function (p) { return p.nodes; }));
 
   var state = {
-    collapsed: new Set(DATA.collapsed || []),
+    collapsed: new Set((DATA.collapsed || []).concat(bodyScopes)),
     hiddenRoles: new Set(),
     selected: null,          // a vertex key
     trace: null,             // Set of vertex keys (ancestors or descendants of the selection)
@@ -112,7 +136,7 @@
       if (key === null) return;
       var vertex = vertices.get(key);
       if (!vertex) {
-        vertex = { key: key, panel: panelIndex, members: [], inputs: [], outputs: [], position: node.id };
+        vertex = { key: key, panel: panelIndex, members: [], inputs: [], outputs: [], position: node.order };
         if (key === node.key) {
           vertex.node = node;
           vertex.lines = node.label;
@@ -141,7 +165,7 @@
     var edges = [], seen = new Set();
     order.forEach(function (vertex) {
       vertex.members.forEach(function (node) {
-        node.inputs.forEach(function (input) {
+        node.inputs.concat(node.ties).forEach(function (input) {
           var sourceKey = vertexKeyOf(input.node);
           if (sourceKey === null || sourceKey === vertex.key) return;
           var id = sourceKey + ">" + vertex.key;
