@@ -230,6 +230,19 @@ def test_without_cupy_the_backend_says_how_to_get_it():
 
 # on a GPU --------------------------------------------------------------------------------------------
 
+def _cuda_devices():
+    """How many CUDA devices CuPy sees (0 without CuPy, a driver or a device)."""
+    try:
+        import cupy
+        return cupy.cuda.runtime.getDeviceCount()
+    except Exception:  # noqa: BLE001 - no CuPy, no driver, no device
+        return 0
+
+
+# Decided once, at collection: hundreds of parametrised cases skip without each running a setup.
+requires_gpu = pytest.mark.skipif(_cuda_devices() < 1, reason="needs CuPy and a CUDA device")
+
+
 def _gpu():
     cupy = pytest.importorskip("cupy")
     try:
@@ -240,6 +253,7 @@ def _gpu():
     return cupy
 
 
+@requires_gpu
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
 def test_gpu_every_op_and_gradient_equals_numpy(case):
     cupy = _gpu()
@@ -251,6 +265,7 @@ def test_gpu_every_op_and_gradient_equals_numpy(case):
             np.testing.assert_allclose(value.get(), reference, rtol=1e-12, atol=1e-14)
 
 
+@requires_gpu
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_gpu_fused_equals_unfused_on_special_values(dtype):
     _gpu()

@@ -5,6 +5,8 @@ import sys
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.slow  # trains the demo's network
+
 pytest.importorskip("sklearn")
 
 from graphcomp import demos  # noqa: E402
