@@ -9,8 +9,8 @@ shared by every node of its op is bound under the op's name; one with attributes
 a fused kernel under its own name, whose NumPy code follows the program (`v9: "f64[128,256]" =
 fused_3(v8)  # fused tanh, add; model.py:14`, then `def fused_3(x0, out): ...`). A derivative's
 line also cites the forward op it differentiates (`# grad of tanh at model.py:14; model.py:20`,
-the last place being the gc.grad call). The text is `Program.source` (`f.source`); the program
-part is registered with linecache, so tracebacks show it.
+the last place being the gc.grad call; a forward-mode tangent's: `# jvp of tanh at ...`).
+The text is `Program.source` (`f.source`); the program part is registered with linecache, so tracebacks show it.
 The memory plan decides, for nodes whose kernels can write into a given array (NumPy ufuncs,
 matmul, fused kernels) and whose shape is known:
 
@@ -286,12 +286,12 @@ def _short(text, limit=_COMMENT_LIMIT):
 def _comment(what, node):
     """`  # what; model.py:12` (empty when there is nothing to say); a derivative's line also
     cites the forward op it differentiates: `  # what; grad of tanh at model.py:9; model.py:12`
-    (the last place is where the gradient was asked for)."""
+    (the last place is where the gradient was asked for), or `jvp of tanh at ...` in forward mode."""
     forward = node.differentiates
     if forward is None and node.op.members:  # a fused kernel: its members' forward op, when they share one
         forwards = {member.differentiates for member in node.op.members}
         forward = forwards.pop() if len(forwards) == 1 else None
-    cited = f"grad of {forward[0]}" + (f" at {_where_source(forward[1])}" if forward[1] is not None else "") \
+    cited = f"{forward[2]} of {forward[0]}" + (f" at {_where_source(forward[1])}" if forward[1] is not None else "") \
         if forward is not None else ""
     text = _printable("; ".join(part for part in (_short(what), cited, _where(node)) if part))
     return f"  # {text}" if text else ""
