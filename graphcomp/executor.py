@@ -10,7 +10,8 @@ a fused kernel under its own name, whose NumPy code follows the program (`v9: "f
 fused_3(v8)  # fused tanh, add; model.py:14`, then `def fused_3(x0, out): ...`). A derivative's
 line also cites the forward op it differentiates (`# grad of tanh at model.py:14; model.py:20`,
 the last place being the gc.grad call; a forward-mode tangent's: `# jvp of tanh at ...`).
-The text is `Program.source` (`f.source`); the program part is registered with linecache, so tracebacks show it.
+The text is `Program.source` (`f.source`); the program part is registered with linecache, so
+tracebacks show it.
 The memory plan decides, for nodes whose kernels can write into a given array (NumPy ufuncs,
 matmul, fused kernels) and whose shape is known:
 
