@@ -88,8 +88,8 @@ class Allocator:
     def finish(self, position):
         """Values read last at `position` die, in the order it reads them; returns the slots
         that died with them (keyed ones may be taken again)."""
-        dying = dict.fromkeys(v for v in self._reads[position] if self._last.get(v) == position) \
-            if position < len(self._reads) else {}
+        read = self._reads[position] if position < len(self._reads) else ()
+        dying = dict.fromkeys(value for value in read if self._last.get(value) == position)
         dying.update(dict.fromkeys(self._dead_unread.pop(position, ())))
         freed = []
         for value in dying:

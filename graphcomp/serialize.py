@@ -20,7 +20,8 @@ it, or `null`. A variable node adds `"variable": <index into "variables">`; a fu
 "fused", in an optimised graph) adds `"members": [indices of the nodes it computes]`, from
 which its kernel is made again; a derivative node may add `"differentiates": {"op", "source",
 "mode"}`, the forward op it differentiates ("grad" or "jvp"), as `f.source` cites it. A
-variable is `{"name", "shape", "dtype"}`; several nodes may name one variable. `root` is what `load` returns:
+variable is `{"name", "shape", "dtype"}`; several nodes may name one variable. `root` is what
+`load` returns:
 
     {"tensor": i} | {"graph": {"nodes": [i, ...], "outputs": [i, ...]}}
     | {"function": {"inputs": [i, ...], "outputs": [i, ...], "single_output": bool,
