@@ -41,11 +41,14 @@ class Allocator:
     `live_out` are read after the end (see the module's notes)."""
 
     def __init__(self, reads, live_out=()):
-        self._last = last_reads(reads, live_out)
-        self._reads = reads
+        self._last = last = last_reads(reads, live_out)
+        self._dying = {}          # position -> the values it reads last, in the order it reads them
+        for position, values in enumerate(reads):
+            for value in values:
+                if last[value] == position:
+                    self._dying.setdefault(position, {})[value] = None
         self._free = {}           # key -> dead slots, the one freed last at the end
         self._slots_of = {}       # value -> the slots it may share memory with
-        self._dead_unread = {}    # position -> placed values that nothing reads
         self.slots = []           # the slots made by `new`, in order
 
     def last_read(self, value):
@@ -66,12 +69,11 @@ class Allocator:
 
     def place(self, value, position, slots):
         """`value`, made at `position`, lives in (or views) `slots` until its last read."""
-        slots = tuple(slots)
-        self._slots_of[value] = slots
+        self._slots_of[value] = slots = tuple(slots)
         for slot in slots:
             slot.live += 1
         if value not in self._last:  # read nowhere: dead at once
-            self._dead_unread.setdefault(position, []).append(value)
+            self._dying.setdefault(position, {})[value] = None
 
     def slots_of(self, value):
         """The slots `value` may share memory with (() for one not placed)."""
@@ -80,19 +82,18 @@ class Allocator:
     def sole_slot(self, value, position):
         """The slot `value` alone holds, when position reads it last and nothing else shares
         that slot (so position may write over it), else None."""
+        if self._last.get(value) != position:
+            return None
         slots = self._slots_of.get(value, ())
-        if len(slots) == 1 and slots[0].holder is value and slots[0].live == 1 and self._last.get(value) == position:
+        if len(slots) == 1 and slots[0].holder is value and slots[0].live == 1:
             return slots[0]
         return None
 
     def finish(self, position):
         """Values read last at `position` die, in the order it reads them; returns the slots
         that died with them (keyed ones may be taken again)."""
-        read = self._reads[position] if position < len(self._reads) else ()
-        dying = dict.fromkeys(value for value in read if self._last.get(value) == position)
-        dying.update(dict.fromkeys(self._dead_unread.pop(position, ())))
         freed = []
-        for value in dying:
+        for value in self._dying.pop(position, ()):
             for slot in self._slots_of.get(value, ()):
                 slot.live -= 1
                 if slot.live == 0:
