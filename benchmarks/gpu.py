@@ -96,15 +96,14 @@ def elementwise_numpy(x):
 # the systems -----------------------------------------------------------------------------------------
 
 class Device:
-    """Moving arrays to the device graphcomp runs on, and waiting for it."""
+    """Moving arrays to the device graphcomp runs on (its backend object's), and waiting for it."""
 
     def __init__(self, backend):
         self.backend = backend
-        if backend == "cupy":
-            import cupy
-
-            self.xp = cupy
-            self.name = cupy.cuda.runtime.getDeviceProperties(0)["name"].decode()
+        self.on_gpu = isinstance(backend, gc.backends.CuPy)
+        if self.on_gpu:
+            self.xp = backend.xp
+            self.name = self.xp.cuda.runtime.getDeviceProperties(0)["name"].decode()
         else:
             self.xp = np
             self.name = "CPU (NumPy backend: a check of this script, not a GPU measurement)"
@@ -116,7 +115,7 @@ class Device:
         return array.get() if hasattr(array, "get") else np.asarray(array)
 
     def sync(self):
-        if self.backend == "cupy":
+        if self.on_gpu:
             self.xp.cuda.Device().synchronize()
 
 
@@ -157,7 +156,7 @@ def jax_system(device, dtype):
     except ImportError:
         return None
     jax.config.update("jax_enable_x64", True)
-    platform = "gpu" if device.backend == "cupy" else "cpu"
+    platform = "gpu" if device.on_gpu else "cpu"
     try:
         target = jax.devices(platform)[0]
     except RuntimeError:
@@ -199,7 +198,7 @@ def torch_system(device, dtype):
         import torch.func
     except ImportError:
         return None
-    where = "cuda" if device.backend == "cupy" else "cpu"
+    where = "cuda" if device.on_gpu else "cpu"
     if where == "cuda" and not torch.cuda.is_available():
         return None
     sync = torch.cuda.synchronize if where == "cuda" else (lambda: None)
@@ -268,9 +267,9 @@ def check(name, got, expected, dtype):
         assert error <= tolerance, f"{name}: result {position} differs from NumPy by {error:.2e} (relative)"
 
 
-def run(args):
-    device = Device(args.backend)
-    print(f"device: {device.name}; graphcomp backend={args.backend}; {args.repeats} interleaved rounds")
+def run(args, backend):
+    device = Device(backend)
+    print(f"device: {device.name}; graphcomp backend={backend!r}; {args.repeats} interleaved rounds")
     rows = []
     for dtype_name in args.dtypes:
         dtype = np.dtype(dtype_name).type
@@ -299,7 +298,7 @@ def run(args):
         on_device = device.put(values)
         cases = {}
         for label, optimize in (("graphcomp", True), ("graphcomp unfused", False)):  # fused, and not
-            f = gc.function([x], y, backend=args.backend, optimize=optimize)
+            f = gc.function([x], y, backend=device.backend, optimize=optimize)
 
             def call(f=f):
                 out = f(on_device)
@@ -334,17 +333,15 @@ def print_rows(rows):
 
 def main(argv=None):
     args = parse_arguments(argv)
-    if args.backend == "cupy":
-        try:
-            import cupy
-
-            if cupy.cuda.runtime.getDeviceCount() < 1:
-                raise RuntimeError("no CUDA device")
-        except Exception as error:  # noqa: BLE001 - no CuPy, no driver, no device
-            print(f"no GPU here ({type(error).__name__}: {error}); "
-                  "run with --backend numpy to check the script on the CPU")
-            return 0
-    run(args)
+    try:
+        backend = gc.backends.resolve(args.backend)  # the one place the command line's name is read
+        if isinstance(backend, gc.backends.CuPy) and backend.xp.cuda.runtime.getDeviceCount() < 1:
+            raise RuntimeError("no CUDA device")
+    except Exception as error:  # noqa: BLE001 - no CuPy, no driver, no device
+        print(f"no GPU here ({type(error).__name__}: {error}); "
+              "run with --backend numpy to check the script on the CPU")
+        return 0
+    run(args, backend)
     return 0
 
 

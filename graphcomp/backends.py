@@ -43,7 +43,7 @@ import sys
 import numpy as np
 
 from graphcomp.errors import ExecutionError
-from graphcomp.kernels import threads_here
+from graphcomp.kernels import Engine, choose, threads_here
 from graphcomp.registry import BLOCKWISE, WHOLE_ARRAYS
 from graphcomp.shapes import format_shape
 
@@ -55,6 +55,7 @@ class Backend:
     keywords = ()        # gc.function's keywords this backend takes (`compute=`, `to_numpy=`)
     plans_memory = True  # the executor may write into given arrays (`out=`) and reuse buffers
     host_arrays = True   # arguments and results are NumPy arrays in this process, taken as they are
+    kernel_engine = None  # the engine fused kernels run on (graphcomp.kernels.engines); None: NumPy's
 
     def owns(self, value):
         """True when `value` is one of this backend's own arrays (checked without converting)."""
@@ -70,6 +71,8 @@ class Backend:
 
     def kernel(self, node, kernel):
         """The callable a generated line calls for `node`, given the record's NumPy kernel."""
+        if node.op.members:
+            return choose(kernel, backend=self).prepare(node, kernel)
         return kernel
 
     def storage(self, storage):
@@ -183,6 +186,7 @@ class Dask(Backend):
     def __init__(self, compute=False):
         self.dask, self.da = _import_dask()
         self.compute = compute
+        self.kernel_engine = DaskBlockwise(self)
 
     def options(self):
         return {"backend": self.name, "compute": self.compute}
@@ -194,6 +198,8 @@ class Dask(Backend):
         own = _record_kernel(node, "dask")
         if own == WHOLE_ARRAYS:
             return self._whole_arrays(node, kernel)
+        if node.op.members:
+            return choose(kernel, backend=self).prepare(node, kernel)
         if own == BLOCKWISE or (own is None and _is_elementwise(node.op)):
             return self._blockwise(node, kernel)
         if own is not None:
@@ -216,18 +222,15 @@ class Dask(Backend):
         whole.__name__ = op.name
         return whole
 
-    def _blockwise(self, node, kernel):
-        """One task per chunk running the NumPy kernel (a fused kernel gets an `out` array of
-        the chunk's shape: its static shape is that of the whole array)."""
+    def _blockwise(self, node, kernel, on_chunk=None):
+        """One task per chunk running the NumPy kernel (or `on_chunk(*blocks)`, a fused
+        kernel's engine on one chunk)."""
         elemwise, da, tokenize = _dask_elemwise(), self.da, self.dask.base.tokenize
         dtype = node.dtype
-        fused = bool(node.op.members)
 
-        def on_chunk(*blocks):
-            if fused:  # Dask runs the chunks in parallel: each kernel keeps to its task's thread
-                with threads_here(1):
-                    return kernel(*blocks, out=np.empty(np.broadcast_shapes(*(np.shape(b) for b in blocks)), dtype))
-            return np.asarray(kernel(*blocks), dtype=dtype)
+        if on_chunk is None:
+            def on_chunk(*blocks):
+                return np.asarray(kernel(*blocks), dtype=dtype)
         in_task = _naming_failures(node, on_chunk)
 
         def blockwise(*operands):
@@ -311,6 +314,36 @@ def _run_task(kernel, label, where, *blocks):
                              f"{type(error).__name__}: {error}{where}") from error
 
 
+class DaskBlockwise(Engine):
+    """A fused kernel on Dask arrays: one task per chunk, each running the kernel on its blocks
+    with the NumPy engine `choose` picks for the block's size, on the task's own thread (Dask
+    runs the chunks in parallel), so its values are the NumPy backend's, bit for bit."""
+
+    name = "dask-blockwise"
+
+    def __init__(self, backend):
+        self.backend = backend
+
+    def prepare(self, node, kernel):
+        # The task holds the kernel alone (a worker process gets it, not this backend).
+        return self.backend._blockwise(node, kernel, functools.partial(_run_on_chunk, kernel))
+
+    def run(self, kernel, inputs, out=None, given=False):
+        """The kernel on one chunk's blocks (NumPy arrays), into `out` or a new array of the
+        chunk's shape (the kernel's static shape is the whole array's)."""
+        if out is None:
+            return _run_on_chunk(kernel, *inputs)
+        with threads_here(1):
+            return choose(kernel, out.size).run(kernel, inputs, out, given)
+
+
+def _run_on_chunk(kernel, *blocks):
+    """A fused kernel on one chunk's blocks, into a new array of the chunk's shape, on this thread."""
+    out = np.empty(np.broadcast_shapes(*(np.shape(b) for b in blocks)), kernel.dtype)
+    with threads_here(1):
+        return choose(kernel, out.size).run(kernel, blocks, out, False)
+
+
 def _as_dask(da, array):
     """A NumPy array as a Dask array. A broadcast view (a constant spread over the batch by a
     gradient) stays one: its stored values go into the graph, not its full size."""
@@ -362,6 +395,7 @@ class CuPy(Backend):
         self.xp = xp if xp is not None else _import_cupy()
         self.to_numpy = to_numpy
         self._emit = cupy_emit(self.xp)
+        self.kernel_engine = CupyFuse(self.xp)
 
     def options(self):
         return {"backend": self.name, "to_numpy": self.to_numpy}
@@ -380,7 +414,7 @@ class CuPy(Backend):
             return own
         op = node.op
         if op.members:
-            return self._fused(node)
+            return choose(kernel, backend=self).prepare(node, kernel)
         if op.steps is not None:  # an elementwise record: its ufunc steps on CuPy's ufuncs
             steps, attrs, emit = op.steps, dict(node.attrs), self._emit
 
@@ -397,18 +431,6 @@ class CuPy(Backend):
             return xp.asarray(result) if isinstance(result, np.ndarray) else result
         on_device.__name__ = getattr(kernel, "__name__", op.name)
         return on_device
-
-    def _fused(self, node):
-        """One `cupy.fuse` kernel running the members' steps in order: the ufuncs the unfused
-        ops call, compiled into one elementwise kernel."""
-        program, emit = node.op.program, self._emit
-        names = [f"x{i}" for i in range(program.arity)]
-        namespace = {"replay": program.replay, "emit": emit}
-        # cupy.fuse traces a function of named parameters, one per operand.
-        exec(f"def fused({', '.join(names)}):\n    return replay(emit, ({', '.join(names)},))\n",  # noqa: S102
-             namespace)
-        fuse = getattr(self.xp, "fuse", None)
-        return fuse(namespace["fused"]) if fuse is not None else namespace["fused"]
 
     def constant(self, array):
         return self.xp.asarray(array)
@@ -429,6 +451,35 @@ class CuPy(Backend):
 
     def is_host_array(self, value):
         return not self.owns(value) and super().is_host_array(value)
+
+
+class CupyFuse(Engine):
+    """A fused kernel on CuPy arrays: one `cupy.fuse` kernel running the members' steps in
+    order, the ufuncs the unfused ops call, compiled into one elementwise kernel."""
+
+    name = "cupy-fuse"
+
+    def __init__(self, xp):
+        self.xp = xp
+        self._emit = cupy_emit(xp)
+
+    def prepare(self, node, kernel):
+        program = kernel.program
+        names = [f"x{i}" for i in range(program.arity)]
+        namespace = {"replay": program.replay, "emit": self._emit}
+        # cupy.fuse traces a function of named parameters, one per operand.
+        exec(f"def fused({', '.join(names)}):\n    return replay(emit, ({', '.join(names)},))\n",  # noqa: S102
+             namespace)
+        fuse = getattr(self.xp, "fuse", None)
+        return fuse(namespace["fused"]) if fuse is not None else namespace["fused"]
+
+    def run(self, kernel, inputs, out=None, given=False):
+        """The kernel on device arrays (compiled for this call), into `out` when given."""
+        result = self.prepare(None, kernel)(*inputs)
+        if out is None:
+            return result
+        out[...] = result
+        return out
 
 
 class _DeviceStorage:

@@ -9,8 +9,9 @@ shared by every node of its op is bound under the op's name; one with attributes
 a fused kernel under its own name, whose NumPy code follows the program (`v9: "f64[128,256]" =
 fused_3(v8)  # fused tanh, add; model.py:14`, then `def fused_3(x0, out): ...`). A derivative's
 line also cites the forward op it differentiates (`# grad of tanh at model.py:14; model.py:20`,
-the last place being the gc.grad call). The text is `Program.source` (`f.source`); the program
-part is registered with linecache, so tracebacks show it.
+the last place being the gc.grad call; a forward-mode tangent's: `# jvp of tanh at ...`).
+The text is `Program.source` (`f.source`); the program part is registered with linecache, so
+tracebacks show it.
 The memory plan decides, for nodes whose kernels can write into a given array (NumPy ufuncs,
 matmul, fused kernels) and whose shape is known:
 
@@ -59,7 +60,7 @@ import numpy as np
 
 from graphcomp import backends
 from graphcomp.ir import garbage_collection_paused
-from graphcomp.liveness import FreeSlots, last_reads
+from graphcomp.liveness import Allocator, last_reads
 from graphcomp.shapes import format_shape, is_static, size_of
 
 SEGMENT_LINES = 2000
@@ -96,17 +97,6 @@ def _nbytes(specs):
 
 # the memory plan ----------------------------------------------------------------------------------
 
-class _Buffer:
-    __slots__ = ("owner", "key", "live", "holder", "free_event")
-
-    def __init__(self, owner, key):
-        self.owner = owner       # the node that allocated it
-        self.key = key           # (shape, dtype) when its size is known, else None
-        self.live = 0            # values still needed that may alias it
-        self.holder = owner      # the node whose name holds the array now
-        self.free_event = None
-
-
 @dataclass
 class MemoryPlan:
     """What the executor does with arrays, decided once per compiled function."""
@@ -124,68 +114,50 @@ def plan_memory(graph, shape_of=static_shape):
     `shape_of(node)` gives the shapes to plan with (concrete ones, for a program specialised
     to its arguments' shapes); by default the nodes' static shapes."""
     nodes = graph.nodes
-    last_read = last_reads([node.inputs for node in nodes], live_out=graph.outputs)
-    last_use = {node: last_read.get(node, i) for i, node in enumerate(nodes)}  # read nowhere: dead at once
+    allocator = Allocator([node.inputs for node in nodes], live_out=graph.outputs)
     plan = MemoryPlan()
-    aliases = {}  # node -> buffers its value may share memory with
-    pool = FreeSlots()  # dead buffers by (shape, dtype)
-    dying_at = {}
-    for node in nodes:
-        dying_at.setdefault(last_use[node], []).append(node)
+    free_events = {}  # dead buffer -> its entry in plan.frees, marked when a later node reuses it
     for i, node in enumerate(nodes):
         if node.op.leaf:
-            aliases[node] = ()
+            buffers = ()
         elif _returns_fresh_array(node):
-            buffer = _choose_buffer(node, shape_of(node), i, aliases, last_use, pool, plan)
-            aliases[node] = (buffer,) if buffer is not None else ()
+            buffers = (_choose_buffer(node, shape_of(node), i, allocator, plan, free_events),)
         else:  # a view (or possibly its input itself): it keeps its inputs' arrays alive
-            aliases[node] = tuple({b for parent in node.inputs for b in aliases[parent]})
-        for buffer in aliases[node]:
-            buffer.live += 1
-        for dead in dying_at.get(i, ()):
-            for buffer in aliases[dead]:
-                buffer.live -= 1
-                if buffer.live == 0:
-                    _release(buffer, i, pool, plan)
-    plan.returned = {buffer.owner for out in graph.outputs for buffer in aliases[out]}
+            buffers = tuple({b: None for parent in node.inputs for b in allocator.slots_of(parent)})
+        allocator.place(node, i, buffers)
+        for buffer in allocator.finish(i):
+            event = [i, buffer.owner, False]
+            plan.frees.append(event)
+            free_events[buffer] = event
+    plan.returned = {buffer.owner for out in graph.outputs for buffer in allocator.slots_of(out)}
     return plan
 
 
-def _choose_buffer(node, shape, i, aliases, last_use, pool, plan):
+def _choose_buffer(node, shape, i, allocator, plan, free_events):
     """The buffer `node` (of `shape`) writes into (recording the decision in `plan`), or a new one."""
     writes_out, may_alias = _out_support(node)
     if not _plannable(node, shape):
         plan.allocations.append(node)
-        return _Buffer(node, None)
+        return allocator.new(None, node)
     key = (tuple(shape), node.dtype)
     if writes_out and may_alias:
         for parent in node.inputs:
-            owned = aliases.get(parent, ())
-            if (len(owned) == 1 and owned[0].holder is parent and owned[0].live == 1 and owned[0].key == key
-                    and last_use[parent] == i):
+            buffer = allocator.sole_slot(parent, i)
+            if buffer is not None and buffer.key == key:
                 plan.out_of[node] = parent
                 plan.in_place.add(node)
-                buffer = owned[0]
                 buffer.holder = node
                 return buffer
-    buffer = pool.take(key) if writes_out else None
+    buffer = allocator.take(key) if writes_out else None
     if buffer is not None:
-        plan.out_of[node] = buffer.holder
-        buffer.free_event[2] = True
-        plan.keep_until[buffer.holder] = i
+        previous = buffer.holder
+        plan.out_of[node] = previous
+        free_events.pop(buffer)[2] = True
+        plan.keep_until[previous] = i
         buffer.holder = node
-        buffer.free_event = None
         return buffer
     plan.allocations.append(node)
-    return _Buffer(node, key)
-
-
-def _release(buffer, i, pool, plan):
-    event = [i, buffer.owner, False]
-    plan.frees.append(event)
-    if buffer.key is not None:
-        buffer.free_event = event
-        pool.give(buffer.key, buffer)
+    return allocator.new(key, node)
 
 
 def peak_bytes(graph, plan, shape_of=static_shape):
@@ -315,12 +287,12 @@ def _short(text, limit=_COMMENT_LIMIT):
 def _comment(what, node):
     """`  # what; model.py:12` (empty when there is nothing to say); a derivative's line also
     cites the forward op it differentiates: `  # what; grad of tanh at model.py:9; model.py:12`
-    (the last place is where the gradient was asked for)."""
+    (the last place is where the gradient was asked for), or `jvp of tanh at ...` in forward mode."""
     forward = node.differentiates
     if forward is None and node.op.members:  # a fused kernel: its members' forward op, when they share one
         forwards = {member.differentiates for member in node.op.members}
         forward = forwards.pop() if len(forwards) == 1 else None
-    cited = f"grad of {forward[0]}" + (f" at {_where_source(forward[1])}" if forward[1] is not None else "") \
+    cited = f"{forward[2]} of {forward[0]}" + (f" at {_where_source(forward[1])}" if forward[1] is not None else "") \
         if forward is not None else ""
     text = _printable("; ".join(part for part in (_short(what), cited, _where(node)) if part))
     return f"  # {text}" if text else ""

@@ -13,7 +13,7 @@ import numpy as np
 
 from graphcomp.autodiff import as_list, backpropagate, check_wrt, grad, is_float, matching
 from graphcomp.errors import GradientError
-from graphcomp.ir import derivative_order, garbage_collection_paused, topological_order
+from graphcomp.ir import derivative_order, differentiating, garbage_collection_paused, topological_order
 from graphcomp.ops import elementwise as ew
 from graphcomp.ops import reduce as rd
 from graphcomp.ops import shape as sh
@@ -59,9 +59,10 @@ def _push_forward(outputs, wrt, tangents):
                 continue
             if node.op.jvp is None:
                 raise GradientError(f"jvp: op {node.op.name!r} has no forward rule (node {node.describe()})")
-            tangent = node.op.jvp(input_tangents, node, *node.inputs)
-            if tangent is not None:
-                tangent_of[node] = _fit_to_output(tangent, node)
+            with differentiating(node, mode="jvp"):  # the lines of its tangent cite the forward op
+                tangent = node.op.jvp(input_tangents, node, *node.inputs)
+                if tangent is not None:
+                    tangent_of[node] = _fit_to_output(tangent, node)
         return [tangent_of[out] if out in tangent_of else ew.zeros_like(out) for out in outputs]
 
 

@@ -96,9 +96,10 @@ def derivative_order(order):
 
 
 @contextlib.contextmanager
-def differentiating(node):
-    """Tag nodes built inside the block as computing a derivative of the forward `node`."""
-    token = _differentiating.set((str(node.op.name), node.source))
+def differentiating(node, mode="grad"):
+    """Tag nodes built inside the block as computing a derivative of the forward `node`, in
+    `mode` ("grad": reverse mode, "jvp": forward mode)."""
+    token = _differentiating.set((str(node.op.name), node.source, mode))
     try:
         yield
     finally:
@@ -142,7 +143,7 @@ class Node:
         set_(self, "source", source if source is not None else user_source_location())
         set_(self, "scope", current_scope())
         set_(self, "derivative_order", _derivative_order.get())
-        set_(self, "differentiates", _differentiating.get())  # (op name, source) of a forward node, or None
+        set_(self, "differentiates", _differentiating.get())  # (op name, source, mode) of a forward node, or None
         set_(self, "payload", payload)
         set_(self, "id", next(_node_counter))
 

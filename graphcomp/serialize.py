@@ -18,8 +18,10 @@ its dtype ("float64", "int32", "bool", ...), its name or `null`, its name scope 
 level), its derivative order, and `{"file", "line", "function"}` of the user's line that built
 it, or `null`. A variable node adds `"variable": <index into "variables">`; a fused node (op
 "fused", in an optimised graph) adds `"members": [indices of the nodes it computes]`, from
-which its kernel is made again. A variable is `{"name", "shape", "dtype"}`; several nodes may
-name one variable. `root` is what `load` returns:
+which its kernel is made again; a derivative node may add `"differentiates": {"op", "source",
+"mode"}`, the forward op it differentiates ("grad" or "jvp"), as `f.source` cites it. A
+variable is `{"name", "shape", "dtype"}`; several nodes may name one variable. `root` is what
+`load` returns:
 
     {"tensor": i} | {"graph": {"nodes": [i, ...], "outputs": [i, ...]}}
     | {"function": {"inputs": [i, ...], "outputs": [i, ...], "single_output": bool,
@@ -83,6 +85,10 @@ ARRAY_KINDS = "biuf"   # bool, signed and unsigned ints, floats: the dtypes grap
 MAX_NESTING = 100      # of attribute values and of list/tuple/dict roots
 NODE_FIELDS = ("op", "inputs", "attrs", "shape", "dtype", "name", "scope", "derivative_order", "source")
 SOURCE_FIELDS = ("file", "line", "function")
+# Optional on a derivative node: the forward op it differentiates, as f.source cites it.
+DIFFERENTIATES_FIELD = "differentiates"
+DIFFERENTIATES_FIELDS = ("op", "source", "mode")
+DIFFERENTIATION_MODES = ("grad", "jvp")
 VARIABLE_FIELDS = ("name", "shape", "dtype")
 FUNCTION_FIELDS = ("inputs", "outputs", "single_output", "updates", "optimize")
 # Optional: gc.function's backend keywords as the backend object gives them (`options()`):
@@ -363,6 +369,19 @@ def _npz_bytes(arrays):
     return buffer.getvalue()
 
 
+def _encode_source(source):
+    """`{"file", "line", "function"}` of a user's line, or None."""
+    if source is None:
+        return None
+    return {"file": str(source.filename), "line": int(source.lineno), "function": str(source.function)}
+
+
+def _encode_differentiates(differentiates):
+    """`{"op", "source", "mode"}` of the forward op a derivative node differentiates."""
+    name, source, mode = differentiates
+    return {"op": str(name), "source": _encode_source(source), "mode": str(mode)}
+
+
 class _Writer:
     def __init__(self):
         self.starts = []          # nodes the saved objects name, in order met
@@ -449,15 +468,15 @@ class _Writer:
                 raise fail(f"attribute {key!r} holds {error}, which the file format cannot hold") from None
         if node.name is not None and not isinstance(node.name, str):
             raise fail(f"its name {node.name!r} is not a string")
-        source = node.source
-        if source is not None:
-            source = {"file": str(source.filename), "line": int(source.lineno), "function": str(source.function)}
+        source = _encode_source(node.source)
         entry = {
             "op": op.name, "inputs": [self.index[parent] for parent in node.inputs], "attrs": attrs,
             "shape": [None if d is None else int(d) for d in node.shape], "dtype": dtype,
             "name": node.name, "scope": str(node.scope), "derivative_order": int(node.derivative_order),
             "source": source,
         }
+        if node.differentiates is not None:
+            entry[DIFFERENTIATES_FIELD] = _encode_differentiates(node.differentiates)
         if fused:
             entry["members"] = [self.index[member] for member in op.members]
         payload = node.payload
@@ -780,6 +799,7 @@ class _Reader:
         fused = name == FUSED_OP_NAME
         record = None if fused else op_registry.REGISTRY.get(name)
         extra = {"members"} if fused else {"variable"} if record is not None and record.leaf == "read" else set()
+        extra.add(DIFFERENTIATES_FIELD)
         for key in entry:
             if key not in NODE_FIELDS and key not in extra:
                 raise fail("unexpected field", key)
@@ -811,6 +831,7 @@ class _Reader:
         if type(entry["derivative_order"]) is not int or entry["derivative_order"] < 0:
             raise fail("a derivative order is a non-negative int", "derivative_order")
         source = self.source(entry["source"], position)
+        differentiates = self.differentiates(entry.get(DIFFERENTIATES_FIELD), position)
 
         payload = None
         if fused:
@@ -848,7 +869,17 @@ class _Reader:
         else:
             self.check_inference(op, inputs, attrs, shape, dtype, position)
         return restore_node(Tensor, op, inputs, attrs, shape, dtype, node_name, source, entry["scope"],
-                            entry["derivative_order"], payload)
+                            entry["derivative_order"], payload, differentiates=differentiates)
+
+    def differentiates(self, data, position):
+        """(op name, source, mode) of the forward op a derivative node differentiates, or None."""
+        if data is None:
+            return None
+        if not (isinstance(data, dict) and set(data) == set(DIFFERENTIATES_FIELDS) and isinstance(data["op"], str)
+                and data["mode"] in DIFFERENTIATION_MODES):
+            raise self.error('"differentiates" is {"op": str, "source": source, "mode": "grad" or "jvp"}',
+                             member=GRAPH_MEMBER, node=position, field=DIFFERENTIATES_FIELD)
+        return data["op"], self.source(data["source"], position), data["mode"]
 
     def source(self, data, position):
         if data is None:

@@ -81,3 +81,31 @@ def test_the_old_kernel_backend_names_still_work_and_warn():
             assert kernels.kernel_engine() == "auto"
     finally:
         kernels.set_kernel_engine(previous)
+
+
+def test_fused_kernels_run_on_the_engine_one_function_chooses():
+    """`kernels.choose` picks every engine: by size on NumPy arrays, the backend's own (Dask
+    blockwise) on Dask arrays; each gives the same values as the NumPy code."""
+    from graphcomp.kernels import engines  # noqa: PLC0415
+
+    x = gc.placeholder((None,), name="x")
+    y = gc.tanh(x) * gc.exp(-x) + 1.0
+    f = gc.function([x], y)
+    kernel = next(node.op.impl for node in f.graph.nodes if node.op.members)
+    X = np.linspace(-3.0, 3.0, 1000)
+    expected = np.tanh(X) * np.exp(-X) + 1.0
+    np.testing.assert_allclose(f(X), expected, rtol=1e-13)
+    assert kernels.choose(kernel, backend=gc.backends.NumPy()) is engines.NUMPY_CODE
+    assert kernels.choose(kernel, backend=gc.backends.NumPy()).prepare(None, kernel) is kernel
+    for engine in (engines.NUMPY_CODE, engines.THREADS, kernels.choose(kernel, X.size)):
+        assert isinstance(engine, kernels.Engine)
+        np.testing.assert_array_equal(engine.run(kernel, (X,), np.empty_like(X), False), f(X))
+    da = pytest.importorskip("dask.array")
+    backend = gc.backends.Dask()
+    engine = kernels.choose(kernel, X.size, backend=backend)
+    assert isinstance(engine, gc.backends.DaskBlockwise) and isinstance(engine, kernels.Engine)
+    np.testing.assert_array_equal(engine.run(kernel, (X[:100],)), f(X)[:100])  # one chunk
+    lazy = gc.function([x], y, backend=backend)
+    got = lazy(da.from_array(X, chunks=250))
+    assert isinstance(got, da.Array) and got.numblocks == (4,)
+    np.testing.assert_array_equal(got.compute(scheduler="sync"), f(X))

@@ -166,6 +166,15 @@ def test_fused_groups_replay_their_steps_as_one_fused_function_with_the_same_bit
     np.testing.assert_array_equal(got.get(), expected)
     numbers = ~np.isnan(expected)
     assert np.array_equal(np.signbit(got.get()[numbers]), np.signbit(expected[numbers]))
+    # The fused kernel's engine is the backend's own, picked where every engine is picked.
+    kernel = next(node.op.impl for node in f.graph.nodes if node.op.members)
+    engine = gc.kernels.choose(kernel, values.size, backend=f.backend)
+    assert isinstance(engine, gc.backends.CupyFuse) and isinstance(engine, gc.kernels.Engine)
+    on_device = stand_in.asarray(values)
+    np.testing.assert_array_equal(engine.run(kernel, (on_device,)).get(), expected)
+    into = stand_in.asarray(np.empty_like(values))
+    assert engine.run(kernel, (on_device,), into, True) is into
+    np.testing.assert_array_equal(into.get(), expected)
 
 
 def test_variables_stay_on_the_device_and_read_back_on_demand():

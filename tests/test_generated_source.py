@@ -248,3 +248,23 @@ def test_the_mlp_program_reads_like_a_typed_listing():
     assert any(line.endswith(cited) for line in values), source
     forward_lines = [line for line in values if line.endswith(f"  # {THIS_FILE}:{line_of_hidden}")]
     assert forward_lines and not any("grad of" in line for line in forward_lines)
+
+
+def test_forward_mode_lines_cite_the_op_they_differentiate():
+    """A jvp's tangent lines cite the forward op (`jvp of sin at file:line`), as gradient lines
+    do; the forward lines themselves cite nothing of the kind."""
+    x = gc.placeholder((5,), name="x")
+    v = gc.placeholder((5,), name="v")
+    line_of_sin = _next_line()
+    y = gc.sin(x)
+    tangent = gc.jvp(y, x, v)
+    f = gc.function([x, v], [y, tangent], optimize=False)
+    X, V = np.linspace(-1.0, 1.0, 5), np.linspace(0.5, 1.5, 5)
+    value, jvp_value = f(X, V)
+    np.testing.assert_allclose(jvp_value, np.cos(X) * V, rtol=1e-12)  # d/dx sin = cos, by hand
+    lines = f.source.splitlines()
+    cited = f"jvp of sin at {THIS_FILE}:{line_of_sin}"
+    assert any(cited in line for line in lines), f.source
+    forward = [line for line in lines if re.search(r"= sin\(", line)]
+    assert forward and not any(" of sin" in line for line in forward), f.source
+    assert not any("grad of" in line for line in lines), f.source

@@ -990,3 +990,37 @@ def test_the_byte_cap_has_a_default_and_an_explicit_override(tmp_path, monkeypat
     for bad in (-1, 1.5, "1", True):
         with pytest.raises(TypeError, match="max_bytes must be a non-negative int"):
             gc.load(path, max_bytes=bad)
+
+
+def test_derivative_nodes_keep_the_forward_op_they_cite(tmp_path):
+    """gc.save stores which forward op each derivative node differentiates, so a loaded
+    function's source cites it as the original's does; a malformed entry is a LoadError."""
+    x = gc.placeholder((4,), name="x")
+    v = gc.placeholder((4,), name="v")
+    y = gc.tanh(x)
+    f = gc.function([x, v], [gc.grad(gc.sum(y), x), gc.jvp(y, x, v)], optimize=False)
+    X, V = np.linspace(-1.0, 1.0, 4), np.ones(4)
+    loaded = _roundtrip(f, tmp_path)
+    def cited(graph):
+        return {(d[0], d[1].filename, d[1].lineno, d[2]) for d in (n.differentiates for n in graph.nodes) if d}
+    originals = cited(f.graph)
+    assert {d[3] for d in originals} == {"grad", "jvp"} and "tanh" in {d[0] for d in originals}
+    assert cited(loaded.graph) == originals
+    loaded(X, V)
+    f(X, V)
+    for mode in ("grad of tanh at", "jvp of tanh at"):
+        assert mode in loaded.source and mode in f.source
+    path = tmp_path / "m.gcz"
+    with zipfile.ZipFile(path) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    document = json.loads(members["graph.json"])
+    derivative = next(i for i, node in enumerate(document["nodes"]) if "differentiates" in node)
+    document["nodes"][derivative]["differentiates"]["mode"] = "sideways"
+    members["graph.json"] = json.dumps(document).encode()
+    broken = tmp_path / "broken.gcz"
+    with zipfile.ZipFile(broken, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    with pytest.raises(gc.LoadError, match="differentiates") as caught:
+        gc.load(broken)
+    assert "graph.json" in str(caught.value)

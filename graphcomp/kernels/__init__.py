@@ -4,8 +4,9 @@ A fused group's program is recorded from its members' own records (recording.py)
 compiled once into NumPy code (codegen.py) and, where numexpr may run it, a numexpr program
 (numexpr_engine.py). Each call runs on the engine `engines.choose` picks: the NumPy code on the
 whole array, the same code in row blocks on several threads for large arrays (threads.py), or
-numexpr for small float64 arrays. Every engine computes what the members compute, bit for bit,
-with the same NaN and inf (see each module for how).
+numexpr for small float64 arrays; on a backend whose arrays are not NumPy's, that backend's
+own engine (Dask blockwise, CuPy fuse: graphcomp.backends). Every engine computes what the
+members compute, bit for bit, with the same NaN and inf (see each module for how).
 """
 
 from graphcomp.kernels.engines import (ENGINES, Engine, choose, get_backend, kernel_engine, set_backend,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from graphcomp.liveness import FreeSlots, last_reads
+from graphcomp.liveness import Allocator, Slot
 from graphcomp.ops.steps import SPECIAL_FUNCTIONS, ufunc
 
 
@@ -20,42 +20,28 @@ def allocate_slots(steps, result, out_is_fresh=False):
     reads an input (the caller may pass one of the inputs as `out`), or from the start when
     `out_is_fresh` (an array the kernel allocated itself, which no input can be).
     """
-    last = last_reads([[value for kind, value in dict.fromkeys(step.operands) if kind == "temp"] for step in steps],
-                      live_out=[result[1]] if result[0] == "temp" else ())
-    free = FreeSlots()  # keyed by the slot's kind: boolean or not
-    slot_of, slot_kinds = {}, []
+    allocator = Allocator([[value for kind, value in step.operands if kind == "temp"] for step in steps],
+                          live_out=[result[1]] if result[0] == "temp" else ())
+    out = Slot(None)  # the caller's array: never taken back by key, reused only while no temp holds it
+    slot_of = {}
     final = result[1] if result[0] == "temp" and result[1] == len(steps) - 1 else None
     last_input_read = max((step.temp for step in steps if any(o[0] == "input" for o in step.operands)), default=-1)
     out_usable = final is not None and not steps[final].is_bool
-    out_holder = [None]
-
-    def release(step):
-        for kind, temp in dict.fromkeys(step.operands):
-            if kind == "temp" and last.get(temp) == step.temp:
-                slot = slot_of[temp]
-                if slot == "out":
-                    out_holder[0] = None
-                else:
-                    free.give(slot_kinds[slot], slot)
-
     for step in steps:
         if step.temp == final:
             slot_of[step.temp] = "out"
             continue
         # A ufunc may write over an operand it reads (same positions); `where` reads all of its
         # operands before its result is stored.
-        release(step)
-        if (out_usable and not step.is_bool and step.function != "where" and out_holder[0] is None
+        allocator.finish(step.temp)
+        if (out_usable and not step.is_bool and step.function != "where" and out.live == 0
                 and (out_is_fresh or step.temp >= last_input_read)):
-            slot_of[step.temp] = "out"
-            out_holder[0] = step.temp
-            continue
-        slot = free.take(step.is_bool)
-        if slot is None:
-            slot = len(slot_kinds)
-            slot_kinds.append(step.is_bool)
-        slot_of[step.temp] = slot
-    return slot_of, slot_kinds, final
+            slot = out
+        else:
+            slot = allocator.take(step.is_bool) or allocator.new(step.is_bool)
+        allocator.place(step.temp, step.temp, [slot])
+        slot_of[step.temp] = "out" if slot is out else slot.index
+    return slot_of, [slot.key for slot in allocator.slots], final
 
 
 def literal_names(steps):

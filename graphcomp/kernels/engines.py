@@ -1,11 +1,15 @@
-"""The kernel engines: how a fused kernel's step program runs on NumPy arrays, behind one
-small interface (`Engine.run`), and the one place that picks an engine for a call (`choose`).
+"""The kernel engines: how a fused kernel's step program runs, behind one small interface
+(`Engine.prepare` once, when a function is compiled, and `Engine.run` per call), and the one
+place that picks an engine (`choose`).
 
 * NumpyCode: the generated NumPy code on the whole array (always available).
 * Threads: the same code over row blocks on several threads, for large arrays
   (graphcomp.kernels.threads).
 * Numexpr: the program as numexpr programs, for small float64 arrays where numexpr is
   installed and computes every step exactly as NumPy does (graphcomp.kernels.numexpr_engine).
+* A backend's own engine, for arrays that are not NumPy's (`Backend.kernel_engine`, in
+  graphcomp.backends): Dask blockwise (one task per chunk, each chunk run by the NumPy engine
+  `choose` picks for its size) and CuPy fuse (the steps as one `cupy.fuse` kernel on the GPU).
 
 Which engines may run is a process-wide choice, `set_kernel_engine`: "auto" (numexpr for small
 arrays where installed, NumPy code otherwise), "numpy" (always the NumPy code) or "numexpr".
@@ -61,9 +65,14 @@ def get_backend():
 
 
 class Engine:
-    """One way to run a fused kernel's program on NumPy arrays."""
+    """One way to run a fused kernel's program."""
 
     name = "engine"
+
+    def prepare(self, node, kernel):
+        """The callable a generated line calls to run `node`'s fused `kernel` on this engine's
+        arrays; by default the kernel itself, whose every call asks `choose` again."""
+        return kernel
 
     def run(self, kernel, inputs, out, given):
         """Write `kernel`'s result on `inputs` into `out` and return it; `given`: `out` came
@@ -124,9 +133,17 @@ class Numexpr(Engine):
 NUMPY_CODE, THREADS, NUMEXPR = NumpyCode(), Threads(), Numexpr()
 
 
-def choose(kernel, size):
-    """The engine that runs `kernel` on arrays of `size` elements, under the kernel engine
-    chosen for the process and the IEEE error handling in force (numexpr never raises)."""
+def choose(kernel, size=None, backend=None):
+    """The engine that runs `kernel`: `backend`'s own engine where its arrays need one (Dask
+    blockwise, CuPy fuse); else, on NumPy arrays of `size` elements, numexpr, blocked threads
+    or the NumPy code, under the kernel engine chosen for the process and the IEEE error
+    handling in force (numexpr never raises). With no size yet (when compiling), the NumPy
+    code: its `prepare` gives the kernel itself, which chooses again at each call."""
+    own = getattr(backend, "kernel_engine", None)
+    if own is not None:
+        return own
+    if size is None:
+        return NUMPY_CODE
     engine = _engine[0]
     if (kernel.may_use_numexpr and engine != "numpy"
             and (engine == "numexpr" or size <= numexpr_engine.NUMEXPR_MAX_ELEMENTS)
