@@ -51,7 +51,7 @@ def files_under(folder):
 
 
 def test_every_demo_is_run_here():
-    assert set(demos.available()) == {"xor", "hessian"}, "a new demo needs a test here that runs its command"
+    assert set(demos.available()) == {"xor", "hessian", "cnn"}, "a new demo needs a test here that runs its command"
 
 
 def test_demo_list(tmp_path):
@@ -99,6 +99,21 @@ def test_demo_hessian(tmp_path, text):
         assert "wrote graphcomp-out/hessian_density.png" in out
         assert files_under(tmp_path) == ["graphcomp-out", "graphcomp-out/hessian_density.png"]
         assert (tmp_path / "graphcomp-out" / "hessian_density.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.skipif(not HAS_SKLEARN, reason="the cnn demo needs scikit-learn (pip install -e '.[dev]')")
+def test_demo_cnn_with_small_settings(tmp_path):
+    result = graphcomp("demo", "cnn", "--epochs", "1", "--text", "--top", "2", "--probes", "6", "--slq-probes", "1",
+                       "--slq-steps", "8", "--hessian-batch", "32", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "== initialisation:" in out and "== trained:" in out
+    assert out.count("top Hessian eigenvalues (Lanczos):") == 2 and out.count("trace (Hutch++):") == 2
+    assert out.count("(stochastic Lanczos quadrature):") == 2
+    tops = [[float(v) for v in line.split(":")[1].split()] for line in out.splitlines()
+            if line.startswith("top Hessian eigenvalues")]
+    assert all(len(top) == 2 and top[0] >= top[1] for top in tops)  # largest first
+    assert files_under(tmp_path) == []  # --text writes nothing
 
 
 def test_export(tmp_path):
