@@ -9,11 +9,12 @@ two minutes. NaN and inf positions are compared too.
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import graphcomp as gc
 import op_cases
+from conftest import FUZZ_SCALE
 from graphcomp.registry import REGISTRY
 
 SHAPES = [(), (3,), (2, 3), (1, 3), (2, 1)]
@@ -141,6 +142,7 @@ structures = st.tuples(
 
 
 @pytest.mark.slow  # a random search over many programs
+@settings(max_examples=1000 * FUZZ_SCALE)
 @given(structure=structures, seed=st.integers(0, 2**32 - 1))
 def test_optimised_graphs_match_unoptimised_values_and_derivatives(structure, seed):
     optimised, plain = _functions(structure)

@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 
 import graphcomp as gc
 import op_cases
+from conftest import FUZZ_SCALE
 import test_fuzz_optimizer as fuzz
 from graphcomp import compile as compile_module
 from graphcomp import executor
@@ -336,7 +337,7 @@ def _calls(seed, count):
 
 
 @pytest.mark.slow  # a random search over many programs
-@settings(max_examples=200)
+@settings(max_examples=100 * FUZZ_SCALE)
 @given(structure=structures, seed=st.integers(0, 2**16))
 def test_kept_results_of_random_programs_survive_later_calls_of_every_shape(structure, seed):
     inputs, outputs = _build(structure)
@@ -357,7 +358,7 @@ def test_kept_results_of_random_programs_survive_later_calls_of_every_shape(stru
 
 
 @pytest.mark.slow  # a random search over many programs
-@settings(max_examples=150)
+@settings(max_examples=80 * FUZZ_SCALE)
 @given(structure=structures, seed=st.integers(0, 2**16))
 def test_random_programs_interleaving_shapes_agree_with_fresh_functions(structure, seed):
     inputs, outputs = _build(structure)
@@ -375,7 +376,7 @@ def test_random_programs_interleaving_shapes_agree_with_fresh_functions(structur
 
 
 @pytest.mark.slow  # a random search over many programs
-@settings(max_examples=150)
+@settings(max_examples=80 * FUZZ_SCALE)
 @given(structure=structures, seed=st.integers(0, 2**16))
 def test_random_programs_called_from_eight_threads_keep_every_result(structure, seed):
     inputs, outputs = _build(structure)
