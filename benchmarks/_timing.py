@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import os
 import statistics
 import time
 from collections.abc import Mapping
@@ -58,3 +60,23 @@ def compare_with_numpy(title, numpy, unoptimized, optimized, target, **timing):
         ("graphcomp (optimize=False) vs numpy", median["unoptimized"], median["numpy"], target),
         ("graphcomp (optimize=True) vs numpy", median["optimized"], median["numpy"], None),
     ])
+
+
+ONE_THREAD_XLA = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+
+
+def import_jax(wanted=True, one_thread=True, submodules=()):
+    """(jax or None, its version or why it was skipped), with float64 enabled and, where asked,
+    XLA on one thread (set before the first import; later calls cannot change it)."""
+    if not wanted:
+        return None, "not asked for: --only-graphcomp"
+    if one_thread:
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + ONE_THREAD_XLA).strip()
+    try:
+        jax = importlib.import_module("jax")
+        jax.config.update("jax_enable_x64", True)
+        for name in ("jax.numpy", *submodules):
+            importlib.import_module(name)
+    except Exception as error:  # noqa: BLE001 - a peer that fails to import is skipped
+        return None, f"{type(error).__name__}: {error}".splitlines()[0][:120]
+    return jax, jax.__version__

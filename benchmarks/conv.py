@@ -40,7 +40,6 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)  # the repository's graphcomp, when run from a checkout
 sys.path.insert(0, HERE)
 
-ONE_THREAD_XLA = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 SYSTEMS = ("gc", "torch", "jax")
 NAMES = {"gc": "graphcomp", "torch": "PyTorch", "jax": "JAX jit"}
 DTYPES = ("float64", "float32")
@@ -161,17 +160,8 @@ def jax_functions(jax, values):
 
 def import_jax(wanted, threads):
     """(jax or None, its version or why it was skipped); one thread through XLA_FLAGS."""
-    if not wanted:
-        return None, "not asked for: --only-graphcomp"
-    if threads == 1:
-        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + ONE_THREAD_XLA).strip()
-    try:
-        import jax  # noqa: PLC0415
-        jax.config.update("jax_enable_x64", True)
-        import jax.numpy  # noqa: F401, PLC0415
-    except Exception as error:  # noqa: BLE001 - a peer that fails to import is skipped
-        return None, f"{type(error).__name__}: {error}".splitlines()[0][:120]
-    return jax, jax.__version__
+    from _timing import import_jax as import_jax_once  # noqa: PLC0415
+    return import_jax_once(wanted, one_thread=threads == 1)
 
 
 def import_torch(wanted):

@@ -34,7 +34,6 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)  # the repository's graphcomp, when run from a checkout
 sys.path.insert(0, HERE)
 
-ONE_THREAD_XLA = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 TOLERANCE = 1e-8
 TARGET = 1.2
 COLUMNS = [("gc", "graphcomp `optimize=True`"), ("jax", "JAX jit"), ("lu", "SciPy, one LU reused")]
@@ -225,18 +224,9 @@ def jax_gp(jax, theta, x, y):
 # the run ----------------------------------------------------------------------------------------
 
 def import_jax(wanted=True):
-    """(jax module or None, version or why skipped)."""
-    if not wanted:
-        return None, "not asked for: --only-graphcomp"
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + ONE_THREAD_XLA).strip()
-    try:
-        import jax  # noqa: PLC0415
-        jax.config.update("jax_enable_x64", True)
-        import jax.numpy  # noqa: F401, PLC0415
-        import jax.scipy.linalg  # noqa: F401, PLC0415
-    except Exception as error:  # noqa: BLE001 - a peer that fails to import is skipped
-        return None, f"{type(error).__name__}: {error}".splitlines()[0][:120]
-    return jax, jax.__version__
+    """(jax module or None, version or why skipped), on one thread, with jax.scipy.linalg."""
+    from _timing import import_jax as import_jax_once  # noqa: PLC0415
+    return import_jax_once(wanted, submodules=("jax.scipy.linalg",))
 
 
 def pin_one_thread():

@@ -34,7 +34,6 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)  # the repository's graphcomp, when run from a checkout
 sys.path.insert(0, HERE)
 
-ONE_THREAD_XLA = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 TOLERANCE = 1e-8
 COLUMNS = [("gc", "graphcomp gc.scan"), ("torch", "PyTorch nn.RNN / nn.LSTM"), ("cell", "PyTorch cell loop")]
 CELLS = ("elman", "lstm")
@@ -203,15 +202,13 @@ def import_peers(wanted):
     peers, notes = {}, []
     if not wanted:
         return peers, ["none; skipped: JAX, PyTorch (not asked for: --only-graphcomp)"]
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + ONE_THREAD_XLA).strip()
-    try:
-        import jax  # noqa: PLC0415
-        jax.config.update("jax_enable_x64", True)
-        import jax.numpy  # noqa: F401, PLC0415
+    from _timing import import_jax  # noqa: PLC0415
+    jax, version = import_jax()
+    if jax is not None:
         peers["jax"] = jax
-        notes.append(f"JAX {jax.__version__}")
-    except Exception as error:  # noqa: BLE001 - a peer that fails to import is skipped
-        notes.append(f"JAX skipped ({type(error).__name__})")
+        notes.append(f"JAX {version}")
+    else:
+        notes.append(f"JAX skipped ({version.split(':')[0]})")
     try:
         import torch  # noqa: PLC0415
         torch.set_num_threads(1)
