@@ -64,6 +64,8 @@ import numbers
 import os
 import re
 import zipfile
+from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 
@@ -90,6 +92,22 @@ DIFFERENTIATES_FIELD = "differentiates"
 DIFFERENTIATES_FIELDS = ("op", "source", "mode")
 DIFFERENTIATION_MODES = ("grad", "jvp")
 VARIABLE_FIELDS = ("name", "shape", "dtype")
+# How each field of a node is read, in this order (the readers are _Reader methods): the schema
+# of a node in graph.json. "op" is read first, by itself: it says which optional fields a node
+# may have ("members" for a fused node, "variable" for a variable's read).
+NODE_SCHEMA = (
+    ("inputs", "node_references"),
+    ("attrs", "attributes"),
+    ("shape", "node_shape"),
+    ("dtype", "node_dtype"),
+    ("name", "optional_text"),
+    ("scope", "text"),
+    ("derivative_order", "count"),
+    ("source", "node_source"),
+    (DIFFERENTIATES_FIELD, "node_differentiates"),
+    ("members", "node_references"),
+    ("variable", "variable_reference"),
+)
 FUNCTION_FIELDS = ("inputs", "outputs", "single_output", "updates", "optimize")
 # Optional: gc.function's backend keywords as the backend object gives them (`options()`):
 # {"backend": "dask", "compute": bool} or {"backend": "cupy", "to_numpy": bool}; absent for NumPy.
@@ -537,6 +555,15 @@ def load(path, max_bytes=None):
     return reader.build(graph_bytes, arrays_stream)
 
 
+class _NodeContext(NamedTuple):
+    """What the readers of one node's fields need: the nodes and variables read so far, the
+    node's position, and how to fail naming it."""
+    nodes: list
+    storages: list
+    position: int
+    fail: Callable
+
+
 class _Reader:
     def __init__(self, path, max_bytes):
         self.path = path
@@ -785,6 +812,8 @@ class _Reader:
         return data
 
     def node(self, arrays, nodes, storages, position, entry):
+        """One node of graph.json, read field by field as NODE_SCHEMA declares; the record then
+        checks the attributes (`OpDef.check_attrs`, as building does) and infers shape and dtype."""
         def fail(problem, field=None):
             return self.error(problem, member=GRAPH_MEMBER, node=position, field=field)
 
@@ -805,71 +834,109 @@ class _Reader:
                 raise fail("unexpected field", key)
         if not fused and record is None:
             raise fail(f"unknown op {name!r} (not in this graphcomp's registry)", "op")
-        if not isinstance(entry["inputs"], list):
-            raise fail("must be a list of node indices", "inputs")
-        inputs = [nodes[self.reference(i, position, position, f"inputs[{k}]")] for k, i in enumerate(entry["inputs"])]
-        if not isinstance(entry["attrs"], dict):
-            raise fail("must be a JSON object", "attrs")
-        attrs = {}
-        for key, data in entry["attrs"].items():
-            if _is_body_data(data):
-                def refer(i, field, key=key):
-                    return nodes[self.reference(i, position, position, f"attrs.{key}.{field}")]
-                attrs[key] = _decode_bodies(data, refer, lambda problem, key=key: fail(problem, f"attrs.{key}"))
-                continue
-            try:
-                attrs[key] = decode_value(data)
-            except ValueError as error:
-                raise fail(str(error), f"attrs.{key}") from None
-        shape = self.shape(entry["shape"], position, "shape")
-        dtype = self.dtype(entry["dtype"], position, "dtype")
-        node_name = entry["name"]
-        if node_name is not None and not isinstance(node_name, str):
-            raise fail("a name is a string or null", "name")
-        if not isinstance(entry["scope"], str):
-            raise fail("a scope is a string", "scope")
-        if type(entry["derivative_order"]) is not int or entry["derivative_order"] < 0:
-            raise fail("a derivative order is a non-negative int", "derivative_order")
-        source = self.source(entry["source"], position)
-        differentiates = self.differentiates(entry.get(DIFFERENTIATES_FIELD), position)
+        context = _NodeContext(nodes, storages, position, fail)
+        fields = {key: getattr(self, reader)(entry[key], context, key)
+                  for key, reader in NODE_SCHEMA if key in entry}
 
-        payload = None
-        if fused:
-            if not isinstance(entry.get("members"), list) or not entry["members"]:
-                raise fail("a fused node lists its members", "members")
-            members = [nodes[self.reference(i, position, position, f"members[{k}]")]
-                       for k, i in enumerate(entry["members"])]
-            try:
-                op = restore_fused_op(members, operand_count=len(inputs))
-            except Exception as error:  # noqa: BLE001 - members that cannot be fused
-                raise fail(f"its members cannot be fused again: {error}", "members") from None
-        else:
-            op = record
+        inputs, attrs, shape, dtype = fields["inputs"], fields["attrs"], fields["shape"], fields["dtype"]
+        op = self.fused_op(fields.get("members"), inputs, fail) if fused else record
         try:
             op.check_attrs(attrs, inputs)  # the one check building a node makes
         except OpAttributeError as error:
             raise fail(str(error), "attrs" if error.attribute is None else f"attrs.{error.attribute}") from None
+        payload = None
         if op.leaf:
-            if inputs:
-                raise fail(f"op {name!r} is a leaf and takes no inputs", "inputs")
-            if op.leaf == "baked":
-                payload = self.array(arrays, f"constant_{position}", shape, dtype, node=position)
-                payload.flags.writeable = False
-            elif op.leaf == "read":
-                if "variable" not in entry:
-                    raise fail("a variable node names its variable", "variable")
-                storage = storages[self.reference(entry["variable"], len(storages), position, "variable",
-                                                  what="variable")]
-                if storage.shape != shape or storage.dtype != dtype:
-                    raise fail(f"the variable has shape {storage.shape} and dtype {storage.dtype}, the node "
-                               f"{shape} and {dtype}", "variable")
-                payload = storage
-            elif op.leaf != "fed":
-                raise fail(f"the leaf op {name!r} cannot be loaded from a file", "op")
+            payload = self.leaf_payload(op, fields, arrays, storages, position, fail)
         else:
             self.check_inference(op, inputs, attrs, shape, dtype, position)
-        return restore_node(Tensor, op, inputs, attrs, shape, dtype, node_name, source, entry["scope"],
-                            entry["derivative_order"], payload, differentiates=differentiates)
+        return restore_node(Tensor, op, inputs, attrs, shape, dtype, fields["name"], fields["source"],
+                            fields["scope"], fields["derivative_order"], payload,
+                            differentiates=fields.get(DIFFERENTIATES_FIELD))
+
+    # readers of node fields, named in NODE_SCHEMA: (data, context, field) -> value
+    def node_references(self, data, context, field):
+        if not isinstance(data, list):
+            raise context.fail("must be a list of node indices", field)
+        return [context.nodes[self.reference(i, context.position, context.position, f"{field}[{k}]")]
+                for k, i in enumerate(data)]
+
+    def attributes(self, data, context, field):
+        if not isinstance(data, dict):
+            raise context.fail("must be a JSON object", field)
+        attrs = {}
+        for key, value in data.items():
+            if _is_body_data(value):
+                def refer(i, where, key=key):
+                    return context.nodes[self.reference(i, context.position, context.position,
+                                                        f"{field}.{key}.{where}")]
+                attrs[key] = _decode_bodies(value, refer, lambda problem, key=key: context.fail(problem,
+                                                                                                 f"{field}.{key}"))
+                continue
+            try:
+                attrs[key] = decode_value(value)
+            except ValueError as error:
+                raise context.fail(str(error), f"{field}.{key}") from None
+        return attrs
+
+    def node_shape(self, data, context, field):
+        return self.shape(data, context.position, field)
+
+    def node_dtype(self, data, context, field):
+        return self.dtype(data, context.position, field)
+
+    def optional_text(self, data, context, field):
+        if data is not None and not isinstance(data, str):
+            raise context.fail(f"a {field} is a string or null", field)
+        return data
+
+    def text(self, data, context, field):
+        if not isinstance(data, str):
+            raise context.fail(f"a {field} is a string", field)
+        return data
+
+    def count(self, data, context, field):
+        if type(data) is not int or data < 0:
+            raise context.fail(f"a {field.replace('_', ' ')} is a non-negative int", field)
+        return data
+
+    def node_source(self, data, context, field):
+        return self.source(data, context.position)
+
+    def node_differentiates(self, data, context, field):
+        return self.differentiates(data, context.position)
+
+    def variable_reference(self, data, context, field):
+        return self.reference(data, len(context.storages), context.position, field, what="variable")
+
+    def fused_op(self, members, inputs, fail):
+        """The fused record of a node, made again from its members."""
+        if not members:
+            raise fail("a fused node lists its members", "members")
+        try:
+            return restore_fused_op(members, operand_count=len(inputs))
+        except Exception as error:  # noqa: BLE001 - members that cannot be fused
+            raise fail(f"its members cannot be fused again: {error}", "members") from None
+
+    def leaf_payload(self, op, fields, arrays, storages, position, fail):
+        """A leaf's value: a constant's array, a variable's storage, or None for a placeholder."""
+        if fields["inputs"]:
+            raise fail(f"op {op.name!r} is a leaf and takes no inputs", "inputs")
+        shape, dtype = fields["shape"], fields["dtype"]
+        if op.leaf == "baked":
+            payload = self.array(arrays, f"constant_{position}", shape, dtype, node=position)
+            payload.flags.writeable = False
+            return payload
+        if op.leaf == "read":
+            if "variable" not in fields:
+                raise fail("a variable node names its variable", "variable")
+            storage = storages[fields["variable"]]
+            if storage.shape != shape or storage.dtype != dtype:
+                raise fail(f"the variable has shape {storage.shape} and dtype {storage.dtype}, the node "
+                           f"{shape} and {dtype}", "variable")
+            return storage
+        if op.leaf != "fed":
+            raise fail(f"the leaf op {op.name!r} cannot be loaded from a file", "op")
+        return None
 
     def differentiates(self, data, position):
         """(op name, source, mode) of the forward op a derivative node differentiates, or None."""
