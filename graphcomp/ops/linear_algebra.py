@@ -40,12 +40,30 @@ from graphcomp.registry import DASK_WHOLE_ARRAYS, OpDef, register
 from graphcomp.shapes import broadcast_shapes, format_shape
 from graphcomp.tensor import apply
 
-try:  # SciPy's triangular solve (one LAPACK trtrs call); NumPy's LU solve otherwise
-    from scipy.linalg import get_blas_funcs as _get_blas_funcs
-    from scipy.linalg import get_lapack_funcs as _get_lapack_funcs
-    from scipy.linalg import solve_triangular as _scipy_solve_triangular
-except ImportError:  # pragma: no cover - SciPy is optional
-    _scipy_solve_triangular = _get_blas_funcs = _get_lapack_funcs = None
+@functools.cache
+def _scipy_linalg():
+    """scipy.linalg, imported the first time a kernel or rule asks (importing it takes about
+    0.2 s, more than the rest of graphcomp), or None where SciPy is not installed."""
+    try:
+        import scipy.linalg  # noqa: PLC0415
+    except ImportError:  # pragma: no cover - SciPy is optional
+        return None
+    return scipy.linalg
+
+
+# SciPy's triangular solve (one LAPACK trtrs call) and its LAPACK/BLAS routines; NumPy's LU solve
+# otherwise. Module-level names, so that a test can set _get_lapack_funcs to None, as where SciPy
+# is missing.
+def _scipy_solve_triangular(a, b, **options):
+    return _scipy_linalg().solve_triangular(a, b, **options)
+
+
+def _get_blas_funcs(names, arrays):
+    return _scipy_linalg().get_blas_funcs(names, arrays)
+
+
+def _get_lapack_funcs(names, arrays):
+    return _scipy_linalg().get_lapack_funcs(names, arrays)
 
 
 # shapes and dtypes ----------------------------------------------------------------------------
@@ -172,7 +190,7 @@ def _is_numpy(*arrays):
 
 
 def _solve_triangular_impl(a, b, lower):
-    if _scipy_solve_triangular is not None and a.ndim == 2 and _is_numpy(a, b):
+    if _scipy_linalg() is not None and a.ndim == 2 and _is_numpy(a, b):
         # One triangular matrix: one LAPACK call for every right-hand side of every batch.
         n = a.shape[-1]
         columns = np.moveaxis(b, -2, 0)
@@ -370,7 +388,7 @@ def solve(a, b):
 
 def lu_available():
     """Whether SciPy's LAPACK is there to factor a matrix once for a solve and its derivatives."""
-    return _get_lapack_funcs is not None
+    return _get_lapack_funcs is not None and _scipy_linalg() is not None
 
 
 def _lapack(name, *arrays):
@@ -378,7 +396,7 @@ def _lapack(name, *arrays):
 
 
 def _uses_lapack(*arrays):
-    return _get_lapack_funcs is not None and _is_numpy(*arrays)
+    return lu_available() and _is_numpy(*arrays)
 
 
 def _lu_factor_impl(a):
@@ -586,7 +604,7 @@ def _cholesky_jvp(tangents, out, a):
 def _cholesky_grad_impl(lower, g):
     dtype = linalg_dtype(lower.dtype, g.dtype)
     n = lower.shape[-1]
-    if _get_lapack_funcs is not None and lower.ndim == 2 and g.ndim == 2 and n > 0 and _is_numpy(lower, g):
+    if lu_available() and lower.ndim == 2 and g.ndim == 2 and n > 0 and _is_numpy(lower, g):
         lower_f = np.asfortranarray(lower, dtype=dtype)
         trmm, = _get_blas_funcs(("trmm",), (lower_f,))
         sygst, = _get_lapack_funcs(("sygst",), (lower_f,))
