@@ -24,6 +24,8 @@ def slice_read(reader, node):
 def drop_unread_parts(graph):
     """Narrow each node whose op can drop parts of its packed result (`OpDef.narrow`) to the
     parts its consumers' slices read, and move those slices onto the narrowed node."""
+    if all(node.op.narrow is None for node in graph.nodes):
+        return graph  # nothing to narrow: no rebuilding walk (most graphs hold no loop)
     outputs = set(graph.outputs)
     rebuilt, moved = {}, {}  # old node -> new; old slice -> (narrowed node, its place there)
     for node in graph.nodes:
