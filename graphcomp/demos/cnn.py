@@ -31,7 +31,7 @@ import numpy as np
 
 import graphcomp as gc
 from graphcomp import krylov
-from graphcomp.demos.hessian import plot_densities, single_threaded_blas, text_histogram
+from graphcomp.demos.hessian import add_spectrum_options, plot_densities, single_threaded_blas, text_histogram
 from graphcomp.progress import Progress
 
 WIDTH = 8  # channels of the stem and the first block; the second block has twice as many
@@ -279,18 +279,10 @@ def parse_arguments(argv):
     parser.add_argument("--rate", type=float, default=0.05, help="learning rate (default 0.05)")
     parser.add_argument("--hessian-batch", type=int, default=128,
                         help="images in the fixed batch whose loss Hessian is measured (default 128)")
-    parser.add_argument("--top", type=int, default=5, help="how many top eigenvalues (default 5)")
     parser.add_argument("--probes", type=int, default=60, help="Hessian-vector products for Hutch++ (default 60)")
-    parser.add_argument("--slq-probes", type=int, default=3, help="SLQ probes (default 3)")
-    parser.add_argument("--slq-steps", type=int, default=30, help="Lanczos steps per SLQ probe (default 30)")
     parser.add_argument("--check-torch", action="store_true",
                         help="compare the loss, gradient, one HVP and the top eigenvalue with PyTorch's")
-    parser.add_argument("--out", default="graphcomp-out",
-                        help="folder for cnn_density.png, made if needed (default ./graphcomp-out)")
-    parser.add_argument("--text", action="store_true", help="text histograms only, no PNG")
-    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
-                        help="show progress of training and of the Krylov runs on stderr (default: on)")
-    parser.add_argument("--seed", type=int, default=0)
+    add_spectrum_options(parser, "cnn_density.png", slq_probes=3, slq_steps=30)
     return parser.parse_args(argv)
 
 

@@ -134,20 +134,27 @@ def plot_densities(curvatures, path):
     return True
 
 
-def parse_arguments(argv):
-    parser = argparse.ArgumentParser(prog="graphcomp demo hessian", description=__doc__.splitlines()[0])
-    parser.add_argument("--samples", type=int, default=600, help="training images (default 600)")
-    parser.add_argument("--steps", type=int, default=300, help="gradient-descent steps (default 300)")
+def add_spectrum_options(parser, density_file, slq_probes, slq_steps):
+    """The options every curvature demo takes: --top, --slq-probes, --slq-steps (the Krylov runs),
+    --out, --text (where the density goes), --progress and --seed."""
     parser.add_argument("--top", type=int, default=5, help="how many top eigenvalues (default 5)")
-    parser.add_argument("--probes", type=int, default=150, help="Hutchinson probes (default 150)")
-    parser.add_argument("--slq-probes", type=int, default=6, help="SLQ probes (default 6)")
-    parser.add_argument("--slq-steps", type=int, default=60, help="Lanczos steps per SLQ probe (default 60)")
+    parser.add_argument("--slq-probes", type=int, default=slq_probes, help=f"SLQ probes (default {slq_probes})")
+    parser.add_argument("--slq-steps", type=int, default=slq_steps,
+                        help=f"Lanczos steps per SLQ probe (default {slq_steps})")
     parser.add_argument("--out", default="graphcomp-out",
-                        help="folder for hessian_density.png, made if needed (default ./graphcomp-out)")
+                        help=f"folder for {density_file}, made if needed (default ./graphcomp-out)")
     parser.add_argument("--text", action="store_true", help="text histograms only, no PNG")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
                         help="show progress of training and of the Krylov runs on stderr (default: on)")
     parser.add_argument("--seed", type=int, default=0)
+
+
+def parse_arguments(argv):
+    parser = argparse.ArgumentParser(prog="graphcomp demo hessian", description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, default=600, help="training images (default 600)")
+    parser.add_argument("--steps", type=int, default=300, help="gradient-descent steps (default 300)")
+    parser.add_argument("--probes", type=int, default=150, help="Hutchinson probes (default 150)")
+    add_spectrum_options(parser, "hessian_density.png", slq_probes=6, slq_steps=60)
     dask = parser.add_argument_group("--dask: full-dataset curvature on a local Dask cluster")
     dask.add_argument("--dask", action="store_true",
                       help="top eigenvalues of an MLP's Hessian over a lazily generated dataset, on a "
