@@ -19,7 +19,7 @@ from graphcomp.ops.elementwise import (
     absolute, exp, hard_tanh, leaky_relu, minimum, relu, sigmoid, softplus, square, tanh,
 )
 from graphcomp.ops import conv as cv
-from graphcomp.ops.elementwise import sqrt
+from graphcomp.ops import norm
 from graphcomp.ops.indexing import check_labels, one_hot
 from graphcomp.ops.random import default_generator
 from graphcomp.ops.linalg import matmul
@@ -336,16 +336,15 @@ def batch_norm(x, gamma, beta, running_mean, running_var, training, momentum=0.1
         raise ValueError(f"batch_norm: training must be True or False, got {training!r}")
     axes = (0,) + tuple(range(2, x.ndim))
     if training:
+        y = norm.normalize(x, axes, eps)
         mu = mean(x, axis=axes, keepdims=True)
-        centered = x - mu
-        var = mean(square(centered), axis=axes, keepdims=True)
-        y = centered / sqrt(var + eps)
+        var = mean(square(x - mu), axis=axes, keepdims=True)
         count = element_count(x, axes, x.dtype)
         flat_mu, flat_var = reshape(mu, (-1,)), reshape(var, (-1,))
         updates = [(running_mean, (1 - momentum) * running_mean + momentum * flat_mu),
                    (running_var, (1 - momentum) * running_var + momentum * (flat_var * (count / (count - 1))))]
     else:
-        y = (x - _per_channel(running_mean, x.ndim)) / sqrt(_per_channel(running_var, x.ndim) + eps)
+        y = norm.batch_norm_inference(x, running_mean, running_var, eps)
         updates = []
     if gamma is not None:
         y = y * _per_channel(promote_operands(gamma)[0], x.ndim)
@@ -363,9 +362,7 @@ def layer_norm(x, normalized_shape, gamma=None, beta=None, eps=1e-5):
     if count < 1 or count > x.ndim or any(d is not None and d != s for d, s in zip(x.shape[x.ndim - count:], shape)):
         raise ValueError(f"layer_norm: normalized_shape {shape} must be the last axes of {format_shape(x.shape)}")
     axes = tuple(range(x.ndim - count, x.ndim))
-    mu = mean(x, axis=axes, keepdims=True)
-    centered = x - mu
-    y = centered / sqrt(mean(square(centered), axis=axes, keepdims=True) + eps)
+    y = norm.normalize(x, axes, eps)
     if gamma is not None:
         y = y * gamma
     if beta is not None:
