@@ -962,6 +962,52 @@ def _tuple(value, count):
 CASES += _conv_cases()
 
 
+# normalization (graphcomp/ops/norm.py, gc.nn.batch_norm, gc.nn.layer_norm) -----------------------
+
+def reference_normalize(x, axis, eps):
+    """(x - mean) / sqrt(var + eps) over `axis`, the variance of the centred values."""
+    centred = x - x.mean(axis=axis, keepdims=True)
+    return centred / np.sqrt((centred ** 2).mean(axis=axis, keepdims=True) + eps)
+
+
+def reference_inverse_std(x, axis, eps):
+    return 1 / np.sqrt(x.var(axis=axis, keepdims=True) + eps)
+
+
+def _norm_cases():
+    from graphcomp.ops import norm
+    cases = []
+    shapes = [  # (x shape, axis, eps, label)
+        ((5, 2), (0,), 1e-5, "batch-flat"),
+        ((3, 2, 4), (0, 2), 1e-5, "batch-1d"),
+        ((2, 3, 2, 3), (0, 2, 3), 1e-3, "batch-2d"),
+        ((2, 2, 2, 1, 3), (0, 2, 3, 4), 1e-5, "batch-3d"),
+        ((3, 4), (1,), 1e-5, "layer"),
+        ((2, 2, 3, 2), (2, 3), 0.0, "layer-two-axes"),
+    ]
+    for seed, (shape, axis, eps, label) in enumerate(shapes):
+        attrs = dict(axis=axis, eps=eps)
+        cases.append(OpCase("normalize", lambda x, attrs=attrs: apply(norm.NORMALIZE, x, **attrs),
+                            lambda x, attrs=attrs: reference_normalize(x, **attrs), [_normal(shape, 300 + seed)],
+                            label))
+        cases.append(OpCase("inverse_std", lambda x, attrs=attrs: apply(norm.INVERSE_STD, x, **attrs),
+                            lambda x, attrs=attrs: reference_inverse_std(x, **attrs), [_normal(shape, 310 + seed)],
+                            label))
+
+    def inference_reference(x, mean, var, eps=1e-5):
+        shape = (-1,) + (1,) * (x.ndim - 2)
+        return (x - mean.reshape(shape)) / np.sqrt(var.reshape(shape) + eps)
+    for seed, shape in enumerate([(4, 3), (2, 3, 4), (2, 2, 3, 2)]):
+        cases.append(OpCase("batch_norm_inference", lambda x, m, v: apply(norm.BATCH_NORM_INFERENCE, x, m, v, eps=1e-5),
+                            inference_reference,
+                            [_normal(shape, 320 + seed), _normal(shape[1:2], 330 + seed),
+                             _positive(shape[1:2], 340 + seed)], f"{len(shape) - 2}d"))
+    return cases
+
+
+CASES += _norm_cases()
+
+
 # loops and branches (graphcomp/loops.py) -----------------------------------------------------------
 
 def _loop_cases():
