@@ -272,37 +272,72 @@ def test_det_exports_as_onnx_det_in_float32_and_refuses_float64(ort):
 
 @pytest.mark.parametrize("dtype, tolerance", [("float32", 1e-5), ("float64", 1e-12)])
 @pytest.mark.parametrize("training", [False, True], ids=["running-statistics", "batch-statistics"])
-def test_batch_norm_exports_as_elementwise_and_reduce_ops(ort, dtype, tolerance, training):
+@pytest.mark.parametrize("shape", [(6, 3), (6, 3, 5), (6, 3, 4, 5), (6, 3, 2, 3, 2)], ids=["0d", "1d", "2d", "3d"])
+@pytest.mark.parametrize("eps", [1e-5, 2.0 ** -10])
+def test_batch_norm_exports_as_batch_normalization_with_running_statistics(ort, dtype, tolerance, training, shape, eps):
+    """Evaluation mode is one BatchNormalization node; batch statistics are ReduceMean and
+    elementwise nodes (onnxruntime's BatchNormalization with training_mode=1 does not normalize
+    with the batch's statistics). ONNX holds epsilon as a float32: a float64 model whose eps is
+    no float32 number (1e-5) gets elementwise nodes instead, which keep it exactly."""
     rng = np.random.default_rng(0)
-    x = gc.placeholder((None, 3, 4, 5), dtype=dtype, name="x")
+    x = gc.placeholder((None,) + shape[1:], dtype=dtype, name="x")
     gamma, beta, mean, var = (gc.variable((rng.random(3) + shift).astype(dtype)) for shift in (0.5, 0, 0, 0.5))
-    y, _ = gc.nn.batch_norm(x, gamma, beta, mean, var, training=training)
+    y, _ = gc.nn.batch_norm(x, gamma, beta, mean, var, training=training, eps=eps)
     f = gc.function([x], y)
     model = onnx_export.to_onnx(f)
-    kinds = {node.op_type for node in model.graph.node}
+    kinds = [node.op_type for node in model.graph.node]
     assert ("ReduceMean" in kinds) == training  # batch statistics are computed in the model
-    X = rng.standard_normal((6, 3, 4, 5)).astype(dtype)
+    exact = dtype == "float32" or eps == 2.0 ** -10
+    assert kinds.count("BatchNormalization") == (0 if training or not exact else 1)
+    X = rng.standard_normal(shape).astype(dtype)
     (got,) = run_onnx(ort, model, X)
     assert got.dtype == np.dtype(dtype)
     np.testing.assert_allclose(got, f(X), rtol=tolerance, atol=tolerance)
-    scale = np.sqrt((X.var(axis=(0, 2, 3)) if training else var.value) + 1e-5)
-    centre = X.mean(axis=(0, 2, 3)) if training else mean.value
-    expected = (X - centre[:, None, None]) / scale[:, None, None] * gamma.value[:, None, None] + beta.value[:, None, None]
+    axes = (0,) + tuple(range(2, len(shape)))
+    channel = (-1,) + (1,) * (len(shape) - 2)
+    scale = np.sqrt((X.var(axis=axes) if training else var.value) + eps).reshape(channel)
+    centre = (X.mean(axis=axes) if training else mean.value).reshape(channel)
+    expected = (X - centre) / scale * gamma.value.reshape(channel) + beta.value.reshape(channel)
     np.testing.assert_allclose(got, expected, rtol=10 * tolerance, atol=10 * tolerance)
 
 
 @pytest.mark.parametrize("dtype, tolerance", [("float32", 1e-5), ("float64", 1e-12)])
-def test_layer_norm_exports_as_elementwise_and_reduce_ops(ort, dtype, tolerance):
+@pytest.mark.parametrize("normalized, affine", [((4,), True), ((3, 4), True), ((2, 3, 4), False)],
+                         ids=["one-axis", "two-axes", "three-axes-no-affine"])
+@pytest.mark.parametrize("eps", [1e-5, 2.0 ** -10])
+def test_layer_norm_exports_as_layer_normalization(ort, dtype, tolerance, normalized, affine, eps):
+    """One LayerNormalization node (elementwise and ReduceMean nodes for a float64 model whose
+    eps is no float32 number, as ONNX holds epsilon as a float32)."""
     rng = np.random.default_rng(1)
-    x = gc.placeholder((None, 3, 4), dtype=dtype, name="x")
-    gamma, beta = gc.variable(rng.random((3, 4)).astype(dtype)), gc.variable(rng.random((3, 4)).astype(dtype))
-    f = gc.function([x], gc.nn.layer_norm(x, (3, 4), gamma, beta))
-    X = rng.standard_normal((5, 3, 4)).astype(dtype)
-    (got,) = run_onnx(ort, onnx_export.to_onnx(f), X)
-    centred = X - X.mean(axis=(1, 2), keepdims=True)
-    expected = centred / np.sqrt((centred ** 2).mean(axis=(1, 2), keepdims=True) + 1e-5) * gamma.value + beta.value
+    shape = (5, 2, 3, 4)
+    x = gc.placeholder((None,) + shape[1:], dtype=dtype, name="x")
+    gamma, beta = (gc.variable(rng.random(normalized).astype(dtype)) if affine else None for _ in range(2))
+    f = gc.function([x], gc.nn.layer_norm(x, normalized, gamma, beta, eps=eps))
+    model = onnx_export.to_onnx(f)
+    kinds = [node.op_type for node in model.graph.node]
+    exact = dtype == "float32" or eps == 2.0 ** -10
+    assert kinds.count("LayerNormalization") == int(exact) and ("ReduceMean" in kinds) == (not exact)
+    X = rng.standard_normal(shape).astype(dtype)
+    (got,) = run_onnx(ort, model, X)
+    assert got.dtype == np.dtype(dtype)
+    axes = tuple(range(len(shape) - len(normalized), len(shape)))
+    centred = X - X.mean(axis=axes, keepdims=True)
+    expected = centred / np.sqrt((centred ** 2).mean(axis=axes, keepdims=True) + eps)
+    if affine:
+        expected = expected * gamma.value + beta.value
     np.testing.assert_allclose(got, expected, rtol=10 * tolerance, atol=10 * tolerance)
     np.testing.assert_allclose(got, f(X), rtol=tolerance, atol=tolerance)
+
+
+def test_the_derivative_records_of_normalization_export_too(ort):
+    """The records a gradient builds (inverse_std) have ONNX forms: a gradient graph exports."""
+    rng = np.random.default_rng(2)
+    x = gc.placeholder((None, 3, 4), name="x")
+    cost = gc.sum(gc.sin(gc.nn.layer_norm(x, 4)) + gc.nn.batch_norm(x, None, None, np.zeros(3), np.ones(3), True)[0] ** 3)
+    f = gc.function([x], gc.grad(cost, [x]))
+    X = rng.standard_normal((2, 3, 4))
+    (got,) = run_onnx(ort, onnx_export.to_onnx(f), X)
+    np.testing.assert_allclose(got, f(X)[0], rtol=1e-10, atol=1e-12)
 
 
 def test_the_cnn_demos_resnet_exports_in_evaluation_mode_as_float32(ort):
@@ -316,5 +351,8 @@ def test_the_cnn_demos_resnet_exports_in_evaluation_mode_as_float32(ort):
         var.value = np.linspace(0.5, 2.0, var.shape[0], dtype=np.float32)
     f = gc.function([net["x"]], net["eval_logits"])
     images = np.random.default_rng(2).random((7, 1, 8, 8)).astype(np.float32)
-    (got,) = run_onnx(ort, onnx_export.to_onnx(f), images)
+    model = onnx_export.to_onnx(f)
+    kinds = [node.op_type for node in model.graph.node]
+    assert kinds.count("BatchNormalization") == len(net["model"].running) == 6
+    (got,) = run_onnx(ort, model, images)
     np.testing.assert_allclose(got, f(images), rtol=1e-4, atol=1e-5)

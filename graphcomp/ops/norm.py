@@ -168,39 +168,53 @@ def _inference_jvp(tangents, out, x, running_mean, running_var):
 
 # ONNX forms --------------------------------------------------------------------------------------
 
+def _exact_epsilon(eps, dtype):
+    """ONNX holds `epsilon` as a float32 attribute: exact for a float32 (or narrower) model,
+    and for a wider one only when eps is a float32 number (0, 2**-10, ...)."""
+    return np.dtype(dtype).itemsize <= 4 or float(np.float32(eps)) == eps
+
+
+def _onnx_centred_and_variance(b, x, axis):
+    axes = b.ints(axis)
+    centred = b.emit("Sub", x, b.emit("ReduceMean", x, axes, keepdims=1))
+    return centred, b.emit("ReduceMean", b.emit("Mul", centred, centred), axes, keepdims=1)
+
+
 def _onnx_normalize(b, node, x):
-    """LayerNormalization when the axes are the last ones; else (batch statistics: every axis but
-    the channels') ReduceMean and elementwise nodes, since onnxruntime's BatchNormalization with
-    training_mode=1 does not normalize with the batch's statistics."""
+    """LayerNormalization when the axes are the last ones (and eps fits its attribute); else
+    ReduceMean and elementwise nodes, as for batch statistics (every axis but the channels'):
+    onnxruntime's BatchNormalization with training_mode=1 does not normalize with them."""
     (x,) = b.operands(node, [x])
     axis, dtype, eps = node.attrs["axis"], node.dtype, node.attrs["eps"]
     first = axis[0]
-    if axis == tuple(range(first, node.ndim)):
+    if axis == tuple(range(first, node.ndim)) and _exact_epsilon(eps, dtype):
         ones = b.emit("ConstantOfShape", b.emit("Shape", x, start=first), value=b.tensor([1], dtype))
         stash = b.element_type(np.promote_types(dtype, np.float32))
         return b.emit("LayerNormalization", x, ones, axis=first, epsilon=eps, stash_type=stash)
-    axes = b.ints(axis)
-    centred = b.emit("Sub", x, b.emit("ReduceMean", x, axes, keepdims=1))
-    variance = b.emit("ReduceMean", b.emit("Mul", centred, centred), axes, keepdims=1)
+    centred, variance = _onnx_centred_and_variance(b, x, axis)
     return b.emit("Div", centred, b.emit("Sqrt", b.emit("Add", variance, b.constant(eps, dtype))))
 
 
 def _onnx_inverse_std(b, node, x):
     """ReduceMean and elementwise nodes."""
     (x,) = b.operands(node, [x])
-    axes, dtype = b.ints(node.attrs["axis"]), node.dtype
-    centred = b.emit("Sub", x, b.emit("ReduceMean", x, axes, keepdims=1))
-    variance = b.emit("ReduceMean", b.emit("Mul", centred, centred), axes, keepdims=1)
-    return b.emit("Reciprocal", b.emit("Sqrt", b.emit("Add", variance, b.constant(node.attrs["eps"], dtype))))
+    _, variance = _onnx_centred_and_variance(b, x, node.attrs["axis"])
+    return b.emit("Reciprocal", b.emit("Sqrt", b.emit("Add", variance, b.constant(node.attrs["eps"], node.dtype))))
 
 
 def _onnx_batch_norm_inference(b, node, x, running_mean, running_var):
-    """BatchNormalization (inference mode) with scale 1 and bias 0."""
+    """BatchNormalization (inference mode) with scale 1 and bias 0 (when eps fits its
+    attribute; else elementwise nodes)."""
     x, running_mean, running_var = b.operands(node, [x, running_mean, running_var])
-    channels = b.emit("Shape", running_mean)
-    ones = b.emit("ConstantOfShape", channels, value=b.tensor([1], node.dtype))
-    zeros = b.emit("ConstantOfShape", channels, value=b.tensor([0], node.dtype))
-    return b.emit("BatchNormalization", x, ones, zeros, running_mean, running_var, epsilon=node.attrs["eps"])
+    dtype, eps = node.dtype, node.attrs["eps"]
+    if _exact_epsilon(eps, dtype):
+        channels = b.emit("Shape", running_mean)
+        ones = b.emit("ConstantOfShape", channels, value=b.tensor([1], dtype))
+        zeros = b.emit("ConstantOfShape", channels, value=b.tensor([0], dtype))
+        return b.emit("BatchNormalization", x, ones, zeros, running_mean, running_var, epsilon=eps)
+    shape = b.ints(_channel_shape(node.ndim))
+    inverse = b.emit("Reciprocal", b.emit("Sqrt", b.emit("Add", running_var, b.constant(eps, dtype))))
+    return b.emit("Mul", b.emit("Sub", x, b.emit("Reshape", running_mean, shape)), b.emit("Reshape", inverse, shape))
 
 
 # records -----------------------------------------------------------------------------------------
