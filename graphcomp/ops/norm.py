@@ -13,12 +13,15 @@ with running statistics, (C,) vectors along axis 1): elementwise in `x`, its der
 elementwise ops and sums over the other axes.
 
 Kernels take the mean, then the variance of the centred values (two passes: as accurate as
-PyTorch's); they use only array methods and ufuncs, so Dask and CuPy arrays run them as they
-are (Dask reduces over its chunks). gamma and beta are not part of the records: the builders
+PyTorch's), each sum one einsum; they use only ufuncs, einsum and array methods, so Dask and
+CuPy arrays run them as they are (Dask sums over its chunks). gamma and beta are not part of the records: the builders
 multiply and add them, elementwise ops that fuse with what follows.
 """
 
 from __future__ import annotations
+
+import math
+import string
 
 import numpy as np
 
@@ -60,10 +63,20 @@ def statistics_dtype(dtype):
     return np.mean(np.ones(1, dtype)).dtype
 
 
+def _summed(axis, *arrays):
+    """The sum over `axis` of the arrays' elementwise product, the axes kept as size 1: one
+    einsum (a few times faster than NumPy's reductions over several axes, as accurate)."""
+    letters = string.ascii_letters[:arrays[0].ndim]
+    kept = "".join(letter for position, letter in enumerate(letters) if position not in axis)
+    total = np.einsum(",".join([letters] * len(arrays)) + "->" + kept, *arrays)
+    return total.reshape(tuple(1 if a in axis else d for a, d in enumerate(arrays[0].shape)))
+
+
 def _centred_and_inverse_std(x, axis, eps):
     x = x.astype(statistics_dtype(x.dtype), copy=False)
-    centred = x - x.mean(axis=axis, keepdims=True)
-    variance = (centred * centred).mean(axis=axis, keepdims=True)
+    count = math.prod(x.shape[a] for a in axis)
+    centred = x - _summed(axis, x) / count
+    variance = _summed(axis, centred, centred) / count  # of the centred values: two passes, accurate
     return centred, 1 / np.sqrt(variance + eps)
 
 
