@@ -31,7 +31,7 @@ LAYERS = [
     ("graphcomp.tensor", "graphcomp.kernels"),
     ("graphcomp.ops.rules", "graphcomp.ops.elementwise", "graphcomp.ops.indexing", "graphcomp.ops.shape",
      "graphcomp.ops.reduce", "graphcomp.ops.linalg", "graphcomp.ops.products", "graphcomp.ops.random",
-     "graphcomp.ops.conv", "graphcomp.ops.linear_algebra", "graphcomp.ops.operators",
+     "graphcomp.ops.conv", "graphcomp.ops.norm", "graphcomp.ops.linear_algebra", "graphcomp.ops.operators",
      "graphcomp.nn", "graphcomp.linalg"),  # gc.nn and gc.linalg: namespaces over the records
     ("graphcomp.passes",),  # autodiff differentiates the stabiliser's forms
     ("graphcomp.autodiff", "graphcomp.forward"),
