@@ -29,6 +29,7 @@ EXPORTED_OPS = {
     "sum", "mean", "max", "min", "logsumexp", "softmax", "log_softmax", "element_count",
     "reshape", "reshape_like", "transpose", "broadcast_to", "broadcast_like", "sum_to", "expand_dims",
     "squeeze", "concatenate", "concatenate_part", "stack", "getitem", "getitem_grad", "matmul",
+    "normalize", "inverse_std", "batch_norm_inference",
 }
 
 
