@@ -267,3 +267,13 @@ def test_bad_arguments_are_refused_naming_what_was_wrong():
     assert "test_norm.py" in str(error.value)  # where the user built it
     with pytest.raises(OpAttributeError, match="at least one axis"):
         norm.normalize(x, (), 1e-5)
+
+
+def test_float16_is_normalized_with_float32_sums():
+    x = (np.random.default_rng(5).standard_normal((64, 3, 8)) * 0.1 + 30).astype(np.float16)
+    got = gc.function([], gc.nn.batch_norm(gc.constant(x), None, None, np.zeros(3, np.float16),
+                                           np.ones(3, np.float16), training=True)[0])()
+    assert got.dtype == np.float16
+    wide = x.astype(np.float64)
+    expected = (wide - wide.mean((0, 2), keepdims=True)) / np.sqrt(wide.var((0, 2), keepdims=True) + 1e-5)
+    np.testing.assert_allclose(got, expected, rtol=1e-2, atol=1e-2)

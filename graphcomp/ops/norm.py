@@ -73,7 +73,8 @@ def _summed(axis, *arrays):
 
 
 def _centred_and_inverse_std(x, axis, eps):
-    x = x.astype(statistics_dtype(x.dtype), copy=False)
+    """x - mean and 1 / sqrt(var + eps), computed in float32 at least (as NumPy sums float16)."""
+    x = x.astype(np.promote_types(statistics_dtype(x.dtype), np.float32), copy=False)
     count = math.prod(x.shape[a] for a in axis)
     centred = x - _summed(axis, x) / count
     variance = _summed(axis, centred, centred) / count  # of the centred values: two passes, accurate
@@ -81,13 +82,14 @@ def _centred_and_inverse_std(x, axis, eps):
 
 
 def _normalize_impl(x, axis, eps):
+    dtype = statistics_dtype(x.dtype)
     centred, inverse = _centred_and_inverse_std(x, axis, eps)
     centred *= inverse
-    return centred
+    return centred.astype(dtype, copy=False)
 
 
 def _inverse_std_impl(x, axis, eps):
-    return _centred_and_inverse_std(x, axis, eps)[1]
+    return _centred_and_inverse_std(x, axis, eps)[1].astype(statistics_dtype(x.dtype), copy=False)
 
 
 def _channel_shape(ndim):
