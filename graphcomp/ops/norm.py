@@ -4,7 +4,7 @@
 over the axes `axis` (kept as size 1): batch norm with batch statistics normalizes over every
 axis but the channels' (axis 1), layer norm over the last axes. `inverse_std(x)` is the
 `1 / sqrt(var + eps)` it divides by, shaped as the statistics. The two close under
-differentiation: the Jacobian of `normalize` is the symmetric `r (I - 1/n - x̂ x̂^T / n)` (r the
+differentiation: the Jacobian of `normalize` is the symmetric `r (I - 1 1^T / n - x̂ x̂^T / n)` (r the
 inverse standard deviation, x̂ the result, n the count), so its vjp and jvp are one graph of
 `inverse_std`, means and elementwise ops; the derivative of `inverse_std` is `-r^2 x̂ / n`.
 
@@ -14,8 +14,8 @@ elementwise ops and sums over the other axes.
 
 Kernels take the mean, then the variance of the centred values (two passes: as accurate as
 PyTorch's), each sum one einsum; they use only ufuncs, einsum and array methods, so Dask and
-CuPy arrays run them as they are (Dask sums over its chunks). gamma and beta are not part of the records: the builders
-multiply and add them, elementwise ops that fuse with what follows.
+CuPy arrays run them as they are (Dask sums over its chunks). gamma and beta are not part of
+the records: the builders multiply and add them, elementwise ops that fuse with what follows.
 """
 
 from __future__ import annotations
