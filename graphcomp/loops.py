@@ -38,7 +38,7 @@ import weakref
 
 import numpy as np
 
-from graphcomp.autodiff import backpropagate, is_float
+from graphcomp.autodiff import adds_into_running_sums, backpropagate, is_float
 from graphcomp.compile import Function
 from graphcomp.errors import ShapeError
 from graphcomp.forward import push_forward
@@ -169,7 +169,21 @@ def _check_carried(body, carries, caller):
 
 def _inline(body, arguments):
     """The body's outputs computed from `arguments` (tensors, one per body input)."""
-    return substitute(body.outputs, dict(zip(body.inputs, arguments)))
+    return _substitute(body.outputs, dict(zip(body.inputs, arguments)))
+
+
+def _substitute(outputs, replacements):
+    """ir.substitute, the copies made in the order their originals were made (reverse mode
+    sums a tensor's contributions latest consumer first, so a body inlined once per step sums
+    them as the same computation written out step by step does)."""
+    rebuilt = dict(replacements)
+    for node in sorted(topological_order(outputs), key=lambda n: n.id):
+        if node in rebuilt:
+            continue
+        new_inputs = [rebuilt.get(parent, parent) for parent in node.inputs]
+        if any(new is not old for new, old in zip(new_inputs, node.inputs)):
+            rebuilt[node] = node.with_inputs(new_inputs)
+    return [rebuilt.get(out, out) for out in outputs]
 
 
 # trees of tensors -----------------------------------------------------------------------------
@@ -251,7 +265,7 @@ def _capture(own_inputs, output_lists):
     for out in outputs:
         consider(out)
     stand_ins = {node: _placeholder_like(node) for node in captured}
-    return captured, [substitute(outs, stand_ins) for outs in output_lists], [stand_ins[n] for n in captured]
+    return captured, [_substitute(outs, stand_ins) for outs in output_lists], [stand_ins[n] for n in captured]
 
 
 # packing several results into one node --------------------------------------------------------
@@ -543,14 +557,17 @@ def _scan_backward(body, nc, init, xs, consts, ct_final, acc, g_ys, length, reve
     k_in = [_placeholder_like(k) for k in consts]
     ct_in = [_placeholder_like(init[i]) for i in fc]
     gy_in = [_placeholder_like(y_out[j]) for j in fy]
+    acc_in = [_placeholder_like(consts[i]) for i in fk]
     outs = _inline(body, c_in + x_in + k_in)
     wrt = [c_in[i] for i in fc] + [x_in[i] for i in fx] + [k_in[i] for i in fk]
     if not wrt:
         return [], [], []
-    grads = backpropagate([outs[i] for i in fc] + [outs[nc + j] for j in fy], ct_in + gy_in, wrt,
-                          disconnected="zero", caller="scan vjp")
+    # a const's gradient so far (the later steps') is where its gradient in this step starts:
+    # its contributions are added to it one at a time, as written out step by step
+    grads = backpropagate([outs[i] for i in fc] + [outs[nc + j] for j in fy] + [k_in[i] for i in fk],
+                          ct_in + gy_in + acc_in, wrt, disconnected="zero", caller="scan vjp")
     # the step's own forward values (those depending on its carry or x) the gradients read
-    step_own, pulled_back = set(c_in + x_in), set(ct_in + gy_in)
+    step_own, pulled_back = set(c_in + x_in), set(ct_in + gy_in + acc_in)
     for node in topological_order(outs + grads):
         if node not in pulled_back and any(parent in pulled_back for parent in node.inputs):
             pulled_back.add(node)
@@ -562,17 +579,18 @@ def _scan_backward(body, nc, init, xs, consts, ct_final, acc, g_ys, length, reve
 
     def record(carry, x, k):  # the forward steps once more, emitting the residuals of each
         mapping = dict(zip(c_in + x_in + k_in, list(carry) + list(x) + list(k)))
-        stepped = substitute(outs[:nc] + residuals, mapping)
+        stepped = _substitute(outs[:nc] + residuals, mapping)
         return stepped[:nc], stepped[nc:]
     _, stored = _scan_flat(record, init, xs, consts, length, reverse, "scan vjp")
 
     def backward(carry, x, k):
         ct_c, total = carry[:len(fc)], carry[len(fc):]
         g_y, r_t = x[:len(fy)], x[len(fy):]
-        mapping = dict(zip(ct_in + gy_in + k_in + residuals, list(ct_c) + list(g_y) + list(k) + list(r_t)))
-        step = substitute(grads, mapping)
+        mapping = dict(zip(ct_in + gy_in + acc_in + k_in + residuals,
+                           list(ct_c) + list(g_y) + list(total) + list(k) + list(r_t)))
+        step = _substitute(grads, mapping)
         gc_, gx, gk = step[:len(fc)], step[len(fc):len(fc) + len(fx)], step[len(fc) + len(fx):]
-        return gc_ + [s + t for s, t in zip(total, gk)], gx
+        return gc_ + gk, gx
 
     final, gxs = _scan_flat(backward, list(ct_final) + list(acc), list(g_ys) + stored, consts,
                             length, not reverse, "scan vjp")
@@ -584,7 +602,7 @@ def _segments(tensors, start, stop, k):
     return [sh.reshape(t[start:stop], ((stop - start) // k, k) + tuple(t.shape[1:])) for t in tensors]
 
 
-def _scan_vjp(g, out, *inputs):
+def _scan_vjp(g, out, *inputs, starts=None):
     a = out.attrs
     body, nc, nx, length, reverse = a["body"], a["carries"], a["sequences"], a["length"], a["reverse"]
     init, xs, consts = list(inputs[:nc]), list(inputs[nc:nc + nx]), list(inputs[nc + nx:])
@@ -597,7 +615,9 @@ def _scan_vjp(g, out, *inputs):
     g_parts = _unpack(g, shapes, [d if is_float(d) else out.dtype for d in dtypes])
     ct_final = [ew.cast(g_parts[i], init[i].dtype) for i in fc]
     g_ys = [ew.cast(g_parts[nc + j], y_out[j].dtype) for j in fy]
-    acc = [ew.zeros_like(consts[i]) for i in fk]
+    starts = starts or {}
+    acc = [starts.get(nc + nx + i, None) for i in fk]
+    acc = [ew.zeros_like(consts[i]) if start is None else start for i, start in zip(fk, acc)]
     k = a.get("checkpoint", 0) or length
     segments = length // k if k < length else 0
     if not segments:
@@ -646,6 +666,16 @@ def _scan_vjp(g, out, *inputs):
 
 def _scan_vjp_rules(index):
     return _cached_vjp(_scan_vjp)(index)
+
+
+def _scan_consts(node):
+    """The positions of a scan node's consts (the inputs every step reads whole)."""
+    return range(node.attrs["carries"] + node.attrs["sequences"], len(node.inputs))
+
+
+def _scan_vjp_continuing(g, out, starts, *inputs):
+    """_scan_vjp whose consts' gradients continue the sums `starts` (by input position)."""
+    return _scan_vjp(g, out, *inputs, starts=starts)
 
 
 def _scan_narrow(node, read):
@@ -758,6 +788,7 @@ SCAN = register(OpDef(
            "carries": checks.integer(0), "sequences": checks.integer(0), "checkpoint": checks.integer(0)},
     doc="a loop over the leading axis of its sequences running a body graph; its carries and stacked ys packed",
 ))
+adds_into_running_sums(SCAN, _scan_consts, _scan_vjp_continuing)
 
 
 def fori_loop(lower, upper, body, init):
@@ -1070,7 +1101,7 @@ def _while_vjp(g, out, *inputs):
         outs = _inline(body, here + own)
         grads = backpropagate([outs[i] for i in fc], ct_c, [here[i] for i in fc] + [own[i] for i in fk],
                               disconnected="zero", caller="while_loop vjp")
-        grads = substitute(grads, dict(zip(here, recomputed)))
+        grads = _substitute(grads, dict(zip(here, recomputed)))
         return [j] + grads[:len(fc)] + [s + t for s, t in zip(acc, grads[len(fc):])]
 
     start = [trips] + [g_final[i] for i in fc] + [ew.zeros_like(consts[i]) for i in fk]
