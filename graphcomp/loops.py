@@ -41,6 +41,7 @@ import weakref
 
 import numpy as np
 
+from graphcomp import backends
 from graphcomp.autodiff import adds_into_running_sums, backpropagate, is_float
 from graphcomp.compile import Function
 from graphcomp.errors import ShapeError
@@ -71,6 +72,7 @@ class Body:
         self.graph = Graph(self.outputs) if self.outputs else None
         self._function = None
         self._runner = None
+        self._on_devices = weakref.WeakKeyDictionary()  # backend -> its runner, for the other backends
         self._lock = threading.Lock()
 
     def function(self):
@@ -89,8 +91,27 @@ class Body:
         its arguments (a loop's own arrays need none; its results are never written to)."""
         if not self.outputs:
             return []
+        backend = backends.running()
+        if not backend.host_arrays:  # a loop running on a device: its body runs there, on its arrays
+            return self._runner_on(backend)(arrays)
         run = self._runner or self._make_runner()
         return run(arrays)
+
+    def _runner_on(self, backend):
+        """run() for the body compiled for `backend` (one whose arrays are not NumPy's)."""
+        run = self._on_devices.get(backend)
+        if run is None:
+            with self._lock:
+                compiled = Function(self.inputs, self.outputs, optimize=True, backend=backend)
+                program_run = compiled.current_program().run
+
+                def run(arrays):
+                    try:
+                        return program_run(*arrays)
+                    except Exception:  # noqa: BLE001 - the checked call raises it again, explained
+                        return compiled(*arrays)
+                self._on_devices[backend] = run
+        return run
 
     def _make_runner(self):
         compiled = self.function()
@@ -129,7 +150,7 @@ def _as_declared(body, arrays, sequences=range(0)):
     positions `sequences` keep their leading axis): a scalar may come as a 1-element array."""
     out = []
     for position, (array, declared) in enumerate(zip(arrays, body.inputs)):
-        array = np.asarray(array)
+        array = array if hasattr(array, "ndim") else np.asarray(array)  # (a device's arrays stay there)
         ndim = len(declared.shape) + (position in sequences)
         if array.ndim != ndim and array.size == 1 and position not in sequences:
             array = array.reshape(declared.shape)
@@ -341,10 +362,16 @@ def _packed_arrays(values, shapes, dtypes):
     offsets, _, total, dtype = _layout(shapes, dtypes)
     if offsets is None:
         return _pack_impl(*values, dtype=dtype, tangent=False)
-    packed = np.empty(total, dtype)
+    packed = _empty(values, total, dtype)
     for value, offset in zip(values, offsets):
         packed[offset:offset + value.size] = np.ravel(value)
     return packed
+
+
+def _empty(arrays, size, dtype):
+    """An empty vector where `arrays` are (a device's memory, when a loop runs on one)."""
+    like = next((array for array in arrays if hasattr(array, "__array_function__")), None)
+    return np.empty(size, dtype) if like is None else np.empty_like(like, shape=(size,), dtype=dtype)
 
 
 def _header_sizes(like, ndims):
@@ -366,7 +393,7 @@ def _place_of(dims, index):
 def _pack_impl(*values, tangent, dtype=None):
     dtype = np.result_type(*[value.dtype for value in values]) if dtype is None else dtype
     header = [0 if tangent else d for value in values for d in value.shape]
-    like = next((value for value in values if hasattr(value, "__array_function__")), None)  # the arrays' kind
+    like = next((value for value in values if hasattr(value, "__array_function__")), None)  # where they are
     parts = [np.asarray(header, dtype=dtype) if like is None else np.asarray(header, dtype=dtype, like=like)]
     return np.concatenate(parts + [np.ravel(value).astype(dtype, copy=False) for value in values])
 
@@ -547,7 +574,7 @@ def _scan_impl(*arrays, body, length, reverse, carries, sequences, checkpoint=0)
     offsets, sizes, total, dtype = _layout(shapes, dtypes)
     if offsets is None:
         return _scan_impl_with_header(arrays, body, length, reverse, carries, sequences, dtype)
-    packed = np.empty(total, dtype)
+    packed = _empty(arrays, total, dtype)
     arrays = _as_declared(body, arrays, range(carries, carries + sequences))
     carry = list(arrays[:carries])
     xs = arrays[carries:carries + sequences]
