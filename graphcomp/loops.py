@@ -821,18 +821,22 @@ def _scan_backward(body, nc, init, xs, consts, ct_final, acc, g_ys, length, reve
 
 def _segments(tensors, start, stop, k):
     """Steps start..stop-1 of each stacked tensor, as (segments, k, ...) for a scan over segments."""
-    return [_reshaped(t[start:stop], ((stop - start) // k, k) + tuple(t.shape[1:])) for t in tensors]
+    out = []
+    for t in tensors:
+        steps, rest = t[start:stop], tuple(t.shape[1:])
+        if rest.count(None) <= 1:  # reshape finds one unknown size itself
+            out.append(sh.reshape(steps, ((stop - start) // k, k) + tuple(-1 if d is None else d for d in rest)))
+        else:
+            out.append(sh.stack([steps[i:i + k] for i in range(0, stop - start, k)], axis=0))
+    return out
 
 
-def _reshaped(t, shape):
-    """`t` reshaped to `shape`, whose unknown sizes (None) are `t`'s own (as `t` has them, in order)."""
-    if shape.count(None) <= 1:
-        return sh.reshape(t, tuple(-1 if d is None else d for d in shape))
-    rows = shape[0] if t.shape[0] == shape[0] * shape[1] else None  # (n * k, ...) -> (n, k, ...): stack
-    if rows is not None:
-        k = shape[1]
-        return sh.stack([t[i * k:(i + 1) * k] for i in range(rows)], axis=0)
-    return sh.concatenate([t[i] for i in range(t.shape[0])], axis=0)  # (n, k, ...) -> (n * k, ...)
+def _joined(segmented):
+    """A stacked tensor of (segments, k, ...) as (segments * k, ...)."""
+    segments, k, rest = segmented.shape[0], segmented.shape[1], tuple(segmented.shape[2:])
+    if rest.count(None) <= 1:
+        return sh.reshape(segmented, (segments * k,) + tuple(-1 if d is None else d for d in rest))
+    return sh.concatenate([segmented[i] for i in range(segments)], axis=0)
 
 
 def _scan_vjp(g, out, *inputs, starts=None):
@@ -883,7 +887,7 @@ def _scan_vjp(g, out, *inputs, starts=None):
                                     starts + x_main + _segments(g_ys, *main, k), consts, segments, not reverse,
                                     "scan vjp")
         ct_init, acc = final[:len(fc)], final[len(fc):]
-        gx_main = [_reshaped(gx, (segments * k,) + tuple(gx.shape[2:])) for gx in gx_main]
+        gx_main = [_joined(gx) for gx in gx_main]
         gxs = gx_main
         if tail:
             gxs = [sh.concatenate([r, m] if reverse else [m, r], axis=0) for m, r in zip(gx_main, gx_rest)]

@@ -91,6 +91,20 @@ def test_reverse_scan_and_checkpoints_over_an_unknown_batch():
             np.testing.assert_array_equal(a, b, err_msg=str(options))
 
 
+def test_checkpoints_over_xs_of_two_unknown_sizes():
+    xs = RNG.standard_normal((7, 2, 3))
+
+    def gradients(shape, reverse):
+        x = gc.placeholder(shape, name="xs")
+        c, ys = gc.scan(lambda c, row: (gc.tanh(c * 0.5 + row), gc.sin(c)), x[0] * 0.0, x, checkpoint=3,
+                        reverse=reverse)
+        loss = (c ** 2).sum() + (ys * x).sum()
+        return gc.function([x], [loss, gc.grad(loss, x)])(xs)
+    for reverse in (False, True):
+        for a, b in zip(gradients((7, None, None), reverse), gradients((7, 2, 3), reverse)):
+            np.testing.assert_array_equal(a, b)
+
+
 def test_derivatives_match_finite_differences():
     h0, xs = _data(3, 4)
     f = _everything((None, H), (None, None, D))
