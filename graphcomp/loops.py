@@ -638,8 +638,7 @@ def _scan_flat(trace, init, xs, consts, length, reverse, caller="scan", where=No
     captured, (outs,), stand_ins = _capture(carry_in + x_in + const_in, [new_carry + ys])
     body = Body(carry_in + x_in + const_in + stand_ins, outs, f"{caller} body")
     node = apply(SCAN, *init, *xs, *consts, *captured, body=body, length=None if length is None else int(length),
-                 reverse=bool(reverse),
-                 carries=len(init), sequences=len(xs), checkpoint=int(checkpoint or 0))
+                 reverse=bool(reverse), carries=len(init), sequences=len(xs), checkpoint=int(checkpoint or 0))
     parts = _scan_parts(node)
     return parts[:len(init)], parts[len(init):]
 
@@ -1173,7 +1172,8 @@ def _switch_vjp(g, out, index, *operands):
     def derivative(body):
         def trace(own):
             outs = _inline(body, own[:n])
-            cts = _unpack(own[n], [o.shape for o in outs0], [o.dtype if is_float(o.dtype) else out.dtype for o in outs0],
+            cts = _unpack(own[n], [o.shape for o in outs0],
+                          [o.dtype if is_float(o.dtype) else out.dtype for o in outs0],
                           like=own[n + 1] if header else None)
             return backpropagate([outs[k] for k in floating], [cts[k] for k in floating], [own[i] for i in wanted],
                                  disconnected="zero", caller="switch vjp")

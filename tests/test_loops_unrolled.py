@@ -206,8 +206,9 @@ def test_the_loop_builds_loop_nodes_and_the_unrolled_graph_none(name):
 # are equal bit for bit. A rev-rev HVP differentiates a graph holding the forward computation
 # twice: the loop node the cost reads, and the recomputation its vjp runs (the residuals a
 # reverse scan reads, the branch a switch's vjp inlines). The second pass pulls a forward value's
-# cotangents back through each copy separately (for y = w @ u: (a @ u.T) + (b @ u.T)), where the
-# unrolled graph, holding y once, adds them first ((a + b) @ u.T): the last bits can differ, and do in these cases.
+# cotangents back through each copy separately (for y = w @ u, w's gradient is
+# outer(a, u) + outer(b, u)) where the unrolled graph, holding y once, adds them first
+# (outer(a + b, u)): the last bits can differ, and do in these cases.
 RECOMPUTED_FORWARD = {(name, "hvp rev-rev") for name in
                       ("scan", "scan reverse", "fori_loop", "switch", "scan in scan", "cond in scan")}
 LABELS = ["value", "grad h0", "grad xs", "grad w", "jvp", "hvp rev-rev", "hvp fwd-rev"]
