@@ -2,7 +2,11 @@
 
 Reverse mode is the lecture's grad_table walk: visit nodes in reverse topological order; a
 node's gradient is the sum of the contributions its consumers sent it; its op's `vjp` rules
-turn that gradient into contributions for its own inputs. Broadcasting is undone by summing
+turn that gradient into contributions for its own inputs. The order is fixed: the walk visits
+nodes newest first (creation order is topological), so a node's contributions are added one at
+a time, latest consumer first, starting from the cotangent it was given as an output. A loop's
+reverse pass obeys the same rule step by step (graphcomp/loops.py), so a loop and the same
+steps written out give the same bits. Broadcasting is undone by summing
 each contribution down to its input's shape. The walk is a loop, never a recursion.
 """
 
@@ -79,6 +83,10 @@ def _fit_to_input(contribution, target, node=None):
     return contribution
 
 
+def _creation(node):
+    return node.id  # nodes are numbered as they are made, each after its inputs
+
+
 def _sum_contributions(contributions):
     total = contributions[0]
     for term in contributions[1:]:
@@ -105,6 +113,34 @@ def _check_disconnected(disconnected, caller):
         raise ValueError(f"{caller}: disconnected must be 'raise' or 'zero', got {disconnected!r}")
 
 
+_ADDS_INTO = {}  # op -> its reverse pass given the running sums its inputs' gradients add to
+
+
+def adds_into_running_sums(op, positions, vjp):
+    """Let `op`'s reverse pass continue the running gradient sums of the inputs of a node at
+    `positions(node)`: `vjp(gradient, node, starts, *inputs)` gets {position: that input's
+    gradient summed so far} and returns one tensor (or None) per input; those at the positions
+    of `starts` are the sums continued (a loop adds its steps' contributions to them one at a
+    time, as the same steps written out would be summed), the others contributions."""
+    _ADDS_INTO[op] = (positions, vjp)
+
+
+def _add_into_running_sums(adds_into, gradient, node, reached, grad_table):
+    positions, vjp = adds_into
+    starts = {index: _sum_contributions(grad_table[node.inputs[index]]) for index in positions(node)
+              if node.inputs[index] in grad_table and node.inputs.count(node.inputs[index]) == 1}
+    with differentiating(node):
+        results = vjp(gradient, node, starts, *node.inputs)
+    for index, (parent, result) in enumerate(zip(node.inputs, results)):
+        if result is None or parent not in reached:
+            continue
+        result = _fit_to_input(result, parent, node)
+        if index in starts:
+            grad_table[parent] = [result]
+        else:
+            grad_table.setdefault(parent, []).append(result)
+
+
 def backpropagate(outputs, cotangents, wrt, disconnected="zero", caller="grad"):
     """The grad_table walk: sum over outputs of cotangent-weighted derivatives, per wrt tensor.
 
@@ -121,7 +157,7 @@ def backpropagate(outputs, cotangents, wrt, disconnected="zero", caller="grad"):
 def _backpropagate(outputs, cotangents, wrt, disconnected, caller):
     _check_disconnected(disconnected, caller)
     outputs = stable_outputs(outputs, keep=wrt)
-    order = topological_order(outputs)
+    order = sorted(topological_order(outputs), key=_creation)
     if disconnected == "raise":
         present = set(order)
         for position, w in enumerate(wrt):
@@ -147,6 +183,10 @@ def _backpropagate(outputs, cotangents, wrt, disconnected, caller):
             gradient = _sum_contributions(contributions)
             if node in wanted:
                 results[node] = gradient
+            adds_into = _ADDS_INTO.get(node.op)
+            if adds_into is not None:
+                _add_into_running_sums(adds_into, gradient, node, reached, grad_table)
+                continue
             for index, parent in enumerate(node.inputs):
                 if parent not in reached:
                     continue

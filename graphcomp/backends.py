@@ -37,6 +37,7 @@ call raises.
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import sys
 
@@ -84,8 +85,12 @@ class Backend:
         return array
 
     def run(self, run, arrays):
-        """Run the generated program on the arguments."""
-        return run(*arrays)
+        """Run the generated program on the arguments (`running()` is this backend meanwhile)."""
+        token = _RUNNING.set(self)
+        try:
+            return run(*arrays)
+        finally:
+            _RUNNING.reset(token)
 
     def store(self, storage, value):
         """Make `value` (a result of `from_backend`) the variable's new value."""
@@ -528,6 +533,16 @@ def resolve(backend=None, **options):
             raise ValueError(f"function: {key}=True is for backend={owner!r}" if owner
                              else f"function: unknown backend keyword {key!r}")
     return chosen(**given) if given or chosen is not NumPy else _DEFAULT
+
+
+_RUNNING = contextvars.ContextVar("graphcomp_running_backend", default=None)
+
+
+def running():
+    """The backend whose program this thread is running (through `Backend.run`), NumPy outside
+    one: the backend a loop's kernel runs its body graph on, on the arrays it was given."""
+    backend = _RUNNING.get()
+    return _DEFAULT if backend is None else backend
 
 
 def for_arrays(values):

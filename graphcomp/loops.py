@@ -9,7 +9,10 @@ program once per iteration (or once, for the taken branch).
 
 A node has one result: its results (carries, then each stacked ys; or a branch's outputs)
 packed, raveled, into one vector of their common dtype; the tensors the caller gets are slices
-of it, reshaped and cast back. Their shapes must be known when the graph is built.
+of it, reshaped and cast back. When a size is unknown when the graph is built (a batch size, the
+trip count of a scan over xs of unknown length), the vector starts with a header of the results'
+dimensions, read when it runs (LOOP_PART, LOOP_PACK, LOOP_PLACE below); a scan that takes no
+step then knows no size its ys would have had, and gives 0 for it.
 
 Derivatives are nodes of the same kinds, built by inlining a body's graph and differentiating
 it with graphcomp's own reverse and forward modes, so they can be differentiated again:
@@ -38,7 +41,8 @@ import weakref
 
 import numpy as np
 
-from graphcomp.autodiff import backpropagate, is_float
+from graphcomp import backends
+from graphcomp.autodiff import adds_into_running_sums, backpropagate, is_float
 from graphcomp.compile import Function
 from graphcomp.errors import ShapeError
 from graphcomp.forward import push_forward
@@ -68,6 +72,7 @@ class Body:
         self.graph = Graph(self.outputs) if self.outputs else None
         self._function = None
         self._runner = None
+        self._on_devices = weakref.WeakKeyDictionary()  # backend -> its runner, for the other backends
         self._lock = threading.Lock()
 
     def function(self):
@@ -86,8 +91,27 @@ class Body:
         its arguments (a loop's own arrays need none; its results are never written to)."""
         if not self.outputs:
             return []
+        backend = backends.running()
+        if not backend.host_arrays:  # a loop running on a device: its body runs there, on its arrays
+            return self._runner_on(backend)(arrays)
         run = self._runner or self._make_runner()
         return run(arrays)
+
+    def _runner_on(self, backend):
+        """run() for the body compiled for `backend` (one whose arrays are not NumPy's)."""
+        run = self._on_devices.get(backend)
+        if run is None:
+            with self._lock:
+                compiled = Function(self.inputs, self.outputs, optimize=True, backend=backend)
+                program_run = compiled.current_program().run
+
+                def run(arrays):
+                    try:
+                        return program_run(*arrays)
+                    except Exception:  # noqa: BLE001 - the checked call raises it again, explained
+                        return compiled(*arrays)
+                self._on_devices[backend] = run
+        return run
 
     def _make_runner(self):
         compiled = self.function()
@@ -126,7 +150,7 @@ def _as_declared(body, arrays, sequences=range(0)):
     positions `sequences` keep their leading axis): a scalar may come as a 1-element array."""
     out = []
     for position, (array, declared) in enumerate(zip(arrays, body.inputs)):
-        array = np.asarray(array)
+        array = array if hasattr(array, "ndim") else np.asarray(array)  # (a device's arrays stay there)
         ndim = len(declared.shape) + (position in sequences)
         if array.ndim != ndim and array.size == 1 and position not in sequences:
             array = array.reshape(declared.shape)
@@ -169,7 +193,21 @@ def _check_carried(body, carries, caller):
 
 def _inline(body, arguments):
     """The body's outputs computed from `arguments` (tensors, one per body input)."""
-    return substitute(body.outputs, dict(zip(body.inputs, arguments)))
+    return _substitute(body.outputs, dict(zip(body.inputs, arguments)))
+
+
+def _substitute(outputs, replacements):
+    """ir.substitute, the copies made in the order their originals were made (reverse mode
+    sums a tensor's contributions latest consumer first, so a body inlined once per step sums
+    them as the same computation written out step by step does)."""
+    rebuilt = dict(replacements)
+    for node in sorted(topological_order(outputs), key=lambda n: n.id):
+        if node in rebuilt:
+            continue
+        new_inputs = [rebuilt.get(parent, parent) for parent in node.inputs]
+        if any(new is not old for new, old in zip(new_inputs, node.inputs)):
+            rebuilt[node] = node.with_inputs(new_inputs)
+    return [rebuilt.get(out, out) for out in outputs]
 
 
 # trees of tensors -----------------------------------------------------------------------------
@@ -251,30 +289,51 @@ def _capture(own_inputs, output_lists):
     for out in outputs:
         consider(out)
     stand_ins = {node: _placeholder_like(node) for node in captured}
-    return captured, [substitute(outs, stand_ins) for outs in output_lists], [stand_ins[n] for n in captured]
+    return captured, [_substitute(outs, stand_ins) for outs in output_lists], [stand_ins[n] for n in captured]
 
 
 # packing several results into one node --------------------------------------------------------
+#
+# Results whose shapes are all known when the graph is built are packed at fixed offsets. When a
+# size is unknown (a batch size, a trip count), the packed vector starts with a header holding
+# every result's dimensions, and the results follow it, raveled: LOOP_PART reads a result back
+# at the offsets the header gives at run time, LOOP_PACK packs tensors in that layout, and
+# LOOP_PLACE puts one result's cotangent where LOOP_PART read it (zeros elsewhere).
 
-def _layout(shapes, dtypes, caller):
-    """(offsets, sizes, total size, dtype) of results of these shapes and dtypes packed."""
-    return _packed_layout(tuple(tuple(shape) for shape in shapes), tuple(np.dtype(d) for d in dtypes), caller)
+def _layout(shapes, dtypes):
+    """(offsets, sizes, total size, dtype) of results of these shapes and dtypes packed; the
+    offsets, sizes and total are None when a size is unknown (the layout with a header)."""
+    return _packed_layout(tuple(tuple(shape) for shape in shapes), tuple(np.dtype(d) for d in dtypes))
 
 
 @functools.lru_cache(maxsize=1024)
-def _packed_layout(shapes, dtypes, caller):
-    for shape in shapes:
-        if not is_static(shape):
-            raise ShapeError(f"{caller}: every carry, y and branch output needs a shape known when the graph is "
-                             f"built; got {format_shape(shape)}")
+def _packed_layout(shapes, dtypes):
+    dtype = np.result_type(*dtypes) if dtypes else np.dtype(np.float64)
+    if not all(is_static(shape) for shape in shapes):
+        return None, None, None, np.result_type(dtype, np.int64)  # the header's sizes are exact in it
     sizes = tuple(int(size_of(shape)) for shape in shapes)
     offsets = tuple(int(offset) for offset in np.cumsum((0,) + sizes[:-1])) if sizes else ()
-    dtype = np.result_type(*dtypes) if dtypes else np.dtype(np.float64)
     return offsets, sizes, sum(sizes), dtype
 
 
-def _unpack(packed, shapes, dtypes):
-    """The tensors a packed vector holds (slices, reshaped and cast back)."""
+def _packed_shape(shapes, dtypes):
+    """(shape, dtype) of the packed vector holding results of these shapes and dtypes."""
+    _, _, total, dtype = _layout(shapes, dtypes)
+    return (total,), dtype
+
+
+def _has_header(shapes):
+    return not all(is_static(shape) for shape in shapes)
+
+
+def _unpack(packed, shapes, dtypes, like=None):
+    """The tensors a packed vector holds (slices, reshaped and cast back). With a header, the
+    header read is `like`'s (the node whose results these are: a cotangent has none)."""
+    if _has_header(shapes):
+        ndims = tuple(len(shape) for shape in shapes)
+        parts = [apply(LOOP_PART, packed, packed if like is None else like, index=j, ndims=ndims, shape=tuple(shape))
+                 for j, shape in enumerate(shapes)]
+        return [part if part.dtype == dtype else ew.cast(part, dtype) for part, dtype in zip(parts, dtypes)]
     out, offset = [], 0
     for shape, dtype in zip(shapes, dtypes):
         size = int(size_of(shape))
@@ -286,15 +345,162 @@ def _unpack(packed, shapes, dtypes):
     return out
 
 
-def _pack(tensors, dtype):
-    flat = [sh.reshape(t if t.dtype == dtype else ew.cast(t, dtype), (int(size_of(t.shape)),)) for t in tensors]
+def _pack(tensors, dtype, shapes=None, tangent=False):
+    """`tensors` packed into one vector of `dtype`, as results of `shapes` (theirs by default)
+    are; a `tangent` of a packed vector has zeros in its header (the sizes do not vary)."""
+    tensors = [t if t.dtype == dtype else ew.cast(t, dtype) for t in tensors]
+    if _has_header([t.shape for t in tensors] if shapes is None else shapes):
+        return apply(LOOP_PACK, *tensors, tangent=tangent)
+    flat = [sh.reshape(t, (int(size_of(t.shape)),)) for t in tensors]
     if not flat:
         return as_tensor(np.zeros(0, dtype))
     return flat[0] if len(flat) == 1 else sh.concatenate(flat, axis=0)
 
 
-def _write_packed(packed, offset, value):
-    packed[offset:offset + value.size] = np.ravel(value)
+def _packed_arrays(values, shapes, dtypes):
+    """The arrays `values` (results of the declared `shapes`) packed."""
+    offsets, _, total, dtype = _layout(shapes, dtypes)
+    if offsets is None:
+        return _pack_impl(*values, dtype=dtype, tangent=False)
+    packed = _empty(values, total, dtype)
+    for value, offset in zip(values, offsets):
+        packed[offset:offset + value.size] = np.ravel(value)
+    return packed
+
+
+def _empty(arrays, size, dtype):
+    """An empty vector where `arrays` are (a device's memory, when a loop runs on one)."""
+    like = next((array for array in arrays if hasattr(array, "__array_function__")), None)
+    return np.empty(size, dtype) if like is None else np.empty_like(like, shape=(size,), dtype=dtype)
+
+
+def _header_sizes(like, ndims):
+    """The dimensions of each result, as the header of the packed array `like` holds them."""
+    header = [int(d) for d in like[:sum(ndims)].tolist()]
+    dims, start = [], 0
+    for ndim in ndims:
+        dims.append(tuple(header[start:start + ndim]))
+        start += ndim
+    return dims
+
+
+def _place_of(dims, index):
+    """(start, stop) of result `index` in a packed array whose results have dimensions `dims`."""
+    start = sum(len(d) for d in dims) + sum(int(np.prod(d, dtype=np.int64)) for d in dims[:index])
+    return start, start + int(np.prod(dims[index], dtype=np.int64))
+
+
+def _pack_impl(*values, tangent, dtype=None):
+    dtype = np.result_type(*[value.dtype for value in values]) if dtype is None else dtype
+    header = [0 if tangent else d for value in values for d in value.shape]
+    like = next((value for value in values if hasattr(value, "__array_function__")), None)  # where they are
+    parts = [np.asarray(header, dtype=dtype) if like is None else np.asarray(header, dtype=dtype, like=like)]
+    return np.concatenate(parts + [np.ravel(value).astype(dtype, copy=False) for value in values])
+
+
+def _pack_infer(*parts, tangent):
+    if not parts:
+        raise ShapeError("loop_pack: nothing to pack")
+    return (None,), np.result_type(*[part.dtype for part in parts])
+
+
+def _pack_vjp(index):
+    def rule(g, out, *parts):
+        like = apply(LOOP_PACK, *parts, tangent=False) if out.attrs["tangent"] else out  # one holding the sizes
+        return apply(LOOP_PART, g, like, index=index, ndims=tuple(p.ndim for p in parts),
+                     shape=tuple(parts[index].shape))
+    return rule
+
+
+def _pack_jvp(tangents, out, *parts):
+    return apply(LOOP_PACK, *[ew.zeros_like(p) if t is None else t for t, p in zip(tangents, parts)], tangent=True)
+
+
+LOOP_PACK = register(OpDef(
+    "loop_pack", _pack_impl, _pack_infer, vjp=_pack_vjp, jvp=_pack_jvp, fresh_result=True,
+    backend_impls=DASK_WHOLE_ARRAYS, attrs={"tangent": checks.boolean},
+    doc="its operands raveled into one vector after a header of their dimensions (zeros in a tangent's), "
+        "a loop's results whose sizes are unknown when the graph is built",
+))
+
+
+def _ndims(value, inputs, attrs):
+    if isinstance(value, tuple) and all(checks.is_int(d) and d >= 0 for d in value):
+        return None
+    return "must be a tuple of non-negative ints"
+
+
+def _part_shape(value, inputs, attrs):
+    if isinstance(value, tuple) and all(d is None or (checks.is_int(d) and d >= 0) for d in value):
+        return None
+    return "must be a shape: a tuple of non-negative ints or None"
+
+
+def _part_index(value, inputs, attrs):
+    ndims = attrs.get("ndims")
+    if checks.is_int(value) and isinstance(ndims, tuple) and 0 <= value < len(ndims):
+        return None
+    return "must be an int indexing ndims"
+
+
+def _part_impl(packed, like, *, index, ndims, shape):
+    dims = _header_sizes(like, ndims)
+    start, stop = _place_of(dims, index)
+    return packed[start:stop].reshape(dims[index])
+
+
+def _part_infer(packed, like, *, index, ndims, shape):
+    if packed.ndim != 1 or like.ndim != 1 or len(shape) != ndims[index]:
+        raise ShapeError(f"loop_part: needs two packed vectors and a shape of {ndims[index]} dimensions, got "
+                         f"{format_shape(packed.shape)}, {format_shape(like.shape)} and {format_shape(shape)}")
+    return shape, packed.dtype
+
+
+def _part_vjp(g, out, packed, like):
+    return apply(LOOP_PLACE, ew.cast(g, packed.dtype) if g.dtype != packed.dtype else g, like,
+                 index=out.attrs["index"], ndims=out.attrs["ndims"])
+
+
+def _part_jvp(tangents, out, packed, like):
+    return None if tangents[0] is None else apply(LOOP_PART, tangents[0], like, **out.attrs)
+
+
+LOOP_PART = register(OpDef(
+    "loop_part", _part_impl, _part_infer, vjp=(_part_vjp, None), jvp=_part_jvp, backend_impls=DASK_WHOLE_ARRAYS,
+    attrs={"ndims": _ndims, "index": _part_index, "shape": _part_shape},
+    doc="result `index` of a packed vector with a header (read from its second operand, the loop's result)",
+))
+
+
+def _place_impl(value, like, *, index, ndims):
+    dims = _header_sizes(like, ndims)
+    start, stop = _place_of(dims, index)
+    out = np.zeros_like(like)
+    out[start:stop] = np.ravel(value)
+    return out
+
+
+def _place_infer(value, like, *, index, ndims):
+    if like.ndim != 1 or value.ndim != ndims[index]:
+        raise ShapeError(f"loop_place: needs a value of {ndims[index]} dimensions and a packed vector, got "
+                         f"{format_shape(value.shape)} and {format_shape(like.shape)}")
+    return like.shape, like.dtype
+
+
+def _place_vjp(g, out, value, like):
+    return apply(LOOP_PART, g, like, index=out.attrs["index"], ndims=out.attrs["ndims"], shape=tuple(value.shape))
+
+
+def _place_jvp(tangents, out, value, like):
+    return None if tangents[0] is None else apply(LOOP_PLACE, tangents[0], like, **out.attrs)
+
+
+LOOP_PLACE = register(OpDef(
+    "loop_place", _place_impl, _place_infer, vjp=(_place_vjp, None), jvp=_place_jvp, fresh_result=True,
+    shape_from_last_input=True, backend_impls=DASK_WHOLE_ARRAYS,
+    attrs={"ndims": _ndims, "index": _part_index},
+    doc="zeros shaped as a packed vector with a header (its second operand), result `index` set to its first",
+))
 
 
 # ONNX forms: a scan and a while_loop are ONNX Loops, a switch nested Ifs -------------------------
@@ -360,15 +566,15 @@ def _scan_shapes(body, carries, length):
 def _scan_infer(*inputs, body, length, reverse, carries, sequences, checkpoint=0):
     _check_operands(body, inputs, "scan", range(carries, carries + sequences), length)
     _check_carried(body, carries, "scan")
-    shapes, dtypes = _scan_shapes(body, carries, length)
-    _, _, total, dtype = _layout(shapes, dtypes, "scan")
-    return (total,), dtype
+    return _packed_shape(*_scan_shapes(body, carries, length))
 
 
 def _scan_impl(*arrays, body, length, reverse, carries, sequences, checkpoint=0):
     shapes, dtypes = _scan_shapes(body, carries, length)
-    offsets, sizes, total, dtype = _layout(shapes, dtypes, "scan")
-    packed = np.empty(total, dtype)
+    offsets, sizes, total, dtype = _layout(shapes, dtypes)
+    if offsets is None:
+        return _scan_impl_with_header(arrays, body, length, reverse, carries, sequences, dtype)
+    packed = _empty(arrays, total, dtype)
     arrays = _as_declared(body, arrays, range(carries, carries + sequences))
     carry = list(arrays[:carries])
     xs = arrays[carries:carries + sequences]
@@ -383,8 +589,33 @@ def _scan_impl(*arrays, body, length, reverse, carries, sequences, checkpoint=0)
         for rows, y in zip(y_rows, outs[carries:]):
             rows[t] = y
     for value, offset in zip(carry, offsets[:carries]):
-        _write_packed(packed, offset, value)
+        packed[offset:offset + value.size] = np.ravel(value)
     return packed
+
+
+def _scan_impl_with_header(arrays, body, length, reverse, carries, sequences, dtype):
+    """_scan_impl for results of sizes unknown when the graph was built (the trip count among
+    them: the length of the xs): the ys stacked once the steps have run, packed after a header."""
+    arrays = _as_declared(body, arrays, range(carries, carries + sequences))
+    carry = list(arrays[:carries])
+    xs = arrays[carries:carries + sequences]
+    consts = list(arrays[carries + sequences:])
+    length = xs[0].shape[0] if length is None else length
+    ys = [[None] * length for _ in body.outputs[carries:]]
+    for t in (range(length - 1, -1, -1) if reverse else range(length)):
+        outs = body.run(carry + [x[t] for x in xs] + consts)
+        carry = list(outs[:carries])
+        for rows, y in zip(ys, outs[carries:]):
+            rows[t] = y
+    stacked = [np.stack(rows) if rows else np.empty((0,) + tuple(d or 0 for d in y.shape), y.dtype)
+               for rows, y in zip(ys, body.outputs[carries:])]
+    return _pack_impl(*carry, *stacked, dtype=dtype, tangent=False)
+
+
+def _length(value, inputs, attrs):
+    if value is None or (checks.is_int(value) and value >= 0):
+        return None
+    return "must be a non-negative int, or None (the xs' length, known when the scan runs)"
 
 
 def _scan_parts(node):
@@ -406,8 +637,8 @@ def _scan_flat(trace, init, xs, consts, length, reverse, caller="scan", where=No
     _check_carries(init, new_carry, caller, where)
     captured, (outs,), stand_ins = _capture(carry_in + x_in + const_in, [new_carry + ys])
     body = Body(carry_in + x_in + const_in + stand_ins, outs, f"{caller} body")
-    node = apply(SCAN, *init, *xs, *consts, *captured, body=body, length=int(length), reverse=bool(reverse),
-                 carries=len(init), sequences=len(xs), checkpoint=int(checkpoint or 0))
+    node = apply(SCAN, *init, *xs, *consts, *captured, body=body, length=None if length is None else int(length),
+                 reverse=bool(reverse), carries=len(init), sequences=len(xs), checkpoint=int(checkpoint or 0))
     parts = _scan_parts(node)
     return parts[:len(init)], parts[len(init):]
 
@@ -448,10 +679,13 @@ def scan(f, init, xs=None, length=None, reverse=False, checkpoint=None):
         lengths.add(int(length))
     if not lengths:
         raise ValueError("scan: xs is None, so length must be given")
-    if len(lengths) != 1 or None in lengths:
+    if len(lengths - {None}) > 1 or (None in lengths and length is not None):
         raise ShapeError(f"scan: xs have leading axes of lengths {sorted(lengths, key=str)} (and length={length}); "
-                         f"they must all be one known length (built at {where})")
-    n = lengths.pop()
+                         f"they must all be one length (built at {where})")
+    n = lengths.pop() if len(lengths) == 1 else None  # None: the xs' length, known when the scan runs
+    if n is None and checkpoint is not None:
+        raise ShapeError(f"scan: checkpoint={checkpoint} needs the number of steps when the graph is built; the xs "
+                         f"have leading axes of unknown length (built at {where})")
     y_structure = []
 
     def trace(carry_in, x_in, const_in):
@@ -499,12 +733,13 @@ def _scan_jvp(tangents, out, *inputs):
                            checkpoint=a.get("checkpoint", 0))
     d_final, d_ys = final[nc:], ys[len(y_out):]
     shapes, dtypes = _scan_shapes(body, nc, a["length"])
+    values = _unpack(out, shapes, dtypes)
     parts = []
     for i in range(nc):
-        parts.append(d_final[float_carries.index(i)] if i in float_carries else as_tensor(np.zeros(shapes[i], dtypes[i])))
+        parts.append(d_final[float_carries.index(i)] if i in float_carries else ew.zeros_like(values[i]))
     for j in range(len(y_out)):
-        parts.append(d_ys[float_ys.index(j)] if j in float_ys else as_tensor(np.zeros(shapes[nc + j], dtypes[nc + j])))
-    return _pack(parts, out.dtype)
+        parts.append(d_ys[float_ys.index(j)] if j in float_ys else ew.zeros_like(values[nc + j]))
+    return _pack(parts, out.dtype, shapes, tangent=True)
 
 
 _vjp_cache = weakref.WeakKeyDictionary()  # scan/switch node -> {cotangent node: gradients per input}
@@ -543,14 +778,17 @@ def _scan_backward(body, nc, init, xs, consts, ct_final, acc, g_ys, length, reve
     k_in = [_placeholder_like(k) for k in consts]
     ct_in = [_placeholder_like(init[i]) for i in fc]
     gy_in = [_placeholder_like(y_out[j]) for j in fy]
+    acc_in = [_placeholder_like(consts[i]) for i in fk]
     outs = _inline(body, c_in + x_in + k_in)
     wrt = [c_in[i] for i in fc] + [x_in[i] for i in fx] + [k_in[i] for i in fk]
     if not wrt:
         return [], [], []
-    grads = backpropagate([outs[i] for i in fc] + [outs[nc + j] for j in fy], ct_in + gy_in, wrt,
-                          disconnected="zero", caller="scan vjp")
+    # a const's gradient so far (the later steps') is where its gradient in this step starts:
+    # its contributions are added to it one at a time, as written out step by step
+    grads = backpropagate([outs[i] for i in fc] + [outs[nc + j] for j in fy] + [k_in[i] for i in fk],
+                          ct_in + gy_in + acc_in, wrt, disconnected="zero", caller="scan vjp")
     # the step's own forward values (those depending on its carry or x) the gradients read
-    step_own, pulled_back = set(c_in + x_in), set(ct_in + gy_in)
+    step_own, pulled_back = set(c_in + x_in), set(ct_in + gy_in + acc_in)
     for node in topological_order(outs + grads):
         if node not in pulled_back and any(parent in pulled_back for parent in node.inputs):
             pulled_back.add(node)
@@ -562,17 +800,18 @@ def _scan_backward(body, nc, init, xs, consts, ct_final, acc, g_ys, length, reve
 
     def record(carry, x, k):  # the forward steps once more, emitting the residuals of each
         mapping = dict(zip(c_in + x_in + k_in, list(carry) + list(x) + list(k)))
-        stepped = substitute(outs[:nc] + residuals, mapping)
+        stepped = _substitute(outs[:nc] + residuals, mapping)
         return stepped[:nc], stepped[nc:]
     _, stored = _scan_flat(record, init, xs, consts, length, reverse, "scan vjp")
 
     def backward(carry, x, k):
         ct_c, total = carry[:len(fc)], carry[len(fc):]
         g_y, r_t = x[:len(fy)], x[len(fy):]
-        mapping = dict(zip(ct_in + gy_in + k_in + residuals, list(ct_c) + list(g_y) + list(k) + list(r_t)))
-        step = substitute(grads, mapping)
+        mapping = dict(zip(ct_in + gy_in + acc_in + k_in + residuals,
+                           list(ct_c) + list(g_y) + list(total) + list(k) + list(r_t)))
+        step = _substitute(grads, mapping)
         gc_, gx, gk = step[:len(fc)], step[len(fc):len(fc) + len(fx)], step[len(fc) + len(fx):]
-        return gc_ + [s + t for s, t in zip(total, gk)], gx
+        return gc_ + gk, gx
 
     final, gxs = _scan_flat(backward, list(ct_final) + list(acc), list(g_ys) + stored, consts,
                             length, not reverse, "scan vjp")
@@ -581,10 +820,25 @@ def _scan_backward(body, nc, init, xs, consts, ct_final, acc, g_ys, length, reve
 
 def _segments(tensors, start, stop, k):
     """Steps start..stop-1 of each stacked tensor, as (segments, k, ...) for a scan over segments."""
-    return [sh.reshape(t[start:stop], ((stop - start) // k, k) + tuple(t.shape[1:])) for t in tensors]
+    out = []
+    for t in tensors:
+        steps, rest = t[start:stop], tuple(t.shape[1:])
+        if rest.count(None) <= 1:  # reshape finds one unknown size itself
+            out.append(sh.reshape(steps, ((stop - start) // k, k) + tuple(-1 if d is None else d for d in rest)))
+        else:
+            out.append(sh.stack([steps[i:i + k] for i in range(0, stop - start, k)], axis=0))
+    return out
 
 
-def _scan_vjp(g, out, *inputs):
+def _joined(segmented):
+    """A stacked tensor of (segments, k, ...) as (segments * k, ...)."""
+    segments, k, rest = segmented.shape[0], segmented.shape[1], tuple(segmented.shape[2:])
+    if rest.count(None) <= 1:
+        return sh.reshape(segmented, (segments * k,) + tuple(-1 if d is None else d for d in rest))
+    return sh.concatenate([segmented[i] for i in range(segments)], axis=0)
+
+
+def _scan_vjp(g, out, *inputs, starts=None):
     a = out.attrs
     body, nc, nx, length, reverse = a["body"], a["carries"], a["sequences"], a["length"], a["reverse"]
     init, xs, consts = list(inputs[:nc]), list(inputs[nc:nc + nx]), list(inputs[nc + nx:])
@@ -594,12 +848,14 @@ def _scan_vjp(g, out, *inputs):
     fk = [i for i, k in enumerate(consts) if is_float(k.dtype)]
     fy = [i for i, y in enumerate(y_out) if is_float(y.dtype)]
     shapes, dtypes = _scan_shapes(body, nc, length)
-    g_parts = _unpack(g, shapes, [d if is_float(d) else out.dtype for d in dtypes])
+    g_parts = _unpack(g, shapes, [d if is_float(d) else out.dtype for d in dtypes], like=out)
     ct_final = [ew.cast(g_parts[i], init[i].dtype) for i in fc]
     g_ys = [ew.cast(g_parts[nc + j], y_out[j].dtype) for j in fy]
-    acc = [ew.zeros_like(consts[i]) for i in fk]
+    starts = starts or {}
+    acc = [starts.get(nc + nx + i, None) for i in fk]
+    acc = [ew.zeros_like(consts[i]) if start is None else start for i, start in zip(fk, acc)]
     k = a.get("checkpoint", 0) or length
-    segments = length // k if k < length else 0
+    segments = length // k if length is not None and k < length else 0
     if not segments:
         ct_init, acc, gxs = _scan_backward(body, nc, init, xs, consts, ct_final, acc, g_ys, length, reverse)
     else:
@@ -630,10 +886,12 @@ def _scan_vjp(g, out, *inputs):
                                     starts + x_main + _segments(g_ys, *main, k), consts, segments, not reverse,
                                     "scan vjp")
         ct_init, acc = final[:len(fc)], final[len(fc):]
-        gx_main = [sh.reshape(gx, (segments * k,) + tuple(gx.shape[2:])) for gx in gx_main]
+        gx_main = [_joined(gx) for gx in gx_main]
         gxs = gx_main
         if tail:
             gxs = [sh.concatenate([r, m] if reverse else [m, r], axis=0) for m, r in zip(gx_main, gx_rest)]
+    if out.shape[0] is None:  # with no steps, the stacked gradients' unknown sizes come out 0: the xs' own
+        gxs = [sh.reshape_like(gx, xs[i]) for gx, i in zip(gxs, fx)]
     results = [None] * len(inputs)
     for position, i in enumerate(fc):
         results[i] = ct_init[position]
@@ -648,6 +906,16 @@ def _scan_vjp_rules(index):
     return _cached_vjp(_scan_vjp)(index)
 
 
+def _scan_consts(node):
+    """The positions of a scan node's consts (the inputs every step reads whole)."""
+    return range(node.attrs["carries"] + node.attrs["sequences"], len(node.inputs))
+
+
+def _scan_vjp_continuing(g, out, starts, *inputs):
+    """_scan_vjp whose consts' gradients continue the sums `starts` (by input position)."""
+    return _scan_vjp(g, out, *inputs, starts=starts)
+
+
 def _scan_narrow(node, read):
     """The scan computing only its carries and the ys the slices `read` reach, and where each
     slice lands in its result; None when every ys is read (or a slice spans two parts)."""
@@ -656,7 +924,7 @@ def _scan_narrow(node, read):
     shapes, dtypes = _scan_shapes(body, nc, a["length"])
     if not all(is_static(shape) for shape in shapes):
         return None
-    offsets, sizes, _, _ = _layout(shapes, dtypes, "scan")
+    offsets, sizes, _, _ = _layout(shapes, dtypes)
     part_of = {}
     for start, stop in read:
         parts = [j for j, (offset, size) in enumerate(zip(offsets, sizes)) if offset <= start and stop <= offset + size]
@@ -670,7 +938,7 @@ def _scan_narrow(node, read):
     narrowed = make_node(node.op, node.inputs, {**a, "body": narrowed_body}, like=node, name=node.name)
     if narrowed.dtype != node.dtype:  # the parts left pack into another dtype: keep them all
         return None
-    new_offsets = dict(zip(kept, _layout([shapes[j] for j in kept], [dtypes[j] for j in kept], "scan")[0]))
+    new_offsets = dict(zip(kept, _layout([shapes[j] for j in kept], [dtypes[j] for j in kept])[0]))
 
     def place(start, stop):
         j = part_of[start, stop]
@@ -700,6 +968,8 @@ def _scan_merge(a, b):
     """One scan computing the results of scans `a` and `b` (same inputs and steps), when their
     bodies compute the same carries (a scan's and the one its vjp records residuals with): its
     results are a's carries and ys, then b's ys."""
+    if a.shape[0] is None:  # results packed after a header: nothing lies at fixed offsets
+        return None
     attrs_a, attrs_b = dict(a.attrs), dict(b.attrs)
     body_a, body_b = attrs_a.pop("body"), attrs_b.pop("body")
     attrs_a.pop("checkpoint", None), attrs_b.pop("checkpoint", None)
@@ -723,9 +993,9 @@ def _scan_merge(a, b):
     shapes_a, dtypes_a = _scan_shapes(body_a, nc, a.attrs["length"])
     shapes_b, dtypes_b = _scan_shapes(body_b, nc, a.attrs["length"])
     shapes, dtypes = _scan_shapes(body, nc, a.attrs["length"])
-    offsets, _, _, _ = _layout(shapes, dtypes, "scan")
-    offsets_a, sizes_a, _, _ = _layout(shapes_a, dtypes_a, "scan")
-    offsets_b, sizes_b, _, _ = _layout(shapes_b, dtypes_b, "scan")
+    offsets, _, _, _ = _layout(shapes, dtypes)
+    offsets_a, sizes_a, _, _ = _layout(shapes_a, dtypes_a)
+    offsets_b, sizes_b, _, _ = _layout(shapes_b, dtypes_b)
     into_b = list(range(nc)) + [len(outs_a) + j for j in range(len(outs_b) - nc)]
     return (node, _part_places(offsets_a, sizes_a, offsets, range(len(outs_a))),
             _part_places(offsets_b, sizes_b, offsets, into_b))
@@ -754,10 +1024,11 @@ def _scan_onnx(b, node, *names):
 SCAN = register(OpDef(
     "scan", _scan_impl, _scan_infer, vjp=_scan_vjp_rules, jvp=_scan_jvp, fresh_result=True, backend_impls=DASK_WHOLE_ARRAYS,
     onnx=_scan_onnx, narrow=_scan_narrow, merge=_scan_merge,
-    attrs={"body": _is_body, "length": checks.integer(0), "reverse": checks.boolean,
+    attrs={"body": _is_body, "length": _length, "reverse": checks.boolean,
            "carries": checks.integer(0), "sequences": checks.integer(0), "checkpoint": checks.integer(0)},
     doc="a loop over the leading axis of its sequences running a body graph; its carries and stacked ys packed",
 ))
+adds_into_running_sums(SCAN, _scan_consts, _scan_vjp_continuing)
 
 
 def fori_loop(lower, upper, body, init):
@@ -780,18 +1051,13 @@ def _switch_infer(index, *operands, branches):
         if [(tuple(o.shape), o.dtype) for o in branch.outputs] != [(tuple(o.shape), o.dtype) for o in branches[0].outputs]:
             raise ShapeError(f"switch: the branches return different shapes or dtypes ({branch.label})")
     outs = branches[0].outputs
-    _, _, total, dtype = _layout([o.shape for o in outs], [o.dtype for o in outs], "switch")
-    return (total,), dtype
+    return _packed_shape([o.shape for o in outs], [o.dtype for o in outs])
 
 
 def _switch_impl(index, *operands, branches):
     outs = branches[0].outputs
-    offsets, _, total, dtype = _layout([o.shape for o in outs], [o.dtype for o in outs], "switch")
-    taken = branches[min(max(int(np.asarray(index).item()), 0), len(branches) - 1)]  # clamped, as JAX's switch
-    packed = np.empty(total, dtype)
-    for value, offset in zip(taken.run(_as_declared(taken, operands)), offsets):
-        _write_packed(packed, offset, value)
-    return packed
+    taken = branches[min(max(int(index.reshape(())), 0), len(branches) - 1)]  # clamped, as JAX's switch
+    return _packed_arrays(taken.run(_as_declared(taken, operands)), [o.shape for o in outs], [o.dtype for o in outs])
 
 
 def _switch_parts(node):
@@ -884,8 +1150,8 @@ def _switch_jvp(tangents, out, index, *operands):
         def trace(own):
             outs = _inline(body, own[:n])
             touts = push_forward(outs, [own[i] for i in moving], own[n:])
-            return [_pack([t if is_float(o.dtype) else as_tensor(np.zeros(o.shape, o.dtype))
-                           for t, o in zip(touts, outs)], out.dtype)]
+            return [_pack([t if is_float(o.dtype) else ew.zeros_like(o) for t, o in zip(touts, outs)], out.dtype,
+                          [o.shape for o in branches[0].outputs], tangent=True)]
         return trace
 
     (result,) = _switch_flat(index, [derivative(b) for b in branches],
@@ -901,16 +1167,20 @@ def _switch_vjp(g, out, index, *operands):
     wanted = [i for i, o in enumerate(operands) if is_float(o.dtype)]
     if not wanted:
         return [None] * (n + 1)
+    header = _has_header([o.shape for o in outs0])  # then the branches read it from the switch's result
 
     def derivative(body):
         def trace(own):
             outs = _inline(body, own[:n])
-            cts = _unpack(own[n], [o.shape for o in outs0], [o.dtype if is_float(o.dtype) else out.dtype for o in outs0])
+            cts = _unpack(own[n], [o.shape for o in outs0],
+                          [o.dtype if is_float(o.dtype) else out.dtype for o in outs0],
+                          like=own[n + 1] if header else None)
             return backpropagate([outs[k] for k in floating], [cts[k] for k in floating], [own[i] for i in wanted],
                                  disconnected="zero", caller="switch vjp")
         return trace
 
-    grads = _switch_flat(index, [derivative(b) for b in branches], list(operands) + [g], "switch vjp")
+    grads = _switch_flat(index, [derivative(b) for b in branches], list(operands) + [g] + [out] * header,
+                         "switch vjp")
     results = [None] * (n + 1)
     for position, i in enumerate(wanted):
         results[1 + i] = grads[position]
@@ -954,21 +1224,16 @@ def _while_infer(*inputs, test, body, carries):
             or test.outputs[0].dtype != np.bool_:
         raise ShapeError(f"while_loop: the body must return its {carries} carries and the cond one boolean scalar")
     outs = body.outputs
-    _, _, total, dtype = _layout([o.shape for o in outs], [o.dtype for o in outs], "while_loop")
-    return (total,), dtype
+    return _packed_shape([o.shape for o in outs], [o.dtype for o in outs])
 
 
 def _while_impl(*arrays, test, body, carries):
     outs = body.outputs
-    offsets, _, total, dtype = _layout([o.shape for o in outs], [o.dtype for o in outs], "while_loop")
     arrays = _as_declared(body, arrays)
     carry, consts = list(arrays[:carries]), list(arrays[carries:])
     while bool(test.run(carry + consts)[0]):
         carry = list(body.run(carry + consts))
-    packed = np.empty(total, dtype)
-    for value, offset in zip(carry, offsets):
-        _write_packed(packed, offset, value)
-    return packed
+    return _packed_arrays(carry, [o.shape for o in outs], [o.dtype for o in outs])
 
 
 def _while_flat(test_trace, body_trace, init, consts, caller="while_loop", where=None):
@@ -1029,9 +1294,9 @@ def _while_jvp(tangents, out, *inputs):
     start = [tangents[i] if tangents[i] is not None else ew.zeros_like(init[i]) for i in fc]
     final = _while_flat(test_trace, body_trace, init + start, consts + [tangents[nc + i] for i in moving],
                         "while_loop jvp")
-    parts = [final[nc + fc.index(i)] if i in fc else as_tensor(np.zeros(init[i].shape, init[i].dtype))
-             for i in range(nc)]
-    return _pack(parts, out.dtype)
+    values = _unpack(out, [c.shape for c in init], [c.dtype for c in init])
+    parts = [final[nc + fc.index(i)] if i in fc else ew.zeros_like(values[i]) for i in range(nc)]
+    return _pack(parts, out.dtype, [c.shape for c in init], tangent=True)
 
 
 def _while_vjp(g, out, *inputs):
@@ -1048,7 +1313,7 @@ def _while_vjp(g, out, *inputs):
     fk = [i for i, k in enumerate(consts) if is_float(k.dtype)]
     if not fc and not fk:
         return [None] * len(inputs)
-    g_final = _unpack(g, [c.shape for c in init], [c.dtype if is_float(c.dtype) else out.dtype for c in init])
+    g_final = _unpack(g, [c.shape for c in init], [c.dtype if is_float(c.dtype) else out.dtype for c in init], like=out)
     zero = as_tensor(np.int64(0))
 
     def stepped(carry, k):  # one more body step, counted
@@ -1070,7 +1335,7 @@ def _while_vjp(g, out, *inputs):
         outs = _inline(body, here + own)
         grads = backpropagate([outs[i] for i in fc], ct_c, [here[i] for i in fc] + [own[i] for i in fk],
                               disconnected="zero", caller="while_loop vjp")
-        grads = substitute(grads, dict(zip(here, recomputed)))
+        grads = _substitute(grads, dict(zip(here, recomputed)))
         return [j] + grads[:len(fc)] + [s + t for s, t in zip(acc, grads[len(fc):])]
 
     start = [trips] + [g_final[i] for i in fc] + [ew.zeros_like(consts[i]) for i in fk]

@@ -1071,3 +1071,32 @@ def _loop_cases():
 
 
 CASES += _loop_cases()
+
+
+def _packed_cases():
+    """A loop's results whose sizes are unknown when the graph is built are packed after a
+    header of their dimensions (graphcomp/loops.py): the records that pack, read and place them.
+    Each case reads results back (their shapes declared), as a loop's consumers do."""
+    from graphcomp.loops import LOOP_PACK, LOOP_PART, LOOP_PLACE
+    from graphcomp.tensor import apply
+
+    def packed(a, b):
+        return apply(LOOP_PACK, a, b, tangent=False)
+
+    def part(vector, like, index, shape):
+        return apply(LOOP_PART, vector, like, index=index, ndims=(2, 1), shape=shape)
+
+    def placed(a, b):
+        vector = apply(LOOP_PLACE, b * 3.0, packed(a, b), index=1, ndims=(2, 1))
+        return part(vector, packed(a, b), 1, (4,)) + part(vector, packed(a, b), 0, (2, 3)).sum()
+    a, b = _normal((2, 3), 158), _normal((4,), 159)
+    return [
+        OpCase("loop_pack", lambda a, b: part(packed(a, b), packed(a, b), 1, (4,)) * a.sum(),
+               lambda a, b: b * a.sum(), [a, b], "header"),
+        OpCase("loop_part", lambda a, b: part(packed(a, b), packed(a, b), 0, (2, 3)) * 2.0, lambda a, b: 2.0 * a,
+               [a, b], "first"),
+        OpCase("loop_place", placed, lambda a, b: 3.0 * b, [a, b], "second"),
+    ]
+
+
+CASES += _packed_cases()

@@ -1,0 +1,204 @@
+"""Loops over tensors whose sizes are unknown when the graph is built (a batch size, a trip count).
+
+A loop whose carries, ys or branch outputs have a None in their shape packs its results after a
+header of their dimensions, read when it runs. Such a graph must give the bits of the same graph
+built with the sizes known, for values, gradients, jvps and both HVPs, at every size it is fed;
+its derivatives must match finite differences; it saves, loads and pickles; and what cannot work
+(checkpoints over an unknown number of steps, an ONNX form) is refused, saying why.
+"""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+
+import graphcomp as gc
+from finite_differences import central_gradient
+from graphcomp.onnx_export import OnnxExportError
+
+H, D = 3, 2
+RNG = np.random.default_rng(11)
+W = 0.5 * RNG.standard_normal((H, H))
+U = 0.5 * RNG.standard_normal((D, H))
+V = RNG.standard_normal((H, H))
+
+
+def _data(batch, steps, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((batch, H)), rng.standard_normal((steps, batch, D))
+
+
+def _rnn(h0, xs, w, u, reverse=False, checkpoint=None):
+    def cell(carry, x):
+        h, total = carry
+        h = gc.tanh(h @ w + x @ u)
+        return (h, total + gc.cos(h).sum()), gc.sin(h).sum(axis=1)
+    (h, total), ys = gc.scan(cell, (h0, gc.constant(0.0)), xs, reverse=reverse, checkpoint=checkpoint)
+    return (h ** 2).sum() + (ys * ys).sum() + total * total
+
+
+def _everything(h0_shape, xs_shape, optimize=True, **options):
+    """The loss, its gradients, a jvp and both HVPs (with respect to w), compiled."""
+    inputs = [gc.placeholder(h0_shape, name="h0"), gc.placeholder(xs_shape, name="xs"),
+              gc.placeholder((H, H), name="w"), gc.placeholder((D, H), name="u")]
+    loss = _rnn(*inputs, **options)
+    outputs = [loss] + gc.grad(loss, inputs)
+    outputs.append(gc.jvp(loss, inputs[2:], [gc.constant(V), gc.constant(U)]))
+    outputs += [gc.hvp(loss, inputs[2], gc.constant(V), mode=mode) for mode in ("rev-rev", "fwd-rev")]
+    return gc.function(inputs, outputs, optimize=optimize)
+
+
+UNKNOWN = [((None, H), (5, None, D)), ((4, H), (None, 4, D)), ((None, H), (None, None, D))]
+
+
+@pytest.mark.parametrize("optimize", [False, True])
+@pytest.mark.parametrize("h0_shape, xs_shape", UNKNOWN)
+def test_unknown_sizes_give_the_bits_of_known_sizes(h0_shape, xs_shape, optimize):
+    h0, xs = _data(4, 5)
+    known = _everything((4, H), (5, 4, D), optimize)(h0, xs, W, U)
+    got = _everything(h0_shape, xs_shape, optimize)(h0, xs, W, U)
+    for a, b in zip(got, known):
+        assert a.shape == b.shape
+        np.testing.assert_array_equal(a, b)
+
+
+def test_one_graph_runs_at_every_batch_size_and_trip_count():
+    f = _everything((None, H), (None, None, D))
+    for batch, steps in [(1, 1), (4, 5), (7, 2), (2, 9)]:
+        h0, xs = _data(batch, steps, seed=batch + steps)
+        known = _everything((batch, H), (steps, batch, D))(h0, xs, W, U)
+        for a, b in zip(f(h0, xs, W, U), known):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_no_steps_at_all():
+    h0, xs = _data(3, 0)
+    f = _everything((None, H), (None, None, D))
+    value, g_h0, g_xs = f(h0, xs, W, U)[:3]
+    np.testing.assert_array_equal(value, (h0 ** 2).sum())
+    np.testing.assert_array_equal(g_h0, 2 * h0)
+    assert g_xs.shape == (0, 3, D)
+
+
+def test_reverse_scan_and_checkpoints_over_an_unknown_batch():
+    h0, xs = _data(4, 7)
+    for options in ({"reverse": True}, {"checkpoint": 3}, {"checkpoint": 2, "reverse": True}):
+        known = _everything((4, H), (7, 4, D), **options)(h0, xs, W, U)
+        got = _everything((None, H), (7, None, D), **options)(h0, xs, W, U)
+        for a, b in zip(got, known):
+            np.testing.assert_array_equal(a, b, err_msg=str(options))
+
+
+def test_checkpoints_over_xs_of_two_unknown_sizes():
+    xs = RNG.standard_normal((7, 2, 3))
+
+    def gradients(shape, reverse):
+        x = gc.placeholder(shape, name="xs")
+        c, ys = gc.scan(lambda c, row: (gc.tanh(c * 0.5 + row), gc.sin(c)), x[0] * 0.0, x, checkpoint=3,
+                        reverse=reverse)
+        loss = (c ** 2).sum() + (ys * x).sum()
+        return gc.function([x], [loss, gc.grad(loss, x)])(xs)
+    for reverse in (False, True):
+        for a, b in zip(gradients((7, None, None), reverse), gradients((7, 2, 3), reverse)):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_derivatives_match_finite_differences():
+    h0, xs = _data(3, 4)
+    f = _everything((None, H), (None, None, D))
+    args = [h0, xs, W, U]
+    results = f(*args)
+    for position in range(4):
+        def loss_at(value, position=position):
+            moved = list(args)
+            moved[position] = value
+            return f(*moved)[0]
+        np.testing.assert_allclose(results[1 + position], central_gradient(loss_at, args[position]),
+                                   rtol=1e-6, atol=1e-8)
+    eps = 1e-6
+    up, down = f(h0, xs, W + eps * V, U + eps * U)[0], f(h0, xs, W - eps * V, U - eps * U)[0]
+    np.testing.assert_allclose(results[5], (up - down) / (2 * eps), rtol=1e-6, atol=1e-8)
+    eps = 1e-5
+    difference = (f(h0, xs, W + eps * V, U)[3] - f(h0, xs, W - eps * V, U)[3]) / (2 * eps)
+    for hvp in results[6:]:
+        np.testing.assert_allclose(hvp, difference, rtol=1e-5, atol=1e-7)
+
+
+def test_a_scan_over_the_rows_a_mask_keeps():
+    """A trip count that depends on the values: scan over x[mask]."""
+    x = gc.placeholder((6, 2), name="x")
+    kept = x[x[:, 0] > 0]
+    total, ys = gc.scan(lambda c, row: (c * 0.5 + gc.sin(row), c.sum()), gc.constant(np.zeros(2)), kept)
+    loss = (total ** 2).sum() + ys.sum()
+    f = gc.function([x], [loss, ys, gc.grad(loss, x)])
+    values = RNG.standard_normal((6, 2))
+    c, expected_ys = np.zeros(2), []
+    for row in values[values[:, 0] > 0]:
+        expected_ys.append(c.sum())
+        c = c * 0.5 + np.sin(row)
+    value, got_ys, gradient = f(values)
+    np.testing.assert_allclose(value, (c ** 2).sum() + sum(expected_ys), rtol=1e-14)
+    np.testing.assert_allclose(got_ys, expected_ys, rtol=1e-14)
+    np.testing.assert_allclose(gradient, central_gradient(lambda v: f(v)[0], values), rtol=1e-6, atol=1e-8)
+
+
+def _branches_and_while(shape):
+    x = gc.placeholder(shape, name="x")
+    w = gc.placeholder((H, H), name="w")
+    picked = gc.cond(x.sum() > 0, lambda u: gc.tanh(u @ w), lambda u: u * u, x)
+    chosen = gc.switch(gc.constant(np.int64(2)), [lambda u: u, lambda u: u * 2.0, lambda u: gc.exp(u @ w)], picked)
+    scale = (w * w).sum() + 1.0
+    root = gc.while_loop(lambda r: gc.any(gc.abs(r * r - scale) > 1e-10), lambda r: 0.5 * (r + scale / r),
+                         chosen * 0.0 + scale + 1.0)
+    decayed = gc.fori_loop(0, 3, lambda i, c: c * 0.5 + gc.sin(c @ w), root * chosen)
+    loss = (decayed ** 2).sum()
+    inputs = [x, w]
+    outputs = [loss] + gc.grad(loss, inputs) + [gc.jvp(loss, inputs, [x * 0.0 + 1.0, gc.constant(V)])]
+    outputs += [gc.hvp(loss, w, gc.constant(V), mode=mode) for mode in ("rev-rev", "fwd-rev")]
+    return gc.function(inputs, outputs)
+
+
+def test_while_loop_switch_cond_and_fori_loop_over_an_unknown_batch():
+    x = 0.3 * RNG.standard_normal((4, H))
+    known = _branches_and_while((4, H))(x, W)
+    got = _branches_and_while((None, H))(x, W)
+    for a, b in zip(got, known):
+        np.testing.assert_array_equal(a, b)
+    f = _branches_and_while((None, H))
+    np.testing.assert_allclose(f(x, W)[1], central_gradient(lambda v: f(v, W)[0], x), rtol=1e-6, atol=1e-8)
+    assert f(x[:2], W)[1].shape == (2, H)
+
+
+def test_saves_loads_and_pickles_with_the_same_bits(tmp_path):
+    f = _everything((None, H), (None, None, D))
+    h0, xs = _data(3, 4)
+    expected = f(h0, xs, W, U)
+    gc.save(f, tmp_path / "unknown.gcz")
+    loaded = gc.load(tmp_path / "unknown.gcz")
+    copy = pickle.loads(pickle.dumps(f))
+    for g in (loaded, copy):
+        for a, b in zip(g(h0, xs, W, U), expected):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_checkpoints_need_the_number_of_steps():
+    h0, xs = gc.placeholder((None, H)), gc.placeholder((None, None, D))
+    with pytest.raises(gc.ShapeError, match=r"checkpoint=2 needs the number of steps.*built at .*test_loops_unknown"):
+        gc.scan(lambda c, x: (c, None), h0, xs, checkpoint=2)
+
+
+def test_xs_of_two_known_lengths_are_refused():
+    a, b = gc.placeholder((3, 2)), gc.placeholder((4, 2))
+    with pytest.raises(gc.ShapeError, match=r"leading axes of lengths \[3, 4\]"):
+        gc.scan(lambda c, x: (c, None), gc.constant(0.0), (a, b))
+
+
+def test_the_onnx_form_needs_known_sizes():
+    pytest.importorskip("onnx")
+    h0, xs = gc.placeholder((None, H), name="h0"), gc.placeholder((5, None, D), name="xs")
+    h, _ = gc.scan(lambda c, x: (gc.tanh(c + x.sum()), None), h0, xs)
+    f = gc.function([h0, xs], h)
+    with pytest.raises(OnnxExportError, match="op 'loop_part' has no ONNX form.*test_loops_unknown_sizes"):
+        gc.onnx_export.to_onnx(f)
