@@ -9,7 +9,9 @@ program once per iteration (or once, for the taken branch).
 
 A node has one result: its results (carries, then each stacked ys; or a branch's outputs)
 packed, raveled, into one vector of their common dtype; the tensors the caller gets are slices
-of it, reshaped and cast back. Their shapes must be known when the graph is built.
+of it, reshaped and cast back. Their shapes must be known when the graph is built. The kernel
+writes that vector into the array the memory plan gives it (`out=`, as a ufunc does), so a loop
+whose result no caller sees reuses one array, kept in the workspace, at every call.
 
 Derivatives are nodes of the same kinds, built by inlining a body's graph and differentiating
 it with graphcomp's own reverse and forward modes, so they can be differentiated again:
@@ -365,10 +367,10 @@ def _scan_infer(*inputs, body, length, reverse, carries, sequences, checkpoint=0
     return (total,), dtype
 
 
-def _scan_impl(*arrays, body, length, reverse, carries, sequences, checkpoint=0):
+def _scan_impl(*arrays, body, length, reverse, carries, sequences, checkpoint=0, out=None):
     shapes, dtypes = _scan_shapes(body, carries, length)
     offsets, sizes, total, dtype = _layout(shapes, dtypes, "scan")
-    packed = np.empty(total, dtype)
+    packed = np.empty(total, dtype) if out is None else out
     arrays = _as_declared(body, arrays, range(carries, carries + sequences))
     carry = list(arrays[:carries])
     xs = arrays[carries:carries + sequences]
@@ -752,7 +754,8 @@ def _scan_onnx(b, node, *names):
 
 
 SCAN = register(OpDef(
-    "scan", _scan_impl, _scan_infer, vjp=_scan_vjp_rules, jvp=_scan_jvp, fresh_result=True, backend_impls=DASK_WHOLE_ARRAYS,
+    "scan", _scan_impl, _scan_infer, vjp=_scan_vjp_rules, jvp=_scan_jvp, fresh_result=True, writes_out=True,
+    backend_impls=DASK_WHOLE_ARRAYS,
     onnx=_scan_onnx, narrow=_scan_narrow, merge=_scan_merge,
     attrs={"body": _is_body, "length": checks.integer(0), "reverse": checks.boolean,
            "carries": checks.integer(0), "sequences": checks.integer(0), "checkpoint": checks.integer(0)},
@@ -784,11 +787,11 @@ def _switch_infer(index, *operands, branches):
     return (total,), dtype
 
 
-def _switch_impl(index, *operands, branches):
+def _switch_impl(index, *operands, branches, out=None):
     outs = branches[0].outputs
     offsets, _, total, dtype = _layout([o.shape for o in outs], [o.dtype for o in outs], "switch")
     taken = branches[min(max(int(np.asarray(index).item()), 0), len(branches) - 1)]  # clamped, as JAX's switch
-    packed = np.empty(total, dtype)
+    packed = np.empty(total, dtype) if out is None else out
     for value, offset in zip(taken.run(_as_declared(taken, operands)), offsets):
         _write_packed(packed, offset, value)
     return packed
@@ -937,7 +940,8 @@ def _switch_onnx(b, node, index, *operands):
 
 
 SWITCH = register(OpDef(
-    "switch", _switch_impl, _switch_infer, vjp=_cached_vjp(_switch_vjp), jvp=_switch_jvp, fresh_result=True,
+    "switch", _switch_impl, _switch_infer, vjp=_cached_vjp(_switch_vjp), jvp=_switch_jvp,
+    fresh_result=True, writes_out=True,
     backend_impls=DASK_WHOLE_ARRAYS,
     attrs={"branches": _are_bodies}, onnx=_switch_onnx,
     doc="runs the branch graph its index (an int scalar, clamped) picks; that branch's outputs packed",
@@ -958,14 +962,14 @@ def _while_infer(*inputs, test, body, carries):
     return (total,), dtype
 
 
-def _while_impl(*arrays, test, body, carries):
+def _while_impl(*arrays, test, body, carries, out=None):
     outs = body.outputs
     offsets, _, total, dtype = _layout([o.shape for o in outs], [o.dtype for o in outs], "while_loop")
     arrays = _as_declared(body, arrays)
     carry, consts = list(arrays[:carries]), list(arrays[carries:])
     while bool(test.run(carry + consts)[0]):
         carry = list(body.run(carry + consts))
-    packed = np.empty(total, dtype)
+    packed = np.empty(total, dtype) if out is None else out
     for value, offset in zip(carry, offsets):
         _write_packed(packed, offset, value)
     return packed
@@ -1096,7 +1100,8 @@ def _while_onnx(b, node, *names):
 
 
 WHILE_LOOP = register(OpDef(
-    "while_loop", _while_impl, _while_infer, vjp=_cached_vjp(_while_vjp), jvp=_while_jvp, fresh_result=True,
+    "while_loop", _while_impl, _while_infer, vjp=_cached_vjp(_while_vjp), jvp=_while_jvp,
+    fresh_result=True, writes_out=True,
     backend_impls=DASK_WHOLE_ARRAYS,
     attrs={"test": _is_body, "body": _is_body, "carries": checks.integer(0)}, onnx=_while_onnx,
     doc="runs its body graph while its cond graph says so; the final carries packed",

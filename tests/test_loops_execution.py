@@ -1,0 +1,110 @@
+"""How loops run: a loop or branch node writes its packed result into an array the memory plan
+gives it (`out=`), kept in the workspace between calls when no result can see it; every result
+stays its caller's. Values are checked against plain NumPy loops, never against graphcomp."""
+
+import re
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+import graphcomp as gc
+
+
+@pytest.fixture
+def switch_often():
+    """Let the interpreter switch threads every microsecond (inside calls, not between them)."""
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    yield
+    sys.setswitchinterval(previous)
+
+
+def _rnn(steps=6, batch=3, hidden=4):
+    """(xs, w, loss of an Elman scan, its ys): a scan whose ys only a loss reads."""
+    xs = gc.placeholder((steps, batch, hidden), name="xs")
+    w = gc.placeholder((hidden, hidden), name="w")
+    _, hs = gc.scan(lambda h, x: (gc.tanh(x + h @ w),) * 2, gc.constant(np.zeros((batch, hidden))), xs)
+    return xs, w, gc.sum(hs * hs), hs
+
+
+def _numpy_rnn(xs, w):
+    h, hs = np.zeros(xs.shape[1:]), []
+    for x in xs:
+        h = np.tanh(x + h @ w)
+        hs.append(h)
+    return np.stack(hs)
+
+
+def _scan_line(f):
+    return next(line for line in f.source.splitlines() if re.search(r"= scan_\d+\(", line))
+
+
+def _arguments(seed):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((6, 3, 4)), rng.standard_normal((4, 4)) / 2
+
+
+def test_a_scan_only_a_loss_reads_writes_into_the_workspace_kept_between_calls():
+    xs, w, loss, _ = _rnn()
+    f = gc.function([xs, w], loss)
+    assert "out=ws[" in _scan_line(f)
+    for seed in range(3):
+        a, b = _arguments(seed)
+        hs = _numpy_rnn(a, b)
+        np.testing.assert_allclose(f(a, b), np.sum(hs * hs), rtol=1e-12)
+
+
+def test_kept_ys_and_gradients_survive_later_calls():
+    xs, w, loss, hs = _rnn()
+    f = gc.function([xs, w], [loss, hs] + gc.grad(loss, [xs, w]))
+    assert "out=ws[" not in _scan_line(f)  # the ys returned are slices of it
+    kept = [(f(*_arguments(seed)), _arguments(seed)) for seed in range(4)]
+    for results, (a, b) in kept:
+        expected = _numpy_rnn(a, b)
+        np.testing.assert_allclose(results[1], expected, rtol=1e-12)
+        np.testing.assert_allclose(results[0], np.sum(expected * expected), rtol=1e-12)
+        step = 1e-6  # the gradient with respect to one entry of w, by central differences
+        d = np.zeros_like(b)
+        d[1, 2] = step
+        numeric = (np.sum(_numpy_rnn(a, b + d) ** 2) - np.sum(_numpy_rnn(a, b - d) ** 2)) / (2 * step)
+        np.testing.assert_allclose(results[3][1, 2], numeric, rtol=1e-6)
+    first, second = kept[0][0], kept[1][0]
+    assert not any(np.shares_memory(x, y) for x in first for y in second)
+
+
+def test_a_switch_and_a_while_loop_inside_a_loss_write_into_given_arrays():
+    x = gc.placeholder((5,), name="x")
+    branched = gc.cond(gc.sum(x) > 0, lambda v: v * 2.0, lambda v: v - 1.0, x)
+    _, doubled = gc.while_loop(lambda c: c[0] < 3, lambda c: (c[0] + 1, c[1] * 2.0), (gc.constant(0), x))
+    f = gc.function([x], gc.sum(branched) + gc.sum(doubled))
+    source = f.source
+    assert re.search(r"= switch_\d+\(.*out=", source) and re.search(r"= while_loop_\d+\(.*out=", source)
+    for values in (np.arange(5.0), -np.arange(5.0), np.linspace(-1, 3, 5)):
+        expected = np.sum(values * 2.0 if values.sum() > 0 else values - 1.0) + np.sum(values * 8.0)
+        np.testing.assert_allclose(f(values), expected, rtol=1e-12)
+
+
+def test_eight_threads_running_one_scan_get_exactly_their_own_results(switch_often):
+    xs, w, loss, hs = _rnn()
+    f = gc.function([xs, w], [loss, hs])
+    got, errors = {}, []
+
+    def work(k):
+        try:
+            a, b = _arguments(k)
+            got[k] = [f(a, b) for _ in range(3)]
+        except Exception as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors[0]
+    for k, calls in got.items():
+        expected = _numpy_rnn(*_arguments(k))
+        for loss_value, ys in calls:
+            np.testing.assert_allclose(ys, expected, rtol=1e-12)
+            np.testing.assert_allclose(loss_value, np.sum(expected * expected), rtol=1e-12)
