@@ -108,3 +108,49 @@ def test_eight_threads_running_one_scan_get_exactly_their_own_results(switch_oft
         for loss_value, ys in calls:
             np.testing.assert_allclose(ys, expected, rtol=1e-12)
             np.testing.assert_allclose(loss_value, np.sum(expected * expected), rtol=1e-12)
+
+
+# the cotangent of a packed result ----------------------------------------------------------------
+
+def _placed_slices(optimize):
+    """Slices of the gradient of a vector read in two parts: a sum of two parts placed into zeros."""
+    v, a, b = gc.placeholder((10,), name="v"), gc.placeholder((4,), name="a"), gc.placeholder((6,), name="b")
+    (gv,) = gc.grad(gc.sum(a * v[0:4]) + gc.sum(b * v[4:10]), [v])
+    return gc.function([v, a, b], [gv[0:4], gv[4:10], gv[5:8], gv[:2], gv[2:7], gv[4:4], gv], optimize=optimize)
+
+
+def test_slices_of_a_sum_of_placed_parts_keep_every_bit_and_signed_zero():
+    a = np.array([-0.0, 1.5, np.nan, -np.inf])
+    b = np.array([0.0, -0.0, 2.0, np.inf, -3.0, -0.0])
+    got = _placed_slices(True)(np.ones(10), a, b)
+    expected = _placed_slices(False)(np.ones(10), a, b)
+    whole = np.concatenate([a + 0.0, b + 0.0])  # each element: its part plus the other part's +0.0
+    for g, e, part in zip(got, expected, [whole[0:4], whole[4:10], whole[5:8], whole[:2], whole[2:7], whole[4:4],
+                                          whole]):
+        np.testing.assert_array_equal(g, part)
+        np.testing.assert_array_equal(np.signbit(g), np.signbit(part))
+        np.testing.assert_array_equal(np.signbit(g), np.signbit(e))
+
+
+def test_slices_inside_one_part_read_that_part_without_the_zeros_vector():
+    ops = [node.op.name for node in _placed_slices(True).graph.nodes]
+    assert ops.count("getitem_grad") == 2  # the two parts placed once, for the whole gv and gv[2:7]
+    v, a = gc.placeholder((10,), name="v"), gc.placeholder((4,), name="a")
+    b = gc.placeholder((6,), name="b")
+    (gv,) = gc.grad(gc.sum(a * v[0:4]) + gc.sum(b * v[4:10]), [v])
+    g = gc.function([v, a, b], [gv[0:4], gv[5:8]])
+    assert not any(node.op.name == "getitem_grad" for node in g.graph.nodes)
+    first, second = g(np.ones(10), np.arange(4.0), np.arange(6.0) + 10)
+    np.testing.assert_array_equal(first, np.arange(4.0))
+    np.testing.assert_array_equal(second, [11.0, 12.0, 13.0])
+
+
+def test_the_gradient_of_a_scan_fills_no_zeros_the_size_of_its_result():
+    xs, w, loss, _ = _rnn()
+    f = gc.function([xs, w], gc.grad(loss, [xs, w]))
+    sizes = [node.shape[0] for node in f.graph.nodes if node.op.name == "scan"]
+    assert not any(node.op.name == "getitem_grad" and node.shape[0] in sizes for node in f.graph.nodes)
+    slow = gc.function([xs, w], gc.grad(loss, [xs, w]), optimize=False)
+    for seed in range(2):
+        for fast_value, slow_value in zip(f(*_arguments(seed)), slow(*_arguments(seed))):
+            np.testing.assert_array_equal(fast_value, slow_value)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from graphcomp.ops.elementwise import ADD, DIVIDE, MULTIPLY, NEGATIVE, SUBTRACT, ZEROS_LIKE
+from graphcomp.ops.indexing import GETITEM, GETITEM_GRAD
 from graphcomp.ops.reduce import ELEMENT_COUNT, MEAN, SUM
 from graphcomp.ops.shape import (
     BROADCAST_LIKE, BROADCAST_TO, EXPAND_DIMS, RESHAPE, RESHAPE_LIKE, SQUEEZE, SUM_TO, TRANSPOSE,
@@ -208,6 +209,59 @@ def _mean_as_sum(node):
     return make_node(DIVIDE, [total, make_constant(count, node.dtype, like=node)], like=node)
 
 
+# slices of packed vectors ----------------------------------------------------------------------
+# A loop's result is one vector of packed parts; its cotangent is a sum of parts placed into zeros
+# (getitem_grad), which the loop's vjp slices apart again. These rules take the slices of the
+# parts directly, so no vector of zeros the size of the whole result is filled at every call.
+
+def _vector_slice(node, vector):
+    """(start, stop) when `node` (a getitem or getitem_grad) indexes the 1-D `vector` of known
+    length with one slice of step 1, else None."""
+    index = node.attrs["index"]
+    if len(vector.shape) != 1 or not is_static(vector.shape) or len(index) != 1:
+        return None
+    item = index[0]
+    if not (isinstance(item, tuple) and item[0] == "slice" and item[3] in (None, 1)):
+        return None
+    chosen = range(vector.shape[0])[slice(item[1], item[2])]
+    return chosen.start, max(chosen.start, chosen.stop)
+
+
+def _slice_of_placed(node):
+    """getitem(getitem_grad(g, like, s), t) with slices s and t of a vector: g (t == s), a slice
+    of g (t inside s) or zeros (t apart from s); the same values, g's own."""
+    (placed,) = node.inputs
+    if placed.op is not GETITEM_GRAD:
+        return None
+    g, like = placed.inputs
+    inner, outer = _vector_slice(placed, like), _vector_slice(node, placed)
+    if inner is None or outer is None or g.dtype != node.dtype or tuple(g.shape) != (inner[1] - inner[0],):
+        return None
+    (start, stop), (first, last) = inner, outer
+    if first == last or last <= start or stop <= first:
+        return zeros(node.shape, node.dtype, like=node)
+    if first == start and last == stop:
+        return g
+    if start <= first and last <= stop:
+        return make_node(GETITEM, [g], {"index": (("slice", first - start, last - start, None),)}, like=node)
+    return None
+
+
+def _slice_of_placed_sum(node):
+    """getitem(a + b, t) -> a[t] + b[t] where a and b are placed parts (getitem_grad) of the
+    sum's own shape: the sum of the slices is the slice of the sum, element for element."""
+    (total,) = node.inputs
+    if total.op is not ADD or _vector_slice(node, total) is None:
+        return None
+    a, b = total.inputs
+    if not all(part.op is GETITEM_GRAD and same_static_shape(part.shape, total.shape) and part.dtype == total.dtype
+               for part in (a, b)):
+        return None
+    index = dict(node.attrs)
+    return make_node(ADD, [make_node(GETITEM, [a], index, like=node), make_node(GETITEM, [b], index, like=node)],
+                     like=node)
+
+
 # leaves that only depend on shapes -------------------------------------------------------------
 
 def _static_zeros_like(node):
@@ -252,6 +306,8 @@ RULES = [
     Rule("mean(x) -> sum(x) / n", (MEAN,), _mean_as_sum),
     Rule("zeros_like with a known shape -> structural zero", (ZEROS_LIKE,), _static_zeros_like),
     Rule("element_count with known sizes -> constant", (ELEMENT_COUNT,), _static_element_count),
+    Rule("getitem(getitem_grad(g, s), t) -> g, g[t'] or zeros", (GETITEM,), _slice_of_placed),
+    Rule("getitem(placed a + placed b, t) -> a[t] + b[t]", (GETITEM,), _slice_of_placed_sum),
 ]
 
 
