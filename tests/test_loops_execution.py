@@ -112,29 +112,32 @@ def test_eight_threads_running_one_scan_get_exactly_their_own_results(switch_oft
 
 # the cotangent of a packed result ----------------------------------------------------------------
 
-def _placed_slices(optimize):
-    """Slices of the gradient of a vector read in two parts: a sum of two parts placed into zeros."""
-    v, a, b = gc.placeholder((10,), name="v"), gc.placeholder((4,), name="a"), gc.placeholder((6,), name="b")
-    (gv,) = gc.grad(gc.sum(a * v[0:4]) + gc.sum(b * v[4:10]), [v])
-    return gc.function([v, a, b], [gv[0:4], gv[4:10], gv[5:8], gv[:2], gv[2:7], gv[4:4], gv], optimize=optimize)
+def _placed_slices(optimize, gap=0):
+    """Slices of the gradient of a vector read in two parts (`gap` elements apart): a sum of two
+    parts placed into zeros."""
+    v = gc.placeholder((10 + gap,), name="v")
+    a, b = gc.placeholder((4,), name="a"), gc.placeholder((6,), name="b")
+    (gv,) = gc.grad(gc.sum(a * v[0:4]) + gc.sum(b * v[4 + gap:10 + gap]), [v])
+    slices = [gv[0:4], gv[4 + gap:10 + gap], gv[5 + gap:8 + gap], gv[:2], gv[2:7], gv[4:4], gv]
+    return gc.function([v, a, b], slices, optimize=optimize)
 
 
-def test_slices_of_a_sum_of_placed_parts_keep_every_bit_and_signed_zero():
+@pytest.mark.parametrize("gap", [0, 2])
+def test_slices_of_a_sum_of_placed_parts_keep_every_bit_and_signed_zero(gap):
     a = np.array([-0.0, 1.5, np.nan, -np.inf])
     b = np.array([0.0, -0.0, 2.0, np.inf, -3.0, -0.0])
-    got = _placed_slices(True)(np.ones(10), a, b)
-    expected = _placed_slices(False)(np.ones(10), a, b)
-    whole = np.concatenate([a + 0.0, b + 0.0])  # each element: its part plus the other part's +0.0
-    for g, e, part in zip(got, expected, [whole[0:4], whole[4:10], whole[5:8], whole[:2], whole[2:7], whole[4:4],
-                                          whole]):
+    got = _placed_slices(True, gap)(np.ones(10 + gap), a, b)
+    expected = _placed_slices(False, gap)(np.ones(10 + gap), a, b)
+    whole = np.concatenate([a + 0.0, np.zeros(gap), b + 0.0])  # each element: its part plus the other's +0.0
+    parts = [whole[0:4], whole[4 + gap:10 + gap], whole[5 + gap:8 + gap], whole[:2], whole[2:7], whole[4:4], whole]
+    for g, e, part in zip(got, expected, parts):
         np.testing.assert_array_equal(g, part)
         np.testing.assert_array_equal(np.signbit(g), np.signbit(part))
         np.testing.assert_array_equal(np.signbit(g), np.signbit(e))
 
 
 def test_slices_inside_one_part_read_that_part_without_the_zeros_vector():
-    ops = [node.op.name for node in _placed_slices(True).graph.nodes]
-    assert ops.count("getitem_grad") == 2  # the two parts placed once, for the whole gv and gv[2:7]
+    assert not any(node.op.name == "getitem_grad" for node in _placed_slices(True).graph.nodes)
     v, a = gc.placeholder((10,), name="v"), gc.placeholder((4,), name="a")
     b = gc.placeholder((6,), name="b")
     (gv,) = gc.grad(gc.sum(a * v[0:4]) + gc.sum(b * v[4:10]), [v])
@@ -154,3 +157,39 @@ def test_the_gradient_of_a_scan_fills_no_zeros_the_size_of_its_result():
     for seed in range(2):
         for fast_value, slow_value in zip(f(*_arguments(seed)), slow(*_arguments(seed))):
             np.testing.assert_array_equal(fast_value, slow_value)
+
+
+def _gates(optimize, cuts=((0, 2), (2, 5), (5, 6))):
+    """The gradient of a vector cut into parts, each part through its own function: a sum of
+    parts placed into zeros (as an LSTM's gates give), and a matrix cut along its columns."""
+    v = gc.placeholder((6,), name="v")
+    m = gc.placeholder((3, 6), name="m")
+    a = gc.placeholder((6,), name="a")
+    loss = sum(gc.sum(gc.tanh(v[start:stop]) * a[start:stop]) for start, stop in cuts)
+    loss = loss + sum(gc.sum(gc.sigmoid(m[:, start:stop]) * a[start:stop]) for start, stop in cuts)
+    return gc.function([v, m, a], gc.grad(loss, [v, m]), optimize=optimize)
+
+
+def test_a_sum_of_parts_tiling_an_axis_is_joined_with_every_bit_kept():
+    f, slow = _gates(True), _gates(False)
+    assert not any(node.op.name == "getitem_grad" for node in f.graph.nodes)
+    v = np.array([0.3, -0.0, np.nan, 2.0, -np.inf, 0.0])
+    m = np.array([[1.0, -2.0, 0.0, -0.0, 3.0, np.inf]] * 3)
+    a = np.array([1.0, -1.0, 2.0, -0.0, 0.5, 1.0])
+    for got, expected in zip(f(v, m, a), slow(v, m, a)):
+        np.testing.assert_array_equal(got, expected)
+        numbers = ~np.isnan(expected)
+        np.testing.assert_array_equal(np.signbit(got)[numbers], np.signbit(expected)[numbers])
+    gv, gm = f(v, m, a)
+    np.testing.assert_allclose(gv[[0, 3, 5]], (1 - np.tanh(v[[0, 3, 5]]) ** 2) * a[[0, 3, 5]], rtol=1e-14)
+    s = 1 / (1 + np.exp(-m[:, :5]))
+    np.testing.assert_allclose(gm[:, :5], s * (1 - s) * a[:5], rtol=1e-14)
+
+
+def test_parts_that_leave_a_gap_or_overlap_stay_placed():
+    for cuts in (((0, 2), (3, 6)), ((0, 3), (2, 6))):
+        f, slow = _gates(True, cuts), _gates(False, cuts)
+        assert any(node.op.name == "getitem_grad" for node in f.graph.nodes)
+        args = (np.linspace(-1, 1, 6), np.linspace(-2, 2, 18).reshape(3, 6), np.arange(6.0) - 2)
+        for got, expected in zip(f(*args), slow(*args)):
+            np.testing.assert_array_equal(got, expected)

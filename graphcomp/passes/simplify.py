@@ -14,7 +14,7 @@ from graphcomp.ops.elementwise import ADD, DIVIDE, MULTIPLY, NEGATIVE, SUBTRACT,
 from graphcomp.ops.indexing import GETITEM, GETITEM_GRAD
 from graphcomp.ops.reduce import ELEMENT_COUNT, MEAN, SUM
 from graphcomp.ops.shape import (
-    BROADCAST_LIKE, BROADCAST_TO, EXPAND_DIMS, RESHAPE, RESHAPE_LIKE, SQUEEZE, SUM_TO, TRANSPOSE,
+    BROADCAST_LIKE, BROADCAST_TO, CONCATENATE, EXPAND_DIMS, RESHAPE, RESHAPE_LIKE, SQUEEZE, SUM_TO, TRANSPOSE,
 )
 from graphcomp.passes.constant_folding import MAX_FOLDED_ELEMENTS, evaluate, foldable
 from graphcomp.passes.rewrite import (
@@ -262,6 +262,86 @@ def _slice_of_placed_sum(node):
                      like=node)
 
 
+def _slice_of_joined_parts(node):
+    """getitem(concatenate(parts) + 0.0, t) -> part[t'] + 0.0 for a slice t of a vector inside
+    one part (what a sum of placed parts becomes, below)."""
+    (total,) = node.inputs
+    if total.op is not ADD or _vector_slice(node, total) is None:
+        return None
+    joined, zero = total.inputs
+    if joined.op is not CONCATENATE or not _is_neutral_zero(zero, sign_bit=False) or joined.dtype != node.dtype:
+        return None
+    first, last = _vector_slice(node, total)
+    offset = 0
+    for part in joined.inputs:
+        size = part.shape[0]
+        if offset <= first and last <= offset + size and first < last:
+            if (first, last) != (offset, offset + size):
+                part = make_node(GETITEM, [part], {"index": (("slice", first - offset, last - offset, None),)},
+                                 like=node)
+            return make_node(ADD, [part, zeros(tuple(node.shape), node.dtype, like=node)], like=node)
+        offset += size
+    return None
+
+
+def _placed_terms(node, shape, dtype, terms):
+    """Collect into `terms` the placed parts (getitem_grad) an add tree of `shape` and `dtype`
+    sums; False when a term is anything else."""
+    if not (same_static_shape(node.shape, shape) and node.dtype == dtype):
+        return False
+    if node.op is ADD:
+        return all(_placed_terms(x, shape, dtype, terms) for x in node.inputs)
+    terms.append(node)
+    return node.op is GETITEM_GRAD
+
+
+def _block_along_one_axis(placed):
+    """(axis, start, stop) when a getitem_grad places its g, of exactly that block's shape,
+    at rows start..stop-1 of one axis (every other axis whole), else None."""
+    g, like = placed.inputs
+    index, shape = placed.attrs["index"], tuple(like.shape)
+    if len(index) > len(shape):
+        return None
+    cut = None
+    for axis, size in enumerate(shape):
+        item = index[axis] if axis < len(index) else ("slice", None, None, None)
+        if not (isinstance(item, tuple) and item[0] == "slice" and item[3] in (None, 1)):
+            return None
+        rows = range(size)[slice(item[1], item[2])]
+        if len(rows) == size:
+            continue
+        if cut is not None or not rows:
+            return None
+        cut = (axis, rows.start, rows.stop)
+    if cut is None:
+        return None
+    axis, start, stop = cut
+    block = shape[:axis] + (stop - start,) + shape[axis + 1:]
+    return cut if tuple(g.shape) == block and g.dtype == placed.dtype else None
+
+
+def _placed_parts_tiling_an_axis(node):
+    """A sum of parts placed into zeros (getitem_grad) that tile one axis -> the parts joined
+    (concatenate) + 0.0: each element is its one part's value plus zeros, that is value + 0.0
+    (-0.0 becomes 0.0 either way), without a vector of zeros per part."""
+    terms = []
+    if node.op is not ADD or not _placed_terms(node, tuple(node.shape), node.dtype, terms):
+        return None
+    cuts = [_block_along_one_axis(term) for term in terms]
+    if any(cut is None for cut in cuts) or len({cut[0] for cut in cuts}) != 1:
+        return None
+    order = sorted(range(len(terms)), key=lambda i: cuts[i][1])
+    axis, reached = cuts[0][0], 0
+    for i in order:
+        if cuts[i][1] != reached:
+            return None
+        reached = cuts[i][2]
+    if reached != node.shape[axis]:
+        return None
+    joined = make_node(CONCATENATE, [terms[i].inputs[0] for i in order], {"axis": axis}, like=node)
+    return make_node(ADD, [joined, zeros(tuple(node.shape), node.dtype, like=node)], like=node)
+
+
 # leaves that only depend on shapes -------------------------------------------------------------
 
 def _static_zeros_like(node):
@@ -308,6 +388,8 @@ RULES = [
     Rule("element_count with known sizes -> constant", (ELEMENT_COUNT,), _static_element_count),
     Rule("getitem(getitem_grad(g, s), t) -> g, g[t'] or zeros", (GETITEM,), _slice_of_placed),
     Rule("getitem(placed a + placed b, t) -> a[t] + b[t]", (GETITEM,), _slice_of_placed_sum),
+    Rule("sum of placed parts tiling an axis -> concatenate + 0.0", (ADD,), _placed_parts_tiling_an_axis),
+    Rule("getitem(concatenate(parts) + 0.0, t) -> part[t'] + 0.0", (GETITEM,), _slice_of_joined_parts),
 ]
 
 
