@@ -49,6 +49,7 @@ from graphcomp.ops import checks
 from graphcomp.onnx_export import OnnxExportError
 from graphcomp.passes.common_subexpressions import eliminate_common_subexpressions
 from graphcomp.passes.rewrite import make_node
+from graphcomp.passes.simplify import simplify
 from graphcomp.ops import elementwise as ew
 from graphcomp.ops import shape as sh
 from graphcomp.registry import DASK_WHOLE_ARRAYS, OpDef, register
@@ -651,8 +652,9 @@ def _scan_vjp_rules(index):
 
 
 def _scan_narrow(node, read):
-    """The scan computing only its carries and the ys the slices `read` reach, and where each
-    slice lands in its result; None when every ys is read (or a slice spans two parts)."""
+    """The scan computing only its carries and the ys the slices `read` reach, reading only the
+    sequences and consts its body still reads once simplified, and where each slice lands in
+    its result; None when nothing can go (or a slice spans two parts)."""
     a = node.attrs
     body, nc = a["body"], a["carries"]
     shapes, dtypes = _scan_shapes(body, nc, a["length"])
@@ -666,10 +668,21 @@ def _scan_narrow(node, read):
             return None
         part_of[start, stop] = parts[-1]  # an empty slice at a boundary: the later part holds it
     kept = list(range(nc)) + sorted({j for j in part_of.values() if j >= nc})
-    if len(kept) == len(shapes):
+    outputs = [body.outputs[j] for j in kept]
+    simplified = list(simplify(Graph(outputs)).outputs)  # a placeholder read only for its shape goes
+    reached = set(topological_order(simplified))
+    unread = {p for p in range(nc, len(body.inputs)) if body.inputs[p] not in reached}
+    if len(kept) == len(shapes) and not unread:
         return None
-    narrowed_body = Body(body.inputs, [body.outputs[j] for j in kept], body.label)
-    narrowed = make_node(node.op, node.inputs, {**a, "body": narrowed_body}, like=node, name=node.name)
+    inputs, operands, sequences = body.inputs, node.inputs, a["sequences"]
+    if unread:
+        inputs = [p for i, p in enumerate(body.inputs) if i not in unread]
+        operands = [x for i, x in enumerate(node.inputs) if i not in unread]
+        sequences -= len(unread & set(range(nc, nc + sequences)))
+        outputs = simplified
+    narrowed_body = Body(inputs, outputs, body.label)
+    narrowed = make_node(node.op, operands, {**a, "body": narrowed_body, "sequences": sequences}, like=node,
+                         name=node.name)
     if narrowed.dtype != node.dtype:  # the parts left pack into another dtype: keep them all
         return None
     new_offsets = dict(zip(kept, _layout([shapes[j] for j in kept], [dtypes[j] for j in kept], "scan")[0]))

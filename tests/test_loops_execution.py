@@ -193,3 +193,69 @@ def test_parts_that_leave_a_gap_or_overlap_stay_placed():
         args = (np.linspace(-1, 1, 6), np.linspace(-2, 2, 18).reshape(3, 6), np.arange(6.0) - 2)
         for got, expected in zip(f(*args), slow(*args)):
             np.testing.assert_array_equal(got, expected)
+
+
+# operands a body does not read ---------------------------------------------------------------------
+
+def test_a_sequence_the_body_reads_only_for_its_shape_is_no_operand():
+    xs, ys = gc.placeholder((5, 3), name="xs"), gc.placeholder((5, 3), name="ys")
+    total, _ = gc.scan(lambda c, xy: (c + xy[0] + gc.zeros_like(xy[1]), None), gc.constant(np.zeros(3)), (xs, ys))
+    f = gc.function([xs, ys], total)
+    (scan_node,) = [node for node in f.graph.nodes if node.op.name == "scan"]
+    assert scan_node.attrs["sequences"] == 1 and len(scan_node.inputs) == 2
+    a = np.arange(15.0).reshape(5, 3)
+    np.testing.assert_array_equal(f(a, -a), a.sum(axis=0) + 0.0)
+
+
+def _lstm_like(optimize, steps=5, batch=2, hidden=3):
+    xs, w = gc.placeholder((steps, batch, 4 * hidden), name="xs"), gc.placeholder((hidden, 4 * hidden), name="w")
+
+    def step(carry, x):
+        h, c = carry
+        z = x + h @ w
+        i, f = gc.sigmoid(z[:, :hidden]), gc.sigmoid(z[:, hidden:2 * hidden])
+        g, o = gc.tanh(z[:, 2 * hidden:3 * hidden]), gc.sigmoid(z[:, 3 * hidden:])
+        c = f * c + i * g
+        h = o * gc.tanh(c)
+        return (h, c), h
+    zero = gc.constant(np.zeros((batch, hidden)))
+    _, hs = gc.scan(step, (zero, zero), xs)
+    loss = gc.sum(hs * hs)
+    return gc.function([xs, w], [loss] + gc.grad(loss, [xs, w]), optimize=optimize), (steps, batch, hidden)
+
+
+def _numpy_lstm_loss(xs, w):
+    hidden = w.shape[0]
+    h = c = np.zeros((xs.shape[1], hidden))
+    total = 0.0
+    for x in xs:
+        z = x + h @ w
+        i, f, g, o = (1 / (1 + np.exp(-z[:, :hidden])), 1 / (1 + np.exp(-z[:, hidden:2 * hidden])),
+                      np.tanh(z[:, 2 * hidden:3 * hidden]), 1 / (1 + np.exp(-z[:, 3 * hidden:])))
+        c = f * c + i * g
+        h = o * np.tanh(c)
+        total += np.sum(h * h)
+    return total
+
+
+def test_an_lstm_gradient_records_no_step_value_its_reverse_pass_does_not_read():
+    f, (steps, batch, hidden) = _lstm_like(True)
+    for node in f.graph.nodes:
+        if node.op.name == "scan":
+            body = node.attrs["body"]
+            read = set(body.function().graph.nodes)
+            assert all(p in read for p in body.inputs[node.attrs["carries"]:]), body
+    # the gates' pre-activations z (batch x 4 hidden a step) are not among the recorded values
+    forward = next(node for node in f.graph.nodes if node.op.name == "scan" and not node.attrs["reverse"])
+    assert not any(tuple(out.shape) == (batch, 4 * hidden) for out in forward.attrs["body"].outputs)
+    rng = np.random.default_rng(3)
+    xs, w = rng.standard_normal((steps, batch, 4 * hidden)), rng.standard_normal((hidden, 4 * hidden)) / 2
+    slow, _ = _lstm_like(False)
+    got = f(xs, w)
+    for a, b in zip(got, slow(xs, w)):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(got[0], _numpy_lstm_loss(xs, w), rtol=1e-12)
+    d = np.zeros_like(w)
+    d[1, 5] = 1e-6
+    numeric = (_numpy_lstm_loss(xs, w + d) - _numpy_lstm_loss(xs, w - d)) / 2e-6
+    np.testing.assert_allclose(got[2][1, 5], numeric, rtol=1e-6)
