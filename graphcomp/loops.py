@@ -87,10 +87,13 @@ class Body:
         """The body's outputs (a list of arrays) for `arrays`, one per input, of the dtypes and
         shapes its placeholders declare: the compiled program runs without a call's checks of
         its arguments (a loop's own arrays need none; its results are never written to)."""
+        return self.runner()(arrays)
+
+    def runner(self):
+        """`run` as one callable, for a loop to call at every step without looking it up."""
         if not self.outputs:
-            return []
-        run = self._runner or self._make_runner()
-        return run(arrays)
+            return _no_outputs
+        return self._runner or self._make_runner()
 
     def _make_runner(self):
         compiled = self.function()
@@ -112,6 +115,10 @@ class Body:
 
     def __deepcopy__(self, memo):
         return self
+
+
+def _no_outputs(arrays):
+    return []
 
 
 def _is_body(value, inputs, attrs):
@@ -373,19 +380,20 @@ def _scan_impl(*arrays, body, length, reverse, carries, sequences, checkpoint=0,
     offsets, sizes, total, dtype = _layout(shapes, dtypes, "scan")
     packed = np.empty(total, dtype) if out is None else out
     arrays = _as_declared(body, arrays, range(carries, carries + sequences))
-    carry = list(arrays[:carries])
-    xs = arrays[carries:carries + sequences]
-    consts = list(arrays[carries + sequences:])
-    run = body.run
+    run = body.runner()
+    step = list(arrays)  # one step's operands: the carries, the sequences' rows, the consts
+    rows_from = list(enumerate(arrays[carries:carries + sequences], start=carries))
     # each stacked ys as a view of its part of the packed result, written one step at a time
     y_rows = [packed[offset:offset + size].reshape(shape) for offset, size, shape in
               zip(offsets[carries:], sizes[carries:], shapes[carries:])]
     for t in (range(length - 1, -1, -1) if reverse else range(length)):
-        outs = run(carry + [x[t] for x in xs] + consts)
-        carry = list(outs[:carries])
+        for position, x in rows_from:
+            step[position] = x[t]
+        outs = run(step)
+        step[:carries] = outs[:carries]
         for rows, y in zip(y_rows, outs[carries:]):
             rows[t] = y
-    for value, offset in zip(carry, offsets[:carries]):
+    for value, offset in zip(step[:carries], offsets[:carries]):
         _write_packed(packed, offset, value)
     return packed
 
