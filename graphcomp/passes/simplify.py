@@ -284,15 +284,25 @@ def _slice_of_joined_parts(node):
     return None
 
 
-def _placed_terms(node, shape, dtype, terms):
-    """Collect into `terms` the placed parts (getitem_grad) an add tree of `shape` and `dtype`
-    sums; False when a term is anything else."""
-    if not (same_static_shape(node.shape, shape) and node.dtype == dtype):
-        return False
-    if node.op is ADD:
-        return all(_placed_terms(x, shape, dtype, terms) for x in node.inputs)
-    terms.append(node)
-    return node.op is GETITEM_GRAD
+MAX_PLACED_TERMS = 64  # a longer sum of placed parts is left as it is (the rule looks at each of its adds)
+
+
+def _placed_terms(node):
+    """The placed parts (getitem_grad) an add tree of one shape and dtype sums, or None when a
+    term is anything else (looked at before the adds below it, so most sums fail at once)."""
+    terms, pending = [], [node]
+    while pending:
+        total = pending.pop()
+        for x in total.inputs:
+            if not (same_static_shape(x.shape, node.shape) and x.dtype == node.dtype):
+                return None
+            if x.op is not ADD and x.op is not GETITEM_GRAD:
+                return None
+        for x in total.inputs:
+            (pending if x.op is ADD else terms).append(x)
+        if len(terms) + len(pending) > MAX_PLACED_TERMS:
+            return None
+    return terms
 
 
 def _block_along_one_axis(placed):
@@ -324,8 +334,8 @@ def _placed_parts_tiling_an_axis(node):
     """A sum of parts placed into zeros (getitem_grad) that tile one axis -> the parts joined
     (concatenate) + 0.0: each element is its one part's value plus zeros, that is value + 0.0
     (-0.0 becomes 0.0 either way), without a vector of zeros per part."""
-    terms = []
-    if node.op is not ADD or not _placed_terms(node, tuple(node.shape), node.dtype, terms):
+    terms = _placed_terms(node) if node.op is ADD and is_static(node.shape) else None
+    if not terms:
         return None
     cuts = [_block_along_one_axis(term) for term in terms]
     if any(cut is None for cut in cuts) or len({cut[0] for cut in cuts}) != 1:
