@@ -1,6 +1,16 @@
-"""How loops run: a loop or branch node writes its packed result into an array the memory plan
-gives it (`out=`), kept in the workspace between calls when no result can see it; every result
-stays its caller's. Values are checked against plain NumPy loops, never against graphcomp."""
+"""How loops run and what a loop's gradient computes at each call.
+
+- A loop or branch node writes its packed result into an array the memory plan gives it
+  (`out=`), kept in the workspace between calls when no result can see it; every result stays
+  its caller's.
+- The cotangent of a packed result (parts placed into zeros and summed) is sliced apart without
+  a vector of zeros the size of the result, and an LSTM's four gate gradients are joined, not
+  summed from four arrays of zeros.
+- A scan takes no sequence or const its body does not read, so its forward scan records no
+  value the reverse pass ignores.
+
+Values are checked against plain NumPy loops and finite differences, and each rewrite against
+the unoptimised graph, bit for bit (signed zeros, NaN and infinities included)."""
 
 import re
 import sys
