@@ -19,7 +19,11 @@ said in the line); and the time per step of a scan whose body is one scalar addi
 BLAS, graphcomp and PyTorch are held to one thread (threadpoolctl, gc.set_num_threads,
 torch.set_num_threads), JAX through XLA_FLAGS, set before it is imported.
 
-Run: python benchmarks/rnn.py [--tiny] [--only-graphcomp]
+With --cpu-time, each call is timed by the process's CPU time (time.process_time: user and
+system time of every thread) instead of the wall clock, which other load on a shared machine
+inflates unevenly.
+
+Run: python benchmarks/rnn.py [--tiny] [--only-graphcomp] [--cpu-time]
 """
 
 from __future__ import annotations
@@ -219,7 +223,20 @@ def import_peers(wanted):
     return peers, notes
 
 
-def checked(label, cases, repeats):
+def cpu_time_medians(cases, repeats, warmup=2):
+    """{case: median CPU seconds per call} (time.process_time), one sample of each case per round."""
+    import statistics  # noqa: PLC0415
+    samples = {name: [] for name in cases}
+    for round_ in range(warmup + repeats):
+        for name, run in cases.items():
+            start = time.process_time()
+            run()
+            if round_ >= warmup:
+                samples[name].append(time.process_time() - start)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def checked(label, cases, repeats, cpu_time=False):
     """Check every case against graphcomp's results, then time them interleaved: {case: seconds}."""
     import numpy as np  # noqa: PLC0415
 
@@ -232,7 +249,7 @@ def checked(label, cases, repeats):
             if a.shape != b.shape or float(np.abs(a - b).max()) > TOLERANCE * scale:
                 raise SystemExit(f"{label}: {key} output {position} differs from graphcomp's")
     log(f"  {label}: checked {', '.join(k for k in cases if k != 'gc')}; timing ({repeats} rounds)")
-    return interleaved_medians(cases, repeats, warmup=2)
+    return cpu_time_medians(cases, repeats) if cpu_time else interleaved_medians(cases, repeats, warmup=2)
 
 
 def compile_seconds(gc, settings):
@@ -263,7 +280,7 @@ def step_overhead(gc, np, settings):
     return statistics.median(samples)
 
 
-def run(settings, with_peers=True):
+def run(settings, with_peers=True, cpu_time=False):
     peers, notes = import_peers(with_peers)
     import numpy as np  # noqa: PLC0415
 
@@ -286,7 +303,7 @@ def run(settings, with_peers=True):
         if "torch" in peers:
             cases["torch"], cases["cell"] = torch_cases(peers["torch"], cell, xs, weights)
         label = f"{'Elman RNN' if cell == 'elman' else 'LSTM'} loss + gradient, T={t}, B={b}, H={h}, D={d}"
-        rows.append((label, checked(label, cases, settings.repeats)))
+        rows.append((label, checked(label, cases, settings.repeats, cpu_time)))
     scanned, unrolled = compile_seconds(gc, settings)
     overhead = step_overhead(gc, np, settings)
 
@@ -294,8 +311,9 @@ def run(settings, with_peers=True):
     lines.append(f"Threads: 1 ({'BLAS through threadpoolctl' if pinned else 'BLAS unpinned: no threadpoolctl'}, "
                  "gc.set_num_threads(1), torch.set_num_threads(1), XLA_FLAGS)")
     lines.append("Peers: " + ", ".join(notes))
-    lines.append("Cells: median time / JAX lax.scan's median time in the same run (lower is better; target <= 1). "
-                 "The last column is JAX's median.")
+    clock = "CPU time" if cpu_time else "time"
+    lines.append(f"Cells: median {clock} / JAX lax.scan's median {clock} in the same run (lower is better; "
+                 "target <= 1). The last column is JAX's median.")
     lines.append("")
     lines.append("| workload | " + " | ".join(heading for _, heading in COLUMNS) + " | JAX median |")
     lines.append("|---" * (len(COLUMNS) + 2) + "|")
@@ -322,8 +340,10 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiny", action="store_true", help="tiny sizes and few rounds (what the tests run)")
     parser.add_argument("--only-graphcomp", action="store_true", help="time graphcomp alone, no peers")
+    parser.add_argument("--cpu-time", action="store_true",
+                        help="time calls by the process's CPU time, not the wall clock (a loaded machine)")
     args = parser.parse_args(argv)
-    run(Settings(args.tiny), with_peers=not args.only_graphcomp)
+    run(Settings(args.tiny), with_peers=not args.only_graphcomp, cpu_time=args.cpu_time)
 
 
 if __name__ == "__main__":

@@ -9,10 +9,12 @@ program once per iteration (or once, for the taken branch).
 
 A node has one result: its results (carries, then each stacked ys; or a branch's outputs)
 packed, raveled, into one vector of their common dtype; the tensors the caller gets are slices
-of it, reshaped and cast back. When a size is unknown when the graph is built (a batch size, the
-trip count of a scan over xs of unknown length), the vector starts with a header of the results'
-dimensions, read when it runs (LOOP_PART, LOOP_PACK, LOOP_PLACE below); a scan that takes no
-step then knows no size its ys would have had, and gives 0 for it.
+of it, reshaped and cast back. The kernel writes that vector into the array the memory plan
+gives it (`out=`, as a ufunc does), so a loop whose result no caller sees reuses one array, kept
+in the workspace, at every call. When a size is unknown when the graph is built (a batch size,
+the trip count of a scan over xs of unknown length), the vector starts with a header of the
+results' dimensions, read when it runs (LOOP_PART, LOOP_PACK, LOOP_PLACE below); a scan that
+takes no step then knows no size its ys would have had, and gives 0 for it.
 
 Derivatives are nodes of the same kinds, built by inlining a body's graph and differentiating
 it with graphcomp's own reverse and forward modes, so they can be differentiated again:
@@ -51,6 +53,7 @@ from graphcomp.ops import checks
 from graphcomp.onnx_export import OnnxExportError
 from graphcomp.passes.common_subexpressions import eliminate_common_subexpressions
 from graphcomp.passes.rewrite import make_node
+from graphcomp.passes.simplify import simplify
 from graphcomp.ops import elementwise as ew
 from graphcomp.ops import shape as sh
 from graphcomp.registry import DASK_WHOLE_ARRAYS, OpDef, register
@@ -89,13 +92,16 @@ class Body:
         """The body's outputs (a list of arrays) for `arrays`, one per input, of the dtypes and
         shapes its placeholders declare: the compiled program runs without a call's checks of
         its arguments (a loop's own arrays need none; its results are never written to)."""
+        return self.runner()(arrays)
+
+    def runner(self):
+        """`run` as one callable, for a loop to call at every step without looking it up."""
         if not self.outputs:
-            return []
+            return _no_outputs
         backend = backends.running()
         if not backend.host_arrays:  # a loop running on a device: its body runs there, on its arrays
-            return self._runner_on(backend)(arrays)
-        run = self._runner or self._make_runner()
-        return run(arrays)
+            return self._runner_on(backend)
+        return self._runner or self._make_runner()
 
     def _runner_on(self, backend):
         """run() for the body compiled for `backend` (one whose arrays are not NumPy's)."""
@@ -133,6 +139,10 @@ class Body:
 
     def __deepcopy__(self, memo):
         return self
+
+
+def _no_outputs(arrays):
+    return []
 
 
 def _is_body(value, inputs, attrs):
@@ -357,15 +367,27 @@ def _pack(tensors, dtype, shapes=None, tangent=False):
     return flat[0] if len(flat) == 1 else sh.concatenate(flat, axis=0)
 
 
-def _packed_arrays(values, shapes, dtypes):
-    """The arrays `values` (results of the declared `shapes`) packed."""
+def _packed_arrays(values, shapes, dtypes, out=None):
+    """The arrays `values` (results of the declared `shapes`) packed, into `out` if given."""
     offsets, _, total, dtype = _layout(shapes, dtypes)
     if offsets is None:
-        return _pack_impl(*values, dtype=dtype, tangent=False)
-    packed = _empty(values, total, dtype)
+        return _written(_pack_impl(*values, dtype=dtype, tangent=False), out)
+    packed = _empty(values, total, dtype) if out is None else out
     for value, offset in zip(values, offsets):
-        packed[offset:offset + value.size] = np.ravel(value)
+        _write_packed(packed, offset, value)
     return packed
+
+
+def _write_packed(packed, offset, value):
+    packed[offset:offset + value.size] = np.ravel(value)
+
+
+def _written(packed, out):
+    """`packed`, copied into `out` when the memory plan gave the kernel one (of its size)."""
+    if out is None or out.shape != packed.shape:
+        return packed
+    out[...] = packed
+    return out
 
 
 def _empty(arrays, size, dtype):
@@ -569,27 +591,28 @@ def _scan_infer(*inputs, body, length, reverse, carries, sequences, checkpoint=0
     return _packed_shape(*_scan_shapes(body, carries, length))
 
 
-def _scan_impl(*arrays, body, length, reverse, carries, sequences, checkpoint=0):
+def _scan_impl(*arrays, body, length, reverse, carries, sequences, checkpoint=0, out=None):
     shapes, dtypes = _scan_shapes(body, carries, length)
     offsets, sizes, total, dtype = _layout(shapes, dtypes)
     if offsets is None:
-        return _scan_impl_with_header(arrays, body, length, reverse, carries, sequences, dtype)
-    packed = _empty(arrays, total, dtype)
+        return _written(_scan_impl_with_header(arrays, body, length, reverse, carries, sequences, dtype), out)
+    packed = _empty(arrays, total, dtype) if out is None else out
     arrays = _as_declared(body, arrays, range(carries, carries + sequences))
-    carry = list(arrays[:carries])
-    xs = arrays[carries:carries + sequences]
-    consts = list(arrays[carries + sequences:])
-    run = body.run
+    run = body.runner()
+    step = list(arrays)  # one step's operands: the carries, the sequences' rows, the consts
+    rows_from = list(enumerate(arrays[carries:carries + sequences], start=carries))
     # each stacked ys as a view of its part of the packed result, written one step at a time
     y_rows = [packed[offset:offset + size].reshape(shape) for offset, size, shape in
               zip(offsets[carries:], sizes[carries:], shapes[carries:])]
     for t in (range(length - 1, -1, -1) if reverse else range(length)):
-        outs = run(carry + [x[t] for x in xs] + consts)
-        carry = list(outs[:carries])
+        for position, x in rows_from:
+            step[position] = x[t]
+        outs = run(step)
+        step[:carries] = outs[:carries]
         for rows, y in zip(y_rows, outs[carries:]):
             rows[t] = y
-    for value, offset in zip(carry, offsets[:carries]):
-        packed[offset:offset + value.size] = np.ravel(value)
+    for value, offset in zip(step[:carries], offsets[:carries]):
+        _write_packed(packed, offset, value)
     return packed
 
 
@@ -917,8 +940,9 @@ def _scan_vjp_continuing(g, out, starts, *inputs):
 
 
 def _scan_narrow(node, read):
-    """The scan computing only its carries and the ys the slices `read` reach, and where each
-    slice lands in its result; None when every ys is read (or a slice spans two parts)."""
+    """The scan computing only its carries and the ys the slices `read` reach, reading only the
+    sequences and consts its body still reads once simplified, and where each slice lands in
+    its result; None when nothing can go (or a slice spans two parts)."""
     a = node.attrs
     body, nc = a["body"], a["carries"]
     shapes, dtypes = _scan_shapes(body, nc, a["length"])
@@ -932,10 +956,21 @@ def _scan_narrow(node, read):
             return None
         part_of[start, stop] = parts[-1]  # an empty slice at a boundary: the later part holds it
     kept = list(range(nc)) + sorted({j for j in part_of.values() if j >= nc})
-    if len(kept) == len(shapes):
+    outputs = [body.outputs[j] for j in kept]
+    simplified = list(simplify(Graph(outputs)).outputs)  # a placeholder read only for its shape goes
+    reached = set(topological_order(simplified))
+    unread = {p for p in range(nc, len(body.inputs)) if body.inputs[p] not in reached}
+    if len(kept) == len(shapes) and not unread:
         return None
-    narrowed_body = Body(body.inputs, [body.outputs[j] for j in kept], body.label)
-    narrowed = make_node(node.op, node.inputs, {**a, "body": narrowed_body}, like=node, name=node.name)
+    inputs, operands, sequences = body.inputs, node.inputs, a["sequences"]
+    if unread:
+        inputs = [p for i, p in enumerate(body.inputs) if i not in unread]
+        operands = [x for i, x in enumerate(node.inputs) if i not in unread]
+        sequences -= len(unread & set(range(nc, nc + sequences)))
+        outputs = simplified
+    narrowed_body = Body(inputs, outputs, body.label)
+    narrowed = make_node(node.op, operands, {**a, "body": narrowed_body, "sequences": sequences}, like=node,
+                         name=node.name)
     if narrowed.dtype != node.dtype:  # the parts left pack into another dtype: keep them all
         return None
     new_offsets = dict(zip(kept, _layout([shapes[j] for j in kept], [dtypes[j] for j in kept])[0]))
@@ -1022,7 +1057,8 @@ def _scan_onnx(b, node, *names):
 
 
 SCAN = register(OpDef(
-    "scan", _scan_impl, _scan_infer, vjp=_scan_vjp_rules, jvp=_scan_jvp, fresh_result=True, backend_impls=DASK_WHOLE_ARRAYS,
+    "scan", _scan_impl, _scan_infer, vjp=_scan_vjp_rules, jvp=_scan_jvp, fresh_result=True, writes_out=True,
+    backend_impls=DASK_WHOLE_ARRAYS,
     onnx=_scan_onnx, narrow=_scan_narrow, merge=_scan_merge,
     attrs={"body": _is_body, "length": _length, "reverse": checks.boolean,
            "carries": checks.integer(0), "sequences": checks.integer(0), "checkpoint": checks.integer(0)},
@@ -1054,10 +1090,10 @@ def _switch_infer(index, *operands, branches):
     return _packed_shape([o.shape for o in outs], [o.dtype for o in outs])
 
 
-def _switch_impl(index, *operands, branches):
+def _switch_impl(index, *operands, branches, out=None):
     outs = branches[0].outputs
     taken = branches[min(max(int(index.reshape(())), 0), len(branches) - 1)]  # clamped, as JAX's switch
-    return _packed_arrays(taken.run(_as_declared(taken, operands)), [o.shape for o in outs], [o.dtype for o in outs])
+    return _packed_arrays(taken.run(_as_declared(taken, operands)), [o.shape for o in outs], [o.dtype for o in outs], out)
 
 
 def _switch_parts(node):
@@ -1207,7 +1243,8 @@ def _switch_onnx(b, node, index, *operands):
 
 
 SWITCH = register(OpDef(
-    "switch", _switch_impl, _switch_infer, vjp=_cached_vjp(_switch_vjp), jvp=_switch_jvp, fresh_result=True,
+    "switch", _switch_impl, _switch_infer, vjp=_cached_vjp(_switch_vjp), jvp=_switch_jvp,
+    fresh_result=True, writes_out=True,
     backend_impls=DASK_WHOLE_ARRAYS,
     attrs={"branches": _are_bodies}, onnx=_switch_onnx,
     doc="runs the branch graph its index (an int scalar, clamped) picks; that branch's outputs packed",
@@ -1227,13 +1264,13 @@ def _while_infer(*inputs, test, body, carries):
     return _packed_shape([o.shape for o in outs], [o.dtype for o in outs])
 
 
-def _while_impl(*arrays, test, body, carries):
+def _while_impl(*arrays, test, body, carries, out=None):
     outs = body.outputs
     arrays = _as_declared(body, arrays)
     carry, consts = list(arrays[:carries]), list(arrays[carries:])
     while bool(test.run(carry + consts)[0]):
         carry = list(body.run(carry + consts))
-    return _packed_arrays(carry, [o.shape for o in outs], [o.dtype for o in outs])
+    return _packed_arrays(carry, [o.shape for o in outs], [o.dtype for o in outs], out)
 
 
 def _while_flat(test_trace, body_trace, init, consts, caller="while_loop", where=None):
@@ -1361,7 +1398,8 @@ def _while_onnx(b, node, *names):
 
 
 WHILE_LOOP = register(OpDef(
-    "while_loop", _while_impl, _while_infer, vjp=_cached_vjp(_while_vjp), jvp=_while_jvp, fresh_result=True,
+    "while_loop", _while_impl, _while_infer, vjp=_cached_vjp(_while_vjp), jvp=_while_jvp,
+    fresh_result=True, writes_out=True,
     backend_impls=DASK_WHOLE_ARRAYS,
     attrs={"test": _is_body, "body": _is_body, "carries": checks.integer(0)}, onnx=_while_onnx,
     doc="runs its body graph while its cond graph says so; the final carries packed",

@@ -46,3 +46,12 @@ def test_rnn_benchmark_prints_its_table_after_checking_every_system():
     checked = [line.split(": checked")[0].strip() for line in done.stderr.splitlines() if ": checked" in line]
     assert checked == labels, done.stderr
     assert lines[-1].startswith("Correctness: every system's loss and gradients match graphcomp's to 1e-8")
+
+
+def test_rnn_benchmark_times_by_cpu_time_when_asked():
+    done = subprocess.run([sys.executable, str(SCRIPT), "--tiny", "--cpu-time", "--only-graphcomp"], capture_output=True,
+                          text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-4000:]
+    lines = done.stdout.splitlines()
+    assert any(line.startswith("Cells: median CPU time / JAX lax.scan's median CPU time") for line in lines)
+    assert any(re.fullmatch(rf"graphcomp medians: Elman RNN {DURATION}, LSTM {DURATION}", line) for line in lines)

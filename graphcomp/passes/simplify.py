@@ -11,9 +11,10 @@ from __future__ import annotations
 import numpy as np
 
 from graphcomp.ops.elementwise import ADD, DIVIDE, MULTIPLY, NEGATIVE, SUBTRACT, ZEROS_LIKE
+from graphcomp.ops.indexing import GETITEM, GETITEM_GRAD
 from graphcomp.ops.reduce import ELEMENT_COUNT, MEAN, SUM
 from graphcomp.ops.shape import (
-    BROADCAST_LIKE, BROADCAST_TO, EXPAND_DIMS, RESHAPE, RESHAPE_LIKE, SQUEEZE, SUM_TO, TRANSPOSE,
+    BROADCAST_LIKE, BROADCAST_TO, CONCATENATE, EXPAND_DIMS, RESHAPE, RESHAPE_LIKE, SQUEEZE, SUM_TO, TRANSPOSE,
 )
 from graphcomp.passes.constant_folding import MAX_FOLDED_ELEMENTS, evaluate, foldable
 from graphcomp.passes.rewrite import (
@@ -208,6 +209,149 @@ def _mean_as_sum(node):
     return make_node(DIVIDE, [total, make_constant(count, node.dtype, like=node)], like=node)
 
 
+# slices of packed vectors ----------------------------------------------------------------------
+# A loop's result is one vector of packed parts; its cotangent is a sum of parts placed into zeros
+# (getitem_grad), which the loop's vjp slices apart again. These rules take the slices of the
+# parts directly, so no vector of zeros the size of the whole result is filled at every call.
+
+def _vector_slice(node, vector):
+    """(start, stop) when `node` (a getitem or getitem_grad) indexes the 1-D `vector` of known
+    length with one slice of step 1, else None."""
+    index = node.attrs["index"]
+    if len(vector.shape) != 1 or not is_static(vector.shape) or len(index) != 1:
+        return None
+    item = index[0]
+    if not (isinstance(item, tuple) and item[0] == "slice" and item[3] in (None, 1)):
+        return None
+    chosen = range(vector.shape[0])[slice(item[1], item[2])]
+    return chosen.start, max(chosen.start, chosen.stop)
+
+
+def _slice_of_placed(node):
+    """getitem(getitem_grad(g, like, s), t) with slices s and t of a vector: g (t == s), a slice
+    of g (t inside s) or zeros (t apart from s); the same values, g's own."""
+    (placed,) = node.inputs
+    if placed.op is not GETITEM_GRAD:
+        return None
+    g, like = placed.inputs
+    inner, outer = _vector_slice(placed, like), _vector_slice(node, placed)
+    if inner is None or outer is None or g.dtype != node.dtype or tuple(g.shape) != (inner[1] - inner[0],):
+        return None
+    (start, stop), (first, last) = inner, outer
+    if first == last or last <= start or stop <= first:
+        return zeros(node.shape, node.dtype, like=node)
+    if first == start and last == stop:
+        return g
+    if start <= first and last <= stop:
+        return make_node(GETITEM, [g], {"index": (("slice", first - start, last - start, None),)}, like=node)
+    return None
+
+
+def _slice_of_placed_sum(node):
+    """getitem(a + b, t) -> a[t] + b[t] where a and b are placed parts (getitem_grad) of the
+    sum's own shape: the sum of the slices is the slice of the sum, element for element."""
+    (total,) = node.inputs
+    if total.op is not ADD or _vector_slice(node, total) is None:
+        return None
+    a, b = total.inputs
+    if not all(part.op is GETITEM_GRAD and same_static_shape(part.shape, total.shape) and part.dtype == total.dtype
+               for part in (a, b)):
+        return None
+    index = dict(node.attrs)
+    return make_node(ADD, [make_node(GETITEM, [a], index, like=node), make_node(GETITEM, [b], index, like=node)],
+                     like=node)
+
+
+def _slice_of_joined_parts(node):
+    """getitem(concatenate(parts) + 0.0, t) -> part[t'] + 0.0 for a slice t of a vector inside
+    one part (what a sum of placed parts becomes, below)."""
+    (total,) = node.inputs
+    if total.op is not ADD or _vector_slice(node, total) is None:
+        return None
+    joined, zero = total.inputs
+    if joined.op is not CONCATENATE or not _is_neutral_zero(zero, sign_bit=False) or joined.dtype != node.dtype:
+        return None
+    first, last = _vector_slice(node, total)
+    offset = 0
+    for part in joined.inputs:
+        size = part.shape[0]
+        if offset <= first and last <= offset + size and first < last:
+            if (first, last) != (offset, offset + size):
+                part = make_node(GETITEM, [part], {"index": (("slice", first - offset, last - offset, None),)},
+                                 like=node)
+            return make_node(ADD, [part, zeros(tuple(node.shape), node.dtype, like=node)], like=node)
+        offset += size
+    return None
+
+
+MAX_PLACED_TERMS = 64  # a longer sum of placed parts is left as it is (the rule looks at each of its adds)
+
+
+def _placed_terms(node):
+    """The placed parts (getitem_grad) an add tree of one shape and dtype sums, or None when a
+    term is anything else (looked at before the adds below it, so most sums fail at once)."""
+    terms, pending = [], [node]
+    while pending:
+        total = pending.pop()
+        for x in total.inputs:
+            if not (same_static_shape(x.shape, node.shape) and x.dtype == node.dtype):
+                return None
+            if x.op is not ADD and x.op is not GETITEM_GRAD:
+                return None
+        for x in total.inputs:
+            (pending if x.op is ADD else terms).append(x)
+        if len(terms) + len(pending) > MAX_PLACED_TERMS:
+            return None
+    return terms
+
+
+def _block_along_one_axis(placed):
+    """(axis, start, stop) when a getitem_grad places its g, of exactly that block's shape,
+    at rows start..stop-1 of one axis (every other axis whole), else None."""
+    g, like = placed.inputs
+    index, shape = placed.attrs["index"], tuple(like.shape)
+    if len(index) > len(shape):
+        return None
+    cut = None
+    for axis, size in enumerate(shape):
+        item = index[axis] if axis < len(index) else ("slice", None, None, None)
+        if not (isinstance(item, tuple) and item[0] == "slice" and item[3] in (None, 1)):
+            return None
+        rows = range(size)[slice(item[1], item[2])]
+        if len(rows) == size:
+            continue
+        if cut is not None or not rows:
+            return None
+        cut = (axis, rows.start, rows.stop)
+    if cut is None:
+        return None
+    axis, start, stop = cut
+    block = shape[:axis] + (stop - start,) + shape[axis + 1:]
+    return cut if tuple(g.shape) == block and g.dtype == placed.dtype else None
+
+
+def _placed_parts_tiling_an_axis(node):
+    """A sum of parts placed into zeros (getitem_grad) that tile one axis -> the parts joined
+    (concatenate) + 0.0: each element is its one part's value plus zeros, that is value + 0.0
+    (-0.0 becomes 0.0 either way), without a vector of zeros per part."""
+    terms = _placed_terms(node) if node.op is ADD and is_static(node.shape) else None
+    if not terms:
+        return None
+    cuts = [_block_along_one_axis(term) for term in terms]
+    if any(cut is None for cut in cuts) or len({cut[0] for cut in cuts}) != 1:
+        return None
+    order = sorted(range(len(terms)), key=lambda i: cuts[i][1])
+    axis, reached = cuts[0][0], 0
+    for i in order:
+        if cuts[i][1] != reached:
+            return None
+        reached = cuts[i][2]
+    if reached != node.shape[axis]:
+        return None
+    joined = make_node(CONCATENATE, [terms[i].inputs[0] for i in order], {"axis": axis}, like=node)
+    return make_node(ADD, [joined, zeros(tuple(node.shape), node.dtype, like=node)], like=node)
+
+
 # leaves that only depend on shapes -------------------------------------------------------------
 
 def _static_zeros_like(node):
@@ -252,6 +396,10 @@ RULES = [
     Rule("mean(x) -> sum(x) / n", (MEAN,), _mean_as_sum),
     Rule("zeros_like with a known shape -> structural zero", (ZEROS_LIKE,), _static_zeros_like),
     Rule("element_count with known sizes -> constant", (ELEMENT_COUNT,), _static_element_count),
+    Rule("getitem(getitem_grad(g, s), t) -> g, g[t'] or zeros", (GETITEM,), _slice_of_placed),
+    Rule("getitem(placed a + placed b, t) -> a[t] + b[t]", (GETITEM,), _slice_of_placed_sum),
+    Rule("sum of placed parts tiling an axis -> concatenate + 0.0", (ADD,), _placed_parts_tiling_an_axis),
+    Rule("getitem(concatenate(parts) + 0.0, t) -> part[t'] + 0.0", (GETITEM,), _slice_of_joined_parts),
 ]
 
 

@@ -23,9 +23,18 @@ def slice_read(reader, node):
 
 def drop_unread_parts(graph):
     """Narrow each node whose op can drop parts of its packed result (`OpDef.narrow`) to the
-    parts its consumers' slices read, and move those slices onto the narrowed node."""
+    parts its consumers' slices read, and move those slices onto the narrowed node; again while
+    something goes (a narrowed loop may stop reading a part of an earlier one)."""
     if all(node.op.narrow is None for node in graph.nodes):
         return graph  # nothing to narrow: no rebuilding walk (most graphs hold no loop)
+    while True:
+        narrowed = _drop_once(graph)
+        if narrowed is graph:
+            return graph
+        graph = narrowed
+
+
+def _drop_once(graph):
     outputs = set(graph.outputs)
     rebuilt, moved = {}, {}  # old node -> new; old slice -> (narrowed node, its place there)
     for node in graph.nodes:
