@@ -113,20 +113,9 @@ def _check_disconnected(disconnected, caller):
         raise ValueError(f"{caller}: disconnected must be 'raise' or 'zero', got {disconnected!r}")
 
 
-_ADDS_INTO = {}  # op -> its reverse pass given the running sums its inputs' gradients add to
-
-
-def adds_into_running_sums(op, positions, vjp):
-    """Let `op`'s reverse pass continue the running gradient sums of the inputs of a node at
-    `positions(node)`: `vjp(gradient, node, starts, *inputs)` gets {position: that input's
-    gradient summed so far} and returns one tensor (or None) per input; those at the positions
-    of `starts` are the sums continued (a loop adds its steps' contributions to them one at a
-    time, as the same steps written out would be summed), the others contributions."""
-    _ADDS_INTO[op] = (positions, vjp)
-
-
-def _add_into_running_sums(adds_into, gradient, node, reached, grad_table):
-    positions, vjp = adds_into
+def _add_into_running_sums(gradient, node, reached, grad_table):
+    """Reverse mode through a node whose record continues its inputs' running sums."""
+    positions, vjp = node.op.continues_sums
     starts = {index: _sum_contributions(grad_table[node.inputs[index]]) for index in positions(node)
               if node.inputs[index] in grad_table and node.inputs.count(node.inputs[index]) == 1}
     with differentiating(node):
@@ -183,9 +172,8 @@ def _backpropagate(outputs, cotangents, wrt, disconnected, caller):
             gradient = _sum_contributions(contributions)
             if node in wanted:
                 results[node] = gradient
-            adds_into = _ADDS_INTO.get(node.op)
-            if adds_into is not None:
-                _add_into_running_sums(adds_into, gradient, node, reached, grad_table)
+            if node.op.continues_sums is not None:
+                _add_into_running_sums(gradient, node, reached, grad_table)
                 continue
             for index, parent in enumerate(node.inputs):
                 if parent not in reached:

@@ -44,7 +44,7 @@ import weakref
 import numpy as np
 
 from graphcomp import backends
-from graphcomp.autodiff import adds_into_running_sums, backpropagate, is_float
+from graphcomp.autodiff import backpropagate, is_float
 from graphcomp.compile import Function
 from graphcomp.errors import ShapeError
 from graphcomp.forward import push_forward
@@ -1059,12 +1059,11 @@ def _scan_onnx(b, node, *names):
 SCAN = register(OpDef(
     "scan", _scan_impl, _scan_infer, vjp=_scan_vjp_rules, jvp=_scan_jvp, fresh_result=True, writes_out=True,
     backend_impls=DASK_WHOLE_ARRAYS,
-    onnx=_scan_onnx, narrow=_scan_narrow, merge=_scan_merge,
+    onnx=_scan_onnx, narrow=_scan_narrow, merge=_scan_merge, continues_sums=(_scan_consts, _scan_vjp_continuing),
     attrs={"body": _is_body, "length": _length, "reverse": checks.boolean,
            "carries": checks.integer(0), "sequences": checks.integer(0), "checkpoint": checks.integer(0)},
     doc="a loop over the leading axis of its sequences running a body graph; its carries and stacked ys packed",
 ))
-adds_into_running_sums(SCAN, _scan_consts, _scan_vjp_continuing)
 
 
 def fori_loop(lower, upper, body, init):

@@ -101,6 +101,12 @@ class OpDef:
     - `merge`: for such an op, `merge(a, b) -> (node, place_a, place_b) or None`: for two nodes
       of the op reading the same inputs, one node computing both results, and where a slice of
       each lands in its result; None when they cannot share one (a loop's carries differ).
+    - `continues_sums`: for an op whose reverse pass adds its steps' contributions one at a
+      time (a scan), `(positions, vjp)`: reverse mode hands `vjp(gradient, node, starts,
+      *inputs)` the gradients summed so far, {position: sum}, of the inputs at `positions(node)`,
+      and it returns one tensor (or None) per input; those at the positions of `starts` are
+      the sums continued, the others contributions. A loop and the same steps written out then
+      add the same terms in the same order.
     """
 
     name: str
@@ -129,6 +135,7 @@ class OpDef:
     attrs: dict = None
     narrow: Callable | None = None
     merge: Callable | None = None
+    continues_sums: tuple | None = None
 
     def __post_init__(self):
         self.backend_impls = dict(self.backend_impls or {})
