@@ -115,6 +115,48 @@ def _batch_chunk(per_example_bytes):
     return max(1, UNFOLD_BYTES // max(1, per_example_bytes))
 
 
+# Without groups, the kernels work channels last: an im2col row is one output position's
+# window, (*kernel, C), whose innermost (last kernel axis, C) block is one contiguous run of the
+# channels-last input (longer runs than channels-first windows give a copy), and one matmul
+# covers the whole chunk of the batch. The result goes back to channels first with one copy of
+# the (smaller) output.
+
+def _channels_last_padded(x, padding):
+    """(N, *padded spatial, C): `x` moved to channels last and zero-padded, in one copy."""
+    spatial = x.shape[2:]
+    shape = (x.shape[0],) + tuple(size + p[0] + p[1] for size, p in zip(spatial, padding)) + (x.shape[1],)
+    padded = np.zeros_like(x, shape=shape) if any(p for pair in padding for p in pair) else \
+        np.empty_like(x, shape=shape)
+    inner = (slice(None),) + tuple(slice(p[0], p[0] + size) for p, size in zip(padding, spatial))
+    padded[inner] = np.moveaxis(x, 1, -1)
+    return padded
+
+
+def _columns_last(x, kernel, stride, padding, dilation, outs):
+    """im2col, channels last: (N * P, K * C) contiguous, rows ordered as the output positions
+    (n, *outs), columns as (*kernel, C)."""
+    count = len(kernel)
+    xl = _channels_last_padded(x, padding)
+    extents = tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation))
+    view = sliding_window_view(xl, extents, axis=tuple(range(1, 1 + count)))  # (N, *full, C, *extents)
+    index = (slice(None),) + tuple(slice(0, (o - 1) * s + 1, s) for o, s in zip(outs, stride)) + \
+        (slice(None),) + tuple(slice(None, None, d) for d in dilation)
+    order = tuple(range(1 + count)) + tuple(range(2 + count, 2 + 2 * count)) + (1 + count,)
+    cols = _contiguous(view[index].transpose(order))  # (N, *outs, *kernel, C)
+    return cols.reshape(x.shape[0] * math.prod(outs), -1)
+
+
+def _filters_last(w):
+    """(O, K * C): a filter (O, C, *kernel) with its channels last, as `_columns_last`'s columns."""
+    return _contiguous(np.moveaxis(w, 1, -1)).reshape(w.shape[0], -1)
+
+
+def _channels_first(rows, spatial):
+    """(N, O, *spatial) from rows (N * prod(spatial), O), channels last."""
+    channels = rows.shape[-1]
+    return np.moveaxis(rows.reshape((-1,) + tuple(spatial) + (channels,)), -1, 1)
+
+
 def _conv_impl(x, w, stride, padding, dilation, groups):
     dtype = np.result_type(x.dtype, w.dtype)
     x, w = x.astype(dtype, copy=False), w.astype(dtype, copy=False)
@@ -126,9 +168,16 @@ def _conv_impl(x, w, stride, padding, dilation, groups):
     if result.size == 0:
         result[...] = 0
         return result
+    chunk = _batch_chunk(channels * math.prod(kernel) * math.prod(outs) * dtype.itemsize)
+    if groups == 1:
+        filters = _filters_last(w)  # (O, K * C)
+        for start in range(0, n, chunk):
+            cols = _columns_last(x[start:start + chunk], kernel, stride, padding, dilation, outs)  # (nP, KC)
+            part = np.matmul(cols, filters.T)  # (nP, O)
+            result[start:start + chunk] = _channels_first(part, outs)
+        return result
     xp = _padded(x, padding)
     filters = w.reshape(groups, out_channels // groups, -1)  # (G, O/G, C/G * K)
-    chunk = _batch_chunk(channels * math.prod(kernel) * math.prod(outs) * dtype.itemsize)
     for start in range(0, n, chunk):
         cols = _columns(xp[start:start + chunk], kernel, stride, dilation, outs, groups)  # (n, G, CK, P)
         part = np.matmul(filters, cols)  # (n, G, O/G, P)
@@ -158,6 +207,20 @@ def _fold_each(part, like, shape, kernel, stride, dilation, padding):
     return padded[crop]
 
 
+def _fold_last(cols, shape, kernel, stride, dilation, padding):
+    """col2im, channels last: cols (n, *outs, *kernel, C) added back onto a (n, *spatial, C)
+    array (the padded input, cropped by `padding`), one strided add per kernel offset."""
+    count = len(kernel)
+    outs = cols.shape[1:1 + count]
+    padded = np.zeros_like(cols, shape=(shape[0],) + tuple(size + p[0] + p[1]
+                                                          for size, p in zip(shape[1:-1], padding)) + shape[-1:])
+    for offset in np.ndindex(*kernel):
+        target = (slice(None),) + tuple(slice(k * d, k * d + (o - 1) * s + 1, s)
+                                        for k, d, o, s in zip(offset, dilation, outs, stride))
+        padded[target] += cols[(slice(None),) * (1 + count) + offset]
+    return padded[(slice(None),) + tuple(slice(p[0], p[0] + size) for p, size in zip(padding, shape[1:-1]))]
+
+
 def _conv_transpose_impl(y, w, stride, padding, output_padding, dilation, groups):
     dtype = np.result_type(y.dtype, w.dtype)
     y, w = y.astype(dtype, copy=False), w.astype(dtype, copy=False)
@@ -172,9 +235,18 @@ def _conv_transpose_impl(y, w, stride, padding, output_padding, dilation, groups
     if all(s == 1 for s in stride):
         return _conv_transpose_by_conv(y, w, padding, output_padding, dilation, groups)
     result = np.empty_like(y, shape=(n, channels) + spatial, dtype=dtype)
+    chunk = _batch_chunk(channels * math.prod(kernel) * math.prod(outs) * dtype.itemsize)
+    if groups == 1:
+        filters = _filters_last(w)  # (I, K * C): w is (I, C, *kernel)
+        for start in range(0, n, chunk):
+            part = y[start:start + chunk]
+            rows = _contiguous(np.moveaxis(part, 1, -1)).reshape(-1, in_channels)  # (nP, I)
+            cols = np.matmul(rows, filters).reshape((part.shape[0],) + tuple(outs) + tuple(kernel) + (channels,))
+            folded = _fold_last(cols, (part.shape[0],) + spatial + (channels,), kernel, stride, dilation, padding)
+            result[start:start + chunk] = np.moveaxis(folded, -1, 1)
+        return result
     # (G, C/G * K, O/G): the filter of each group, transposed
     filters = w.reshape(groups, in_channels // groups, -1).transpose(0, 2, 1)
-    chunk = _batch_chunk(channels * math.prod(kernel) * math.prod(outs) * dtype.itemsize)
     for start in range(0, n, chunk):
         part = y[start:start + chunk]
         m = part.shape[0]
@@ -209,19 +281,27 @@ def _conv_filter_grad_impl(x, g, stride, padding, dilation, groups, kernel):
     count = len(kernel)
     per_group = (groups, out_channels // groups, channels // groups * math.prod(kernel))
     result = np.zeros_like(x, shape=per_group, dtype=dtype)
-    if n and math.prod(outs):
-        xp = _padded(x, padding)
-        chunk = _batch_chunk(channels * math.prod(kernel) * math.prod(outs) * dtype.itemsize)
+    if not (n and math.prod(outs)):
+        return result.reshape((out_channels, channels // groups) + tuple(kernel))
+    chunk = _batch_chunk(channels * math.prod(kernel) * math.prod(outs) * dtype.itemsize)
+    if groups == 1:
+        total = np.zeros_like(x, shape=(out_channels, math.prod(kernel) * channels), dtype=dtype)
         for start in range(0, n, chunk):
-            win = _windows(xp[start:start + chunk], kernel, stride, dilation, outs)  # (n, C, *outs, *kernel)
-            m = win.shape[0]
-            # im2col as (C, *kernel, n, *outs): the batch and the positions are one axis, summed
-            # by one matmul per group: (O/G, nP) @ (nP, C/G * K)
-            order = (1,) + tuple(range(2 + count, 2 + 2 * count)) + (0,) + tuple(range(2, 2 + count))
-            cols = _contiguous(win.transpose(order)).reshape(groups, -1, m * math.prod(outs))
-            part = g[start:start + chunk].reshape(m, out_channels, -1).transpose(1, 0, 2)
-            left = _contiguous(part).reshape(groups, out_channels // groups, -1)
-            result += np.matmul(left, cols.swapaxes(-1, -2))
+            cols = _columns_last(x[start:start + chunk], kernel, stride, padding, dilation, outs)  # (nP, KC)
+            rows = _contiguous(np.moveaxis(g[start:start + chunk], 1, -1)).reshape(-1, out_channels)  # (nP, O)
+            total += np.matmul(rows.T, cols)
+        return _contiguous(np.moveaxis(total.reshape((out_channels,) + tuple(kernel) + (channels,)), -1, 1))
+    xp = _padded(x, padding)
+    for start in range(0, n, chunk):
+        win = _windows(xp[start:start + chunk], kernel, stride, dilation, outs)  # (n, C, *outs, *kernel)
+        m = win.shape[0]
+        # im2col as (C, *kernel, n, *outs): the batch and the positions are one axis, summed
+        # by one matmul per group: (O/G, nP) @ (nP, C/G * K)
+        order = (1,) + tuple(range(2 + count, 2 + 2 * count)) + (0,) + tuple(range(2, 2 + count))
+        cols = _contiguous(win.transpose(order)).reshape(groups, -1, m * math.prod(outs))
+        part = g[start:start + chunk].reshape(m, out_channels, -1).transpose(1, 0, 2)
+        left = _contiguous(part).reshape(groups, out_channels // groups, -1)
+        result += np.matmul(left, cols.swapaxes(-1, -2))
     return result.reshape((out_channels, channels // groups) + tuple(kernel))
 
 
