@@ -121,6 +121,14 @@ def _batch_chunk(per_example_bytes):
 # covers the whole chunk of the batch. The result goes back to channels first with one copy of
 # the (smaller) output.
 
+def _channels_last_pays(channels, groups, kernel, stride, outs):
+    """Whether to work channels last: without groups, when a window's innermost contiguous run
+    there (last kernel axis times channels) is longer than channels first (the last output axis
+    at stride 1, one element otherwise)."""
+    first = outs[-1] if stride[-1] == 1 else 1
+    return groups == 1 and kernel[-1] * channels > first
+
+
 def _channels_last_padded(x, padding):
     """(N, *padded spatial, C): `x` moved to channels last and zero-padded, in one copy."""
     spatial = x.shape[2:]
@@ -136,6 +144,9 @@ def _columns_last(x, kernel, stride, padding, dilation, outs):
     """im2col, channels last: (N * P, K * C) contiguous, rows ordered as the output positions
     (n, *outs), columns as (*kernel, C)."""
     count = len(kernel)
+    if all(k == 1 for k in kernel) and not any(p for pair in padding for p in pair):
+        picked = x[(slice(None), slice(None)) + tuple(slice(0, (o - 1) * s + 1, s) for o, s in zip(outs, stride))]
+        return _contiguous(np.moveaxis(picked, 1, -1)).reshape(x.shape[0] * math.prod(outs), -1)  # 1x1: no windows
     xl = _channels_last_padded(x, padding)
     extents = tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation))
     view = sliding_window_view(xl, extents, axis=tuple(range(1, 1 + count)))  # (N, *full, C, *extents)
@@ -169,7 +180,7 @@ def _conv_impl(x, w, stride, padding, dilation, groups):
         result[...] = 0
         return result
     chunk = _batch_chunk(channels * math.prod(kernel) * math.prod(outs) * dtype.itemsize)
-    if groups == 1:
+    if _channels_last_pays(channels, groups, kernel, stride, outs):
         filters = _filters_last(w)  # (O, K * C)
         for start in range(0, n, chunk):
             cols = _columns_last(x[start:start + chunk], kernel, stride, padding, dilation, outs)  # (nP, KC)
@@ -236,7 +247,7 @@ def _conv_transpose_impl(y, w, stride, padding, output_padding, dilation, groups
         return _conv_transpose_by_conv(y, w, padding, output_padding, dilation, groups)
     result = np.empty_like(y, shape=(n, channels) + spatial, dtype=dtype)
     chunk = _batch_chunk(channels * math.prod(kernel) * math.prod(outs) * dtype.itemsize)
-    if groups == 1:
+    if _channels_last_pays(channels, groups, kernel, stride, outs):
         filters = _filters_last(w)  # (I, K * C): w is (I, C, *kernel)
         for start in range(0, n, chunk):
             part = y[start:start + chunk]
@@ -284,7 +295,7 @@ def _conv_filter_grad_impl(x, g, stride, padding, dilation, groups, kernel):
     if not (n and math.prod(outs)):
         return result.reshape((out_channels, channels // groups) + tuple(kernel))
     chunk = _batch_chunk(channels * math.prod(kernel) * math.prod(outs) * dtype.itemsize)
-    if groups == 1:
+    if _channels_last_pays(channels, groups, kernel, stride, outs):
         total = np.zeros_like(x, shape=(out_channels, math.prod(kernel) * channels), dtype=dtype)
         for start in range(0, n, chunk):
             cols = _columns_last(x[start:start + chunk], kernel, stride, padding, dilation, outs)  # (nP, KC)
