@@ -33,7 +33,7 @@ from graphcomp.registry import OpDef, get, register
 from graphcomp.shapes import format_shape
 from graphcomp.tensor import apply
 
-UNFOLD_BYTES = 64 * 2**20  # the largest unfolded (im2col) array a kernel allocates at once
+UNFOLD_BYTES = 4 * 2**20  # the largest unfolded (im2col) array a kernel allocates at once
 
 
 # attribute checkers ------------------------------------------------------------------------------
@@ -111,8 +111,12 @@ def _columns(xp, kernel, stride, dilation, outs, groups):
     return cols.reshape(n, groups, channels // groups * math.prod(kernel), math.prod(outs))
 
 
-def _batch_chunk(per_example_bytes):
-    return max(1, UNFOLD_BYTES // max(1, per_example_bytes))
+def _batch_chunk(per_example_bytes, n):
+    """Examples per chunk: as few chunks as keep the unfolded array under UNFOLD_BYTES, of
+    equal sizes (a small last chunk would cost a kernel call for little work)."""
+    most = max(1, UNFOLD_BYTES // max(1, per_example_bytes))
+    chunks = max(1, math.ceil(n / most))
+    return max(1, math.ceil(n / chunks))
 
 
 # Without groups, the kernels work channels last: an im2col row is one output position's
@@ -179,19 +183,19 @@ def _conv_impl(x, w, stride, padding, dilation, groups):
     if result.size == 0:
         result[...] = 0
         return result
-    chunk = _batch_chunk(channels * math.prod(kernel) * math.prod(outs) * dtype.itemsize)
+    chunk = _batch_chunk(channels * math.prod(kernel) * math.prod(outs) * dtype.itemsize, n)
     if _channels_last_pays(channels, groups, kernel, stride, outs):
         filters = _filters_last(w)  # (O, K * C)
         for start in range(0, n, chunk):
-            cols = _columns_last(x[start:start + chunk], kernel, stride, padding, dilation, outs)  # (nP, KC)
-            part = np.matmul(cols, filters.T)  # (nP, O)
+            # (nP, KC) @ (KC, O); no name holds a chunk's columns into the next chunk
+            part = np.matmul(_columns_last(x[start:start + chunk], kernel, stride, padding, dilation, outs), filters.T)
             result[start:start + chunk] = _channels_first(part, outs)
         return result
     xp = _padded(x, padding)
     filters = w.reshape(groups, out_channels // groups, -1)  # (G, O/G, C/G * K)
     for start in range(0, n, chunk):
-        cols = _columns(xp[start:start + chunk], kernel, stride, dilation, outs, groups)  # (n, G, CK, P)
-        part = np.matmul(filters, cols)  # (n, G, O/G, P)
+        part = np.matmul(filters, _columns(xp[start:start + chunk], kernel, stride, dilation, outs, groups))
+        # (G, O/G, CK) @ (n, G, CK, P): (n, G, O/G, P)
         result[start:start + chunk] = part.reshape((part.shape[0], out_channels) + outs)
     return result
 
@@ -246,7 +250,7 @@ def _conv_transpose_impl(y, w, stride, padding, output_padding, dilation, groups
     if all(s == 1 for s in stride):
         return _conv_transpose_by_conv(y, w, padding, output_padding, dilation, groups)
     result = np.empty_like(y, shape=(n, channels) + spatial, dtype=dtype)
-    chunk = _batch_chunk(channels * math.prod(kernel) * math.prod(outs) * dtype.itemsize)
+    chunk = _batch_chunk(channels * math.prod(kernel) * math.prod(outs) * dtype.itemsize, n)
     if _channels_last_pays(channels, groups, kernel, stride, outs):
         filters = _filters_last(w)  # (I, K * C): w is (I, C, *kernel)
         for start in range(0, n, chunk):
@@ -254,6 +258,7 @@ def _conv_transpose_impl(y, w, stride, padding, output_padding, dilation, groups
             rows = _contiguous(np.moveaxis(part, 1, -1)).reshape(-1, in_channels)  # (nP, I)
             cols = np.matmul(rows, filters).reshape((part.shape[0],) + tuple(outs) + tuple(kernel) + (channels,))
             folded = _fold_last(cols, (part.shape[0],) + spatial + (channels,), kernel, stride, dilation, padding)
+            del cols  # before the next chunk's
             result[start:start + chunk] = np.moveaxis(folded, -1, 1)
         return result
     # (G, C/G * K, O/G): the filter of each group, transposed
@@ -264,6 +269,7 @@ def _conv_transpose_impl(y, w, stride, padding, output_padding, dilation, groups
         cols = np.matmul(filters, part.reshape(m, groups, in_channels // groups, -1))  # (n, G, C/G*K, P)
         cols = cols.reshape((m, channels) + tuple(kernel) + tuple(outs))
         result[start:start + chunk] = _fold(cols, (m, channels) + spatial, kernel, stride, dilation, padding)
+        del cols  # before the next chunk's
     return result
 
 
@@ -294,13 +300,13 @@ def _conv_filter_grad_impl(x, g, stride, padding, dilation, groups, kernel):
     result = np.zeros_like(x, shape=per_group, dtype=dtype)
     if not (n and math.prod(outs)):
         return result.reshape((out_channels, channels // groups) + tuple(kernel))
-    chunk = _batch_chunk(channels * math.prod(kernel) * math.prod(outs) * dtype.itemsize)
+    chunk = _batch_chunk(channels * math.prod(kernel) * math.prod(outs) * dtype.itemsize, n)
     if _channels_last_pays(channels, groups, kernel, stride, outs):
         total = np.zeros_like(x, shape=(out_channels, math.prod(kernel) * channels), dtype=dtype)
         for start in range(0, n, chunk):
-            cols = _columns_last(x[start:start + chunk], kernel, stride, padding, dilation, outs)  # (nP, KC)
             rows = _contiguous(np.moveaxis(g[start:start + chunk], 1, -1)).reshape(-1, out_channels)  # (nP, O)
-            total += np.matmul(rows.T, cols)
+            # (O, nP) @ (nP, KC); no name holds a chunk's columns into the next chunk
+            total += np.matmul(rows.T, _columns_last(x[start:start + chunk], kernel, stride, padding, dilation, outs))
         return _contiguous(np.moveaxis(total.reshape((out_channels,) + tuple(kernel) + (channels,)), -1, 1))
     xp = _padded(x, padding)
     for start in range(0, n, chunk):
@@ -313,6 +319,7 @@ def _conv_filter_grad_impl(x, g, stride, padding, dilation, groups, kernel):
         part = g[start:start + chunk].reshape(m, out_channels, -1).transpose(1, 0, 2)
         left = _contiguous(part).reshape(groups, out_channels // groups, -1)
         result += np.matmul(left, cols.swapaxes(-1, -2))
+        del cols  # before the next chunk's
     return result.reshape((out_channels, channels // groups) + tuple(kernel))
 
 
