@@ -222,18 +222,19 @@ def _fold_each(part, like, shape, kernel, stride, dilation, padding):
     return padded[crop]
 
 
-def _fold_last(cols, shape, kernel, stride, dilation, padding):
-    """col2im, channels last: cols (n, *outs, *kernel, C) added back onto a (n, *spatial, C)
-    array (the padded input, cropped by `padding`), one strided add per kernel offset."""
-    count = len(kernel)
-    outs = cols.shape[1:1 + count]
-    padded = np.zeros_like(cols, shape=(shape[0],) + tuple(size + p[0] + p[1]
-                                                          for size, p in zip(shape[1:-1], padding)) + shape[-1:])
+def _fold_batch_last(cols, spatial, stride, dilation, padding):
+    """col2im, batch last: cols (*kernel, C, *outs, n) added back onto a (C, *spatial, n) array
+    (the padded input, cropped by `padding`), one strided add per kernel offset, each over
+    contiguous runs of the batch."""
+    count = len(spatial)
+    kernel, channels, outs, n = cols.shape[:count], cols.shape[count], cols.shape[count + 1:-1], cols.shape[-1]
+    padded = np.zeros_like(cols, shape=(channels,) + tuple(size + p[0] + p[1] for size, p in zip(spatial, padding))
+                           + (n,))
     for offset in np.ndindex(*kernel):
         target = (slice(None),) + tuple(slice(k * d, k * d + (o - 1) * s + 1, s)
                                         for k, d, o, s in zip(offset, dilation, outs, stride))
-        padded[target] += cols[(slice(None),) * (1 + count) + offset]
-    return padded[(slice(None),) + tuple(slice(p[0], p[0] + size) for p, size in zip(padding, shape[1:-1]))]
+        padded[target] += cols[offset]
+    return padded[(slice(None),) + tuple(slice(p[0], p[0] + size) for p, size in zip(padding, spatial))]
 
 
 def _conv_transpose_impl(y, w, stride, padding, output_padding, dilation, groups):
@@ -252,14 +253,15 @@ def _conv_transpose_impl(y, w, stride, padding, output_padding, dilation, groups
     result = np.empty_like(y, shape=(n, channels) + spatial, dtype=dtype)
     chunk = _batch_chunk(channels * math.prod(kernel) * math.prod(outs) * dtype.itemsize, n)
     if _channels_last_pays(channels, groups, kernel, stride, outs):
-        filters = _filters_last(w)  # (I, K * C): w is (I, C, *kernel)
+        filters = _filters_last(w).T  # (K * C, I): w is (I, C, *kernel)
         for start in range(0, n, chunk):
             part = y[start:start + chunk]
-            rows = _contiguous(np.moveaxis(part, 1, -1)).reshape(-1, in_channels)  # (nP, I)
-            cols = np.matmul(rows, filters).reshape((part.shape[0],) + tuple(outs) + tuple(kernel) + (channels,))
-            folded = _fold_last(cols, (part.shape[0],) + spatial + (channels,), kernel, stride, dilation, padding)
+            # batch last: (I, P * n), so that each strided add of the fold runs over n * C... in rows of n
+            columns = _contiguous(np.moveaxis(part, 0, -1)).reshape(in_channels, -1)
+            cols = np.matmul(filters, columns).reshape(tuple(kernel) + (channels,) + tuple(outs) + (part.shape[0],))
+            folded = _fold_batch_last(cols, spatial, stride, dilation, padding)  # (C, *spatial, n)
             del cols  # before the next chunk's
-            result[start:start + chunk] = np.moveaxis(folded, -1, 1)
+            result[start:start + chunk] = np.moveaxis(folded, -1, 0)
         return result
     # (G, C/G * K, O/G): the filter of each group, transposed
     filters = w.reshape(groups, in_channels // groups, -1).transpose(0, 2, 1)
