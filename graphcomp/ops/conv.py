@@ -15,8 +15,10 @@ Pooling: `max_pool(x)`, whose vjp scatters the cotangent to each window's first 
 transpose of the scatter); `avg_pool(x)` (padding counted) and its transpose `avg_pool_grad`.
 
 Kernels unfold (im2col) with `sliding_window_view` and multiply with one matmul per chunk of
-the batch, the chunk sized so that the unfolded array stays under `UNFOLD_BYTES`; the
-transposes fold back with one strided add per kernel offset. None loops over the batch.
+the batch, the chunks as even as they can be with the unfolded array under `UNFOLD_BYTES`; the
+transposes fold back with one strided add per kernel offset. Without groups they work channels
+last (a strided transpose folds batch last), where the copies run over longer contiguous
+stretches; with groups, channels first. None loops over the batch.
 """
 
 from __future__ import annotations
@@ -119,16 +121,17 @@ def _batch_chunk(per_example_bytes, n):
     return max(1, math.ceil(n / chunks))
 
 
-# Without groups, the kernels work channels last: an im2col row is one output position's
-# window, (*kernel, C), whose innermost (last kernel axis, C) block is one contiguous run of the
-# channels-last input (longer runs than channels-first windows give a copy), and one matmul
-# covers the whole chunk of the batch. The result goes back to channels first with one copy of
-# the (smaller) output.
+# Without groups, conv and its filter gradient work channels last: an im2col row is one output
+# position's window, (*kernel, C), whose innermost (last kernel axis, C) block is one contiguous
+# run of the channels-last input (longer runs than channels-first windows give the copy), and
+# one matmul covers the whole chunk of the batch. The result goes back to channels first with
+# one copy of the (smaller) output. A strided conv_transpose folds back batch last instead.
 
 def _channels_last_pays(channels, groups, kernel, stride, outs):
-    """Whether to work channels last: without groups, when a window's innermost contiguous run
-    there (last kernel axis times channels) is longer than channels first (the last output axis
-    at stride 1, one element otherwise)."""
+    """Whether a kernel uses the layouts without groups (channels last, or batch last for a
+    strided conv_transpose's fold): when there are no groups and a window's innermost contiguous
+    run channels last (last kernel axis times channels) is longer than channels first (the last
+    output axis at stride 1, one element otherwise)."""
     first = outs[-1] if stride[-1] == 1 else 1
     return groups == 1 and kernel[-1] * channels > first
 
@@ -256,7 +259,7 @@ def _conv_transpose_impl(y, w, stride, padding, output_padding, dilation, groups
         filters = _filters_last(w).T  # (K * C, I): w is (I, C, *kernel)
         for start in range(0, n, chunk):
             part = y[start:start + chunk]
-            # batch last: (I, P * n), so that each strided add of the fold runs over n * C... in rows of n
+            # batch last, (I, P * n): each strided add of the fold then copies whole rows of the batch
             columns = _contiguous(np.moveaxis(part, 0, -1)).reshape(in_channels, -1)
             cols = np.matmul(filters, columns).reshape(tuple(kernel) + (channels,) + tuple(outs) + (part.shape[0],))
             folded = _fold_batch_last(cols, spatial, stride, dilation, padding)  # (C, *spatial, n)
@@ -299,9 +302,8 @@ def _conv_filter_grad_impl(x, g, stride, padding, dilation, groups, kernel):
     out_channels, outs = g.shape[1], g.shape[2:]
     count = len(kernel)
     per_group = (groups, out_channels // groups, channels // groups * math.prod(kernel))
-    result = np.zeros_like(x, shape=per_group, dtype=dtype)
     if not (n and math.prod(outs)):
-        return result.reshape((out_channels, channels // groups) + tuple(kernel))
+        return np.zeros_like(x, shape=(out_channels, channels // groups) + tuple(kernel), dtype=dtype)
     chunk = _batch_chunk(channels * math.prod(kernel) * math.prod(outs) * dtype.itemsize, n)
     if _channels_last_pays(channels, groups, kernel, stride, outs):
         total = np.zeros_like(x, shape=(out_channels, math.prod(kernel) * channels), dtype=dtype)
@@ -310,6 +312,7 @@ def _conv_filter_grad_impl(x, g, stride, padding, dilation, groups, kernel):
             # (O, nP) @ (nP, KC); no name holds a chunk's columns into the next chunk
             total += np.matmul(rows.T, _columns_last(x[start:start + chunk], kernel, stride, padding, dilation, outs))
         return _contiguous(np.moveaxis(total.reshape((out_channels,) + tuple(kernel) + (channels,)), -1, 1))
+    result = np.zeros_like(x, shape=per_group, dtype=dtype)
     xp = _padded(x, padding)
     for start in range(0, n, chunk):
         win = _windows(xp[start:start + chunk], kernel, stride, dilation, outs)  # (n, C, *outs, *kernel)
