@@ -21,8 +21,8 @@ Time cells are medians of interleaved samples; ratios are against PyTorch timed 
 run. With --cpu-time, the one-thread rows time each call by the CPU time of the process
 (time.process_time: JAX computes on a thread of its own) rather than by the wall clock: with
 every pool held to one thread that is the call's compute time, which other processes on a
-shared machine do not stretch. Before timing, every system's loss and gradient (and HVP) must match graphcomp's to 1e-8
-(float64) or 1e-3 (float32, relative to the largest entry). Targets at one thread: loss +
+shared machine do not stretch. Before timing, every system's loss and gradient (and HVP) must
+match graphcomp's to 1e-8 (float64) or 1e-3 (float32, relative to the largest entry). Targets at one thread: loss +
 gradient <= PyTorch (float64), <= 2x PyTorch (float32); graphcomp's HVP <= 2.2x its own loss
 + gradient; peak memory <= 2x PyTorch's.
 
