@@ -10,7 +10,7 @@ import pytest
 
 import graphcomp as gc
 from graphcomp.ops import conv as cv
-from op_cases import distinct, reference_conv, reference_conv_transpose, reference_pool
+from op_cases import distinct, reference_conv, reference_conv_filter_grad, reference_conv_transpose, reference_pool
 
 RNG = np.random.default_rng(7)
 
@@ -268,6 +268,54 @@ def test_kernels_chunk_over_the_batch_with_the_same_values(monkeypatch):
     for a, b in zip(chunked, whole):
         np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-13)
     assert whole[1].shape == x.shape
+
+
+# (x shape, filter shape, stride, padding, dilation): no groups, where both layouts apply
+LAYOUT_GRID = [
+    ((3, 4, 6), (2, 4, 3), 2, 1, 1),
+    ((2, 3, 5, 6), (4, 3, 3, 3), 1, 1, 1),
+    ((2, 1, 7, 6), (3, 1, 3, 2), 1, (1, 0), 1),
+    ((2, 3, 7, 7), (2, 3, 3, 3), 2, 1, 1),
+    ((2, 4, 6, 5), (3, 4, 1, 1), 2, 0, 1),
+    ((1, 2, 7, 6), (2, 2, 2, 3), (2, 1), (0, 2), (2, 1)),
+    ((1, 2, 4, 3, 5), (3, 2, 2, 2, 3), (1, 2, 1), (1, 0, 1), (2, 1, 1)),
+]
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("xs, ws, stride, padding, dilation", LAYOUT_GRID)
+def test_both_kernel_layouts_match_the_loops_and_keep_dtype_and_layout(monkeypatch, xs, ws, stride, padding,
+                                                                       dilation, dtype, channels_last):
+    """Without groups a kernel works channels last or channels first, as its shape makes faster;
+    each way gives the loops' values, in the operands' dtype, C-contiguous, in one chunk or many."""
+    monkeypatch.setattr(cv, "_channels_last_pays", lambda *shape: channels_last)
+    x, w = RNG.standard_normal(xs).astype(dtype), RNG.standard_normal(ws).astype(dtype)
+    s, p, d = _geometry(xs, stride, padding, dilation)
+    geometry = dict(stride=s, padding=tuple(p), dilation=d, groups=1)
+    y = reference_conv(x.astype(np.float64), w.astype(np.float64), s, p, d, 1)
+    g = RNG.standard_normal(y.shape)
+    extra = cv.output_padding_for(x, y, ws[2:], s, p, d, "conv")
+    expected = [y, reference_conv_transpose(g, w.astype(np.float64), s, p, extra, d, 1),
+                reference_conv_filter_grad(x.astype(np.float64), g, s, p, d, 1, ws[2:])]
+    tolerance = 1e-12 if dtype == np.float64 else 2e-5
+    for bound in (cv.UNFOLD_BYTES, 1):  # one chunk; one example a chunk
+        monkeypatch.setattr(cv, "UNFOLD_BYTES", bound)
+        got = [cv.CONV.impl(x, w, **geometry),
+               cv.CONV_TRANSPOSE.impl(g.astype(dtype), w, output_padding=extra, **geometry),
+               cv.CONV_FILTER_GRAD.impl(x, g.astype(dtype), kernel=ws[2:], **geometry)]
+        for a, b in zip(got, expected):
+            assert a.dtype == dtype and a.flags.c_contiguous and a.shape == b.shape
+            scale = max(1.0, float(np.max(np.abs(b))))
+            np.testing.assert_allclose(a, b, rtol=tolerance, atol=tolerance * scale)
+
+
+def test_batch_chunks_are_as_few_and_as_even_as_the_bound_allows(monkeypatch):
+    monkeypatch.setattr(cv, "UNFOLD_BYTES", 1000)
+    assert cv._batch_chunk(100, 25) == 9  # three chunks of 9, 9 and 7, not 10, 10 and 5
+    assert cv._batch_chunk(100, 10) == 10
+    assert cv._batch_chunk(5000, 4) == 1  # an example over the bound still gets its own chunk
+    assert cv._batch_chunk(100, 0) == 1
 
 
 def test_bad_arguments_are_refused_clearly():

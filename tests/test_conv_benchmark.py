@@ -45,3 +45,16 @@ def test_conv_benchmark_prints_every_row():
         assert cells[3:7] == ["—"] * 4, row  # no peers asked for
     checked = [line.strip() for line in done.stderr.splitlines() if ": checked " in line]
     assert len(checked) == 4 and all("checked graphcomp;" in line for line in checked), done.stderr
+
+
+@pytest.mark.slow
+def test_conv_benchmark_times_by_cpu_time_at_one_thread():
+    if not Path("/proc/self/clear_refs").exists():
+        pytest.skip("the peak-memory measure needs Linux's /proc/self/clear_refs")
+    done = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--only-graphcomp", "--threads", "1", "--cpu-time"],
+                          capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-4000:]
+    lines = done.stdout.splitlines()
+    assert "Clock: the process's CPU time at one thread (--cpu-time), the wall clock at all threads" in lines
+    rows = [line for line in lines if line.startswith("| loss + gradient") or line.startswith("| HVP")]
+    assert len(rows) == 4 and all(re.search(TIME, row.split("|")[3]) for row in rows), done.stdout

@@ -15,8 +15,10 @@ Pooling: `max_pool(x)`, whose vjp scatters the cotangent to each window's first 
 transpose of the scatter); `avg_pool(x)` (padding counted) and its transpose `avg_pool_grad`.
 
 Kernels unfold (im2col) with `sliding_window_view` and multiply with one matmul per chunk of
-the batch, the chunk sized so that the unfolded array stays under `UNFOLD_BYTES`; the
-transposes fold back with one strided add per kernel offset. None loops over the batch.
+the batch, the chunks as even as they can be with the unfolded array under `UNFOLD_BYTES`; the
+transposes fold back with one strided add per kernel offset. Without groups they work channels
+last (a strided transpose folds batch last), where the copies run over longer contiguous
+stretches; with groups, channels first. None loops over the batch.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from graphcomp.registry import OpDef, get, register
 from graphcomp.shapes import format_shape
 from graphcomp.tensor import apply
 
-UNFOLD_BYTES = 64 * 2**20  # the largest unfolded (im2col) array a kernel allocates at once
+UNFOLD_BYTES = 4 * 2**20  # the largest unfolded (im2col) array a kernel allocates at once
 
 
 # attribute checkers ------------------------------------------------------------------------------
@@ -111,8 +113,66 @@ def _columns(xp, kernel, stride, dilation, outs, groups):
     return cols.reshape(n, groups, channels // groups * math.prod(kernel), math.prod(outs))
 
 
-def _batch_chunk(per_example_bytes):
-    return max(1, UNFOLD_BYTES // max(1, per_example_bytes))
+def _batch_chunk(per_example_bytes, n):
+    """Examples per chunk: as few chunks as keep the unfolded array under UNFOLD_BYTES, of
+    equal sizes (a small last chunk would cost a kernel call for little work)."""
+    most = max(1, UNFOLD_BYTES // max(1, per_example_bytes))
+    chunks = max(1, math.ceil(n / most))
+    return max(1, math.ceil(n / chunks))
+
+
+# Without groups, conv and its filter gradient work channels last: an im2col row is one output
+# position's window, (*kernel, C), whose innermost (last kernel axis, C) block is one contiguous
+# run of the channels-last input (longer runs than channels-first windows give the copy), and
+# one matmul covers the whole chunk of the batch. The result goes back to channels first with
+# one copy of the (smaller) output. A strided conv_transpose folds back batch last instead.
+
+def _channels_last_pays(channels, groups, kernel, stride, outs):
+    """Whether a kernel uses the layouts without groups (channels last, or batch last for a
+    strided conv_transpose's fold): when there are no groups and a window's innermost contiguous
+    run channels last (last kernel axis times channels) is longer than channels first (the last
+    output axis at stride 1, one element otherwise)."""
+    first = outs[-1] if stride[-1] == 1 else 1
+    return groups == 1 and kernel[-1] * channels > first
+
+
+def _channels_last_padded(x, padding):
+    """(N, *padded spatial, C): `x` moved to channels last and zero-padded, in one copy."""
+    spatial = x.shape[2:]
+    shape = (x.shape[0],) + tuple(size + p[0] + p[1] for size, p in zip(spatial, padding)) + (x.shape[1],)
+    padded = np.zeros_like(x, shape=shape) if any(p for pair in padding for p in pair) else \
+        np.empty_like(x, shape=shape)
+    inner = (slice(None),) + tuple(slice(p[0], p[0] + size) for p, size in zip(padding, spatial))
+    padded[inner] = np.moveaxis(x, 1, -1)
+    return padded
+
+
+def _columns_last(x, kernel, stride, padding, dilation, outs):
+    """im2col, channels last: (N * P, K * C) contiguous, rows ordered as the output positions
+    (n, *outs), columns as (*kernel, C)."""
+    count = len(kernel)
+    if all(k == 1 for k in kernel) and not any(p for pair in padding for p in pair):
+        picked = x[(slice(None), slice(None)) + tuple(slice(0, (o - 1) * s + 1, s) for o, s in zip(outs, stride))]
+        return _contiguous(np.moveaxis(picked, 1, -1)).reshape(x.shape[0] * math.prod(outs), -1)  # 1x1: no windows
+    xl = _channels_last_padded(x, padding)
+    extents = tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation))
+    view = sliding_window_view(xl, extents, axis=tuple(range(1, 1 + count)))  # (N, *full, C, *extents)
+    index = (slice(None),) + tuple(slice(0, (o - 1) * s + 1, s) for o, s in zip(outs, stride)) + \
+        (slice(None),) + tuple(slice(None, None, d) for d in dilation)
+    order = tuple(range(1 + count)) + tuple(range(2 + count, 2 + 2 * count)) + (1 + count,)
+    cols = _contiguous(view[index].transpose(order))  # (N, *outs, *kernel, C)
+    return cols.reshape(x.shape[0] * math.prod(outs), -1)
+
+
+def _filters_last(w):
+    """(O, K * C): a filter (O, C, *kernel) with its channels last, as `_columns_last`'s columns."""
+    return _contiguous(np.moveaxis(w, 1, -1)).reshape(w.shape[0], -1)
+
+
+def _channels_first(rows, spatial):
+    """(N, O, *spatial) from rows (N * prod(spatial), O), channels last."""
+    channels = rows.shape[-1]
+    return np.moveaxis(rows.reshape((-1,) + tuple(spatial) + (channels,)), -1, 1)
 
 
 def _conv_impl(x, w, stride, padding, dilation, groups):
@@ -126,12 +186,19 @@ def _conv_impl(x, w, stride, padding, dilation, groups):
     if result.size == 0:
         result[...] = 0
         return result
+    chunk = _batch_chunk(channels * math.prod(kernel) * math.prod(outs) * dtype.itemsize, n)
+    if _channels_last_pays(channels, groups, kernel, stride, outs):
+        filters = _filters_last(w)  # (O, K * C)
+        for start in range(0, n, chunk):
+            # (nP, KC) @ (KC, O); no name holds a chunk's columns into the next chunk
+            part = np.matmul(_columns_last(x[start:start + chunk], kernel, stride, padding, dilation, outs), filters.T)
+            result[start:start + chunk] = _channels_first(part, outs)
+        return result
     xp = _padded(x, padding)
     filters = w.reshape(groups, out_channels // groups, -1)  # (G, O/G, C/G * K)
-    chunk = _batch_chunk(channels * math.prod(kernel) * math.prod(outs) * dtype.itemsize)
     for start in range(0, n, chunk):
-        cols = _columns(xp[start:start + chunk], kernel, stride, dilation, outs, groups)  # (n, G, CK, P)
-        part = np.matmul(filters, cols)  # (n, G, O/G, P)
+        part = np.matmul(filters, _columns(xp[start:start + chunk], kernel, stride, dilation, outs, groups))
+        # (G, O/G, CK) @ (n, G, CK, P): (n, G, O/G, P)
         result[start:start + chunk] = part.reshape((part.shape[0], out_channels) + outs)
     return result
 
@@ -158,6 +225,21 @@ def _fold_each(part, like, shape, kernel, stride, dilation, padding):
     return padded[crop]
 
 
+def _fold_batch_last(cols, spatial, stride, dilation, padding):
+    """col2im, batch last: cols (*kernel, C, *outs, n) added back onto a (C, *spatial, n) array
+    (the padded input, cropped by `padding`), one strided add per kernel offset, each over
+    contiguous runs of the batch."""
+    count = len(spatial)
+    kernel, channels, outs, n = cols.shape[:count], cols.shape[count], cols.shape[count + 1:-1], cols.shape[-1]
+    padded = np.zeros_like(cols, shape=(channels,) + tuple(size + p[0] + p[1] for size, p in zip(spatial, padding))
+                           + (n,))
+    for offset in np.ndindex(*kernel):
+        target = (slice(None),) + tuple(slice(k * d, k * d + (o - 1) * s + 1, s)
+                                        for k, d, o, s in zip(offset, dilation, outs, stride))
+        padded[target] += cols[offset]
+    return padded[(slice(None),) + tuple(slice(p[0], p[0] + size) for p, size in zip(padding, spatial))]
+
+
 def _conv_transpose_impl(y, w, stride, padding, output_padding, dilation, groups):
     dtype = np.result_type(y.dtype, w.dtype)
     y, w = y.astype(dtype, copy=False), w.astype(dtype, copy=False)
@@ -172,15 +254,27 @@ def _conv_transpose_impl(y, w, stride, padding, output_padding, dilation, groups
     if all(s == 1 for s in stride):
         return _conv_transpose_by_conv(y, w, padding, output_padding, dilation, groups)
     result = np.empty_like(y, shape=(n, channels) + spatial, dtype=dtype)
+    chunk = _batch_chunk(channels * math.prod(kernel) * math.prod(outs) * dtype.itemsize, n)
+    if _channels_last_pays(channels, groups, kernel, stride, outs):
+        filters = _filters_last(w).T  # (K * C, I): w is (I, C, *kernel)
+        for start in range(0, n, chunk):
+            part = y[start:start + chunk]
+            # batch last, (I, P * n): each strided add of the fold then copies whole rows of the batch
+            columns = _contiguous(np.moveaxis(part, 0, -1)).reshape(in_channels, -1)
+            cols = np.matmul(filters, columns).reshape(tuple(kernel) + (channels,) + tuple(outs) + (part.shape[0],))
+            folded = _fold_batch_last(cols, spatial, stride, dilation, padding)  # (C, *spatial, n)
+            del cols  # before the next chunk's
+            result[start:start + chunk] = np.moveaxis(folded, -1, 0)
+        return result
     # (G, C/G * K, O/G): the filter of each group, transposed
     filters = w.reshape(groups, in_channels // groups, -1).transpose(0, 2, 1)
-    chunk = _batch_chunk(channels * math.prod(kernel) * math.prod(outs) * dtype.itemsize)
     for start in range(0, n, chunk):
         part = y[start:start + chunk]
         m = part.shape[0]
         cols = np.matmul(filters, part.reshape(m, groups, in_channels // groups, -1))  # (n, G, C/G*K, P)
         cols = cols.reshape((m, channels) + tuple(kernel) + tuple(outs))
         result[start:start + chunk] = _fold(cols, (m, channels) + spatial, kernel, stride, dilation, padding)
+        del cols  # before the next chunk's
     return result
 
 
@@ -208,20 +302,29 @@ def _conv_filter_grad_impl(x, g, stride, padding, dilation, groups, kernel):
     out_channels, outs = g.shape[1], g.shape[2:]
     count = len(kernel)
     per_group = (groups, out_channels // groups, channels // groups * math.prod(kernel))
-    result = np.zeros_like(x, shape=per_group, dtype=dtype)
-    if n and math.prod(outs):
-        xp = _padded(x, padding)
-        chunk = _batch_chunk(channels * math.prod(kernel) * math.prod(outs) * dtype.itemsize)
+    if not (n and math.prod(outs)):
+        return np.zeros_like(x, shape=(out_channels, channels // groups) + tuple(kernel), dtype=dtype)
+    chunk = _batch_chunk(channels * math.prod(kernel) * math.prod(outs) * dtype.itemsize, n)
+    if _channels_last_pays(channels, groups, kernel, stride, outs):
+        total = np.zeros_like(x, shape=(out_channels, math.prod(kernel) * channels), dtype=dtype)
         for start in range(0, n, chunk):
-            win = _windows(xp[start:start + chunk], kernel, stride, dilation, outs)  # (n, C, *outs, *kernel)
-            m = win.shape[0]
-            # im2col as (C, *kernel, n, *outs): the batch and the positions are one axis, summed
-            # by one matmul per group: (O/G, nP) @ (nP, C/G * K)
-            order = (1,) + tuple(range(2 + count, 2 + 2 * count)) + (0,) + tuple(range(2, 2 + count))
-            cols = _contiguous(win.transpose(order)).reshape(groups, -1, m * math.prod(outs))
-            part = g[start:start + chunk].reshape(m, out_channels, -1).transpose(1, 0, 2)
-            left = _contiguous(part).reshape(groups, out_channels // groups, -1)
-            result += np.matmul(left, cols.swapaxes(-1, -2))
+            rows = _contiguous(np.moveaxis(g[start:start + chunk], 1, -1)).reshape(-1, out_channels)  # (nP, O)
+            # (O, nP) @ (nP, KC); no name holds a chunk's columns into the next chunk
+            total += np.matmul(rows.T, _columns_last(x[start:start + chunk], kernel, stride, padding, dilation, outs))
+        return _contiguous(np.moveaxis(total.reshape((out_channels,) + tuple(kernel) + (channels,)), -1, 1))
+    result = np.zeros_like(x, shape=per_group, dtype=dtype)
+    xp = _padded(x, padding)
+    for start in range(0, n, chunk):
+        win = _windows(xp[start:start + chunk], kernel, stride, dilation, outs)  # (n, C, *outs, *kernel)
+        m = win.shape[0]
+        # im2col as (C, *kernel, n, *outs): the batch and the positions are one axis, summed
+        # by one matmul per group: (O/G, nP) @ (nP, C/G * K)
+        order = (1,) + tuple(range(2 + count, 2 + 2 * count)) + (0,) + tuple(range(2, 2 + count))
+        cols = _contiguous(win.transpose(order)).reshape(groups, -1, m * math.prod(outs))
+        part = g[start:start + chunk].reshape(m, out_channels, -1).transpose(1, 0, 2)
+        left = _contiguous(part).reshape(groups, out_channels // groups, -1)
+        result += np.matmul(left, cols.swapaxes(-1, -2))
+        del cols  # before the next chunk's
     return result.reshape((out_channels, channels // groups) + tuple(kernel))
 
 
