@@ -198,7 +198,7 @@ class Program:
 
     run: object
     listing: object             # _Listing: the program as printed (`source`), written when first read
-    line_to_node: dict          # (code object, line number) -> (node, names of its inputs)
+    line_to_node: dict          # code object -> {line number: (node, names of its inputs)}
     plan: MemoryPlan
     segments: int = 1
     bindings: tuple = ()        # the names of the kernels, constants and variables the code reads
@@ -214,9 +214,9 @@ class Program:
         traceback = error.__traceback__
         found = None
         while traceback is not None:
-            key = (traceback.tb_frame.f_code, traceback.tb_lineno)
-            if key in self.line_to_node:
-                found = self.line_to_node[key] + (traceback.tb_frame.f_locals,)
+            node_at = self.line_to_node.get(traceback.tb_frame.f_code, {}).get(traceback.tb_lineno)
+            if node_at is not None:
+                found = node_at + (traceback.tb_frame.f_locals,)
             traceback = traceback.tb_next
         return found
 
@@ -562,7 +562,7 @@ def _compile_def(listing, filename, namespace, function_name, parameters, chunk,
     index = listing.add_def(function_name, parameters, chunk, loads, stores, result)
     function = _define(source, f"{filename}:{function_name}", function_name, namespace,
                        functools.partial(listing.def_text, index))
-    return function, {(function.__code__, line): found for line, found in located}
+    return function, {function.__code__: dict(located)}  # a code object's hash reads all its code: once
 
 
 _VALUE_NAME = re.compile(r"\b[vp]\d+\b")
