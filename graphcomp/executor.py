@@ -74,18 +74,8 @@ WORKSPACE_MAX_BYTES = 64 * 2**20
 _function_counter = itertools.count()
 
 
-def _returns_fresh_array(node):
-    return node.op.fresh_result
-
-
-def _out_support(node):
-    """(can write into a given array, may that array be one of its operands)."""
-    op = node.op
-    return op.writes_out, op.writes_out and op.overwrites_operand
-
-
 def _plannable(node, shape):
-    return node.ndim >= 1 and is_static(shape) and node.dtype.kind in "biuf"
+    return len(node.shape) >= 1 and None not in shape and node.dtype.kind in "biuf"
 
 
 def static_shape(node):
@@ -118,19 +108,22 @@ def plan_memory(graph, shape_of=static_shape):
     to its arguments' shapes); by default the nodes' static shapes."""
     nodes = graph.nodes
     allocator = Allocator([node.inputs for node in nodes], live_out=graph.outputs)
+    place, finish, slots_of = allocator.place, allocator.finish, allocator.slots_of
     plan = MemoryPlan()
+    frees = plan.frees
     free_events = {}  # dead buffer -> its entry in plan.frees, marked when a later node reuses it
     for i, node in enumerate(nodes):
-        if node.op.leaf:
+        op = node.op
+        if op.leaf:
             buffers = ()
-        elif _returns_fresh_array(node):
+        elif op.fresh_result:
             buffers = (_choose_buffer(node, shape_of(node), i, allocator, plan, free_events),)
         else:  # a view (or possibly its input itself): it keeps its inputs' arrays alive
-            buffers = tuple({b: None for parent in node.inputs for b in allocator.slots_of(parent)})
-        allocator.place(node, i, buffers)
-        for buffer in allocator.finish(i):
+            buffers = tuple({b: None for parent in node.inputs for b in slots_of(parent)})
+        place(node, i, buffers)
+        for buffer in finish(i):
             event = [i, buffer.owner, False]
-            plan.frees.append(event)
+            frees.append(event)
             free_events[buffer] = event
     plan.returned = {buffer.owner for out in graph.outputs for buffer in allocator.slots_of(out)}
     return plan
@@ -138,12 +131,12 @@ def plan_memory(graph, shape_of=static_shape):
 
 def _choose_buffer(node, shape, i, allocator, plan, free_events):
     """The buffer `node` (of `shape`) writes into (recording the decision in `plan`), or a new one."""
-    writes_out, may_alias = _out_support(node)
+    writes_out = node.op.writes_out
     if not _plannable(node, shape):
         plan.allocations.append(node)
         return allocator.new(None, node)
     key = (tuple(shape), node.dtype)
-    if writes_out and may_alias:
+    if writes_out and node.op.overwrites_operand:  # it may write over one of its operands
         for parent in node.inputs:
             buffer = allocator.sole_slot(parent, i)
             if buffer is not None and buffer.key == key:
