@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from graphcomp.errors import GradientError
 from graphcomp.ir import Graph
 from graphcomp.kernels import Kernel, UnsupportedExpression, record_program
-from graphcomp.passes.rewrite import is_constant, make_node
+from graphcomp.passes.rewrite import is_constant, make_node, rewired
 from graphcomp.registry import OpDef
 from graphcomp.shapes import broadcast_shapes
 
@@ -270,16 +270,9 @@ def fuse_elementwise(graph):
                 continue
             # This group stays unfused: its members are rebuilt as they are.
             for member in members[:-1]:
-                mapping[member] = _rebuilt(member, mapping)
-        mapping[node] = _rebuilt(node, mapping)
+                mapping[member] = rewired(member, mapping)
+        mapping[node] = rewired(node, mapping)
     return Graph([mapping.get(out, out) for out in graph.outputs])
-
-
-def _rebuilt(node, mapping):
-    inputs = [mapping.get(parent, parent) for parent in node.inputs]
-    if any(new is not old for new, old in zip(inputs, node.inputs)):
-        return node.with_inputs(inputs)
-    return node
 
 
 def _fuse_group(members, compute_dtype, mapping):
