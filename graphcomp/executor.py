@@ -247,7 +247,7 @@ class _Listing:
 
     def printed_line(self, line):
         """A line as printed: a value's line typed and commented, any other as it runs."""
-        code, node, _, defines, _, kernel = line
+        code, node, _, defines, _, kernel, _ = line
         if defines is None:
             return code
         what = _describe(node, kernel) if kernel is not None else _variable_label(node)
@@ -258,7 +258,8 @@ class _Emitter:
     """Collects lines with what they define, use and delete, then writes segment functions."""
 
     def __init__(self, backend, kernels=None):
-        # (code, node or None, input names, defined name or None, deleted names, kernel identifier or None)
+        # (code, node or None, input names, defined name or None, deleted names, kernel identifier
+        # or None, names of the values it reads: its inputs' and the one it writes into)
         self.lines = []
         self.bindings = {}  # the names the lines call and read: the program's namespace
         self.fused = {}  # identifier -> fused kernel whose NumPy code the program prints
@@ -266,8 +267,8 @@ class _Emitter:
         self.kernels = kernels or {}
         self._base_names = {}  # op name -> its identifier
 
-    def add(self, code, node=None, inputs=(), defines=None, deletes=(), kernel=None):
-        self.lines.append((code, node, inputs, defines, deletes, kernel))
+    def add(self, code, node=None, inputs=(), defines=None, deletes=(), kernel=None, reads=()):
+        self.lines.append((code, node, inputs, defines, deletes, kernel, reads))
 
     def bind_kernel(self, node, position):
         """Bind the node's kernel under a readable identifier and return it: the op's name when
@@ -453,17 +454,22 @@ def _generate(graph, inputs, backend, shape_of, kernels):
             kernel = emitter.bind_kernel(node, position)
             arguments = [names[parent] for parent in node.inputs]
             target = plan.out_of.get(node)
+            reads = [argument for argument in arguments if argument[0] in "vp"]  # not constants (c3)
             if node in workspace:
-                into = [f"out=ws[{workspace[node]}]"]
+                call = ", ".join(arguments + [f"out=ws[{workspace[node]}]"])
+            elif target is not None:
+                call = ", ".join(arguments + [f"out={names[target]}"])
+                reads.append(names[target])
             else:
-                into = [f"out={names[target]}"] if target is not None else []
-            call = ", ".join(arguments + into)
-            emitter.add(f"{name} = {kernel}({call})", node, arguments, name, kernel=kernel)
+                call = ", ".join(arguments)
+            emitter.add(f"{name} = {kernel}({call})", node, arguments, name, kernel=kernel, reads=reads)
         names[node] = name
         dead = {names[p] for p in node.inputs
                 if last_use.get(p) == position and p not in outputs and not p.op.leaf
                 and p not in keep_until}
-        dead |= {names[h] for h in release_after.get(position, ()) if h not in outputs}
+        released = release_after.get(position)
+        if released:
+            dead |= {names[h] for h in released if h not in outputs}
         if dead:
             dead = sorted(dead)
             emitter.add(f"del {', '.join(dead)}", deletes=dead)
@@ -558,9 +564,6 @@ def _compile_def(listing, filename, namespace, function_name, parameters, chunk,
     return function, {function.__code__: dict(located)}  # a code object's hash reads all its code: once
 
 
-_VALUE_NAME = re.compile(r"\b[vp]\d+\b")
-
-
 def _compile_long(chunks, parameters, returned, filename, namespace, listing):
     """Very long programs: one function per chunk of lines. Values that cross from one chunk to
     a later one travel in a dictionary (`env`): a chunk loads only the values it reads and
@@ -569,16 +572,16 @@ def _compile_long(chunks, parameters, returned, filename, namespace, listing):
     for number, chunk in enumerate(chunks):
         read, defined, kept = {}, set(parameters) if number == 0 else set(), []  # read: an ordered set
         for line in chunk:
-            code, node, arguments, defines, deletes, kernel = line
+            deletes, values_read = line[4], line[6]
             if deletes:  # only names this chunk holds; the others leave `env` at their last read
                 local = [name for name in deletes if name in defined or name in read]
                 if local:
-                    kept.append((f"del {', '.join(local)}", None, [], None, local, None))
+                    kept.append((f"del {', '.join(local)}", None, [], None, local, None, ()))
                 continue
-            code = code.split("#", 1)[0]
-            for name in _VALUE_NAME.findall(code.split("=", 1)[1] if defines else code):
+            for name in values_read:
                 if name not in defined:
                     read.setdefault(name)
+            defines = line[3]
             if defines:
                 defined.add(defines)
             kept.append(line)
