@@ -91,11 +91,15 @@ def _compute_dtype(node):
     op = node.op
     if op.kind != "elementwise" or op.steps is None:
         return None
-    dtypes = [node.dtype] + [parent.dtype for parent in node.inputs]
-    if any(d.kind not in "fb" for d in dtypes):
-        return None
-    floats = {d for d in dtypes if d.kind == "f"}
-    return floats.pop() if len(floats) == 1 else None
+    floating = None
+    for dtype in (node.dtype, *[parent.dtype for parent in node.inputs]):
+        if dtype.kind == "f":
+            if floating is not None and dtype != floating:
+                return None  # two floating dtypes
+            floating = dtype
+        elif dtype.kind != "b":
+            return None
+    return floating
 
 
 def find_groups(graph):
@@ -165,6 +169,8 @@ def group_signature(members, compute_dtype):
 
 
 def _attrs_key(attrs):
+    if not attrs:
+        return ()
     return tuple(sorted((key, repr(value)) for key, value in attrs.items()))
 
 
