@@ -231,6 +231,10 @@ class _Listing:
         self.defs.append(arguments)
         return len(self.defs) - 1
 
+    def add_text(self, text):
+        """Note one def printed as it runs (a long program's `run`)."""
+        self.defs.append(text)
+
     def def_text(self, index):
         """The printed text of one def."""
         entry = self.defs[index]
@@ -614,7 +618,7 @@ def _compile_long(chunks, parameters, returned, filename, namespace, listing):
                             for i, name in enumerate(calls[:-1])]
     lines.append(f"return {calls[-1]}(env)")
     run_source = f"def run({', '.join(parameters)}):\n" + "\n".join("    " + line for line in lines) + "\n"
-    listing.defs.append(run_source)
+    listing.add_text(run_source)
     run = _define(run_source, f"{filename}:run", "run", namespace)
     return run, line_to_node, len(chunks)
 
