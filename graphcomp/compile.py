@@ -260,7 +260,7 @@ class ProgramCache:
         # the general one and those specialised to argument shapes, shares these kernels.
         self._state_kernels = state_kernels
         self.general = executor.generate(graph, inputs, backend, kernels=state_kernels)
-        self.sizes_unknown = not all(is_static(node.shape) for node in graph.nodes)
+        self.sizes_unknown = any(None in node.shape for node in graph.nodes)
         self.specializes = backend.plans_memory and self.sizes_unknown and len(graph) <= SPECIALIZE_MAX_NODES
         self.by_shapes = {}  # argument shapes -> Program, most recently used last
         self.last_shapes = None  # the last call's argument shapes, where sizes are unknown (for f.stats)

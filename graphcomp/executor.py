@@ -11,7 +11,9 @@ fused_3(v8)  # fused tanh, add; model.py:14`, then `def fused_3(x0, out): ...`).
 line also cites the forward op it differentiates (`# grad of tanh at model.py:14; model.py:20`,
 the last place being the gc.grad call; a forward-mode tangent's: `# jvp of tanh at ...`).
 The text is `Program.source` (`f.source`); the program part is registered with linecache, so
-tracebacks show it.
+tracebacks show it. The code that runs is the same lines bare (`v7 = add(v3, v5)`): the types
+and comments are written only when the text is first read (`_Listing`), so compiling a long
+graph does not pay for them.
 The memory plan decides, for nodes whose kernels can write into a given array (NumPy ufuncs,
 matmul, fused kernels) and whose shape is known:
 
@@ -48,6 +50,7 @@ linear and Python's compiler is never asked for one enormous function.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import keyword
 import linecache
@@ -71,18 +74,8 @@ WORKSPACE_MAX_BYTES = 64 * 2**20
 _function_counter = itertools.count()
 
 
-def _returns_fresh_array(node):
-    return node.op.fresh_result
-
-
-def _out_support(node):
-    """(can write into a given array, may that array be one of its operands)."""
-    op = node.op
-    return op.writes_out, op.writes_out and op.overwrites_operand
-
-
 def _plannable(node, shape):
-    return node.ndim >= 1 and is_static(shape) and node.dtype.kind in "biuf"
+    return len(node.shape) >= 1 and None not in shape and node.dtype.kind in "biuf"
 
 
 def static_shape(node):
@@ -115,19 +108,22 @@ def plan_memory(graph, shape_of=static_shape):
     to its arguments' shapes); by default the nodes' static shapes."""
     nodes = graph.nodes
     allocator = Allocator([node.inputs for node in nodes], live_out=graph.outputs)
+    place, finish, slots_of = allocator.place, allocator.finish, allocator.slots_of
     plan = MemoryPlan()
+    frees = plan.frees
     free_events = {}  # dead buffer -> its entry in plan.frees, marked when a later node reuses it
     for i, node in enumerate(nodes):
-        if node.op.leaf:
+        op = node.op
+        if op.leaf:
             buffers = ()
-        elif _returns_fresh_array(node):
+        elif op.fresh_result:
             buffers = (_choose_buffer(node, shape_of(node), i, allocator, plan, free_events),)
         else:  # a view (or possibly its input itself): it keeps its inputs' arrays alive
-            buffers = tuple({b: None for parent in node.inputs for b in allocator.slots_of(parent)})
-        allocator.place(node, i, buffers)
-        for buffer in allocator.finish(i):
+            buffers = tuple({b: None for parent in node.inputs for b in slots_of(parent)})
+        place(node, i, buffers)
+        for buffer in finish(i):
             event = [i, buffer.owner, False]
-            plan.frees.append(event)
+            frees.append(event)
             free_events[buffer] = event
     plan.returned = {buffer.owner for out in graph.outputs for buffer in allocator.slots_of(out)}
     return plan
@@ -135,12 +131,12 @@ def plan_memory(graph, shape_of=static_shape):
 
 def _choose_buffer(node, shape, i, allocator, plan, free_events):
     """The buffer `node` (of `shape`) writes into (recording the decision in `plan`), or a new one."""
-    writes_out, may_alias = _out_support(node)
+    writes_out = node.op.writes_out
     if not _plannable(node, shape):
         plan.allocations.append(node)
         return allocator.new(None, node)
     key = (tuple(shape), node.dtype)
-    if writes_out and may_alias:
+    if writes_out and node.op.overwrites_operand:  # it may write over one of its operands
         for parent in node.inputs:
             buffer = allocator.sole_slot(parent, i)
             if buffer is not None and buffer.key == key:
@@ -194,36 +190,89 @@ class Program:
     """The generated code of a compiled graph."""
 
     run: object
-    source: str
-    line_to_node: dict          # (code object, line number) -> (node, names of its inputs)
+    listing: object             # _Listing: the program as printed (`source`), written when first read
+    line_to_node: dict          # code object -> {line number: (node, names of its inputs)}
     plan: MemoryPlan
     segments: int = 1
     bindings: tuple = ()        # the names of the kernels, constants and variables the code reads
+
+    @property
+    def source(self):
+        """The program as printed: every value typed, every line citing where it was built,
+        each fused kernel's NumPy code after it."""
+        return self.listing.text()
 
     def locate(self, error):
         """(node, input names, frame locals) of the line an exception came from, or None."""
         traceback = error.__traceback__
         found = None
         while traceback is not None:
-            key = (traceback.tb_frame.f_code, traceback.tb_lineno)
-            if key in self.line_to_node:
-                found = self.line_to_node[key] + (traceback.tb_frame.f_locals,)
+            node_at = self.line_to_node.get(traceback.tb_frame.f_code, {}).get(traceback.tb_lineno)
+            if node_at is not None:
+                found = node_at + (traceback.tb_frame.f_locals,)
             traceback = traceback.tb_next
         return found
+
+
+class _Listing:
+    """The printed program. The code that runs is the same lines bare (`v7 = add(v3, v5)`);
+    the printed lines add each value's type and a comment (`v7: "f64[8]" = add(v3, v5)  #
+    model.py:12`), line for line, so tracebacks (through linecache) and `source` show the
+    printed text. It is written only when first read: compiling a long graph never pays for it."""
+
+    def __init__(self, shape_of, fused):
+        self.shape_of = shape_of
+        self.fused = fused      # identifier -> (fused kernel, node): their NumPy code follows the program
+        self.defs = []          # per def, in order: its printed text, or the arguments of _def_source
+        self._text = None
+
+    def add_def(self, *arguments):
+        """Note one def (the arguments of _def_source, less the way lines are written); its index."""
+        self.defs.append(arguments)
+        return len(self.defs) - 1
+
+    def add_text(self, text):
+        """Note one def printed as it runs (a long program's `run`)."""
+        self.defs.append(text)
+
+    def def_text(self, index):
+        """The printed text of one def."""
+        entry = self.defs[index]
+        if not isinstance(entry, str):
+            entry = self.defs[index] = _def_source(*entry, self.printed_line)[0]
+        return entry
+
+    def text(self):
+        """The whole printed program."""
+        if self._text is None:
+            program = "\n".join(self.def_text(index) for index in range(len(self.defs)))
+            self._text = program + _fused_sources(self.fused)
+        return self._text
+
+    def printed_line(self, line):
+        """A line as printed: a value's line typed and commented, any other as it runs."""
+        code, node, _, defines, _, kernel, _ = line
+        if defines is None:
+            return code
+        what = _describe(node, kernel) if kernel is not None else _variable_label(node)
+        return f"{_binder(defines, node, self.shape_of(node))}{code[len(defines):]}{_comment(what, node)}"
 
 
 class _Emitter:
     """Collects lines with what they define, use and delete, then writes segment functions."""
 
     def __init__(self, backend, kernels=None):
-        self.lines = []  # (text, node or None, input names, defined name or None, deleted names)
+        # (code, node or None, input names, defined name or None, deleted names, kernel identifier
+        # or None, names of the values it reads: its inputs' and the one it writes into)
+        self.lines = []
         self.bindings = {}  # the names the lines call and read: the program's namespace
         self.fused = {}  # identifier -> fused kernel whose NumPy code the program prints
         self.backend = backend
         self.kernels = kernels or {}
+        self._base_names = {}  # op name -> its identifier
 
-    def add(self, text, node=None, inputs=(), defines=None, deletes=()):
-        self.lines.append((text, node, list(inputs), defines, list(deletes)))
+    def add(self, code, node=None, inputs=(), defines=None, deletes=(), kernel=None, reads=()):
+        self.lines.append((code, node, inputs, defines, deletes, kernel, reads))
 
     def bind_kernel(self, node, position):
         """Bind the node's kernel under a readable identifier and return it: the op's name when
@@ -232,7 +281,9 @@ class _Emitter:
         op = node.op
         kernel = self.kernels.get(node) or op.kernel(dict(node.attrs))
         kernel = self.backend.kernel(node, kernel)
-        base = _identifier(op.name)
+        base = self._base_names.get(op.name)
+        if base is None:
+            base = self._base_names[op.name] = _identifier(op.name)
         if op.members:  # one kernel per fused node, under its own name
             base = _identifier(getattr(op.impl, "name", f"{base}_{position}"))
         elif kernel is not op.impl:
@@ -339,6 +390,11 @@ def _safe_repr(value):
         return "?"
 
 
+def _variable_label(node):
+    """What a variable's line says about it: `variable 'w'`."""
+    return f"variable {node.name!r}" if node.name else "variable"
+
+
 def _describe_input(name, node):
     """`# p0: placeholder 'x' (?, 3) float64; model.py:3`."""
     label = f"placeholder {node.name!r}" if node.name else "placeholder"
@@ -397,33 +453,36 @@ def _generate(graph, inputs, backend, shape_of, kernels):
         if leaf == "read":  # a variable: its storage is read at every call
             emitter.bindings[f"s{position}"] = backend.storage(node.payload)
             copy = ".copy()" if node in outputs else ""
-            label = f"variable {node.name!r}" if node.name else "variable"
-            emitter.add(f"{_binder(name, node, shape_of(node))} = s{position}.value{copy}{_comment(label, node)}",
-                        node, (), name)
+            emitter.add(f"{name} = s{position}.value{copy}", node, (), name)
         else:
             kernel = emitter.bind_kernel(node, position)
             arguments = [names[parent] for parent in node.inputs]
             target = plan.out_of.get(node)
+            reads = [argument for argument in arguments if argument[0] in "vp"]  # not constants (c3)
             if node in workspace:
-                into = [f"out=ws[{workspace[node]}]"]
+                call = ", ".join(arguments + [f"out=ws[{workspace[node]}]"])
+            elif target is not None:
+                call = ", ".join(arguments + [f"out={names[target]}"])
+                reads.append(names[target])
             else:
-                into = [f"out={names[target]}"] if target is not None else []
-            call = ", ".join(arguments + into)
-            comment = _comment(_describe(node, kernel), node)
-            emitter.add(f"{_binder(name, node, shape_of(node))} = {kernel}({call}){comment}", node, arguments, name)
+                call = ", ".join(arguments)
+            emitter.add(f"{name} = {kernel}({call})", node, arguments, name, kernel=kernel, reads=reads)
         names[node] = name
         dead = {names[p] for p in node.inputs
                 if last_use.get(p) == position and p not in outputs and not p.op.leaf
                 and p not in keep_until}
-        dead |= {names[h] for h in release_after.get(position, ()) if h not in outputs}
+        released = release_after.get(position)
+        if released:
+            dead |= {names[h] for h in released if h not in outputs}
         if dead:
-            emitter.add(f"del {', '.join(sorted(dead))}", deletes=sorted(dead))
+            dead = sorted(dead)
+            emitter.add(f"del {', '.join(dead)}", deletes=dead)
     returned = [names[out] for out in graph.outputs]
-    run, source, line_to_node, segments = _compile_segments(emitter, len(inputs), returned, bool(specs))
+    listing = _Listing(shape_of, emitter.fused)
+    run, line_to_node, segments = _compile_segments(emitter, len(inputs), returned, bool(specs), listing)
     if specs:
         run = _with_workspace(run, specs)
-    return Program(run, source + _fused_sources(emitter.fused), line_to_node, plan, segments,
-                   tuple(emitter.bindings))
+    return Program(run, listing, line_to_node, plan, segments, tuple(emitter.bindings))
 
 
 def _fused_sources(fused):
@@ -460,7 +519,6 @@ def _with_workspace(body, specs):
             return results
         finally:
             idle.append((ws, kept))
-    run.source = body.source
     run.workspace_bytes = _nbytes(specs)
     return run
 
@@ -472,27 +530,27 @@ def _base_of(value):
     return value
 
 
-def _compile_segments(emitter, arity, returned, workspace=False):
+def _compile_segments(emitter, arity, returned, workspace, listing):
+    """(run, line_to_node, number of defs) of the emitter's lines; each def is noted in `listing`."""
     parameters = [f"p{i}" for i in range(arity)] + (["ws"] if workspace else [])
     chunks = [emitter.lines[i:i + SEGMENT_LINES] for i in range(0, len(emitter.lines), SEGMENT_LINES)] or [[]]
     filename = f"<graphcomp-function-{next(_function_counter)}>"
     namespace = dict(emitter.bindings)
     if len(chunks) == 1:
-        source, located = _segment_source("run", parameters, chunks[0], [], [], returned)
-        run = _define(source, f"{filename}:run", "run", namespace)
-        line_to_node = {(run.__code__, line): found for line, found in located}
-        run.source = source
-        return run, source, line_to_node, 1
-    return _compile_long(chunks, parameters, returned, filename, namespace)
+        run, line_to_node = _compile_def(listing, filename, namespace, "run", parameters, chunks[0], [], [], returned)
+        return run, line_to_node, 1
+    return _compile_long(chunks, parameters, returned, filename, namespace, listing)
 
 
-def _segment_source(function_name, parameters, chunk, loads, stores, result):
-    """(source of one def, [(line number, (node, input names))]) for a chunk of lines."""
+def _def_source(function_name, parameters, chunk, loads, stores, result, written=None):
+    """(source of one def, [(line number, (node, input names))]) for a chunk of lines, each line
+    written by `written(line)` (as it runs when None)."""
     body, located = list(loads), []
-    for text, node, arguments, defines, deletes in chunk:
-        body.append(text)
+    for line in chunk:
+        body.append(line[0] if written is None else written(line))
+        node = line[1]
         if node is not None:
-            located.append((len(body) + 1, (node, arguments)))
+            located.append((len(body) + 1, (node, line[2])))
     body += stores
     header = f"def {function_name}({', '.join(parameters)}):"
     if result is not None:
@@ -501,10 +559,16 @@ def _segment_source(function_name, parameters, chunk, loads, stores, result):
     return source, located
 
 
-_VALUE_NAME = re.compile(r"\b[vp]\d+\b")
+def _compile_def(listing, filename, namespace, function_name, parameters, chunk, loads, stores, result):
+    """Compile one def of bare lines and note it in `listing`; (the function, its line_to_node)."""
+    source, located = _def_source(function_name, parameters, chunk, loads, stores, result)
+    index = listing.add_def(function_name, parameters, chunk, loads, stores, result)
+    function = _define(source, f"{filename}:{function_name}", function_name, namespace,
+                       functools.partial(listing.def_text, index))
+    return function, {function.__code__: dict(located)}  # a code object's hash reads all its code: once
 
 
-def _compile_long(chunks, parameters, returned, filename, namespace):
+def _compile_long(chunks, parameters, returned, filename, namespace, listing):
     """Very long programs: one function per chunk of lines. Values that cross from one chunk to
     a later one travel in a dictionary (`env`): a chunk loads only the values it reads and
     stores only the values a later chunk reads, so the work stays linear in the program."""
@@ -512,16 +576,16 @@ def _compile_long(chunks, parameters, returned, filename, namespace):
     for number, chunk in enumerate(chunks):
         read, defined, kept = {}, set(parameters) if number == 0 else set(), []  # read: an ordered set
         for line in chunk:
-            text, node, arguments, defines, deletes = line
+            deletes, values_read = line[4], line[6]
             if deletes:  # only names this chunk holds; the others leave `env` at their last read
                 local = [name for name in deletes if name in defined or name in read]
                 if local:
-                    kept.append((f"del {', '.join(local)}", None, [], None, local))
+                    kept.append((f"del {', '.join(local)}", None, [], None, local, None, ()))
                 continue
-            code = text.split("#", 1)[0]
-            for name in _VALUE_NAME.findall(code.split("=", 1)[1] if defines else code):
+            for name in values_read:
                 if name not in defined:
                     read.setdefault(name)
+            defines = line[3]
             if defines:
                 defined.add(defines)
             kept.append(line)
@@ -536,7 +600,7 @@ def _compile_long(chunks, parameters, returned, filename, namespace):
             last_reader[name] = number
     for name in returned:
         last_reader[name] = len(chunks)
-    line_to_node, sources, calls = {}, [], []
+    line_to_node, calls = {}, []
     for number, (chunk, (read, defined)) in enumerate(zip(chunks, reads)):
         # A value read here for the last time leaves the dictionary (its memory is freed after use).
         loads = [f"{name} = env.{'pop' if last_reader[name] == number else '__getitem__'}({name!r})"
@@ -545,30 +609,30 @@ def _compile_long(chunks, parameters, returned, filename, namespace):
                   if last_reader.get(name, -1) > number]
         last = number == len(chunks) - 1
         function_name = f"segment_{number}"
-        source, located = _segment_source(function_name, ["env"] + (parameters if number == 0 else []),
-                                          chunk, loads, stores, returned if last else None)
-        function = _define(source, f"{filename}:{function_name}", function_name, namespace)
-        line_to_node.update({(function.__code__, line): found for line, found in located})
-        sources.append(source)
+        _, located = _compile_def(listing, filename, namespace, function_name,
+                                  ["env"] + (parameters if number == 0 else []), chunk, loads, stores,
+                                  returned if last else None)
+        line_to_node.update(located)
         calls.append(function_name)
     lines = ["env = {}"] + [f"{name}(env{', ' + ', '.join(parameters) if i == 0 and parameters else ''})"
                             for i, name in enumerate(calls[:-1])]
     lines.append(f"return {calls[-1]}(env)")
     run_source = f"def run({', '.join(parameters)}):\n" + "\n".join("    " + line for line in lines) + "\n"
+    listing.add_text(run_source)
     run = _define(run_source, f"{filename}:run", "run", namespace)
-    sources.append(run_source)
-    source = "\n".join(sources)
-    run.source = source
-    return run, source, line_to_node, len(chunks)
+    return run, line_to_node, len(chunks)
 
 
-def _define(source, filename, function_name, namespace):
-    """Compile and run `source` (one def) in `namespace`; its text goes to linecache under
-    `filename` so tracebacks show the generated lines, for as long as its code lives."""
+def _define(source, filename, function_name, namespace, printed=None):
+    """Compile and run `source` (one def) in `namespace`; for tracebacks, linecache shows its
+    lines under `filename` for as long as its code lives: `source` itself, or the text
+    `printed()` returns (the same lines, typed and commented), written when first asked for."""
     exec(compile(source, filename, "exec"), namespace)  # noqa: S102 - our own generated code
     function = namespace[function_name]
-    # mtime None: not a file, so linecache.checkcache() keeps the entry.
-    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    if printed is None:  # mtime None: not a file, so linecache.checkcache() keeps the entry.
+        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    else:  # a lazy entry (a one-item tuple): linecache calls it when a line is first wanted
+        linecache.cache[filename] = (printed,)
     weakref.finalize(function.__code__, linecache.cache.pop, filename, None).atexit = False
     return function
 

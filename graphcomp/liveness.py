@@ -41,12 +41,9 @@ class Allocator:
     `live_out` are read after the end (see the module's notes)."""
 
     def __init__(self, reads, live_out=()):
-        self._last = last = last_reads(reads, live_out)
-        self._dying = {}          # position -> the values it reads last, in the order it reads them
-        for position, values in enumerate(reads):
-            for value in values:
-                if last[value] == position:
-                    self._dying.setdefault(position, {})[value] = None
+        self._reads, self._end = reads, len(reads)
+        self._last = last_reads(reads, live_out)
+        self._unread = {}         # position -> values made there that nothing reads
         self._free = {}           # key -> dead slots, the one freed last at the end
         self._slots_of = {}       # value -> the slots it may share memory with
         self.slots = []           # the slots made by `new`, in order
@@ -73,7 +70,7 @@ class Allocator:
         for slot in slots:
             slot.live += 1
         if value not in self._last:  # read nowhere: dead at once
-            self._dying.setdefault(position, {})[value] = None
+            self._unread.setdefault(position, []).append(value)
 
     def slots_of(self, value):
         """The slots `value` may share memory with (() for one not placed)."""
@@ -90,14 +87,23 @@ class Allocator:
         return None
 
     def finish(self, position):
-        """Values read last at `position` die, in the order it reads them; returns the slots
-        that died with them (keyed ones may be taken again)."""
-        freed = []
-        for value in self._dying.pop(position, ()):
-            for slot in self._slots_of.get(value, ()):
-                slot.live -= 1
-                if slot.live == 0:
-                    freed.append(slot)
-                    if slot.key is not None:
-                        self._free.setdefault(slot.key, []).append(slot)
+        """Values read last at `position` die, in the order it reads them (then one made there
+        that nothing reads); returns the slots that died with them (keyed ones may be taken
+        again). Called once per position, in order."""
+        last, freed = self._last, []
+        values = self._reads[position] if position < self._end else ()
+        for k, value in enumerate(values):
+            if last[value] == position and not (k and value in values[:k]):  # a value read twice dies once
+                self._release(value, freed)
+        for value in self._unread.pop(position, ()):
+            self._release(value, freed)
         return freed
+
+    def _release(self, value, freed):
+        """`value` dies: its slots that nothing else needs now go to `freed` (and, keyed, to the free lists)."""
+        for slot in self._slots_of.get(value, ()):
+            slot.live -= 1
+            if slot.live == 0:
+                freed.append(slot)
+                if slot.key is not None:
+                    self._free.setdefault(slot.key, []).append(slot)

@@ -92,7 +92,7 @@ DIFFERENTIATES_FIELD = "differentiates"
 DIFFERENTIATES_FIELDS = ("op", "source", "mode")
 DIFFERENTIATION_MODES = ("grad", "jvp")
 VARIABLE_FIELDS = ("name", "shape", "dtype")
-# How each field of a node is read, in this order (the readers are _Reader methods): the schema
+# How each field of a node is read, in this order (the readers are _Nodes methods): the schema
 # of a node in graph.json. "op" is read first, by itself: it says which optional fields a node
 # may have ("members" for a fused node, "variable" for a variable's read).
 NODE_SCHEMA = (
@@ -543,38 +543,64 @@ def load(path, max_bytes=None):
     if not isinstance(max_bytes, numbers.Integral) or isinstance(max_bytes, bool) or max_bytes < 0:
         raise TypeError(f"gc.load: max_bytes must be a non-negative int, got {max_bytes!r}")
     label = path if isinstance(path, (str, bytes, os.PathLike)) else getattr(path, "name", "<file>")
-    reader = _Reader(label, int(max_bytes))
+    budget = _Budget(label, int(max_bytes))
+    members = _Members(label, budget)
     own = isinstance(path, (str, bytes, os.PathLike))
     with (open(path, "rb") if own else _borrowed(path)) as stream:  # a missing file: the OSError itself
         try:
             archive = zipfile.ZipFile(stream)
         except Exception as error:  # noqa: BLE001 - whatever the zip reader says, it is the file's fault
-            raise reader.error(f"not a .gcz file (not a zip archive: {error})") from None
+            raise members.error(f"not a .gcz file (not a zip archive: {error})") from None
         with archive:
-            graph_bytes, arrays_stream = reader.read_members(archive)
-    return reader.build(graph_bytes, arrays_stream)
+            graph_bytes, arrays_stream = members.read(archive)
+    return _read_graph(label, budget, graph_bytes, arrays_stream)
 
 
-class _NodeContext(NamedTuple):
-    """What the readers of one node's fields need: the nodes and variables read so far, the
-    node's position, and how to fail naming it."""
-    nodes: list
-    storages: list
-    position: int
-    fail: Callable
+class _Part:
+    """One part of reading a .gcz file; every part fails the same way: a LoadError naming the
+    file, and the member, node and field at fault."""
 
-
-class _Reader:
-    def __init__(self, path, max_bytes):
+    def __init__(self, path):
         self.path = path
-        self.max_bytes = max_bytes
-        self.inflated = 0  # bytes counted against max_bytes so far
 
     def error(self, problem, member=None, node=None, field=None):
         return LoadError(problem, path=self.path, member=member, node=node, field=field)
 
-    # the archive ------------------------------------------------------------------------------
-    def read_members(self, archive):
+    def check_entry(self, info, member, field=None, node=None):
+        """LoadError unless the zip entry `info` is stored or deflated, without encryption."""
+        if info.flag_bits & 0x1:
+            raise self.error("the member is encrypted", member=member, node=node, field=field)
+        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            raise self.error(f"compressed with zip method {info.compress_type}; gc.load reads stored and "
+                             "deflated members only", member=member, node=node, field=field)
+
+
+class _Budget(_Part):
+    """The bytes gc.load may still inflate from one file (max_bytes), counted as they are declared."""
+
+    def __init__(self, path, max_bytes):
+        super().__init__(path)
+        self.max_bytes = max_bytes
+        self.inflated = 0  # bytes counted against max_bytes so far
+
+    def charge(self, size, member, field=None, weight=1):
+        """Count `size` inflated bytes (each `weight` times) against max_bytes; LoadError past it."""
+        self.inflated += size * weight
+        if self.inflated > self.max_bytes:
+            counted = f" (each counted {weight} times, for the objects parsing makes)" if weight != 1 else ""
+            raise self.error(f"declares {size} bytes{counted}, which takes the file past the {self.max_bytes} "
+                             "bytes gc.load inflates (pass gc.load(path, max_bytes=...) to load a larger file "
+                             "you trust)", member=member, field=field)
+
+
+class _Members(_Part):
+    """The .gcz archive's two members, checked and read within the budget."""
+
+    def __init__(self, path, budget):
+        super().__init__(path)
+        self.budget = budget
+
+    def read(self, archive):
         """(graph.json's bytes, arrays.npz as a binary stream), each read within the limits."""
         try:
             infos = archive.infolist()
@@ -594,19 +620,10 @@ class _Reader:
                 raise self.error(f"the member {name!r} is missing", member=name)
         by_name = {info.filename: info for info in infos}
         # every declared size is counted before anything is inflated
-        self.charge(by_name[GRAPH_MEMBER].file_size, GRAPH_MEMBER, weight=JSON_WEIGHT)
-        self.charge(by_name[ARRAYS_MEMBER].file_size, ARRAYS_MEMBER)
+        self.budget.charge(by_name[GRAPH_MEMBER].file_size, GRAPH_MEMBER, weight=JSON_WEIGHT)
+        self.budget.charge(by_name[ARRAYS_MEMBER].file_size, ARRAYS_MEMBER)
         graph_bytes = self.read_member(archive, by_name[GRAPH_MEMBER], GRAPH_MEMBER).getvalue()
         return graph_bytes, self.read_member(archive, by_name[ARRAYS_MEMBER], ARRAYS_MEMBER)
-
-    def charge(self, size, member, field=None, weight=1):
-        """Count `size` inflated bytes (each `weight` times) against max_bytes; LoadError past it."""
-        self.inflated += size * weight
-        if self.inflated > self.max_bytes:
-            counted = f" (each counted {weight} times, for the objects parsing makes)" if weight != 1 else ""
-            raise self.error(f"declares {size} bytes{counted}, which takes the file past the {self.max_bytes} "
-                             "bytes gc.load inflates (pass gc.load(path, max_bytes=...) to load a larger file "
-                             "you trust)", member=member, field=field)
 
     def read_member(self, archive, info, member, field=None):
         """The bytes of the zip member `info` as a BytesIO: no more than its header declares,
@@ -629,15 +646,16 @@ class _Reader:
         data.seek(0)
         return data
 
-    def check_entry(self, info, member, field=None, node=None):
-        """LoadError unless the zip entry `info` is stored or deflated, without encryption."""
-        if info.flag_bits & 0x1:
-            raise self.error("the member is encrypted", member=member, node=node, field=field)
-        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-            raise self.error(f"compressed with zip method {info.compress_type}; gc.load reads stored and "
-                             "deflated members only", member=member, node=node, field=field)
 
-    # graph.json -------------------------------------------------------------------------------
+class _Document(_Part):
+    """graph.json: parsed strictly (no NaN, no repeated keys) and its header checked."""
+
+    def read(self, data):
+        """The document in graph.json's bytes, its format, version and top-level fields checked."""
+        document = self.parse_json(data)
+        self.check_header(document)
+        return document
+
     def parse_json(self, data):
         def reject_constant(name):
             raise ValueError(f"{name} is not JSON (floats are written {{\"float\": \"{name.lower()}\"}})")
@@ -680,40 +698,55 @@ class _Reader:
             if not isinstance(document[key], list):
                 raise self.error("must be a list", member=GRAPH_MEMBER, field=key)
 
-    # arrays.npz -------------------------------------------------------------------------------
-    def open_arrays(self, stream):
-        """(the .npz archive in `stream`, {key: its member `<key>.npy`}, the stream's size)."""
-        size = stream.seek(0, io.SEEK_END)
+
+class _Arrays(_Part):
+    """arrays.npz: each array read from its .npy header and bytes (never unpickled), allocated
+    only once they match the shape and dtype the graph gives it."""
+
+    def __init__(self, path, budget, stream):
+        super().__init__(path)
+        self.budget = budget
+        self.size = stream.seek(0, io.SEEK_END)  # the stream's size
         stream.seek(0)
         try:
-            archive = zipfile.ZipFile(stream)
-            infos = archive.infolist()
+            self.archive = zipfile.ZipFile(stream)
+            infos = self.archive.infolist()
         except Exception as error:  # noqa: BLE001 - whatever the zip reader says, it is the file's fault
             raise self.error(f"not a NumPy .npz archive: {error}", member=ARRAYS_MEMBER) from None
-        entries = {}
+        self.entries = {}  # key -> its member `<key>.npy`
         for info in infos:
             key = info.filename[:-len(".npy")] if info.filename.endswith(".npy") else info.filename
-            if key in entries:
+            if key in self.entries:
                 raise self.error("the array appears more than once", member=ARRAYS_MEMBER, field=key)
-            entries[key] = info
-        return archive, entries, size
+            self.entries[key] = info
 
-    def array(self, arrays, key, shape, dtype, node=None):
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.archive.close()
+
+    def check_all_used(self, used):
+        """LoadError for an array whose key is not in `used`."""
+        for key in self.entries:
+            if key not in used:
+                raise self.error("an array no node uses", member=ARRAYS_MEMBER, field=key)
+
+    def array(self, key, shape, dtype, node=None):
         """The array `key` of arrays.npz, which the graph says has `shape` and `dtype`."""
         def fail(problem):
             return self.error(problem, member=ARRAYS_MEMBER, node=node, field=key)
 
-        archive, entries, size = arrays
-        if key not in entries:
+        if key not in self.entries:
             raise fail("the array is missing")
-        info = entries[key]
+        info = self.entries[key]
         self.check_entry(info, ARRAYS_MEMBER, key, node)
         if info.compress_type != zipfile.ZIP_STORED:
-            self.charge(info.file_size, ARRAYS_MEMBER, key)
-        elif info.file_size > size:
-            raise fail(f"declares {info.file_size} bytes, more than the {size} bytes of {ARRAYS_MEMBER}")
+            self.budget.charge(info.file_size, ARRAYS_MEMBER, key)
+        elif info.file_size > self.size:
+            raise fail(f"declares {info.file_size} bytes, more than the {self.size} bytes of {ARRAYS_MEMBER}")
         try:
-            with archive.open(info) as stream:
+            with self.archive.open(info) as stream:
                 return self.read_npy(stream, info.file_size, shape, dtype, fail)
         except LoadError:
             raise
@@ -757,37 +790,9 @@ class _Reader:
             raise fail("more bytes than the array's shape and dtype need")
         return array.reshape(shape, order="F" if fortran_order else "C")
 
-    # everything -------------------------------------------------------------------------------
-    def build(self, graph_bytes, arrays_stream):
-        document = self.parse_json(graph_bytes)
-        self.check_header(document)
-        arrays = self.open_arrays(arrays_stream)
-        archive, entries, _ = arrays
-        with archive:
-            storages = [self.variable(arrays, position, entry)
-                        for position, entry in enumerate(document["variables"])]
-            nodes = []
-            for position, entry in enumerate(document["nodes"]):
-                nodes.append(self.node(arrays, nodes, storages, position, entry))
-            used = {f"constant_{i}" for i, node in enumerate(nodes) if node.op.leaf == "baked"}
-            used |= {f"variable_{i}" for i in range(len(storages))}
-            for key in entries:
-                if key not in used:
-                    raise self.error("an array no node uses", member=ARRAYS_MEMBER, field=key)
-        return self.root(document["root"], nodes, "root", 0)
 
-    def variable(self, arrays, position, entry):
-        field = f"variables[{position}]"
-        if not isinstance(entry, dict) or set(entry) != set(VARIABLE_FIELDS):
-            raise self.error(f"a variable is an object with the fields {list(VARIABLE_FIELDS)}",
-                             member=GRAPH_MEMBER, field=field)
-        name = entry["name"]
-        if name is not None and not isinstance(name, str):
-            raise self.error("a name must be a string or null", member=GRAPH_MEMBER, field=f"{field}.name")
-        shape = self.shape(entry["shape"], None, f"{field}.shape", allow_unknown=False)
-        dtype = self.dtype(entry["dtype"], None, f"{field}.dtype")
-        value = self.array(arrays, f"variable_{position}", shape, dtype)
-        return VariableStorage(value, dtype, name)
+class _Fields(_Part):
+    """Checks of the values graph.json's parts share: shapes, dtypes, indices, sources."""
 
     def shape(self, data, node, field, allow_unknown=True):
         if not isinstance(data, list) or not all(
@@ -811,7 +816,66 @@ class _Reader:
             raise self.error(problem, member=GRAPH_MEMBER, node=node, field=field)
         return data
 
-    def node(self, arrays, nodes, storages, position, entry):
+    def differentiates(self, data, position):
+        """(op name, source, mode) of the forward op a derivative node differentiates, or None."""
+        if data is None:
+            return None
+        if not (isinstance(data, dict) and set(data) == set(DIFFERENTIATES_FIELDS) and isinstance(data["op"], str)
+                and data["mode"] in DIFFERENTIATION_MODES):
+            raise self.error('"differentiates" is {"op": str, "source": source, "mode": "grad" or "jvp"}',
+                             member=GRAPH_MEMBER, node=position, field=DIFFERENTIATES_FIELD)
+        return data["op"], self.source(data["source"], position), data["mode"]
+
+    def source(self, data, position):
+        if data is None:
+            return None
+        if not (isinstance(data, dict) and set(data) == set(SOURCE_FIELDS) and isinstance(data["file"], str)
+                and type(data["line"]) is int and isinstance(data["function"], str)):
+            raise self.error('a source is null or {"file": str, "line": int, "function": str}',
+                             member=GRAPH_MEMBER, node=position, field="source")
+        return SourceLocation(data["file"], data["line"], data["function"])
+
+
+class _Variables(_Fields):
+    """graph.json's variables, each with its value from arrays.npz."""
+
+    def __init__(self, path, arrays):
+        super().__init__(path)
+        self.arrays = arrays
+
+    def read(self, position, entry):
+        """The VariableStorage of `entry`, the variable at `position`."""
+        field = f"variables[{position}]"
+        if not isinstance(entry, dict) or set(entry) != set(VARIABLE_FIELDS):
+            raise self.error(f"a variable is an object with the fields {list(VARIABLE_FIELDS)}",
+                             member=GRAPH_MEMBER, field=field)
+        name = entry["name"]
+        if name is not None and not isinstance(name, str):
+            raise self.error("a name must be a string or null", member=GRAPH_MEMBER, field=f"{field}.name")
+        shape = self.shape(entry["shape"], None, f"{field}.shape", allow_unknown=False)
+        dtype = self.dtype(entry["dtype"], None, f"{field}.dtype")
+        value = self.arrays.array(f"variable_{position}", shape, dtype)
+        return VariableStorage(value, dtype, name)
+
+
+class _NodeContext(NamedTuple):
+    """What the readers of one node's fields need: the nodes and variables read so far, the
+    node's position, and how to fail naming it."""
+    nodes: list
+    storages: list
+    position: int
+    fail: Callable
+
+
+class _Nodes(_Fields):
+    """graph.json's nodes, each read as NODE_SCHEMA declares and checked by its op record."""
+
+    def __init__(self, path, arrays, storages):
+        super().__init__(path)
+        self.arrays, self.storages = arrays, storages
+        self.nodes = []  # read so far, in order
+
+    def read(self, position, entry):
         """One node of graph.json, read field by field as NODE_SCHEMA declares; the record then
         checks the attributes (`OpDef.check_attrs`, as building does) and infers shape and dtype."""
         def fail(problem, field=None):
@@ -834,7 +898,7 @@ class _Reader:
                 raise fail("unexpected field", key)
         if not fused and record is None:
             raise fail(f"unknown op {name!r} (not in this graphcomp's registry)", "op")
-        context = _NodeContext(nodes, storages, position, fail)
+        context = _NodeContext(self.nodes, self.storages, position, fail)
         fields = {key: getattr(self, reader)(entry[key], context, key)
                   for key, reader in NODE_SCHEMA if key in entry}
 
@@ -846,12 +910,14 @@ class _Reader:
             raise fail(str(error), "attrs" if error.attribute is None else f"attrs.{error.attribute}") from None
         payload = None
         if op.leaf:
-            payload = self.leaf_payload(op, fields, arrays, storages, position, fail)
+            payload = self.leaf_payload(op, fields, position, fail)
         else:
             self.check_inference(op, inputs, attrs, shape, dtype, position)
-        return restore_node(Tensor, op, inputs, attrs, shape, dtype, fields["name"], fields["source"],
+        node = restore_node(Tensor, op, inputs, attrs, shape, dtype, fields["name"], fields["source"],
                             fields["scope"], fields["derivative_order"], payload,
                             differentiates=fields.get(DIFFERENTIATES_FIELD))
+        self.nodes.append(node)
+        return node
 
     # readers of node fields, named in NODE_SCHEMA: (data, context, field) -> value
     def node_references(self, data, context, field):
@@ -917,19 +983,19 @@ class _Reader:
         except Exception as error:  # noqa: BLE001 - members that cannot be fused
             raise fail(f"its members cannot be fused again: {error}", "members") from None
 
-    def leaf_payload(self, op, fields, arrays, storages, position, fail):
+    def leaf_payload(self, op, fields, position, fail):
         """A leaf's value: a constant's array, a variable's storage, or None for a placeholder."""
         if fields["inputs"]:
             raise fail(f"op {op.name!r} is a leaf and takes no inputs", "inputs")
         shape, dtype = fields["shape"], fields["dtype"]
         if op.leaf == "baked":
-            payload = self.array(arrays, f"constant_{position}", shape, dtype, node=position)
+            payload = self.arrays.array(f"constant_{position}", shape, dtype, node=position)
             payload.flags.writeable = False
             return payload
         if op.leaf == "read":
             if "variable" not in fields:
                 raise fail("a variable node names its variable", "variable")
-            storage = storages[fields["variable"]]
+            storage = self.storages[fields["variable"]]
             if storage.shape != shape or storage.dtype != dtype:
                 raise fail(f"the variable has shape {storage.shape} and dtype {storage.dtype}, the node "
                            f"{shape} and {dtype}", "variable")
@@ -938,24 +1004,6 @@ class _Reader:
             raise fail(f"the leaf op {op.name!r} cannot be loaded from a file", "op")
         return None
 
-    def differentiates(self, data, position):
-        """(op name, source, mode) of the forward op a derivative node differentiates, or None."""
-        if data is None:
-            return None
-        if not (isinstance(data, dict) and set(data) == set(DIFFERENTIATES_FIELDS) and isinstance(data["op"], str)
-                and data["mode"] in DIFFERENTIATION_MODES):
-            raise self.error('"differentiates" is {"op": str, "source": source, "mode": "grad" or "jvp"}',
-                             member=GRAPH_MEMBER, node=position, field=DIFFERENTIATES_FIELD)
-        return data["op"], self.source(data["source"], position), data["mode"]
-
-    def source(self, data, position):
-        if data is None:
-            return None
-        if not (isinstance(data, dict) and set(data) == set(SOURCE_FIELDS) and isinstance(data["file"], str)
-                and type(data["line"]) is int and isinstance(data["function"], str)):
-            raise self.error('a source is null or {"file": str, "line": int, "function": str}',
-                             member=GRAPH_MEMBER, node=position, field="source")
-        return SourceLocation(data["file"], data["line"], data["function"])
 
     def check_inference(self, op, inputs, attrs, shape, dtype, position):
         """The op's own rule must give the node's shape and dtype from its inputs and attributes."""
@@ -973,8 +1021,19 @@ class _Reader:
             raise self.error(f"op {op.name!r} gives shape {inferred_shape} here, the file says {shape}",
                              member=GRAPH_MEMBER, node=position, field="shape")
 
-    # the root ---------------------------------------------------------------------------------
-    def root(self, data, nodes, field, depth):
+
+class _Root(_Fields):
+    """graph.json's root: what gc.load returns, built from the nodes read."""
+
+    def __init__(self, path, nodes):
+        super().__init__(path)
+        self.nodes = nodes
+
+    def read(self, data, field, depth):
+        """The root `data` (at `field`, nested `depth` deep): a tensor, a graph, a function, or a
+        list, tuple or dict of roots."""
+        nodes = self.nodes
+
         def fail(problem, where=field):
             return self.error(problem, member=GRAPH_MEMBER, field=where)
 
@@ -995,12 +1054,12 @@ class _Reader:
         if kind in ("list", "tuple"):
             if not isinstance(body, list):
                 raise fail("must be a list", where)
-            items = [self.root(item, nodes, f"{where}[{k}]", depth + 1) for k, item in enumerate(body)]
+            items = [self.read(item, f"{where}[{k}]", depth + 1) for k, item in enumerate(body)]
             return items if kind == "list" else tuple(items)
         if kind == "dict":
             if not isinstance(body, dict):
                 raise fail("must be an object", where)
-            return {key: self.root(item, nodes, f"{where}.{key}", depth + 1) for key, item in body.items()}
+            return {key: self.read(item, f"{where}.{key}", depth + 1) for key, item in body.items()}
         if kind == "graph":
             if not isinstance(body, dict) or set(body) != {"nodes", "outputs"}:
                 raise fail('a graph is {"nodes": [...], "outputs": [...]}', where)
@@ -1039,6 +1098,21 @@ class _Reader:
             except Exception as error:  # noqa: BLE001 - inputs that are not placeholders, ...
                 raise fail(f"the function cannot be compiled again: {type(error).__name__}: {error}", where) from None
         raise fail(f"unknown kind {kind!r}")
+
+
+def _read_graph(path, budget, graph_bytes, arrays_stream):
+    """What the members of a .gcz file hold: its header, arrays, variables, nodes, then its root."""
+    document = _Document(path).read(graph_bytes)
+    with _Arrays(path, budget, arrays_stream) as arrays:
+        variables = _Variables(path, arrays)
+        storages = [variables.read(position, entry) for position, entry in enumerate(document["variables"])]
+        nodes = _Nodes(path, arrays, storages)
+        for position, entry in enumerate(document["nodes"]):
+            nodes.read(position, entry)
+        used = {f"constant_{i}" for i, node in enumerate(nodes.nodes) if node.op.leaf == "baked"}
+        used |= {f"variable_{i}" for i in range(len(storages))}
+        arrays.check_all_used(used)
+    return _Root(path, nodes.nodes).read(document["root"], "root", 0)
 
 
 def _backend_options(value, where, fail):

@@ -203,7 +203,7 @@ def test_traceback_of_a_run_time_shape_mismatch_shows_the_fused_line():
 def test_generated_lines_leave_linecache_with_their_function():
     x = gc.placeholder((2,), name="x")
     f = gc.function([x], gc.exp(x), optimize=False)
-    filenames = {code.co_filename for code, _ in f.programs.general.line_to_node}
+    filenames = {code.co_filename for code in f.programs.general.line_to_node}
     assert filenames and all(linecache.getline(name, 2).strip() for name in filenames)
     assert all(linecache.cache[name][1] is None for name in filenames)
     del f

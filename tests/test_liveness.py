@@ -46,3 +46,24 @@ def test_a_value_read_nowhere_dies_where_it_is_made():
     slot = allocator.new("k")
     allocator.place("unused", 0, [slot])
     assert allocator.finish(0) == [slot] and allocator.take("k") is slot
+
+
+def test_a_value_read_twice_by_its_last_reader_dies_once():
+    # position 2 reads a twice (a * a) and b once; both die there, a's slot is freed once
+    allocator = Allocator([[], [], ["a", "b", "a"]])
+    a, b = allocator.new("k", owner="a"), allocator.new("k", owner="b")
+    allocator.place("a", 0, [a])
+    allocator.place("b", 1, [b])
+    allocator.place("c", 2, [])  # read nowhere, but it holds no slot
+    assert allocator.finish(2) == [a, b]  # in the order position 2 reads them
+    assert a.live == 0 and b.live == 0
+    assert allocator.take("k") is b and allocator.take("k") is a and allocator.take("k") is None
+
+
+def test_a_value_made_and_never_read_dies_after_the_values_its_position_reads_last():
+    allocator = Allocator([[], ["a"]])
+    a, unread = allocator.new("k", owner="a"), allocator.new("k", owner="u")
+    allocator.place("a", 0, [a])
+    assert allocator.finish(0) == []
+    allocator.place("u", 1, [unread])
+    assert allocator.finish(1) == [a, unread]

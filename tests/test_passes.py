@@ -13,7 +13,7 @@ from graphcomp.passes import (
 )
 from graphcomp.ops.elementwise import EXP, EXPM1, NEGATIVE, SIN
 from graphcomp.ops.reduce import SUM
-from graphcomp.passes.rewrite import Rule, RewriteLimitError, apply_rules, make_node
+from graphcomp.passes.rewrite import Rule, RewriteLimitError, apply_rules, make_node, rewired
 from graphcomp.passes.validate import GraphValidationError, validate
 
 RNG = np.random.default_rng(7)
@@ -332,3 +332,17 @@ def test_mlp_gradient_and_hvp_graphs_shrink_and_compute_nothing_twice(capsys):
     plain = gc.function([x, onehot] + params + vectors, gc.hvp(loss, params, vectors), optimize=False)
     for got, expected in zip(hvp(*arrays, *directions), plain(*arrays, *directions)):
         np.testing.assert_allclose(got, expected, rtol=1e-11, atol=1e-13)
+
+
+def test_rewired_replaces_only_mapped_inputs_and_keeps_an_untouched_node():
+    x = gc.placeholder((3,), name="x")
+    y = gc.placeholder((3,), name="y")
+    node = gc.sin(x) + y
+    assert rewired(node, {}) is node
+    assert rewired(node, {gc.exp(x): y}) is node  # a mapping of nodes it does not read
+    other = gc.cos(x)
+    new = rewired(node, {node.inputs[0]: other})
+    assert new is not node and new.op is node.op and new.attrs == node.attrs
+    assert new.inputs[0] is other and new.inputs[1] is y
+    assert (new.shape, new.dtype, new.source) == (node.shape, node.dtype, node.source)
+    assert node.inputs[0] is not other  # the original is unchanged

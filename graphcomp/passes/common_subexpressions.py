@@ -5,11 +5,14 @@ from __future__ import annotations
 import numpy as np
 
 from graphcomp.ir import Graph
+from graphcomp.passes.rewrite import rewired
 
 CONSTANT_BYTES_COMPARED = 1 << 16  # larger constants are only merged with themselves
 
 
 def _attrs_key(attrs):
+    if not attrs:
+        return ()
     try:
         key = tuple(sorted(attrs.items()))
         hash(key)
@@ -32,7 +35,7 @@ def structural_key(node, canonical):
         return None  # two draws are two values, whatever their inputs
     if op.leaf:
         return _constant_key(node) if isinstance(node.payload, np.ndarray) else None
-    inputs = tuple(canonical[parent].id for parent in node.inputs)
+    inputs = tuple([canonical[parent].id for parent in node.inputs])
     if op.commutative:
         inputs = tuple(sorted(inputs))
     return (op.name, id(op), inputs, _attrs_key(node.attrs))
@@ -48,12 +51,8 @@ def eliminate_common_subexpressions(graph):
             canonical[node] = by_key[key]
             changed = True
             continue
-        inputs = [canonical[parent] for parent in node.inputs]
-        if any(new is not old for new, old in zip(inputs, node.inputs)):
-            node_new = node.with_inputs(inputs)
-            changed = True
-        else:
-            node_new = node
+        node_new = rewired(node, canonical)
+        changed = changed or node_new is not node
         canonical[node] = node_new
         if key is not None:
             by_key[key] = node_new

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from graphcomp.ir import Graph
-from graphcomp.passes.rewrite import is_constant, make_constant
+from graphcomp.passes.rewrite import is_constant, make_constant, rewired
 from graphcomp.shapes import is_static, size_of
 
 MAX_FOLDED_ELEMENTS = 1 << 16  # the size cap: results above it are not baked in
@@ -40,11 +40,8 @@ def fold_constants(graph):
     mapping = {}
     changed = False
     for node in graph.nodes:
-        current = node
-        inputs = [mapping.get(parent, parent) for parent in node.inputs]
-        if any(new is not old for new, old in zip(inputs, node.inputs)):
-            current = node.with_inputs(inputs)
-            changed = True
+        current = rewired(node, mapping)
+        changed = changed or current is not node
         if foldable(current):
             value = evaluate(current)
             if value is not None:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from graphcomp.errors import GradientError
 from graphcomp.ir import Graph
 from graphcomp.kernels import Kernel, UnsupportedExpression, record_program
-from graphcomp.passes.rewrite import is_constant, make_node
+from graphcomp.passes.rewrite import is_constant, make_node, rewired
 from graphcomp.registry import OpDef
 from graphcomp.shapes import broadcast_shapes
 
@@ -91,11 +91,15 @@ def _compute_dtype(node):
     op = node.op
     if op.kind != "elementwise" or op.steps is None:
         return None
-    dtypes = [node.dtype] + [parent.dtype for parent in node.inputs]
-    if any(d.kind not in "fb" for d in dtypes):
-        return None
-    floats = {d for d in dtypes if d.kind == "f"}
-    return floats.pop() if len(floats) == 1 else None
+    floating = None
+    for dtype in (node.dtype, *[parent.dtype for parent in node.inputs]):
+        if dtype.kind == "f":
+            if floating is not None and dtype != floating:
+                return None  # two floating dtypes
+            floating = dtype
+        elif dtype.kind != "b":
+            return None
+    return floating
 
 
 def find_groups(graph):
@@ -165,6 +169,8 @@ def group_signature(members, compute_dtype):
 
 
 def _attrs_key(attrs):
+    if not attrs:
+        return ()
     return tuple(sorted((key, repr(value)) for key, value in attrs.items()))
 
 
@@ -270,16 +276,9 @@ def fuse_elementwise(graph):
                 continue
             # This group stays unfused: its members are rebuilt as they are.
             for member in members[:-1]:
-                mapping[member] = _rebuilt(member, mapping)
-        mapping[node] = _rebuilt(node, mapping)
+                mapping[member] = rewired(member, mapping)
+        mapping[node] = rewired(node, mapping)
     return Graph([mapping.get(out, out) for out in graph.outputs])
-
-
-def _rebuilt(node, mapping):
-    inputs = [mapping.get(parent, parent) for parent in node.inputs]
-    if any(new is not old for new, old in zip(inputs, node.inputs)):
-        return node.with_inputs(inputs)
-    return node
 
 
 def _fuse_group(members, compute_dtype, mapping):

@@ -11,6 +11,7 @@ a sweep stops early if the graph has grown past a fixed multiple of its size.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from operator import is_not
 from typing import Callable
 
 import numpy as np
@@ -102,6 +103,16 @@ def broadcasts_into(small, big):
     return True
 
 
+def rewired(node, mapping):
+    """`node` reading `mapping`'s replacement of each input that has one (a new node), or
+    `node` itself when no input has one."""
+    parents = node.inputs
+    inputs = [mapping.get(parent, parent) for parent in parents]
+    if any(map(is_not, inputs, parents)):
+        return node.with_inputs(inputs)
+    return node
+
+
 def same_static_shape(a, b):
     """Both shapes fully known and equal."""
     return tuple(a) == tuple(b) and is_static(a)
@@ -158,6 +169,7 @@ class _Sweep:
         self.created = 0
         self.budget = budget
         self.fired = []
+        self._rules = {}  # op record -> rules_for(table, op)
 
     def visit_order(self, order):
         for node in order:
@@ -165,10 +177,7 @@ class _Sweep:
                 self.mapping[node] = self.settle(node)
 
     def rebuilt(self, node):
-        inputs = [self.mapping.get(parent, parent) for parent in node.inputs]
-        if any(new is not old for new, old in zip(inputs, node.inputs)):
-            return node.with_inputs(inputs)
-        return node
+        return rewired(node, self.mapping)
 
     def settle(self, node):
         """Apply rules to `node` (inputs rewritten) until none fires; returns its replacement."""
@@ -207,7 +216,10 @@ class _Sweep:
         return order
 
     def first_rewrite(self, node):
-        for rule in rules_for(self.table, node.op):
+        rules = self._rules.get(node.op)
+        if rules is None:
+            rules = self._rules[node.op] = rules_for(self.table, node.op)
+        for rule in rules:
             replacement = rule.rewrite(node)
             if replacement is not None and replacement is not node:
                 self.fired.append(rule.name)
