@@ -250,6 +250,10 @@ def test_loop_bodies_are_clusters_in_the_drawing_that_expand_and_collapse(browse
     browser.evaluate(f"window.graphcompViewer.setCollapsed({json.dumps(inner_scope)}, false)")
     assert browser.evaluate(count) == len(graph) + len(outer) + len(inner)
     assert browser.evaluate(LAYOUT_PROBLEMS) == []
+    labels = {label["scope"]: label for label in browser.evaluate("window.graphcompViewer.clusterLabels()")}
+    assert set(labels) == {outer_scope, inner_scope}
+    # the inner body starts on the outer one's first row: its name stands a line lower, not on top
+    assert labels[inner_scope]["y"] - labels[outer_scope]["y"] >= 14, labels
     ink = canvas_ink(browser)
     assert ink["inked"] > 0.01 and ink["colours"] > 3
     browser.evaluate(f"window.graphcompViewer.setCollapsed({json.dumps(outer_scope)}, true)")

@@ -404,6 +404,18 @@
       });
     });
     spans.forEach(function (perLayer, scope) { maxDepth = Math.max(maxDepth, scope.split("/").length); });
+    // A scope whose nested scopes start on its own first row leaves room above for their names
+    // too, so that each name stands on a line of its own.
+    var firstLayer = new Map();
+    spans.forEach(function (perLayer, scope) { firstLayer.set(scope, Math.min.apply(null, Array.from(perLayer.keys()))); });
+    function namesBelow(scope) {
+      var most = 0, depth = scope.split("/").length;
+      spans.forEach(function (perLayer, inner) {
+        if (inner.indexOf(scope + "/") === 0 && firstLayer.get(inner) === firstLayer.get(scope))
+          most = Math.max(most, inner.split("/").length - depth);
+      });
+      return most;
+    }
     var clusters = [];
     spans.forEach(function (perLayer, scope) {
       var depth = scope.split("/").length, pad = 7 + 7 * (maxDepth - depth);
@@ -411,7 +423,7 @@
         var span = perLayer.get(layer);
         return { x0: span.x0 - pad, x1: span.x1 + pad, y0: span.y0 - pad, y1: span.y1 + pad };
       });
-      rows[0].y0 -= 16;  // room for the scope's name
+      rows[0].y0 -= 16 * (1 + namesBelow(scope));  // room for the scope's name (and its inner ones')
       for (var i = 0; i + 1 < rows.length; i++) {
         var middle = (rows[i].y1 + rows[i + 1].y0) / 2;
         rows[i].y1 = middle; rows[i + 1].y0 = middle;
@@ -999,6 +1011,7 @@
       return out;
     },
     edges: function () { return layout.edges.map(function (e) { return [e.source.key, e.target.key]; }); },
+    clusterLabels: function () { return layout.clusters.map(function (c) { return { scope: c.scope, x: c.labelX, y: c.labelY }; }); },
     setCollapsed: setCollapsed,
     search: function (text) { $("search").value = text; runSearch(true); return state.matches.length; }
   };
