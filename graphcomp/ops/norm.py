@@ -130,22 +130,25 @@ def _batch_norm_inference_infer(x, running_mean, running_var, eps):
 
 # derivatives: graphs of these records and existing ops -------------------------------------------
 
-def _mean_of_product(axis, *factors):
+def mean_of_product(axis, *factors, like=None):
     """The mean over `axis` (kept as size 1) of the factors' elementwise product, as one einsum
-    record: one pass, no product array, a few times faster than `mean` over several axes."""
+    record (one pass, no product array, a few times faster than `mean` over several axes);
+    divided by the element count of `like` (default the first factor), so that the means of one
+    layer share one count node when the batch size is known only at run time."""
     if np.dtype(factors[0].dtype).itemsize < 4:  # NumPy's mean sums float16 in float32, einsum would not
         return mean(math.prod(factors[1:], start=factors[0]), axis=axis, keepdims=True)
     letters = string.ascii_letters[:factors[0].ndim]
     kept = "".join(letter for position, letter in enumerate(letters) if position not in axis)
     total = einsum(",".join([letters] * len(factors)) + "->" + kept, *factors)
-    return sh.expand_dims(total, axis) / element_count(factors[0], axis, total.dtype)
+    count = element_count(factors[0] if like is None else like, axis, total.dtype)
+    return sh.expand_dims(total, axis) / count
 
 
 def _normalize_vjp(g, out, x):
     """r (g - mean(g) - x̂ mean(g x̂)): the Jacobian is symmetric, so this is the jvp too."""
     axis = out.attrs["axis"]
     inverse = apply(INVERSE_STD, x, **out.attrs)
-    return inverse * (g - _mean_of_product(axis, g) - out * _mean_of_product(axis, g, out))
+    return inverse * (g - mean_of_product(axis, g, like=out) - out * mean_of_product(axis, g, out, like=out))
 
 
 def _inverse_std_vjp(g, out, x):
@@ -158,7 +161,7 @@ def _inverse_std_jvp(tangents, out, x):
     if t is None:
         return None
     normalized = apply(NORMALIZE, x, **out.attrs)
-    return -ew.square(out) * _mean_of_product(out.attrs["axis"], normalized, t)
+    return -ew.square(out) * mean_of_product(out.attrs["axis"], normalized, t, like=normalized)
 
 
 def _per_channel(v, ndim):
