@@ -135,7 +135,8 @@ def mean_of_product(axis, *factors, like=None):
     record (one pass, no product array, a few times faster than `mean` over several axes);
     divided by the element count of `like` (default the first factor), so that the means of one
     layer share one count node when the batch size is known only at run time."""
-    if np.dtype(factors[0].dtype).itemsize < 4:  # NumPy's mean sums float16 in float32, einsum would not
+    dtype = np.dtype(factors[0].dtype)
+    if dtype.kind != "f" or dtype.itemsize < 4:  # mean sums integers in float64 (einsum: in their own type)
         return mean(math.prod(factors[1:], start=factors[0]), axis=axis, keepdims=True)
     letters = string.ascii_letters[:factors[0].ndim]
     kept = "".join(letter for position, letter in enumerate(letters) if position not in axis)
