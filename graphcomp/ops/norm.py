@@ -7,6 +7,8 @@ axis but the channels' (axis 1), layer norm over the last axes. `inverse_std(x)`
 differentiation: the Jacobian of `normalize` is the symmetric `r (I - 1 1^T / n - x̂ x̂^T / n)` (r the
 inverse standard deviation, x̂ the result, n the count), so its vjp and jvp are one graph of
 `inverse_std`, means and elementwise ops; the derivative of `inverse_std` is `-r^2 x̂ / n`.
+Each mean there (and in batch norm's running-statistic updates) is one einsum of the factors
+(`mean_of_product`): one pass, no product array.
 
 `batch_norm_inference(x, mean, var)` normalizes with given per-channel statistics (batch norm
 with running statistics, (C,) vectors along axis 1): elementwise in `x`, its derivatives are
