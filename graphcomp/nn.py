@@ -337,8 +337,9 @@ def batch_norm(x, gamma, beta, running_mean, running_var, training, momentum=0.1
     axes = (0,) + tuple(range(2, x.ndim))
     if training:
         y = norm.normalize(x, axes, eps)
-        mu = mean(x, axis=axes, keepdims=True)
-        var = mean(square(x - mu), axis=axes, keepdims=True)
+        mu = norm.mean_of_product(axes, x)
+        centred = x - mu
+        var = norm.mean_of_product(axes, centred, centred, like=x)
         count = element_count(x, axes, x.dtype)
         flat_mu, flat_var = reshape(mu, (-1,)), reshape(var, (-1,))
         updates = [(running_mean, (1 - momentum) * running_mean + momentum * flat_mu),

@@ -277,3 +277,31 @@ def test_float16_is_normalized_with_float32_sums():
     wide = x.astype(np.float64)
     expected = (wide - wide.mean((0, 2), keepdims=True)) / np.sqrt(wide.var((0, 2), keepdims=True) + 1e-5)
     np.testing.assert_allclose(got, expected, rtol=1e-2, atol=1e-2)
+
+
+def test_float16_gradient_and_running_statistics_match_pytorch(torch):
+    x = (np.random.default_rng(6).standard_normal((64, 3, 8)) * 0.1 + 30).astype(np.float16)
+    c = np.random.default_rng(7).standard_normal(x.shape).astype(np.float16)
+    xs = gc.placeholder(x.shape, dtype=np.float16)
+    rm, rv = gc.variable(np.zeros(3, np.float16)), gc.variable(np.ones(3, np.float16))
+    y, updates = gc.nn.batch_norm(xs, None, None, rm, rv, training=True, momentum=0.5)
+    cost = gc.sum(y * gc.constant(c))
+    got = gc.function([xs], gc.grad(cost, [xs])[0], updates=updates)(x)
+    assert got.dtype == np.float16
+    leaf = torch.tensor(x.astype(np.float64), requires_grad=True)
+    theirs_mean, theirs_var = torch.zeros(3, dtype=torch.float64), torch.ones(3, dtype=torch.float64)
+    out = torch.nn.functional.batch_norm(leaf, theirs_mean, theirs_var, None, None, True, 0.5)
+    (out * torch.tensor(c.astype(np.float64))).sum().backward()
+    expected = leaf.grad.numpy()
+    np.testing.assert_allclose(got, expected, rtol=0, atol=2e-2 * np.abs(expected).max())
+    np.testing.assert_allclose(rm.value, theirs_mean.numpy(), rtol=2e-3)
+    np.testing.assert_allclose(rv.value, theirs_var.numpy(), rtol=2e-3, atol=1e-4)
+
+
+def test_int32_input_running_statistics_are_float64_means():
+    x = (2_000_000_000 - np.arange(24).reshape(4, 3, 2) * 1000).astype(np.int32)  # their int32 sums overflow
+    rm, rv = gc.variable(np.zeros(3)), gc.variable(np.ones(3))
+    _, updates = gc.nn.batch_norm(gc.constant(x), None, None, rm, rv, training=True, momentum=1.0)
+    gc.function([], [], updates=updates)()
+    np.testing.assert_allclose(rm.value, x.mean((0, 2)), rtol=1e-15)
+    np.testing.assert_allclose(rv.value, x.var((0, 2), ddof=1), rtol=1e-14)

@@ -7,6 +7,8 @@ axis but the channels' (axis 1), layer norm over the last axes. `inverse_std(x)`
 differentiation: the Jacobian of `normalize` is the symmetric `r (I - 1 1^T / n - x̂ x̂^T / n)` (r the
 inverse standard deviation, x̂ the result, n the count), so its vjp and jvp are one graph of
 `inverse_std`, means and elementwise ops; the derivative of `inverse_std` is `-r^2 x̂ / n`.
+Each mean there (and in batch norm's running-statistic updates) is one einsum of the factors
+(`mean_of_product`): one pass, no product array.
 
 `batch_norm_inference(x, mean, var)` normalizes with given per-channel statistics (batch norm
 with running statistics, (C,) vectors along axis 1): elementwise in `x`, its derivatives are
@@ -20,6 +22,7 @@ the records: the builders multiply and add them, elementwise ops that fuse with 
 
 from __future__ import annotations
 
+import functools
 import math
 import string
 
@@ -29,6 +32,7 @@ from graphcomp.errors import ShapeError
 from graphcomp.ops import checks
 from graphcomp.ops import elementwise as ew
 from graphcomp.ops import shape as sh
+from graphcomp.ops.products import einsum
 from graphcomp.ops.reduce import element_count, mean, sum_
 from graphcomp.ops.rules import add_tangents, symmetric_jvp
 from graphcomp.registry import OpDef, register
@@ -58,6 +62,7 @@ def epsilon(value, inputs, attrs):
 
 # NumPy kernels -----------------------------------------------------------------------------------
 
+@functools.lru_cache(maxsize=None)
 def statistics_dtype(dtype):
     """The dtype of a mean of `dtype` (NumPy's: float64 for bools and ints)."""
     return np.mean(np.ones(1, dtype)).dtype
@@ -127,11 +132,26 @@ def _batch_norm_inference_infer(x, running_mean, running_var, eps):
 
 # derivatives: graphs of these records and existing ops -------------------------------------------
 
+def mean_of_product(axis, *factors, like=None):
+    """The mean over `axis` (kept as size 1) of the factors' elementwise product, as one einsum
+    record (one pass, no product array, a few times faster than `mean` over several axes);
+    divided by the element count of `like` (default the first factor), so that the means of one
+    layer share one count node when the batch size is known only at run time."""
+    dtype = np.dtype(factors[0].dtype)
+    if dtype.kind != "f" or dtype.itemsize < 4:  # mean sums integers in float64 (einsum: in their own type)
+        return mean(math.prod(factors[1:], start=factors[0]), axis=axis, keepdims=True)
+    letters = string.ascii_letters[:factors[0].ndim]
+    kept = "".join(letter for position, letter in enumerate(letters) if position not in axis)
+    total = einsum(",".join([letters] * len(factors)) + "->" + kept, *factors)
+    count = element_count(factors[0] if like is None else like, axis, total.dtype)
+    return sh.expand_dims(total, axis) / count
+
+
 def _normalize_vjp(g, out, x):
     """r (g - mean(g) - x̂ mean(g x̂)): the Jacobian is symmetric, so this is the jvp too."""
     axis = out.attrs["axis"]
     inverse = apply(INVERSE_STD, x, **out.attrs)
-    return inverse * (g - mean(g, axis=axis, keepdims=True) - out * mean(g * out, axis=axis, keepdims=True))
+    return inverse * (g - mean_of_product(axis, g, like=out) - out * mean_of_product(axis, g, out, like=out))
 
 
 def _inverse_std_vjp(g, out, x):
@@ -144,7 +164,7 @@ def _inverse_std_jvp(tangents, out, x):
     if t is None:
         return None
     normalized = apply(NORMALIZE, x, **out.attrs)
-    return -ew.square(out) * mean(normalized * t, axis=out.attrs["axis"], keepdims=True)
+    return -ew.square(out) * mean_of_product(out.attrs["axis"], normalized, t, like=normalized)
 
 
 def _per_channel(v, ndim):
