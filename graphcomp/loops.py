@@ -52,6 +52,7 @@ from graphcomp.ir import Graph, substitute, topological_order, user_source_locat
 from graphcomp.ops import checks
 from graphcomp.onnx_export import OnnxExportError
 from graphcomp.passes.common_subexpressions import eliminate_common_subexpressions
+from graphcomp.passes.rematerialize import stored_residuals
 from graphcomp.passes.rewrite import make_node
 from graphcomp.passes.simplify import simplify
 from graphcomp.ops import elementwise as ew
@@ -820,23 +821,26 @@ def _scan_backward(body, nc, init, xs, consts, ct_final, acc, g_ys, length, reve
     reverse_nodes = [n for n in topological_order(grads) if n not in step_own]
     residuals = list(dict.fromkeys([parent for n in reverse_nodes for parent in n.inputs if parent in step_own]
                                    + [g for g in grads if g in step_own]))
+    # stored: what the forward steps emit; the other residuals are recomputed from those and
+    # from the rows of the xs (which the reverse scan reads too) where that is cheaper
+    kept = stored_residuals(residuals, x_in, c_in + x_in, step_own)
 
-    def record(carry, x, k):  # the forward steps once more, emitting the residuals of each
+    def record(carry, x, k):  # the forward steps once more, emitting the stored values of each
         mapping = dict(zip(c_in + x_in + k_in, list(carry) + list(x) + list(k)))
-        stepped = _substitute(outs[:nc] + residuals, mapping)
+        stepped = _substitute(outs[:nc] + kept, mapping)
         return stepped[:nc], stepped[nc:]
     _, stored = _scan_flat(record, init, xs, consts, length, reverse, "scan vjp")
 
     def backward(carry, x, k):
         ct_c, total = carry[:len(fc)], carry[len(fc):]
-        g_y, r_t = x[:len(fy)], x[len(fy):]
-        mapping = dict(zip(ct_in + gy_in + acc_in + k_in + residuals,
-                           list(ct_c) + list(g_y) + list(total) + list(k) + list(r_t)))
+        g_y, r_t, rows = x[:len(fy)], x[len(fy):len(fy) + len(kept)], x[len(fy) + len(kept):]
+        mapping = dict(zip(ct_in + gy_in + acc_in + k_in + kept + x_in,
+                           list(ct_c) + list(g_y) + list(total) + list(k) + list(r_t) + list(rows)))
         step = _substitute(grads, mapping)
         gc_, gx, gk = step[:len(fc)], step[len(fc):len(fc) + len(fx)], step[len(fc) + len(fx):]
         return gc_ + gk, gx
 
-    final, gxs = _scan_flat(backward, list(ct_final) + list(acc), list(g_ys) + stored, consts,
+    final, gxs = _scan_flat(backward, list(ct_final) + list(acc), list(g_ys) + stored + list(xs), consts,
                             length, not reverse, "scan vjp")
     return final[:len(fc)], final[len(fc):], gxs
 
