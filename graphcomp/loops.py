@@ -1006,7 +1006,7 @@ def _part_places(offsets, sizes, new_offsets, part_map):
 def _scan_merge(a, b):
     """One scan computing the results of scans `a` and `b` (same inputs and steps), when their
     bodies compute the same carries (a scan's and the one its vjp records residuals with): its
-    results are a's carries and ys, then b's ys."""
+    results are a's carries and ys, then those of b's ys that a's are not."""
     if a.shape[0] is None:  # results packed after a header: nothing lies at fixed offsets
         return None
     attrs_a, attrs_b = dict(a.attrs), dict(b.attrs)
@@ -1025,7 +1025,17 @@ def _scan_merge(a, b):
     both_a, both_b = merged[:len(outs_a)], merged[len(outs_a):]
     if any(x is not y for x, y in zip(both_a[:nc], both_b[:nc])):
         return None
-    body = Body(shared, both_a + both_b[nc:], body_a.label)
+    # a ys of b's that a's body also emits (the same node, once merged) is stored once, a's
+    part_of = {}
+    for j, y in enumerate(both_a[nc:], start=nc):
+        part_of.setdefault(y, j)
+    into_b, own_b = list(range(nc)), []
+    for y in both_b[nc:]:
+        if y not in part_of:
+            part_of[y] = len(both_a) + len(own_b)
+            own_b.append(y)
+        into_b.append(part_of[y])
+    body = Body(shared, both_a + own_b, body_a.label)
     node = make_node(a.op, a.inputs, {**a.attrs, "body": body}, like=a, name=a.name)
     if node.dtype != a.dtype:
         return None
@@ -1035,7 +1045,6 @@ def _scan_merge(a, b):
     offsets, _, _, _ = _layout(shapes, dtypes)
     offsets_a, sizes_a, _, _ = _layout(shapes_a, dtypes_a)
     offsets_b, sizes_b, _, _ = _layout(shapes_b, dtypes_b)
-    into_b = list(range(nc)) + [len(outs_a) + j for j in range(len(outs_b) - nc)]
     return (node, _part_places(offsets_a, sizes_a, offsets, range(len(outs_a))),
             _part_places(offsets_b, sizes_b, offsets, into_b))
 
