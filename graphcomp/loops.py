@@ -20,7 +20,10 @@ Derivatives are nodes of the same kinds, built by inlining a body's graph and di
 it with graphcomp's own reverse and forward modes, so they can be differentiated again:
 - the jvp of a scan is a scan carrying the tangents beside the carries;
 - the vjp of a scan is a scan running the other way over the carries a forward scan stored
-  (one that also emits them), accumulating the gradients of captured tensors in its carry;
+  (one that also emits them), accumulating the gradients of captured tensors in its carry; a
+  value the reverse pass reads that is a cheap function of a stored one or of a row of the xs
+  (`1 - s` of a sigmoid `s`, a transposed row) is recomputed there instead of stored
+  (graphcomp/passes/rematerialize.py);
   with `checkpoint=k`, a forward scan over segments of k steps stores the carry each segment
   starts from, and the backward scan over segments recomputes one segment's carries at a time;
 - the jvp and vjp of a switch are a switch over the branches' jvps and vjps;
@@ -791,7 +794,8 @@ def _scan_backward(body, nc, init, xs, consts, ct_final, acc, g_ys, length, reve
     One step's reverse pass is differentiated once, on placeholders; the values of the forward
     step it reads (the residuals: activations, the carry it started from, ...) are emitted by a
     forward scan that runs the steps once more, and a scan running the other way reads them
-    while it pulls the cotangents back one step at a time."""
+    while it pulls the cotangents back one step at a time. Residuals cheap to recompute from
+    other stored ones or from the xs' rows are recomputed there instead (stored_residuals)."""
     y_out = body.outputs[nc:]
     fc = [i for i, c in enumerate(init) if is_float(c.dtype)]
     fx = [i for i, x in enumerate(xs) if is_float(x.dtype)]
@@ -824,6 +828,8 @@ def _scan_backward(body, nc, init, xs, consts, ct_final, acc, g_ys, length, reve
     # stored: what the forward steps emit; the other residuals are recomputed from those and
     # from the rows of the xs (which the reverse scan reads too) where that is cheaper
     kept = stored_residuals(residuals, x_in, c_in + x_in, step_own)
+    reached = _reached(residuals, set(kept))
+    rows_read = [i for i, x in enumerate(x_in) if x in reached]
 
     def record(carry, x, k):  # the forward steps once more, emitting the stored values of each
         mapping = dict(zip(c_in + x_in + k_in, list(carry) + list(x) + list(k)))
@@ -834,15 +840,27 @@ def _scan_backward(body, nc, init, xs, consts, ct_final, acc, g_ys, length, reve
     def backward(carry, x, k):
         ct_c, total = carry[:len(fc)], carry[len(fc):]
         g_y, r_t, rows = x[:len(fy)], x[len(fy):len(fy) + len(kept)], x[len(fy) + len(kept):]
-        mapping = dict(zip(ct_in + gy_in + acc_in + k_in + kept + x_in,
+        mapping = dict(zip(ct_in + gy_in + acc_in + k_in + kept + [x_in[i] for i in rows_read],
                            list(ct_c) + list(g_y) + list(total) + list(k) + list(r_t) + list(rows)))
         step = _substitute(grads, mapping)
         gc_, gx, gk = step[:len(fc)], step[len(fc):len(fc) + len(fx)], step[len(fc) + len(fx):]
         return gc_ + gk, gx
 
-    final, gxs = _scan_flat(backward, list(ct_final) + list(acc), list(g_ys) + stored + list(xs), consts,
+    final, gxs = _scan_flat(backward, list(ct_final) + list(acc), list(g_ys) + stored + [xs[i] for i in rows_read], consts,
                             length, not reverse, "scan vjp")
     return final[:len(fc)], final[len(fc):], gxs
+
+
+def _reached(outputs, stops):
+    """The nodes `outputs` are computed from, walking back no further than `stops`."""
+    seen, todo = set(), list(outputs)
+    while todo:
+        node = todo.pop()
+        if node not in seen:
+            seen.add(node)
+            if node not in stops:
+                todo.extend(node.inputs)
+    return seen
 
 
 def _segments(tensors, start, stop, k):

@@ -156,3 +156,27 @@ def test_the_gradients_match_finite_differences_and_the_unoptimised_graph(cell):
             changed[position] = value
             return _numpy_loss(cell, *changed)
         np.testing.assert_allclose(got[position], central_gradient(loss_at, args[position]), rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("recomputes_from_x", [False, True])
+def test_the_reverse_scan_reads_the_xs_only_when_it_recomputes_from_them(recomputes_from_x):
+    xs, w = gc.placeholder((5, 2, 3), name="xs"), gc.placeholder((3, 3), name="w")
+
+    def step(c, x):
+        pre = (c @ w) * x if recomputes_from_x else c @ w + x  # (c @ w) * x: its vjp reads x
+        return gc.tanh(pre), None
+    final, _ = gc.scan(step, gc.constant(np.ones((2, 3))), xs)
+    loss = gc.sum(final)
+    f = gc.function([xs, w], [loss, gc.grad(loss, w)], optimize=False)  # no pass prunes an operand
+    (backward,) = [node for node in f.graph.nodes if node.op is SCAN and node.attrs["reverse"]]
+    assert any(x is xs for x in backward.inputs) == recomputes_from_x
+    x_value, w_value = RNG.standard_normal((5, 2, 3)), 0.5 * RNG.standard_normal((3, 3))
+
+    def numpy_loss(w_at):
+        c = np.ones((2, 3))
+        for x in x_value:
+            c = np.tanh((c @ w_at) * x if recomputes_from_x else c @ w_at + x)
+        return c.sum()
+    got = f(x_value, w_value)
+    np.testing.assert_allclose(got[0], numpy_loss(w_value), rtol=1e-12)
+    np.testing.assert_allclose(got[1], central_gradient(numpy_loss, w_value), rtol=1e-6, atol=1e-8)
