@@ -846,8 +846,8 @@ def _scan_backward(body, nc, init, xs, consts, ct_final, acc, g_ys, length, reve
         gc_, gx, gk = step[:len(fc)], step[len(fc):len(fc) + len(fx)], step[len(fc) + len(fx):]
         return gc_ + gk, gx
 
-    final, gxs = _scan_flat(backward, list(ct_final) + list(acc), list(g_ys) + stored + [xs[i] for i in rows_read], consts,
-                            length, not reverse, "scan vjp")
+    final, gxs = _scan_flat(backward, list(ct_final) + list(acc), list(g_ys) + stored + [xs[i] for i in rows_read],
+                            consts, length, not reverse, "scan vjp")
     return final[:len(fc)], final[len(fc):], gxs
 
 

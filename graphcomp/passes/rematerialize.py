@@ -53,8 +53,9 @@ def _cost(node, step_own):
 
 
 def _root(node, roots, step_own):
-    """(the value `node` is recomputed from, the chain's cost): walks back through cheap nodes
-    until it reaches one of `roots` or a node that is not cheap."""
+    """The value `node` is recomputed from: walks back through cheap nodes (at most
+    MAX_RECOMPUTED_STEPS ufunc steps in all) until it reaches one of `roots` or a node that is
+    not cheap."""
     steps = 0
     while node not in roots:
         cost = _cost(node, step_own)
