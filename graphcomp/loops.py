@@ -20,7 +20,10 @@ Derivatives are nodes of the same kinds, built by inlining a body's graph and di
 it with graphcomp's own reverse and forward modes, so they can be differentiated again:
 - the jvp of a scan is a scan carrying the tangents beside the carries;
 - the vjp of a scan is a scan running the other way over the carries a forward scan stored
-  (one that also emits them), accumulating the gradients of captured tensors in its carry;
+  (one that also emits them), accumulating the gradients of captured tensors in its carry; a
+  value the reverse pass reads that is a cheap function of a stored one or of a row of the xs
+  (`1 - s` of a sigmoid `s`, a transposed row) is recomputed there instead of stored
+  (graphcomp/passes/rematerialize.py);
   with `checkpoint=k`, a forward scan over segments of k steps stores the carry each segment
   starts from, and the backward scan over segments recomputes one segment's carries at a time;
 - the jvp and vjp of a switch are a switch over the branches' jvps and vjps;
@@ -52,6 +55,7 @@ from graphcomp.ir import Graph, substitute, topological_order, user_source_locat
 from graphcomp.ops import checks
 from graphcomp.onnx_export import OnnxExportError
 from graphcomp.passes.common_subexpressions import eliminate_common_subexpressions
+from graphcomp.passes.rematerialize import stored_residuals
 from graphcomp.passes.rewrite import make_node
 from graphcomp.passes.simplify import simplify
 from graphcomp.ops import elementwise as ew
@@ -790,7 +794,8 @@ def _scan_backward(body, nc, init, xs, consts, ct_final, acc, g_ys, length, reve
     One step's reverse pass is differentiated once, on placeholders; the values of the forward
     step it reads (the residuals: activations, the carry it started from, ...) are emitted by a
     forward scan that runs the steps once more, and a scan running the other way reads them
-    while it pulls the cotangents back one step at a time."""
+    while it pulls the cotangents back one step at a time. Residuals cheap to recompute from
+    other stored ones or from the xs' rows are recomputed there instead (stored_residuals)."""
     y_out = body.outputs[nc:]
     fc = [i for i, c in enumerate(init) if is_float(c.dtype)]
     fx = [i for i, x in enumerate(xs) if is_float(x.dtype)]
@@ -820,25 +825,42 @@ def _scan_backward(body, nc, init, xs, consts, ct_final, acc, g_ys, length, reve
     reverse_nodes = [n for n in topological_order(grads) if n not in step_own]
     residuals = list(dict.fromkeys([parent for n in reverse_nodes for parent in n.inputs if parent in step_own]
                                    + [g for g in grads if g in step_own]))
+    # stored: what the forward steps emit; the other residuals are recomputed from those and
+    # from the rows of the xs (which the reverse scan reads too) where that is cheaper
+    kept = stored_residuals(residuals, x_in, c_in + x_in, step_own)
+    reached = _reached(residuals, set(kept))
+    rows_read = [i for i, x in enumerate(x_in) if x in reached]
 
-    def record(carry, x, k):  # the forward steps once more, emitting the residuals of each
+    def record(carry, x, k):  # the forward steps once more, emitting the stored values of each
         mapping = dict(zip(c_in + x_in + k_in, list(carry) + list(x) + list(k)))
-        stepped = _substitute(outs[:nc] + residuals, mapping)
+        stepped = _substitute(outs[:nc] + kept, mapping)
         return stepped[:nc], stepped[nc:]
     _, stored = _scan_flat(record, init, xs, consts, length, reverse, "scan vjp")
 
     def backward(carry, x, k):
         ct_c, total = carry[:len(fc)], carry[len(fc):]
-        g_y, r_t = x[:len(fy)], x[len(fy):]
-        mapping = dict(zip(ct_in + gy_in + acc_in + k_in + residuals,
-                           list(ct_c) + list(g_y) + list(total) + list(k) + list(r_t)))
+        g_y, r_t, rows = x[:len(fy)], x[len(fy):len(fy) + len(kept)], x[len(fy) + len(kept):]
+        mapping = dict(zip(ct_in + gy_in + acc_in + k_in + kept + [x_in[i] for i in rows_read],
+                           list(ct_c) + list(g_y) + list(total) + list(k) + list(r_t) + list(rows)))
         step = _substitute(grads, mapping)
         gc_, gx, gk = step[:len(fc)], step[len(fc):len(fc) + len(fx)], step[len(fc) + len(fx):]
         return gc_ + gk, gx
 
-    final, gxs = _scan_flat(backward, list(ct_final) + list(acc), list(g_ys) + stored, consts,
-                            length, not reverse, "scan vjp")
+    final, gxs = _scan_flat(backward, list(ct_final) + list(acc), list(g_ys) + stored + [xs[i] for i in rows_read],
+                            consts, length, not reverse, "scan vjp")
     return final[:len(fc)], final[len(fc):], gxs
+
+
+def _reached(outputs, stops):
+    """The nodes `outputs` are computed from, walking back no further than `stops`."""
+    seen, todo = set(), list(outputs)
+    while todo:
+        node = todo.pop()
+        if node not in seen:
+            seen.add(node)
+            if node not in stops:
+                todo.extend(node.inputs)
+    return seen
 
 
 def _segments(tensors, start, stop, k):
@@ -1002,7 +1024,7 @@ def _part_places(offsets, sizes, new_offsets, part_map):
 def _scan_merge(a, b):
     """One scan computing the results of scans `a` and `b` (same inputs and steps), when their
     bodies compute the same carries (a scan's and the one its vjp records residuals with): its
-    results are a's carries and ys, then b's ys."""
+    results are a's carries and ys, then those of b's ys that a's are not."""
     if a.shape[0] is None:  # results packed after a header: nothing lies at fixed offsets
         return None
     attrs_a, attrs_b = dict(a.attrs), dict(b.attrs)
@@ -1021,7 +1043,17 @@ def _scan_merge(a, b):
     both_a, both_b = merged[:len(outs_a)], merged[len(outs_a):]
     if any(x is not y for x, y in zip(both_a[:nc], both_b[:nc])):
         return None
-    body = Body(shared, both_a + both_b[nc:], body_a.label)
+    # a ys of b's that a's body also emits (the same node, once merged) is stored once, a's
+    part_of = {}
+    for j, y in enumerate(both_a[nc:], start=nc):
+        part_of.setdefault(y, j)
+    into_b, own_b = list(range(nc)), []
+    for y in both_b[nc:]:
+        if y not in part_of:
+            part_of[y] = len(both_a) + len(own_b)
+            own_b.append(y)
+        into_b.append(part_of[y])
+    body = Body(shared, both_a + own_b, body_a.label)
     node = make_node(a.op, a.inputs, {**a.attrs, "body": body}, like=a, name=a.name)
     if node.dtype != a.dtype:
         return None
@@ -1031,7 +1063,6 @@ def _scan_merge(a, b):
     offsets, _, _, _ = _layout(shapes, dtypes)
     offsets_a, sizes_a, _, _ = _layout(shapes_a, dtypes_a)
     offsets_b, sizes_b, _, _ = _layout(shapes_b, dtypes_b)
-    into_b = list(range(nc)) + [len(outs_a) + j for j in range(len(outs_b) - nc)]
     return (node, _part_places(offsets_a, sizes_a, offsets, range(len(outs_a))),
             _part_places(offsets_b, sizes_b, offsets, into_b))
 
