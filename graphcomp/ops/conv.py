@@ -256,14 +256,12 @@ def _conv_transpose_impl(y, w, stride, padding, output_padding, dilation, groups
     result = np.empty_like(y, shape=(n, channels) + spatial, dtype=dtype)
     chunk = _batch_chunk(channels * math.prod(kernel) * math.prod(outs) * dtype.itemsize, n)
     if _channels_last_pays(channels, groups, kernel, stride, outs):
-        filters = _filters_last(w)  # (I, K * C): w is (I, C, *kernel)
+        filters = _filters_last(w).T  # (K * C, I): w is (I, C, *kernel)
         for start in range(0, n, chunk):
             part = y[start:start + chunk]
-            # batch last, rows (P * n, I): each strided add of the fold then copies whole rows of the
-            # batch; the product is taken as (P * n, I) @ (I, K * C), which OpenBLAS runs faster than
-            # its transpose (K * C, I) @ (I, P * n), and read back transposed (a view)
-            rows = _contiguous(np.moveaxis(part, 0, -1)).reshape(in_channels, -1).T
-            cols = np.matmul(rows, filters).T.reshape(tuple(kernel) + (channels,) + tuple(outs) + (part.shape[0],))
+            # batch last, (I, P * n): each strided add of the fold then copies whole rows of the batch
+            columns = _contiguous(np.moveaxis(part, 0, -1)).reshape(in_channels, -1)
+            cols = np.matmul(filters, columns).reshape(tuple(kernel) + (channels,) + tuple(outs) + (part.shape[0],))
             folded = _fold_batch_last(cols, spatial, stride, dilation, padding)  # (C, *spatial, n)
             del cols  # before the next chunk's
             result[start:start + chunk] = np.moveaxis(folded, -1, 0)
