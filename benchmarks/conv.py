@@ -24,7 +24,9 @@ every pool held to one thread that is the call's compute time, which other proce
 shared machine do not stretch. Before timing, every system's loss and gradient (and HVP) must
 match graphcomp's to 1e-8 (float64) or 1e-3 (float32, relative to the largest entry). Targets at one thread: loss +
 gradient <= PyTorch (float64), <= 2x PyTorch (float32); graphcomp's HVP <= 2.2x its own loss
-+ gradient; peak memory <= 2x PyTorch's.
++ gradient; peak memory <= 2x PyTorch's. Each system's minor page faults per call (memory the
+allocator returned to the system and touched again, part of every time above) are printed on
+stderr.
 
 Each thread count runs in its own process (JAX's XLA flags must be set before it is imported).
 Run: python benchmarks/conv.py [--quick] [--only-graphcomp] [--threads 1 all] [--cpu-time]
@@ -217,6 +219,20 @@ def cpu_time_medians(cases, repeats, warmup):
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
+def faults_per_call(run, calls=5):
+    """Minor page faults of this process per call of `run` (None where getrusage is missing):
+    memory the allocator handed back to the system and the call touches again, a cost the
+    timings include."""
+    try:
+        import resource  # noqa: PLC0415 - POSIX only
+    except ImportError:
+        return None
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(calls):
+        run()
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / calls
+
+
 def time_one_thread_count(settings, threads, with_peers):
     """{"rows": [(label, dtype, {system: seconds})], "peers": {system: note}} for this process."""
     import numpy as np  # noqa: PLC0415
@@ -246,6 +262,10 @@ def time_one_thread_count(settings, threads, with_peers):
                 ("loss + gradient", {s: (lambda f=f: f[0](images, labels)) for s, f in systems.items()}),
                 ("HVP", {s: (lambda f=f: f[1](images, labels, vectors)) for s, f in systems.items()})):
             rows.append((label, dtype, medians(cases, settings.repeats, warmup=2)))
+            faults = {s: faults_per_call(run) for s, run in cases.items()}
+            if None not in faults.values():
+                log(f"  {label}, {dtype}: minor page faults per call: "
+                    + ", ".join(f"{NAMES[s]} {count:.0f}" for s, count in faults.items()))
     return {"threads": count, "rows": rows, "peers": {"torch": torch_note, "jax": jax_note}}
 
 

@@ -45,6 +45,9 @@ def test_conv_benchmark_prints_every_row():
         assert cells[3:7] == ["—"] * 4, row  # no peers asked for
     checked = [line.strip() for line in done.stderr.splitlines() if ": checked " in line]
     assert len(checked) == 4 and all("checked graphcomp;" in line for line in checked), done.stderr
+    faults = [line.strip() for line in done.stderr.splitlines() if "minor page faults per call" in line]
+    assert len(faults) == 8 and all(re.fullmatch(r".*: minor page faults per call: graphcomp \d+", line)
+                                    for line in faults), done.stderr
 
 
 @pytest.mark.slow
