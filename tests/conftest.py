@@ -8,11 +8,27 @@ GRAPHCOMP_FUZZ=long multiplies every random search by ten, for local runs:
 
 import logging
 import os
+import sys
 
-import pytest
-from hypothesis import HealthCheck, settings
+# Under pytest-xdist each worker is a process of its own: each gets one BLAS thread, so that two
+# workers on two cores do not run four BLAS threads (OpenBLAS's spin while they wait, and a
+# matmul-heavy test then took six times as long). The variables must be set before NumPy loads
+# OpenBLAS; where a plugin imported NumPy first, threadpoolctl (with scikit-learn) sets the limit.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    for _variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_variable, "1")
+    if "numpy" in sys.modules:
+        try:
+            from threadpoolctl import threadpool_limits
+        except ImportError:
+            pass
+        else:
+            threadpool_limits(limits=1, user_api="blas")
 
-from graphcomp import kernels
+import pytest  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+from graphcomp import kernels  # noqa: E402
 
 PROFILE = os.environ.get("GRAPHCOMP_FUZZ", "ci")
 FUZZ_SCALE = {"ci": 1, "long": 10}.get(PROFILE, 1)
