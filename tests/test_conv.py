@@ -384,6 +384,7 @@ def _hvp_of(build, args, vectors):
     return f(*args, *vectors)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("xs, ws, stride, padding, dilation, groups", GRID)
 def test_conv_forward_gradient_and_hvp_match_jax(jax, xs, ws, stride, padding, dilation, groups):
     jnp = jax.numpy
@@ -402,6 +403,7 @@ def test_conv_forward_gradient_and_hvp_match_jax(jax, xs, ws, stride, padding, d
         np.testing.assert_allclose(mine, theirs, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.slow
 def test_conv_transpose_is_jaxs_input_gradient_of_conv(jax):
     w = RNG.standard_normal((4, 1, 3, 2))
     y = RNG.standard_normal((2, 4, 3, 4))
@@ -415,6 +417,7 @@ def test_conv_transpose_is_jaxs_input_gradient_of_conv(jax):
     np.testing.assert_allclose(got, pullback(y)[0], rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.slow
 def test_pools_gradient_and_hvp_match_jax(jax):
     jnp = jax.numpy
     x = distinct((2, 2, 5, 6), 11)

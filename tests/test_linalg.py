@@ -367,6 +367,7 @@ def test_below_full_rank_second_derivatives_and_residuals_raise_at_run_time():
 
 # independent oracles, where installed ----------------------------------------------------------------
 
+@pytest.mark.slow
 def test_against_jax_to_second_order():
     jax = pytest.importorskip("jax")
     jax.config.update("jax_enable_x64", True)

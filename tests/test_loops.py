@@ -170,6 +170,7 @@ def _jax():
     return jax
 
 
+@pytest.mark.slow
 def test_scan_gradient_and_hvp_match_jax():
     jax = _jax()
     jnp = jax.numpy
@@ -192,6 +193,7 @@ def test_scan_gradient_and_hvp_match_jax():
         np.testing.assert_allclose(a, np.asarray(b), rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.slow
 def test_cond_and_fori_loop_gradients_match_jax():
     jax = _jax()
     jnp = jax.numpy

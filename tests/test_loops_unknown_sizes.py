@@ -82,6 +82,7 @@ def test_no_steps_at_all():
     assert g_xs.shape == (0, 3, D)
 
 
+@pytest.mark.slow
 def test_reverse_scan_and_checkpoints_over_an_unknown_batch():
     h0, xs = _data(4, 7)
     for options in ({"reverse": True}, {"checkpoint": 3}, {"checkpoint": 2, "reverse": True}):
@@ -105,6 +106,7 @@ def test_checkpoints_over_xs_of_two_unknown_sizes():
             np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_derivatives_match_finite_differences():
     h0, xs = _data(3, 4)
     f = _everything((None, H), (None, None, D))

@@ -227,6 +227,7 @@ def test_loop_equals_the_unrolled_graph_bit_for_bit(name, optimize):
             np.testing.assert_array_equal(a, b, err_msg=message)
 
 
+@pytest.mark.slow
 def test_both_optimize_modes_give_the_same_bits():
     for name, case in CASES.items():
         for looped in (True, False):

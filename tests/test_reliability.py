@@ -213,6 +213,7 @@ def test_two_inputs_with_one_name_are_refused():
 
 # soak ------------------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_one_function_called_many_times_keeps_its_memory_flat():
     import tracemalloc
     x = gc.placeholder((16,), name="x")

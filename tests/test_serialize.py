@@ -171,6 +171,7 @@ def test_an_optimized_graph_with_fused_nodes_pickles_and_its_kernels_run():
             np.testing.assert_array_equal(got, want)
 
 
+@pytest.mark.slow
 def test_deep_graphs_pickle_and_copy_without_deep_recursion():
     x = gc.placeholder((), name="x")
     y = x
