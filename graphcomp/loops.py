@@ -112,28 +112,13 @@ class Body:
         run = self._on_devices.get(backend)
         if run is None:
             with self._lock:
-                compiled = Function(self.inputs, self.outputs, optimize=True, backend=backend)
-                program_run = compiled.current_program().run
-
-                def run(arrays):
-                    try:
-                        return program_run(*arrays)
-                    except Exception:  # noqa: BLE001 - the checked call raises it again, explained
-                        return compiled(*arrays)
+                run = _runner_of(Function(self.inputs, self.outputs, optimize=True, backend=backend))
                 self._on_devices[backend] = run
         return run
 
     def _make_runner(self):
-        compiled = self.function()
-        program_run = compiled.current_program().run
-
-        def run(arrays):
-            try:
-                return program_run(*arrays)
-            except Exception:  # noqa: BLE001 - the checked call raises it again, explained
-                return compiled(*arrays)
-        self._runner = run
-        return run
+        self._runner = _runner_of(self.function())
+        return self._runner
 
     def __repr__(self):
         return f"<{self.label}: {len(self.inputs)} inputs, {len(self.outputs)} outputs>"
@@ -143,6 +128,19 @@ class Body:
 
     def __deepcopy__(self, memo):
         return self
+
+
+def _runner_of(compiled):
+    """A callable running `compiled`'s program on a list of arrays without a call's checks; when
+    the program fails, the checked call runs instead and raises the error, explained."""
+    program_run = compiled.current_program().run
+
+    def run(arrays):
+        try:
+            return program_run(*arrays)
+        except Exception:  # noqa: BLE001 - the checked call raises it again, explained
+            return compiled(*arrays)
+    return run
 
 
 def _no_outputs(arrays):
