@@ -18,23 +18,26 @@ def duration(seconds):
     return f"{seconds * 1e6:.1f} µs"
 
 
-def interleaved_medians(cases, repeats, warmup=1, inner=1):
+def interleaved_medians(cases, repeats, warmup=1, inner=1, clock=time.perf_counter):
     """Median seconds per call of each case, timing one sample of every case in turn per round.
 
     `cases` is a mapping of names to callables (a dict of medians comes back) or a sequence
     of callables (a list comes back). Taking the cases in turns makes machine noise (other
     load, allocator, caches) hit them alike. The first `warmup` rounds are not recorded; each
     sample is the mean of `inner` back-to-back calls, for calls too short to time one by one.
+    `clock` reads the time: the wall clock, or `time.process_time` for this process's CPU time
+    (which other load on a shared machine disturbs less, but which misses work done by other
+    processes).
     """
     named = dict(cases) if isinstance(cases, Mapping) else dict(enumerate(cases))
     samples = {name: [] for name in named}
     for round_ in range(warmup + repeats):
         for name, run in named.items():
-            start = time.perf_counter()
+            start = clock()
             for _ in range(inner):
                 run()
             if round_ >= warmup:
-                samples[name].append((time.perf_counter() - start) / inner)
+                samples[name].append((clock() - start) / inner)
     medians = {name: statistics.median(values) for name, values in samples.items()}
     return medians if isinstance(cases, Mapping) else list(medians.values())
 

@@ -205,20 +205,6 @@ def check(label, system, results, expected, dtype):
             raise SystemExit(f"{NAMES[system]} ({label}): output {position} differs from graphcomp's by {error:.2e}")
 
 
-def cpu_time_medians(cases, repeats, warmup):
-    """{name: median CPU seconds of this process per call}, the cases taken in turns."""
-    import statistics  # noqa: PLC0415
-    import time  # noqa: PLC0415
-    samples = {name: [] for name in cases}
-    for round_ in range(warmup + repeats):
-        for name, run in cases.items():
-            start = time.process_time()
-            run()
-            if round_ >= warmup:
-                samples[name].append(time.process_time() - start)
-    return {name: statistics.median(values) for name, values in samples.items()}
-
-
 def faults_per_call(run, calls=5):
     """Minor page faults of this process per call of `run` (None where getrusage is missing):
     memory the allocator handed back to the system and the call touches again, a cost the
@@ -236,8 +222,10 @@ def faults_per_call(run, calls=5):
 def time_one_thread_count(settings, threads, with_peers):
     """{"rows": [(label, dtype, {system: seconds})], "peers": {system: note}} for this process."""
     import numpy as np  # noqa: PLC0415
+    import time  # noqa: PLC0415
+
     from _timing import interleaved_medians  # noqa: PLC0415
-    medians = cpu_time_medians if settings.cpu_time and threads == 1 else interleaved_medians
+    clock = time.process_time if settings.cpu_time and threads == 1 else time.perf_counter
 
     jax, jax_note = import_jax(with_peers, threads)
     torch, torch_note = import_torch(with_peers)
@@ -261,7 +249,7 @@ def time_one_thread_count(settings, threads, with_peers):
         for label, cases in (
                 ("loss + gradient", {s: (lambda f=f: f[0](images, labels)) for s, f in systems.items()}),
                 ("HVP", {s: (lambda f=f: f[1](images, labels, vectors)) for s, f in systems.items()})):
-            rows.append((label, dtype, medians(cases, settings.repeats, warmup=2)))
+            rows.append((label, dtype, interleaved_medians(cases, settings.repeats, warmup=2, clock=clock)))
             faults = {s: faults_per_call(run) for s, run in cases.items()}
             if None not in faults.values():
                 log(f"  {label}, {dtype}: minor page faults per call: "

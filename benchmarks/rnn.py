@@ -223,19 +223,6 @@ def import_peers(wanted):
     return peers, notes
 
 
-def cpu_time_medians(cases, repeats, warmup=2):
-    """{case: median CPU seconds per call} (time.process_time), one sample of each case per round."""
-    import statistics  # noqa: PLC0415
-    samples = {name: [] for name in cases}
-    for round_ in range(warmup + repeats):
-        for name, run in cases.items():
-            start = time.process_time()
-            run()
-            if round_ >= warmup:
-                samples[name].append(time.process_time() - start)
-    return {name: statistics.median(values) for name, values in samples.items()}
-
-
 def checked(label, cases, repeats, cpu_time=False):
     """Check every case against graphcomp's results, then time them interleaved: {case: seconds}."""
     import numpy as np  # noqa: PLC0415
@@ -249,7 +236,7 @@ def checked(label, cases, repeats, cpu_time=False):
             if a.shape != b.shape or float(np.abs(a - b).max()) > TOLERANCE * scale:
                 raise SystemExit(f"{label}: {key} output {position} differs from graphcomp's")
     log(f"  {label}: checked {', '.join(k for k in cases if k != 'gc')}; timing ({repeats} rounds)")
-    return cpu_time_medians(cases, repeats) if cpu_time else interleaved_medians(cases, repeats, warmup=2)
+    return interleaved_medians(cases, repeats, warmup=2, clock=time.process_time if cpu_time else time.perf_counter)
 
 
 def compile_seconds(gc, settings):
