@@ -31,7 +31,7 @@ import numpy as np
 
 import graphcomp as gc
 from graphcomp import krylov
-from graphcomp.demos.hessian import add_spectrum_options, plot_densities, single_threaded_blas, text_histogram
+from graphcomp.demos.hessian import add_spectrum_options, show_densities, single_threaded_blas
 from graphcomp.progress import Progress
 
 WIDTH = 8  # channels of the stem and the first block; the second block has twice as many
@@ -364,15 +364,7 @@ def run(args, torch=None):
             print_torch_check(label, summary["torch"])
         results[label], curvatures[label] = summary, curvature
 
-    path = os.path.join(args.out, "cnn_density.png")
-    if not args.text and plot_densities({f"at {k}": c for k, c in curvatures.items()}, path):
-        print(f"\nwrote {path}")
-    else:
-        for label, curvature in curvatures.items():
-            print(f"\neigenvalue density at {label} (stochastic Lanczos quadrature):")
-            print(text_histogram(curvature["density"]))
-        if not args.text:
-            print("\n(text only: matplotlib is not installed; pip install 'graphcomp[demo]' for cnn_density.png)")
+    show_densities({f"at {k}": c for k, c in curvatures.items()}, os.path.join(args.out, "cnn_density.png"), args.text)
     print(f"\n(the whole demo took {time.perf_counter() - started:.1f} s)")
     return results
 

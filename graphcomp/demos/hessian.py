@@ -134,6 +134,20 @@ def plot_densities(curvatures, path):
     return True
 
 
+def show_densities(curvatures, path, text):
+    """The densities as a PNG at `path` (printing where), or as text histograms when `text` is
+    set or matplotlib is missing (then saying how to get the PNG)."""
+    if not text and plot_densities(curvatures, path):
+        print(f"\nwrote {path}")
+        return
+    for label, curvature in curvatures.items():
+        print(f"\neigenvalue density {label} (stochastic Lanczos quadrature):")
+        print(text_histogram(curvature["density"]))
+    if not text:
+        print("\n(text only: matplotlib is not installed; pip install 'graphcomp[demo]' for "
+              f"{os.path.basename(path)})")
+
+
 def add_spectrum_options(parser, density_file, slq_probes, slq_steps):
     """The options every curvature demo takes: --top, --slq-probes, --slq-steps (the Krylov runs),
     --out, --text (where the density goes), --progress and --seed."""
@@ -222,16 +236,7 @@ def run(args):
         summaries[label] = dict(loss=float(loss_value), accuracy=accuracy, top=curvature["top"],
                                 trace=curvature["trace"].estimate, density=curvature["density"])
 
-    path = os.path.join(args.out, "hessian_density.png")
-    if not args.text and plot_densities(curvatures, path):
-        print(f"\nwrote {path}")
-    else:
-        for label, curvature in curvatures.items():
-            print(f"\neigenvalue density {label} (stochastic Lanczos quadrature):")
-            print(text_histogram(curvature["density"]))
-        if not args.text:
-            print("\n(text only: matplotlib is not installed; pip install 'graphcomp[demo]' for "
-                  "hessian_density.png)")
+    show_densities(curvatures, os.path.join(args.out, "hessian_density.png"), args.text)
     return summaries
 
 
