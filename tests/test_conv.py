@@ -11,6 +11,7 @@ import pytest
 import graphcomp as gc
 from graphcomp.ops import conv as cv
 from op_cases import distinct, reference_conv, reference_conv_filter_grad, reference_conv_transpose, reference_pool
+from finite_differences import third_derivatives_match_finite_differences
 
 RNG = np.random.default_rng(7)
 
@@ -100,35 +101,11 @@ def test_conv_derivatives_to_second_order_match_finite_differences(xs, ws, strid
     gc.testing.check_grads(lambda a, b: gc.sin(_conv(xs, ws, stride, padding, dilation, groups)(a, b)), [x, w])
 
 
-def _third_derivative_check(build, args, eps=1e-4):
-    """<grad_z <H(z) t, v>, d> against a central difference of <H(z) t, v> along d."""
-    rng = np.random.default_rng(3)
-    inputs = [gc.placeholder(a.shape) for a in args]
-    tangents = [gc.placeholder(a.shape) for a in args]
-    probes = [gc.constant(rng.standard_normal(a.shape)) for a in args]
-    out = build(*inputs)
-    cost = gc.sum(out * rng.standard_normal(out.shape))
-    for mode in ("rev-rev", "fwd-rev"):
-        products = gc.hvp(cost, inputs, tangents, mode=mode, disconnected="zero")
-        contracted = gc.sum(products[0] * probes[0])
-        for h, v in zip(products[1:], probes[1:]):
-            contracted = contracted + gc.sum(h * v)
-        third = gc.grad(contracted, inputs, disconnected="zero")
-        value_of = gc.function(inputs + tangents, contracted)
-        third_of = gc.function(inputs + tangents, third)
-        t = [rng.standard_normal(a.shape) for a in args]
-        d = [rng.standard_normal(a.shape) for a in args]
-        numeric = (value_of(*[a + eps * e for a, e in zip(args, d)], *t)
-                   - value_of(*[a - eps * e for a, e in zip(args, d)], *t)) / (2 * eps)
-        symbolic = sum(np.vdot(g, e) for g, e in zip(third_of(*args, *t), d))
-        np.testing.assert_allclose(symbolic, numeric, rtol=1e-6, atol=1e-6)
-
-
 @pytest.mark.parametrize("xs, ws, stride, padding, dilation, groups", [GRID[1], GRID[4]])
 def test_conv_third_derivatives_match_finite_differences(xs, ws, stride, padding, dilation, groups):
     x, w = RNG.standard_normal(xs), RNG.standard_normal(ws)
     conv = _conv(xs, ws, stride, padding, dilation, groups)
-    _third_derivative_check(lambda a, b: gc.square(conv(a, b)) * conv(a, b), [x, w])
+    third_derivatives_match_finite_differences(lambda a, b: gc.square(conv(a, b)) * conv(a, b), [x, w], eps=1e-4)
 
 
 def test_conv_transpose_third_derivatives_match_finite_differences():
@@ -137,7 +114,7 @@ def test_conv_transpose_third_derivatives_match_finite_differences():
     def build(a, b):
         z = gc.nn.conv_transpose(a, b, stride=(2, 1), padding=(0, 1), output_padding=(1, 0), groups=2)
         return gc.square(z) * z
-    _third_derivative_check(build, [y, w])
+    third_derivatives_match_finite_differences(build, [y, w], eps=1e-4)
     gc.testing.check_grads(build, [y, w])
 
 

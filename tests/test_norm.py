@@ -12,6 +12,7 @@ import graphcomp as gc
 from graphcomp import viz
 from graphcomp.errors import OpAttributeError, ShapeError
 from graphcomp.ops import norm
+from finite_differences import third_derivatives_match_finite_differences
 
 RNG = np.random.default_rng(11)
 SHAPES = [(5, 3), (4, 3, 5), (3, 3, 4, 2), (2, 3, 2, 3, 2)]
@@ -134,39 +135,11 @@ def test_layer_norm_derivatives_to_second_order():
                            [x, RNG.random((3, 4)) + 0.5, RNG.standard_normal((3, 4))], order=2)
 
 
-def _third_derivative_check(build, args, eps=1e-3):
-    """<grad_z <H(z) t, v>, d> against a central difference (extrapolated) of <H(z) t, v>
-    along d, with the HVP in both modes."""
-    rng = np.random.default_rng(3)
-    inputs = [gc.placeholder(a.shape) for a in args]
-    tangents = [gc.placeholder(a.shape) for a in args]
-    probes = [gc.constant(rng.standard_normal(a.shape)) for a in args]
-    out = build(*inputs)
-    cost = gc.sum(out * rng.standard_normal(out.shape))
-    for mode in ("rev-rev", "fwd-rev"):
-        products = gc.hvp(cost, inputs, tangents, mode=mode, disconnected="zero")
-        contracted = gc.sum(products[0] * probes[0])
-        for h, v in zip(products[1:], probes[1:]):
-            contracted = contracted + gc.sum(h * v)
-        third = gc.grad(contracted, inputs, disconnected="zero")
-        value_of = gc.function(inputs + tangents, contracted)
-        third_of = gc.function(inputs + tangents, third)
-        t = [rng.standard_normal(a.shape) for a in args]
-        d = [rng.standard_normal(a.shape) for a in args]
-
-        def central(h):
-            return (value_of(*[a + h * e for a, e in zip(args, d)], *t)
-                    - value_of(*[a - h * e for a, e in zip(args, d)], *t)) / (2 * h)
-        numeric = (4 * central(eps / 2) - central(eps)) / 3  # Richardson: the h^2 error cancels
-        symbolic = sum(np.vdot(g, e) for g, e in zip(third_of(*args, *t), d))
-        np.testing.assert_allclose(symbolic, numeric, rtol=1e-6, atol=1e-6)
-
-
 def test_third_derivatives_match_finite_differences():
     x, (mean, var) = RNG.standard_normal((3, 2, 2)), _statistics(2)
-    _third_derivative_check(lambda a: gc.nn.batch_norm(a, None, None, np.zeros(2), np.ones(2), True)[0] ** 2, [x])
-    _third_derivative_check(lambda a: gc.sin(gc.nn.layer_norm(a, 2)), [x])
-    _third_derivative_check(lambda a, m, v: gc.nn.batch_norm(a, None, None, m, v, training=False)[0] ** 3,
+    third_derivatives_match_finite_differences(lambda a: gc.nn.batch_norm(a, None, None, np.zeros(2), np.ones(2), True)[0] ** 2, [x])
+    third_derivatives_match_finite_differences(lambda a: gc.sin(gc.nn.layer_norm(a, 2)), [x])
+    third_derivatives_match_finite_differences(lambda a, m, v: gc.nn.batch_norm(a, None, None, m, v, training=False)[0] ** 3,
                             [x, mean, var])
 
 
