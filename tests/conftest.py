@@ -9,6 +9,7 @@ GRAPHCOMP_FUZZ=long multiplies every random search by ten, for local runs:
 import logging
 import os
 import sys
+import threading
 
 # Under pytest-xdist each worker is a process of its own: each gets one BLAS thread, so that two
 # workers on two cores do not run four BLAS threads (OpenBLAS's spin while they wait, and a
@@ -55,3 +56,31 @@ def engine(request):
     kernels.set_kernel_engine(request.param)
     yield request.param
     kernels.set_kernel_engine(previous)
+
+
+@pytest.fixture
+def switch_often():
+    """Let the interpreter switch threads every microsecond (inside calls, not between them)."""
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    yield
+    sys.setswitchinterval(previous)
+
+
+def run_in_threads(work, count=8):
+    """Run work(0) ... work(count - 1) on threads of their own, all at once; raise the first
+    error any of them raised."""
+    errors = []
+
+    def guarded(k):
+        try:
+            work(k)
+        except Exception as error:  # noqa: BLE001 - raised again below
+            errors.append(error)
+    threads = [threading.Thread(target=guarded, args=(k,)) for k in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]

@@ -7,13 +7,12 @@ finite differences and against JAX's lax, both optimize modes, threads, errors, 
 from __future__ import annotations
 
 import pickle
-import sys
-import threading
 
 import numpy as np
 import pytest
 
 import graphcomp as gc
+from conftest import run_in_threads
 from finite_differences import central_gradient
 
 RNG = np.random.default_rng(21)
@@ -262,35 +261,22 @@ def test_while_loop_newton_square_root_and_its_derivatives_in_both_modes():
 
 # threads, errors, pickling --------------------------------------------------------------------------
 
-def test_one_compiled_scan_called_from_eight_threads():
+def test_one_compiled_scan_called_from_eight_threads(switch_often):
     h, x, w = gc.placeholder((3,)), gc.placeholder((6, 3)), gc.placeholder((3, 3))
     loss = rnn_graph(h, x, w)
     f = gc.function([h, x, w], [loss] + gc.grad(loss, [w]))
     starts = [RNG.standard_normal(3) for _ in range(8)]
     expected = [f(s, X, W) for s in starts]
-    results, errors = {}, []
+    results, mismatches = {}, []
 
     def work(k):
-        try:
-            for _ in range(15):
-                got = f(starts[k], X, W)
-                if not all(np.array_equal(a, b) for a, b in zip(got, expected[k])):
-                    errors.append(k)
-        except Exception as error:  # pragma: no cover - reported below
-            errors.append(error)
+        for _ in range(15):
+            got = f(starts[k], X, W)
+            if not all(np.array_equal(a, b) for a, b in zip(got, expected[k])):
+                mismatches.append(k)
         results[k] = True
-
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
-        threads = [threading.Thread(target=work, args=(k,)) for k in range(8)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-    finally:
-        sys.setswitchinterval(interval)
-    assert not errors and len(results) == 8
+    run_in_threads(work)
+    assert not mismatches and len(results) == 8
 
 
 def test_a_carry_that_changes_shape_or_dtype_names_it_and_the_line():

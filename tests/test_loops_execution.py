@@ -13,22 +13,12 @@ Values are checked against plain NumPy loops and finite differences, and each re
 the unoptimised graph, bit for bit (signed zeros, NaN and infinities included)."""
 
 import re
-import sys
-import threading
 
 import numpy as np
 import pytest
 
 import graphcomp as gc
-
-
-@pytest.fixture
-def switch_often():
-    """Let the interpreter switch threads every microsecond (inside calls, not between them)."""
-    previous = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    yield
-    sys.setswitchinterval(previous)
+from conftest import run_in_threads
 
 
 def _rnn(steps=6, batch=3, hidden=4):
@@ -99,20 +89,13 @@ def test_a_switch_and_a_while_loop_inside_a_loss_write_into_given_arrays():
 def test_eight_threads_running_one_scan_get_exactly_their_own_results(switch_often):
     xs, w, loss, hs = _rnn()
     f = gc.function([xs, w], [loss, hs])
-    got, errors = {}, []
+    got = {}
 
     def work(k):
-        try:
-            a, b = _arguments(k)
-            got[k] = [f(a, b) for _ in range(3)]
-        except Exception as error:  # noqa: BLE001 - reported below
-            errors.append(error)
-    threads = [threading.Thread(target=work, args=(k,)) for k in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert not errors, errors[0]
+        a, b = _arguments(k)
+        got[k] = [f(a, b) for _ in range(3)]
+    run_in_threads(work)
+    assert len(got) == 8
     for k, calls in got.items():
         expected = _numpy_rnn(*_arguments(k))
         for loss_value, ys in calls:

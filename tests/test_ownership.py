@@ -18,7 +18,6 @@ inputs whose first axis has no fixed length, with their gradients and Hessian-ve
 import copy
 import pickle
 import sys
-import threading
 
 import numpy as np
 import pytest
@@ -27,7 +26,7 @@ from hypothesis import strategies as st
 
 import graphcomp as gc
 import op_cases
-from conftest import FUZZ_SCALE
+from conftest import FUZZ_SCALE, run_in_threads
 import test_fuzz_optimizer as fuzz
 from graphcomp import compile as compile_module
 from graphcomp import executor
@@ -35,32 +34,6 @@ from graphcomp.registry import REGISTRY
 
 ROWS = (1, 2, 3, 5, 8, 13, 4)  # more batch sizes than compile.SPECIALIZATIONS programs are kept
 assert len(ROWS) > compile_module.SPECIALIZATIONS
-
-
-@pytest.fixture
-def switch_often():
-    """Let the interpreter switch threads every microsecond (inside calls, not between them)."""
-    previous = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    yield
-    sys.setswitchinterval(previous)
-
-
-def _run_threads(work, count=8):
-    errors = []
-
-    def guarded(k):
-        try:
-            work(k)
-        except Exception as error:  # noqa: BLE001 - reported by the test
-            errors.append(error)
-    threads = [threading.Thread(target=guarded, args=(k,)) for k in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if errors:
-        raise errors[0]
 
 
 # the reported cases ------------------------------------------------------------------------------
@@ -126,7 +99,7 @@ def test_eight_threads_calling_one_function_get_exactly_their_own_results(optimi
     def work(k):
         for _ in range(25):
             kept[k].append(f(batches[k]))
-    _run_threads(work)
+    run_in_threads(work)
     for k, results in enumerate(kept):
         for got in results:
             for g, e in zip(got, expected[k]):
@@ -144,7 +117,7 @@ def test_threads_keeping_sum_to_results_never_see_them_change(optimize, switch_o
             rows = ROWS[(k + repeat) % len(ROWS)]
             x, t = np.full(rows, float(k)), np.full(rows, float(repeat))
             kept[k].append((x, t, f(x, t)))
-    _run_threads(work)
+    run_in_threads(work)
     for results in kept:
         for x, t, got in results:
             np.testing.assert_array_equal(got, 2.0 * (x - t) * t)
@@ -243,7 +216,7 @@ def test_threads_drawing_from_one_function_never_get_the_same_values(switch_ofte
     def work(k):
         for repeat in range(20):
             kept[k].append(f(np.zeros(ROWS[(k + repeat) % len(ROWS)])))
-    _run_threads(work)
+    run_in_threads(work)
     values = np.concatenate([a for results in kept for a in results])
     assert len(np.unique(values)) == len(values)  # one stream: no draw handed out twice
 
@@ -394,7 +367,7 @@ def test_random_programs_called_from_eight_threads_keep_every_result(structure, 
                 for repeat in range(3):
                     index = (k + repeat) % len(calls)
                     kept[k].append((index, f(*arguments[index])))
-        _run_threads(work)
+        run_in_threads(work)
     finally:
         sys.setswitchinterval(previous)
     for results in kept:
