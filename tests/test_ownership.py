@@ -158,7 +158,7 @@ def test_a_kernel_whose_record_promises_a_fresh_array_returns_one(node, arrays):
     args = [np.array(a) for a in arrays]
     result = node.op.kernel(dict(node.attrs))(*args)
     for arg in args:
-        assert not np.shares_memory(result, arg), f"{case.op} returned memory of its input"
+        assert not np.shares_memory(result, arg), f"{node.op.name} returned memory of its input"
 
 
 # state belongs to the function -------------------------------------------------------------------
