@@ -632,9 +632,26 @@ def _scan_impl_with_header(arrays, body, length, reverse, carries, sequences, dt
         carry = list(outs[:carries])
         for rows, y in zip(ys, outs[carries:]):
             rows[t] = y
-    stacked = [np.stack(rows) if rows else np.empty((0,) + tuple(d or 0 for d in y.shape), y.dtype)
-               for rows, y in zip(ys, body.outputs[carries:])]
+    if length:
+        stacked = [np.stack(rows) for rows in ys]
+    else:
+        row_shapes = _ys_shapes_for(body, carries, arrays, [x.shape[1:] for x in xs])
+        stacked = [_empty(arrays, 0, y.dtype).reshape((0,) + shape)
+                   for shape, y in zip(row_shapes, body.outputs[carries:])]
     return _pack_impl(*carry, *stacked, dtype=dtype, tangent=False)
+
+
+def _ys_shapes_for(body, carries, arrays, row_shapes):
+    """The shape of each ys of one step of `body` on these operands (the sequences' rows shaped
+    `row_shapes`), found by inferring the body's shapes again from theirs: a scan of no steps
+    never runs its body, yet its ys have the sizes the body would give them (a dimension the
+    shapes alone cannot tell comes out 0)."""
+    shapes = [tuple(a.shape) for a in arrays]
+    shapes[carries:carries + len(row_shapes)] = [tuple(shape) for shape in row_shapes]
+    concrete = {p: placeholder(shape, dtype=p.dtype) for p, shape in zip(body.inputs, shapes)
+                if tuple(p.shape) != shape}
+    ys = substitute(body.outputs[carries:], concrete, infer_shapes=True)
+    return [tuple(0 if d is None else d for d in y.shape) for y in ys]
 
 
 def _length(value, inputs, attrs):

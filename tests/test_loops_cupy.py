@@ -1,9 +1,10 @@
 """Loops and branches on the CuPy backend: each body runs, step by step, on the device's arrays.
 
-Without a GPU this runs on the strict CuPy stand-in of test_cupy_backend.py, made stricter still:
+Everywhere this runs on the strict CuPy stand-in of test_cupy_backend.py, made stricter still:
 NumPy cannot read a device array implicitly at all (CuPy's arrays expose no array interface), so
 a loop that moved its carries to the host, or ran its body on host arrays, fails. Values and
-gradients must equal NumPy's bit for bit.
+gradients must equal NumPy's bit for bit. With CuPy and a CUDA device, the same cases also run on
+the GPU (equal to NumPy's to the last bits the device's math library may round otherwise).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import pytest
 
 import graphcomp as gc
 from graphcomp.backends import CuPy
-from test_cupy_backend import DeviceArray, _stand_in
+from test_cupy_backend import DeviceArray, _gpu, _stand_in, requires_gpu
 
 RNG = np.random.default_rng(5)
 H0 = RNG.standard_normal((2, 3))
@@ -81,6 +82,29 @@ def test_loops_run_on_device_arrays_with_numpys_bits(name, shapes, device):
     for value, reference in zip(got, expected):
         assert isinstance(value, DeviceArray)
         np.testing.assert_array_equal(value.get(), reference)
+
+
+def test_a_scan_of_no_steps_stacks_empty_ys_on_the_device(device):
+    h0, xs = gc.placeholder((None, 3)), gc.placeholder((None, None, 3))
+    h, ys = gc.scan(lambda c, x: (gc.tanh(c @ gc.constant(W) + x), c * x), h0, xs)
+    f = gc.function([h0, xs], [h, ys], backend=CuPy(xp=device))
+    h_end, stacked = f(H0, XS[:0])
+    assert isinstance(h_end, DeviceArray) and isinstance(stacked, DeviceArray)
+    np.testing.assert_array_equal(h_end.get(), H0)
+    assert stacked.shape == (0,) + H0.shape
+
+
+@requires_gpu
+@pytest.mark.parametrize("shapes", [[H0.shape, XS.shape, W.shape], [(None, 3), (None, None, 3), W.shape]],
+                         ids=["known sizes", "unknown sizes"])
+@pytest.mark.parametrize("name", list(CASES))
+def test_gpu_loops_equal_numpy(name, shapes):
+    cupy = _gpu()
+    expected = _function(CASES[name], shapes)(H0, XS, W)
+    got = _function(CASES[name], shapes, "cupy")(H0, XS, W)
+    for value, reference in zip(got, expected):
+        assert isinstance(value, cupy.ndarray)
+        np.testing.assert_allclose(value.get(), reference, rtol=1e-12, atol=1e-14)
 
 
 def test_the_body_gets_device_arrays(device, monkeypatch):

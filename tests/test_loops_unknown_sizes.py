@@ -82,6 +82,26 @@ def test_no_steps_at_all():
     assert g_xs.shape == (0, 3, D)
 
 
+@pytest.mark.parametrize("reverse", [False, True])
+def test_no_steps_give_ys_the_sizes_the_body_would(reverse):
+    # the body never runs, so the ys' sizes come from its shapes inferred again on the operands
+    def cell(h, x):
+        h = gc.tanh(h @ gc.constant(W) + x @ gc.constant(U))
+        return h, (h * 2.0, gc.concatenate([h, x @ gc.constant(U)], axis=0), h.sum(axis=1), x.T)
+
+    def stacked(h0_shape, xs_shape):
+        h0, xs = gc.placeholder(h0_shape), gc.placeholder(xs_shape)
+        h, ys = gc.scan(cell, h0, xs, reverse=reverse)
+        return gc.function([h0, xs], [h, *ys])
+    for batch in (1, 3):
+        h0, xs = _data(batch, 0)
+        known = stacked((batch, H), (0, batch, D))(h0, xs)
+        got = stacked((None, H), (None, None, D))(h0, xs)
+        assert [a.shape for a in got] == [b.shape for b in known]
+        assert got[1].shape == (0, batch, H) and got[2].shape == (0, 2 * batch, H) and got[4].shape == (0, D, batch)
+        np.testing.assert_array_equal(got[0], h0)
+
+
 @pytest.mark.slow
 def test_reverse_scan_and_checkpoints_over_an_unknown_batch():
     h0, xs = _data(4, 7)
