@@ -13,8 +13,8 @@ of it, reshaped and cast back. The kernel writes that vector into the array the 
 gives it (`out=`, as a ufunc does), so a loop whose result no caller sees reuses one array, kept
 in the workspace, at every call. When a size is unknown when the graph is built (a batch size,
 the trip count of a scan over xs of unknown length), the vector starts with a header of the
-results' dimensions, read when it runs (LOOP_PART, LOOP_PACK, LOOP_PLACE below); a scan that
-takes no step then knows no size its ys would have had, and gives 0 for it.
+results' dimensions, read when it runs (the records of graphcomp/ops/packing.py); a scan that
+takes no step gives its ys the sizes its body's shapes give them on its operands.
 
 Derivatives are nodes of the same kinds, built by inlining a body's graph and differentiating
 it with graphcomp's own reverse and forward modes, so they can be differentiated again:
@@ -40,7 +40,6 @@ its body's inputs); pickle and copy keep them.
 
 from __future__ import annotations
 
-import functools
 import threading
 import weakref
 
@@ -59,9 +58,11 @@ from graphcomp.passes.rematerialize import stored_residuals
 from graphcomp.passes.rewrite import make_node
 from graphcomp.passes.simplify import simplify
 from graphcomp.ops import elementwise as ew
+from graphcomp.ops.packing import (empty_where, has_header, layout, pack, pack_arrays, packed_arrays, packed_shape,
+                                    unpack, write_packed, written)
 from graphcomp.ops import shape as sh
 from graphcomp.registry import DASK_WHOLE_ARRAYS, OpDef, register
-from graphcomp.shapes import format_shape, is_static, size_of
+from graphcomp.shapes import format_shape, is_static
 from graphcomp.tensor import apply, as_tensor, placeholder
 
 __all__ = ["scan", "fori_loop", "while_loop", "cond", "switch", "Body"]
@@ -304,229 +305,6 @@ def _capture(own_inputs, output_lists):
     return captured, [_substitute(outs, stand_ins) for outs in output_lists], [stand_ins[n] for n in captured]
 
 
-# packing several results into one node --------------------------------------------------------
-#
-# Results whose shapes are all known when the graph is built are packed at fixed offsets. When a
-# size is unknown (a batch size, a trip count), the packed vector starts with a header holding
-# every result's dimensions, and the results follow it, raveled: LOOP_PART reads a result back
-# at the offsets the header gives at run time, LOOP_PACK packs tensors in that layout, and
-# LOOP_PLACE puts one result's cotangent where LOOP_PART read it (zeros elsewhere).
-
-def _layout(shapes, dtypes):
-    """(offsets, sizes, total size, dtype) of results of these shapes and dtypes packed; the
-    offsets, sizes and total are None when a size is unknown (the layout with a header)."""
-    return _packed_layout(tuple(tuple(shape) for shape in shapes), tuple(np.dtype(d) for d in dtypes))
-
-
-@functools.lru_cache(maxsize=1024)
-def _packed_layout(shapes, dtypes):
-    dtype = np.result_type(*dtypes) if dtypes else np.dtype(np.float64)
-    if not all(is_static(shape) for shape in shapes):
-        return None, None, None, np.result_type(dtype, np.int64)  # the header's sizes are exact in it
-    sizes = tuple(int(size_of(shape)) for shape in shapes)
-    offsets = tuple(int(offset) for offset in np.cumsum((0,) + sizes[:-1])) if sizes else ()
-    return offsets, sizes, sum(sizes), dtype
-
-
-def _packed_shape(shapes, dtypes):
-    """(shape, dtype) of the packed vector holding results of these shapes and dtypes."""
-    _, _, total, dtype = _layout(shapes, dtypes)
-    return (total,), dtype
-
-
-def _has_header(shapes):
-    return not all(is_static(shape) for shape in shapes)
-
-
-def _unpack(packed, shapes, dtypes, like=None):
-    """The tensors a packed vector holds (slices, reshaped and cast back). With a header, the
-    header read is `like`'s (the node whose results these are: a cotangent has none)."""
-    if _has_header(shapes):
-        ndims = tuple(len(shape) for shape in shapes)
-        parts = [apply(LOOP_PART, packed, packed if like is None else like, index=j, ndims=ndims, shape=tuple(shape))
-                 for j, shape in enumerate(shapes)]
-        return [part if part.dtype == dtype else ew.cast(part, dtype) for part, dtype in zip(parts, dtypes)]
-    out, offset = [], 0
-    for shape, dtype in zip(shapes, dtypes):
-        size = int(size_of(shape))
-        part = sh.reshape(packed[offset:offset + size], tuple(shape))
-        if part.dtype != dtype:
-            part = ew.cast(part, dtype)
-        out.append(part)
-        offset += size
-    return out
-
-
-def _pack(tensors, dtype, shapes=None, tangent=False):
-    """`tensors` packed into one vector of `dtype`, as results of `shapes` (theirs by default)
-    are; a `tangent` of a packed vector has zeros in its header (the sizes do not vary)."""
-    tensors = [t if t.dtype == dtype else ew.cast(t, dtype) for t in tensors]
-    if _has_header([t.shape for t in tensors] if shapes is None else shapes):
-        return apply(LOOP_PACK, *tensors, tangent=tangent)
-    flat = [sh.reshape(t, (int(size_of(t.shape)),)) for t in tensors]
-    if not flat:
-        return as_tensor(np.zeros(0, dtype))
-    return flat[0] if len(flat) == 1 else sh.concatenate(flat, axis=0)
-
-
-def _packed_arrays(values, shapes, dtypes, out=None):
-    """The arrays `values` (results of the declared `shapes`) packed, into `out` if given."""
-    offsets, _, total, dtype = _layout(shapes, dtypes)
-    if offsets is None:
-        return _written(_pack_impl(*values, dtype=dtype, tangent=False), out)
-    packed = _empty(values, total, dtype) if out is None else out
-    for value, offset in zip(values, offsets):
-        _write_packed(packed, offset, value)
-    return packed
-
-
-def _write_packed(packed, offset, value):
-    packed[offset:offset + value.size] = np.ravel(value)
-
-
-def _written(packed, out):
-    """`packed`, copied into `out` when the memory plan gave the kernel one (of its size)."""
-    if out is None or out.shape != packed.shape:
-        return packed
-    out[...] = packed
-    return out
-
-
-def _empty(arrays, size, dtype):
-    """An empty vector where `arrays` are (a device's memory, when a loop runs on one)."""
-    like = next((array for array in arrays if hasattr(array, "__array_function__")), None)
-    return np.empty(size, dtype) if like is None else np.empty_like(like, shape=(size,), dtype=dtype)
-
-
-def _header_sizes(like, ndims):
-    """The dimensions of each result, as the header of the packed array `like` holds them."""
-    header = [int(d) for d in like[:sum(ndims)].tolist()]
-    dims, start = [], 0
-    for ndim in ndims:
-        dims.append(tuple(header[start:start + ndim]))
-        start += ndim
-    return dims
-
-
-def _place_of(dims, index):
-    """(start, stop) of result `index` in a packed array whose results have dimensions `dims`."""
-    start = sum(len(d) for d in dims) + sum(int(np.prod(d, dtype=np.int64)) for d in dims[:index])
-    return start, start + int(np.prod(dims[index], dtype=np.int64))
-
-
-def _pack_impl(*values, tangent, dtype=None):
-    dtype = np.result_type(*[value.dtype for value in values]) if dtype is None else dtype
-    header = [0 if tangent else d for value in values for d in value.shape]
-    like = next((value for value in values if hasattr(value, "__array_function__")), None)  # where they are
-    parts = [np.asarray(header, dtype=dtype) if like is None else np.asarray(header, dtype=dtype, like=like)]
-    return np.concatenate(parts + [np.ravel(value).astype(dtype, copy=False) for value in values])
-
-
-def _pack_infer(*parts, tangent):
-    if not parts:
-        raise ShapeError("loop_pack: nothing to pack")
-    return (None,), np.result_type(*[part.dtype for part in parts])
-
-
-def _pack_vjp(index):
-    def rule(g, out, *parts):
-        like = apply(LOOP_PACK, *parts, tangent=False) if out.attrs["tangent"] else out  # one holding the sizes
-        return apply(LOOP_PART, g, like, index=index, ndims=tuple(p.ndim for p in parts),
-                     shape=tuple(parts[index].shape))
-    return rule
-
-
-def _pack_jvp(tangents, out, *parts):
-    return apply(LOOP_PACK, *[ew.zeros_like(p) if t is None else t for t, p in zip(tangents, parts)], tangent=True)
-
-
-LOOP_PACK = register(OpDef(
-    "loop_pack", _pack_impl, _pack_infer, vjp=_pack_vjp, jvp=_pack_jvp, fresh_result=True,
-    backend_impls=DASK_WHOLE_ARRAYS, attrs={"tangent": checks.boolean},
-    doc="its operands raveled into one vector after a header of their dimensions (zeros in a tangent's), "
-        "a loop's results whose sizes are unknown when the graph is built",
-))
-
-
-def _ndims(value, inputs, attrs):
-    if isinstance(value, tuple) and all(checks.is_int(d) and d >= 0 for d in value):
-        return None
-    return "must be a tuple of non-negative ints"
-
-
-def _part_shape(value, inputs, attrs):
-    if isinstance(value, tuple) and all(d is None or (checks.is_int(d) and d >= 0) for d in value):
-        return None
-    return "must be a shape: a tuple of non-negative ints or None"
-
-
-def _part_index(value, inputs, attrs):
-    ndims = attrs.get("ndims")
-    if checks.is_int(value) and isinstance(ndims, tuple) and 0 <= value < len(ndims):
-        return None
-    return "must be an int indexing ndims"
-
-
-def _part_impl(packed, like, *, index, ndims, shape):
-    dims = _header_sizes(like, ndims)
-    start, stop = _place_of(dims, index)
-    return packed[start:stop].reshape(dims[index])
-
-
-def _part_infer(packed, like, *, index, ndims, shape):
-    if packed.ndim != 1 or like.ndim != 1 or len(shape) != ndims[index]:
-        raise ShapeError(f"loop_part: needs two packed vectors and a shape of {ndims[index]} dimensions, got "
-                         f"{format_shape(packed.shape)}, {format_shape(like.shape)} and {format_shape(shape)}")
-    return shape, packed.dtype
-
-
-def _part_vjp(g, out, packed, like):
-    return apply(LOOP_PLACE, ew.cast(g, packed.dtype) if g.dtype != packed.dtype else g, like,
-                 index=out.attrs["index"], ndims=out.attrs["ndims"])
-
-
-def _part_jvp(tangents, out, packed, like):
-    return None if tangents[0] is None else apply(LOOP_PART, tangents[0], like, **out.attrs)
-
-
-LOOP_PART = register(OpDef(
-    "loop_part", _part_impl, _part_infer, vjp=(_part_vjp, None), jvp=_part_jvp, backend_impls=DASK_WHOLE_ARRAYS,
-    attrs={"ndims": _ndims, "index": _part_index, "shape": _part_shape},
-    doc="result `index` of a packed vector with a header (read from its second operand, the loop's result)",
-))
-
-
-def _place_impl(value, like, *, index, ndims):
-    dims = _header_sizes(like, ndims)
-    start, stop = _place_of(dims, index)
-    out = np.zeros_like(like)
-    out[start:stop] = np.ravel(value)
-    return out
-
-
-def _place_infer(value, like, *, index, ndims):
-    if like.ndim != 1 or value.ndim != ndims[index]:
-        raise ShapeError(f"loop_place: needs a value of {ndims[index]} dimensions and a packed vector, got "
-                         f"{format_shape(value.shape)} and {format_shape(like.shape)}")
-    return like.shape, like.dtype
-
-
-def _place_vjp(g, out, value, like):
-    return apply(LOOP_PART, g, like, index=out.attrs["index"], ndims=out.attrs["ndims"], shape=tuple(value.shape))
-
-
-def _place_jvp(tangents, out, value, like):
-    return None if tangents[0] is None else apply(LOOP_PLACE, tangents[0], like, **out.attrs)
-
-
-LOOP_PLACE = register(OpDef(
-    "loop_place", _place_impl, _place_infer, vjp=(_place_vjp, None), jvp=_place_jvp, fresh_result=True,
-    shape_from_last_input=True, backend_impls=DASK_WHOLE_ARRAYS,
-    attrs={"ndims": _ndims, "index": _part_index},
-    doc="zeros shaped as a packed vector with a header (its second operand), result `index` set to its first",
-))
-
-
 # ONNX forms: a scan and a while_loop are ONNX Loops, a switch nested Ifs -------------------------
 
 def _onnx_body(b, body, names):
@@ -590,15 +368,15 @@ def _scan_shapes(body, carries, length):
 def _scan_infer(*inputs, body, length, reverse, carries, sequences, checkpoint=0):
     _check_operands(body, inputs, "scan", range(carries, carries + sequences), length)
     _check_carried(body, carries, "scan")
-    return _packed_shape(*_scan_shapes(body, carries, length))
+    return packed_shape(*_scan_shapes(body, carries, length))
 
 
 def _scan_impl(*arrays, body, length, reverse, carries, sequences, checkpoint=0, out=None):
     shapes, dtypes = _scan_shapes(body, carries, length)
-    offsets, sizes, total, dtype = _layout(shapes, dtypes)
+    offsets, sizes, total, dtype = layout(shapes, dtypes)
     if offsets is None:
-        return _written(_scan_impl_with_header(arrays, body, length, reverse, carries, sequences, dtype), out)
-    packed = _empty(arrays, total, dtype) if out is None else out
+        return written(_scan_impl_with_header(arrays, body, length, reverse, carries, sequences, dtype), out)
+    packed = empty_where(arrays, total, dtype) if out is None else out
     arrays = _as_declared(body, arrays, range(carries, carries + sequences))
     run = body.runner()
     step = list(arrays)  # one step's operands: the carries, the sequences' rows, the consts
@@ -614,7 +392,7 @@ def _scan_impl(*arrays, body, length, reverse, carries, sequences, checkpoint=0,
         for rows, y in zip(y_rows, outs[carries:]):
             rows[t] = y
     for value, offset in zip(step[:carries], offsets[:carries]):
-        _write_packed(packed, offset, value)
+        write_packed(packed, offset, value)
     return packed
 
 
@@ -636,9 +414,9 @@ def _scan_impl_with_header(arrays, body, length, reverse, carries, sequences, dt
         stacked = [np.stack(rows) for rows in ys]
     else:
         row_shapes = _ys_shapes_for(body, carries, arrays, [x.shape[1:] for x in xs])
-        stacked = [_empty(arrays, 0, y.dtype).reshape((0,) + shape)
+        stacked = [empty_where(arrays, 0, y.dtype).reshape((0,) + shape)
                    for shape, y in zip(row_shapes, body.outputs[carries:])]
-    return _pack_impl(*carry, *stacked, dtype=dtype, tangent=False)
+    return pack_arrays(*carry, *stacked, dtype=dtype, tangent=False)
 
 
 def _ys_shapes_for(body, carries, arrays, row_shapes):
@@ -663,7 +441,7 @@ def _length(value, inputs, attrs):
 def _scan_parts(node):
     body = node.attrs["body"]
     shapes, dtypes = _scan_shapes(body, node.attrs["carries"], node.attrs["length"])
-    return _unpack(node, shapes, dtypes)
+    return unpack(node, shapes, dtypes)
 
 
 def _scan_flat(trace, init, xs, consts, length, reverse, caller="scan", where=None, checkpoint=0):
@@ -775,13 +553,13 @@ def _scan_jvp(tangents, out, *inputs):
                            checkpoint=a.get("checkpoint", 0))
     d_final, d_ys = final[nc:], ys[len(y_out):]
     shapes, dtypes = _scan_shapes(body, nc, a["length"])
-    values = _unpack(out, shapes, dtypes)
+    values = unpack(out, shapes, dtypes)
     parts = []
     for i in range(nc):
         parts.append(d_final[float_carries.index(i)] if i in float_carries else ew.zeros_like(values[i]))
     for j in range(len(y_out)):
         parts.append(d_ys[float_ys.index(j)] if j in float_ys else ew.zeros_like(values[nc + j]))
-    return _pack(parts, out.dtype, shapes, tangent=True)
+    return pack(parts, out.dtype, shapes, tangent=True)
 
 
 _vjp_cache = weakref.WeakKeyDictionary()  # scan/switch node -> {cotangent node: gradients per input}
@@ -908,7 +686,7 @@ def _scan_vjp(g, out, *inputs, starts=None):
     fk = [i for i, k in enumerate(consts) if is_float(k.dtype)]
     fy = [i for i, y in enumerate(y_out) if is_float(y.dtype)]
     shapes, dtypes = _scan_shapes(body, nc, length)
-    g_parts = _unpack(g, shapes, [d if is_float(d) else out.dtype for d in dtypes], like=out)
+    g_parts = unpack(g, shapes, [d if is_float(d) else out.dtype for d in dtypes], like=out)
     ct_final = [ew.cast(g_parts[i], init[i].dtype) for i in fc]
     g_ys = [ew.cast(g_parts[nc + j], y_out[j].dtype) for j in fy]
     starts = starts or {}
@@ -985,7 +763,7 @@ def _scan_narrow(node, read):
     shapes, dtypes = _scan_shapes(body, nc, a["length"])
     if not all(is_static(shape) for shape in shapes):
         return None
-    offsets, sizes, _, _ = _layout(shapes, dtypes)
+    offsets, sizes, _, _ = layout(shapes, dtypes)
     part_of = {}
     for start, stop in read:
         parts = [j for j, (offset, size) in enumerate(zip(offsets, sizes)) if offset <= start and stop <= offset + size]
@@ -1010,7 +788,7 @@ def _scan_narrow(node, read):
                          name=node.name)
     if narrowed.dtype != node.dtype:  # the parts left pack into another dtype: keep them all
         return None
-    new_offsets = dict(zip(kept, _layout([shapes[j] for j in kept], [dtypes[j] for j in kept])[0]))
+    new_offsets = dict(zip(kept, layout([shapes[j] for j in kept], [dtypes[j] for j in kept])[0]))
 
     def place(start, stop):
         j = part_of[start, stop]
@@ -1075,9 +853,9 @@ def _scan_merge(a, b):
     shapes_a, dtypes_a = _scan_shapes(body_a, nc, a.attrs["length"])
     shapes_b, dtypes_b = _scan_shapes(body_b, nc, a.attrs["length"])
     shapes, dtypes = _scan_shapes(body, nc, a.attrs["length"])
-    offsets, _, _, _ = _layout(shapes, dtypes)
-    offsets_a, sizes_a, _, _ = _layout(shapes_a, dtypes_a)
-    offsets_b, sizes_b, _, _ = _layout(shapes_b, dtypes_b)
+    offsets, _, _, _ = layout(shapes, dtypes)
+    offsets_a, sizes_a, _, _ = layout(shapes_a, dtypes_a)
+    offsets_b, sizes_b, _, _ = layout(shapes_b, dtypes_b)
     return (node, _part_places(offsets_a, sizes_a, offsets, range(len(outs_a))),
             _part_places(offsets_b, sizes_b, offsets, into_b))
 
@@ -1132,18 +910,18 @@ def _switch_infer(index, *operands, branches):
         if [(tuple(o.shape), o.dtype) for o in branch.outputs] != [(tuple(o.shape), o.dtype) for o in branches[0].outputs]:
             raise ShapeError(f"switch: the branches return different shapes or dtypes ({branch.label})")
     outs = branches[0].outputs
-    return _packed_shape([o.shape for o in outs], [o.dtype for o in outs])
+    return packed_shape([o.shape for o in outs], [o.dtype for o in outs])
 
 
 def _switch_impl(index, *operands, branches, out=None):
     outs = branches[0].outputs
     taken = branches[min(max(int(index.reshape(())), 0), len(branches) - 1)]  # clamped, as JAX's switch
-    return _packed_arrays(taken.run(_as_declared(taken, operands)), [o.shape for o in outs], [o.dtype for o in outs], out)
+    return packed_arrays(taken.run(_as_declared(taken, operands)), [o.shape for o in outs], [o.dtype for o in outs], out)
 
 
 def _switch_parts(node):
     outs = node.attrs["branches"][0].outputs
-    return _unpack(node, [o.shape for o in outs], [o.dtype for o in outs])
+    return unpack(node, [o.shape for o in outs], [o.dtype for o in outs])
 
 
 def _switch_flat(index, traces, operands, caller="switch", where=None, names=None):
@@ -1231,7 +1009,7 @@ def _switch_jvp(tangents, out, index, *operands):
         def trace(own):
             outs = _inline(body, own[:n])
             touts = push_forward(outs, [own[i] for i in moving], own[n:])
-            return [_pack([t if is_float(o.dtype) else ew.zeros_like(o) for t, o in zip(touts, outs)], out.dtype,
+            return [pack([t if is_float(o.dtype) else ew.zeros_like(o) for t, o in zip(touts, outs)], out.dtype,
                           [o.shape for o in branches[0].outputs], tangent=True)]
         return trace
 
@@ -1248,12 +1026,12 @@ def _switch_vjp(g, out, index, *operands):
     wanted = [i for i, o in enumerate(operands) if is_float(o.dtype)]
     if not wanted:
         return [None] * (n + 1)
-    header = _has_header([o.shape for o in outs0])  # then the branches read it from the switch's result
+    header = has_header([o.shape for o in outs0])  # then the branches read it from the switch's result
 
     def derivative(body):
         def trace(own):
             outs = _inline(body, own[:n])
-            cts = _unpack(own[n], [o.shape for o in outs0],
+            cts = unpack(own[n], [o.shape for o in outs0],
                           [o.dtype if is_float(o.dtype) else out.dtype for o in outs0],
                           like=own[n + 1] if header else None)
             return backpropagate([outs[k] for k in floating], [cts[k] for k in floating], [own[i] for i in wanted],
@@ -1306,7 +1084,7 @@ def _while_infer(*inputs, test, body, carries):
             or test.outputs[0].dtype != np.bool_:
         raise ShapeError(f"while_loop: the body must return its {carries} carries and the cond one boolean scalar")
     outs = body.outputs
-    return _packed_shape([o.shape for o in outs], [o.dtype for o in outs])
+    return packed_shape([o.shape for o in outs], [o.dtype for o in outs])
 
 
 def _while_impl(*arrays, test, body, carries, out=None):
@@ -1315,7 +1093,7 @@ def _while_impl(*arrays, test, body, carries, out=None):
     carry, consts = list(arrays[:carries]), list(arrays[carries:])
     while bool(test.run(carry + consts)[0]):
         carry = list(body.run(carry + consts))
-    return _packed_arrays(carry, [o.shape for o in outs], [o.dtype for o in outs], out)
+    return packed_arrays(carry, [o.shape for o in outs], [o.dtype for o in outs], out)
 
 
 def _while_flat(test_trace, body_trace, init, consts, caller="while_loop", where=None):
@@ -1332,7 +1110,7 @@ def _while_flat(test_trace, body_trace, init, consts, caller="while_loop", where
     test = Body(own + stand_ins, test_outs, f"{caller} cond")
     body = Body(own + stand_ins, body_outs, f"{caller} body")
     node = apply(WHILE_LOOP, *init, *consts, *captured, test=test, body=body, carries=len(init))
-    return _unpack(node, [c.shape for c in init], [c.dtype for c in init])
+    return unpack(node, [c.shape for c in init], [c.dtype for c in init])
 
 
 def while_loop(cond_fun, body_fun, init):
@@ -1376,9 +1154,9 @@ def _while_jvp(tangents, out, *inputs):
     start = [tangents[i] if tangents[i] is not None else ew.zeros_like(init[i]) for i in fc]
     final = _while_flat(test_trace, body_trace, init + start, consts + [tangents[nc + i] for i in moving],
                         "while_loop jvp")
-    values = _unpack(out, [c.shape for c in init], [c.dtype for c in init])
+    values = unpack(out, [c.shape for c in init], [c.dtype for c in init])
     parts = [final[nc + fc.index(i)] if i in fc else ew.zeros_like(values[i]) for i in range(nc)]
-    return _pack(parts, out.dtype, [c.shape for c in init], tangent=True)
+    return pack(parts, out.dtype, [c.shape for c in init], tangent=True)
 
 
 def _while_vjp(g, out, *inputs):
@@ -1395,7 +1173,7 @@ def _while_vjp(g, out, *inputs):
     fk = [i for i, k in enumerate(consts) if is_float(k.dtype)]
     if not fc and not fk:
         return [None] * len(inputs)
-    g_final = _unpack(g, [c.shape for c in init], [c.dtype if is_float(c.dtype) else out.dtype for c in init], like=out)
+    g_final = unpack(g, [c.shape for c in init], [c.dtype if is_float(c.dtype) else out.dtype for c in init], like=out)
     zero = as_tensor(np.int64(0))
 
     def stepped(carry, k):  # one more body step, counted

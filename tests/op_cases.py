@@ -1077,7 +1077,7 @@ def _packed_cases():
     """A loop's results whose sizes are unknown when the graph is built are packed after a
     header of their dimensions (graphcomp/loops.py): the records that pack, read and place them.
     Each case reads results back (their shapes declared), as a loop's consumers do."""
-    from graphcomp.loops import LOOP_PACK, LOOP_PART, LOOP_PLACE
+    from graphcomp.ops.packing import LOOP_PACK, LOOP_PART, LOOP_PLACE
     from graphcomp.tensor import apply
 
     def packed(a, b):

@@ -32,6 +32,7 @@ LAYERS = [
     ("graphcomp.ops.rules", "graphcomp.ops.elementwise", "graphcomp.ops.indexing", "graphcomp.ops.shape",
      "graphcomp.ops.reduce", "graphcomp.ops.linalg", "graphcomp.ops.products", "graphcomp.ops.random",
      "graphcomp.ops.conv", "graphcomp.ops.norm", "graphcomp.ops.linear_algebra", "graphcomp.ops.operators",
+     "graphcomp.ops.packing",
      "graphcomp.nn", "graphcomp.linalg"),  # gc.nn and gc.linalg: namespaces over the records
     ("graphcomp.passes",),  # autodiff differentiates the stabiliser's forms
     ("graphcomp.autodiff", "graphcomp.forward"),

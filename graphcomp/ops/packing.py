@@ -1,0 +1,239 @@
+"""Several results packed into one vector: the form of a loop's result.
+
+A loop node (graphcomp.loops) computes several tensors, its carries and its stacked ys; it
+returns them as one vector, raveled and cast to one dtype. Results whose shapes are all known
+when the graph is built lie at fixed offsets, read back by static slices. When a size is
+unknown (a batch size, a trip count), the vector starts with a header of every result's
+dimensions, and three records read and write it: LOOP_PACK packs tensors in that layout,
+LOOP_PART reads a result back at the offsets the header gives when it runs, and LOOP_PLACE
+puts one result's cotangent where LOOP_PART read it (zeros elsewhere).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from graphcomp.errors import ShapeError
+from graphcomp.ops import checks
+from graphcomp.ops import elementwise as ew
+from graphcomp.ops import shape as sh
+from graphcomp.registry import DASK_WHOLE_ARRAYS, OpDef, register
+from graphcomp.shapes import format_shape, is_static, size_of
+from graphcomp.tensor import apply, as_tensor
+
+
+def layout(shapes, dtypes):
+    """(offsets, sizes, total size, dtype) of results of these shapes and dtypes packed; the
+    offsets, sizes and total are None when a size is unknown (the layout with a header)."""
+    return _packed_layout(tuple(tuple(shape) for shape in shapes), tuple(np.dtype(d) for d in dtypes))
+
+
+@functools.lru_cache(maxsize=1024)
+def _packed_layout(shapes, dtypes):
+    dtype = np.result_type(*dtypes) if dtypes else np.dtype(np.float64)
+    if not all(is_static(shape) for shape in shapes):
+        return None, None, None, np.result_type(dtype, np.int64)  # the header's sizes are exact in it
+    sizes = tuple(int(size_of(shape)) for shape in shapes)
+    offsets = tuple(int(offset) for offset in np.cumsum((0,) + sizes[:-1])) if sizes else ()
+    return offsets, sizes, sum(sizes), dtype
+
+
+def packed_shape(shapes, dtypes):
+    """(shape, dtype) of the packed vector holding results of these shapes and dtypes."""
+    _, _, total, dtype = layout(shapes, dtypes)
+    return (total,), dtype
+
+
+def has_header(shapes):
+    return not all(is_static(shape) for shape in shapes)
+
+
+def unpack(packed, shapes, dtypes, like=None):
+    """The tensors a packed vector holds (slices, reshaped and cast back). With a header, the
+    header read is `like`'s (the node whose results these are: a cotangent has none)."""
+    if has_header(shapes):
+        ndims = tuple(len(shape) for shape in shapes)
+        parts = [apply(LOOP_PART, packed, packed if like is None else like, index=j, ndims=ndims, shape=tuple(shape))
+                 for j, shape in enumerate(shapes)]
+        return [part if part.dtype == dtype else ew.cast(part, dtype) for part, dtype in zip(parts, dtypes)]
+    out, offset = [], 0
+    for shape, dtype in zip(shapes, dtypes):
+        size = int(size_of(shape))
+        part = sh.reshape(packed[offset:offset + size], tuple(shape))
+        if part.dtype != dtype:
+            part = ew.cast(part, dtype)
+        out.append(part)
+        offset += size
+    return out
+
+
+def pack(tensors, dtype, shapes=None, tangent=False):
+    """`tensors` packed into one vector of `dtype`, as results of `shapes` (theirs by default)
+    are; a `tangent` of a packed vector has zeros in its header (the sizes do not vary)."""
+    tensors = [t if t.dtype == dtype else ew.cast(t, dtype) for t in tensors]
+    if has_header([t.shape for t in tensors] if shapes is None else shapes):
+        return apply(LOOP_PACK, *tensors, tangent=tangent)
+    flat = [sh.reshape(t, (int(size_of(t.shape)),)) for t in tensors]
+    if not flat:
+        return as_tensor(np.zeros(0, dtype))
+    return flat[0] if len(flat) == 1 else sh.concatenate(flat, axis=0)
+
+
+def packed_arrays(values, shapes, dtypes, out=None):
+    """The arrays `values` (results of the declared `shapes`) packed, into `out` if given."""
+    offsets, _, total, dtype = layout(shapes, dtypes)
+    if offsets is None:
+        return written(pack_arrays(*values, dtype=dtype, tangent=False), out)
+    packed = empty_where(values, total, dtype) if out is None else out
+    for value, offset in zip(values, offsets):
+        write_packed(packed, offset, value)
+    return packed
+
+
+def write_packed(packed, offset, value):
+    packed[offset:offset + value.size] = np.ravel(value)
+
+
+def written(packed, out):
+    """`packed`, copied into `out` when the memory plan gave the kernel one (of its size)."""
+    if out is None or out.shape != packed.shape:
+        return packed
+    out[...] = packed
+    return out
+
+
+def empty_where(arrays, size, dtype):
+    """An empty vector where `arrays` are (a device's memory, when a loop runs on one)."""
+    like = next((array for array in arrays if hasattr(array, "__array_function__")), None)
+    return np.empty(size, dtype) if like is None else np.empty_like(like, shape=(size,), dtype=dtype)
+
+
+def header_sizes(like, ndims):
+    """The dimensions of each result, as the header of the packed array `like` holds them."""
+    header = [int(d) for d in like[:sum(ndims)].tolist()]
+    dims, start = [], 0
+    for ndim in ndims:
+        dims.append(tuple(header[start:start + ndim]))
+        start += ndim
+    return dims
+
+
+def _place_of(dims, index):
+    """(start, stop) of result `index` in a packed array whose results have dimensions `dims`."""
+    start = sum(len(d) for d in dims) + sum(int(np.prod(d, dtype=np.int64)) for d in dims[:index])
+    return start, start + int(np.prod(dims[index], dtype=np.int64))
+
+
+def pack_arrays(*values, tangent, dtype=None):
+    dtype = np.result_type(*[value.dtype for value in values]) if dtype is None else dtype
+    header = [0 if tangent else d for value in values for d in value.shape]
+    like = next((value for value in values if hasattr(value, "__array_function__")), None)  # where they are
+    parts = [np.asarray(header, dtype=dtype) if like is None else np.asarray(header, dtype=dtype, like=like)]
+    return np.concatenate(parts + [np.ravel(value).astype(dtype, copy=False) for value in values])
+
+
+def _pack_infer(*parts, tangent):
+    if not parts:
+        raise ShapeError("loop_pack: nothing to pack")
+    return (None,), np.result_type(*[part.dtype for part in parts])
+
+
+def _pack_vjp(index):
+    def rule(g, out, *parts):
+        like = apply(LOOP_PACK, *parts, tangent=False) if out.attrs["tangent"] else out  # one holding the sizes
+        return apply(LOOP_PART, g, like, index=index, ndims=tuple(p.ndim for p in parts),
+                     shape=tuple(parts[index].shape))
+    return rule
+
+
+def _pack_jvp(tangents, out, *parts):
+    return apply(LOOP_PACK, *[ew.zeros_like(p) if t is None else t for t, p in zip(tangents, parts)], tangent=True)
+
+
+LOOP_PACK = register(OpDef(
+    "loop_pack", pack_arrays, _pack_infer, vjp=_pack_vjp, jvp=_pack_jvp, fresh_result=True,
+    backend_impls=DASK_WHOLE_ARRAYS, attrs={"tangent": checks.boolean},
+    doc="its operands raveled into one vector after a header of their dimensions (zeros in a tangent's), "
+        "a loop's results whose sizes are unknown when the graph is built",
+))
+
+
+def _ndims(value, inputs, attrs):
+    if isinstance(value, tuple) and all(checks.is_int(d) and d >= 0 for d in value):
+        return None
+    return "must be a tuple of non-negative ints"
+
+
+def _part_shape(value, inputs, attrs):
+    if isinstance(value, tuple) and all(d is None or (checks.is_int(d) and d >= 0) for d in value):
+        return None
+    return "must be a shape: a tuple of non-negative ints or None"
+
+
+def _part_index(value, inputs, attrs):
+    ndims = attrs.get("ndims")
+    if checks.is_int(value) and isinstance(ndims, tuple) and 0 <= value < len(ndims):
+        return None
+    return "must be an int indexing ndims"
+
+
+def _part_impl(packed, like, *, index, ndims, shape):
+    dims = header_sizes(like, ndims)
+    start, stop = _place_of(dims, index)
+    return packed[start:stop].reshape(dims[index])
+
+
+def _part_infer(packed, like, *, index, ndims, shape):
+    if packed.ndim != 1 or like.ndim != 1 or len(shape) != ndims[index]:
+        raise ShapeError(f"loop_part: needs two packed vectors and a shape of {ndims[index]} dimensions, got "
+                         f"{format_shape(packed.shape)}, {format_shape(like.shape)} and {format_shape(shape)}")
+    return shape, packed.dtype
+
+
+def _part_vjp(g, out, packed, like):
+    return apply(LOOP_PLACE, ew.cast(g, packed.dtype) if g.dtype != packed.dtype else g, like,
+                 index=out.attrs["index"], ndims=out.attrs["ndims"])
+
+
+def _part_jvp(tangents, out, packed, like):
+    return None if tangents[0] is None else apply(LOOP_PART, tangents[0], like, **out.attrs)
+
+
+LOOP_PART = register(OpDef(
+    "loop_part", _part_impl, _part_infer, vjp=(_part_vjp, None), jvp=_part_jvp, backend_impls=DASK_WHOLE_ARRAYS,
+    attrs={"ndims": _ndims, "index": _part_index, "shape": _part_shape},
+    doc="result `index` of a packed vector with a header (read from its second operand, the loop's result)",
+))
+
+
+def _place_impl(value, like, *, index, ndims):
+    dims = header_sizes(like, ndims)
+    start, stop = _place_of(dims, index)
+    out = np.zeros_like(like)
+    out[start:stop] = np.ravel(value)
+    return out
+
+
+def _place_infer(value, like, *, index, ndims):
+    if like.ndim != 1 or value.ndim != ndims[index]:
+        raise ShapeError(f"loop_place: needs a value of {ndims[index]} dimensions and a packed vector, got "
+                         f"{format_shape(value.shape)} and {format_shape(like.shape)}")
+    return like.shape, like.dtype
+
+
+def _place_vjp(g, out, value, like):
+    return apply(LOOP_PART, g, like, index=out.attrs["index"], ndims=out.attrs["ndims"], shape=tuple(value.shape))
+
+
+def _place_jvp(tangents, out, value, like):
+    return None if tangents[0] is None else apply(LOOP_PLACE, tangents[0], like, **out.attrs)
+
+
+LOOP_PLACE = register(OpDef(
+    "loop_place", _place_impl, _place_infer, vjp=(_place_vjp, None), jvp=_place_jvp, fresh_result=True,
+    shape_from_last_input=True, backend_impls=DASK_WHOLE_ARRAYS,
+    attrs={"ndims": _ndims, "index": _part_index},
+    doc="zeros shaped as a packed vector with a header (its second operand), result `index` set to its first",
+))
