@@ -62,7 +62,7 @@ from graphcomp.ops.packing import (empty_where, has_header, layout, pack, pack_a
                                     unpack, write_packed, written)
 from graphcomp.ops import shape as sh
 from graphcomp.registry import DASK_WHOLE_ARRAYS, OpDef, register
-from graphcomp.shapes import format_shape, is_static
+from graphcomp.shapes import format_shape
 from graphcomp.tensor import apply, as_tensor, placeholder
 
 __all__ = ["scan", "fori_loop", "while_loop", "cond", "switch", "Body"]
@@ -81,7 +81,25 @@ class Body:
         self._function = None
         self._runner = None
         self._on_devices = weakref.WeakKeyDictionary()  # backend -> its runner, for the other backends
+        self._shapes = {}  # input shapes -> output shapes (output_shapes)
         self._lock = threading.Lock()
+
+    def output_shapes(self, input_shapes):
+        """The shapes of the body's outputs for inputs of `input_shapes`, inferred again from
+        them (a size they cannot tell stays None); None when they do not fit the body."""
+        shapes = self._shapes.get(input_shapes)
+        if shapes is None:
+            concrete = {p: placeholder(shape, dtype=p.dtype) for p, shape in zip(self.inputs, input_shapes)
+                        if tuple(p.shape) != shape}
+            try:
+                outputs = substitute(self.outputs, concrete, infer_shapes=True)
+            except Exception:  # noqa: BLE001 - operands that do not fit: running the body says how
+                return None
+            shapes = tuple(tuple(out.shape) for out in outputs)
+            if len(self._shapes) >= 64:
+                self._shapes.clear()
+            self._shapes[input_shapes] = shapes
+        return shapes
 
     def function(self):
         """The compiled body (gc.function, optimised): one per Body, shared by every call."""
@@ -372,12 +390,21 @@ def _scan_infer(*inputs, body, length, reverse, carries, sequences, checkpoint=0
 
 
 def _scan_impl(*arrays, body, length, reverse, carries, sequences, checkpoint=0, out=None):
+    arrays = _as_declared(body, arrays, range(carries, carries + sequences))
     shapes, dtypes = _scan_shapes(body, carries, length)
     offsets, sizes, total, dtype = layout(shapes, dtypes)
-    if offsets is None:
-        return written(_scan_impl_with_header(arrays, body, length, reverse, carries, sequences, dtype), out)
-    packed = empty_where(arrays, total, dtype) if out is None else out
-    arrays = _as_declared(body, arrays, range(carries, carries + sequences))
+    length = arrays[carries].shape[0] if length is None else length  # None: the xs' length
+    header = []
+    if offsets is None:  # sizes unknown when the graph was built: those of these operands
+        shapes = _shapes_when_run(body, carries, sequences, length, arrays)
+        if shapes is None:
+            return written(_scan_impl_with_header(arrays, body, length, reverse, carries, sequences, dtype), out)
+        header = [d for shape in shapes for d in shape]
+        offsets, sizes, total, _ = layout(shapes, dtypes)
+        offsets, total = [len(header) + offset for offset in offsets], len(header) + total
+    packed = empty_where(arrays, total, dtype) if out is None or out.shape != (total,) else out
+    if header:
+        packed[:len(header)] = header
     run = body.runner()
     step = list(arrays)  # one step's operands: the carries, the sequences' rows, the consts
     rows_from = list(enumerate(arrays[carries:carries + sequences], start=carries))
@@ -396,14 +423,23 @@ def _scan_impl(*arrays, body, length, reverse, carries, sequences, checkpoint=0,
     return packed
 
 
+def _shapes_when_run(body, carries, sequences, length, arrays):
+    """The shapes of a scan's results (its carries, then its ys stacked) on these operands,
+    inferred again from theirs; None when a size is one only running the steps tells."""
+    shapes = [tuple(a.shape) for a in arrays]
+    shapes[carries:carries + sequences] = [shape[1:] for shape in shapes[carries:carries + sequences]]
+    outs = body.output_shapes(tuple(shapes))
+    if outs is None or any(None in shape for shape in outs):
+        return None
+    return list(outs[:carries]) + [(length,) + shape for shape in outs[carries:]]
+
+
 def _scan_impl_with_header(arrays, body, length, reverse, carries, sequences, dtype):
-    """_scan_impl for results of sizes unknown when the graph was built (the trip count among
-    them: the length of the xs): the ys stacked once the steps have run, packed after a header."""
-    arrays = _as_declared(body, arrays, range(carries, carries + sequences))
+    """_scan_impl for results whose sizes the operands' shapes do not tell: the ys stacked once
+    the steps have run, packed after a header of their dimensions."""
     carry = list(arrays[:carries])
     xs = arrays[carries:carries + sequences]
     consts = list(arrays[carries + sequences:])
-    length = xs[0].shape[0] if length is None else length
     ys = [[None] * length for _ in body.outputs[carries:]]
     for t in (range(length - 1, -1, -1) if reverse else range(length)):
         outs = body.run(carry + [x[t] for x in xs] + consts)
@@ -412,24 +448,10 @@ def _scan_impl_with_header(arrays, body, length, reverse, carries, sequences, dt
             rows[t] = y
     if length:
         stacked = [np.stack(rows) for rows in ys]
-    else:
-        row_shapes = _ys_shapes_for(body, carries, arrays, [x.shape[1:] for x in xs])
-        stacked = [empty_where(arrays, 0, y.dtype).reshape((0,) + shape)
-                   for shape, y in zip(row_shapes, body.outputs[carries:])]
+    else:  # no step ran: a size the shapes cannot tell comes out 0
+        stacked = [empty_where(arrays, 0, y.dtype).reshape((0,) + tuple(d or 0 for d in y.shape))
+                   for y in body.outputs[carries:]]
     return pack_arrays(*carry, *stacked, dtype=dtype, tangent=False)
-
-
-def _ys_shapes_for(body, carries, arrays, row_shapes):
-    """The shape of each ys of one step of `body` on these operands (the sequences' rows shaped
-    `row_shapes`), found by inferring the body's shapes again from theirs: a scan of no steps
-    never runs its body, yet its ys have the sizes the body would give them (a dimension the
-    shapes alone cannot tell comes out 0)."""
-    shapes = [tuple(a.shape) for a in arrays]
-    shapes[carries:carries + len(row_shapes)] = [tuple(shape) for shape in row_shapes]
-    concrete = {p: placeholder(shape, dtype=p.dtype) for p, shape in zip(body.inputs, shapes)
-                if tuple(p.shape) != shape}
-    ys = substitute(body.outputs[carries:], concrete, infer_shapes=True)
-    return [tuple(0 if d is None else d for d in y.shape) for y in ys]
 
 
 def _length(value, inputs, attrs):
@@ -754,22 +776,26 @@ def _scan_vjp_continuing(g, out, starts, *inputs):
     return _scan_vjp(g, out, *inputs, starts=starts)
 
 
-def _scan_narrow(node, read):
-    """The scan computing only its carries and the ys the slices `read` reach, reading only the
-    sequences and consts its body still reads once simplified, and where each slice lands in
-    its result; None when nothing can go (or a slice spans two parts)."""
+def _scan_narrow(node, reads):
+    """The scan computing only its carries and the ys that `reads` reach (static slices, or
+    parts of a result with a header: see passes/unread_parts.py), reading only the sequences
+    and consts its body still reads once simplified, and where each read lands in its result;
+    None when nothing can go (or a slice spans two parts)."""
     a = node.attrs
     body, nc = a["body"], a["carries"]
     shapes, dtypes = _scan_shapes(body, nc, a["length"])
-    if not all(is_static(shape) for shape in shapes):
-        return None
+    header = has_header(shapes)
     offsets, sizes, _, _ = layout(shapes, dtypes)
     part_of = {}
-    for start, stop in read:
+    for read in reads:
+        if header:
+            part_of[read] = read[1]
+            continue
+        start, stop = read
         parts = [j for j, (offset, size) in enumerate(zip(offsets, sizes)) if offset <= start and stop <= offset + size]
         if not parts:
             return None
-        part_of[start, stop] = parts[-1]  # an empty slice at a boundary: the later part holds it
+        part_of[read] = parts[-1]  # an empty slice at a boundary: the later part holds it
     kept = list(range(nc)) + sorted({j for j in part_of.values() if j >= nc})
     outputs = [body.outputs[j] for j in kept]
     simplified = list(simplify(Graph(outputs)).outputs)  # a placeholder read only for its shape goes
@@ -788,21 +814,29 @@ def _scan_narrow(node, read):
                          name=node.name)
     if narrowed.dtype != node.dtype:  # the parts left pack into another dtype: keep them all
         return None
-    new_offsets = dict(zip(kept, layout([shapes[j] for j in kept], [dtypes[j] for j in kept])[0]))
-
-    def place(start, stop):
-        j = part_of[start, stop]
-        return start - offsets[j] + new_offsets[j], stop - offsets[j] + new_offsets[j]
-    return narrowed, place
+    return narrowed, _moved_reads([shapes[j] for j in kept], [dtypes[j] for j in kept], shapes, dtypes,
+                                  {j: new for new, j in enumerate(kept)})
 
 
-def _part_places(offsets, sizes, new_offsets, part_map):
-    """place(start, stop): the slice [start, stop) of a packed result, moved to where its parts
-    (part j to part part_map[j] of a new packed result whose parts start at `new_offsets`) lie;
-    None when they do not lie side by side there."""
+def _moved_reads(new_shapes, new_dtypes, shapes, dtypes, part_map):
+    """place(read): where a read of a packed result of `shapes` lies once its part j is part
+    part_map[j] of a packed result of `new_shapes` (a part read with a header: that part, by
+    index or, where the new result has no header, by offsets); None when a slice's parts do not
+    lie side by side there."""
+    new_offsets, new_sizes, _, _ = layout(new_shapes, new_dtypes)
+    if has_header(shapes) and new_offsets is None:
+        ndims = tuple(len(shape) for shape in new_shapes)
+        return lambda read: ("part", part_map[read[1]], ndims)
+    if has_header(shapes):
+        def part_at(read):
+            j = part_map[read[1]]
+            return new_offsets[j], new_offsets[j] + new_sizes[j]
+        return part_at
+    offsets, sizes, _, _ = layout(shapes, dtypes)
     ends = [offset + size for offset, size in zip(offsets, sizes)]
 
-    def place(start, stop):
+    def place(read):
+        start, stop = read
         if start == stop:
             return 0, 0
         first = max(j for j, offset in enumerate(offsets) if offset <= start and start < ends[j])
@@ -818,8 +852,6 @@ def _scan_merge(a, b):
     """One scan computing the results of scans `a` and `b` (same inputs and steps), when their
     bodies compute the same carries (a scan's and the one its vjp records residuals with): its
     results are a's carries and ys, then those of b's ys that a's are not."""
-    if a.shape[0] is None:  # results packed after a header: nothing lies at fixed offsets
-        return None
     attrs_a, attrs_b = dict(a.attrs), dict(b.attrs)
     body_a, body_b = attrs_a.pop("body"), attrs_b.pop("body")
     attrs_a.pop("checkpoint", None), attrs_b.pop("checkpoint", None)
@@ -853,11 +885,10 @@ def _scan_merge(a, b):
     shapes_a, dtypes_a = _scan_shapes(body_a, nc, a.attrs["length"])
     shapes_b, dtypes_b = _scan_shapes(body_b, nc, a.attrs["length"])
     shapes, dtypes = _scan_shapes(body, nc, a.attrs["length"])
-    offsets, _, _, _ = layout(shapes, dtypes)
-    offsets_a, sizes_a, _, _ = layout(shapes_a, dtypes_a)
-    offsets_b, sizes_b, _, _ = layout(shapes_b, dtypes_b)
-    return (node, _part_places(offsets_a, sizes_a, offsets, range(len(outs_a))),
-            _part_places(offsets_b, sizes_b, offsets, into_b))
+    if not has_header(shapes_a) == has_header(shapes_b) == has_header(shapes):
+        return None  # a read of a part and a slice at fixed offsets cannot move onto one another
+    return (node, _moved_reads(shapes, dtypes, shapes_a, dtypes_a, range(len(outs_a))),
+            _moved_reads(shapes, dtypes, shapes_b, dtypes_b, into_b))
 
 
 def _scan_onnx(b, node, *names):

@@ -95,11 +95,13 @@ class OpDef:
       runs once on whole arrays there (an op with no blockwise form: sort, kron, ...), and
       BLOCKWISE that it runs on each chunk (a check of each element: check_labels).
     - `narrow`: for an op whose result packs several parts into one vector (a loop's carries and
-      stacked ys), `narrow(node, read) -> (node, place) or None`: given the (start, stop) slices
-      of the result its consumers read, a node computing only the parts those slices need, and
-      `place(start, stop)` giving a slice's place in the new result; None when nothing can go.
+      stacked ys; graphcomp/ops/packing.py), `narrow(node, reads) -> (node, place) or None`:
+      given what its consumers read of the result (static slices (start, stop), or parts
+      ("part", index, ndims) of a result with a header), a node computing only the parts those
+      reads need, and `place(read)` giving a read's place in the new result; None when nothing
+      can go.
     - `merge`: for such an op, `merge(a, b) -> (node, place_a, place_b) or None`: for two nodes
-      of the op reading the same inputs, one node computing both results, and where a slice of
+      of the op reading the same inputs, one node computing both results, and where a read of
       each lands in its result; None when they cannot share one (a loop's carries differ).
     - `continues_sums`: for an op whose reverse pass adds its steps' contributions one at a
       time (a scan), `(positions, vjp)`: reverse mode hands `vjp(gradient, node, starts,

@@ -174,3 +174,65 @@ def test_two_scans_of_the_same_steps_share_one():
         np.testing.assert_array_equal(a, b)
     for a, b in zip(got, gc.function([h0, xs], [final, doubled, again, halved], optimize=False)(H0, XS)):
         np.testing.assert_array_equal(a, b)
+
+
+# sizes unknown when the graph is built: results packed after a header, read by loop_part ----------
+
+UNKNOWN_SHAPES = [((None, 3), (None, None, 3)), ((4, 3), (None, 4, 3)), ((None, 3), (7, None, 3))]
+
+
+@pytest.mark.parametrize("h0_shape, xs_shape", UNKNOWN_SHAPES)
+def test_with_unknown_sizes_the_passes_do_what_they_do_with_known_ones(h0_shape, xs_shape):
+    def compiled(shapes, pipeline=None):
+        h0, xs, w = gc.placeholder(shapes[0]), gc.placeholder(shapes[1]), gc.placeholder(W.shape)
+        loss = elman_loss(h0, xs, w)
+        outputs = [loss] + gc.grad(loss, [h0, w])
+        return _compiled_with(pipeline, [h0, xs, w], outputs)
+    known, known_graph = compiled((H0.shape, XS.shape))
+    unknown, graph = compiled((h0_shape, xs_shape))
+    plain, plain_graph = compiled((h0_shape, xs_shape), [])
+    assert any(node.shape == (None,) for node in graph.nodes if node.op is SCAN)  # the layout with a header
+    # the forward steps run once, as with the sizes known (the recording scan merged)
+    assert len(_scan_ys(graph)) == len(_scan_ys(known_graph)) == 2 and len(_scan_ys(plain_graph)) == 3
+    if h0_shape[0] is not None:  # and store as much (with an unknown batch, the reverse pass also reads
+        assert _scan_ys(graph) == _scan_ys(known_graph)  # values for their shapes: broadcasting undone)
+    # the cotangent's parts are taken from the parts placed, not from vectors of placed zeros
+    assert not [node for node in graph.nodes if node.op.name == "loop_place"]
+    for a, b, c in zip(unknown(H0, XS, W), known(H0, XS, W), plain(H0, XS, W)):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, c)
+
+
+def test_an_unread_ys_of_unknown_size_goes():
+    h0, xs = gc.placeholder((None, 3)), gc.placeholder((None, None, 3))
+    final, (doubled, halved) = gc.scan(lambda c, x: (c + x, (c * 2.0, c * 0.5)), h0, xs)
+    f = gc.function([h0, xs], [final, halved])
+    assert _scan_ys(f.graph) == [2]
+    carries = [H0]
+    for x in XS:
+        carries.append(carries[-1] + x)
+    got = f(H0, XS)
+    np.testing.assert_array_equal(got[0], carries[-1])
+    np.testing.assert_array_equal(got[1], 0.5 * np.array(carries[:-1]))
+
+
+def test_one_function_over_more_shapes_than_a_body_remembers():
+    # a body infers its results' shapes once per shape of its operands, and keeps 64 of them
+    h0, xs = gc.placeholder((None, 2)), gc.placeholder((None, None, 2))
+    final, ys = gc.scan(lambda c, x: (c * 0.5 + x, c.sum(axis=1)), h0, xs)
+    f = gc.function([h0, xs], [final, ys])
+    rng = np.random.default_rng(3)
+    cases = [(batch, steps) for batch in range(1, 15) for steps in (0, 1, 3, 5, 2)]  # 70 shapes
+    kept = []
+    for batch, steps in cases + cases[:10]:
+        a, b = rng.standard_normal((batch, 2)), rng.standard_normal((steps, batch, 2))
+        kept.append((a, b, f(a, b)))
+    for a, b, (got_final, got_ys) in kept:  # every result kept is still what its call computed
+        c, rows = a, []
+        for x in b:
+            rows.append(c.sum(axis=1))
+            c = c * 0.5 + x
+        np.testing.assert_array_equal(got_final, c)
+        assert got_ys.shape == (b.shape[0], a.shape[0])
+        if rows:
+            np.testing.assert_array_equal(got_ys, np.array(rows))

@@ -5,22 +5,16 @@ pass reads; merged with the scan that computed the value, the steps run once."""
 from __future__ import annotations
 
 from graphcomp.ir import Graph, substitute
-from graphcomp.ops.indexing import GETITEM
-from graphcomp.passes.rewrite import make_node
-from graphcomp.passes.unread_parts import slice_read
+from graphcomp.passes.unread_parts import is_part, part_read, reader_at
 
 
 def _readers(node, graph, outputs):
-    """[(reader, (start, stop) or None)]: the nodes reading `node`, with the static slice each
-    takes (None: it reads the whole vector); None when the node cannot merge (its op cannot,
-    or it is an output)."""
+    """[(reader, read or None)]: the nodes reading `node`, with what each reads of it
+    (unread_parts.part_read; None: the whole vector); None when the node cannot merge (its op
+    cannot, or it is an output)."""
     if node.op.merge is None or node in outputs:
         return None
-    return [(reader, slice_read(reader, node)) for reader in graph.consumers.get(node, [])]
-
-
-def _slice(node, start, stop, like):
-    return make_node(GETITEM, [node], {"index": (("slice", start, stop, None),)}, like=like, name=like.name)
+    return [(reader, part_read(reader, node)) for reader in graph.consumers.get(node, [])]
 
 
 def _merged(graph, a, reads_a, b, reads_b):
@@ -32,13 +26,15 @@ def _merged(graph, a, reads_a, b, reads_b):
     replacements = {}
     for old, reads, place in ((a, reads_a, place_a), (b, reads_b, place_b)):
         for reader, read in reads:
-            where = place(*(read if read is not None else (0, old.shape[0])))
-            if where is None:
+            if read is None and old.shape[0] is None:
+                return None  # the whole of a vector with a header: no slice of the merged one is it
+            where = place(read if read is not None else (0, old.shape[0]))
+            if where is None or (read is None and is_part(where)):
                 return None
-            if read is not None:  # a slice moves onto the merged node
-                replacements[reader] = _slice(new_node, *where, like=reader)
+            if read is not None:  # a read moves onto the merged node
+                replacements[reader] = reader_at(new_node, where, like=reader)
             elif old not in replacements:  # a reader of the whole reads its part of the merged node
-                replacements[old] = _slice(new_node, *where, like=old)
+                replacements[old] = reader_at(new_node, where, like=old)
     return Graph(substitute(graph.outputs, replacements))
 
 

@@ -12,6 +12,7 @@ import numpy as np
 
 from graphcomp.ops.elementwise import ADD, DIVIDE, MULTIPLY, NEGATIVE, SUBTRACT, ZEROS_LIKE
 from graphcomp.ops.indexing import GETITEM, GETITEM_GRAD
+from graphcomp.ops.packing import LOOP_PART, LOOP_PLACE
 from graphcomp.ops.reduce import ELEMENT_COUNT, MEAN, SUM
 from graphcomp.ops.shape import (
     BROADCAST_LIKE, BROADCAST_TO, CONCATENATE, EXPAND_DIMS, RESHAPE, RESHAPE_LIKE, SQUEEZE, SUM_TO, TRANSPOSE,
@@ -352,6 +353,47 @@ def _placed_parts_tiling_an_axis(node):
     return make_node(ADD, [joined, zeros(tuple(node.shape), node.dtype, like=node)], like=node)
 
 
+# A loop's result whose sizes are unknown when the graph is built has a header (graphcomp/ops/
+# packing.py): its parts are read by loop_part, and its cotangent is a sum of parts placed into
+# zeros by loop_place. The same two rules as for slices, by part instead of by offsets.
+
+def _same_layout(placed, node):
+    """True when `placed` is a loop_place into the layout that loop_part `node` reads."""
+    return (placed.op is LOOP_PLACE and placed.inputs[1] is node.inputs[1]
+            and placed.attrs["ndims"] == node.attrs["ndims"] and placed.dtype == node.dtype)
+
+
+def _part_of_placed(node):
+    """loop_part(loop_place(v, like, i), like, j) -> v (i == j) or zeros shaped as part j."""
+    placed, like = node.inputs
+    if not _same_layout(placed, node):
+        return None
+    if placed.attrs["index"] == node.attrs["index"]:
+        value = placed.inputs[0]
+        return value if value.dtype == node.dtype and value.ndim == node.ndim else None
+    part = make_node(LOOP_PART, [like, like], dict(node.attrs), like=node)
+    return make_node(ZEROS_LIKE, [part], like=node)
+
+
+def _part_of_placed_sum(node):
+    """loop_part(a + b, like, j) -> loop_part(a) + loop_part(b) where every term of the sum is
+    placed into `like`'s layout: the part of the sum is the sum of the parts, element for element."""
+    total, like = node.inputs
+    if total.op is not ADD or total.dtype != node.dtype:
+        return None
+    terms, pending = [], [total]
+    while pending:
+        for x in pending.pop().inputs:
+            (pending if x.op is ADD and x.dtype == node.dtype else terms).append(x)
+        if len(terms) + len(pending) > MAX_PLACED_TERMS:
+            return None
+    if not all(_same_layout(term, node) for term in terms):
+        return None
+    attrs = dict(node.attrs)
+    a, b = (make_node(LOOP_PART, [x, like], attrs, like=node) for x in total.inputs)
+    return make_node(ADD, [a, b], like=node)
+
+
 # leaves that only depend on shapes -------------------------------------------------------------
 
 def _static_zeros_like(node):
@@ -400,6 +442,8 @@ RULES = [
     Rule("getitem(placed a + placed b, t) -> a[t] + b[t]", (GETITEM,), _slice_of_placed_sum),
     Rule("sum of placed parts tiling an axis -> concatenate + 0.0", (ADD,), _placed_parts_tiling_an_axis),
     Rule("getitem(concatenate(parts) + 0.0, t) -> part[t'] + 0.0", (GETITEM,), _slice_of_joined_parts),
+    Rule("loop_part(loop_place(v, i), j) -> v or zeros", (LOOP_PART,), _part_of_placed),
+    Rule("loop_part(placed a + placed b, j) -> loop_part(a) + loop_part(b)", (LOOP_PART,), _part_of_placed_sum),
 ]
 
 
