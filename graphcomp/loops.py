@@ -58,8 +58,8 @@ from graphcomp.passes.rematerialize import stored_residuals
 from graphcomp.passes.rewrite import make_node
 from graphcomp.passes.simplify import simplify
 from graphcomp.ops import elementwise as ew
-from graphcomp.ops.packing import (empty_where, has_header, layout, pack, pack_arrays, packed_arrays, packed_shape,
-                                    unpack, write_packed, written)
+from graphcomp.ops.packing import (empty_where, has_header, header_of, layout, pack, pack_arrays, packed_arrays,
+                                    packed_shape, unpack, write_packed, written)
 from graphcomp.ops import shape as sh
 from graphcomp.registry import DASK_WHOLE_ARRAYS, OpDef, register
 from graphcomp.shapes import format_shape
@@ -399,7 +399,7 @@ def _scan_impl(*arrays, body, length, reverse, carries, sequences, checkpoint=0,
         shapes = _shapes_when_run(body, carries, sequences, length, arrays)
         if shapes is None:
             return written(_scan_impl_with_header(arrays, body, length, reverse, carries, sequences, dtype), out)
-        header = [d for shape in shapes for d in shape]
+        header = header_of(shapes, dtype)
         offsets, sizes, total, _ = layout(shapes, dtypes)
         offsets, total = [len(header) + offset for offset in offsets], len(header) + total
     packed = empty_where(arrays, total, dtype) if out is None or out.shape != (total,) else out

@@ -224,3 +224,37 @@ def test_the_onnx_form_needs_known_sizes():
     f = gc.function([h0, xs], h)
     with pytest.raises(OnnxExportError, match="op 'loop_part' has no ONNX form.*test_loops_unknown_sizes"):
         gc.onnx_export.to_onnx(f)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_other_float_dtypes_give_the_bits_of_known_sizes(dtype):
+    def compiled(h0_shape, xs_shape):
+        inputs = [gc.placeholder(h0_shape, dtype=dtype), gc.placeholder(xs_shape, dtype=dtype),
+                  gc.placeholder((H, H), dtype=dtype), gc.placeholder((D, H), dtype=dtype)]
+        h0, xs, w, u = inputs
+
+        def cell(h, x):
+            h = gc.tanh(h @ w + x @ u)
+            return h, gc.sin(h).sum(axis=1)
+        h, ys = gc.scan(cell, h0, xs)
+        loss = (h ** 2).sum() + (ys * ys).sum()
+        return gc.function(inputs, [loss] + gc.grad(loss, inputs)), loss
+    h0, xs = _data(3, 4)
+    args = [a.astype(dtype) for a in (h0, xs, W, U)]
+    known, _ = compiled((3, H), (4, 3, D))
+    unknown, loss = compiled((None, H), (None, None, D))
+    packed = [n for n in gc.topological_order([loss]) if n.op.name == "scan"]
+    # float32 results keep their dtype after a header (each size as two exact float32 halves)
+    assert [n.dtype for n in packed] == [np.dtype(dtype if dtype == "float32" else "float64")]
+    for a, b in zip(unknown(*args), known(*args)):
+        assert a.dtype == np.dtype(dtype)
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "int32"])
+def test_a_header_holds_sizes_beyond_what_one_entry_of_its_dtype_counts_exactly(dtype):
+    from graphcomp.ops.packing import header_of, header_sizes, layout
+    shapes = [(2 ** 24 + 1, 3), (5,), (2 ** 40 + 7, 0, 1)]
+    packed_dtype = layout([(None, 3), (5,), (None, 0, 1)], [dtype] * 3)[3]
+    header = np.asarray(header_of(shapes, packed_dtype), dtype=packed_dtype)
+    assert header_sizes(header, (2, 1, 3)) == shapes

@@ -24,6 +24,27 @@ from graphcomp.shapes import format_shape, is_static, size_of
 from graphcomp.tensor import apply, as_tensor
 
 
+# A header holds each size exactly: as one float64 (every integer below 2**53), as two float32
+# (a size below 2**48 as its high and low 24 bits, each exact in float32), or, for results of
+# other dtypes, in a vector of their type promoted with int64.
+HEADER_WORDS = {np.dtype(np.float64): 1, np.dtype(np.float32): 2}
+LOW_BITS = 24
+
+
+def _words(dtype):
+    """How many entries of a packed vector of `dtype` hold one size in its header."""
+    return HEADER_WORDS.get(np.dtype(dtype), 1)
+
+
+def header_of(shapes, dtype, tangent=False):
+    """The header of a packed vector of `dtype` holding results of these shapes (zeros for a
+    tangent's: its sizes do not vary)."""
+    sizes = [0 if tangent else int(d) for shape in shapes for d in shape]
+    if _words(dtype) == 2:
+        return [word for d in sizes for word in (d >> LOW_BITS, d & ((1 << LOW_BITS) - 1))]
+    return sizes
+
+
 def layout(shapes, dtypes):
     """(offsets, sizes, total size, dtype) of results of these shapes and dtypes packed; the
     offsets, sizes and total are None when a size is unknown (the layout with a header)."""
@@ -34,7 +55,7 @@ def layout(shapes, dtypes):
 def _packed_layout(shapes, dtypes):
     dtype = np.result_type(*dtypes) if dtypes else np.dtype(np.float64)
     if not all(is_static(shape) for shape in shapes):
-        return None, None, None, np.result_type(dtype, np.int64)  # the header's sizes are exact in it
+        return None, None, None, dtype if dtype in HEADER_WORDS else np.result_type(dtype, np.int64)
     sizes = tuple(int(size_of(shape)) for shape in shapes)
     offsets = tuple(int(offset) for offset in np.cumsum((0,) + sizes[:-1])) if sizes else ()
     return offsets, sizes, sum(sizes), dtype
@@ -112,7 +133,10 @@ def empty_where(arrays, size, dtype):
 
 def header_sizes(like, ndims):
     """The dimensions of each result, as the header of the packed array `like` holds them."""
-    header = [int(d) for d in like[:sum(ndims)].tolist()]
+    words = [int(d) for d in like[:sum(ndims) * _words(like.dtype)].tolist()]
+    if _words(like.dtype) == 2:
+        words = [(high << LOW_BITS) + low for high, low in zip(words[::2], words[1::2])]
+    header = words
     dims, start = [], 0
     for ndim in ndims:
         dims.append(tuple(header[start:start + ndim]))
@@ -120,15 +144,15 @@ def header_sizes(like, ndims):
     return dims
 
 
-def _place_of(dims, index):
-    """(start, stop) of result `index` in a packed array whose results have dimensions `dims`."""
-    start = sum(len(d) for d in dims) + sum(int(np.prod(d, dtype=np.int64)) for d in dims[:index])
+def _place_of(dims, index, dtype):
+    """(start, stop) of result `index` in a packed array of `dtype` whose results have dimensions `dims`."""
+    start = sum(len(d) for d in dims) * _words(dtype) + sum(int(np.prod(d, dtype=np.int64)) for d in dims[:index])
     return start, start + int(np.prod(dims[index], dtype=np.int64))
 
 
 def pack_arrays(*values, tangent, dtype=None):
     dtype = np.result_type(*[value.dtype for value in values]) if dtype is None else dtype
-    header = [0 if tangent else d for value in values for d in value.shape]
+    header = header_of([value.shape for value in values], dtype, tangent)
     like = next((value for value in values if hasattr(value, "__array_function__")), None)  # where they are
     parts = [np.asarray(header, dtype=dtype) if like is None else np.asarray(header, dtype=dtype, like=like)]
     return np.concatenate(parts + [np.ravel(value).astype(dtype, copy=False) for value in values])
@@ -181,7 +205,7 @@ def _part_index(value, inputs, attrs):
 
 def _part_impl(packed, like, *, index, ndims, shape):
     dims = header_sizes(like, ndims)
-    start, stop = _place_of(dims, index)
+    start, stop = _place_of(dims, index, packed.dtype)
     return packed[start:stop].reshape(dims[index])
 
 
@@ -210,7 +234,7 @@ LOOP_PART = register(OpDef(
 
 def _place_impl(value, like, *, index, ndims):
     dims = header_sizes(like, ndims)
-    start, stop = _place_of(dims, index)
+    start, stop = _place_of(dims, index, like.dtype)
     out = np.zeros_like(like)
     out[start:stop] = np.ravel(value)
     return out
