@@ -404,7 +404,7 @@ def _scan_impl(*arrays, body, length, reverse, carries, sequences, checkpoint=0,
         offsets, total = [len(header) + offset for offset in offsets], len(header) + total
     packed = empty_where(arrays, total, dtype) if out is None or out.shape != (total,) else out
     if header:
-        packed[:len(header)] = header
+        packed[:len(header)] = np.asarray(header, dtype=dtype, like=packed)
     run = body.runner()
     step = list(arrays)  # one step's operands: the carries, the sequences' rows, the consts
     rows_from = list(enumerate(arrays[carries:carries + sequences], start=carries))
