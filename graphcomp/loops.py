@@ -28,10 +28,9 @@ it with graphcomp's own reverse and forward modes, so they can be differentiated
   starts from, and the backward scan over segments recomputes one segment's carries at a time;
 - the jvp and vjp of a switch are a switch over the branches' jvps and vjps;
 - the jvp of a while_loop is a while_loop carrying the tangents; its vjp (which JAX does not
-  have) is a while_loop counting the trip count n, then a while_loop stepping back from n,
-  recomputing each carry from the initial one and pulling the cotangent back through one body
-  step: no carries stored, quadratic in n (fine for iterations to convergence; a long loop of
-  fixed length is a fori_loop).
+  have) is a while_loop counting the trip count n, then the vjp of a scan of the body over n
+  steps (0, ..., n-1: the `steps` record): the forward steps run once more storing what the
+  reverse pass reads, as for any scan, so reverse mode costs O(n) body steps.
 
 `gc.save` writes each body as a graph of its own in the file (graphcomp/serialize.py), and
 `gc.load` checks it as it checks any node (each record's shape rule checks the operands against
@@ -61,6 +60,7 @@ from graphcomp.ops import elementwise as ew
 from graphcomp.ops.packing import (empty_where, has_header, header_of, layout, pack, pack_arrays, packed_arrays,
                                     packed_shape, unpack, write_packed, written)
 from graphcomp.ops import shape as sh
+from graphcomp.ops.shape import STEPS
 from graphcomp.registry import DASK_WHOLE_ARRAYS, OpDef, register
 from graphcomp.shapes import format_shape
 from graphcomp.tensor import apply, as_tensor, placeholder
@@ -469,6 +469,12 @@ def _scan_parts(node):
 def _scan_flat(trace, init, xs, consts, length, reverse, caller="scan", where=None, checkpoint=0):
     """Build a scan node from flat lists; `trace(carry, x, consts)` (lists of placeholders)
     returns (new carries, ys) as lists. Returns (final carries, stacked ys)."""
+    parts = _scan_parts(_scan_node(trace, init, xs, consts, length, reverse, caller, where, checkpoint))
+    return parts[:len(init)], parts[len(init):]
+
+
+def _scan_node(trace, init, xs, consts, length, reverse, caller="scan", where=None, checkpoint=0):
+    """The scan node _scan_flat reads its results from."""
     where = where or user_source_location()
     carry_in = [_placeholder_like(c) for c in init]
     x_in = [_placeholder_like(x, tuple(x.shape[1:])) for x in xs]
@@ -479,10 +485,8 @@ def _scan_flat(trace, init, xs, consts, length, reverse, caller="scan", where=No
     _check_carries(init, new_carry, caller, where)
     captured, (outs,), stand_ins = _capture(carry_in + x_in + const_in, [new_carry + ys])
     body = Body(carry_in + x_in + const_in + stand_ins, outs, f"{caller} body")
-    node = apply(SCAN, *init, *xs, *consts, *captured, body=body, length=None if length is None else int(length),
+    return apply(SCAN, *init, *xs, *consts, *captured, body=body, length=None if length is None else int(length),
                  reverse=bool(reverse), carries=len(init), sequences=len(xs), checkpoint=int(checkpoint or 0))
-    parts = _scan_parts(node)
-    return parts[:len(init)], parts[len(init):]
 
 
 def _check_carries(init, new_carry, caller, where, names=None):
@@ -801,6 +805,8 @@ def _scan_narrow(node, reads):
     simplified = list(simplify(Graph(outputs)).outputs)  # a placeholder read only for its shape goes
     reached = set(topological_order(simplified))
     unread = {p for p in range(nc, len(body.inputs)) if body.inputs[p] not in reached}
+    if a["length"] is None:  # the sequences' length is the number of steps: keep them
+        unread -= set(range(nc, nc + a["sequences"]))
     if len(kept) == len(shapes) and not unread:
         return None
     inputs, operands, sequences = body.inputs, node.inputs, a["sequences"]
@@ -1148,8 +1154,8 @@ def while_loop(cond_fun, body_fun, init):
     """JAX's lax.while_loop: `while cond_fun(carry): carry = body_fun(carry)`, the trip count
     decided at run time. `cond_fun` returns a boolean scalar tensor; each carry keeps its shape
     and dtype. Differentiable in both modes, to any order (unlike JAX's, in reverse mode too:
-    the trip count is counted at run time and each carry recomputed, so reverse mode costs
-    O(n^2) body steps for n iterations; use fori_loop or scan for a long loop of fixed length)."""
+    the trip count n is counted at run time, and a scan of n steps runs the body again, storing
+    what the reverse pass reads: about 3n body steps forward and n back)."""
     where = user_source_location()
     leaves, rebuild = _flatten(init)
 
@@ -1190,53 +1196,38 @@ def _while_jvp(tangents, out, *inputs):
     return pack(parts, out.dtype, [c.shape for c in init], tangent=True)
 
 
-def _while_vjp(g, out, *inputs):
-    """Reverse mode without storing carries: the trip count n is counted by a while_loop; then a
-    while_loop steps j = n-1, ..., 0, recomputing carry j from the initial one (a while_loop of
-    j body steps) and pulling the cotangent back through one body step. Quadratic in n, so for
-    the short loops iterations to convergence are. Built of while_loops, it is differentiable
-    again in both modes."""
+def _while_vjp(g, out, *inputs, starts=None):
+    """Reverse mode as for a scan of the same steps: a while_loop counts the trip count n, a
+    scan of n steps (over 0, ..., n-1) runs the body from the initial carries again, and that
+    scan's vjp gives the gradients (its recording scan stores what the reverse pass reads, a
+    scan running the other way pulls the cotangents back): O(n) body steps, differentiable again
+    in both modes. `starts`: the sums the consts' gradients continue (see OpDef.continues_sums)."""
     a = out.attrs
     test, body, nc = a["test"], a["body"], a["carries"]
     init, consts = list(inputs[:nc]), list(inputs[nc:])
-    nk = len(consts)
-    fc = [i for i, c in enumerate(init) if is_float(c.dtype)]
-    fk = [i for i, k in enumerate(consts) if is_float(k.dtype)]
-    if not fc and not fk:
+    if not any(is_float(x.dtype) for x in inputs):
         return [None] * len(inputs)
-    g_final = unpack(g, [c.shape for c in init], [c.dtype if is_float(c.dtype) else out.dtype for c in init], like=out)
-    zero = as_tensor(np.int64(0))
 
-    def stepped(carry, k):  # one more body step, counted
-        return _inline(body, carry[:nc] + k[:nk]) + [carry[nc] + 1]
+    def counted(carry, k):  # one more body step, counted
+        return _inline(body, carry[:nc] + k) + [carry[nc] + 1]
+    trips = _while_flat(lambda carry, k: _inline(test, carry[:nc] + k)[0], counted,
+                        init + [as_tensor(np.int64(0))], consts, "while_loop vjp")[nc]
+    steps = apply(STEPS, trips)
+    same_steps = _scan_node(lambda carry, x, k: (_inline(body, carry + k[:len(consts)]), []), init, [steps], consts,
+                            None, False, "while_loop vjp")
+    # the scan's inputs: the carries, the steps, then the consts (where their sums go on)
+    grads = _scan_vjp(g, same_steps, *same_steps.inputs,
+                      starts={position + 1: total for position, total in (starts or {}).items()})
+    return grads[:nc] + grads[nc + 1:nc + 1 + len(consts)]
 
-    trips = _while_flat(lambda carry, k: _inline(test, carry[:nc] + k[:nk])[0], stepped, init + [zero], consts,
-                        "while_loop vjp")[nc]
 
-    def backward_test(carry, k):
-        return carry[0] > 0
+def _while_consts(node):
+    """The positions of a while_loop node's consts (the inputs every step reads whole)."""
+    return range(node.attrs["carries"], len(node.inputs))
 
-    def backward_step(carry, k):
-        j = carry[0] - 1
-        ct_c, acc = carry[1:1 + len(fc)], carry[1 + len(fc):]
-        start, again, own = k[:nc], k[nc:nc + nk], k[nc + nk:]
-        recomputed = _while_flat(lambda c, kk: c[nc] < kk[0], lambda c, kk: _inline(body, c[:nc] + kk[1:]) + [c[nc] + 1],
-                                 list(start) + [zero], [j] + list(again), "while_loop vjp")[:nc]
-        here = [_placeholder_like(c) for c in recomputed]  # stand-ins: nothing flows back into the recomputation
-        outs = _inline(body, here + own)
-        grads = backpropagate([outs[i] for i in fc], ct_c, [here[i] for i in fc] + [own[i] for i in fk],
-                              disconnected="zero", caller="while_loop vjp")
-        grads = _substitute(grads, dict(zip(here, recomputed)))
-        return [j] + grads[:len(fc)] + [s + t for s, t in zip(acc, grads[len(fc):])]
 
-    start = [trips] + [g_final[i] for i in fc] + [ew.zeros_like(consts[i]) for i in fk]
-    final = _while_flat(backward_test, backward_step, start, init + consts + consts, "while_loop vjp")
-    results = [None] * len(inputs)
-    for position, i in enumerate(fc):
-        results[i] = final[1 + position]
-    for position, i in enumerate(fk):
-        results[nc + i] = final[1 + len(fc) + position]
-    return results
+def _while_vjp_continuing(g, out, starts, *inputs):
+    return _while_vjp(g, out, *inputs, starts=starts)
 
 
 def _while_onnx(b, node, *names):
@@ -1253,7 +1244,7 @@ def _while_onnx(b, node, *names):
 
 WHILE_LOOP = register(OpDef(
     "while_loop", _while_impl, _while_infer, vjp=_cached_vjp(_while_vjp), jvp=_while_jvp,
-    fresh_result=True, writes_out=True,
+    fresh_result=True, writes_out=True, continues_sums=(_while_consts, _while_vjp_continuing),
     backend_impls=DASK_WHOLE_ARRAYS,
     attrs={"test": _is_body, "body": _is_body, "carries": checks.integer(0)}, onnx=_while_onnx,
     doc="runs its body graph while its cond graph says so; the final carries packed",

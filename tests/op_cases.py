@@ -1100,3 +1100,20 @@ def _packed_cases():
 
 
 CASES += _packed_cases()
+
+
+def _steps_cases():
+    """The steps a loop of a counted number of steps scans over (a while_loop's vjp counts them)."""
+    from graphcomp.ops.shape import STEPS
+    from graphcomp.tensor import apply
+
+    def counted(x):  # summed: a vector whose length is known when it runs has none to compare
+        return gc.sum(apply(STEPS, gc.cast(gc.floor(x), "int64")) ** 2 * 1.5 + 0.5)
+
+    def reference(x):
+        return np.sum(np.arange(max(int(np.floor(x)), 0)) ** 2 * 1.5 + 0.5)
+    return [OpCase("steps", counted, reference, [np.array(value)], label)
+            for value, label in ((4.5, "four"), (0.3, "none"), (-2.0, "negative"))]
+
+
+CASES += _steps_cases()

@@ -259,6 +259,33 @@ def test_while_loop_newton_square_root_and_its_derivatives_in_both_modes():
     gc.testing.check_grads(scaled_newton, [np.array([2.0, 3.0]), np.array([1.0, 2.0])], order=2)
 
 
+def test_while_loop_reverse_mode_runs_a_number_of_body_steps_linear_in_the_trip_count(monkeypatch):
+    # the forward steps are counted, then run once more by a scan that stores what the reverse
+    # pass reads: a few body steps per iteration, not one recomputation from the start per step
+    from graphcomp.loops import Body
+    runs = []
+    runner = Body.runner
+
+    def counting(self):
+        run = runner(self)
+        return lambda arrays: runs.append(self) or run(arrays)
+    monkeypatch.setattr(Body, "runner", counting)
+    a = gc.placeholder(())
+    x = gc.while_loop(lambda c: c[1] < gc.cast(a, "int64"), lambda c: (c[0] * 0.99 + gc.sin(c[0]) * 0.01, c[1] + 1),
+                      (a * 0.1, gc.constant(np.int64(0))))[0]
+    f = gc.function([a], gc.grad(x * x, a))
+    per_trip = {}
+    for n in (40, 80, 160):
+        runs.clear()
+        got = f(np.array(float(n)))
+        per_trip[n] = len(runs) / n
+        unrolled = a * 0.1
+        for _ in range(n):
+            unrolled = unrolled * 0.99 + gc.sin(unrolled) * 0.01
+        np.testing.assert_array_equal(got, gc.function([a], gc.grad(unrolled * unrolled, a))(np.array(float(n))))
+    assert max(per_trip.values()) < 8 and per_trip[160] < per_trip[40] + 0.5, per_trip
+
+
 # threads, errors, pickling --------------------------------------------------------------------------
 
 def test_one_compiled_scan_called_from_eight_threads(switch_often):

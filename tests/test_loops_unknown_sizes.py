@@ -258,3 +258,16 @@ def test_a_header_holds_sizes_beyond_what_one_entry_of_its_dtype_counts_exactly(
     packed_dtype = layout([(None, 3), (5,), (None, 0, 1)], [dtype] * 3)[3]
     header = np.asarray(header_of(shapes, packed_dtype), dtype=packed_dtype)
     assert header_sizes(header, (2, 1, 3)) == shapes
+
+
+def test_xs_of_unknown_length_the_body_never_reads_still_count_the_steps():
+    # the optimizer drops a sequence nobody reads, but not the one that tells the number of steps
+    xs = gc.placeholder((None, 2))
+    total, _ = gc.scan(lambda c, x: (c * 0.5 + 1.0, None), gc.constant(np.zeros(2)), xs)
+    for optimize in (False, True):
+        f = gc.function([xs], total, optimize=optimize)
+        for steps in (0, 1, 4):
+            expected = np.zeros(2)
+            for _ in range(steps):
+                expected = expected * 0.5 + 1.0
+            np.testing.assert_array_equal(f(np.ones((steps, 2))), expected)

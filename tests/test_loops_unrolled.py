@@ -203,14 +203,16 @@ def test_the_loop_builds_loop_nodes_and_the_unrolled_graph_none(name):
 
 # Reverse mode sums the contributions a tensor receives latest consumer first, and a loop's
 # reverse pass continues those sums step by step, so values, gradients, jvps and fwd-rev HVPs
-# are equal bit for bit. A rev-rev HVP differentiates a graph holding the forward computation
-# twice: the loop node the cost reads, and the recomputation its vjp runs (the residuals a
-# reverse scan reads, the branch a switch's vjp inlines). The second pass pulls a forward value's
-# cotangents back through each copy separately (for y = w @ u, w's gradient is
-# outer(a, u) + outer(b, u)) where the unrolled graph, holding y once, adds them first
-# (outer(a + b, u)): the last bits can differ, and do in these cases.
+# are equal bit for bit. A rev-rev HVP differentiates a graph holding the forward steps twice:
+# the loop node the cost reads, and the steps its vjp runs again (the recording scan whose
+# residuals the reverse scan reads, the scan a while_loop's vjp runs over its counted steps,
+# the branch a switch's vjp inlines). The second pass pulls a forward value's cotangents back
+# through each copy separately (for y = w @ u, w's gradient is outer(a, u) + outer(b, u))
+# where the unrolled graph, holding y once, adds them first (outer(a + b, u)); and where one
+# loop holds both copies (merged), its reverse pass adds the contributions of a later step as
+# one term where the unrolled graph adds them one by one. The last bits can differ, and do here.
 RECOMPUTED_FORWARD = {(name, "hvp rev-rev") for name in
-                      ("scan", "scan reverse", "fori_loop", "switch", "scan in scan", "cond in scan")}
+                      ("scan", "scan reverse", "fori_loop", "while_loop", "switch", "scan in scan", "cond in scan")}
 LABELS = ["value", "grad h0", "grad xs", "grad w", "jvp", "hvp rev-rev", "hvp fwd-rev"]
 
 

@@ -1008,3 +1008,28 @@ def full_like(a, fill_value, dtype=None, shape=None):
 def row_stack(tensors, *, dtype=None, casting="same_kind"):
     """np.row_stack: NumPy's older name of vstack (the same node)."""
     return vstack(tensors, dtype=dtype, casting=casting)
+
+
+# counting: 0, 1, ..., n - 1 for a count known when the graph runs
+
+def _steps_infer(n):
+    if n.shape != () or not np.issubdtype(n.dtype, np.integer):
+        raise ShapeError(f"steps: needs a scalar integer count, got shape {format_shape(n.shape)} and dtype {n.dtype}")
+    return (None,), np.dtype(np.int64)
+
+
+def _steps_impl(n):
+    count = np.reshape(n, ()).item()  # (a scalar may come as an array of one element)
+    return np.arange(max(count, 0), dtype=np.int64, like=n)
+
+
+STEPS = register(OpDef("steps", _steps_impl, _steps_infer, differentiable=False, fresh_result=True,
+                       backend_impls=DASK_WHOLE_ARRAYS,
+                       doc="0, 1, ..., n - 1 (int64) for a scalar integer n: a vector whose length is the count "
+                           "when it runs (what a loop of a counted number of steps scans over)"))
+
+
+def steps(n):
+    """The int64 vector 0, 1, ..., n - 1 of a scalar integer tensor `n` (empty for n <= 0)."""
+    (n,) = promote_operands(n)
+    return apply(STEPS, n)
