@@ -8,6 +8,13 @@ respect to every weight. Columns:
   JAX lax.scan   jax.jit(jax.value_and_grad(...)) of a lax.scan (the baseline)
   PyTorch nn.X   torch.nn.RNN / torch.nn.LSTM, loss.backward()
   PyTorch cell   a Python loop over torch.nn.RNNCell / LSTMCell, loss.backward()
+  NumPy by hand  the same loss and gradient written out in NumPy: a Python loop over the steps
+                 and back, every array preallocated, out= everywhere. It calls the kernels
+                 graphcomp's program calls, in the same order (the sigmoid spelled as
+                 graphcomp's kernel spells it), and gives graphcomp's bits (with B > 1;
+                 tests/test_rnn_benchmark.py checks it), so its time is the floor of NumPy's
+                 kernels (BLAS matmuls, tanh, exp) for these steps, and the gap between the two
+                 columns is what graphcomp's executor adds to them.
 Cells are a system's median time divided by JAX's median time in the same run (interleaved
 samples; lower is better; target <= 1). One table per dtype (float64 first, then float32; each
 table's first heading names its dtype): every system computes in that dtype (the weights and xs
@@ -44,7 +51,8 @@ sys.path.insert(0, HERE)
 
 TOLERANCES = {"float64": 1e-8, "float32": 1e-4}  # of the cross-check, relative to the largest entry
 DTYPES = {"float64": ("float64",), "float32": ("float32",), "both": ("float64", "float32")}
-COLUMNS = [("gc", "graphcomp gc.scan"), ("torch", "PyTorch nn.RNN / nn.LSTM"), ("cell", "PyTorch cell loop")]
+COLUMNS = [("gc", "graphcomp gc.scan"), ("numpy", "NumPy by hand"), ("torch", "PyTorch nn.RNN / nn.LSTM"),
+           ("cell", "PyTorch cell loop")]
 CELLS = ("elman", "lstm")
 
 
@@ -128,6 +136,78 @@ def gc_case(gc, cell, xs, weights):
     f = gc_build(gc, cell, shapes, dtype=xs.dtype)
     args = [xs] + [weights[name] for name in NAMES]
     return lambda: f(*args)
+
+
+# NumPy by hand ----------------------------------------------------------------------------------
+
+def numpy_case(np, cell, xs, weights):
+    """The loss and gradients in NumPy by hand, every array allocated once: [loss, *gradients]."""
+    steps, batch, inputs = xs.shape
+    w_ih, w_hh, b = (weights[name] for name in NAMES)
+    gates, hidden = w_hh.shape[0] // w_hh.shape[1], w_hh.shape[1]
+    hs = np.zeros((steps + 1, batch, hidden), xs.dtype)  # hs[t + 1] is h after step t
+    saved = np.empty((steps, 6, batch, hidden) if cell == "lstm" else 0, xs.dtype)  # gates, c, tanh(c) per step
+    z, z2 = np.empty((batch, gates * hidden), xs.dtype), np.empty((batch, gates * hidden), xs.dtype)
+    dz = np.empty((batch, gates * hidden), xs.dtype)
+    d_ih, d_hh, d_b = np.empty((inputs, gates * hidden), xs.dtype), np.empty((hidden, gates * hidden), xs.dtype), \
+        np.empty(gates * hidden, xs.dtype)
+    m_ih, m_hh = np.empty_like(d_ih), np.empty_like(d_hh)
+    dh, dc, s, u = (np.empty((batch, hidden), xs.dtype) for _ in range(4))
+    size = steps * batch * hidden
+
+    def sigmoid(x, out):  # graphcomp's stable spelling: e = exp(-|x|); where(x >= 0, 1, e) / (1 + e)
+        np.exp(np.negative(np.absolute(x, out=s), out=s), out=s)
+        np.divide(np.where(x >= 0, 1, s), np.add(1, s, out=out), out=out)
+
+    def forward(t):
+        np.matmul(xs[t], w_ih.T, out=z)
+        np.add(z, np.matmul(hs[t], w_hh.T, out=z2), out=z)
+        np.add(z, b, out=z)
+        if cell == "elman":
+            np.tanh(z, out=hs[t + 1])
+            return
+        i, f, g, o, c, tanh_c = saved[t]
+        sigmoid(z[:, :hidden], i)
+        sigmoid(z[:, hidden:2 * hidden], f)
+        np.tanh(z[:, 2 * hidden:3 * hidden], out=g)
+        sigmoid(z[:, 3 * hidden:], o)
+        np.add(np.multiply(f, saved[t - 1, 4] if t else 0, out=c), np.multiply(i, g, out=u), out=c)
+        np.multiply(o, np.tanh(c, out=tanh_c), out=hs[t + 1])
+
+    def backward(t, dy):  # dh holds dL/dh_t from later steps; dy is the loss's own dL/dh_t
+        np.add(dh, dy, out=dy)
+        if cell == "elman":
+            np.multiply(dy, np.subtract(1, np.square(hs[t + 1], out=s), out=s), out=dz)
+        else:
+            i, f, g, o, c, tanh_c = saved[t]
+            di, df, dg, do = (dz[:, k * hidden:(k + 1) * hidden] for k in range(4))
+            np.add(dc, np.multiply(np.multiply(dy, o, out=u), np.subtract(1, np.square(tanh_c, out=s), out=s), out=u),
+                   out=dc)
+            for d, x, y in ((di, g, i), (df, saved[t - 1, 4] if t else np.zeros_like(c), f)):
+                np.multiply(np.multiply(dc, x, out=d), y, out=d)
+                np.multiply(d, np.subtract(1, y, out=s), out=d)
+            np.multiply(np.multiply(dc, i, out=dg), np.subtract(1, np.square(g, out=s), out=s), out=dg)
+            np.multiply(np.multiply(dy, tanh_c, out=do), o, out=do)
+            np.multiply(do, np.subtract(1, o, out=s), out=do)
+            np.multiply(dc, f, out=dc)
+        np.matmul(dz, w_hh, out=dh)
+        np.add(d_ih, np.matmul(xs[t].T, dz, out=m_ih), out=d_ih)
+        np.add(d_hh, np.matmul(hs[t].T, dz, out=m_hh), out=d_hh)
+        np.add(d_b, np.add.reduce(dz, axis=0), out=d_b)
+
+    def call():
+        for t in range(steps):
+            forward(t)
+        ys = hs[1:]
+        loss = np.add.reduce(ys * ys, axis=None) / size + np.add.reduce(hs[steps], axis=None)
+        dys = ys * (2 / size)
+        for array in (d_ih, d_hh, d_b, dc):
+            array[...] = 0
+        dh[...] = 1
+        for t in range(steps - 1, -1, -1):
+            backward(t, dys[t])
+        return [loss, d_ih.T, d_hh.T, d_b]
+    return call
 
 
 # JAX --------------------------------------------------------------------------------------------
@@ -286,7 +366,7 @@ def timed_rows(gc, np, peers, settings, dtype, cpu_time):
     for cell in CELLS:
         weights = make_weights(rng, cell, settings, dtype)
         xs = rng.standard_normal((t, b, d)).astype(dtype)
-        cases = {"gc": gc_case(gc, cell, xs, weights)}
+        cases = {"gc": gc_case(gc, cell, xs, weights), "numpy": numpy_case(np, cell, xs, weights)}
         if "jax" in peers:
             cases["jax"] = jax_case(peers["jax"], cell, xs, weights)
         if "torch" in peers:
@@ -347,7 +427,7 @@ def run(settings, with_peers=True, cpu_time=False, dtypes=DTYPES["both"]):
     tolerances = " and ".join(f"{TOLERANCES[dtype]:.0e} in {dtype}".replace("e-0", "e-") for dtype in dtypes)
     lines.append(f"Correctness: every system's loss and gradients match graphcomp's to {tolerances} (relative) for: "
                  + ", ".join(["graphcomp"] + [dict(COLUMNS + [("jax", "JAX lax.scan")])[k]
-                                               for k in ("jax", "torch", "cell") if k in first_rows[0][1]]))
+                                               for k in ("numpy", "jax", "torch", "cell") if k in first_rows[0][1]]))
     print("\n".join(lines))
 
 

@@ -34,7 +34,7 @@ def test_rnn_benchmark_prints_its_tables_after_checking_every_system():
     has_jax = importlib.util.find_spec("jax") is not None
     has_torch = importlib.util.find_spec("torch") is not None
     assert lines[2].startswith("Peers: "), lines[2]
-    headers = [f"| {dtype} workload | graphcomp gc.scan | PyTorch nn.RNN / nn.LSTM | PyTorch cell loop | JAX median |"
+    headers = [f"| {dtype} workload | graphcomp gc.scan | NumPy by hand | PyTorch nn.RNN / nn.LSTM | PyTorch cell loop | JAX median |"
                for dtype in ("float64", "float32")]
     assert [line for line in lines if line.startswith("| ") and "workload" in line] == headers, done.stdout
     assert lines.index(headers[0]) < lines.index(headers[1])
@@ -43,11 +43,12 @@ def test_rnn_benchmark_prints_its_tables_after_checking_every_system():
     assert [row.split("|")[1].strip() for row in rows] == labels * 2, done.stdout
     for row in rows:
         cells = [cell.strip() for cell in row.strip("|").split("|")]
-        assert len(cells) == 5, row
-        assert re.fullmatch(NUMBER, cells[1]) if has_jax else cells[1] == "—", row
-        for cell in cells[2:4]:
+        assert len(cells) == 6, row
+        for cell in cells[1:3]:
+            assert re.fullmatch(NUMBER, cell) if has_jax else cell == "—", row
+        for cell in cells[3:5]:
             assert re.fullmatch(NUMBER, cell) if has_jax and has_torch else cell == "—", row
-        assert re.fullmatch(DURATION, cells[4]) if has_jax else cells[4] == "—", row
+        assert re.fullmatch(DURATION, cells[5]) if has_jax else cells[4] == "—", row
     for dtype in ("float64", "float32"):
         assert any(re.fullmatch(rf"graphcomp medians, {dtype}: Elman RNN {DURATION}, LSTM {DURATION}", line)
                    for line in lines), done.stdout
@@ -69,8 +70,34 @@ def test_rnn_benchmark_times_one_dtype_by_cpu_time_when_asked(dtype):
     lines = done.stdout.splitlines()
     assert any(line.startswith("Cells: median CPU time / JAX lax.scan's median CPU time") for line in lines)
     assert [line for line in lines if line.startswith("| ") and "workload" in line] == [
-        f"| {dtype} workload | graphcomp gc.scan | PyTorch nn.RNN / nn.LSTM | PyTorch cell loop | JAX median |"]
+        f"| {dtype} workload | graphcomp gc.scan | NumPy by hand | PyTorch nn.RNN / nn.LSTM | PyTorch cell loop | JAX median |"]
     assert any(re.fullmatch(rf"graphcomp medians, {dtype}: Elman RNN {DURATION}, LSTM {DURATION}", line)
                for line in lines), done.stdout
     assert lines[-1].startswith(f"Correctness: every system's loss and gradients match graphcomp's to "
                                 f"{'1e-8' if dtype == 'float64' else '1e-4'} in {dtype} (relative)")
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("cell", ["elman", "lstm"])
+@pytest.mark.parametrize("sizes", [(4, 2, 3, 2), (7, 5, 8, 3)])
+def test_the_numpy_floor_computes_graphcomps_bits(cell, dtype, sizes):
+    """The "NumPy by hand" column runs the kernels graphcomp's program runs: same results, bit
+    for bit, so the gap between the two columns is the executor's alone."""
+    np = pytest.importorskip("numpy")
+    spec = importlib.util.spec_from_file_location("rnn_benchmark", SCRIPT)
+    rnn = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rnn)
+    import graphcomp as gc
+
+    steps, batch, hidden, inputs = sizes
+    settings = rnn.Settings(tiny=True)
+    settings.hidden, settings.inputs = hidden, inputs
+    rng = np.random.default_rng(3)
+    weights = rnn.make_weights(rng, cell, settings, dtype)
+    xs = rng.standard_normal((steps, batch, inputs)).astype(dtype)
+    expected = [np.asarray(v) for v in rnn.gc_case(gc, cell, xs, weights)()]
+    by_hand = [np.asarray(v) for v in rnn.numpy_case(np, cell, xs, weights)()]
+    assert len(by_hand) == len(expected) == 4
+    for got, want in zip(by_hand, expected):
+        assert got.dtype == want.dtype == dtype and got.shape == want.shape
+        assert got.tobytes() == want.tobytes(), np.abs(got - want).max()
