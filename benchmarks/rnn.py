@@ -387,6 +387,8 @@ def table(dtype, rows, duration):
     lines.append("")
     graphcomp_times = ", ".join(f"{label.split(' loss')[0]} {duration(medians['gc'])}" for label, medians in rows)
     lines.append(f"graphcomp medians, {dtype}: {graphcomp_times}")
+    numpy_times = ", ".join(f"{label.split(' loss')[0]} {duration(medians['numpy'])}" for label, medians in rows)
+    lines.append(f"NumPy by hand medians, {dtype}: {numpy_times}")
     lines.append("")
     return lines
 
