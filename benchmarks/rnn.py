@@ -14,7 +14,8 @@ respect to every weight. Columns:
                  graphcomp's kernel spells it), and gives graphcomp's bits (with B > 1;
                  tests/test_rnn_benchmark.py checks it), so its time is the floor of NumPy's
                  kernels (BLAS matmuls, tanh, exp) for these steps, and the gap between the two
-                 columns is what graphcomp's executor adds to them.
+                 columns is what graphcomp adds to them: calling each node's kernel, the loop's
+                 steps, copying the values a step stores for the gradient.
 Cells are a system's median time divided by JAX's median time in the same run (interleaved
 samples; lower is better; target <= 1). One table per dtype (float64 first, then float32; each
 table's first heading names its dtype): every system computes in that dtype (the weights and xs
@@ -23,9 +24,10 @@ anything is timed, every system's loss and gradients must match graphcomp's to 1
 and 1e-4 in float32 (relative to the largest entry: float32 keeps 7 digits, and a gradient sums
 T * B products per entry, in another order in each system).
 
-Also printed, once (float64): seconds to build and compile (gc.function of value and gradient) a 1,000-step
-scan of an LSTM cell, against the same cell unrolled in the graph (measured at fewer steps,
-said in the line); and the time per step of a scan whose body is one scalar addition.
+Also printed, once (in float64): seconds to build and compile (gc.function of value and
+gradient) a 1,000-step scan of an LSTM cell, against the same cell unrolled in the graph
+(measured at fewer steps, said in the line); and the time per step of a scan whose body is one
+scalar addition.
 
 BLAS, graphcomp and PyTorch are held to one thread (threadpoolctl, gc.set_num_threads,
 torch.set_num_threads), JAX through XLA_FLAGS, set before it is imported.
@@ -149,8 +151,9 @@ def numpy_case(np, cell, xs, weights):
     saved = np.empty((steps, 6, batch, hidden) if cell == "lstm" else 0, xs.dtype)  # gates, c, tanh(c) per step
     z, z2 = np.empty((batch, gates * hidden), xs.dtype), np.empty((batch, gates * hidden), xs.dtype)
     dz = np.empty((batch, gates * hidden), xs.dtype)
-    d_ih, d_hh, d_b = np.empty((inputs, gates * hidden), xs.dtype), np.empty((hidden, gates * hidden), xs.dtype), \
-        np.empty(gates * hidden, xs.dtype)
+    d_ih = np.empty((inputs, gates * hidden), xs.dtype)
+    d_hh = np.empty((hidden, gates * hidden), xs.dtype)
+    d_b = np.empty(gates * hidden, xs.dtype)
     m_ih, m_hh = np.empty_like(d_ih), np.empty_like(d_hh)
     dh, dc, s, u = (np.empty((batch, hidden), xs.dtype) for _ in range(4))
     size = steps * batch * hidden
