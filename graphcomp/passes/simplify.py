@@ -128,10 +128,10 @@ def _uniform_constant_to_scalar(node):
 
 
 def _elementwise_before_broadcast(node):
-    """f(broadcast_to(x, S), y, ...) -> broadcast_to(f(x, y, ...), S) for an elementwise f, when
-    every other operand fits in x's shape: the same f of the same elements, computed once for each of x's elements
-    instead of once for each copy (the gradient of a mean divides its cotangent, broadcast to the
-    input's shape, by the count). Not for an empty S, where f would never run."""
+    """f(broadcast_to(x, S), y, ...) -> broadcast_to(f(x, y, ...), S) for an elementwise f whose
+    other operands fit in x's shape: the same f of the same elements, computed once for each of
+    x's elements instead of once for each copy (the gradient of a mean divides its cotangent,
+    broadcast to the input's shape, by the count). Not for an empty S, where f would never run."""
     if node.op.kind != "elementwise" or node.op.stateful:
         return None
     spread = next((operand for operand in node.inputs if operand.op is BROADCAST_TO), None)
