@@ -380,7 +380,7 @@ def timed_rows(gc, np, peers, settings, dtype, cpu_time):
 
 
 def table(dtype, rows, duration):
-    """The lines of one dtype's table, its graphcomp medians below it."""
+    """The lines of one dtype's table, graphcomp's and NumPy-by-hand's medians below it."""
     lines = [f"| {dtype} workload | " + " | ".join(heading for _, heading in COLUMNS) + " | JAX median |"]
     lines.append("|---" * (len(COLUMNS) + 2) + "|")
     for label, medians in rows:
