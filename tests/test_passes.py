@@ -172,6 +172,59 @@ def test_sum_of_a_broadcast_stays_a_sum():
     np.testing.assert_array_equal(evaluate(graph, [x], [values])[0], np.broadcast_to(values, (5, 3)).sum())
 
 
+SPECIAL = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 1e-45, 3.0, -7.5])
+
+
+def bits_of(arrays):
+    return [np.asarray(a).tobytes() for a in arrays]
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_elementwise_work_on_a_broadcast_runs_on_the_elements_before_it(dtype):
+    # f(broadcast_to(x, S), y) -> broadcast_to(f(x, y), S): f runs once per element of x, not per copy
+    x, y = gc.placeholder((8,), dtype), gc.placeholder((1,), dtype)
+    out = gc.exp(gc.broadcast_to(x, (1000, 8)) / y) * 2.0
+    graph = simplify(Graph.from_outputs([out]))
+    big = [node for node in graph.nodes if node.op.kind == "elementwise" and node.shape == (1000, 8)]
+    assert big == [] and count(graph, "broadcast_to") == 1, op_names(graph)
+    for divisor in (3.0, -0.0, np.inf, np.nan):
+        arrays = [SPECIAL.astype(dtype), np.array([divisor], dtype)]
+        with np.errstate(all="ignore"):
+            want = np.exp(np.broadcast_to(arrays[0], (1000, 8)) / arrays[1]) * 2.0
+            got = evaluate(graph, [x, y], arrays)[0]
+        assert got.shape == (1000, 8) and got.dtype == dtype
+        assert got.tobytes() == np.ascontiguousarray(want).tobytes()
+
+
+def test_elementwise_work_on_a_broadcast_stays_when_it_would_not_fit_or_never_runs():
+    x = gc.placeholder((3,))
+    other = gc.placeholder((4, 3))
+    for out, shape in ((gc.broadcast_to(x, (4, 3)) * other, (4, 3)),  # the other operand is as large
+                       (gc.broadcast_to(x, (0, 3)) / 0.0, (0, 3))):  # an empty broadcast: f never runs
+        graph = simplify(Graph.from_outputs([out]))
+        assert [n.shape for n in graph.nodes if n.op.kind == "elementwise"] == [shape], op_names(graph)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("shape, weighted", [((300, 300), False), ((50, 40), True)])
+def test_the_gradient_of_a_mean_scales_once_and_keeps_its_bits(dtype, shape, weighted):
+    # mean's gradient divides its cotangent, broadcast to the input's shape, by the count: that
+    # division now runs once, before the broadcast (a cotangent too large to fold, or one known only
+    # at run time), and the optimised gradient is the unoptimised one, bit for bit
+    x, w = gc.placeholder(shape, dtype), gc.placeholder((), dtype)
+    loss = gc.mean(x * x) * (w if weighted else 1.0) + gc.sum(gc.tanh(x))
+    (grad,) = gc.grad(loss, [x])
+    simplified = simplify(Graph.from_outputs([loss, grad]))
+    assert [n for n in simplified.nodes if n.op.name == "divide" and n.shape == shape] == [], op_names(simplified)
+    optimized = gc.function([x, w], [loss, grad])
+    plain = gc.function([x, w], [loss, grad], optimize=False)
+    values = np.random.default_rng(5).standard_normal(shape).astype(dtype)
+    values[0, :8] = SPECIAL
+    for weight in (0.75, -0.0, np.inf):
+        with np.errstate(all="ignore"):
+            assert bits_of(optimized(values, np.array(weight, dtype))) == bits_of(plain(values, np.array(weight, dtype)))
+
+
 def test_self_difference_is_zero_only_when_finite_values_are_assumed():
     x = gc.placeholder((2,))
     out = x - x

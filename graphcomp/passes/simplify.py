@@ -110,7 +110,11 @@ def _uniform_constant_to_scalar(node):
         return None
     for position, operand in enumerate(node.inputs):
         value = constant_value(operand)
-        if value is None or value.ndim == 0 or value.size == 0 or value.size > MAX_FOLDED_ELEMENTS:
+        if value is None or (value.ndim == 0 and operand.op is not BROADCAST_TO):
+            continue  # not a constant, or already a scalar
+        if operand.op is BROADCAST_TO:
+            value = operand.inputs[0].payload  # its values, without reading every copy the broadcast makes
+        if value.size == 0 or value.size > MAX_FOLDED_ELEMENTS:
             continue
         first = value.flat[0]
         if not (np.all(value == first) or (np.isnan(first) and np.all(np.isnan(value)))):
@@ -122,6 +126,26 @@ def _uniform_constant_to_scalar(node):
         if tuple(rebuilt.shape) == tuple(node.shape):
             return rebuilt
     return None
+
+
+def _elementwise_before_broadcast(node):
+    """f(broadcast_to(x, S), y, ...) -> broadcast_to(f(x, y, ...), S) for an elementwise f whose
+    other operands fit in x's shape: the same f of the same elements, computed once for each of
+    x's elements instead of once for each copy (the gradient of a mean divides its cotangent,
+    broadcast to the input's shape, by the count). Not for an empty S, where f would never run."""
+    if node.op.kind != "elementwise" or node.op.stateful:
+        return None
+    spread = next((operand for operand in node.inputs if operand.op is BROADCAST_TO), None)
+    if spread is None or not same_static_shape(spread.shape, node.shape) or not size_of(node.shape):
+        return None
+    (x,) = spread.inputs
+    inputs = [x if operand is spread else operand for operand in node.inputs]
+    if not all(operand is x or broadcasts_into(operand.shape, x.shape) for operand in inputs):
+        return None
+    small = make_node(node.op, inputs, node.attrs, like=node)
+    if not same_static_shape(small.shape, x.shape) or small.dtype != node.dtype:
+        return None
+    return make_node(BROADCAST_TO, [small], spread.attrs, like=node, name=node.name)
 
 
 # shape ops -------------------------------------------------------------------------------------
@@ -428,6 +452,7 @@ RULES = [
     Rule("x - (-y) -> x + y", (SUBTRACT,), _subtract_negated),
     Rule("(-x) * (-y) -> x * y", (MULTIPLY, DIVIDE), _product_of_negations),
     Rule("uniform constant -> scalar", ANY_OP, _uniform_constant_to_scalar),
+    Rule("f(broadcast_to(x), y) -> broadcast_to(f(x, y))", ANY_OP, _elementwise_before_broadcast),
     Rule("transpose(transpose(x)) -> transpose(x)", (TRANSPOSE,), _double_transpose),
     Rule("reshape chain -> one reshape", (RESHAPE,), _reshape_chain),
     Rule("squeeze(expand_dims(x)) -> x", (SQUEEZE,), _expand_then_squeeze),
