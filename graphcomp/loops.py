@@ -854,6 +854,45 @@ def _moved_reads(new_shapes, new_dtypes, shapes, dtypes, part_map):
     return place
 
 
+def _hoisted(bodies, node, varying):
+    """(bodies, operands) of `node` with the work its `bodies` (sharing one list of inputs, fed by
+    node.inputs in order) do not vary from step to step computed outside: the outermost such
+    nodes each body's varying work (or output) reads become new inputs of the bodies, and their
+    computations, on the node's own operands, new operands; None when there is no such work. An
+    invariant value is the same bits computed once or at every step."""
+    inputs = bodies[0].inputs
+    outputs = [out for body in bodies for out in body.outputs]
+    varies = {inputs[position] for position in varying}
+    order = sorted(topological_order(outputs), key=lambda n: n.id)
+    for n in order:
+        if n not in varies and (n.op.stateful or any(parent in varies for parent in n.inputs)):
+            varies.add(n)
+    def movable(n):
+        return n not in varies and n.op.leaf is None and n not in inputs
+    read_by_varying = {parent for n in order if n in varies for parent in n.inputs}
+    hoisted = [n for n in order if movable(n) and (n in read_by_varying or n in outputs)]
+    if not hoisted:
+        return None
+    stand_ins = {n: _placeholder_like(n) for n in hoisted}
+    new_outputs = [_substitute(body.outputs, stand_ins) for body in bodies]
+    read = set(topological_order([out for outs in new_outputs for out in outs]))
+    kept = [i for i, p in enumerate(inputs) if i in varying or p in read]  # an operand only hoisted work read goes
+    new_inputs = [inputs[i] for i in kept] + [stand_ins[n] for n in hoisted]
+    new_bodies = tuple(Body(new_inputs, outs, body.label) for body, outs in zip(bodies, new_outputs))
+    outside = substitute(hoisted, dict(zip(inputs, node.inputs)))
+    return new_bodies, [node.inputs[i] for i in kept] + outside
+
+
+def _scan_hoist(node):
+    """The scan with its body's loop-invariant work done once, before it (see OpDef.hoist)."""
+    a = node.attrs
+    hoisted = _hoisted((a["body"],), node, set(range(a["carries"] + a["sequences"])))
+    if hoisted is None:
+        return None
+    (body,), operands = hoisted
+    return make_node(node.op, operands, {**a, "body": body}, like=node, name=node.name)
+
+
 def _scan_merge(a, b):
     """One scan computing the results of scans `a` and `b` (same inputs and steps), when their
     bodies compute the same carries (a scan's and the one its vjp records residuals with): its
@@ -920,7 +959,7 @@ def _scan_onnx(b, node, *names):
 SCAN = register(OpDef(
     "scan", _scan_impl, _scan_infer, vjp=_scan_vjp_rules, jvp=_scan_jvp, fresh_result=True, writes_out=True,
     backend_impls=DASK_WHOLE_ARRAYS,
-    onnx=_scan_onnx, narrow=_scan_narrow, merge=_scan_merge, continues_sums=(_scan_consts, _scan_vjp_continuing),
+    onnx=_scan_onnx, narrow=_scan_narrow, merge=_scan_merge, hoist=_scan_hoist, continues_sums=(_scan_consts, _scan_vjp_continuing),
     attrs={"body": _is_body, "length": _length, "reverse": checks.boolean,
            "carries": checks.integer(0), "sequences": checks.integer(0), "checkpoint": checks.integer(0)},
     doc="a loop over the leading axis of its sequences running a body graph; its carries and stacked ys packed",
@@ -1230,6 +1269,16 @@ def _while_vjp_continuing(g, out, starts, *inputs):
     return _while_vjp(g, out, *inputs, starts=starts)
 
 
+def _while_hoist(node):
+    """The while_loop with the loop-invariant work of its body and cond done once, before it."""
+    a = node.attrs
+    hoisted = _hoisted((a["test"], a["body"]), node, set(range(a["carries"])))
+    if hoisted is None:
+        return None
+    (test, body), operands = hoisted
+    return make_node(node.op, operands, {**a, "test": test, "body": body}, like=node, name=node.name)
+
+
 def _while_onnx(b, node, *names):
     test, body, nc = node.attrs["test"], node.attrs["body"], node.attrs["carries"]
     carries, consts = list(names[:nc]), list(names[nc:])
@@ -1244,7 +1293,7 @@ def _while_onnx(b, node, *names):
 
 WHILE_LOOP = register(OpDef(
     "while_loop", _while_impl, _while_infer, vjp=_cached_vjp(_while_vjp), jvp=_while_jvp,
-    fresh_result=True, writes_out=True, continues_sums=(_while_consts, _while_vjp_continuing),
+    fresh_result=True, writes_out=True, hoist=_while_hoist, continues_sums=(_while_consts, _while_vjp_continuing),
     backend_impls=DASK_WHOLE_ARRAYS,
     attrs={"test": _is_body, "body": _is_body, "carries": checks.integer(0)}, onnx=_while_onnx,
     doc="runs its body graph while its cond graph says so; the final carries packed",

@@ -103,6 +103,10 @@ class OpDef:
     - `merge`: for such an op, `merge(a, b) -> (node, place_a, place_b) or None`: for two nodes
       of the op reading the same inputs, one node computing both results, and where a read of
       each lands in its result; None when they cannot share one (a loop's carries differ).
+    - `hoist`: for an op running a body graph once per step (a loop), `hoist(node) -> node or
+      None`: the node with the work of its body that does not change from one step to the next
+      (what depends only on operands every step reads whole) computed once, before it, and
+      read by the body as more such operands; None when there is none.
     - `continues_sums`: for an op whose reverse pass adds its steps' contributions one at a
       time (a scan), `(positions, vjp)`: reverse mode hands `vjp(gradient, node, starts,
       *inputs)` the gradients summed so far, {position: sum}, of the inputs at `positions(node)`,
@@ -137,6 +141,7 @@ class OpDef:
     attrs: dict = None
     narrow: Callable | None = None
     merge: Callable | None = None
+    hoist: Callable | None = None
     continues_sums: tuple | None = None
 
     def __post_init__(self):

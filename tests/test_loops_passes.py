@@ -236,3 +236,54 @@ def test_one_function_over_more_shapes_than_a_body_remembers():
         assert got_ys.shape == (b.shape[0], a.shape[0])
         if rows:
             np.testing.assert_array_equal(got_ys, np.array(rows))
+
+
+# loop-invariant work ----------------------------------------------------------------------------
+
+def _invariant_work(body, varying):
+    """The non-leaf nodes of `body` that depend on none of its inputs at positions `varying`."""
+    varies = {body.inputs[i] for i in varying}
+    found = []
+    for node in gc.topological_order(body.outputs):
+        if node in varies or any(parent in varies for parent in node.inputs):
+            varies.add(node)
+        elif node.op.leaf is None and node not in body.inputs:
+            found.append(node)
+    return found
+
+
+def test_a_reverse_body_transposes_the_weights_once_before_the_loop():
+    h0, xs, w = gc.placeholder(H0.shape), gc.placeholder(XS.shape), gc.placeholder(W.shape)
+    loss = elman_loss(h0, xs, w)
+    outputs = [loss] + gc.grad(loss, [h0, w])
+    hoisted, graph = _compiled_with(None, [h0, xs, w], outputs)
+    apart, apart_graph = _compiled_with(_without(passes.hoist_invariants), [h0, xs, w], outputs)
+    scans = [node for node in apart_graph.nodes if node.op is SCAN]
+    # without the pass, the reverse body transposes w at every step
+    assert any(_invariant_work(n.attrs["body"], range(n.attrs["carries"] + n.attrs["sequences"])) for n in scans)
+    for node in (n for n in graph.nodes if n.op is SCAN):
+        assert not _invariant_work(node.attrs["body"], range(node.attrs["carries"] + node.attrs["sequences"]))
+    for a, b, c in zip(hoisted(H0, XS, W), apart(H0, XS, W), gc.function([h0, xs, w], outputs, optimize=False)(H0, XS, W)):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, c)
+
+
+def test_a_while_loop_computes_its_invariant_work_once():
+    from graphcomp.loops import _while_flat
+    a, w = gc.placeholder(()), gc.placeholder(W.shape)
+
+    def body(carry, consts):  # exp(w).T and the bound read only what every step reads whole
+        v, k = carry
+        return [gc.tanh(v @ gc.exp(consts[0]).T), k + 1]
+    v, k = _while_flat(lambda carry, consts: carry[1] < gc.cast(consts[1] * 3.0, "int64"), body,
+                       [gc.constant(H0[0]), gc.constant(np.int64(0))], [w, a])
+    f = gc.function([a, w], [v, k] + gc.grad((v * v).sum(), [w]))
+    loop = next(node for node in f.graph.nodes if node.op.name == "while_loop")
+    assert not _invariant_work(loop.attrs["body"], range(2)) and not _invariant_work(loop.attrs["test"], range(2))
+    plain = gc.function([a, w], [v, k] + gc.grad((v * v).sum(), [w]), optimize=False)
+    for x, y in zip(f(np.array(2.0), W), plain(np.array(2.0), W)):
+        np.testing.assert_array_equal(x, y)
+    expected = H0[0]
+    for _ in range(6):
+        expected = np.tanh(expected @ np.exp(W).T)
+    np.testing.assert_array_equal(f(np.array(2.0), W)[0], expected)

@@ -10,6 +10,7 @@ from graphcomp.passes.common_subexpressions import eliminate_common_subexpressio
 from graphcomp.passes.constant_folding import fold_constants
 from graphcomp.passes.dead_code import eliminate_dead_code
 from graphcomp.passes.fuse import fuse_elementwise
+from graphcomp.passes.hoist import hoist_invariants
 from graphcomp.passes.siblings import merge_siblings
 from graphcomp.passes.simplify import simplify
 from graphcomp.passes.stabilize import stabilize
@@ -18,7 +19,8 @@ from graphcomp.passes.validate import GraphValidationError, validate
 
 # Merge first (so rules see shared nodes), then canonicalise, stabilise, clean up, and fuse last
 # (fusion consumes the elementwise nodes the other passes look at). Once the graph is clean, sibling
-# loops merge and loops drop the parts of their results nobody reads.
+# loops merge, loops drop the parts of their results nobody reads, and their bodies' invariant work
+# moves out (after merging: two loops reading the same operands merge; merged, they hoist once).
 PIPELINE: list = [
     eliminate_common_subexpressions,
     fold_constants,
@@ -29,6 +31,8 @@ PIPELINE: list = [
     eliminate_dead_code,
     merge_siblings,
     drop_unread_parts,
+    hoist_invariants,
+    eliminate_common_subexpressions,
     fuse_elementwise,
 ]
 
