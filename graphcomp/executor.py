@@ -56,6 +56,7 @@ import keyword
 import linecache
 import os
 import re
+import sys
 import weakref
 from dataclasses import dataclass, field
 
@@ -503,8 +504,12 @@ def _with_workspace(body, specs):
     all are in use, so concurrent calls never share one. The memory plan keeps every array a
     result may be or view out of the workspace (workspace_nodes); should a kernel break its
     record's promise and hand back a view of a workspace array anyway, that result is copied
-    here, before the workspace goes back, so no later call can write over it."""
+    here, before the workspace goes back, so no later call can write over it. Once the program
+    has returned, only the workspace list refers to a workspace array (and getrefcount's own
+    argument): one more reference is a result, or a view a result is, holding it; only then are
+    the results looked at one by one."""
     idle = []
+    getrefcount = sys.getrefcount
 
     def run(*arguments):
         try:
@@ -514,8 +519,9 @@ def _with_workspace(body, specs):
             kept = frozenset(id(array) for array in ws)
         try:
             results = body(*arguments, ws)
-            if any(id(_base_of(result)) in kept for result in results):
-                results = tuple(result.copy() if id(_base_of(result)) in kept else result for result in results)
+            for array in ws:
+                if getrefcount(array) > 2:
+                    return tuple(result.copy() if id(_base_of(result)) in kept else result for result in results)
             return results
         finally:
             idle.append((ws, kept))

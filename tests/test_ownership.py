@@ -79,6 +79,22 @@ def test_a_kernel_breaking_its_promise_still_cannot_return_a_workspace_array():
     np.testing.assert_array_equal(first[1], [2.0, 2.0, 2.0])
 
 
+def test_a_view_of_a_view_of_the_second_workspace_array_is_caught_too():
+    ws_specs = [((4,), np.dtype(float)), ((2, 3), np.dtype(float))]
+
+    def body(x, ws):  # the second array, seen through two views, beside a fresh result
+        np.add(x[:4], 1.0, out=ws[0])
+        np.multiply(x.reshape(2, 3), 3.0, out=ws[1])
+        return (x * 0.5, ws[1].reshape(6)[1:][::2])
+    body.source = ""
+    run = executor._with_workspace(body, ws_specs)
+    first = run(np.arange(6.0))
+    for _ in range(3):
+        run(np.full(6, -1.0))
+    np.testing.assert_array_equal(first[0], np.arange(6.0) * 0.5)
+    np.testing.assert_array_equal(first[1], [3.0, 9.0, 15.0])
+
+
 def _layer(optimize):
     x = gc.placeholder((None, 64), name="x")
     rng = np.random.default_rng(0)
