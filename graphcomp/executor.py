@@ -505,9 +505,9 @@ def _with_workspace(body, specs):
     result may be or view out of the workspace (workspace_nodes); should a kernel break its
     record's promise and hand back a view of a workspace array anyway, that result is copied
     here, before the workspace goes back, so no later call can write over it. Once the program
-    has returned, only the workspace list refers to a workspace array (and getrefcount's own
-    argument): one more reference is a result, or a view a result is, holding it; only then are
-    the results looked at one by one."""
+    has returned, three references reach a workspace array in the check below (the workspace
+    list, the loop's name, getrefcount's argument): a fourth is a result, or a view a result is,
+    holding it; only then are the results looked at one by one."""
     idle = []
     getrefcount = sys.getrefcount
 
@@ -520,7 +520,7 @@ def _with_workspace(body, specs):
         try:
             results = body(*arguments, ws)
             for array in ws:
-                if getrefcount(array) > 2:
+                if getrefcount(array) > 3:
                     return tuple(result.copy() if id(_base_of(result)) in kept else result for result in results)
             return results
         finally:

@@ -79,6 +79,24 @@ def test_a_kernel_breaking_its_promise_still_cannot_return_a_workspace_array():
     np.testing.assert_array_equal(first[1], [2.0, 2.0, 2.0])
 
 
+def test_results_are_looked_at_one_by_one_only_when_one_holds_a_workspace_array(monkeypatch):
+    looked_at = []
+    monkeypatch.setattr(executor, "_base_of", lambda value: looked_at.append(value) or value)
+    x = gc.placeholder((16, 16))
+    f = gc.function([x], [gc.tanh(x @ x) @ x, gc.exp(x).sum()])
+    assert f.current_program().run.workspace_bytes  # a program with a workspace
+    for _ in range(3):
+        f(np.eye(16))
+    assert not looked_at
+    ws_specs = [((3,), np.dtype(float))]
+
+    def body(x, ws):
+        np.multiply(x, 2.0, out=ws[0])
+        return (ws[0][1:],)
+    executor._with_workspace(body, ws_specs)(np.ones(3))
+    assert looked_at
+
+
 def test_a_view_of_a_view_of_the_second_workspace_array_is_caught_too():
     ws_specs = [((4,), np.dtype(float)), ((2, 3), np.dtype(float))]
 
