@@ -867,10 +867,9 @@ def _hoisted(bodies, node, varying):
     for n in order:
         if n not in varies and (n.op.stateful or any(parent in varies for parent in n.inputs)):
             varies.add(n)
-    def movable(n):
-        return n not in varies and n.op.leaf is None and n not in inputs
     read_by_varying = {parent for n in order if n in varies for parent in n.inputs}
-    hoisted = [n for n in order if movable(n) and (n in read_by_varying or n in outputs)]
+    hoisted = [n for n in order if n not in varies and n.op.leaf is None and n not in inputs
+               and (n in read_by_varying or n in outputs)]
     if not hoisted:
         return None
     stand_ins = {n: _placeholder_like(n) for n in hoisted}
@@ -959,7 +958,8 @@ def _scan_onnx(b, node, *names):
 SCAN = register(OpDef(
     "scan", _scan_impl, _scan_infer, vjp=_scan_vjp_rules, jvp=_scan_jvp, fresh_result=True, writes_out=True,
     backend_impls=DASK_WHOLE_ARRAYS,
-    onnx=_scan_onnx, narrow=_scan_narrow, merge=_scan_merge, hoist=_scan_hoist, continues_sums=(_scan_consts, _scan_vjp_continuing),
+    onnx=_scan_onnx, narrow=_scan_narrow, merge=_scan_merge, hoist=_scan_hoist,
+    continues_sums=(_scan_consts, _scan_vjp_continuing),
     attrs={"body": _is_body, "length": _length, "reverse": checks.boolean,
            "carries": checks.integer(0), "sequences": checks.integer(0), "checkpoint": checks.integer(0)},
     doc="a loop over the leading axis of its sequences running a body graph; its carries and stacked ys packed",
@@ -1086,7 +1086,7 @@ def _switch_jvp(tangents, out, index, *operands):
             outs = _inline(body, own[:n])
             touts = push_forward(outs, [own[i] for i in moving], own[n:])
             return [pack([t if is_float(o.dtype) else ew.zeros_like(o) for t, o in zip(touts, outs)], out.dtype,
-                          [o.shape for o in branches[0].outputs], tangent=True)]
+                         [o.shape for o in branches[0].outputs], tangent=True)]
         return trace
 
     (result,) = _switch_flat(index, [derivative(b) for b in branches],
@@ -1108,8 +1108,8 @@ def _switch_vjp(g, out, index, *operands):
         def trace(own):
             outs = _inline(body, own[:n])
             cts = unpack(own[n], [o.shape for o in outs0],
-                          [o.dtype if is_float(o.dtype) else out.dtype for o in outs0],
-                          like=own[n + 1] if header else None)
+                         [o.dtype if is_float(o.dtype) else out.dtype for o in outs0],
+                         like=own[n + 1] if header else None)
             return backpropagate([outs[k] for k in floating], [cts[k] for k in floating], [own[i] for i in wanted],
                                  disconnected="zero", caller="switch vjp")
         return trace

@@ -68,6 +68,7 @@ def packed_shape(shapes, dtypes):
 
 
 def has_header(shapes):
+    """True when results of these shapes are packed after a header (a size is unknown)."""
     return not all(is_static(shape) for shape in shapes)
 
 
@@ -133,10 +134,9 @@ def empty_where(arrays, size, dtype):
 
 def header_sizes(like, ndims):
     """The dimensions of each result, as the header of the packed array `like` holds them."""
-    words = [int(d) for d in like[:sum(ndims) * _words(like.dtype)].tolist()]
+    header = [int(d) for d in like[:sum(ndims) * _words(like.dtype)].tolist()]
     if _words(like.dtype) == 2:
-        words = [(high << LOW_BITS) + low for high, low in zip(words[::2], words[1::2])]
-    header = words
+        header = [(high << LOW_BITS) + low for high, low in zip(header[::2], header[1::2])]
     dims, start = [], 0
     for ndim in ndims:
         dims.append(tuple(header[start:start + ndim]))
@@ -151,6 +151,7 @@ def _place_of(dims, index, dtype):
 
 
 def pack_arrays(*values, tangent, dtype=None):
+    """The arrays `values` raveled into one vector of `dtype` after the header of their sizes."""
     dtype = np.result_type(*[value.dtype for value in values]) if dtype is None else dtype
     header = header_of([value.shape for value in values], dtype, tangent)
     like = next((value for value in values if hasattr(value, "__array_function__")), None)  # where they are

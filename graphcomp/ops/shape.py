@@ -1027,9 +1027,3 @@ STEPS = register(OpDef("steps", _steps_impl, _steps_infer, differentiable=False,
                        backend_impls=DASK_WHOLE_ARRAYS,
                        doc="0, 1, ..., n - 1 (int64) for a scalar integer n: a vector whose length is the count "
                            "when it runs (what a loop of a counted number of steps scans over)"))
-
-
-def steps(n):
-    """The int64 vector 0, 1, ..., n - 1 of a scalar integer tensor `n` (empty for n <= 0)."""
-    (n,) = promote_operands(n)
-    return apply(STEPS, n)
