@@ -271,3 +271,33 @@ def test_xs_of_unknown_length_the_body_never_reads_still_count_the_steps():
             for _ in range(steps):
                 expected = expected * 0.5 + 1.0
             np.testing.assert_array_equal(f(np.ones((steps, 2))), expected)
+
+
+def test_eight_threads_at_other_batch_sizes_and_lengths_keep_their_own_results(switch_often):
+    # each thread calls one compiled function (sizes unknown when built) at sizes of its own,
+    # keeping every result: preallocated packed vectors, shapes inferred per operand shapes and
+    # the while_loop's counted steps must never mix calls
+    from conftest import run_in_threads
+    h0, xs = gc.placeholder((None, H)), gc.placeholder((None, None, D))
+    w, u = gc.placeholder((H, H)), gc.placeholder((D, H))
+    loss = _rnn(h0, xs, w, u)
+    root = gc.while_loop(lambda r: gc.abs(r * r - (w * w).sum()) > 1e-12,
+                         lambda r: 0.5 * (r + (w * w).sum() / r), (w * w).sum() + 1.0)
+    outputs = [loss + root] + gc.grad(loss + root, [h0, xs, w])
+    f = gc.function([h0, xs, w, u], outputs)
+    cases = [_data(batch, steps, seed=k) for k, (batch, steps) in enumerate([(1, 3), (4, 5), (2, 0), (3, 1),
+                                                                              (5, 2), (2, 6), (1, 1), (3, 4)])]
+    scale = [1.0 + 0.1 * k for k in range(8)]
+    expected = [f(h, x, W * s, U) for (h, x), s in zip(cases, scale)]
+    kept = [[] for _ in cases]
+
+    def work(k):
+        h, x = cases[k]
+        for _ in range(12):
+            kept[k].append(f(h, x, W * scale[k], U))
+    run_in_threads(work)
+    for k, results in enumerate(kept):
+        for got in results:
+            for a, b in zip(got, expected[k]):
+                assert a.shape == b.shape
+                np.testing.assert_array_equal(a, b)
