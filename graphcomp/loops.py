@@ -646,9 +646,11 @@ def _scan_backward(body, nc, init, xs, consts, ct_final, acc, g_ys, length, reve
                                    + [g for g in grads if g in step_own]))
     # stored: what the forward steps emit; the other residuals are recomputed from those and
     # from the rows of the xs (which the reverse scan reads too) where that is cheaper
-    kept = stored_residuals(residuals, x_in, c_in + x_in, step_own)
+    kept = _of_one_shape_each_step(stored_residuals(residuals, x_in, c_in + x_in, step_own), step_own)
     reached = _reached(residuals, set(kept))
     rows_read = [i for i, x in enumerate(x_in) if x in reached]
+    if length is None and not (fy or kept or rows_read):
+        rows_read = [0]  # the reverse scan reads nothing a step, yet the xs' length is its number of steps
 
     def record(carry, x, k):  # the forward steps once more, emitting the stored values of each
         mapping = dict(zip(c_in + x_in + k_in, list(carry) + list(x) + list(k)))
@@ -668,6 +670,27 @@ def _scan_backward(body, nc, init, xs, consts, ct_final, acc, g_ys, length, reve
     final, gxs = _scan_flat(backward, list(ct_final) + list(acc), list(g_ys) + stored + [xs[i] for i in rows_read],
                             consts, length, not reverse, "scan vjp")
     return final[:len(fc)], final[len(fc):], gxs
+
+
+def _of_one_shape_each_step(kept, step_own):
+    """`kept` (values the forward steps store for the reverse pass) with each value whose size
+    may differ from step to step (what a while_loop in the body counted: the values its own
+    reverse pass stores per trip) replaced by the values of the step it is computed from, so that
+    the reverse pass computes it again: stacked, each stored value must have one shape."""
+    ragged = set()
+    for node in sorted(step_own, key=lambda n: n.id):
+        if node.op is STEPS or (None in node.shape and any(parent in ragged for parent in node.inputs)):
+            ragged.add(node)
+    if not ragged.intersection(kept):
+        return kept
+    stored, todo = [], list(kept)
+    while todo:
+        node = todo.pop(0)
+        if node in ragged:
+            todo.extend(parent for parent in node.inputs if parent in step_own)
+        elif node not in stored:
+            stored.append(node)
+    return stored
 
 
 def _reached(outputs, stops):

@@ -286,6 +286,40 @@ def test_while_loop_reverse_mode_runs_a_number_of_body_steps_linear_in_the_trip_
     assert max(per_trip.values()) < 8 and per_trip[160] < per_trip[40] + 0.5, per_trip
 
 
+def test_a_while_loop_in_a_scan_body_is_differentiated_in_both_modes():
+    # each step's loop runs its own number of trips: what the reverse pass of those trips reads
+    # differs in size from step to step, so the outer scan stores the step's inputs instead
+    a, xs = gc.placeholder(()), gc.placeholder((4,))
+
+    def cell(c, x):
+        target = x * x + c
+        root = gc.while_loop(lambda r: gc.abs(r * r - target) > 1e-12, lambda r: 0.5 * (r + target / r),
+                             target + 1.0)
+        return c * 0.5 + root, root
+    c, ys = gc.scan(cell, a, xs)
+    loss = c + (ys * ys).sum()
+    X, A = np.array([0.3, 1.2, -0.7, 2.0]), np.array(1.3)
+    value = gc.function([a, xs], loss)
+    gradient = gc.function([a, xs], gc.grad(loss, a))
+    for optimize in (False, True):
+        g_a, g_xs, fwd_rev, rev_rev = gc.function(
+            [a, xs], gc.grad(loss, [a, xs]) + [gc.hvp(loss, a, gc.constant(1.0), mode=mode)
+                                               for mode in ("fwd-rev", "rev-rev")], optimize=optimize)(A, X)
+        np.testing.assert_allclose(g_a, central_gradient(lambda v: value(v, X), A), rtol=1e-7)
+        np.testing.assert_allclose(g_xs, central_gradient(lambda v: value(A, v), X), rtol=1e-7)
+        np.testing.assert_allclose(fwd_rev, central_gradient(lambda v: gradient(v, X), A), rtol=1e-6)
+        np.testing.assert_allclose(rev_rev, fwd_rev, rtol=1e-12)
+
+
+def test_a_while_loop_of_no_trips_passes_the_gradient_straight_through():
+    a = gc.placeholder(())
+    r = gc.while_loop(lambda r: r > 10.0, lambda r: r * 0.5, a * 2.0)
+    outputs = [r, gc.grad(r * r, a)] + [gc.hvp(r * r, a, gc.constant(1.0), mode=m) for m in ("rev-rev", "fwd-rev")]
+    f = gc.function([a], outputs)
+    np.testing.assert_array_equal(f(np.array(1.5)), [3.0, 12.0, 8.0, 8.0])  # r = 2a: no trips
+    np.testing.assert_array_equal(f(np.array(40.0)), [10.0, 5.0, 0.125, 0.125])  # r = 2a / 8: three trips
+
+
 # threads, errors, pickling --------------------------------------------------------------------------
 
 def test_one_compiled_scan_called_from_eight_threads(switch_often):

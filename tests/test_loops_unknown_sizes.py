@@ -301,3 +301,12 @@ def test_eight_threads_at_other_batch_sizes_and_lengths_keep_their_own_results(s
             for a, b in zip(got, expected[k]):
                 assert a.shape == b.shape
                 np.testing.assert_array_equal(a, b)
+
+
+def test_a_reverse_pass_that_reads_nothing_per_step_still_takes_the_xs_length():
+    a, xs = gc.placeholder(()), gc.placeholder((None, 2))
+    h, _ = gc.scan(lambda c, x: (c * 0.5 + 1.0, None), a * gc.constant(np.ones(2)), xs)
+    for optimize in (False, True):
+        f = gc.function([a, xs], gc.grad(h.sum(), a), optimize=optimize)
+        for steps in (0, 1, 3):
+            np.testing.assert_array_equal(f(np.array(2.0), np.ones((steps, 2))), 2 * 0.5 ** steps)
