@@ -32,7 +32,6 @@ PIPELINE: list = [
     merge_siblings,
     drop_unread_parts,
     hoist_invariants,
-    eliminate_common_subexpressions,
     fuse_elementwise,
 ]
 
