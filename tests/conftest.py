@@ -84,3 +84,19 @@ def run_in_threads(work, count=8):
         thread.join()
     if errors:
         raise errors[0]
+
+
+@pytest.fixture(scope="module")
+def torch():
+    """PyTorch, the oracle of the tests that compare with it (skipped where it is not installed)."""
+    return pytest.importorskip("torch")
+
+
+def torch_hvp(torch, loss, args, vectors):
+    """(loss, gradients, Hessian-vector products) of loss(*args) in float64, by PyTorch."""
+    leaves = [torch.tensor(a, dtype=torch.float64, requires_grad=True) for a in args]
+    value = loss(*leaves)
+    grads = torch.autograd.grad(value, leaves, create_graph=True)
+    dot = sum((g * torch.tensor(v, dtype=torch.float64)).sum() for g, v in zip(grads, vectors))
+    hvps = torch.autograd.grad(dot, leaves)
+    return value.item(), [g.detach().numpy() for g in grads], [h.numpy() for h in hvps]

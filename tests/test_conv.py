@@ -11,6 +11,7 @@ import pytest
 import graphcomp as gc
 from graphcomp.ops import conv as cv
 from op_cases import distinct, reference_conv, reference_conv_filter_grad, reference_conv_transpose, reference_pool
+from conftest import torch_hvp
 from finite_differences import third_derivatives_match_finite_differences
 
 RNG = np.random.default_rng(7)
@@ -417,21 +418,6 @@ def test_pools_gradient_and_hvp_match_jax(jax):
 
 # PyTorch (optional) ------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def torch():
-    return pytest.importorskip("torch")
-
-
-def _torch_hvp(torch, loss, args, vectors):
-    """(loss, gradients, Hessian-vector products) of loss(*args) in float64."""
-    leaves = [torch.tensor(a, dtype=torch.float64, requires_grad=True) for a in args]
-    value = loss(*leaves)
-    grads = torch.autograd.grad(value, leaves, create_graph=True)
-    dot = sum((g * torch.tensor(v, dtype=torch.float64)).sum() for g, v in zip(grads, vectors))
-    hvps = torch.autograd.grad(dot, leaves)
-    return value.item(), [g.detach().numpy() for g in grads], [h.numpy() for h in hvps]
-
-
 @pytest.mark.parametrize("xs, ws, stride, padding, dilation, groups", GRID)
 def test_conv_and_conv_transpose_match_pytorch(torch, xs, ws, stride, padding, dilation, groups):
     F = torch.nn.functional
@@ -442,7 +428,7 @@ def test_conv_and_conv_transpose_match_pytorch(torch, xs, ws, stride, padding, d
     vectors = [RNG.standard_normal(a.shape) for a in (x, w, b)]
     ours = _hvp_of(lambda a, f, c: gc.sum(gc.sin(gc.nn.conv(a, f, c, stride, padding, dilation, groups))),
                    [x, w, b], vectors)
-    value, grads, hvps = _torch_hvp(torch, lambda a, f, c: torch.sin(forward(a, f, c, stride, padding, dilation,
+    value, grads, hvps = torch_hvp(torch, lambda a, f, c: torch.sin(forward(a, f, c, stride, padding, dilation,
                                                                               groups)).sum(), [x, w, b], vectors)
     np.testing.assert_allclose(ours[0], value, rtol=1e-12)
     for mine, theirs in zip(ours[1:], grads + hvps + hvps):
@@ -472,7 +458,7 @@ def test_pools_match_pytorch(torch, kernel, stride, padding):
         return (torch.sin(F.max_pool2d(a, kernel, stride, padding)) *
                 F.avg_pool2d(a, kernel, stride, padding, count_include_pad=True)).sum()
     got = _hvp_of(ours, [x], [v])
-    value, grads, hvps = _torch_hvp(torch, theirs, [x], [v])
+    value, grads, hvps = torch_hvp(torch, theirs, [x], [v])
     np.testing.assert_allclose(got[0], value, rtol=1e-12)
     for mine, expected in zip(got[1:], grads + hvps + hvps):
         np.testing.assert_allclose(mine, expected, rtol=1e-10, atol=1e-12)
@@ -485,7 +471,7 @@ def test_normalisation_layers_match_pytorch(torch):
     vectors = [RNG.standard_normal(a.shape) for a in (x, gamma, beta)]
     ours = _hvp_of(lambda a, g, b: gc.sum(gc.sin(gc.nn.batch_norm(a, g, b, np.zeros(3), np.ones(3), True)[0])),
                    [x, gamma, beta], vectors)
-    value, grads, hvps = _torch_hvp(torch, lambda a, g, b: torch.sin(F.batch_norm(
+    value, grads, hvps = torch_hvp(torch, lambda a, g, b: torch.sin(F.batch_norm(
         a, torch.zeros(3, dtype=torch.float64), torch.ones(3, dtype=torch.float64), g, b, True)).sum(),
         [x, gamma, beta], vectors)
     np.testing.assert_allclose(ours[0], value, rtol=1e-12)
@@ -522,7 +508,7 @@ def test_conv_transpose_gradient_and_hvp_match_pytorch(torch, ys, ws, stride, pa
     vectors = [RNG.standard_normal(a.shape) for a in (y, w, b)]
     ours = _hvp_of(lambda a, f, c: gc.sum(gc.sin(gc.nn.conv_transpose(a, f, c, stride, padding, extra, dilation,
                                                                        groups))), [y, w, b], vectors)
-    value, grads, hvps = _torch_hvp(torch, lambda a, f, c: torch.sin(
+    value, grads, hvps = torch_hvp(torch, lambda a, f, c: torch.sin(
         transposed(a, f, c, stride, padding, extra, groups, dilation)).sum(), [y, w, b], vectors)
     np.testing.assert_allclose(ours[0], value, rtol=1e-12)
     for mine, theirs in zip(ours[1:], grads + hvps + hvps):
@@ -542,7 +528,7 @@ def test_1d_and_3d_pools_match_pytorch(torch, shape, kernel, stride, padding):
     v = RNG.standard_normal(shape)
     got = _hvp_of(lambda a: gc.sum(gc.sin(gc.nn.max_pool(a, kernel, stride, padding))
                                    * gc.nn.avg_pool(a, kernel, stride, padding)), [x], [v])
-    value, grads, hvps = _torch_hvp(torch, lambda a: (torch.sin(max_pool(a, kernel, stride, padding))
+    value, grads, hvps = torch_hvp(torch, lambda a: (torch.sin(max_pool(a, kernel, stride, padding))
                                                       * avg_pool(a, kernel, stride, padding)).sum(), [x], [v])
     np.testing.assert_allclose(got[0], value, rtol=1e-12)
     for mine, expected in zip(got[1:], grads + hvps + hvps):
@@ -576,7 +562,7 @@ def test_global_pool_flatten_and_normalisations_match_pytorch(torch, shape):
         pooled = torch.flatten(F.adaptive_avg_pool1d(normed.square().flatten(2), 1), 1)
         return (torch.tanh(pooled) * t(weights)).sum() + (torch.flatten(normed, 2) ** 3).sum() / 10
     got = _hvp_of(ours, args, vectors)
-    value, grads, hvps = _torch_hvp(torch, theirs, args, vectors)
+    value, grads, hvps = torch_hvp(torch, theirs, args, vectors)
     np.testing.assert_allclose(got[0], value, rtol=1e-12)
     for mine, expected in zip(got[1:], grads + hvps + hvps):
         np.testing.assert_allclose(mine, expected, rtol=1e-9, atol=1e-11)

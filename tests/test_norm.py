@@ -12,6 +12,7 @@ import graphcomp as gc
 from graphcomp import viz
 from graphcomp.errors import OpAttributeError, ShapeError
 from graphcomp.ops import norm
+from conftest import torch_hvp
 from finite_differences import third_derivatives_match_finite_differences
 
 RNG = np.random.default_rng(11)
@@ -34,21 +35,6 @@ def _hvp_of(build, args, vectors):
 
 
 # PyTorch as the oracle -----------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def torch():
-    return pytest.importorskip("torch")
-
-
-def _torch_hvp(torch, loss, args, vectors):
-    """(loss, gradients, Hessian-vector products) of loss(*args) in float64."""
-    leaves = [torch.tensor(a, dtype=torch.float64, requires_grad=True) for a in args]
-    value = loss(*leaves)
-    grads = torch.autograd.grad(value, leaves, create_graph=True)
-    dot = sum((g * torch.tensor(v, dtype=torch.float64)).sum() for g, v in zip(grads, vectors))
-    hvps = torch.autograd.grad(dot, leaves)
-    return value.item(), [g.detach().numpy() for g in grads], [h.numpy() for h in hvps]
-
 
 def _assert_matches(ours, value, grads, hvps):
     np.testing.assert_allclose(ours[0], value, rtol=1e-12)
@@ -78,7 +64,7 @@ def test_batch_norm_matches_pytorch(torch, shape, training, affine):
         y = F.batch_norm(a, torch.tensor(mean), torch.tensor(var), *(gamma_beta or (None, None)), training=training,
                          eps=1e-5)
         return (torch.sin(y) * torch.tensor(weights) + y ** 3 / 10).sum()
-    _assert_matches(_hvp_of(ours, args, vectors), *_torch_hvp(torch, theirs, args, vectors))
+    _assert_matches(_hvp_of(ours, args, vectors), *torch_hvp(torch, theirs, args, vectors))
 
 
 @pytest.mark.parametrize("shape", SHAPES[1:], ids=SHAPE_IDS[1:])
@@ -114,7 +100,7 @@ def test_layer_norm_matches_pytorch(torch, count, affine):
     def theirs(a, *gamma_beta):
         y = F.layer_norm(a, normalized, *(gamma_beta or (None, None)), eps=1e-4)
         return (torch.sin(y) * torch.tensor(weights) + y ** 3 / 10).sum()
-    _assert_matches(_hvp_of(ours, args, vectors), *_torch_hvp(torch, theirs, args, vectors))
+    _assert_matches(_hvp_of(ours, args, vectors), *torch_hvp(torch, theirs, args, vectors))
 
 
 # finite differences ------------------------------------------------------------------------------
