@@ -29,6 +29,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 import pytest  # noqa: E402
 from hypothesis import HealthCheck, settings  # noqa: E402
 
+import graphcomp as gc  # noqa: E402
 from graphcomp import kernels  # noqa: E402
 
 PROFILE = os.environ.get("GRAPHCOMP_FUZZ", "ci")
@@ -92,6 +93,17 @@ def torch():
     return pytest.importorskip("torch")
 
 
+def hvp_of(build, args, vectors):
+    """[cost, gradients..., HVPs (rev-rev)..., HVPs (fwd-rev)...] of graphcomp for the cost
+    `build` makes from placeholders shaped as `args`, at `args` along `vectors`."""
+    inputs = [gc.placeholder(a.shape) for a in args]
+    tangents = [gc.placeholder(a.shape) for a in args]
+    cost = build(*inputs)
+    f = gc.function(inputs + tangents, [cost] + gc.grad(cost, inputs)
+                    + gc.hvp(cost, inputs, tangents, mode="rev-rev") + gc.hvp(cost, inputs, tangents, mode="fwd-rev"))
+    return f(*args, *vectors)
+
+
 def torch_hvp(torch, loss, args, vectors):
     """(loss, gradients, Hessian-vector products) of loss(*args) in float64, by PyTorch."""
     leaves = [torch.tensor(a, dtype=torch.float64, requires_grad=True) for a in args]
@@ -100,3 +112,12 @@ def torch_hvp(torch, loss, args, vectors):
     dot = sum((g * torch.tensor(v, dtype=torch.float64)).sum() for g, v in zip(grads, vectors))
     hvps = torch.autograd.grad(dot, leaves)
     return value.item(), [g.detach().numpy() for g in grads], [h.numpy() for h in hvps]
+
+
+def lstm_update(z, c, hidden):
+    """An LSTM cell's new (h, c) from its gates' pre-activations z (PyTorch's order i, f, g, o)
+    and its cell state c, in graphcomp ops: the cell the loop tests differentiate."""
+    i, f = gc.sigmoid(z[:, :hidden]), gc.sigmoid(z[:, hidden:2 * hidden])
+    g, o = gc.tanh(z[:, 2 * hidden:3 * hidden]), gc.sigmoid(z[:, 3 * hidden:])
+    c = f * c + i * g
+    return o * gc.tanh(c), c

@@ -11,7 +11,7 @@ import pytest
 import graphcomp as gc
 from graphcomp.ops import conv as cv
 from op_cases import distinct, reference_conv, reference_conv_filter_grad, reference_conv_transpose, reference_pool
-from conftest import torch_hvp
+from conftest import hvp_of, torch_hvp
 from finite_differences import third_derivatives_match_finite_differences
 
 RNG = np.random.default_rng(7)
@@ -353,15 +353,6 @@ def _jax_conv(jax, x, w, stride, padding, dilation, groups):
                                         feature_group_count=groups)
 
 
-def _hvp_of(build, args, vectors):
-    inputs = [gc.placeholder(a.shape) for a in args]
-    tangents = [gc.placeholder(a.shape) for a in args]
-    cost = build(*inputs)
-    f = gc.function(inputs + tangents, [cost] + gc.grad(cost, inputs)
-                    + gc.hvp(cost, inputs, tangents, mode="rev-rev") + gc.hvp(cost, inputs, tangents, mode="fwd-rev"))
-    return f(*args, *vectors)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("xs, ws, stride, padding, dilation, groups", GRID)
 def test_conv_forward_gradient_and_hvp_match_jax(jax, xs, ws, stride, padding, dilation, groups):
@@ -373,7 +364,7 @@ def test_conv_forward_gradient_and_hvp_match_jax(jax, xs, ws, stride, padding, d
     def loss_jax(a, b):
         return jnp.sum(jnp.sin(_jax_conv(jax, a, b, s, p, d, groups)))
     conv = _conv(xs, ws, stride, padding, dilation, groups)
-    got = _hvp_of(lambda a, b: gc.sum(gc.sin(conv(a, b))), [x, w], [vx, vw])
+    got = hvp_of(lambda a, b: gc.sum(gc.sin(conv(a, b))), [x, w], [vx, vw])
     grads = jax.grad(loss_jax, (0, 1))(x, w)
     hvp = jax.jvp(jax.grad(loss_jax, (0, 1)), (x, w), (vx, vw))[1]
     np.testing.assert_allclose(got[0], loss_jax(x, w), rtol=1e-12)
@@ -407,7 +398,7 @@ def test_pools_gradient_and_hvp_match_jax(jax):
         s = jax.lax.reduce_window(a, 0.0, jax.lax.add, window, strides, pads) / 6
         return jnp.sum(jnp.sin(m) * s)
 
-    got = _hvp_of(lambda a: gc.sum(gc.sin(gc.nn.max_pool(a, (3, 2), (2, 1), 1)) *
+    got = hvp_of(lambda a: gc.sum(gc.sin(gc.nn.max_pool(a, (3, 2), (2, 1), 1)) *
                                    gc.nn.avg_pool(a, (3, 2), (2, 1), 1)), [x], [v])
     np.testing.assert_allclose(got[0], loss_jax(x), rtol=1e-12)
     np.testing.assert_allclose(got[1], jax.grad(loss_jax)(x), rtol=1e-10, atol=1e-12)
@@ -426,7 +417,7 @@ def test_conv_and_conv_transpose_match_pytorch(torch, xs, ws, stride, padding, d
     forward, transposed = functions[len(xs) - 2]
     x, w, b = RNG.standard_normal(xs), RNG.standard_normal(ws), RNG.standard_normal(ws[0])
     vectors = [RNG.standard_normal(a.shape) for a in (x, w, b)]
-    ours = _hvp_of(lambda a, f, c: gc.sum(gc.sin(gc.nn.conv(a, f, c, stride, padding, dilation, groups))),
+    ours = hvp_of(lambda a, f, c: gc.sum(gc.sin(gc.nn.conv(a, f, c, stride, padding, dilation, groups))),
                    [x, w, b], vectors)
     value, grads, hvps = torch_hvp(torch, lambda a, f, c: torch.sin(forward(a, f, c, stride, padding, dilation,
                                                                               groups)).sum(), [x, w, b], vectors)
@@ -457,7 +448,7 @@ def test_pools_match_pytorch(torch, kernel, stride, padding):
     def theirs(a):
         return (torch.sin(F.max_pool2d(a, kernel, stride, padding)) *
                 F.avg_pool2d(a, kernel, stride, padding, count_include_pad=True)).sum()
-    got = _hvp_of(ours, [x], [v])
+    got = hvp_of(ours, [x], [v])
     value, grads, hvps = torch_hvp(torch, theirs, [x], [v])
     np.testing.assert_allclose(got[0], value, rtol=1e-12)
     for mine, expected in zip(got[1:], grads + hvps + hvps):
@@ -469,7 +460,7 @@ def test_normalisation_layers_match_pytorch(torch):
     x = RNG.standard_normal((4, 3, 2, 3))
     gamma, beta = RNG.standard_normal(3), RNG.standard_normal(3)
     vectors = [RNG.standard_normal(a.shape) for a in (x, gamma, beta)]
-    ours = _hvp_of(lambda a, g, b: gc.sum(gc.sin(gc.nn.batch_norm(a, g, b, np.zeros(3), np.ones(3), True)[0])),
+    ours = hvp_of(lambda a, g, b: gc.sum(gc.sin(gc.nn.batch_norm(a, g, b, np.zeros(3), np.ones(3), True)[0])),
                    [x, gamma, beta], vectors)
     value, grads, hvps = torch_hvp(torch, lambda a, g, b: torch.sin(F.batch_norm(
         a, torch.zeros(3, dtype=torch.float64), torch.ones(3, dtype=torch.float64), g, b, True)).sum(),
@@ -506,7 +497,7 @@ def test_conv_transpose_gradient_and_hvp_match_pytorch(torch, ys, ws, stride, pa
     transposed = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}[len(ys) - 2]
     y, w, b = RNG.standard_normal(ys), RNG.standard_normal(ws), RNG.standard_normal(ws[1] * groups)
     vectors = [RNG.standard_normal(a.shape) for a in (y, w, b)]
-    ours = _hvp_of(lambda a, f, c: gc.sum(gc.sin(gc.nn.conv_transpose(a, f, c, stride, padding, extra, dilation,
+    ours = hvp_of(lambda a, f, c: gc.sum(gc.sin(gc.nn.conv_transpose(a, f, c, stride, padding, extra, dilation,
                                                                        groups))), [y, w, b], vectors)
     value, grads, hvps = torch_hvp(torch, lambda a, f, c: torch.sin(
         transposed(a, f, c, stride, padding, extra, groups, dilation)).sum(), [y, w, b], vectors)
@@ -526,7 +517,7 @@ def test_1d_and_3d_pools_match_pytorch(torch, shape, kernel, stride, padding):
     avg_pool = {1: F.avg_pool1d, 3: F.avg_pool3d}[count]
     x = distinct(shape, 5)
     v = RNG.standard_normal(shape)
-    got = _hvp_of(lambda a: gc.sum(gc.sin(gc.nn.max_pool(a, kernel, stride, padding))
+    got = hvp_of(lambda a: gc.sum(gc.sin(gc.nn.max_pool(a, kernel, stride, padding))
                                    * gc.nn.avg_pool(a, kernel, stride, padding)), [x], [v])
     value, grads, hvps = torch_hvp(torch, lambda a: (torch.sin(max_pool(a, kernel, stride, padding))
                                                       * avg_pool(a, kernel, stride, padding)).sum(), [x], [v])
@@ -561,7 +552,7 @@ def test_global_pool_flatten_and_normalisations_match_pytorch(torch, shape):
         normed = F.layer_norm(torch.sin(train) + evaluate, shape[2:], lg, lb)
         pooled = torch.flatten(F.adaptive_avg_pool1d(normed.square().flatten(2), 1), 1)
         return (torch.tanh(pooled) * t(weights)).sum() + (torch.flatten(normed, 2) ** 3).sum() / 10
-    got = _hvp_of(ours, args, vectors)
+    got = hvp_of(ours, args, vectors)
     value, grads, hvps = torch_hvp(torch, theirs, args, vectors)
     np.testing.assert_allclose(got[0], value, rtol=1e-12)
     for mine, expected in zip(got[1:], grads + hvps + hvps):

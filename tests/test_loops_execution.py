@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import graphcomp as gc
-from conftest import run_in_threads
+from conftest import lstm_update, run_in_threads
 
 
 def _rnn(steps=6, batch=3, hidden=4):
@@ -205,11 +205,7 @@ def _lstm_like(optimize, steps=5, batch=2, hidden=3):
 
     def step(carry, x):
         h, c = carry
-        z = x + h @ w
-        i, f = gc.sigmoid(z[:, :hidden]), gc.sigmoid(z[:, hidden:2 * hidden])
-        g, o = gc.tanh(z[:, 2 * hidden:3 * hidden]), gc.sigmoid(z[:, 3 * hidden:])
-        c = f * c + i * g
-        h = o * gc.tanh(c)
+        h, c = lstm_update(x + h @ w, c, hidden)
         return (h, c), h
     zero = gc.constant(np.zeros((batch, hidden)))
     _, hs = gc.scan(step, (zero, zero), xs)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import graphcomp as gc
+from conftest import lstm_update
 from finite_differences import central_gradient
 from graphcomp.ir import topological_order
 from graphcomp.loops import SCAN
@@ -82,11 +83,7 @@ def _cell_loss(cell, xs, w_ih, w_hh, b):
             h = gc.tanh(x @ w_ih.T + carry @ w_hh.T + b)
             return h, h
         h, c = carry
-        z = x @ w_ih.T + h @ w_hh.T + b
-        i, f = gc.sigmoid(z[:, :HIDDEN]), gc.sigmoid(z[:, HIDDEN:2 * HIDDEN])
-        g, o = gc.tanh(z[:, 2 * HIDDEN:3 * HIDDEN]), gc.sigmoid(z[:, 3 * HIDDEN:])
-        c = f * c + i * g
-        h = o * gc.tanh(c)
+        h, c = lstm_update(x @ w_ih.T + h @ w_hh.T + b, c, HIDDEN)
         return (h, c), h
     h0 = gc.constant(np.zeros((BATCH, HIDDEN)))
     carry, hs = gc.scan(step, h0 if cell == "elman" else (h0, h0), xs)
