@@ -798,9 +798,12 @@ def _scan_consts(node):
     return range(node.attrs["carries"] + node.attrs["sequences"], len(node.inputs))
 
 
-def _scan_vjp_continuing(g, out, starts, *inputs):
-    """_scan_vjp whose consts' gradients continue the sums `starts` (by input position)."""
-    return _scan_vjp(g, out, *inputs, starts=starts)
+def _continuing(vjp):
+    """A loop's `vjp(g, out, *inputs, starts=...)` in the form OpDef.continues_sums calls: its
+    consts' gradients continue the sums `starts` (by input position)."""
+    def continued(g, out, starts, *inputs):
+        return vjp(g, out, *inputs, starts=starts)
+    return continued
 
 
 def _scan_narrow(node, reads):
@@ -890,15 +893,15 @@ def _hoisted(bodies, node, varying):
     for n in order:
         if n not in varies and (n.op.stateful or any(parent in varies for parent in n.inputs)):
             varies.add(n)
-    read_by_varying = {parent for n in order if n in varies for parent in n.inputs}
-    hoisted = [n for n in order if n not in varies and n.op.leaf is None and n not in inputs
-               and (n in read_by_varying or n in outputs)]
+    wanted = {parent for n in order if n in varies for parent in n.inputs} | set(outputs)  # read by varying work
+    own_inputs = set(inputs)
+    hoisted = [n for n in order if n in wanted and n not in varies and n.op.leaf is None and n not in own_inputs]
     if not hoisted:
         return None
     stand_ins = {n: _placeholder_like(n) for n in hoisted}
     new_outputs = [_substitute(body.outputs, stand_ins) for body in bodies]
-    read = set(topological_order([out for outs in new_outputs for out in outs]))
-    kept = [i for i, p in enumerate(inputs) if i in varying or p in read]  # an operand only hoisted work read goes
+    still_read = set(topological_order([out for outs in new_outputs for out in outs]))
+    kept = [i for i, p in enumerate(inputs) if i in varying or p in still_read]  # one only hoisted work read goes
     new_inputs = [inputs[i] for i in kept] + [stand_ins[n] for n in hoisted]
     new_bodies = tuple(Body(new_inputs, outs, body.label) for body, outs in zip(bodies, new_outputs))
     outside = substitute(hoisted, dict(zip(inputs, node.inputs)))
@@ -982,7 +985,7 @@ SCAN = register(OpDef(
     "scan", _scan_impl, _scan_infer, vjp=_scan_vjp_rules, jvp=_scan_jvp, fresh_result=True, writes_out=True,
     backend_impls=DASK_WHOLE_ARRAYS,
     onnx=_scan_onnx, narrow=_scan_narrow, merge=_scan_merge, hoist=_scan_hoist,
-    continues_sums=(_scan_consts, _scan_vjp_continuing),
+    continues_sums=(_scan_consts, _continuing(_scan_vjp)),
     attrs={"body": _is_body, "length": _length, "reverse": checks.boolean,
            "carries": checks.integer(0), "sequences": checks.integer(0), "checkpoint": checks.integer(0)},
     doc="a loop over the leading axis of its sequences running a body graph; its carries and stacked ys packed",
@@ -1288,10 +1291,6 @@ def _while_consts(node):
     return range(node.attrs["carries"], len(node.inputs))
 
 
-def _while_vjp_continuing(g, out, starts, *inputs):
-    return _while_vjp(g, out, *inputs, starts=starts)
-
-
 def _while_hoist(node):
     """The while_loop with the loop-invariant work of its body and cond done once, before it."""
     a = node.attrs
@@ -1316,7 +1315,8 @@ def _while_onnx(b, node, *names):
 
 WHILE_LOOP = register(OpDef(
     "while_loop", _while_impl, _while_infer, vjp=_cached_vjp(_while_vjp), jvp=_while_jvp,
-    fresh_result=True, writes_out=True, hoist=_while_hoist, continues_sums=(_while_consts, _while_vjp_continuing),
+    fresh_result=True, writes_out=True, hoist=_while_hoist,
+    continues_sums=(_while_consts, _continuing(_while_vjp)),
     backend_impls=DASK_WHOLE_ARRAYS,
     attrs={"test": _is_body, "body": _is_body, "carries": checks.integer(0)}, onnx=_while_onnx,
     doc="runs its body graph while its cond graph says so; the final carries packed",

@@ -10,6 +10,7 @@ their invariant work is found here. The same values are computed, once instead o
 from __future__ import annotations
 
 from graphcomp.ir import Graph
+from graphcomp.passes.rewrite import rewired
 
 
 def hoist_invariants(graph):
@@ -18,8 +19,7 @@ def hoist_invariants(graph):
         return graph  # no loop: no rebuilding walk
     rebuilt, changed = {}, False
     for node in graph.nodes:  # inputs first
-        inputs = [rebuilt[parent] for parent in node.inputs]
-        current = node.with_inputs(inputs) if any(a is not b for a, b in zip(inputs, node.inputs)) else node
+        current = rewired(node, rebuilt)
         if current.op.hoist is not None:
             hoisted = current.op.hoist(current)
             if hoisted is not None:

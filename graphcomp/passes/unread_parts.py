@@ -13,7 +13,7 @@ from graphcomp.ir import Graph
 from graphcomp.ops.indexing import GETITEM
 from graphcomp.ops.packing import LOOP_PART
 from graphcomp.ops.shape import RESHAPE
-from graphcomp.passes.rewrite import make_node
+from graphcomp.passes.rewrite import make_node, rewired
 
 
 def slice_read(reader, node):
@@ -75,8 +75,7 @@ def _drop_once(graph):
         if node in moved:
             rebuilt[node] = reader_at(*moved[node], like=node)
             continue
-        inputs = [rebuilt[parent] for parent in node.inputs]
-        current = node.with_inputs(inputs) if any(a is not b for a, b in zip(inputs, node.inputs)) else node
+        current = rewired(node, rebuilt)
         rebuilt[node] = current
         readers = graph.consumers.get(node, [])
         if node.op.narrow is None or node in outputs or not readers:
