@@ -255,7 +255,7 @@ class ProgramCache:
     sizes depend on the arguments, one per shape of the arguments (see SPECIALIZATIONS)."""
 
     def __init__(self, graph, inputs, backend, state_kernels):
-        self.graph, self.inputs = graph, inputs
+        self.graph, self.inputs, self.backend = graph, inputs, backend
         # State (a random draw's generator) belongs to the function: every program it generates,
         # the general one and those specialised to argument shapes, shares these kernels.
         self._state_kernels = state_kernels
@@ -285,6 +285,13 @@ class ProgramCache:
                 by_shapes.pop(next(iter(by_shapes)))
             by_shapes[key] = program
         return program
+
+    def donating(self, positions):
+        """The general program generated again with the arrays of the inputs at `positions`
+        its own to write over once they are dead (executor.plan_memory's `donated`): what a
+        loop's body runs at its later steps, whose carries are arrays the body made."""
+        return executor.generate(self.graph, self.inputs, self.backend, kernels=self._state_kernels,
+                                 donated={self.inputs[i] for i in positions})
 
     def current(self):
         """The program of the last call, or the general one."""

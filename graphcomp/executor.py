@@ -22,7 +22,10 @@ matmul, fused kernels) and whose shape is known:
   overwrite an operand it reads (matmul may not);
 * reuse: otherwise write into a same-shaped array whose values are all dead;
 * never into user inputs, variables, constants, views (a transposed or broadcast array) of
-  anything still needed, or any array aliased by a returned value.
+  anything still needed, or any array aliased by a returned value. The one exception is a
+  loop body's program for its later steps, generated with its carries `donated`: from its
+  second step on, a loop's carries are arrays its body made, which nothing else holds, so
+  the body may write its new carries over the old ones (see graphcomp.loops.Body.step_runners).
 
 Who owns each array, and the rules every speed trick keeps:
 
@@ -101,12 +104,15 @@ class MemoryPlan:
     keep_until: dict = field(default_factory=dict)     # node -> position of the line that reuses its array
     frees: list = field(default_factory=list)          # (position, owner node, reused later?)
     returned: set = field(default_factory=set)         # allocating nodes whose array a result may be or view
+    result_owners: list = field(default_factory=list)  # per output: the nodes whose arrays it may be or view
 
 
-def plan_memory(graph, shape_of=static_shape):
+def plan_memory(graph, shape_of=static_shape, donated=()):
     """Decide in-place writes and buffer reuse for `graph` (see the module's notes).
     `shape_of(node)` gives the shapes to plan with (concrete ones, for a program specialised
-    to its arguments' shapes); by default the nodes' static shapes."""
+    to its arguments' shapes); by default the nodes' static shapes. `donated`: placeholders
+    whose arrays the program may write over once they are dead (a loop's carries, which
+    belong to the loop from its second step on); every other input is only read."""
     nodes = graph.nodes
     allocator = Allocator([node.inputs for node in nodes], live_out=graph.outputs)
     place, finish, slots_of = allocator.place, allocator.finish, allocator.slots_of
@@ -116,7 +122,8 @@ def plan_memory(graph, shape_of=static_shape):
     for i, node in enumerate(nodes):
         op = node.op
         if op.leaf:
-            buffers = ()
+            plannable = node in donated and _plannable(node, shape_of(node))
+            buffers = (allocator.new((tuple(shape_of(node)), node.dtype), node),) if plannable else ()
         elif op.fresh_result:
             buffers = (_choose_buffer(node, shape_of(node), i, allocator, plan, free_events),)
         else:  # a view (or possibly its input itself): it keeps its inputs' arrays alive
@@ -126,7 +133,8 @@ def plan_memory(graph, shape_of=static_shape):
             event = [i, buffer.owner, False]
             frees.append(event)
             free_events[buffer] = event
-    plan.returned = {buffer.owner for out in graph.outputs for buffer in allocator.slots_of(out)}
+    plan.result_owners = [frozenset(buffer.owner for buffer in allocator.slots_of(out)) for out in graph.outputs]
+    plan.returned = set().union(*plan.result_owners)
     return plan
 
 
@@ -403,14 +411,14 @@ def _describe_input(name, node):
     return _printable(f"# {name}: {label} {format_shape(node.shape)} {node.dtype}" + (f"; {where}" if where else ""))
 
 
-def generate(graph, inputs, backend=None, shape_of=static_shape, kernels=None):
+def generate(graph, inputs, backend=None, shape_of=static_shape, kernels=None, donated=()):
     """Write the straight-line Python function(s) that evaluate `graph`; returns a Program.
     `backend` (a graphcomp.backends object or name; NumPy when None) supplies the kernels the lines call and
-    says whether arrays may be written into (the memory plan); `shape_of` as for plan_memory.
+    says whether arrays may be written into (the memory plan); `shape_of` and `donated` as for plan_memory.
     `kernels` ({node: kernel}) gives the kernels of some nodes ready made: the compiled
     function's own kernels of stateful ops, which every program it generates shares."""
     with garbage_collection_paused():
-        return _generate(graph, inputs, backends.resolve(backend), shape_of, kernels)
+        return _generate(graph, inputs, backends.resolve(backend), shape_of, kernels, frozenset(donated))
 
 
 def workspace_nodes(plan, shape_of=static_shape):
@@ -422,8 +430,8 @@ def workspace_nodes(plan, shape_of=static_shape):
             if node.op.writes_out and _plannable(node, shape_of(node)) and node not in plan.returned]
 
 
-def _generate(graph, inputs, backend, shape_of, kernels):
-    plan = plan_memory(graph, shape_of) if backend.plans_memory else MemoryPlan()
+def _generate(graph, inputs, backend, shape_of, kernels, donated):
+    plan = plan_memory(graph, shape_of, donated) if backend.plans_memory else MemoryPlan()
     workspace, specs = {}, []  # node -> its array's index in the workspace; (shape, dtype) per array
     if plan.allocations and 2 * len(graph.nodes) + len(inputs) <= SEGMENT_LINES:  # one segment
         nodes = workspace_nodes(plan, shape_of)

@@ -16,6 +16,12 @@ the trip count of a scan over xs of unknown length), the vector starts with a he
 results' dimensions, read when it runs (the records of graphcomp/ops/packing.py); a scan that
 takes no step gives its ys the sizes its body's shapes give them on its operands.
 
+From its second step on, a loop's carries are arrays its body made, which nothing else holds:
+the body's program for those steps (Body.step_runners) may write its new carries over them,
+where each is of the body's own making (not a const, a row of the xs, a carry passed through,
+or one array held as two carries). The first step reads the caller's carries only, and the
+loop copies its ys out of the body's results before the next step overwrites anything.
+
 Derivatives are nodes of the same kinds, built by inlining a body's graph and differentiating
 it with graphcomp's own reverse and forward modes, so they can be differentiated again:
 - the jvp of a scan is a scan carrying the tangents beside the carries;
@@ -81,6 +87,7 @@ class Body:
         self._function = None
         self._runner = None
         self._on_devices = weakref.WeakKeyDictionary()  # backend -> its runner, for the other backends
+        self._later = {}  # number of carries -> the runner of the later steps (step_runners)
         self._shapes = {}  # input shapes -> output shapes (output_shapes)
         self._lock = threading.Lock()
 
@@ -126,6 +133,27 @@ class Body:
             return self._runner_on(backend)
         return self._runner or self._make_runner()
 
+    def step_runners(self, carries):
+        """(first, later): `runner()` for a loop's first step, and a runner for its later steps
+        that may write new carries over old ones. From its second step on, a loop's first
+        `carries` operands are the arrays its body returned as carries the step before. Where
+        such an array is the body's own (made by an op that returns a fresh array, and sharing
+        memory with no other carry), nothing else holds it: the program of the later steps may
+        write over it once it is read for the last time (a fused kernel writing the new carry
+        into the old one) instead of allocating a new array at every step. A loop copies its ys
+        out of the body's results before the next step, and writes its final carries into its
+        result. The first step's carries are the caller's, and only read."""
+        first = self.runner()
+        if not self.outputs or not backends.running().host_arrays:
+            return first, first
+        later = self._later.get(carries)
+        if later is None:
+            compiled = self.function()
+            donated = _own_carries(compiled.graph.outputs, compiled.programs.general.plan.result_owners, carries)
+            later = _donating_runner_of(compiled, donated) if donated else first
+            self._later[carries] = later
+        return first, later
+
     def _runner_on(self, backend):
         """run() for the body compiled for `backend` (one whose arrays are not NumPy's)."""
         run = self._on_devices.get(backend)
@@ -159,6 +187,45 @@ def _runner_of(compiled):
             return program_run(*arrays)
         except Exception:  # noqa: BLE001 - the checked call raises it again, explained
             return compiled(*arrays)
+    return run
+
+
+def _own_carries(outputs, owners, carries):
+    """The positions of the carries among a body's `outputs` that are arrays of the body's own
+    making (their op returns a fresh array) and share memory with no other carry (`owners`:
+    per output, the nodes whose arrays it may be or view, from the program's memory plan)."""
+    own = []
+    for i in range(carries):
+        node = outputs[i]
+        if node.op.leaf or not node.op.fresh_result or not owners[i]:
+            continue
+        if all(owners[i].isdisjoint(owners[j]) for j in range(carries) if j != i):
+            own.append(i)
+    return own
+
+
+def _donating_runner_of(compiled, donated):
+    """A callable running `compiled`'s graph, with the arrays of the inputs at positions
+    `donated` its own to write over, on a list of arrays. When the program fails on a line
+    before the first that writes over one of them (an operand of a type only the checked call
+    converts), the checked call runs instead, as in _runner_of; after it, the operands are no
+    longer what they were, so the checked call only explains the error: no result is computed
+    from them."""
+    program = compiled.programs.donating(donated)
+    program_run, graph = program.run, compiled.graph
+    inputs = {compiled.inputs[i] for i in donated}
+    writes = [i for i, node in enumerate(graph.nodes) if program.plan.out_of.get(node) in inputs]
+    untouched = set(graph.nodes[:min(writes, default=len(graph.nodes))])
+
+    def run(arrays):
+        try:
+            return program_run(*arrays)
+        except Exception as error:  # noqa: BLE001 - the checked call runs, or raises it explained
+            located = program.locate(error)
+            if located is not None and located[0] in untouched:
+                return compiled(*arrays)
+            compiled(*arrays)
+            raise
     return run
 
 
@@ -405,7 +472,7 @@ def _scan_impl(*arrays, body, length, reverse, carries, sequences, checkpoint=0,
     packed = empty_where(arrays, total, dtype) if out is None or out.shape != (total,) else out
     if header:
         packed[:len(header)] = np.asarray(header, dtype=dtype, like=packed)
-    run = body.runner()
+    run, later = body.step_runners(carries)
     step = list(arrays)  # one step's operands: the carries, the sequences' rows, the consts
     rows_from = list(enumerate(arrays[carries:carries + sequences], start=carries))
     # each stacked ys as a view of its part of the packed result, written one step at a time
@@ -415,6 +482,7 @@ def _scan_impl(*arrays, body, length, reverse, carries, sequences, checkpoint=0,
         for position, x in rows_from:
             step[position] = x[t]
         outs = run(step)
+        run = later  # the carries are the body's own arrays from now on
         step[:carries] = outs[:carries]
         for rows, y in zip(y_rows, outs[carries:]):
             rows[t] = y
@@ -1193,8 +1261,11 @@ def _while_impl(*arrays, test, body, carries, out=None):
     outs = body.outputs
     arrays = _as_declared(body, arrays)
     carry, consts = list(arrays[:carries]), list(arrays[carries:])
-    while bool(test.run(carry + consts)[0]):
-        carry = list(body.run(carry + consts))
+    run, later = body.step_runners(carries)
+    test_run = test.runner()
+    while bool(test_run(carry + consts)[0]):
+        carry = list(run(carry + consts))
+        run = later  # the carries are the body's own arrays from now on
     return packed_arrays(carry, [o.shape for o in outs], [o.dtype for o in outs], out)
 
 

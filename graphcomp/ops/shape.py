@@ -1028,7 +1028,8 @@ def _steps_infer(n):
 
 def _steps_impl(n):
     count = np.reshape(n, ()).item()  # (a scalar may come as an array of one element)
-    return np.arange(max(count, 0), dtype=np.int64, like=n)
+    like = n if hasattr(n, "__array_function__") else None  # a NumPy scalar is no array to be like
+    return np.arange(max(count, 0), dtype=np.int64, like=like)
 
 
 STEPS = register(OpDef("steps", _steps_impl, _steps_infer, differentiable=False, fresh_result=True,
