@@ -520,17 +520,19 @@ SPLIT_SEGMENTS = register(OpDef(
 
 def _join_segments_impl(segments, rest, rest_first):
     rows = segments.reshape((segments.shape[0] * segments.shape[1],) + tuple(segments.shape[2:]))
-    return np.concatenate([rest, rows] if rest_first else [rows, rest], axis=0)
+    parts = [rest, rows] if rest_first else [rows, rest]
+    # a part with no rows adds none, whatever sizes its other axes have (the stacked results of a
+    # loop that took no step may have 0 where a size was unknown when the graph was built)
+    return np.concatenate([part for part in parts if part.shape[0]] or [rest], axis=0)
 
 
 def _join_segments_infer(segments, rest, rest_first):
-    if segments.ndim != rest.ndim + 1 or segments.ndim < 2 or segments.shape[1] is None \
-            or segments.dtype != rest.dtype:
-        raise ShapeError(f"join_segments: needs segments of (count, size, ...), the size known, and rows left over "
+    if segments.ndim != rest.ndim + 1 or segments.ndim < 2 or segments.dtype != rest.dtype:
+        raise ShapeError(f"join_segments: needs segments of (count, size, ...) and rows left over "
                          f"of (rows, ...) of the same dtype; got {format_shape(segments.shape)} {segments.dtype} "
                          f"and {format_shape(rest.shape)} {rest.dtype}")
-    shape = [None if None in (segments.shape[0], rest.shape[0]) else segments.shape[0] * segments.shape[1]
-             + rest.shape[0]]
+    count, size = segments.shape[:2]
+    shape = [None if None in (count, size, rest.shape[0]) else count * size + rest.shape[0]]
     for axis, (a, b) in enumerate(zip(segments.shape[2:], rest.shape[1:]), start=1):
         if a is not None and b is not None and a != b:
             raise ShapeError(f"join_segments: segments of {format_shape(segments.shape)} and rows left over of "
@@ -543,6 +545,9 @@ def _join_segments_vjp(position):
     part = ("segments", "rest")[position]
 
     def rule(g, out, segments, rest):
+        if segments.shape[1] is None:
+            raise ShapeError(f"join_segments: its gradient needs the size of a segment when the graph is built, got "
+                             f"segments of {format_shape(segments.shape)}")
         return apply(SPLIT_SEGMENTS, g, size=segments.shape[1], part=part, rest_first=out.attrs["rest_first"])
     return rule
 
@@ -559,7 +564,7 @@ JOIN_SEGMENTS = register(OpDef(
     kind="shape", fresh_result=True, backend_impls=DASK_WHOLE_ARRAYS, onnx=_onnx_join_segments,
     attrs={"rest_first": checks.boolean},
     doc="the rows of segments of (count, size, ...) and the rows left over joined into one array (split_segments "
-        "undone)"))
+        "undone); a part with no rows adds none"))
 
 
 def split_segments(x, size, rest_first=False):
