@@ -25,7 +25,9 @@ it with graphcomp's own reverse and forward modes, so they can be differentiated
   (`1 - s` of a sigmoid `s`, a transposed row) is recomputed there instead of stored
   (graphcomp/passes/rematerialize.py);
   with `checkpoint=k`, a forward scan over segments of k steps stores the carry each segment
-  starts from, and the backward scan over segments recomputes one segment's carries at a time;
+  starts from, and the backward scan over segments recomputes one segment's carries at a time
+  (over xs of unknown length, the number of segments and the steps left over are read when it
+  runs: the xs' rows are cut there, by the split_segments and join_segments records);
 - the jvp and vjp of a switch are a switch over the branches' jvps and vjps;
 - the jvp of a while_loop is a while_loop carrying the tangents; its vjp (which JAX does not
   have) is a while_loop counting the trip count n, then the vjp of a scan of the body over n
@@ -509,7 +511,10 @@ def scan(f, init, xs=None, length=None, reverse=False, checkpoint=None):
     once, on placeholders. Each carry must keep its shape and dtype (a ShapeError names it).
     `checkpoint=k` (a positive int): reverse mode stores the carries of every k-th step only
     and recomputes the steps in between, segment by segment (about length/k + k carries held
-    instead of length, for one more forward pass); the results are the same bits.
+    instead of length, for one more forward pass); the results are the same bits (a
+    reverse-over-reverse HVP adds its terms segment by segment: the same to rounding). Over xs
+    of unknown length, the number of segments (length // k) and the steps left over
+    (length % k) are read when the scan runs.
     """
     where = user_source_location()
     if checkpoint is not None and (isinstance(checkpoint, bool) or not isinstance(checkpoint, (int, np.integer))
