@@ -736,7 +736,7 @@ def _split_unknown(tensors, length, k, reverse):
 
 def _join_known(segmented, rest, reverse):
     """Each stacked tensor of (segments, k, ...) in `segmented` joined to its steps left over
-    (`rest`, None for none): split_known undone."""
+    (`rest`, None for none): _split_known undone."""
     joined = [_joined(t) for t in segmented]
     if rest is None:
         return joined
@@ -785,7 +785,7 @@ def _scan_vjp(g, out, *inputs, starts=None):
         x_main, x_rest = split(xs, length, k, reverse)
         g_main, g_rest = split(g_ys, length, k, reverse)
         segments = None if length is None else length // k
-        tail = None if length is None else length - segments * k
+        tail = None if length is None else length - segments * k  # None: known when it runs, maybe 0
 
         def forward_segment(carry, x, kk):
             final, _ = _scan_flat(lambda c, xx, kkk: (_inline(body, c + xx + kkk)[:nc], []), carry, x, kk, k,

@@ -218,3 +218,14 @@ def test_onnx_export_of_the_gradient_is_refused_naming_the_op_and_the_line():
     f = gc.function([h, xs], gc.grad((c ** 2).sum(), [h, xs]))
     with pytest.raises(OnnxExportError, match=r"op '\w+' has no ONNX form.*test_loops_checkpoint_unknown.py"):
         gc.onnx_export.to_onnx(f)
+
+
+def test_cutting_and_joining_rows_refuse_what_does_not_fit():
+    from graphcomp.ops import shape as sh
+    with pytest.raises(gc.ShapeError, match="split_segments: needs an array with an axis 0"):
+        sh.split_segments(gc.placeholder(()), 2)
+    with pytest.raises(gc.ShapeError, match=r"join_segments: segments of \(\?, 2, 3\) and rows left over of "
+                                            r"\(\?, 4\) differ at axis 1"):
+        sh.join_segments(gc.placeholder((None, 2, 3)), gc.placeholder((None, 4)))
+    with pytest.raises(gc.ShapeError, match="join_segments: needs segments of"):
+        sh.join_segments(gc.placeholder((None, 2, 3)), gc.placeholder((None, 3), dtype="float32"))

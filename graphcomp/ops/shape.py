@@ -456,7 +456,7 @@ STACK = register(OpDef("stack", _stack_impl, _stack_infer, vjp=_stack_vjp, jvp=_
 # every `size` steps over xs of unknown length runs on these.)
 
 def _split_segments_parts(n, size, rest_first):
-    """(first, stop) of the rows the whole segments cover, and (first, stop) of the rest."""
+    """(start, stop) of the rows the whole segments cover, and (start, stop) of the rest."""
     whole = n // size * size
     if rest_first:
         return (n - whole, n), (0, n - whole)
@@ -465,10 +465,10 @@ def _split_segments_parts(n, size, rest_first):
 
 def _split_segments_impl(x, size, part, rest_first):
     n = x.shape[0]
-    (first, stop), (rest_first_row, rest_stop) = _split_segments_parts(n, size, rest_first)
+    (start, stop), (rest_start, rest_stop) = _split_segments_parts(n, size, rest_first)
     if part == "rest":
-        return x[rest_first_row:rest_stop]
-    return x[first:stop].reshape((n // size, size) + tuple(x.shape[1:]))
+        return x[rest_start:rest_stop]
+    return x[start:stop].reshape((n // size, size) + tuple(x.shape[1:]))
 
 
 def _split_segments_infer(x, size, part, rest_first):
@@ -506,14 +506,10 @@ def _onnx_split_segments(b, node, x):
     return b.emit("Reshape", rows, shape, allowzero=1)
 
 
-def _part(value, inputs, attrs):
-    return checks.one_of("segments", "rest")(value, inputs, attrs)
-
-
 SPLIT_SEGMENTS = register(OpDef(
     "split_segments", _split_segments_impl, _split_segments_infer, vjp=(_split_segments_vjp,), jvp=linear_jvp,
     kind="shape", backend_impls=DASK_WHOLE_ARRAYS, onnx=_onnx_split_segments,
-    attrs={"size": checks.integer(1), "part": _part, "rest_first": checks.boolean},
+    attrs={"size": checks.integer(1), "part": checks.one_of("segments", "rest"), "rest_first": checks.boolean},
     doc="the whole segments of `size` rows of x, as (n // size, size, ...), or the n % size rows left over "
         "(the first ones with rest_first): n, x's number of rows, read when it runs"))
 
