@@ -31,7 +31,9 @@ it with graphcomp's own reverse and forward modes, so they can be differentiated
   (`1 - s` of a sigmoid `s`, a transposed row) is recomputed there instead of stored
   (graphcomp/passes/rematerialize.py);
   with `checkpoint=k`, a forward scan over segments of k steps stores the carry each segment
-  starts from, and the backward scan over segments recomputes one segment's carries at a time;
+  starts from, and the backward scan over segments recomputes one segment's carries at a time
+  (over xs of unknown length, the number of segments and the steps left over are read when it
+  runs: the xs' rows are cut there, by the split_segments and join_segments records);
 - the jvp and vjp of a switch are a switch over the branches' jvps and vjps;
 - the jvp of a while_loop is a while_loop carrying the tangents; its vjp (which JAX does not
   have) is a while_loop counting the trip count n, then the vjp of a scan of the body over n
@@ -577,7 +579,10 @@ def scan(f, init, xs=None, length=None, reverse=False, checkpoint=None):
     once, on placeholders. Each carry must keep its shape and dtype (a ShapeError names it).
     `checkpoint=k` (a positive int): reverse mode stores the carries of every k-th step only
     and recomputes the steps in between, segment by segment (about length/k + k carries held
-    instead of length, for one more forward pass); the results are the same bits.
+    instead of length, for one more forward pass); the results are the same bits (a
+    reverse-over-reverse HVP adds its terms segment by segment: the same to rounding). Over xs
+    of unknown length, the number of segments (length // k) and the steps left over
+    (length % k) are read when the scan runs.
     """
     where = user_source_location()
     if checkpoint is not None and (isinstance(checkpoint, bool) or not isinstance(checkpoint, (int, np.integer))
@@ -597,9 +602,6 @@ def scan(f, init, xs=None, length=None, reverse=False, checkpoint=None):
         raise ShapeError(f"scan: xs have leading axes of lengths {sorted(lengths, key=str)} (and length={length}); "
                          f"they must all be one length (built at {where})")
     n = lengths.pop() if len(lengths) == 1 else None  # None: the xs' length, known when the scan runs
-    if n is None and checkpoint is not None:
-        raise ShapeError(f"scan: checkpoint={checkpoint} needs the number of steps when the graph is built; the xs "
-                         f"have leading axes of unknown length (built at {where})")
     y_structure = []
 
     def trace(carry_in, x_in, const_in):
@@ -785,6 +787,35 @@ def _segments(tensors, start, stop, k):
     return out
 
 
+def _split_known(tensors, length, k, reverse):
+    """(the whole segments of k steps of each stacked tensor, as (segments, k, ...), the steps
+    left over) for a known number of steps `length`: the steps left over come first with
+    `reverse` (they run last)."""
+    tail = length % k
+    main, rest = ((tail, length), (0, tail)) if reverse else ((0, length - tail), (length - tail, length))
+    return _segments(tensors, *main, k), [t[rest[0]:rest[1]] for t in tensors]
+
+
+def _split_unknown(tensors, length, k, reverse):
+    """_split_known for a number of steps read when the scan runs."""
+    parts = [sh.split_segments(t, k, rest_first=reverse) for t in tensors]
+    return [main for main, _ in parts], [rest for _, rest in parts]
+
+
+def _join_known(segmented, rest, reverse):
+    """Each stacked tensor of (segments, k, ...) in `segmented` joined to its steps left over
+    (`rest`, None for none): _split_known undone."""
+    joined = [_joined(t) for t in segmented]
+    if rest is None:
+        return joined
+    return [sh.concatenate([r, m] if reverse else [m, r], axis=0) for m, r in zip(joined, rest)]
+
+
+def _join_unknown(segmented, rest, reverse):
+    """_join_known for a number of steps read when the scan runs."""
+    return [sh.join_segments(m, r, rest_first=reverse) for m, r in zip(segmented, rest)]
+
+
 def _joined(segmented):
     """A stacked tensor of (segments, k, ...) as (segments * k, ...)."""
     segments, k, rest = segmented.shape[0], segmented.shape[1], tuple(segmented.shape[2:])
@@ -809,42 +840,39 @@ def _scan_vjp(g, out, *inputs, starts=None):
     starts = starts or {}
     acc = [starts.get(nc + nx + i, None) for i in fk]
     acc = [ew.zeros_like(consts[i]) if start is None else start for i, start in zip(fk, acc)]
-    k = a.get("checkpoint", 0) or length
-    segments = length // k if length is not None and k < length else 0
-    if not segments:
+    k = a.get("checkpoint", 0)
+    if not k or (length is not None and k >= length):
         ct_init, acc, gxs = _scan_backward(body, nc, init, xs, consts, ct_final, acc, g_ys, length, reverse)
     else:
         # Checkpoints: the steps run in segments of k (in the order they run); the carries each
         # segment starts from are stored, and the reverse pass recomputes one segment's carries
-        # at a time. The `tail` steps that do not fill a segment run last, so come back first.
-        tail = length - segments * k
-        main = (tail, length) if reverse else (0, segments * k)
-        rest = (0, tail) if reverse else (segments * k, length)
-        x_main = _segments(xs, *main, k)
+        # at a time. The steps that do not fill a segment (the tail) run last, so come back first.
+        # With the number of steps unknown when the graph is built, so are the number of
+        # segments and the tail's length: the rows are cut when the scan runs (split_segments).
+        split, join = (_split_known, _join_known) if length is not None else (_split_unknown, _join_unknown)
+        x_main, x_rest = split(xs, length, k, reverse)
+        g_main, g_rest = split(g_ys, length, k, reverse)
+        segments = None if length is None else length // k
+        tail = None if length is None else length - segments * k  # None: known when it runs, maybe 0
 
         def forward_segment(carry, x, kk):
             final, _ = _scan_flat(lambda c, xx, kkk: (_inline(body, c + xx + kkk)[:nc], []), carry, x, kk, k,
                                   reverse, "scan vjp")
             return final, list(carry)
         middle, starts = _scan_flat(forward_segment, init, x_main, consts, segments, reverse, "scan vjp")
-        if tail:
-            ct_final, acc, gx_rest = _scan_backward(body, nc, middle, [x[rest[0]:rest[1]] for x in xs], consts,
-                                                    ct_final, acc, g_ys and [y[rest[0]:rest[1]] for y in g_ys],
-                                                    tail, reverse)
+        if tail != 0:
+            ct_final, acc, gx_rest = _scan_backward(body, nc, middle, x_rest, consts, ct_final, acc, g_rest, tail,
+                                                    reverse)
 
         def backward_segment(carry, x, kk):
             ct, total = carry[:len(fc)], carry[len(fc):]
             start, x_seg, g_seg = x[:nc], x[nc:nc + nx], x[nc + nx:]
             ct, total, gx = _scan_backward(body, nc, start, x_seg, kk, ct, total, g_seg, k, reverse)
             return ct + total, gx
-        final, gx_main = _scan_flat(backward_segment, ct_final + acc,
-                                    starts + x_main + _segments(g_ys, *main, k), consts, segments, not reverse,
-                                    "scan vjp")
+        final, gx_main = _scan_flat(backward_segment, ct_final + acc, starts + x_main + g_main, consts, segments,
+                                    not reverse, "scan vjp")
         ct_init, acc = final[:len(fc)], final[len(fc):]
-        gx_main = [_joined(gx) for gx in gx_main]
-        gxs = gx_main
-        if tail:
-            gxs = [sh.concatenate([r, m] if reverse else [m, r], axis=0) for m, r in zip(gx_main, gx_rest)]
+        gxs = join(gx_main, gx_rest if tail != 0 else None, reverse)
     if out.shape[0] is None:  # with no steps, the stacked gradients' unknown sizes come out 0: the xs' own
         gxs = [sh.reshape_like(gx, xs[i]) for gx, i in zip(gxs, fx)]
     results = [None] * len(inputs)

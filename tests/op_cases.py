@@ -1117,3 +1117,28 @@ def _steps_cases():
 
 
 CASES += _steps_cases()
+
+
+def _segments_cases():
+    """Rows cut into whole segments and the rows left over (a checkpointed scan over an unknown
+    number of steps), and joined back."""
+    x, few = _normal((7, 2), 160), _normal((2, 3), 161)
+    segments, rest = _normal((2, 3, 2), 162), _normal((1, 2), 163)
+    return [
+        OpCase("split_segments", lambda x: sh.split_segments(x, 3)[0], lambda x: x[:6].reshape(2, 3, 2), [x],
+               "segments"),
+        OpCase("split_segments", lambda x: sh.split_segments(x, 3, rest_first=True)[0],
+               lambda x: x[1:].reshape(2, 3, 2), [x], "segments-rest-first"),
+        OpCase("split_segments", lambda x: sh.split_segments(x, 3)[1], lambda x: x[6:], [x], "rest"),
+        OpCase("split_segments", lambda x: sh.split_segments(x, 3, rest_first=True)[1], lambda x: x[:1], [x],
+               "rest-first"),
+        OpCase("split_segments", lambda x: sh.split_segments(x, 4)[0].sum() + sh.split_segments(x, 4)[1] * 2.0,
+               lambda x: x * 2.0, [few], "no-whole-segment"),
+        OpCase("join_segments", lambda s, r: sh.join_segments(s, r),
+               lambda s, r: np.concatenate([s.reshape(6, 2), r]), [segments, rest]),
+        OpCase("join_segments", lambda s, r: sh.join_segments(s, r, rest_first=True),
+               lambda s, r: np.concatenate([r, s.reshape(6, 2)]), [segments, rest], "rest-first"),
+    ]
+
+
+CASES += _segments_cases()

@@ -168,6 +168,8 @@ INDEX = gc.constant(np.array([0, 2]))
     ("gather", [X, INDEX], {"index": (("array", 1),)}, "each of the node's 1 index arrays once"),
     ("gather", [X, INDEX], {"index": (("mask", 0),)}, "boolean as 'mask'"),
     ("concatenate_part", [X, X], {"axis": 0, "index": 1}, "one of the node's 1 joined inputs"),
+    ("split_segments", [X], {"size": 0, "part": "segments", "rest_first": False}, "'size' must be an int of at least 1"),
+    ("split_segments", [X], {"size": 2, "part": "whole", "rest_first": False}, "'part' must be one of 'segments'"),
     ("element_count", [X], {"axis": (0,), "dtype": "<U1"}, "bool, integer or floating dtype"),
     ("draw", [], {"distribution": "cauchy", "shape": (2,), "seed": 0, "stream_number": 0, "high": 0},
      "'distribution' must be one of"),

@@ -446,6 +446,134 @@ STACK = register(OpDef("stack", _stack_impl, _stack_infer, vjp=_stack_vjp, jvp=_
                        onnx=_onnx_stack, attrs={"axis": checks.axis(extra=1)}))
 
 
+# segments: rows cut into runs of `size` when the number of rows is known only when it runs
+#
+# `split_segments(x, size, part, rest_first)` cuts x's rows (its axis 0, of n rows) into
+# n // size whole segments of `size` rows and the n % size rows left over (the first rows with
+# `rest_first`, the last ones otherwise); part "segments" is the whole segments as an array of
+# (n // size, size, ...), part "rest" the rows left over. `join_segments(segments, rest,
+# rest_first)` puts them back together: each is the other's transpose. (A scan checkpointed
+# every `size` steps over xs of unknown length runs on these.)
+
+def _split_segments_parts(n, size, rest_first):
+    """(start, stop) of the rows the whole segments cover, and (start, stop) of the rest."""
+    whole = n // size * size
+    if rest_first:
+        return (n - whole, n), (0, n - whole)
+    return (0, whole), (whole, n)
+
+
+def _split_segments_impl(x, size, part, rest_first):
+    n = x.shape[0]
+    (start, stop), (rest_start, rest_stop) = _split_segments_parts(n, size, rest_first)
+    if part == "rest":
+        return x[rest_start:rest_stop]
+    return x[start:stop].reshape((n // size, size) + tuple(x.shape[1:]))
+
+
+def _split_segments_infer(x, size, part, rest_first):
+    if x.ndim == 0:
+        raise ShapeError("split_segments: needs an array with an axis 0 to cut, got a scalar")
+    n, rest = x.shape[0], tuple(x.shape[1:])
+    if part == "rest":
+        return (None if n is None else n % size,) + rest, x.dtype
+    return (None if n is None else n // size, size) + rest, x.dtype
+
+
+def _split_segments_vjp(g, out, x):
+    """Zeros where the other part's rows are, g where this part's are (join_segments)."""
+    other = "rest" if out.attrs["part"] == "segments" else "segments"
+    zeros = zeros_like(apply(SPLIT_SEGMENTS, x, **{**out.attrs, "part": other}))
+    segments, rest = (g, zeros) if out.attrs["part"] == "segments" else (zeros, g)
+    return apply(JOIN_SEGMENTS, segments, rest, rest_first=out.attrs["rest_first"])
+
+
+def _onnx_split_segments(b, node, x):
+    """A Slice of the part's rows, bounds computed from x's run-time number of rows (then, for
+    the whole segments, a Reshape to (n // size, size, ...))."""
+    size, part, rest_first = node.attrs["size"], node.attrs["part"], node.attrs["rest_first"]
+    n = b.emit("Shape", x, start=0, end=1)
+    count = b.emit("Div", n, b.ints([size]))
+    whole = b.emit("Mul", count, b.ints([size]))
+    left = b.emit("Sub", n, whole)
+    zero = b.ints([0])
+    if part == "rest":
+        first, stop = (zero, left) if rest_first else (whole, n)
+        return b.emit("Slice", x, first, stop, zero)
+    first, stop = (left, n) if rest_first else (zero, whole)
+    rows = b.emit("Slice", x, first, stop, zero)
+    shape = b.emit("Concat", count, b.ints([size]), b.emit("Shape", x, start=1), axis=0)
+    return b.emit("Reshape", rows, shape, allowzero=1)
+
+
+SPLIT_SEGMENTS = register(OpDef(
+    "split_segments", _split_segments_impl, _split_segments_infer, vjp=(_split_segments_vjp,), jvp=linear_jvp,
+    kind="shape", backend_impls=DASK_WHOLE_ARRAYS, onnx=_onnx_split_segments,
+    attrs={"size": checks.integer(1), "part": checks.one_of("segments", "rest"), "rest_first": checks.boolean},
+    doc="the whole segments of `size` rows of x, as (n // size, size, ...), or the n % size rows left over "
+        "(the first ones with rest_first): n, x's number of rows, read when it runs"))
+
+
+def _join_segments_impl(segments, rest, rest_first):
+    rows = segments.reshape((segments.shape[0] * segments.shape[1],) + tuple(segments.shape[2:]))
+    parts = [rest, rows] if rest_first else [rows, rest]
+    # a part with no rows adds none, whatever sizes its other axes have (the stacked results of a
+    # loop that took no step may have 0 where a size was unknown when the graph was built)
+    return np.concatenate([part for part in parts if part.shape[0]] or [rest], axis=0)
+
+
+def _join_segments_infer(segments, rest, rest_first):
+    if segments.ndim != rest.ndim + 1 or segments.ndim < 2 or segments.dtype != rest.dtype:
+        raise ShapeError(f"join_segments: needs segments of (count, size, ...) and rows left over "
+                         f"of (rows, ...) of the same dtype; got {format_shape(segments.shape)} {segments.dtype} "
+                         f"and {format_shape(rest.shape)} {rest.dtype}")
+    count, size = segments.shape[:2]
+    shape = [None if None in (count, size, rest.shape[0]) else count * size + rest.shape[0]]
+    for axis, (a, b) in enumerate(zip(segments.shape[2:], rest.shape[1:]), start=1):
+        if a is not None and b is not None and a != b:
+            raise ShapeError(f"join_segments: segments of {format_shape(segments.shape)} and rows left over of "
+                             f"{format_shape(rest.shape)} differ at axis {axis} of a row")
+        shape.append(a if a is not None else b)
+    return tuple(shape), segments.dtype
+
+
+def _join_segments_vjp(position):
+    part = ("segments", "rest")[position]
+
+    def rule(g, out, segments, rest):
+        if segments.shape[1] is None:
+            raise ShapeError(f"join_segments: its gradient needs the size of a segment when the graph is built, got "
+                             f"segments of {format_shape(segments.shape)}")
+        return apply(SPLIT_SEGMENTS, g, size=segments.shape[1], part=part, rest_first=out.attrs["rest_first"])
+    return rule
+
+
+def _onnx_join_segments(b, node, segments, rest):
+    rows = b.emit("Mul", b.emit("Shape", segments, start=0, end=1), b.emit("Shape", segments, start=1, end=2))
+    shape = b.emit("Concat", rows, b.emit("Shape", segments, start=2), axis=0)
+    rows = b.emit("Reshape", segments, shape, allowzero=1)
+    return b.emit("Concat", *([rest, rows] if node.attrs["rest_first"] else [rows, rest]), axis=0)
+
+
+JOIN_SEGMENTS = register(OpDef(
+    "join_segments", _join_segments_impl, _join_segments_infer, vjp=_join_segments_vjp, jvp=_joining_jvp,
+    kind="shape", fresh_result=True, backend_impls=DASK_WHOLE_ARRAYS, onnx=_onnx_join_segments,
+    attrs={"rest_first": checks.boolean},
+    doc="the rows of segments of (count, size, ...) and the rows left over joined into one array (split_segments "
+        "undone); a part with no rows adds none"))
+
+
+def split_segments(x, size, rest_first=False):
+    """(whole segments of `size` rows of x, as (n // size, size, ...), the n % size rows left over)."""
+    return tuple(apply(SPLIT_SEGMENTS, x, size=int(size), part=part, rest_first=bool(rest_first))
+                 for part in ("segments", "rest"))
+
+
+def join_segments(segments, rest, rest_first=False):
+    """The rows of `segments` (count, size, ...) and of `rest` in one array: split_segments undone."""
+    return apply(JOIN_SEGMENTS, segments, rest, rest_first=bool(rest_first))
+
+
 def concatenate(tensors, axis=0):
     """Join tensors along an existing axis (axis=None: the flattened tensors, as NumPy)."""
     tensors = promote_operands(*tensors)
