@@ -71,7 +71,7 @@ from graphcomp.ops import shape as sh
 from graphcomp.ops.shape import STEPS
 from graphcomp.registry import DASK_WHOLE_ARRAYS, OpDef, register
 from graphcomp.shapes import format_shape
-from graphcomp.tensor import apply, as_tensor, placeholder
+from graphcomp.tensor import Tensor, apply, as_tensor, placeholder
 
 __all__ = ["scan", "fori_loop", "while_loop", "cond", "switch", "Body"]
 
@@ -1089,12 +1089,28 @@ SCAN = register(OpDef(
 
 
 def fori_loop(lower, upper, body, init):
-    """JAX's lax.fori_loop with Python int bounds: `body(i, carry) -> carry` for i in
-    range(lower, upper) (`i` an int64 scalar tensor). A scan with no xs."""
-    if not all(isinstance(b, (int, np.integer)) for b in (lower, upper)):
-        raise TypeError(f"fori_loop: lower and upper must be Python ints, got {lower!r} and {upper!r}")
-    steps = np.arange(int(lower), max(int(lower), int(upper)), dtype=np.int64)
-    carry, _ = scan(lambda c, i: (body(i, c), None), init, xs=as_tensor(steps), length=len(steps))
+    """JAX's lax.fori_loop: `body(i, carry) -> carry` for i in range(lower, upper) (`i` an int64
+    scalar tensor). A scan with no xs. With Python int bounds its number of steps is known when
+    the graph is built; either bound may also be an integer scalar tensor (a trip count known
+    only when it runs): the scan then runs over the indices lower, ..., upper - 1 computed when it
+    runs (none when upper <= lower), and reverse mode works as for any scan (JAX turns such a
+    loop into a while_loop, which it cannot reverse-differentiate)."""
+    where = user_source_location()
+    if all(isinstance(b, (int, np.integer)) and not isinstance(b, bool) for b in (lower, upper)):
+        indices = as_tensor(np.arange(int(lower), max(int(lower), int(upper)), dtype=np.int64))
+    else:
+        bounds = []
+        for label, bound in (("lower", lower), ("upper", upper)):
+            if isinstance(bound, (bool, np.bool_)) or not isinstance(bound, (int, np.integer, Tensor)):
+                raise TypeError(f"fori_loop: {label} must be an int or an integer scalar tensor, got {bound!r} "
+                                f"(built at {where})")
+            bound = as_tensor(bound)
+            if bound.shape != () or not np.issubdtype(bound.dtype, np.integer):
+                raise ShapeError(f"fori_loop: {label} must be an integer scalar, got shape "
+                                 f"{format_shape(bound.shape)} and dtype {bound.dtype} (built at {where})")
+            bounds.append(ew.cast(bound, "int64"))
+        indices = bounds[0] + apply(STEPS, bounds[1] - bounds[0])
+    carry, _ = scan(lambda c, i: (body(i, c), None), init, xs=indices)
     return carry
 
 
