@@ -151,7 +151,8 @@ class Body:
         later = self._later.get(carries)
         if later is None:
             compiled = self.function()
-            donated = _own_carries(compiled.graph.outputs, compiled.programs.general.plan.result_owners, carries)
+            donated = _own_carries(compiled.inputs, compiled.graph.outputs,
+                                   compiled.programs.general.plan.result_owners, carries)
             later = _donating_runner_of(compiled, donated) if donated else first
             self._later[carries] = later
         return first, later
@@ -192,14 +193,17 @@ def _runner_of(compiled):
     return run
 
 
-def _own_carries(outputs, owners, carries):
+def _own_carries(inputs, outputs, owners, carries):
     """The positions of the carries among a body's `outputs` that are arrays of the body's own
     making (their op returns a fresh array) and share memory with no other carry (`owners`:
-    per output, the nodes whose arrays it may be or view, from the program's memory plan)."""
+    per output, the nodes whose arrays it may be or view, from the program's memory plan), and
+    that a program could write over: arrays (not scalars) of sizes known when it is built."""
     own = []
     for i in range(carries):
         node = outputs[i]
         if node.op.leaf or not node.op.fresh_result or not owners[i]:
+            continue
+        if not inputs[i].shape or None in inputs[i].shape:
             continue
         if all(owners[i].isdisjoint(owners[j]) for j in range(carries) if j != i):
             own.append(i)

@@ -96,7 +96,8 @@ def test_only_carries_of_the_bodys_own_making_are_written_over(name, own):
     f = _compiled(STEPS[name], True, [(N, N), (N, N), (7, N, N)])
     body = _scan_body(f)
     compiled = body.function()
-    assert _own_carries(compiled.graph.outputs, compiled.programs.general.plan.result_owners, 2) == own
+    owners = compiled.programs.general.plan.result_owners
+    assert _own_carries(compiled.inputs, compiled.graph.outputs, owners, 2) == own
     first, later = body.step_runners(2)
     assert (later is first) == (not own)
 
@@ -191,3 +192,20 @@ def test_the_checked_call_stands_in_only_before_the_first_write():
     with pytest.raises(AttributeError):
         later([start.copy(), ks])
     np.testing.assert_array_equal(first([start.copy(), ks])[0], np.exp(start) @ np.array(ks))
+
+
+def test_carries_of_unknown_size_or_scalars_are_not_written_over():
+    h0, xs = gc.placeholder((None, N)), gc.placeholder((None, None, N))
+    total = gc.placeholder(())
+    (h, s), ys = gc.scan(lambda c, x: ((gc.tanh(c[0] + x), c[1] + x.sum()), c[0] * 2.0), (h0, total), xs)
+    f = gc.function([h0, total, xs], [h, s, ys])
+    body = _scan_body(f)
+    first, later = body.step_runners(2)
+    assert later is first
+    start, steps = RNG.standard_normal((3, N)), RNG.standard_normal((4, 3, N))
+    expected_h, expected_s, rows = start, 0.5, []
+    for x in steps:
+        rows.append(expected_h * 2.0)
+        expected_h, expected_s = np.tanh(expected_h + x), expected_s + x.sum()
+    for got, expected in zip(f(start, 0.5, steps), (expected_h, expected_s, np.stack(rows))):
+        np.testing.assert_allclose(got, expected, rtol=1e-14)
