@@ -190,7 +190,10 @@ def onnx_pack(b, names, shapes, dtypes, dtype, tangent=False):
         flat = [header] + flat
     if not flat:
         return b.constant(np.zeros(0, dtype))
-    return flat[0] if len(flat) == 1 else b.emit("Concat", *flat, axis=0)
+    packed = flat[0] if len(flat) == 1 else b.emit("Concat", *flat, axis=0)
+    if not tangent:
+        b.parts[packed] = list(zip(names, dtypes))
+    return packed
 
 
 def _onnx_header(b, dims, dtype):
@@ -291,6 +294,9 @@ def _part_jvp(tangents, out, packed, like):
 
 def _part_onnx(b, node, packed, like):
     ndims, index = node.attrs["ndims"], node.attrs["index"]
+    if packed == like and packed in b.parts:  # a loop's result read back: the value it packed
+        name, dtype = b.parts[packed][index]
+        return b.cast(name, dtype, node.dtype)
     sizes = _onnx_sizes(b, like, node.inputs[1].dtype, ndims)
     start, stop, dims = _onnx_place_of(b, sizes, ndims, index, node.inputs[0].dtype)
     return b.emit("Reshape", b.emit("Slice", packed, start, stop), dims, allowzero=1)
