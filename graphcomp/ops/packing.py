@@ -177,12 +177,12 @@ def _pack_jvp(tangents, out, *parts):
     return apply(LOOP_PACK, *[ew.zeros_like(p) if t is None else t for t, p in zip(tangents, parts)], tangent=True)
 
 
-def onnx_pack(b, names, shapes, dtypes, dtype, tangent=False):
+def onnx_pack(b, names, shapes, dtypes, dtype, tangent=False, header=None):
     """The ONNX form of packing: the values `names` (results of `shapes` and `dtypes`) raveled,
     cast to `dtype` and concatenated, after the header of their dimensions when a size is unknown
-    (zeros in a `tangent`'s); `b` is the exporter's Builder."""
+    or `header` says so (zeros in a `tangent`'s); `b` is the exporter's Builder."""
     flat = [b.emit("Reshape", b.cast(name, source, dtype), b.ints([-1])) for name, source in zip(names, dtypes)]
-    if has_header(shapes):
+    if has_header(shapes) if header is None else header:
         if tangent:
             header = b.constant(np.zeros(sum(len(shape) for shape in shapes) * _words(dtype), dtype))
         else:
@@ -240,7 +240,7 @@ def _onnx_place_of(b, sizes, ndims, index, dtype):
 def _pack_onnx(b, node, *names):
     parts = node.inputs
     return onnx_pack(b, names, [p.shape for p in parts], [p.dtype for p in parts], node.dtype,
-                     node.attrs["tangent"])
+                     node.attrs["tangent"], header=True)  # a header even where every size is known
 
 
 LOOP_PACK = register(OpDef(
