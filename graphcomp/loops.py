@@ -977,8 +977,34 @@ def _scan_onnx(b, node, *names):
     if reverse:  # Loop stacks in the order the steps ran
         ys = [b.emit("Slice", y, b.ints([-1]), b.ints([np.iinfo(np.int64).min]), b.ints([0]), b.ints([-1]))
               for y in ys]
+    if length is None or length == 0:
+        ys = _onnx_ys_of_no_steps(b, count, ys, body, init, list(zip(xs, node.inputs[nc:nc + nx])), consts)
     shapes, dtypes = _scan_shapes(body, nc, length)
     return onnx_pack(b, results[:nc] + ys, shapes, dtypes, node.dtype)
+
+
+def _onnx_ys_of_no_steps(b, count, ys, body, init, xs, consts):
+    """The stacked `ys` of a scan, given the sizes its body gives them when no step runs (a Loop
+    of no iterations cannot tell a size its body computes): one step on rows of zeros, run only
+    then, tells them. `xs`: (value, node) of each sequence."""
+    nc = len(init)
+    unknown = [j for j, y in enumerate(body.outputs[nc:]) if None in y.shape]
+    if not unknown:
+        return ys
+    once, otherwise = b.nested(), b.nested()
+    rows = [once.emit("ConstantOfShape", once.emit("Shape", x, start=1), value=once.tensor(np.zeros(1), x_node.dtype))
+            for x, x_node in xs]
+    outs = _onnx_body(once, body, init + rows + consts)
+    sizes = [(once.emit("Concat", once.ints([0]), once.emit("Shape", outs[nc + j]), axis=0), np.int64, [None])
+             for j in unknown]
+    stacked = [(otherwise.emit("Shape", ys[j]), np.int64, [None]) for j in unknown]
+    no_step = b.emit("Equal", count, b.constant(np.int64(0)))
+    shapes = b.emit("If", no_step, outputs=len(unknown), then_branch=once.graph("no_step", [], sizes),
+                    else_branch=otherwise.graph("steps", [], stacked))
+    ys = list(ys)
+    for j, shape in zip(unknown, [shapes] if len(unknown) == 1 else shapes):
+        ys[j] = b.emit("Reshape", ys[j], shape, allowzero=1)
+    return ys
 
 
 SCAN = register(OpDef(

@@ -73,6 +73,20 @@ def test_a_carry_of_unknown_batch_and_its_gradient(ort, dtype):
     _same_in_onnxruntime(ort, [c, ys] + gc.grad((ys * ys).sum() + c.sum(), [b]), [b], feeds, dtype)
 
 
+@pytest.mark.parametrize("reverse", [False, True])
+def test_no_steps_give_ys_the_sizes_the_body_gives_them(ort, reverse):
+    # a Loop of no iterations cannot tell the batch of what its body stacks: graphcomp's sizes must come out
+    h0, xs = gc.placeholder((None, 3), name="h0"), gc.placeholder((None, None, 2), name="xs")
+    u = gc.constant(np.linspace(-1.0, 1.0, 6).reshape(2, 3))
+    h, (doubled, sums) = gc.scan(lambda c, x: (gc.tanh(c + x @ u), (c * 2.0, gc.tanh(c).sum(axis=1))), h0, xs,
+                                 reverse=reverse)
+    outputs = [h, doubled, sums] + gc.grad((h * h).sum() + (doubled * sums[:, :, None]).sum(), [h0, xs])
+    rng = np.random.default_rng(4)
+    feeds = [[rng.standard_normal((batch, 3)), rng.standard_normal((steps, batch, 2))]
+             for batch, steps in ((4, 0), (1, 0), (0, 0), (0, 2), (1, 1), (3, 4))]
+    _same_in_onnxruntime(ort, outputs, [h0, xs], feeds)
+
+
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_a_while_loop_and_its_gradient_counting_the_steps_when_it_runs(ort, dtype):
     x = gc.placeholder((3,), dtype=dtype, name="x")
