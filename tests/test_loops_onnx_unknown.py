@@ -134,7 +134,8 @@ def test_a_float32_header_holds_a_size_past_24_bits(ort):
     # float32 holds each size as two 24-bit halves: a batch of 2**24 + 3 rows of no columns
     b = gc.placeholder((None, None), dtype="float32", name="b")
     c, ys = gc.scan(lambda c, x: (c * x, c.sum() + x), b, gc.constant(np.array([2.0, 3.0], np.float32)))
-    _same_in_onnxruntime(ort, [c, ys], [b], [[np.zeros((2 ** 24 + 3, 0), np.float32)]], "float32")
+    outputs = [c, ys] + gc.grad(c.sum() + (ys * ys).sum(), [b])  # the gradient reads the header
+    _same_in_onnxruntime(ort, outputs, [b], [[np.zeros((2 ** 24 + 3, 0), np.float32)]], "float32")
 
 
 def _rnn(h0, xs, w, u, reverse):
