@@ -133,7 +133,8 @@ class Builder:
 
     def graph(self, name, inputs, outputs):
         """The GraphProto of this (nested) builder's nodes: `inputs` and `outputs` are lists of
-        (value name, dtype, shape); each output is written by an Identity of its own."""
+        (value name, dtype, shape); each output is written by an Identity of its own, and the
+        nodes no output needs are left out."""
         nodes = read_nodes(self.nodes, [value for value, _, _ in outputs])
         infos = []
         for value, dtype, shape in outputs:

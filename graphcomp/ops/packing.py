@@ -6,7 +6,8 @@ when the graph is built lie at fixed offsets, read back by static slices. When a
 unknown (a batch size, a trip count), the vector starts with a header of every result's
 dimensions, and three records read and write it: LOOP_PACK packs tensors in that layout,
 LOOP_PART reads a result back at the offsets the header gives when it runs, and LOOP_PLACE
-puts one result's cotangent where LOOP_PART read it (zeros elsewhere).
+puts one result's cotangent where LOOP_PART read it (zeros elsewhere). Their ONNX forms build
+and read the header with ONNX ops (`onnx_pack` packs a loop's results in an exported model).
 """
 
 from __future__ import annotations

@@ -1032,7 +1032,7 @@ def _steps_impl(n):
 
 
 def _onnx_steps(b, node, n):
-    count = b.cast(b.emit("Reshape", n, b.ints([])), node.inputs[0].dtype, np.int64)
+    count = b.cast(n, node.inputs[0].dtype, np.int64)
     return b.emit("Range", b.constant(np.int64(0)), count, b.constant(np.int64(1)))  # empty for n <= 0
 
 
