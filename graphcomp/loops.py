@@ -65,8 +65,8 @@ from graphcomp.passes.rematerialize import stored_residuals
 from graphcomp.passes.rewrite import make_node
 from graphcomp.passes.simplify import simplify
 from graphcomp.ops import elementwise as ew
-from graphcomp.ops.packing import (empty_where, has_header, header_of, layout, pack, pack_arrays, packed_arrays,
-                                    packed_shape, unpack, write_packed, written)
+from graphcomp.ops.packing import (empty_where, has_header, header_of, layout, onnx_pack, pack, pack_arrays,
+                                    packed_arrays, packed_shape, unpack, write_packed, written)
 from graphcomp.ops import shape as sh
 from graphcomp.ops.shape import STEPS
 from graphcomp.registry import DASK_WHOLE_ARRAYS, OpDef, register
@@ -418,12 +418,9 @@ def _onnx_body(b, body, names):
     return [values[out] for out in body.outputs]
 
 
-def _onnx_pack(b, names, dtypes, dtype):
-    """The values `names` (of `dtypes`) raveled, cast to `dtype` and concatenated: a packed result."""
-    flat = [b.emit("Reshape", b.cast(name, source, dtype), b.ints([-1])) for name, source in zip(names, dtypes)]
-    if not flat:
-        return b.constant(np.zeros(0, dtype))
-    return flat[0] if len(flat) == 1 else b.emit("Concat", *flat, axis=0)
+def _onnx_pack(b, names, outputs, dtype):
+    """The values `names` of a body's `outputs` packed into one vector of `dtype` (ONNX)."""
+    return onnx_pack(b, names, [o.shape for o in outputs], [o.dtype for o in outputs], dtype)
 
 
 def _onnx_loop(b, trip_count, first_test, carries, carry_nodes, step, label, scanned=()):
@@ -1065,20 +1062,49 @@ def _scan_onnx(b, node, *names):
     a = node.attrs
     body, nc, nx, length, reverse = a["body"], a["carries"], a["sequences"], a["length"], a["reverse"]
     init, xs, consts = list(names[:nc]), list(names[nc:nc + nx]), list(names[nc + nx:])
+    if length is None:  # the xs' length, read when the model runs
+        count = b.emit("Reshape", b.emit("Shape", xs[0], start=0, end=1), b.ints([]))
+    else:
+        count = b.constant(np.int64(length))
 
     def step(sub, iteration, carry):
-        t = sub.emit("Sub", sub.constant(np.int64(length - 1)), iteration) if reverse else iteration
+        t = sub.emit("Sub", sub.emit("Sub", count, sub.constant(np.int64(1))), iteration) if reverse else iteration
         rows = [sub.emit("Gather", x, t, axis=0) for x in xs]
         outs = _onnx_body(sub, body, carry + rows + consts)
         return None, outs[:nc], outs[nc:]
-    results = _onnx_loop(b, b.constant(np.int64(length)), None, init, body.inputs[:nc], step, "scan_body",
-                         body.outputs[nc:])
+    results = _onnx_loop(b, count, None, init, body.inputs[:nc], step, "scan_body", body.outputs[nc:])
     ys = results[nc:]
     if reverse:  # Loop stacks in the order the steps ran
         ys = [b.emit("Slice", y, b.ints([-1]), b.ints([np.iinfo(np.int64).min]), b.ints([0]), b.ints([-1]))
               for y in ys]
-    _, dtypes = _scan_shapes(body, nc, length)
-    return _onnx_pack(b, results[:nc] + ys, dtypes, node.dtype)
+    if length is None or length == 0:
+        ys = _onnx_ys_of_no_steps(b, count, ys, body, init, list(zip(xs, node.inputs[nc:nc + nx])), consts)
+    shapes, dtypes = _scan_shapes(body, nc, length)
+    return onnx_pack(b, results[:nc] + ys, shapes, dtypes, node.dtype)
+
+
+def _onnx_ys_of_no_steps(b, count, ys, body, init, xs, consts):
+    """The stacked `ys` of a scan, given the sizes its body gives them when no step runs (a Loop
+    of no iterations cannot tell a size its body computes): one step on rows of zeros, run only
+    then, tells them. `xs`: (value, node) of each sequence."""
+    nc = len(init)
+    unknown = [j for j, y in enumerate(body.outputs[nc:]) if None in y.shape]
+    if not unknown:
+        return ys
+    once, otherwise = b.nested(), b.nested()
+    rows = [once.emit("ConstantOfShape", once.emit("Shape", x, start=1), value=once.tensor(np.zeros(1), x_node.dtype))
+            for x, x_node in xs]
+    outs = _onnx_body(once, body, init + rows + consts)
+    sizes = [(once.emit("Concat", once.ints([0]), once.emit("Shape", outs[nc + j]), axis=0), np.int64, [None])
+             for j in unknown]
+    stacked = [(otherwise.emit("Shape", ys[j]), np.int64, [None]) for j in unknown]
+    no_step = b.emit("Equal", count, b.constant(np.int64(0)))
+    shapes = b.emit("If", no_step, outputs=len(unknown), then_branch=once.graph("no_step", [], sizes),
+                    else_branch=otherwise.graph("steps", [], stacked))
+    ys = list(ys)
+    for j, shape in zip(unknown, [shapes] if len(unknown) == 1 else shapes):
+        ys[j] = b.emit("Reshape", ys[j], shape, allowzero=1)
+    return ys
 
 
 SCAN = register(OpDef(
@@ -1271,10 +1297,10 @@ def _switch_onnx(b, node, index, *operands):
     def taken_from(builder, i):
         if i == len(branches) - 1:
             outs = _onnx_body(builder, branches[i], list(operands))
-            return _onnx_pack(builder, outs, [o.dtype for o in branches[i].outputs], node.dtype)
+            return _onnx_pack(builder, outs, branches[i].outputs, node.dtype)
         here, rest = builder.nested(), builder.nested()
         then_value = _onnx_body(here, branches[i], list(operands))
-        then_value = _onnx_pack(here, then_value, [o.dtype for o in branches[i].outputs], node.dtype)
+        then_value = _onnx_pack(here, then_value, branches[i].outputs, node.dtype)
         else_value = taken_from(rest, i + 1)
         packed = (node.dtype, list(node.shape))
         at_most_i = builder.emit("LessOrEqual", index, builder.constant(np.array(i, node.inputs[0].dtype)))
@@ -1429,7 +1455,7 @@ def _while_onnx(b, node, *names):
         return _onnx_body(sub, test, new + consts)[0], new, []
     first = _onnx_body(b, test, carries + consts)[0]
     finals = _onnx_loop(b, None, first, carries, body.inputs[:nc], step, "while_body")
-    return _onnx_pack(b, finals, [o.dtype for o in body.outputs], node.dtype)
+    return _onnx_pack(b, finals, body.outputs, node.dtype)
 
 
 WHILE_LOOP = register(OpDef(

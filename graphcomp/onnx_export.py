@@ -49,7 +49,9 @@ class Builder:
     Values are named by strings. `emit` adds one node and returns its output's name;
     `constant` and `ints` add initializers; `operands` casts a node's inputs to one dtype
     (ONNX ops take operands of one type where NumPy promotes); `unsupported` refuses a case an
-    op's form cannot express.
+    op's form cannot express. `parts` maps a value packed from several (a loop's results) to
+    the values it packs, (name, dtype) each, so that a form reading one back may take it whole;
+    nodes whose values nothing reads are left out of the model.
     """
 
     def __init__(self, onnx, reserved=()):
@@ -62,6 +64,7 @@ class Builder:
         self._counter = itertools.count()
         self._cache = {}
         self._emitted = {}
+        self.parts = {}
         self.current = None  # the graphcomp node whose form is being emitted
 
     # names -----------------------------------------------------------------------------------
@@ -120,7 +123,7 @@ class Builder:
     def nested(self):
         """A Builder for a subgraph: its own nodes and initializers, names unique with this one's."""
         sub = Builder(self._onnx)
-        sub._used, sub._counter = self._used, self._counter
+        sub._used, sub._counter, sub.parts = self._used, self._counter, self.parts  # outer values are seen inside
         sub.current = self.current
         return sub
 
@@ -130,8 +133,9 @@ class Builder:
 
     def graph(self, name, inputs, outputs):
         """The GraphProto of this (nested) builder's nodes: `inputs` and `outputs` are lists of
-        (value name, dtype, shape); each output is written by an Identity of its own."""
-        nodes = list(self.nodes)
+        (value name, dtype, shape); each output is written by an Identity of its own, and the
+        nodes no output needs are left out."""
+        nodes = read_nodes(self.nodes, [value for value, _, _ in outputs])
         infos = []
         for value, dtype, shape in outputs:
             out = self.fresh(f"{name}_out")
@@ -267,19 +271,30 @@ def to_onnx(obj, inputs=None, input_names=None, output_names=None, graph_name="g
         values[node] = node.op.onnx(builder, node, *(values[i] for i in node.inputs))
     builder.current = None
 
-    used = _names_read(builder.nodes)
+    nodes = read_nodes(builder.nodes, [values[node] for node in outputs])
+    used = _names_read(nodes)
     initializers = [tensor for tensor in builder.initializers if tensor.name in used]  # e.g. a `like` of static shape
     graph_outputs = []
     for node, name in zip(outputs, output_names):
-        builder.nodes.append(helper.make_node("Identity", [values[node]], [name], name=builder.fresh("output")))
+        nodes.append(helper.make_node("Identity", [values[node]], [name], name=builder.fresh("output")))
         graph_outputs.append(helper.make_tensor_value_info(name, builder.element_type(node.dtype), list(node.shape)))
     model = helper.make_model(
-        helper.make_graph(builder.nodes, graph_name, graph_inputs, graph_outputs, initializers),
+        helper.make_graph(nodes, graph_name, graph_inputs, graph_outputs, initializers),
         opset_imports=[helper.make_opsetid("", OPSET)], producer_name="graphcomp",
         doc_string="exported by graphcomp")
     model.ir_version = IR_VERSION
     onnx.checker.check_model(model)
     return model
+
+
+def read_nodes(nodes, wanted):
+    """The nodes (in order) that the values `wanted` need, directly or through others."""
+    needed, kept = set(wanted), []
+    for node in reversed(nodes):
+        if needed.intersection(node.output):
+            kept.append(node)
+            needed |= _names_read([node])
+    return kept[::-1]
 
 
 def _names_read(nodes):

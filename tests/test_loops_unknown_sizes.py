@@ -3,9 +3,9 @@
 A loop whose carries, ys or branch outputs have a None in their shape packs its results after a
 header of their dimensions, read when it runs. Such a graph must give the bits of the same graph
 built with the sizes known, for values, gradients, jvps and both HVPs, at every size it is fed;
-its derivatives must match finite differences; it saves, loads and pickles; and what cannot work
-(an ONNX form) is refused, saying why. (Checkpoints over an unknown number of steps:
-test_loops_checkpoint_unknown.py.)
+its derivatives must match finite differences; and it saves, loads and pickles. (Checkpoints over
+an unknown number of steps: test_loops_checkpoint_unknown.py; ONNX export:
+test_loops_onnx_unknown.py.)
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import pytest
 
 import graphcomp as gc
 from finite_differences import central_gradient
-from graphcomp.onnx_export import OnnxExportError
 
 H, D = 3, 2
 RNG = np.random.default_rng(11)
@@ -210,15 +209,6 @@ def test_xs_of_two_known_lengths_are_refused():
     a, b = gc.placeholder((3, 2)), gc.placeholder((4, 2))
     with pytest.raises(gc.ShapeError, match=r"leading axes of lengths \[3, 4\]"):
         gc.scan(lambda c, x: (c, None), gc.constant(0.0), (a, b))
-
-
-def test_the_onnx_form_needs_known_sizes():
-    pytest.importorskip("onnx")
-    h0, xs = gc.placeholder((None, H), name="h0"), gc.placeholder((5, None, D), name="xs")
-    h, _ = gc.scan(lambda c, x: (gc.tanh(c + x.sum()), None), h0, xs)
-    f = gc.function([h0, xs], h)
-    with pytest.raises(OnnxExportError, match="op 'loop_part' has no ONNX form.*test_loops_unknown_sizes"):
-        gc.onnx_export.to_onnx(f)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float16"])

@@ -6,7 +6,8 @@ when the graph is built lie at fixed offsets, read back by static slices. When a
 unknown (a batch size, a trip count), the vector starts with a header of every result's
 dimensions, and three records read and write it: LOOP_PACK packs tensors in that layout,
 LOOP_PART reads a result back at the offsets the header gives when it runs, and LOOP_PLACE
-puts one result's cotangent where LOOP_PART read it (zeros elsewhere).
+puts one result's cotangent where LOOP_PART read it (zeros elsewhere). Their ONNX forms build
+and read the header with ONNX ops (`onnx_pack` packs a loop's results in an exported model).
 """
 
 from __future__ import annotations
@@ -177,8 +178,74 @@ def _pack_jvp(tangents, out, *parts):
     return apply(LOOP_PACK, *[ew.zeros_like(p) if t is None else t for t, p in zip(tangents, parts)], tangent=True)
 
 
+def onnx_pack(b, names, shapes, dtypes, dtype, tangent=False, header=None):
+    """The ONNX form of packing: the values `names` (results of `shapes` and `dtypes`) raveled,
+    cast to `dtype` and concatenated, after the header of their dimensions when a size is unknown
+    or `header` says so (zeros in a `tangent`'s); `b` is the exporter's Builder."""
+    flat = [b.emit("Reshape", b.cast(name, source, dtype), b.ints([-1])) for name, source in zip(names, dtypes)]
+    if has_header(shapes) if header is None else header:
+        if tangent:
+            header = b.constant(np.zeros(sum(len(shape) for shape in shapes) * _words(dtype), dtype))
+        else:
+            header = _onnx_header(b, [b.emit("Shape", name) for name in names], dtype)
+        flat = [header] + flat
+    if not flat:
+        return b.constant(np.zeros(0, dtype))
+    packed = flat[0] if len(flat) == 1 else b.emit("Concat", *flat, axis=0)
+    if not tangent:
+        b.parts[packed] = list(zip(names, dtypes))
+    return packed
+
+
+def _onnx_header(b, dims, dtype):
+    """The header (ONNX) of a packed vector of `dtype` whose results have the dimensions `dims`
+    (int64 vectors, one per result), as header_of writes it."""
+    sizes = b.emit("Concat", *dims, axis=0) if len(dims) > 1 else dims[0]
+    if _words(dtype) == 2:  # each size as its high and low 24 bits
+        unit, last = b.constant(np.int64(1 << LOW_BITS)), b.ints([1])
+        high = b.emit("Unsqueeze", b.emit("Div", sizes, unit), last)
+        low = b.emit("Unsqueeze", b.emit("Mod", sizes, unit), last)
+        sizes = b.emit("Reshape", b.emit("Concat", high, low, axis=1), b.ints([-1]))
+    return b.cast(sizes, np.int64, dtype)
+
+
+def _onnx_sizes(b, like, dtype, ndims):
+    """Every result's dimensions (one int64 vector, ONNX) as the header of the packed vector
+    `like` (of `dtype`) holds them; header_sizes's ONNX form."""
+    words = _words(dtype)
+    header = b.cast(b.emit("Slice", like, b.ints([0]), b.ints([sum(ndims) * words])), dtype, np.int64)
+    if words == 2:
+        pairs = b.emit("Reshape", header, b.ints([-1, 2]))
+        high = b.emit("Slice", pairs, b.ints([0]), b.ints([1]), b.ints([1]))
+        low = b.emit("Slice", pairs, b.ints([1]), b.ints([2]), b.ints([1]))
+        header = b.emit("Reshape", b.emit("Add", b.emit("Mul", high, b.constant(np.int64(1 << LOW_BITS))), low),
+                        b.ints([-1]))
+    return header
+
+
+def _onnx_place_of(b, sizes, ndims, index, dtype):
+    """(start, stop, dimensions) of result `index` in a packed vector of `dtype` whose results
+    have the dimensions `sizes` (_onnx_sizes): _place_of's ONNX form, each a 1-D int64 value."""
+    def dims(j):
+        first = sum(ndims[:j])
+        return b.emit("Slice", sizes, b.ints([first]), b.ints([first + ndims[j]]))
+
+    def size(j):
+        return b.ints([1]) if ndims[j] == 0 else b.emit("ReduceProd", dims(j), keepdims=1)
+    start = b.ints([sum(ndims) * _words(dtype)])
+    for j in range(index):
+        start = b.emit("Add", start, size(j))
+    return start, b.emit("Add", start, size(index)), dims(index)
+
+
+def _pack_onnx(b, node, *names):
+    parts = node.inputs
+    return onnx_pack(b, names, [p.shape for p in parts], [p.dtype for p in parts], node.dtype,
+                     node.attrs["tangent"], header=True)  # a header even where every size is known
+
+
 LOOP_PACK = register(OpDef(
-    "loop_pack", pack_arrays, _pack_infer, vjp=_pack_vjp, jvp=_pack_jvp, fresh_result=True,
+    "loop_pack", pack_arrays, _pack_infer, vjp=_pack_vjp, jvp=_pack_jvp, fresh_result=True, onnx=_pack_onnx,
     backend_impls=DASK_WHOLE_ARRAYS, attrs={"tangent": checks.boolean},
     doc="its operands raveled into one vector after a header of their dimensions (zeros in a tangent's), "
         "a loop's results whose sizes are unknown when the graph is built",
@@ -226,8 +293,19 @@ def _part_jvp(tangents, out, packed, like):
     return None if tangents[0] is None else apply(LOOP_PART, tangents[0], like, **out.attrs)
 
 
+def _part_onnx(b, node, packed, like):
+    ndims, index = node.attrs["ndims"], node.attrs["index"]
+    if packed == like and packed in b.parts:  # a loop's result read back: the value it packed
+        name, dtype = b.parts[packed][index]
+        return b.cast(name, dtype, node.dtype)
+    sizes = _onnx_sizes(b, like, node.inputs[1].dtype, ndims)
+    start, stop, dims = _onnx_place_of(b, sizes, ndims, index, node.inputs[0].dtype)
+    return b.emit("Reshape", b.emit("Slice", packed, start, stop), dims, allowzero=1)
+
+
 LOOP_PART = register(OpDef(
     "loop_part", _part_impl, _part_infer, vjp=(_part_vjp, None), jvp=_part_jvp, backend_impls=DASK_WHOLE_ARRAYS,
+    onnx=_part_onnx,
     attrs={"ndims": _ndims, "index": _part_index, "shape": _part_shape},
     doc="result `index` of a packed vector with a header (read from its second operand, the loop's result)",
 ))
@@ -256,8 +334,18 @@ def _place_jvp(tangents, out, value, like):
     return None if tangents[0] is None else apply(LOOP_PLACE, tangents[0], like, **out.attrs)
 
 
+def _place_onnx(b, node, value, like):
+    ndims, index = node.attrs["ndims"], node.attrs["index"]
+    sizes = _onnx_sizes(b, like, node.dtype, ndims)
+    start, stop, _ = _onnx_place_of(b, sizes, ndims, index, node.dtype)
+    flat = b.emit("Reshape", b.cast(value, node.inputs[0].dtype, node.dtype), b.ints([-1]))
+    after = b.emit("Sub", b.emit("Shape", like), stop)
+    return b.emit("Pad", flat, b.emit("Concat", start, after, axis=0))  # zeros before and after
+
+
 LOOP_PLACE = register(OpDef(
     "loop_place", _place_impl, _place_infer, vjp=(_place_vjp, None), jvp=_place_jvp, fresh_result=True,
+    onnx=_place_onnx,
     shape_from_last_input=True, backend_impls=DASK_WHOLE_ARRAYS,
     attrs={"ndims": _ndims, "index": _part_index},
     doc="zeros shaped as a packed vector with a header (its second operand), result `index` set to its first",

@@ -1160,7 +1160,12 @@ def _steps_impl(n):
     return np.arange(max(count, 0), dtype=np.int64, like=like)
 
 
+def _onnx_steps(b, node, n):
+    count = b.cast(n, node.inputs[0].dtype, np.int64)
+    return b.emit("Range", b.constant(np.int64(0)), count, b.constant(np.int64(1)))  # empty for n <= 0
+
+
 STEPS = register(OpDef("steps", _steps_impl, _steps_infer, differentiable=False, fresh_result=True,
-                       backend_impls=DASK_WHOLE_ARRAYS,
+                       backend_impls=DASK_WHOLE_ARRAYS, onnx=_onnx_steps,
                        doc="0, 1, ..., n - 1 (int64) for a scalar integer n: a vector whose length is the count "
                            "when it runs (what a loop of a counted number of steps scans over)"))
