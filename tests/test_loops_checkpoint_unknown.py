@@ -7,7 +7,8 @@ must give the bits of the same scan without checkpoints for its value, gradients
 forward-over-reverse HVP; its reverse-over-reverse HVP adds its contributions segment by segment
 (as a checkpointed scan of known length does), so it gives the bits of the checkpointed scan of
 known length and matches the plain one to rounding. Its gradients match central differences and
-JAX; it stores about n/k + k carries, not n; it saves, loads and pickles; ONNX export refuses it.
+JAX; it stores about n/k + k carries, not n; it saves, loads and pickles; and it exports to
+ONNX, where onnxruntime gives its values.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import pytest
 
 import graphcomp as gc
 from finite_differences import central_gradient
-from graphcomp.onnx_export import OnnxExportError
 
 H, K = 3, 3
 LENGTHS = [0, 1, K - 1, K, K + 1, 2 * K, 2 * K + 3]
@@ -211,13 +211,16 @@ def test_saves_loads_and_pickles_with_the_same_bits(tmp_path):
             np.testing.assert_array_equal(a, b)
 
 
-def test_onnx_export_of_the_gradient_is_refused_naming_the_op_and_the_line():
+@pytest.mark.parametrize("reverse", [False, True])
+def test_the_gradient_exports_to_onnx_and_onnxruntime_gives_its_values(reverse):
+    ort = pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")
+    from test_loops_onnx_unknown import _same_in_onnxruntime
     h, xs = gc.placeholder((H,), name="h"), gc.placeholder((None, H), name="xs")
-    c, _ = gc.scan(lambda c, x: (gc.tanh(c + x), None), h, xs, checkpoint=K)
-    f = gc.function([h, xs], gc.grad((c ** 2).sum(), [h, xs]))
-    with pytest.raises(OnnxExportError, match=r"op '\w+' has no ONNX form.*test_loops_checkpoint_unknown.py"):
-        gc.onnx_export.to_onnx(f)
+    c, _ = gc.scan(lambda c, x: (gc.tanh(c + x), None), h, xs, checkpoint=K, reverse=reverse)
+    rng = np.random.default_rng(5)
+    feeds = [[rng.standard_normal(H), rng.standard_normal((n, H))] for n in (0, 1, K, K + 1, 2 * K + 1)]
+    _same_in_onnxruntime(ort, gc.grad((c ** 2).sum(), [h, xs]), [h, xs], feeds)
 
 
 def test_cutting_and_joining_rows_refuse_what_does_not_fit():

@@ -110,3 +110,14 @@ def test_bad_bounds_are_errors_naming_the_line(bound, error, message):
     x = gc.placeholder((3,))
     with pytest.raises(error, match=message + r".*built at .*test_loops_fori_bounds"):
         gc.fori_loop(0, bound, lambda i, v: v * 2.0, x)
+
+
+def test_a_loop_with_a_tensor_bound_exports_to_onnx():
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    from test_loops_onnx_unknown import _same_in_onnxruntime
+    x, lr, n = gc.placeholder((3,), name="x"), gc.placeholder((), name="lr"), gc.placeholder((), "int64", name="n")
+    v = gc.fori_loop(1, n, _step(lr), x)
+    loss = (v ** 2).sum()
+    feeds = [[X, np.array(high), np.array(LR)] for high in (0, 1, 2, 6)]
+    _same_in_onnxruntime(ort, [loss] + gc.grad(loss, [x, lr]), [x, n, lr], feeds)
