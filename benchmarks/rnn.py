@@ -27,7 +27,9 @@ T * B products per entry, in another order in each system).
 Also printed, once (in float64): seconds to build and compile (gc.function of value and
 gradient) a 1,000-step scan of an LSTM cell, against the same cell unrolled in the graph
 (measured at fewer steps, said in the line); and the time per step of a scan whose body is one
-scalar addition.
+scalar addition. Then, per dtype, the kernel floor: one Elman step's two big kernels on a (B, H)
+array, tanh and the (B,H)@(H,H) product, NumPy's against JAX's (inside a jitted scan): where
+JAX's kernels are faster, no graph-level work brings a loop built on NumPy's down to JAX's time.
 
 BLAS, graphcomp and PyTorch are held to one thread (threadpoolctl, gc.set_num_threads,
 torch.set_num_threads), JAX through XLA_FLAGS, set before it is imported.
@@ -361,6 +363,44 @@ def step_overhead(gc, np, settings):
     return statistics.median(samples)
 
 
+def kernel_floor(np, jax, settings, dtype):
+    """Seconds per step of the Elman RNN's two big kernels on a (B, H) array, NumPy's against
+    JAX's: [("tanh", numpy, jax), ("(B,H)@(H,H)", numpy, jax)] (medians). JAX's are timed
+    inside a jitted lax.scan of 100 dependent steps (tanh's as tanh(c) * s less c * s), so
+    that its dispatch is not counted; NumPy's writes into a preallocated array."""
+    import statistics  # noqa: PLC0415
+    rng = np.random.default_rng(2)
+    b, h = settings.batch, settings.hidden
+    c = rng.standard_normal((b, h)).astype(dtype)
+    w = (rng.standard_normal((h, h)) / (2 * np.sqrt(h))).astype(dtype)
+    out = np.empty_like(c)
+
+    def median_of(call, number):
+        samples = []
+        for _ in range(7):
+            start = time.perf_counter()
+            for _ in range(number):
+                call()
+            samples.append((time.perf_counter() - start) / number)
+        return statistics.median(samples)
+    number = 3 if settings.tiny else 50
+    rows = [["tanh", median_of(lambda: np.tanh(c, out=out), number)],
+            [f"({b},{h})@({h},{h})", median_of(lambda: np.matmul(c, w, out=out), number)]]
+    if jax is None:
+        return [row + [None] for row in rows]
+    jnp, steps = jax.numpy, 100
+
+    def per_step(step):
+        run = jax.jit(lambda c0, w0: jax.lax.scan(lambda carry, _: (step(carry, w0), None), c0, None, length=steps)[0])
+        run(c, w).block_until_ready()
+        return median_of(lambda: run(c, w).block_until_ready(), max(1, number // 10)) / steps
+    scale = np.asarray(0.99, dtype)
+    tanh = per_step(lambda x, _: jnp.tanh(x) * scale) - per_step(lambda x, _: x * scale)
+    rows[0].append(max(tanh, 0.0))
+    rows[1].append(per_step(lambda x, w0: x @ w0))
+    return rows
+
+
 def timed_rows(gc, np, peers, settings, dtype, cpu_time):
     """[(label, {case: median seconds})] for each cell, every system computing in `dtype`."""
     rng = np.random.default_rng(0)  # the same draws for every dtype, rounded to it
@@ -408,6 +448,7 @@ def run(settings, with_peers=True, cpu_time=False, dtypes=DTYPES["both"]):
     pinned = pin_one_thread()
     log(f"graphcomp from {os.path.dirname(gc.__file__)}")
     tables = {dtype: timed_rows(gc, np, peers, settings, dtype, cpu_time) for dtype in dtypes}
+    floors = {dtype: kernel_floor(np, peers.get("jax"), settings, dtype) for dtype in dtypes}
     scanned, unrolled = compile_seconds(gc, settings)
     overhead = step_overhead(gc, np, settings)
 
@@ -427,6 +468,10 @@ def run(settings, with_peers=True, cpu_time=False, dtypes=DTYPES["both"]):
                  f"{settings.unrolled_steps} steps, {duration(unrolled)}")
     lines.append(f"Per-step overhead: a scan whose body adds one scalar, {settings.overhead_steps} steps: "
                  f"{duration(overhead)} a step")
+    for dtype, rows in floors.items():
+        kernels = "; ".join(f"{name} NumPy {duration(mine)}" + ("" if theirs is None else f", JAX {duration(theirs)}")
+                            for name, mine, theirs in rows)
+        lines.append(f"Kernel floor, one Elman step's kernels ({dtype}, wall clock): {kernels}")
     lines.append("")
     first_rows = next(iter(tables.values()))
     tolerances = " and ".join(f"{TOLERANCES[dtype]:.0e} in {dtype}".replace("e-0", "e-") for dtype in dtypes)

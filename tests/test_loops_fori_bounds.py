@@ -72,6 +72,7 @@ def test_derivatives_match_finite_differences(high):
     np.testing.assert_allclose([hv_rev, hv_fwd], [curvature, curvature], rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.slow
 def test_gradients_match_jax():
     jax = pytest.importorskip("jax")
     jax.config.update("jax_enable_x64", True)

@@ -57,6 +57,12 @@ def test_rnn_benchmark_prints_its_tables_after_checking_every_system():
     compile_line = next(line for line in lines if line.startswith("Compile "))
     assert re.search(rf"20-step gc.scan {DURATION}; the cell unrolled in the graph, 5 steps, {DURATION}", compile_line)
     assert len([line for line in lines if re.fullmatch(rf"Per-step overhead: .* 200 steps: {DURATION} a step", line)]) == 1
+    jax_part = rf", JAX {DURATION}" if has_jax else ""
+    floors = [line for line in lines if line.startswith("Kernel floor")]
+    assert [line.split("(")[1].split(",")[0] for line in floors] == ["float64", "float32"], done.stdout
+    for line in floors:
+        assert re.fullmatch(rf"Kernel floor, one Elman step's kernels \(\w+, wall clock\): tanh NumPy {DURATION}{jax_part}; "
+                            rf"\(2,3\)@\(3,3\) NumPy {DURATION}{jax_part}", line), line
     checked = [line.split(": checked")[0].strip() for line in done.stderr.splitlines() if ": checked" in line]
     assert checked == [f"{dtype} {label}" for dtype in ("float64", "float32") for label in labels], done.stderr
     assert lines[-1].startswith("Correctness: every system's loss and gradients match graphcomp's to 1e-8 in float64 "
