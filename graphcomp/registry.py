@@ -235,10 +235,15 @@ def c_contiguous(array):
 
 
 def on_contiguous_operands(kernel):
-    """`kernel` run on C-contiguous operands (its record says its bits depend on their layout)."""
+    """`kernel` run on C-contiguous operands (its record says its bits depend on their layout).
+    Operands that already are (the usual case) go through without a copy or a new tuple."""
     @functools.wraps(kernel)
     def run(*arrays, **attrs):
-        return kernel(*(c_contiguous(array) for array in arrays), **attrs)
+        for array in arrays:
+            flags = getattr(array, "flags", None)
+            if flags is not None and not flags.c_contiguous:
+                return kernel(*[c_contiguous(operand) for operand in arrays], **attrs)
+        return kernel(*arrays, **attrs)
     return run
 
 
