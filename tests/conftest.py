@@ -26,6 +26,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
         else:
             threadpool_limits(limits=1, user_api="blas")
 
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from hypothesis import HealthCheck, settings  # noqa: E402
 
@@ -121,3 +122,15 @@ def lstm_update(z, c, hidden):
     g, o = gc.tanh(z[:, 2 * hidden:3 * hidden]), gc.sigmoid(z[:, 3 * hidden:])
     c = f * c + i * g
     return o * gc.tanh(c), c
+
+
+def checkpointed_loss(h, xs, w, reverse=False, checkpoint=None):
+    """(loss, step count) of the scan the checkpoint tests run: a tanh cell with a counting
+    integer carry and two ys, scanned over xs with `reverse` and `checkpoint` as given."""
+    def cell(carry, x):
+        state, count = carry
+        state = gc.tanh(w @ state + x)
+        return (state, count + 1), (state * state, gc.cos(state).sum())
+    (last, count), (squares, cosines) = gc.scan(cell, (h, gc.constant(np.int64(0))), xs, reverse=reverse,
+                                                checkpoint=checkpoint)
+    return (last ** 3).sum() + (squares * squares).sum() + (cosines * cosines).sum(), count

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import graphcomp as gc
-from conftest import run_in_threads
+from conftest import checkpointed_loss, run_in_threads
 from finite_differences import central_gradient
 
 RNG = np.random.default_rng(21)
@@ -408,14 +408,7 @@ def _checkpointed_everything(checkpoint, reverse, length=7):
     rng = np.random.default_rng(5)
     xs_value, v_value = rng.standard_normal((length, 3)), rng.standard_normal((3, 3))
     h, x, w = gc.placeholder((3,)), gc.placeholder((length, 3)), gc.placeholder((3, 3))
-
-    def cell(carry, xt):
-        hh, n = carry
-        hh = gc.tanh(w @ hh + xt)
-        return (hh, n + 1), (hh * hh, gc.cos(hh).sum())
-    (h_last, count), (squares, cosines) = gc.scan(cell, (h, gc.constant(np.int64(0))), x, reverse=reverse,
-                                                  checkpoint=checkpoint)
-    loss = (h_last ** 3).sum() + (squares * squares).sum() + (cosines * cosines).sum()
+    loss, count = checkpointed_loss(h, x, w, reverse, checkpoint)
     v = gc.constant(v_value)
     outs = [loss, count] + gc.grad(loss, [h, x, w]) + [gc.hvp(loss, w, v), gc.hvp(loss, w, v, mode="rev-rev")]
     f = gc.function([h, x, w], outs)

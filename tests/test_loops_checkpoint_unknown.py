@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 import graphcomp as gc
+from conftest import checkpointed_loss
 from finite_differences import central_gradient
 
 H, K = 3, 3
@@ -29,20 +30,10 @@ V = RNG.standard_normal((H, H))
 OUTPUTS = ["value", "count", "grad h", "grad xs", "grad w", "jvp", "hvp fwd-rev", "hvp rev-rev"]
 
 
-def _loss(h, xs, w, reverse, checkpoint):
-    def cell(carry, x):
-        state, count = carry
-        state = gc.tanh(w @ state + x)
-        return (state, count + 1), (state * state, gc.cos(state).sum())
-    (last, count), (squares, cosines) = gc.scan(cell, (h, gc.constant(np.int64(0))), xs, reverse=reverse,
-                                                checkpoint=checkpoint)
-    return (last ** 3).sum() + (squares * squares).sum() + (cosines * cosines).sum(), count
-
-
 def _everything(steps, reverse, checkpoint, optimize=True):
     """Loss, step count, gradients, a jvp and both HVPs for xs of `steps` rows (None: unknown)."""
     h, xs, w = gc.placeholder((H,), name="h"), gc.placeholder((steps, H), name="xs"), gc.placeholder((H, H), name="w")
-    loss, count = _loss(h, xs, w, reverse, checkpoint)
+    loss, count = checkpointed_loss(h, xs, w, reverse, checkpoint)
     v = gc.constant(V)
     outputs = [loss, count] + gc.grad(loss, [h, xs, w]) + [gc.jvp(loss, [h, w], [gc.constant(V[0]), v]),
                                                              gc.hvp(loss, w, v, mode="fwd-rev"),
