@@ -17,7 +17,15 @@ name with its keywords (`backend="dask", compute=True` is `backend=gc.backends.D
   `matmul` and the gradient's contractions over the batch axis are Dask's own (tree
   reductions). Dask owns memory, so there is no memory plan. Building the graph never
   computes: a kernel that would compute a Dask array while the graph is built (by turning it
-  into a NumPy array) raises instead, naming the op.
+  into a NumPy array) raises instead, naming the op. One exception: a loop whose results' sizes
+  are unknown when the graph is built (a batch of None rows, xs of unknown length) packs them
+  after a header of sizes read from the data (graphcomp/ops/packing.py), and Dask can slice
+  or reshape an array only when its sizes are known. Such a loop node, and each loop_part
+  reading one result of it back, is computed when the call builds the graph and kept where the
+  arrays live (`persist`: in this process, or in the workers' memory with a Client), its
+  sizes read once (WHOLE_ARRAYS_SIZED). That costs a synchronisation per loop: the call waits
+  for the loop and the work before it, and work before it that other results also read is
+  done again when they are computed; its results stay lazy Dask arrays of known shape.
 * "cupy": arrays on an NVIDIA GPU. Inputs are CuPy arrays or NumPy arrays (copied to the
   device once per call); outputs are CuPy arrays, or NumPy arrays with `to_numpy=True`.
   Kernels run through CuPy's NumPy-named functions (cuBLAS for matmul); a fused group is one
@@ -29,8 +37,9 @@ A record runs on every backend through the NumPy names its kernel calls, which D
 arrays take over (NumPy's `__array_function__` and `__array_ufunc__` protocols). Where that
 does not hold, the record says so in `backend_impls` (graphcomp.registry.OpDef): its kernel for
 that backend, WHOLE_ARRAYS (on Dask: one task on whole arrays, for ops with no blockwise form),
-BLOCKWISE (on Dask: one task per chunk, as for elementwise ops), or None when the op cannot run
-there. A kernel that fails inside a Dask task (a run-time check of values, say) fails when the
+WHOLE_ARRAYS_SIZED (as WHOLE_ARRAYS, and a result whose sizes depend on values is computed
+as the graph is built: see below), BLOCKWISE (on Dask: one task per chunk, as for elementwise
+ops), or None when the op cannot run there. A kernel that fails inside a Dask task (a run-time check of values, say) fails when the
 graph is computed, with the ExecutionError naming the op and the user's line that a failing
 call raises.
 """
@@ -45,7 +54,7 @@ import numpy as np
 
 from graphcomp.errors import ExecutionError
 from graphcomp.kernels import Engine, choose, threads_here
-from graphcomp.registry import BLOCKWISE, WHOLE_ARRAYS
+from graphcomp.registry import BLOCKWISE, WHOLE_ARRAYS, WHOLE_ARRAYS_SIZED
 from graphcomp.shapes import format_shape
 
 class Backend:
@@ -142,7 +151,7 @@ def _record_kernel(node, backend):
     impl = impls[backend]
     if impl is None:
         raise unsupported(node, backend)
-    if impl in (WHOLE_ARRAYS, BLOCKWISE):
+    if impl in (WHOLE_ARRAYS, WHOLE_ARRAYS_SIZED, BLOCKWISE):
         return impl
     if node.op.stateful:  # a new state for each compiled function, as OpDef.kernel makes
         return impl(**node.attrs)
@@ -180,6 +189,11 @@ def _refuse_compute(*args, **kwargs):
                                "its record needs a Dask kernel (backend_impls)")
 
 
+# The scheduler in effect where a Dask call began (None: Dask's default), for the one kind of
+# kernel that computes while the graph is built (WHOLE_ARRAYS_SIZED).
+_CALLERS_SCHEDULER = contextvars.ContextVar("graphcomp_dask_callers_scheduler", default=None)
+
+
 class Dask(Backend):
     """Dask arrays: building the graph is lazy; `compute=True` computes all results at once."""
 
@@ -201,8 +215,8 @@ class Dask(Backend):
 
     def kernel(self, node, kernel):
         own = _record_kernel(node, "dask")
-        if own == WHOLE_ARRAYS:
-            return self._whole_arrays(node, kernel)
+        if own in (WHOLE_ARRAYS, WHOLE_ARRAYS_SIZED):
+            return self._whole_arrays(node, kernel, sized=own == WHOLE_ARRAYS_SIZED)
         if node.op.members:
             return choose(kernel, backend=self).prepare(node, kernel)
         if own == BLOCKWISE or (own is None and _is_elementwise(node.op)):
@@ -211,8 +225,9 @@ class Dask(Backend):
             return own
         return kernel
 
-    def _whole_arrays(self, node, kernel):
-        """One task running the NumPy kernel on the operands, each gathered into one array."""
+    def _whole_arrays(self, node, kernel, sized=False):
+        """One task running the NumPy kernel on the operands, each gathered into one array;
+        `sized`: a result whose sizes depend on values is computed now, to know them."""
         dask, da, op, attrs = self.dask, self.da, node.op, dict(node.attrs)
         in_task = _naming_failures(node, kernel)
 
@@ -222,8 +237,10 @@ class Dask(Backend):
             # Dask arrays know their shapes, so the record's shape rule checks them here; a size
             # that depends on values (x[mask]) is unknown until computed: NaN, as Dask writes it.
             shape, dtype = op.infer(*(_as_described(x) for x in operands), **attrs)
+            unknown = None in shape
             shape = tuple(np.nan if d is None else d for d in shape)
-            return da.from_delayed(dask.delayed(in_task, pure=True)(*operands), shape=shape, dtype=dtype)
+            result = da.from_delayed(dask.delayed(in_task, pure=True)(*operands), shape=shape, dtype=dtype)
+            return self._sized(result) if sized and unknown else result
         whole.__name__ = op.name
         return whole
 
@@ -250,9 +267,20 @@ class Dask(Backend):
         blockwise.__name__ = getattr(kernel, "__name__", node.op.name)
         return blockwise
 
+    def _sized(self, array):
+        """`array` (whose sizes Dask knows only when computing) computed and kept where it
+        lives, on the scheduler the caller chose, its sizes then read: a synchronisation."""
+        with self.dask.config.set(scheduler=_CALLERS_SCHEDULER.get()):
+            array = array.persist()
+            return array.compute_chunk_sizes()
+
     def run(self, run, arrays):
-        with self.dask.config.set(scheduler=_refuse_compute):  # building the graph computes nothing
-            return run(*arrays)
+        token = _CALLERS_SCHEDULER.set(self.dask.config.get("scheduler", None))
+        try:
+            with self.dask.config.set(scheduler=_refuse_compute):  # building the graph computes nothing
+                return run(*arrays)
+        finally:
+            _CALLERS_SCHEDULER.reset(token)
 
     def from_backend(self, results):
         if not self.compute:
@@ -413,7 +441,7 @@ class CuPy(Backend):
 
     def kernel(self, node, kernel):
         own = _record_kernel(node, "cupy")
-        if own in (WHOLE_ARRAYS, BLOCKWISE):
+        if own in (WHOLE_ARRAYS, WHOLE_ARRAYS_SIZED, BLOCKWISE):
             own = None  # one CuPy array is already whole
         if own is not None:
             return own

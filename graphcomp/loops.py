@@ -69,7 +69,7 @@ from graphcomp.ops.packing import (empty_where, has_header, header_of, layout, o
                                     packed_arrays, packed_shape, unpack, write_packed, written)
 from graphcomp.ops import shape as sh
 from graphcomp.ops.shape import STEPS
-from graphcomp.registry import DASK_WHOLE_ARRAYS, OpDef, register
+from graphcomp.registry import DASK_WHOLE_ARRAYS_SIZED, OpDef, register
 from graphcomp.shapes import format_shape
 from graphcomp.tensor import Tensor, apply, as_tensor, placeholder
 
@@ -1109,7 +1109,7 @@ def _onnx_ys_of_no_steps(b, count, ys, body, init, xs, consts):
 
 SCAN = register(OpDef(
     "scan", _scan_impl, _scan_infer, vjp=_scan_vjp_rules, jvp=_scan_jvp, fresh_result=True, writes_out=True,
-    backend_impls=DASK_WHOLE_ARRAYS,
+    backend_impls=DASK_WHOLE_ARRAYS_SIZED,
     onnx=_scan_onnx, narrow=_scan_narrow, merge=_scan_merge, hoist=_scan_hoist,
     continues_sums=(_scan_consts, _continuing(_scan_vjp)),
     attrs={"body": _is_body, "length": _length, "reverse": checks.boolean,
@@ -1312,7 +1312,7 @@ def _switch_onnx(b, node, index, *operands):
 SWITCH = register(OpDef(
     "switch", _switch_impl, _switch_infer, vjp=_cached_vjp(_switch_vjp), jvp=_switch_jvp,
     fresh_result=True, writes_out=True,
-    backend_impls=DASK_WHOLE_ARRAYS,
+    backend_impls=DASK_WHOLE_ARRAYS_SIZED,
     attrs={"branches": _are_bodies}, onnx=_switch_onnx,
     doc="runs the branch graph its index (an int scalar, clamped) picks; that branch's outputs packed",
 ))
@@ -1462,7 +1462,7 @@ WHILE_LOOP = register(OpDef(
     "while_loop", _while_impl, _while_infer, vjp=_cached_vjp(_while_vjp), jvp=_while_jvp,
     fresh_result=True, writes_out=True, hoist=_while_hoist,
     continues_sums=(_while_consts, _continuing(_while_vjp)),
-    backend_impls=DASK_WHOLE_ARRAYS,
+    backend_impls=DASK_WHOLE_ARRAYS_SIZED,
     attrs={"test": _is_body, "body": _is_body, "carries": checks.integer(0)}, onnx=_while_onnx,
     doc="runs its body graph while its cond graph says so; the final carries packed",
 ))

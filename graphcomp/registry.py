@@ -32,6 +32,12 @@ REGISTRY: dict[str, "OpDef"] = {}
 # one task that gathers each operand into one chunk) because the op has no blockwise form.
 WHOLE_ARRAYS = "whole arrays"
 DASK_WHOLE_ARRAYS = {"dask": WHOLE_ARRAYS}
+# A `backend_impls` value: as WHOLE_ARRAYS, and where a size of the result depends on values (unknown
+# when the graph is built, NaN to Dask), the result is computed while the graph is built and kept
+# where the arrays live, so that its sizes are known to what reads it: a loop's packed results
+# with a header (graphcomp/ops/packing.py), which Dask cannot slice or reshape otherwise.
+WHOLE_ARRAYS_SIZED = "whole arrays, sized"
+DASK_WHOLE_ARRAYS_SIZED = {"dask": WHOLE_ARRAYS_SIZED}
 # A `backend_impls` value: the backend runs the op's NumPy kernel on each chunk of its operands
 # (as it runs elementwise ops), for an op that is not elementwise but works chunk by chunk.
 BLOCKWISE = "blockwise"
@@ -92,7 +98,9 @@ class OpDef:
       "dask", "cupy") on which `impl`, run through NumPy's dispatch to that backend's arrays,
       does not do the job; an impl of None says the op cannot run on that backend (compiling
       for it then names the op and the user's line), WHOLE_ARRAYS that the NumPy kernel
-      runs once on whole arrays there (an op with no blockwise form: sort, kron, ...), and
+      runs once on whole arrays there (an op with no blockwise form: sort, kron, ...),
+      WHOLE_ARRAYS_SIZED that it does so and a result of sizes known only from values is
+      computed when the graph is built (a loop's packed results, read by loop_part), and
       BLOCKWISE that it runs on each chunk (a check of each element: check_labels).
     - `narrow`: for an op whose result packs several parts into one vector (a loop's carries and
       stacked ys; graphcomp/ops/packing.py), `narrow(node, reads) -> (node, place) or None`:

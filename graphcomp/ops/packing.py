@@ -20,7 +20,7 @@ from graphcomp.errors import ShapeError
 from graphcomp.ops import checks
 from graphcomp.ops import elementwise as ew
 from graphcomp.ops import shape as sh
-from graphcomp.registry import DASK_WHOLE_ARRAYS, OpDef, register
+from graphcomp.registry import DASK_WHOLE_ARRAYS, DASK_WHOLE_ARRAYS_SIZED, OpDef, register
 from graphcomp.shapes import format_shape, is_static, size_of
 from graphcomp.tensor import apply, as_tensor
 
@@ -160,6 +160,27 @@ def pack_arrays(*values, tangent, dtype=None):
     return np.concatenate(parts + [np.ravel(value).astype(dtype, copy=False) for value in values])
 
 
+def _pack_chunked(*parts, tangent):
+    """loop_pack on Dask, lazy and of known size where its parts' sizes are known: the header
+    (made from their shapes) as a chunk of its own, then each part raveled, so that reading the
+    header (loop_part) computes that chunk alone. Parts of sizes Dask knows only from values
+    are packed in one task, of unknown size."""
+    import dask  # noqa: PLC0415 - only the Dask backend calls this
+    import dask.array as da  # noqa: PLC0415
+
+    if not any(isinstance(part, da.Array) for part in parts):
+        return pack_arrays(*parts, tangent=tangent)
+    dtype = np.result_type(*[part.dtype for part in parts])
+    shapes = [np.shape(part) for part in parts]
+    if any(d != d for shape in shapes for d in shape):  # NaN: a size known only when computed
+        task = dask.delayed(pack_arrays, pure=True)(*parts, tangent=tangent, dtype=dtype)
+        return da.from_delayed(task, shape=(np.nan,), dtype=dtype)
+    header = da.from_array(np.asarray(header_of(shapes, dtype, tangent), dtype=dtype))
+    flat = [sh.reshape_chunked(da.asarray(part).astype(dtype, copy=False), (int(np.prod(shape, dtype=np.int64)),))
+            for part, shape in zip(parts, shapes)]
+    return da.concatenate([header] + flat)
+
+
 def _pack_infer(*parts, tangent):
     if not parts:
         raise ShapeError("loop_pack: nothing to pack")
@@ -246,7 +267,7 @@ def _pack_onnx(b, node, *names):
 
 LOOP_PACK = register(OpDef(
     "loop_pack", pack_arrays, _pack_infer, vjp=_pack_vjp, jvp=_pack_jvp, fresh_result=True, onnx=_pack_onnx,
-    backend_impls=DASK_WHOLE_ARRAYS, attrs={"tangent": checks.boolean},
+    backend_impls={"dask": _pack_chunked}, attrs={"tangent": checks.boolean},
     doc="its operands raveled into one vector after a header of their dimensions (zeros in a tangent's), "
         "a loop's results whose sizes are unknown when the graph is built",
 ))
@@ -304,8 +325,8 @@ def _part_onnx(b, node, packed, like):
 
 
 LOOP_PART = register(OpDef(
-    "loop_part", _part_impl, _part_infer, vjp=(_part_vjp, None), jvp=_part_jvp, backend_impls=DASK_WHOLE_ARRAYS,
-    onnx=_part_onnx,
+    "loop_part", _part_impl, _part_infer, vjp=(_part_vjp, None), jvp=_part_jvp,
+    backend_impls=DASK_WHOLE_ARRAYS_SIZED, onnx=_part_onnx,
     attrs={"ndims": _ndims, "index": _part_index, "shape": _part_shape},
     doc="result `index` of a packed vector with a header (read from its second operand, the loop's result)",
 ))

@@ -122,7 +122,7 @@ def _reshape_like_impl(x, like):
     return np.reshape(x, like.shape)
 
 
-def _reshape_chunked(x, shape):
+def reshape_chunked(x, shape):
     """reshape for Dask arrays: Dask reshapes only by merging or splitting whole chunks, so
     otherwise the trailing axes (then every axis) are first gathered into one chunk each."""
     for gathered in (range(1, x.ndim), range(x.ndim)):
@@ -134,12 +134,12 @@ def _reshape_chunked(x, shape):
 
 
 def _reshape_like_chunked(x, like):
-    return _reshape_chunked(x, like.shape)
+    return reshape_chunked(x, like.shape)
 
 
 RESHAPE = register(OpDef("reshape", np.reshape, _same_dtype(_reshape_shape),
                          vjp=(lambda g, out, x: reshape_like(g, x),), jvp=linear_jvp, kind="shape",
-                         onnx=_onnx_reshape, backend_impls={"dask": _reshape_chunked},
+                         onnx=_onnx_reshape, backend_impls={"dask": reshape_chunked},
                          attrs={"shape": checks.new_shape}))
 RESHAPE_LIKE = register(OpDef("reshape_like", _reshape_like_impl, _same_dtype(lambda x, like: like.shape),
                               vjp=(lambda g, out, x, like: reshape_like(g, x), None), jvp=linear_jvp, kind="shape",
