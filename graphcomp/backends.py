@@ -189,9 +189,24 @@ def _refuse_compute(*args, **kwargs):
                                "its record needs a Dask kernel (backend_impls)")
 
 
-# The scheduler in effect where a Dask call began (None: Dask's default), for the one kind of
-# kernel that computes while the graph is built (WHOLE_ARRAYS_SIZED).
-_CALLERS_SCHEDULER = contextvars.ContextVar("graphcomp_dask_callers_scheduler", default=None)
+class _Building:
+    """One Dask call building its graph: the scheduler in effect where it began (None: Dask's
+    default), which the one kind of kernel that computes meanwhile (WHOLE_ARRAYS_SIZED) uses,
+    and the values such kernels computed, by the name of the Dask array standing for each."""
+
+    __slots__ = ("scheduler", "computed")
+
+    def __init__(self, scheduler):
+        self.scheduler, self.computed = scheduler, {}
+
+
+_BUILDING = contextvars.ContextVar("graphcomp_dask_building", default=None)
+
+
+def _building():
+    """The Dask call building its graph in this context (outside one: Dask's default scheduler)."""
+    building = _BUILDING.get()
+    return _Building(None) if building is None else building
 
 
 class Dask(Backend):
@@ -232,6 +247,10 @@ class Dask(Backend):
         in_task = _naming_failures(node, kernel)
 
         def whole(*operands):
+            if sized:  # operands computed by such kernels before: their values, at no cost
+                operands = _computed_values(da, operands)
+                if not any(isinstance(x, da.Array) for x in operands):
+                    return self._joined(in_task(*operands))
             if not any(isinstance(x, da.Array) for x in operands):
                 return kernel(*operands)
             # Dask arrays know their shapes, so the record's shape rule checks them here; a size
@@ -268,19 +287,26 @@ class Dask(Backend):
         return blockwise
 
     def _sized(self, array):
-        """`array` (whose sizes Dask knows only when computing) computed and kept where it
-        lives, on the scheduler the caller chose, its sizes then read: a synchronisation."""
-        with self.dask.config.set(scheduler=_CALLERS_SCHEDULER.get()):
-            array = array.persist()
-            return array.compute_chunk_sizes()
+        """`array` (one chunk whose sizes Dask knows only when computing) computed now, on the
+        scheduler the caller chose: a synchronisation, the value brought into this process."""
+        with self.dask.config.set(scheduler=_building().scheduler):
+            (value,) = self.dask.compute(array)
+        return self._joined(value)
+
+    def _joined(self, value):
+        """A value computed while building the graph, as a one-chunk Dask array of known shape
+        in it (of a name of its own: no later call meets it), remembered for this call."""
+        array = self.da.from_array(value, chunks=-1, name=False)
+        _building().computed[array.name] = value
+        return array
 
     def run(self, run, arrays):
-        token = _CALLERS_SCHEDULER.set(self.dask.config.get("scheduler", None))
+        token = _BUILDING.set(_Building(self.dask.config.get("scheduler", None)))
         try:
             with self.dask.config.set(scheduler=_refuse_compute):  # building the graph computes nothing
                 return run(*arrays)
         finally:
-            _CALLERS_SCHEDULER.reset(token)
+            _BUILDING.reset(token)
 
     def from_backend(self, results):
         if not self.compute:
@@ -328,6 +354,12 @@ def _as_described(x):
     if not any(d != d for d in shape):  # all sizes known (NaN is the one size unequal to itself)
         return x
     return _Described((None if d != d else d for d in shape), x.dtype)
+
+
+def _computed_values(da, operands):
+    """`operands`, those computed while building this call's graph as their NumPy values."""
+    computed = _building().computed
+    return [computed.get(x.name, x) if isinstance(x, da.Array) else x for x in operands]
 
 
 def _naming_failures(node, kernel):
