@@ -134,7 +134,7 @@ def test_rnn_values_gradients_jvp_and_hvps_give_the_numpy_bits(h0_shape, xs_shap
     rng = np.random.default_rng(5)
     arguments = [rng.standard_normal((4, H)), rng.standard_normal((5, 4, D)), W, U]
     inputs, outputs = _rnn_everything(h0_shape, xs_shape, reverse, checkpoint)
-    _same_bits_on_dask(inputs, outputs, arguments, axes + [(), ()], pieces=(1, 2, 4))
+    _same_bits_on_dask(inputs, outputs, arguments, axes + [(), ()], pieces=(1, 4))
 
 
 def test_the_rnn_gradient_on_dask_matches_finite_differences():
@@ -142,16 +142,14 @@ def test_the_rnn_gradient_on_dask_matches_finite_differences():
     h0, xs = rng.standard_normal((2, H)), rng.standard_normal((3, 2, D))
     inputs, outputs = _rnn_everything((None, H), (None, None, D), False, 2)
     f = gc.function(inputs, outputs, backend="dask", compute=True)
-
-    def loss(w):
-        return float(f(da.from_array(h0, chunks=1), da.from_array(xs, chunks=(2, 1, D)), w, U)[0])
+    value = gc.function(inputs, outputs[0])  # the loss on NumPy (the same bits: tests above)
     gradient = f(da.from_array(h0, chunks=1), da.from_array(xs, chunks=(2, 1, D)), W, U)[5]
-    np.testing.assert_allclose(gradient, central_gradient(loss, W), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(gradient, central_gradient(lambda w: value(h0, xs, w, U), W), rtol=1e-6, atol=1e-8)
 
 
 # a counted scan over xs of unknown length, with checkpoints -------------------------------------
 
-@pytest.mark.parametrize("checkpoint", [None, 3])
+@pytest.mark.parametrize("checkpoint", [None, pytest.param(3, marks=pytest.mark.slow)])
 @pytest.mark.parametrize("reverse", [False, True])
 def test_a_checkpointed_scan_with_an_int_carry_gives_the_numpy_bits_at_every_length(reverse, checkpoint):
     h, xs, w = gc.placeholder((H,), name="h"), gc.placeholder((None, H), name="xs"), gc.placeholder((H, H), name="w")
@@ -167,7 +165,7 @@ def test_a_checkpointed_scan_with_an_int_carry_gives_the_numpy_bits_at_every_len
     outputs = [loss, count, squares] + gc.grad(loss, [h, xs, w]) + [
         gc.jvp(loss, [h, w], [gc.constant(V[0]), v]), gc.hvp(loss, w, v, mode="fwd-rev"),
         gc.hvp(loss, w, v, mode="rev-rev")]
-    for steps in (1, 3, 7):
+    for steps in (2, 7):  # fewer steps than a segment; two segments and one step left over
         rng = np.random.default_rng(steps)
         arguments = [rng.standard_normal(H), rng.standard_normal((steps, H)), W]
         expected = _same_bits_on_dask([h, xs, w], outputs, arguments, [(), (0,), ()], pieces=(1, 3))
@@ -193,12 +191,11 @@ def test_while_loop_fori_loop_cond_and_switch_over_an_unknown_batch_give_the_num
     outputs = [loss, picked, root] + gc.grad(loss, [x, w]) + [gc.jvp(loss, [x, w], [x * 0.0 + 1.0, gc.constant(V)])]
     outputs += [gc.hvp(loss, w, gc.constant(V), mode=mode) for mode in ("rev-rev", "fwd-rev")]
     values = sign * np.abs(0.3 * RNG.standard_normal((5, H)))
-    _same_bits_on_dask([x, w], outputs, [values, W], [(0,), ()])
+    _same_bits_on_dask([x, w], outputs, [values, W], [(0,), ()], pieces=(1, 3))
 
-    f = gc.function([x, w], outputs, backend="dask", compute=True)
-    gradient = f(da.from_array(values, chunks=2), W)[3]
-    np.testing.assert_allclose(gradient, central_gradient(lambda v: f(da.from_array(v, chunks=2), W)[0], values),
-                               rtol=1e-6, atol=1e-8)
+    gradient = gc.function([x, w], outputs, backend="dask", compute=True)(da.from_array(values, chunks=2), W)[3]
+    value = gc.function([x, w], loss)  # on NumPy (the same bits: above)
+    np.testing.assert_allclose(gradient, central_gradient(lambda v: value(v, W), values), rtol=1e-6, atol=1e-8)
 
 
 def test_a_while_loop_over_an_unknown_batch_and_its_gradient_give_the_numpy_bits():
