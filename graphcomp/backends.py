@@ -20,12 +20,14 @@ name with its keywords (`backend="dask", compute=True` is `backend=gc.backends.D
   into a NumPy array) raises instead, naming the op. One exception: a loop whose results' sizes
   are unknown when the graph is built (a batch of None rows, xs of unknown length) packs them
   after a header of sizes read from the data (graphcomp/ops/packing.py), and Dask can slice
-  or reshape an array only when its sizes are known. Such a loop node, and each loop_part
-  reading one result of it back, is computed when the call builds the graph and kept where the
-  arrays live (`persist`: in this process, or in the workers' memory with a Client), its
-  sizes read once (WHOLE_ARRAYS_SIZED). That costs a synchronisation per loop: the call waits
-  for the loop and the work before it, and work before it that other results also read is
-  done again when they are computed; its results stay lazy Dask arrays of known shape.
+  or reshape an array only when its sizes are known. Such a loop node (WHOLE_ARRAYS_SIZED) is
+  computed when the call builds the graph, on the scheduler the caller chose, and its packed
+  results are brought into this process and joined back to the graph as a one-chunk Dask
+  array of known shape; the loop_part nodes reading them back (and any loop reading only such
+  values) then run at once on those NumPy values, at no further cost. That is one
+  synchronisation per such loop: the call waits for the loop and the work before it, and
+  work before it that other results also read is done again when they are computed. The
+  results stay Dask arrays of known shape; a failure in such a loop is raised by the call.
 * "cupy": arrays on an NVIDIA GPU. Inputs are CuPy arrays or NumPy arrays (copied to the
   device once per call); outputs are CuPy arrays, or NumPy arrays with `to_numpy=True`.
   Kernels run through CuPy's NumPy-named functions (cuBLAS for matmul); a fused group is one
@@ -38,10 +40,10 @@ arrays take over (NumPy's `__array_function__` and `__array_ufunc__` protocols).
 does not hold, the record says so in `backend_impls` (graphcomp.registry.OpDef): its kernel for
 that backend, WHOLE_ARRAYS (on Dask: one task on whole arrays, for ops with no blockwise form),
 WHOLE_ARRAYS_SIZED (as WHOLE_ARRAYS, and a result whose sizes depend on values is computed
-as the graph is built: see below), BLOCKWISE (on Dask: one task per chunk, as for elementwise
-ops), or None when the op cannot run there. A kernel that fails inside a Dask task (a run-time check of values, say) fails when the
-graph is computed, with the ExecutionError naming the op and the user's line that a failing
-call raises.
+as the graph is built: see above), BLOCKWISE (on Dask: one task per chunk, as for elementwise
+ops), or None when the op cannot run there. A kernel that fails inside a Dask task (a
+run-time check of values, say) fails when the graph is computed, with the ExecutionError
+naming the op and the user's line that a failing call raises.
 """
 
 from __future__ import annotations

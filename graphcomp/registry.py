@@ -32,9 +32,9 @@ REGISTRY: dict[str, "OpDef"] = {}
 # one task that gathers each operand into one chunk) because the op has no blockwise form.
 WHOLE_ARRAYS = "whole arrays"
 DASK_WHOLE_ARRAYS = {"dask": WHOLE_ARRAYS}
-# A `backend_impls` value: as WHOLE_ARRAYS, and where a size of the result depends on values (unknown
-# when the graph is built, NaN to Dask), the result is computed while the graph is built and kept
-# where the arrays live, so that its sizes are known to what reads it: a loop's packed results
+# A `backend_impls` value: as WHOLE_ARRAYS, and where a size of the result depends on values
+# (unknown when the graph is built, NaN to Dask), the result is computed while the graph is built
+# (a synchronisation), so that its sizes are known to what reads it: a loop's packed results
 # with a header (graphcomp/ops/packing.py), which Dask cannot slice or reshape otherwise.
 WHOLE_ARRAYS_SIZED = "whole arrays, sized"
 DASK_WHOLE_ARRAYS_SIZED = {"dask": WHOLE_ARRAYS_SIZED}
