@@ -212,6 +212,17 @@ def test_a_while_loop_over_an_unknown_batch_and_its_gradient_give_the_numpy_bits
     np.testing.assert_allclose(root_value, np.sqrt(2.0 + values * values), rtol=1e-12)
 
 
+@pytest.mark.parametrize("steps", [0, 3])
+def test_a_fori_loop_of_a_trip_count_known_when_it_runs_gives_the_numpy_bits(steps):
+    x, n = gc.placeholder((None, H), name="x"), gc.placeholder((), dtype="int64", name="n")
+    carry = gc.fori_loop(0, n, lambda i, c: c * 0.5 + gc.sin(c @ gc.constant(W)), x)
+    loss = (carry * carry).sum()
+    outputs = [carry] + gc.grad(loss, [x]) + [gc.hvp(loss, x, x * 0.0 + 1.0, mode=mode)
+                                               for mode in ("rev-rev", "fwd-rev")]
+    values = RNG.standard_normal((5, H))
+    _same_bits_on_dask([x, n], outputs, [values, np.int64(steps)], [(0,), ()], pieces=(1, 3))
+
+
 # costs: lazy results, one run of each loop, the caller's scheduler --------------------------------
 
 def test_each_loop_runs_once_per_call_while_the_graph_is_built(monkeypatch):
