@@ -102,6 +102,24 @@ def test_one_graph_runs_at_every_length_including_none():
         np.testing.assert_allclose(got[2], want_loss, rtol=1e-14)
 
 
+def test_a_scan_over_the_rows_a_mask_keeps_gives_the_numpy_bits():
+    """A trip count that depends on the values: the rows of x[mask], of a size Dask learns only
+    when computing."""
+    x = gc.placeholder((6, 2), name="x")
+    kept = x[x[:, 0] > 0]
+    total, ys = gc.scan(lambda c, row: (c * 0.5 + gc.sin(row), c.sum()), gc.constant(np.zeros(2)), kept)
+    loss = (total ** 2).sum() + ys.sum()
+    ones = gc.constant(np.ones((6, 2)))
+    outputs = [loss, ys, gc.grad(loss, x)] + [gc.hvp(loss, x, ones, mode=mode) for mode in ("rev-rev", "fwd-rev")]
+    values = np.random.default_rng(1).standard_normal((6, 2))
+    got_ys = _same_bits_on_dask([x], outputs, [values], [(0,)], pieces=(1, 3))[1]
+    c, expected_ys = np.zeros(2), []
+    for row in values[values[:, 0] > 0]:
+        expected_ys.append(c.sum())
+        c = c * 0.5 + np.sin(row)
+    np.testing.assert_allclose(got_ys, expected_ys, rtol=1e-14)
+
+
 # an RNN over an unknown batch, xs of unknown length, or both ------------------------------------
 
 def _rnn_everything(h0_shape, xs_shape, reverse, checkpoint):

@@ -134,7 +134,22 @@ def reshape_chunked(x, shape):
 
 
 def _reshape_like_chunked(x, like):
-    return reshape_chunked(x, like.shape)
+    """reshape_like on Dask, where a size Dask knows only when computing (NaN: the rows a mask
+    keeps) is one of x's or of like's: when every other axis agrees (and holds elements), x
+    already has like's shape; when only like's is unknown, x's size tells it."""
+    shape = tuple(like.shape)
+    unknown = [axis for axis in range(len(shape)) if shape[axis] != shape[axis]
+               or (x.ndim == len(shape) and x.shape[axis] != x.shape[axis])]
+    if len(unknown) != 1:
+        return reshape_chunked(x, shape)
+    others = [axis for axis in range(len(shape)) if axis != unknown[0]]
+    if x.ndim == len(shape) and all(x.shape[axis] == shape[axis] for axis in others) \
+            and np.prod([shape[axis] for axis in others]) != 0:
+        return x
+    known = int(np.prod([shape[axis] for axis in others]))
+    if known and shape[unknown[0]] != shape[unknown[0]] and not any(d != d for d in x.shape):
+        shape = tuple(x.size // known if axis == unknown[0] else d for axis, d in enumerate(shape))
+    return reshape_chunked(x, shape)
 
 
 RESHAPE = register(OpDef("reshape", np.reshape, _same_dtype(_reshape_shape),
