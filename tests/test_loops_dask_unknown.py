@@ -2,11 +2,13 @@
 
 A loop over an unknown batch (carries of None rows), over xs of unknown length, or both, packs
 its results after a header of sizes read from the data (graphcomp/ops/packing.py). On Dask
-such a loop, and each part read back from it, is computed when the call builds the graph, so
-that Dask knows the sizes it slices and reshapes with. Every such loop (scan forward and
-reverse, with checkpoints, fori_loop, while_loop and its gradient, cond and switch) must give
-the bits of the NumPy backend for values, gradients, jvps and both HVPs, whatever the chunks
-of its inputs; the results stay lazy Dask arrays of known shape, and the loop runs once.
+such a loop is computed when the call builds the graph (the parts read back from it then cost
+nothing more), so that Dask knows the sizes it slices and reshapes with. Every such loop (scan
+forward and reverse, with checkpoints, over the rows a mask keeps, fori_loop of a fixed or a
+run-time trip count, while_loop and its gradient, cond and switch) must give the bits of the
+NumPy backend for values, gradients, jvps and both HVPs, whatever the chunks of its inputs;
+the results stay Dask arrays of known shape, and the loop runs once per call, on the
+scheduler the caller chose.
 """
 
 from __future__ import annotations

@@ -8,6 +8,9 @@ dimensions, and three records read and write it: LOOP_PACK packs tensors in that
 LOOP_PART reads a result back at the offsets the header gives when it runs, and LOOP_PLACE
 puts one result's cotangent where LOOP_PART read it (zeros elsewhere). Their ONNX forms build
 and read the header with ONNX ops (`onnx_pack` packs a loop's results in an exported model).
+On Dask, a loop with a header and the LOOP_PART nodes reading it are computed when the graph
+is built, so that Dask knows their sizes (WHOLE_ARRAYS_SIZED; graphcomp/backends.py says what
+that costs).
 """
 
 from __future__ import annotations
@@ -161,10 +164,10 @@ def pack_arrays(*values, tangent, dtype=None):
 
 
 def _pack_chunked(*parts, tangent):
-    """loop_pack on Dask, lazy and of known size where its parts' sizes are known: the header
-    (made from their shapes) as a chunk of its own, then each part raveled, so that reading the
-    header (loop_part) computes that chunk alone. Parts of sizes Dask knows only from values
-    are packed in one task, of unknown size."""
+    """loop_pack on Dask: lazy, and of a size Dask knows where it knows its parts' sizes (the
+    header, made from their shapes, then each part raveled), so that the ops adding it to other
+    cotangents can line up its chunks. Parts of sizes Dask knows only from values are packed
+    in one task, of unknown size."""
     import dask  # noqa: PLC0415 - only the Dask backend calls this
     import dask.array as da  # noqa: PLC0415
 
