@@ -122,3 +122,35 @@ def test_a_loop_with_a_tensor_bound_exports_to_onnx():
     loss = (v ** 2).sum()
     feeds = [[X, np.array(high), np.array(LR)] for high in (0, 1, 2, 6)]
     _same_in_onnxruntime(ort, [loss] + gc.grad(loss, [x, lr]), [x, n, lr], feeds)
+
+
+def test_a_fori_loop_whose_trip_count_differs_at_every_step_of_a_scan():
+    h0, xs, counts = gc.placeholder((3,)), gc.placeholder((4, 3)), gc.placeholder((4,), "int64")
+
+    def outer(c, row):
+        x, n = row
+        d = gc.fori_loop(0, n, lambda i, v: gc.sin(v) * 0.9 + x * gc.cast(i, "float64"), c)
+        return d, d.sum()
+    c, ys = gc.scan(outer, h0, (xs, counts))
+    loss = (c ** 2).sum() + (ys ** 2).sum()
+    v = gc.constant(np.ones(3))
+    f = gc.function([h0, xs, counts], [loss] + gc.grad(loss, [h0, xs])
+                    + [gc.hvp(loss, h0, v), gc.hvp(loss, h0, v, mode="rev-rev")])
+    start, trips = np.array([0.3, -0.2, 0.5]), np.array([0, 2, 5, 1])
+    rows = 0.3 * np.random.default_rng(3).standard_normal((4, 3))
+
+    def numpy_loss(h, x_rows):
+        c, total = h.copy(), 0.0
+        for x, n in zip(x_rows, trips):
+            for i in range(n):
+                c = np.sin(c) * 0.9 + x * i
+            total += c.sum() ** 2
+        return (c ** 2).sum() + total
+    value, g_h, g_x, hv_fwd, hv_rev = f(start, rows, trips)
+    np.testing.assert_allclose(value, numpy_loss(start, rows), rtol=1e-13)
+    np.testing.assert_allclose(g_h, central_gradient(lambda h: numpy_loss(h, rows), start), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(g_x, central_gradient(lambda x: numpy_loss(start, x), rows), rtol=1e-6, atol=1e-8)
+    g_of = gc.function([h0, xs, counts], gc.grad(loss, h0))
+    curvature = central_gradient(lambda h: g_of(h, rows, trips).sum(), start)
+    np.testing.assert_allclose(hv_fwd, curvature, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(hv_rev, curvature, rtol=1e-6, atol=1e-7)
