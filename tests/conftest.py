@@ -125,12 +125,26 @@ def lstm_update(z, c, hidden):
 
 
 def checkpointed_loss(h, xs, w, reverse=False, checkpoint=None):
-    """(loss, step count) of the scan the checkpoint tests run: a tanh cell with a counting
-    integer carry and two ys, scanned over xs with `reverse` and `checkpoint` as given."""
+    """(loss, step count, squares: a stacked ys) of the scan the checkpoint tests run: a tanh
+    cell with a counting integer carry and two ys, scanned over xs with `reverse` and
+    `checkpoint` as given."""
     def cell(carry, x):
         state, count = carry
         state = gc.tanh(w @ state + x)
         return (state, count + 1), (state * state, gc.cos(state).sum())
     (last, count), (squares, cosines) = gc.scan(cell, (h, gc.constant(np.int64(0))), xs, reverse=reverse,
                                                 checkpoint=checkpoint)
-    return (last ** 3).sum() + (squares * squares).sum() + (cosines * cosines).sum(), count
+    return (last ** 3).sum() + (squares * squares).sum() + (cosines * cosines).sum(), count, squares
+
+
+def branches_and_while(x, w):
+    """(loss, the cond's output, the while_loop's root) of a graph running a cond, a switch, a
+    while_loop and a fori_loop in turn over x (a batch of rows): what the unknown-batch tests
+    run on every backend."""
+    picked = gc.cond(x.sum() > 0, lambda u: gc.tanh(u @ w), lambda u: u * u, x)
+    chosen = gc.switch(gc.constant(np.int64(2)), [lambda u: u, lambda u: u * 2.0, lambda u: gc.exp(u @ w)], picked)
+    scale = (w * w).sum() + 1.0
+    root = gc.while_loop(lambda r: gc.any(gc.abs(r * r - scale) > 1e-10), lambda r: 0.5 * (r + scale / r),
+                         chosen * 0.0 + scale + 1.0)
+    decayed = gc.fori_loop(0, 3, lambda i, c: c * 0.5 + gc.sin(c @ w), root * chosen)
+    return (decayed ** 2).sum(), picked, root

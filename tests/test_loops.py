@@ -408,7 +408,7 @@ def _checkpointed_everything(checkpoint, reverse, length=7):
     rng = np.random.default_rng(5)
     xs_value, v_value = rng.standard_normal((length, 3)), rng.standard_normal((3, 3))
     h, x, w = gc.placeholder((3,)), gc.placeholder((length, 3)), gc.placeholder((3, 3))
-    loss, count = checkpointed_loss(h, x, w, reverse, checkpoint)
+    loss, count, _ = checkpointed_loss(h, x, w, reverse, checkpoint)
     v = gc.constant(v_value)
     outs = [loss, count] + gc.grad(loss, [h, x, w]) + [gc.hvp(loss, w, v), gc.hvp(loss, w, v, mode="rev-rev")]
     f = gc.function([h, x, w], outs)

@@ -33,7 +33,7 @@ OUTPUTS = ["value", "count", "grad h", "grad xs", "grad w", "jvp", "hvp fwd-rev"
 def _everything(steps, reverse, checkpoint, optimize=True):
     """Loss, step count, gradients, a jvp and both HVPs for xs of `steps` rows (None: unknown)."""
     h, xs, w = gc.placeholder((H,), name="h"), gc.placeholder((steps, H), name="xs"), gc.placeholder((H, H), name="w")
-    loss, count = checkpointed_loss(h, xs, w, reverse, checkpoint)
+    loss, count, _ = checkpointed_loss(h, xs, w, reverse, checkpoint)
     v = gc.constant(V)
     outputs = [loss, count] + gc.grad(loss, [h, xs, w]) + [gc.jvp(loss, [h, w], [gc.constant(V[0]), v]),
                                                              gc.hvp(loss, w, v, mode="fwd-rev"),

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 import graphcomp as gc
+from conftest import branches_and_while, checkpointed_loss
 from finite_differences import central_gradient
 
 dask = pytest.importorskip("dask")
@@ -173,14 +174,7 @@ def test_the_rnn_gradient_on_dask_matches_finite_differences():
 @pytest.mark.parametrize("reverse", [False, True])
 def test_a_checkpointed_scan_with_an_int_carry_gives_the_numpy_bits_at_every_length(reverse, checkpoint):
     h, xs, w = gc.placeholder((H,), name="h"), gc.placeholder((None, H), name="xs"), gc.placeholder((H, H), name="w")
-
-    def cell(carry, x):
-        state, count = carry
-        state = gc.tanh(w @ state + x)
-        return (state, count + 1), (state * state, gc.cos(state).sum())
-    (last, count), (squares, cosines) = gc.scan(cell, (h, gc.constant(np.int64(0))), xs, reverse=reverse,
-                                                checkpoint=checkpoint)
-    loss = (last ** 3).sum() + (squares * squares).sum() + (cosines * cosines).sum()
+    loss, count, squares = checkpointed_loss(h, xs, w, reverse, checkpoint)
     v = gc.constant(V)
     outputs = [loss, count, squares] + gc.grad(loss, [h, xs, w]) + [
         gc.jvp(loss, [h, w], [gc.constant(V[0]), v]), gc.hvp(loss, w, v, mode="fwd-rev"),
@@ -194,20 +188,10 @@ def test_a_checkpointed_scan_with_an_int_carry_gives_the_numpy_bits_at_every_len
 
 # while_loop (and its gradient), fori_loop, cond and switch over an unknown batch ----------------
 
-def _branches_and_while(x, w):
-    picked = gc.cond(x.sum() > 0, lambda u: gc.tanh(u @ w), lambda u: u * u, x)
-    chosen = gc.switch(gc.constant(np.int64(2)), [lambda u: u, lambda u: u * 2.0, lambda u: gc.exp(u @ w)], picked)
-    scale = (w * w).sum() + 1.0
-    root = gc.while_loop(lambda r: gc.any(gc.abs(r * r - scale) > 1e-10), lambda r: 0.5 * (r + scale / r),
-                         chosen * 0.0 + scale + 1.0)
-    decayed = gc.fori_loop(0, 3, lambda i, c: c * 0.5 + gc.sin(c @ w), root * chosen)
-    return (decayed ** 2).sum(), picked, root
-
-
 @pytest.mark.parametrize("sign", [1.0, -1.0], ids=["then", "else"])
 def test_while_loop_fori_loop_cond_and_switch_over_an_unknown_batch_give_the_numpy_bits(sign):
     x, w = gc.placeholder((None, H), name="x"), gc.placeholder((H, H), name="w")
-    loss, picked, root = _branches_and_while(x, w)
+    loss, picked, root = branches_and_while(x, w)
     outputs = [loss, picked, root] + gc.grad(loss, [x, w]) + [gc.jvp(loss, [x, w], [x * 0.0 + 1.0, gc.constant(V)])]
     outputs += [gc.hvp(loss, w, gc.constant(V), mode=mode) for mode in ("rev-rev", "fwd-rev")]
     values = sign * np.abs(0.3 * RNG.standard_normal((5, H)))

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 import graphcomp as gc
+from conftest import branches_and_while
 from finite_differences import central_gradient
 
 H, D = 3, 2
@@ -169,13 +170,7 @@ def test_a_scan_over_the_rows_a_mask_keeps():
 def _branches_and_while(shape):
     x = gc.placeholder(shape, name="x")
     w = gc.placeholder((H, H), name="w")
-    picked = gc.cond(x.sum() > 0, lambda u: gc.tanh(u @ w), lambda u: u * u, x)
-    chosen = gc.switch(gc.constant(np.int64(2)), [lambda u: u, lambda u: u * 2.0, lambda u: gc.exp(u @ w)], picked)
-    scale = (w * w).sum() + 1.0
-    root = gc.while_loop(lambda r: gc.any(gc.abs(r * r - scale) > 1e-10), lambda r: 0.5 * (r + scale / r),
-                         chosen * 0.0 + scale + 1.0)
-    decayed = gc.fori_loop(0, 3, lambda i, c: c * 0.5 + gc.sin(c @ w), root * chosen)
-    loss = (decayed ** 2).sum()
+    loss, _, _ = branches_and_while(x, w)
     inputs = [x, w]
     outputs = [loss] + gc.grad(loss, inputs) + [gc.jvp(loss, inputs, [x * 0.0 + 1.0, gc.constant(V)])]
     outputs += [gc.hvp(loss, w, gc.constant(V), mode=mode) for mode in ("rev-rev", "fwd-rev")]
