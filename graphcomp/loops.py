@@ -792,8 +792,7 @@ def _split_known(tensors, length, k, reverse):
     """(the whole segments of k steps of each stacked tensor, as (segments, k, ...), the steps
     left over) for a known number of steps `length`: the steps left over come first with
     `reverse` (they run last)."""
-    tail = length % k
-    main, rest = ((tail, length), (0, tail)) if reverse else ((0, length - tail), (length - tail, length))
+    main, rest = sh.segment_bounds(length, k, reverse)
     return _segments(tensors, *main, k), [t[rest[0]:rest[1]] for t in tensors]
 
 

@@ -470,8 +470,9 @@ STACK = register(OpDef("stack", _stack_impl, _stack_infer, vjp=_stack_vjp, jvp=_
 # rest_first)` puts them back together: each is the other's transpose. (A scan checkpointed
 # every `size` steps over xs of unknown length runs on these.)
 
-def _split_segments_parts(n, size, rest_first):
-    """(start, stop) of the rows the whole segments cover, and (start, stop) of the rest."""
+def segment_bounds(n, size, rest_first):
+    """(start, stop) of the rows of n that whole segments of `size` cover, and (start, stop) of
+    the rows left over (the first ones with `rest_first`)."""
     whole = n // size * size
     if rest_first:
         return (n - whole, n), (0, n - whole)
@@ -480,7 +481,7 @@ def _split_segments_parts(n, size, rest_first):
 
 def _split_segments_impl(x, size, part, rest_first):
     n = x.shape[0]
-    (start, stop), (rest_start, rest_stop) = _split_segments_parts(n, size, rest_first)
+    (start, stop), (rest_start, rest_stop) = segment_bounds(n, size, rest_first)
     if part == "rest":
         return x[rest_start:rest_stop]
     return x[start:stop].reshape((n // size, size) + tuple(x.shape[1:]))
